@@ -1,0 +1,38 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod cookie_options;
+mod error;
+mod keyed;
+mod level;
+mod memory;
+mod message;
+mod messages;
+mod random;
+mod signing;
+mod storage;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use cookie_options::CookieOptions;
+pub use error::{Error, ErrorKind, Result};
+pub use keyed::{
+    ClientId, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, KeyedStorage, KeyedStore, LeaseId,
+    Outcome,
+};
+pub use level::{Level, LevelTags, ParseLevelError};
+pub use memory::MemoryStore;
+pub use message::Message;
+pub use messages::{Config, Messages, SaveReport};
+pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
+pub use storage::{
+    Incoming, LoadToken, Loaded, Overflow, Storage, Update, append_set_cookie,
+};
+
+/// Re-exported for storages and adapters: the `async_trait` attribute the traits use.
+pub use async_trait::async_trait;
+/// Re-exported: the `cookie` crate whose types [`CookieOptions`] builds.
+pub use cookie;
+/// Re-exported: the `http` crate whose header types the storage trait uses.
+pub use http;

@@ -1,0 +1,11 @@
+//! Random bytes from the operating system.
+
+/// Fills `buf` from the OS generator.
+///
+/// The OS generator failing is not something a web request can recover from or work around
+/// safely (a guessable id would leak one client's messages to another), so it aborts the request.
+pub(crate) fn fill(buf: &mut [u8]) {
+    if let Err(err) = getrandom::fill(buf) {
+        panic!("the operating system's random generator failed: {err}");
+    }
+}

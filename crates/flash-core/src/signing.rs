@@ -1,0 +1,201 @@
+//! HMAC-SHA256 keys and the key ring used to sign cookies.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorKind};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length in bytes of a signature (HMAC-SHA256).
+pub const SIGNATURE_LEN: usize = 32;
+
+/// The shortest raw key accepted, in bytes.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// A secret HMAC-SHA256 key. Its `Debug` shows no key material.
+///
+/// Keep a `Key` for the life of the application: it holds the keyed MAC state, so signing does
+/// not re-key.
+///
+/// ```
+/// use flash_core::Key;
+/// let key = Key::derive("a long application secret, from the environment", "flash.id");
+/// assert_eq!(format!("{key:?}"), "Key(..)");
+/// assert!(Key::try_from_bytes(b"short").is_err());
+/// ```
+#[derive(Clone)]
+pub struct Key {
+    mac: HmacSha256,
+}
+
+impl Key {
+    /// A key from raw random bytes (at least [`MIN_KEY_LEN`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when `bytes` is shorter than [`MIN_KEY_LEN`].
+    pub fn try_from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() < MIN_KEY_LEN {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "a signing key needs at least {MIN_KEY_LEN} bytes, got {}",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(Key::from_mac_key(bytes))
+    }
+
+    /// A key from raw random bytes.
+    ///
+    /// # Panics
+    /// When `bytes` is shorter than [`MIN_KEY_LEN`]; see [`Key::try_from_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        match Key::try_from_bytes(bytes) {
+            Ok(key) => key,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// A key derived from an application secret for one purpose (`"flash.id"`, `"flash.cookie"`).
+    ///
+    /// The derivation is SHA-256 over the length-prefixed parts, so two different
+    /// (purpose, secret) pairs never give the same key, and a key for one purpose signs nothing
+    /// another purpose accepts.
+    pub fn derive(secret: impl AsRef<[u8]>, purpose: &str) -> Self {
+        let mut hasher = Sha256::new();
+        for part in [b"flash-key-v1".as_slice(), purpose.as_bytes(), secret.as_ref()] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        Key::from_mac_key(&hasher.finalize())
+    }
+
+    /// A random key, for tests and for single-process development.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        crate::random::fill(&mut bytes);
+        Key::from_mac_key(&bytes)
+    }
+
+    /// A key used as the HMAC key exactly as given, with no length check (for foreign formats
+    /// such as Django's, whose key derivation is fixed).
+    pub fn from_mac_key(bytes: &[u8]) -> Self {
+        Key {
+            mac: HmacSha256::new_from_slice(bytes).expect("HMAC accepts keys of any length"),
+        }
+    }
+
+    /// The MAC state keyed with this key, ready for `update`.
+    pub fn mac(&self) -> HmacSha256 {
+        self.mac.clone()
+    }
+
+    /// The signature of `parts`, each length-prefixed so part boundaries are bound too.
+    pub fn sign_parts(&self, parts: &[&[u8]]) -> [u8; SIGNATURE_LEN] {
+        let mut mac = self.mac();
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+/// Keys for signing and verifying: the first signs, every key verifies (rotation).
+///
+/// To rotate, put the new key first and keep the old one after it until every cookie it signed
+/// has expired.
+///
+/// ```
+/// use flash_core::{Key, Keys};
+/// let old = Keys::new(Key::derive("old secret, long enough to be a real one", "flash.id"));
+/// let token = old.sign_token("flash_id", b"value");
+/// let rotated = Keys::new(Key::derive("new secret, long enough to be a real one", "flash.id"))
+///     .with_fallback(Key::derive("old secret, long enough to be a real one", "flash.id"));
+/// assert_eq!(rotated.verify_token("flash_id", &token).as_deref(), Some(&b"value"[..]));
+/// assert_eq!(rotated.verify_token("other_name", &token), None);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Keys {
+    keys: Vec<Key>,
+}
+
+impl Keys {
+    /// A ring with one key.
+    pub fn new(signing: Key) -> Self {
+        Keys {
+            keys: vec![signing],
+        }
+    }
+
+    /// Adds an older key that still verifies but no longer signs.
+    #[must_use]
+    pub fn with_fallback(mut self, key: Key) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// The signing key.
+    pub fn signing(&self) -> &Key {
+        &self.keys[0]
+    }
+
+    /// Every key, the signing key first.
+    pub fn all(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// The signature of (`name`, `payload`) under the signing key.
+    pub fn sign(&self, name: &str, payload: &[u8]) -> [u8; SIGNATURE_LEN] {
+        self.signing().sign_parts(&[name.as_bytes(), payload])
+    }
+
+    /// Whether `signature` signs (`name`, `payload`) under any key, compared in constant time.
+    pub fn verify(&self, name: &str, payload: &[u8], signature: &[u8]) -> bool {
+        self.keys.iter().any(|key| {
+            let mut mac = key.mac();
+            for part in [name.as_bytes(), payload] {
+                mac.update(&(part.len() as u64).to_be_bytes());
+                mac.update(part);
+            }
+            mac.verify_slice(signature).is_ok()
+        })
+    }
+
+    /// `base64url(payload) "." base64url(signature)`: a signed token for the cookie `name`.
+    pub fn sign_token(&self, name: &str, payload: &[u8]) -> String {
+        let signature = self.sign(name, payload);
+        let mut out = String::with_capacity((payload.len() + SIGNATURE_LEN) * 4 / 3 + 4);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut out);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut out);
+        out
+    }
+
+    /// The payload of a token made by [`Keys::sign_token`] for `name`, or `None` when it is
+    /// malformed, tampered with or signed by an unknown key.
+    pub fn verify_token(&self, name: &str, token: &str) -> Option<Vec<u8>> {
+        let (payload, signature) = token.rsplit_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        self.verify(name, &payload, &signature).then_some(payload)
+    }
+}
+
+impl From<Key> for Keys {
+    fn from(key: Key) -> Self {
+        Keys::new(key)
+    }
+}

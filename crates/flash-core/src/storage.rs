@@ -1,0 +1,234 @@
+//! The storage trait that framework adapters drive.
+
+use std::any::Any;
+use std::fmt;
+
+use async_trait::async_trait;
+use http::header::{COOKIE, SET_COOKIE};
+use http::{Extensions, HeaderMap, HeaderValue};
+
+use crate::error::Result;
+use crate::message::Message;
+
+/// What storage needs from the request, captured by the adapter before the handler runs.
+///
+/// ```
+/// use flash_core::Incoming;
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("cookie", "a=1; messages=\"abc\"".parse().unwrap());
+/// headers.insert("sec-purpose", "prefetch".parse().unwrap());
+/// let incoming = Incoming::from_headers(&headers);
+/// assert_eq!(incoming.cookie("messages"), Some("abc"));
+/// assert_eq!(incoming.cookie("missing"), None);
+/// assert!(incoming.is_prefetch());
+/// ```
+#[derive(Default)]
+pub struct Incoming {
+    cookies: Vec<HeaderValue>,
+    extensions: Extensions,
+    prefetch: bool,
+}
+
+impl Incoming {
+    /// Captures the `Cookie` headers and whether the request is a prefetch
+    /// (`Sec-Purpose: prefetch` or `Purpose: prefetch`).
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let prefetch = ["sec-purpose", "purpose"].iter().any(|name| {
+            headers.get_all(*name).iter().any(|v| {
+                v.to_str().is_ok_and(|v| {
+                    v.split(';')
+                        .next()
+                        .is_some_and(|p| p.trim().eq_ignore_ascii_case("prefetch"))
+                })
+            })
+        });
+        Incoming {
+            cookies: headers.get_all(COOKIE).iter().cloned().collect(),
+            extensions: Extensions::new(),
+            prefetch,
+        }
+    }
+
+    /// The value of the request cookie `name` (surrounding double quotes removed), if present.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .flat_map(|h| h.split(';'))
+            .find_map(|pair| {
+                let (n, v) = pair.split_once('=')?;
+                (n.trim() == name).then(|| {
+                    let v = v.trim();
+                    v.strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v)
+                })
+            })
+    }
+
+    /// Whether the request is a browser prefetch, which must neither see nor consume messages.
+    pub fn is_prefetch(&self) -> bool {
+        self.prefetch
+    }
+
+    /// Request extensions a storage needs (a session handle, for session storage). Adapters copy
+    /// them when [`Storage::uses_extensions`] says so.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Mutable access to the captured extensions.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Cookie values can be credentials: show only their count.
+        f.debug_struct("Incoming")
+            .field("cookie_headers", &self.cookies.len())
+            .field("prefetch", &self.prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a storage remembers between `load` and `save` of one request (a lease, which cookie
+/// was read). Opaque to the request handle.
+pub struct LoadToken(Option<Box<dyn Any + Send + Sync>>);
+
+impl LoadToken {
+    /// A token carrying nothing.
+    pub const fn empty() -> Self {
+        LoadToken(None)
+    }
+
+    /// A token carrying `state`.
+    pub fn new<T: Any + Send + Sync>(state: T) -> Self {
+        LoadToken(Some(Box::new(state)))
+    }
+
+    /// The state, if the token carries a `T`.
+    pub fn into_inner<T: Any>(self) -> Option<T> {
+        self.0?.downcast().ok().map(|b| *b)
+    }
+
+    /// A reference to the state, if the token carries a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.as_ref()?.downcast_ref()
+    }
+}
+
+impl fmt::Debug for LoadToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "LoadToken(..)"
+        } else {
+            "LoadToken(empty)"
+        })
+    }
+}
+
+/// The result of [`Storage::load`].
+#[derive(Debug)]
+pub struct Loaded {
+    /// The stored messages, oldest first.
+    pub messages: Vec<Message>,
+    /// False when the storage holds only the first part and the rest overflowed to another
+    /// (Django's not-finished marker); read by [`Fallback`](https://docs.rs/flash-cookie).
+    pub complete: bool,
+    /// Handed back to [`Storage::save`] in [`Update::loaded`].
+    pub token: LoadToken,
+}
+
+impl Loaded {
+    /// Nothing stored.
+    pub fn nothing() -> Self {
+        Loaded {
+            messages: Vec::new(),
+            complete: true,
+            token: LoadToken::empty(),
+        }
+    }
+}
+
+/// What to do when the messages do not fit a storage with a size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Keep the newest that fit; return the dropped ones (a storage used alone).
+    #[default]
+    DropOldest,
+    /// Keep the oldest that fit plus a not-finished marker; return the rest for the next storage
+    /// (the first storage of a fallback chain).
+    Spill,
+}
+
+/// What the request did, handed to [`Storage::save`] at the response.
+#[derive(Debug)]
+pub struct Update {
+    /// `Some` when the request loaded: the token from [`Loaded`].
+    pub loaded: Option<LoadToken>,
+    /// The loaded messages were consumed (read and not kept).
+    pub consumed: bool,
+    /// Loaded messages still pending, oldest first (empty when consumed or not loaded).
+    pub unread: Vec<Message>,
+    /// Messages added by this request to store, oldest first.
+    pub added: Vec<Message>,
+    /// The overflow rule.
+    pub overflow: Overflow,
+}
+
+impl Update {
+    /// Whether the request loaded.
+    pub fn was_loaded(&self) -> bool {
+        self.loaded.is_some()
+    }
+
+    /// The messages to keep when the storage replaces its whole content (Django's rule):
+    /// unread first, then added. Only meaningful when loaded; a storage that replaces its
+    /// content must load what the request carries first when it was not.
+    pub fn into_messages(self) -> Vec<Message> {
+        let mut all = self.unread;
+        all.extend(self.added);
+        all
+    }
+}
+
+/// A flash storage as an adapter drives it: load what the request carries, save what the
+/// response must carry.
+///
+/// Object safe: an adapter holds an `Arc<dyn Storage>`.
+///
+/// The request handle ([`Messages`](crate::Messages)) calls `load` at most once per request and
+/// only when the handler reads; it calls `save` once at the response, and only when the
+/// request loaded or added messages.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Reads the messages the request carries or points to.
+    async fn load(&self, request: &Incoming) -> Result<Loaded>;
+
+    /// Persists the update, writing any `Set-Cookie` to `response`. Returns the messages that
+    /// could not be stored (dropped, or spilled under [`Overflow::Spill`]).
+    async fn save(
+        &self,
+        request: &Incoming,
+        update: Update,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>>;
+
+    /// Whether this storage reads request extensions (a session), so the adapter must copy them
+    /// into [`Incoming`]. Default: false.
+    fn uses_extensions(&self) -> bool {
+        false
+    }
+}
+
+/// Appends a `Set-Cookie` header for `cookie` to `response`.
+pub fn append_set_cookie(response: &mut HeaderMap, cookie: &cookie::Cookie<'_>) {
+    match HeaderValue::try_from(cookie.encoded().to_string()) {
+        Ok(value) => {
+            response.append(SET_COOKIE, value);
+        }
+        Err(err) => tracing::error!(%err, name = cookie.name(), "cookie is not a valid header value"),
+    }
+}

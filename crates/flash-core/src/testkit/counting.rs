@@ -1,0 +1,90 @@
+//! A keyed store wrapper that counts calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::keyed::{ClientId, KeyedStore, LeaseId, Outcome};
+use crate::message::Message;
+
+/// Calls made to a [`CountingStore`], by kind.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounts(Arc<[AtomicUsize; 3]>);
+
+impl CallCounts {
+    /// `append` calls.
+    pub fn appends(&self) -> usize {
+        self.0[0].load(Ordering::SeqCst)
+    }
+    /// `lease` calls.
+    pub fn leases(&self) -> usize {
+        self.0[1].load(Ordering::SeqCst)
+    }
+    /// `settle` calls.
+    pub fn settles(&self) -> usize {
+        self.0[2].load(Ordering::SeqCst)
+    }
+    /// Every call.
+    pub fn total(&self) -> usize {
+        self.appends() + self.leases() + self.settles()
+    }
+}
+
+/// Wraps a keyed store and counts its calls.
+#[derive(Debug)]
+pub struct CountingStore<S> {
+    inner: S,
+    counts: CallCounts,
+}
+
+impl<S> CountingStore<S> {
+    /// Counts calls to `inner`.
+    pub fn new(inner: S) -> Self {
+        CountingStore {
+            inner,
+            counts: CallCounts::default(),
+        }
+    }
+
+    /// The counters (shared).
+    pub fn counts(&self) -> CallCounts {
+        self.counts.clone()
+    }
+
+    fn bump(&self, i: usize) {
+        self.counts.0[i].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl<S: KeyedStore> KeyedStore for CountingStore<S> {
+    async fn append(&self, client: &ClientId, messages: &[Message], ttl: Duration) -> Result<()> {
+        self.bump(0);
+        self.inner.append(client, messages, ttl).await
+    }
+
+    async fn lease(
+        &self,
+        client: &ClientId,
+        lease: &LeaseId,
+        lease_for: Duration,
+    ) -> Result<Vec<Message>> {
+        self.bump(1);
+        self.inner.lease(client, lease, lease_for).await
+    }
+
+    async fn settle(
+        &self,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+    ) -> Result<()> {
+        self.bump(2);
+        self.inner.settle(client, lease, outcome, append, ttl).await
+    }
+}

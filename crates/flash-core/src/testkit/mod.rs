@@ -1,0 +1,287 @@
+//! The conformance suite every flash storage runs (feature `testkit`).
+//!
+//! A backend supplies a factory, an `async fn(Options) -> Option<Harness>`, and expands the
+//! suite into one `#[test]` per behaviour:
+//!
+//! ```ignore
+//! use flash_core::testkit::{Harness, Options};
+//! async fn memory(options: Options) -> Option<Harness> {
+//!     Some(Harness::keyed(flash_core::MemoryStore::new(), &options))
+//! }
+//! flash_core::conformance_tests!(memory);
+//! ```
+//!
+//! The factory isolates each call by [`Options::namespace`] (a key prefix, a table), signs
+//! with [`Options::secret`], and returns `None` (through [`unavailable`]) when its server cannot
+//! be reached: outside CI the test is then skipped with one line on stderr; under `CI=true` it
+//! fails. A backend declares in [`Capabilities`] which delivery guarantees it gives; the suite
+//! skips the rest by name.
+#![allow(clippy::print_stderr, clippy::unwrap_used, clippy::missing_panics_doc)]
+
+mod client;
+mod counting;
+pub mod tests;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use client::{Client, Request, Response};
+pub use counting::{CallCounts, CountingStore};
+
+use crate::keyed::{KeyedStorage, KeyedStore};
+use crate::signing::Key;
+use crate::storage::{Incoming, Storage};
+use crate::{Config, Keys};
+
+/// What a factory is asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Unique per test (and shared by the harnesses one test asks for): isolate by it.
+    pub namespace: String,
+    /// The secret to derive signing keys from.
+    pub secret: String,
+    /// The TTL of undelivered messages.
+    pub ttl: Duration,
+    /// The lease timeout.
+    pub lease_timeout: Duration,
+}
+
+impl Options {
+    /// Defaults with a fresh namespace and secret.
+    pub fn new() -> Self {
+        let mut bytes = [0u8; 8];
+        crate::random::fill(&mut bytes);
+        let namespace: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Options {
+            secret: format!("conformance-secret-{namespace}-0123456789abcdef"),
+            namespace,
+            ttl: Duration::from_secs(3600),
+            lease_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The signing keys derived from [`Options::secret`] for `purpose`.
+    pub fn keys(&self, purpose: &str) -> Keys {
+        Keys::new(Key::derive(&self.secret, purpose))
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which guarantees a storage gives; the suite skips a test whose guarantee is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Concurrent requests of one client see each message exactly once, and concurrent adds
+    /// are never lost (server-side stores; not a cookie).
+    pub exactly_once: bool,
+    /// Messages loaded by a request that died come back after the lease timeout.
+    pub lease_timeout: bool,
+    /// Undelivered messages expire after [`Options::ttl`].
+    pub ttl: bool,
+    /// Messages of 10 KB and more fit.
+    pub large_messages: bool,
+}
+
+impl Capabilities {
+    /// Everything: a keyed server-side store.
+    pub const ALL: Capabilities = Capabilities {
+        exactly_once: true,
+        lease_timeout: true,
+        ttl: true,
+        large_messages: true,
+    };
+
+    /// Nothing beyond the Django semantics (a cookie).
+    pub const NONE: Capabilities = Capabilities {
+        exactly_once: false,
+        lease_timeout: false,
+        ttl: false,
+        large_messages: false,
+    };
+}
+
+type RequestHook = Arc<dyn Fn(u64, &mut Incoming) + Send + Sync>;
+
+/// A storage under test, with what it declares and, for keyed stores, its call counts.
+#[derive(Clone)]
+pub struct Harness {
+    /// The storage.
+    pub storage: Arc<dyn Storage>,
+    /// What it guarantees.
+    pub capabilities: Capabilities,
+    /// The cookie that carries the client's state (messages or an id).
+    pub state_cookie: String,
+    /// Store calls, when the storage is a keyed store behind [`CountingStore`].
+    pub calls: Option<CallCounts>,
+    request_hook: Option<RequestHook>,
+}
+
+impl Harness {
+    /// A harness for any storage.
+    pub fn new(
+        storage: impl Storage,
+        capabilities: Capabilities,
+        state_cookie: impl Into<String>,
+    ) -> Self {
+        Harness {
+            storage: Arc::new(storage),
+            capabilities,
+            state_cookie: state_cookie.into(),
+            calls: None,
+            request_hook: None,
+        }
+    }
+
+    /// A keyed store behind the [`KeyedStorage`] bridge, with counted calls, the options' TTL,
+    /// lease timeout and keys, and every capability.
+    pub fn keyed<S: KeyedStore>(store: S, options: &Options) -> Self {
+        let counting = CountingStore::new(store);
+        let calls = counting.counts();
+        let storage = KeyedStorage::new(counting, options.keys("flash.id"))
+            .ttl(options.ttl)
+            .lease_timeout(options.lease_timeout);
+        Harness {
+            storage: Arc::new(storage),
+            capabilities: Capabilities::ALL,
+            state_cookie: crate::DEFAULT_ID_COOKIE.to_owned(),
+            calls: Some(calls),
+            request_hook: None,
+        }
+    }
+
+    /// Counts calls of the keyed store behind this harness's storage (for composed storages
+    /// built by hand around a [`CountingStore`]).
+    #[must_use]
+    pub fn with_calls(mut self, calls: CallCounts) -> Self {
+        self.calls = Some(calls);
+        self
+    }
+
+    /// Runs `hook` on every request built by a [`Client`] (its id, the request): to attach a
+    /// session, for example.
+    #[must_use]
+    pub fn with_request_hook(
+        mut self,
+        hook: impl Fn(u64, &mut Incoming) + Send + Sync + 'static,
+    ) -> Self {
+        self.request_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// A new browser with an empty cookie jar.
+    pub fn client(&self) -> Client {
+        Client::new(self.clone())
+    }
+
+    /// The request handle for a request of `client` with the default [`Config`].
+    pub fn config(&self) -> Arc<Config> {
+        Arc::new(Config::default())
+    }
+}
+
+/// Reports a server the factory could not reach: under `CI=true` this panics (the test fails);
+/// otherwise it prints one line and returns `None` (the test is skipped).
+pub fn unavailable<T>(service: &str, error: impl std::fmt::Display) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{service} is unreachable under CI=true: {error}");
+    }
+    eprintln!("skipped: {service} is unreachable ({error}); start it or run scripts/test");
+    None
+}
+
+/// Runs one suite test on a fresh multi-threaded runtime (the suite's macro calls this).
+pub fn run<F, Fut, T, TFut>(name: &str, factory: F, test: T)
+where
+    F: Fn(Options) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<Harness>> + Send + 'static,
+    T: FnOnce(Factory) -> TFut,
+    TFut: Future<Output = ()>,
+{
+    let _ = name;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let factory: Factory = Factory(Arc::new(move |options| Box::pin(factory(options))));
+    runtime.block_on(test(factory));
+}
+
+type BoxedFactory = Arc<
+    dyn Fn(Options) -> std::pin::Pin<Box<dyn Future<Output = Option<Harness>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The backend's factory, as the suite's tests receive it.
+#[derive(Clone)]
+pub struct Factory(BoxedFactory);
+
+impl Factory {
+    /// A harness for `options`, or `None` when the backend is unavailable (skipped).
+    pub async fn harness(&self, options: Options) -> Option<Harness> {
+        (self.0)(options).await
+    }
+}
+
+/// Expands the conformance suite into one `#[test]` per behaviour for `factory`, an
+/// `async fn(Options) -> Option<Harness>` (or a closure returning such a future).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::__conformance_tests!(
+            $factory;
+            add_counts_and_added_new,
+            empty_text_is_ignored,
+            default_threshold_keeps_five,
+            low_threshold_keeps_all,
+            high_threshold_keeps_two,
+            custom_threshold_keeps_three,
+            app_threshold_applies,
+            tags_follow_the_tag_map,
+            custom_tag_map_and_custom_levels,
+            extra_tags_and_html_flag_survive,
+            reading_does_not_consume_until_iterated,
+            existing_add_read_stores_nothing,
+            existing_read_add_stores_one,
+            add_then_update_stores_two,
+            no_update_writes_nothing,
+            twenty_five_messages_in_order,
+            keep_undoes_consumption,
+            now_messages_are_never_stored,
+            unicode_and_emoji_survive,
+            large_texts_survive,
+            prefetch_neither_sees_nor_consumes,
+            concurrent_reads_deliver_exactly_once,
+            concurrent_adds_lose_nothing,
+            unread_messages_come_back_in_order,
+            dropped_request_loses_nothing,
+            undelivered_messages_expire,
+            store_calls_are_counted,
+            bad_state_cookie_means_no_messages,
+            wrong_key_means_no_messages,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testkit::run(
+                    stringify!($name),
+                    $factory,
+                    $crate::testkit::tests::$name,
+                );
+            }
+        )*
+    };
+}

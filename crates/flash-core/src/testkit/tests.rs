@@ -1,0 +1,1 @@
+pub async fn add_counts_and_added_new(_f: super::Factory) {}
