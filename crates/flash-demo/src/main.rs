@@ -1,0 +1,3 @@
+//! The flash demo app.
+
+fn main() {}
