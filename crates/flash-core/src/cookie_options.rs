@@ -85,7 +85,9 @@ impl CookieOptions {
         cookie.set_same_site(self.same_site);
         cookie.set_secure(self.secure || self.same_site == Some(SameSite::None));
         if let Some(max_age) = max_age {
-            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            // Round up: a sub-second lifetime must not become `Max-Age=0`, which deletes.
+            let secs = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
+            let secs = i64::try_from(secs).unwrap_or(i64::MAX);
             cookie.set_max_age(cookie::time::Duration::seconds(secs));
         }
         cookie

@@ -282,9 +282,7 @@ impl<S: KeyedStore> Storage for KeyedStorage<S> {
         update: Update,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
-        let token = update
-            .loaded
-            .and_then(LoadToken::into_inner::<KeyedToken>);
+        let token = update.loaded.and_then(LoadToken::into_inner::<KeyedToken>);
         let known = match &token {
             Some(token) => Some(token.client),
             None => self.client_id(request),

@@ -15,7 +15,9 @@ use std::fmt;
 /// assert_eq!("warning".parse::<Level>().unwrap(), Level::WARNING);
 /// assert_eq!("35".parse::<Level>().unwrap(), Level::new(35));
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Level(i32);
 

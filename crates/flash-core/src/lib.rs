@@ -26,9 +26,7 @@ pub use memory::MemoryStore;
 pub use message::Message;
 pub use messages::{Config, Messages, SaveReport};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
-pub use storage::{
-    Incoming, LoadToken, Loaded, Overflow, Storage, Update, append_set_cookie,
-};
+pub use storage::{Incoming, LoadToken, Loaded, Overflow, Storage, Update, append_set_cookie};
 
 /// Re-exported for storages and adapters: the `async_trait` attribute the traits use.
 pub use async_trait::async_trait;

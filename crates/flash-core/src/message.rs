@@ -202,7 +202,9 @@ mod tests {
             Message::new(Level::INFO, "plain"),
             Message::new(Level::new(29), "x").with_extra_tags(""),
             Message::new(Level::ERROR, "<b>hi</b>").trusted_html(),
-            Message::new(Level::DEBUG, "é 🎉").with_extra_tags("a b").trusted_html(),
+            Message::new(Level::DEBUG, "é 🎉")
+                .with_extra_tags("a b")
+                .trusted_html(),
         ];
         for m in cases {
             let json = serde_json::to_string(&m).expect("serialise");
@@ -236,7 +238,10 @@ mod tests {
         let m = Message::new(Level::DEBUG, "x").with_extra_tags("extra-tag");
         assert_eq!(m.tags(), "extra-tag debug");
         assert_eq!(Message::new(Level::new(1), "x").tags(), "");
-        assert_eq!(Message::new(Level::new(1), "x").with_extra_tags("t").tags(), "t");
+        assert_eq!(
+            Message::new(Level::new(1), "x").with_extra_tags("t").tags(),
+            "t"
+        );
         assert_eq!(Message::new(Level::INFO, "x").tags(), "info");
     }
 }

@@ -185,9 +185,7 @@ impl Messages {
 
     /// The threshold for this request.
     pub fn level(&self) -> Level {
-        self.state()
-            .level
-            .unwrap_or(self.inner.config.level())
+        self.state().level.unwrap_or(self.inner.config.level())
     }
 
     /// Sets the threshold for this request only; `None` returns to the application's.

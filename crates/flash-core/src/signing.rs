@@ -69,7 +69,11 @@ impl Key {
     /// another purpose accepts.
     pub fn derive(secret: impl AsRef<[u8]>, purpose: &str) -> Self {
         let mut hasher = Sha256::new();
-        for part in [b"flash-key-v1".as_slice(), purpose.as_bytes(), secret.as_ref()] {
+        for part in [
+            b"flash-key-v1".as_slice(),
+            purpose.as_bytes(),
+            secret.as_ref(),
+        ] {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part);
         }

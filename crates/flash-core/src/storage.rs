@@ -229,6 +229,8 @@ pub fn append_set_cookie(response: &mut HeaderMap, cookie: &cookie::Cookie<'_>) 
         Ok(value) => {
             response.append(SET_COOKIE, value);
         }
-        Err(err) => tracing::error!(%err, name = cookie.name(), "cookie is not a valid header value"),
+        Err(err) => {
+            tracing::error!(%err, name = cookie.name(), "cookie is not a valid header value")
+        }
     }
 }

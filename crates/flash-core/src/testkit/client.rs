@@ -107,7 +107,9 @@ impl Client {
         for line in response.get_all(SET_COOKIE) {
             let line = line.to_str().expect("Set-Cookie is ASCII");
             let cookie = cookie::Cookie::parse_encoded(line).expect("a valid Set-Cookie");
-            let expired = cookie.max_age().is_some_and(|a| a.is_zero() || a.is_negative())
+            let expired = cookie
+                .max_age()
+                .is_some_and(|a| a.is_zero() || a.is_negative())
                 || cookie.value().is_empty();
             if expired {
                 jar.remove(cookie.name());

@@ -1,1 +1,786 @@
-pub async fn add_counts_and_added_new(_f: super::Factory) {}
+//! The suite's behaviours, one public async function each; [`conformance_tests!`](crate::conformance_tests)
+//! expands them into tests.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{Factory, Harness, Options};
+use crate::{Config, Level, LevelTags, Message};
+
+macro_rules! harness {
+    ($factory:expr) => {
+        harness!($factory, Options::new())
+    };
+    ($factory:expr, $options:expr) => {
+        match $factory.harness($options).await {
+            Some(harness) => harness,
+            None => return,
+        }
+    };
+}
+
+fn skip(test: &str, why: &str) {
+    eprintln!("skipped: {test}: the storage declares no {why}");
+}
+
+fn texts(messages: &[Message]) -> Vec<&str> {
+    messages.iter().map(|m| m.text.as_str()).collect()
+}
+
+/// Stores `texts` as INFO messages for `client` in one request.
+async fn seed(client: &super::Client, texts: &[&str]) {
+    let request = client.request();
+    for text in texts {
+        assert!(request.info(*text), "seed message {text:?} refused");
+    }
+    request.finish().await;
+}
+
+/// Reads (consuming) everything pending for `client` in one request.
+async fn read_all(client: &super::Client) -> Vec<Message> {
+    let request = client.request();
+    let messages = request.read().await.expect("read");
+    request.finish().await;
+    messages
+}
+
+/// Django's six-message set: INFO, 29, DEBUG with `extra-tag`, WARNING, ERROR, SUCCESS.
+fn add_level_messages(messages: &crate::Messages) {
+    messages.add(Level::INFO, "A generic info message");
+    messages.add(Level::new(29), "Some custom level");
+    messages.add_message(
+        Message::new(Level::DEBUG, "A debugging message").with_extra_tags("extra-tag"),
+    );
+    messages.add(Level::WARNING, "A warning");
+    messages.add(Level::ERROR, "An error");
+    messages.add(Level::SUCCESS, "This was a triumph.");
+}
+
+async fn stored_count_at(factory: Factory, level: Option<Level>, config: Config) -> Option<usize> {
+    let harness = factory.harness(Options::new()).await?;
+    let client = harness.client();
+    let request = client.request_with(config);
+    if let Some(level) = level {
+        request.set_level(level);
+    }
+    add_level_messages(&request);
+    request.finish().await;
+    Some(read_all(&client).await.len())
+}
+
+/// Adding counts, sets `added_new`, and two added messages are stored.
+pub async fn add_counts_and_added_new(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    let request = client.request();
+    assert!(!request.added_new());
+    assert!(request.add(Level::INFO, "Test message 1"));
+    assert!(request.added_new());
+    assert!(
+        request.add_message(Message::new(Level::INFO, "Test message 2").with_extra_tags("tag"))
+    );
+    assert_eq!(request.len().await.expect("len"), 2);
+    request.finish().await;
+    assert_eq!(
+        texts(&read_all(&client).await),
+        ["Test message 1", "Test message 2"]
+    );
+}
+
+/// Empty text is ignored: nothing added, nothing written.
+pub async fn empty_text_is_ignored(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    let request = client.request();
+    assert!(!request.add(Level::INFO, ""));
+    assert!(!request.added_new());
+    let response = request.finish().await;
+    assert!(
+        response.set_cookies().is_empty(),
+        "{:?}",
+        response.set_cookies()
+    );
+    assert!(!response.report.saved);
+    assert!(read_all(&client).await.is_empty());
+}
+
+/// The default threshold (INFO) keeps 5 of Django's six messages.
+pub async fn default_threshold_keeps_five(factory: Factory) {
+    if let Some(n) = stored_count_at(factory, None, Config::default()).await {
+        assert_eq!(n, 5);
+    }
+}
+
+/// A request threshold of 5 keeps all six.
+pub async fn low_threshold_keeps_all(factory: Factory) {
+    if let Some(n) = stored_count_at(factory, Some(Level::new(5)), Config::default()).await {
+        assert_eq!(n, 6);
+    }
+}
+
+/// A request threshold of WARNING keeps two.
+pub async fn high_threshold_keeps_two(factory: Factory) {
+    if let Some(n) = stored_count_at(factory, Some(Level::WARNING), Config::default()).await {
+        assert_eq!(n, 2);
+    }
+}
+
+/// A custom request threshold of 29 keeps three.
+pub async fn custom_threshold_keeps_three(factory: Factory) {
+    if let Some(n) = stored_count_at(factory, Some(Level::new(29)), Config::default()).await {
+        assert_eq!(n, 3);
+    }
+}
+
+/// The application's threshold applies; a request's overrides it, and `None` restores it.
+pub async fn app_threshold_applies(factory: Factory) {
+    let config = Config::default().threshold(Level::WARNING);
+    if let Some(n) = stored_count_at(factory.clone(), None, config.clone()).await {
+        assert_eq!(n, 2);
+    }
+    if let Some(n) = stored_count_at(factory, Some(Level::DEBUG), config).await {
+        assert_eq!(n, 6);
+    }
+    let harness = Harness::new(
+        crate::KeyedStorage::new(crate::MemoryStore::new(), crate::Key::generate()),
+        super::Capabilities::ALL,
+        "",
+    );
+    let request = harness
+        .client()
+        .request_with(Config::default().threshold(Level::ERROR));
+    assert_eq!(request.level(), Level::ERROR);
+    request.set_level(Level::DEBUG);
+    assert_eq!(request.level(), Level::DEBUG);
+    request.set_level(None);
+    assert_eq!(request.level(), Level::ERROR);
+}
+
+/// `level_tag` and `tags` after a round trip through storage, with the default map.
+pub async fn tags_follow_the_tag_map(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    let request = client.request();
+    request.set_level(Level::DEBUG);
+    add_level_messages(&request);
+    request.finish().await;
+    let messages = read_all(&client).await;
+    let tags: Vec<String> = messages.iter().map(Message::tags).collect();
+    assert_eq!(
+        tags,
+        ["info", "", "extra-tag debug", "warning", "error", "success"]
+    );
+    let level_tags: Vec<&str> = messages.iter().map(Message::level_tag).collect();
+    assert_eq!(
+        level_tags,
+        ["info", "", "debug", "warning", "error", "success"]
+    );
+}
+
+/// A custom tag map (ERROR → "bad", DEBUG → "", 29 → "custom") and custom levels.
+pub async fn custom_tag_map_and_custom_levels(factory: Factory) {
+    let harness = harness!(factory);
+    let map = LevelTags::default()
+        .set(Level::ERROR, "bad")
+        .set(Level::DEBUG, "")
+        .set(Level::new(29), "custom");
+    let config = Config::default().tags(map).threshold(Level::DEBUG);
+    let client = harness.client();
+    let request = client.request_with(config.clone());
+    add_level_messages(&request);
+    request.add(Level::new(7), "below debug, custom");
+    request.finish().await;
+    let request = client.request_with(config);
+    let messages = request.read().await.expect("read");
+    let tags: Vec<String> = messages
+        .iter()
+        .map(|m| m.tags_in(request.level_tags()))
+        .collect();
+    assert_eq!(
+        tags,
+        ["info", "custom", "extra-tag", "warning", "bad", "success"]
+    );
+    assert_eq!(
+        messages.iter().map(|m| m.level.value()).collect::<Vec<_>>(),
+        [20, 29, 10, 30, 40, 25]
+    );
+    request.finish().await;
+}
+
+/// Extra tags (including an empty string) and the trusted-HTML flag survive storage.
+pub async fn extra_tags_and_html_flag_survive(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    let sent = [
+        Message::new(Level::INFO, "plain"),
+        Message::new(Level::INFO, "empty extra").with_extra_tags(""),
+        Message::new(Level::WARNING, "two extra").with_extra_tags("a b"),
+        Message::new(Level::SUCCESS, "<b>bold</b>").trusted_html(),
+        Message::new(Level::ERROR, "<i>both</i>")
+            .with_extra_tags("x")
+            .trusted_html(),
+    ];
+    let request = client.request();
+    for m in &sent {
+        request.add_message(m.clone());
+    }
+    request.finish().await;
+    let got = read_all(&client).await;
+    assert_eq!(got.len(), sent.len());
+    for (got, sent) in got.iter().zip(&sent) {
+        assert_eq!(got, sent);
+        assert_eq!(got.extra_tags, sent.extra_tags, "{}", sent.text);
+        assert_eq!(got.trusted_html, sent.trusted_html, "{}", sent.text);
+    }
+}
+
+/// `len`, `is_empty`, `contains` and `peek` do not consume; reading does.
+pub async fn reading_does_not_consume_until_iterated(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    seed(&client, &["one", "two"]).await;
+
+    let request = client.request();
+    assert_eq!(request.len().await.expect("len"), 2);
+    assert!(!request.is_empty().await.expect("is_empty"));
+    assert!(
+        request
+            .contains(&Message::new(Level::INFO, "one"))
+            .await
+            .expect("contains")
+    );
+    assert!(
+        !request
+            .contains(&Message::new(Level::ERROR, "one"))
+            .await
+            .expect("contains")
+    );
+    assert_eq!(texts(&request.peek().await.expect("peek")), ["one", "two"]);
+    assert!(!request.is_consumed());
+    request.finish().await;
+
+    assert_eq!(texts(&read_all(&client).await), ["one", "two"]);
+    assert!(read_all(&client).await.is_empty(), "read consumes");
+}
+
+/// Existing messages + add + read: nothing is stored.
+pub async fn existing_add_read_stores_nothing(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    seed(&client, &["Test message 1", "Test message 2"]).await;
+    let request = client.request();
+    request.info("Test message 3");
+    assert_eq!(
+        texts(&request.read().await.expect("read")),
+        ["Test message 1", "Test message 2", "Test message 3"]
+    );
+    request.finish().await;
+    assert!(read_all(&client).await.is_empty());
+}
+
+/// Existing messages + read + add: only the new one is stored.
+pub async fn existing_read_add_stores_one(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    seed(&client, &["Test message 1", "Test message 2"]).await;
+    let request = client.request();
+    assert_eq!(request.read().await.expect("read").len(), 2);
+    request.info("Test message 3");
+    request.finish().await;
+    assert_eq!(texts(&read_all(&client).await), ["Test message 3"]);
+}
+
+/// Adding without reading keeps what was stored: two added are stored; existing + one added
+/// gives three.
+pub async fn add_then_update_stores_two(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    seed(&client, &["Test message 1", "Test message 2"]).await;
+    assert_eq!(
+        texts(&read_all(&client).await),
+        ["Test message 1", "Test message 2"]
+    );
+    seed(&client, &["Test message 1", "Test message 2"]).await;
+    seed(&client, &["Test message 3"]).await;
+    assert_eq!(
+        texts(&read_all(&client).await),
+        ["Test message 1", "Test message 2", "Test message 3"]
+    );
+}
+
+/// A request that adds nothing and consumes nothing writes nothing: no `Set-Cookie`.
+pub async fn no_update_writes_nothing(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+
+    let response = client.request().finish().await;
+    assert!(response.set_cookies().is_empty());
+    assert!(!response.report.saved);
+    assert!(!response.report.vary);
+
+    seed(&client, &["one", "two"]).await;
+    let response = client.request().finish().await;
+    assert!(
+        response.set_cookies().is_empty(),
+        "{:?}",
+        response.set_cookies()
+    );
+    assert!(!response.report.saved);
+
+    let request = client.request();
+    assert_eq!(request.len().await.expect("len"), 2);
+    let response = request.finish().await;
+    assert!(
+        response.set_cookies().is_empty(),
+        "{:?}",
+        response.set_cookies()
+    );
+    assert!(
+        response.report.vary,
+        "a response that read messages varies on Cookie"
+    );
+    assert_eq!(read_all(&client).await.len(), 2);
+}
+
+/// Five requests each add one message per level; one reading request sees all 25 in order.
+pub async fn twenty_five_messages_in_order(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    let levels = [
+        Level::DEBUG,
+        Level::INFO,
+        Level::SUCCESS,
+        Level::WARNING,
+        Level::ERROR,
+    ];
+    let mut expected = Vec::new();
+    for r in 0..5 {
+        let request = client.request_with(Config::default().threshold(Level::DEBUG));
+        for level in levels {
+            let text = format!("request {r} level {level}");
+            assert!(request.add(level, text.clone()));
+            expected.push((level, text));
+        }
+        request.finish().await;
+    }
+    let got: Vec<(Level, String)> = read_all(&client)
+        .await
+        .into_iter()
+        .map(|m| (m.level, m.text))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+/// `keep()` undoes consumption: read messages stay pending, with any added after.
+pub async fn keep_undoes_consumption(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    seed(&client, &["one", "two"]).await;
+    let request = client.request();
+    assert_eq!(request.read().await.expect("read").len(), 2);
+    assert!(request.is_consumed());
+    request.keep();
+    assert!(!request.is_consumed());
+    request.finish().await;
+    assert_eq!(texts(&read_all(&client).await), ["one", "two"]);
+
+    seed(&client, &["one", "two"]).await;
+    let request = client.request();
+    request.info("three");
+    assert_eq!(request.read().await.expect("read").len(), 3);
+    request.keep();
+    request.info("four");
+    request.finish().await;
+    assert_eq!(
+        texts(&read_all(&client).await),
+        ["one", "two", "three", "four"]
+    );
+}
+
+/// `now` messages are read in this request and never stored.
+pub async fn now_messages_are_never_stored(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    let request = client.request();
+    assert!(request.add_now(Message::new(Level::WARNING, "only now")));
+    assert!(!request.added_new(), "a now message is not stored");
+    assert_eq!(texts(&request.peek().await.expect("peek")), ["only now"]);
+    let calls_before = harness.calls.as_ref().map(|c| c.total());
+    let response = request.finish().await;
+    assert!(
+        response.set_cookies().is_empty(),
+        "{:?}",
+        response.set_cookies()
+    );
+    assert_eq!(harness.calls.as_ref().map(|c| c.total()), calls_before);
+
+    let request = client.request();
+    request.info("stored");
+    request.add_now(Message::new(Level::INFO, "shown now"));
+    assert_eq!(
+        texts(&request.peek().await.expect("peek")),
+        ["stored", "shown now"]
+    );
+    request.finish().await;
+    assert_eq!(texts(&read_all(&client).await), ["stored"]);
+
+    let request = client.request();
+    request.add_now(Message::new(Level::INFO, "now, read"));
+    request.info("later");
+    assert_eq!(request.read().await.expect("read").len(), 2);
+    request.keep();
+    request.finish().await;
+    assert_eq!(texts(&read_all(&client).await), ["later"]);
+}
+
+/// Unicode, emoji and characters special to cookies and HTML survive storage unchanged.
+pub async fn unicode_and_emoji_survive(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    let sent = [
+        "Ünïcödé ✓ — «ok»",
+        "日本語のメッセージ",
+        "emoji 🎉👍🏽 and a flag 🇫🇷",
+        "cookie specials ; , = \" \\ and <script>alert(1)</script>",
+        "line\nbreak\ttab",
+    ];
+    seed(&client, &sent).await;
+    assert_eq!(texts(&read_all(&client).await), sent);
+}
+
+/// Texts of 10 KB and more survive (storages without a small size limit).
+pub async fn large_texts_survive(factory: Factory) {
+    let harness = harness!(factory);
+    if !harness.capabilities.large_messages {
+        return skip("large_texts_survive", "room for large messages");
+    }
+    let client = harness.client();
+    let big: Vec<String> = (0..3)
+        .map(|i| format!("{i}:") + &"é🎉abcdefgh".repeat(1024))
+        .collect();
+    let refs: Vec<&str> = big.iter().map(String::as_str).collect();
+    seed(&client, &refs).await;
+    assert!(big[0].len() >= 10 * 1024);
+    assert_eq!(texts(&read_all(&client).await), refs);
+}
+
+/// A prefetch request neither sees nor consumes messages.
+pub async fn prefetch_neither_sees_nor_consumes(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    seed(&client, &["for the real visit"]).await;
+    let request = client.prefetch();
+    assert_eq!(request.len().await.expect("len"), 0);
+    assert!(request.read().await.expect("read").is_empty());
+    let response = request.finish().await;
+    assert!(
+        response.set_cookies().is_empty(),
+        "{:?}",
+        response.set_cookies()
+    );
+    assert_eq!(texts(&read_all(&client).await), ["for the real visit"]);
+}
+
+async fn established(harness: &Harness) -> super::Client {
+    let client = harness.client();
+    seed(&client, &["establish"]).await;
+    assert_eq!(texts(&read_all(&client).await), ["establish"]);
+    client
+}
+
+/// 8 concurrent tasks × 500 rounds of one client: every message is read exactly once.
+pub async fn concurrent_reads_deliver_exactly_once(factory: Factory) {
+    let harness = harness!(factory);
+    if !harness.capabilities.exactly_once {
+        return skip(
+            "concurrent_reads_deliver_exactly_once",
+            "exactly-once delivery",
+        );
+    }
+    const TASKS: usize = 8;
+    const ROUNDS: usize = 500;
+    let client = established(&harness).await;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for r in 0..ROUNDS {
+                let request = client.request();
+                request.info(format!("{t}-{r}"));
+                request.finish().await;
+                let request = client.request();
+                seen.extend(
+                    request
+                        .read()
+                        .await
+                        .expect("read")
+                        .into_iter()
+                        .map(|m| m.text),
+                );
+                request.finish().await;
+            }
+            seen
+        }));
+    }
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for task in tasks {
+        for text in task.await.expect("task") {
+            *counts.entry(text).or_default() += 1;
+        }
+    }
+    for m in read_all(&client).await {
+        *counts.entry(m.text).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_eq!(counts.len(), TASKS * ROUNDS, "messages lost");
+}
+
+/// Concurrent adds of one client lose nothing, and each task's messages keep their order.
+pub async fn concurrent_adds_lose_nothing(factory: Factory) {
+    let harness = harness!(factory);
+    if !harness.capabilities.exactly_once {
+        return skip("concurrent_adds_lose_nothing", "exactly-once delivery");
+    }
+    const TASKS: usize = 8;
+    const ADDS: usize = 100;
+    let client = established(&harness).await;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..ADDS {
+                seed(&client, &[&format!("{t}-{i}")]).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let got = read_all(&client).await;
+    assert_eq!(got.len(), TASKS * ADDS);
+    for t in 0..TASKS {
+        let mine: Vec<usize> = got
+            .iter()
+            .filter_map(|m| m.text.strip_prefix(&format!("{t}-")))
+            .map(|i| i.parse().expect("index"))
+            .collect();
+        assert_eq!(mine, (0..ADDS).collect::<Vec<_>>(), "task {t} order");
+    }
+}
+
+/// A message loaded but not read goes back in its place; meanwhile no other request sees it.
+pub async fn unread_messages_come_back_in_order(factory: Factory) {
+    let harness = harness!(factory);
+    if !harness.capabilities.exactly_once {
+        return skip(
+            "unread_messages_come_back_in_order",
+            "exactly-once delivery",
+        );
+    }
+    let client = established(&harness).await;
+    seed(&client, &["m1", "m2"]).await;
+    let holder = client.request();
+    assert_eq!(texts(&holder.peek().await.expect("peek")), ["m1", "m2"]);
+
+    let other = client.request();
+    assert!(
+        other.read().await.expect("read").is_empty(),
+        "messages held by another request must be hidden"
+    );
+    other.finish().await;
+    seed(&client, &["m3"]).await;
+
+    holder.info("m4");
+    holder.finish().await;
+    assert_eq!(texts(&read_all(&client).await), ["m1", "m2", "m3", "m4"]);
+}
+
+/// A request that dies between load and save loses nothing: after the lease timeout the
+/// messages come back, in order.
+pub async fn dropped_request_loses_nothing(factory: Factory) {
+    let options = Options {
+        lease_timeout: Duration::from_millis(400),
+        ..Options::new()
+    };
+    let harness = harness!(factory, options);
+    if !harness.capabilities.lease_timeout {
+        return skip("dropped_request_loses_nothing", "lease timeout");
+    }
+    let client = established(&harness).await;
+    seed(&client, &["m1", "m2"]).await;
+    let crashed = client.request();
+    assert_eq!(crashed.read().await.expect("read").len(), 2);
+    crashed.abandon();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(texts(&read_all(&client).await), ["m1", "m2"]);
+}
+
+/// Undelivered messages expire after the TTL.
+pub async fn undelivered_messages_expire(factory: Factory) {
+    let options = Options {
+        ttl: Duration::from_millis(800),
+        ..Options::new()
+    };
+    let harness = harness!(factory, options);
+    if !harness.capabilities.ttl {
+        return skip("undelivered_messages_expire", "TTL");
+    }
+    let fresh = harness.client();
+    seed(&fresh, &["read in time"]).await;
+    assert_eq!(texts(&read_all(&fresh).await), ["read in time"]);
+
+    let late = harness.client();
+    seed(&late, &["expires"]).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(
+        read_all(&late).await.is_empty(),
+        "expired messages delivered"
+    );
+}
+
+/// Store calls: none when idle or without an id cookie, one to add, one lease + at most one
+/// settle to read.
+pub async fn store_calls_are_counted(factory: Factory) {
+    let harness = harness!(factory);
+    let Some(calls) = harness.calls.clone() else {
+        return skip("store_calls_are_counted", "counted store");
+    };
+    let before = calls.total();
+    let client = harness.client();
+
+    let request = client.request();
+    assert_eq!(request.len().await.expect("len"), 0);
+    request.finish().await;
+    client.request().finish().await;
+    assert_eq!(calls.total(), before, "no id cookie: no store call");
+
+    seed(&client, &["one"]).await;
+    assert_eq!(
+        calls.total(),
+        before + 1,
+        "a write-only request is one append"
+    );
+    assert_eq!(calls.appends(), 1);
+
+    let idle = calls.total();
+    client.request().finish().await;
+    assert_eq!(
+        calls.total(),
+        idle,
+        "a request that neither reads nor adds: no call"
+    );
+
+    let start = calls.total();
+    let request = client.request();
+    assert_eq!(request.read().await.expect("read").len(), 1);
+    request.info("two");
+    request.finish().await;
+    assert!(
+        calls.total() - start <= 2,
+        "read + write: at most two calls"
+    );
+
+    let start = calls.total();
+    assert_eq!(read_all(&client).await.len(), 1);
+    assert_eq!(
+        calls.total() - start,
+        2,
+        "a read that found messages: lease + settle"
+    );
+
+    let start = calls.total();
+    assert!(read_all(&client).await.is_empty());
+    assert_eq!(
+        calls.total() - start,
+        1,
+        "a read that found nothing needs no settle"
+    );
+}
+
+fn variants(valid: &str) -> Vec<(&'static str, String)> {
+    let mut tampered = valid.to_owned().into_bytes();
+    let mid = tampered.len() / 2;
+    tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    let mut last = valid.to_owned();
+    let end = last.pop().map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
+    last.push(end);
+    vec![
+        ("tampered", tampered),
+        ("tampered last character", last),
+        ("truncated", valid[..valid.len() / 2].to_owned()),
+        ("truncated by one", valid[..valid.len() - 1].to_owned()),
+        ("garbage", "not-a-flash-cookie!".to_owned()),
+        ("separators only", ".:.:".to_owned()),
+        ("base64 junk", "AAAA.BBBB".to_owned()),
+        ("huge", "A".repeat(8000)),
+        ("quoted", format!("\"{valid}\"x")),
+    ]
+}
+
+/// A tampered, truncated, empty or garbage state cookie means "no messages", never a panic or
+/// an error, and a bad cookie is deleted.
+pub async fn bad_state_cookie_means_no_messages(factory: Factory) {
+    let harness = harness!(factory);
+    if harness.state_cookie.is_empty() {
+        return skip("bad_state_cookie_means_no_messages", "state cookie");
+    }
+    let name = harness.state_cookie.clone();
+    let owner = harness.client();
+    seed(&owner, &["secret message"]).await;
+    let valid = owner.cookie(&name).expect("a state cookie after adding");
+
+    let mut cases = variants(&valid);
+    cases.push(("empty", String::new()));
+    for (case, value) in cases {
+        let client = harness.client();
+        client.set_cookie(&name, &value);
+        let request = client.request();
+        let got = request
+            .read()
+            .await
+            .unwrap_or_else(|err| panic!("{case}: a bad cookie must mean no messages, not {err}"));
+        assert!(got.is_empty(), "{case}: got {got:?}");
+        let response = request.finish().await;
+        if !value.is_empty() {
+            assert!(
+                response.deletes(&name),
+                "{case}: bad cookie not deleted: {:?}",
+                response.set_cookies()
+            );
+        }
+        // Adding with a bad cookie works and replaces it.
+        let client = harness.client();
+        client.set_cookie(&name, &value);
+        seed(&client, &["fresh"]).await;
+        assert_eq!(texts(&read_all(&client).await), ["fresh"], "{case}");
+    }
+    assert_eq!(texts(&read_all(&owner).await), ["secret message"]);
+}
+
+/// A cookie signed with a key the storage does not hold means "no messages" and is deleted.
+pub async fn wrong_key_means_no_messages(factory: Factory) {
+    let signer = Options::new();
+    let harness = harness!(factory.clone(), signer.clone());
+    if harness.state_cookie.is_empty() {
+        return skip("wrong_key_means_no_messages", "state cookie");
+    }
+    let other = Options {
+        secret: format!("another-secret-{}-abcdefghijklmnop", signer.namespace),
+        ..signer
+    };
+    let stranger = harness!(factory, other);
+    let client = harness.client();
+    seed(&client, &["signed with the first key"]).await;
+    let client = client.with_harness(stranger);
+    let request = client.request();
+    assert!(request.read().await.expect("read").is_empty());
+    let response = request.finish().await;
+    assert!(
+        response.deletes(&harness.state_cookie),
+        "{:?}",
+        response.set_cookies()
+    );
+}
