@@ -115,16 +115,10 @@ impl std::str::FromStr for Level {
 /// assert_eq!(tags.tag(Level::INFO), "info");
 /// assert_eq!(tags.tag(Level::new(1)), "");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct LevelTags {
     // None = the built-in defaults only: the common case costs no allocation and no lookup.
     overrides: Option<BTreeMap<Level, String>>,
-}
-
-impl Default for LevelTags {
-    fn default() -> Self {
-        LevelTags { overrides: None }
-    }
 }
 
 impl LevelTags {
@@ -164,5 +158,26 @@ impl fmt::Debug for LevelTags {
             }
         }
         map.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_and_order() {
+        assert_eq!("ERROR".parse::<Level>(), Ok(Level::ERROR));
+        assert_eq!(" 29 ".parse::<Level>(), Ok(Level::new(29)));
+        assert!("loud".parse::<Level>().is_err());
+        assert!("".parse::<Level>().is_err());
+        let mut levels = vec![Level::ERROR, Level::new(29), Level::DEBUG, Level::SUCCESS];
+        levels.sort();
+        assert_eq!(
+            levels,
+            [Level::DEBUG, Level::SUCCESS, Level::new(29), Level::ERROR]
+        );
+        assert_eq!(format!("{:?}", Level::WARNING), "Level::WARNING");
+        assert_eq!(format!("{:?}", Level::new(29)), "Level(29)");
     }
 }

@@ -203,3 +203,80 @@ impl From<Key> for Keys {
         Keys::new(key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> Keys {
+        Keys::new(Key::derive(secret, "test"))
+    }
+
+    #[test]
+    fn tokens_verify_only_under_their_name_and_keys() {
+        let ring = keys("first secret, long enough for the test");
+        let token = ring.sign_token("id", b"payload");
+        assert_eq!(
+            ring.verify_token("id", &token).as_deref(),
+            Some(&b"payload"[..])
+        );
+        assert_eq!(ring.verify_token("id2", &token), None);
+        assert_eq!(
+            keys("another secret entirely, long enough").verify_token("id", &token),
+            None
+        );
+        for bad in [
+            "",
+            ".",
+            "abc",
+            "abc.",
+            ".abc",
+            "!!!.???",
+            &token[..token.len() - 1],
+        ] {
+            assert_eq!(ring.verify_token("id", bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rotation_signs_with_the_first_and_verifies_with_all() {
+        let old = keys("old secret, long enough for the test...");
+        let new = Keys::new(Key::derive(
+            "new secret, long enough for the test...",
+            "test",
+        ))
+        .with_fallback(Key::derive(
+            "old secret, long enough for the test...",
+            "test",
+        ));
+        let from_old = old.sign_token("n", b"v");
+        assert!(new.verify_token("n", &from_old).is_some());
+        let from_new = new.sign_token("n", b"v");
+        assert!(old.verify_token("n", &from_new).is_none());
+    }
+
+    #[test]
+    fn derivation_separates_purpose_and_secret() {
+        let a = Key::derive("ab", "c").sign_parts(&[b"x"]);
+        let b = Key::derive("b", "ac").sign_parts(&[b"x"]);
+        let c = Key::derive("abc", "").sign_parts(&[b"x"]);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(b, c);
+        // Part boundaries are bound too.
+        let key = Key::generate();
+        assert_ne!(
+            key.sign_parts(&[b"ab", b"c"]),
+            key.sign_parts(&[b"a", b"bc"])
+        );
+    }
+
+    #[test]
+    fn short_raw_keys_are_refused_and_debug_hides_keys() {
+        let err = Key::try_from_bytes(&[7u8; 31]).expect_err("short key");
+        assert_eq!(err.kind(), ErrorKind::Config);
+        let key = Key::from_bytes(&[7u8; 32]);
+        assert_eq!(format!("{key:?}"), "Key(..)");
+        assert!(!format!("{:?}", Keys::new(key)).contains('7'));
+    }
+}

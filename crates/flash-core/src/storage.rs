@@ -234,3 +234,42 @@ pub fn append_set_cookie(response: &mut HeaderMap, cookie: &cookie::Cookie<'_>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(pairs: &[(&'static str, &str)]) -> Incoming {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_str(value).expect("header"));
+        }
+        Incoming::from_headers(&headers)
+    }
+
+    #[test]
+    fn cookies_are_found_across_headers_and_unquoted() {
+        let req = incoming(&[("cookie", "a=1;b=\"two\""), ("cookie", " c = 3 ; d=")]);
+        assert_eq!(req.cookie("a"), Some("1"));
+        assert_eq!(req.cookie("b"), Some("two"));
+        assert_eq!(req.cookie("c"), Some("3"));
+        assert_eq!(req.cookie("d"), Some(""));
+        assert_eq!(req.cookie("e"), None);
+        assert_eq!(incoming(&[("cookie", "garbage;;=;==")]).cookie("a"), None);
+    }
+
+    #[test]
+    fn prefetch_is_recognised() {
+        assert!(incoming(&[("sec-purpose", "prefetch")]).is_prefetch());
+        assert!(incoming(&[("sec-purpose", "prefetch;prerender")]).is_prefetch());
+        assert!(incoming(&[("purpose", "Prefetch")]).is_prefetch());
+        assert!(!incoming(&[("sec-purpose", "prerender")]).is_prefetch());
+        assert!(!incoming(&[]).is_prefetch());
+    }
+
+    #[test]
+    fn debug_hides_cookie_values() {
+        let req = incoming(&[("cookie", "session=supersecret")]);
+        assert!(!format!("{req:?}").contains("supersecret"));
+    }
+}
