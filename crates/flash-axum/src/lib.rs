@@ -1,2 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+
+mod extract;
+mod layer;
+
+pub use extract::{Flash, MissingFlashLayer};
+pub use layer::{FlashLayer, FlashService, ResponseFuture};
+
+/// Re-exported: the core types handlers and storages use.
+pub use flash_core::{Config, Error, Level, LevelTags, Message, Messages, Storage};

@@ -1,0 +1,92 @@
+//! The extractor handlers use to reach their messages.
+
+use std::fmt;
+use std::ops::Deref;
+
+use axum_core::extract::FromRequestParts;
+use axum_core::response::{IntoResponse, Response};
+use flash_core::{Incoming, Messages};
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::layer::Slot;
+
+/// The flash messages of the current request, as an axum extractor.
+///
+/// Dereferences to [`flash_core::Messages`]: add with `flash.success("…")` (synchronous, never
+/// reads storage), read with `flash.read().await` (consumes), look with `flash.peek().await`
+/// (does not). Every extraction in one request returns the same handle.
+///
+/// Needs a [`FlashLayer`](crate::FlashLayer) around the route; without one the extraction
+/// fails with [`MissingFlashLayer`] (a `500` that names the fix).
+#[derive(Clone)]
+pub struct Flash(pub Messages);
+
+impl Flash {
+    /// The request handle.
+    pub fn into_inner(self) -> Messages {
+        self.0
+    }
+
+    /// The handle of the request whose parts these are, made on first use; `None` when no
+    /// [`FlashLayer`](crate::FlashLayer) is installed. For middleware that holds [`Parts`].
+    pub fn from_parts(parts: &Parts) -> Option<Flash> {
+        let slot = parts.extensions.get::<Slot>()?;
+        let messages = slot.0.messages.get_or_init(|| {
+            let shared = &slot.0.shared;
+            let mut incoming = Incoming::from_headers(&parts.headers);
+            if shared.uses_extensions {
+                let mut extensions = parts.extensions.clone();
+                // The slot owns the handle that owns these extensions: no cycle.
+                extensions.remove::<Slot>();
+                *incoming.extensions_mut() = extensions;
+            }
+            Messages::new(shared.storage.clone(), incoming, shared.config.clone())
+        });
+        Some(Flash(messages.clone()))
+    }
+}
+
+impl Deref for Flash {
+    type Target = Messages;
+
+    fn deref(&self) -> &Messages {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Flash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Flash {
+    type Rejection = MissingFlashLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Flash::from_parts(parts).ok_or(MissingFlashLayer)
+    }
+}
+
+/// The rejection of [`Flash`] when no [`FlashLayer`](crate::FlashLayer) wraps the route:
+/// a configuration mistake, answered with `500 Internal Server Error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingFlashLayer;
+
+impl fmt::Display for MissingFlashLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the Flash extractor needs flash_axum::FlashLayer: add `.layer(FlashLayer::new(storage, config))` to the router",
+        )
+    }
+}
+
+impl std::error::Error for MissingFlashLayer {}
+
+impl IntoResponse for MissingFlashLayer {
+    fn into_response(self) -> Response {
+        tracing::error!("{self}");
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
