@@ -1,0 +1,185 @@
+//! [`SessionStorage`]: messages under one session key.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use async_trait::async_trait;
+use flash_core::http::HeaderMap;
+use flash_core::{Error, ErrorKind, Incoming, LoadToken, Loaded, Message, Result, Storage, Update};
+use serde_json::Value;
+
+use crate::format;
+use crate::handle::SessionHandle;
+
+/// The session key Django uses for messages.
+pub const DEFAULT_SESSION_KEY: &str = "_messages";
+
+/// What `load` saw, for `save`.
+#[derive(Clone, Copy)]
+struct SessionToken {
+    /// The key held a value (valid or not) when loaded.
+    present: bool,
+    /// The value could not be read: it is removed at save even when nothing changed.
+    unreadable: bool,
+}
+
+/// A [`Storage`] keeping the messages inside the request's session, under one key
+/// (default [`DEFAULT_SESSION_KEY`]), in exactly the form Django's `SessionStorage` keeps them.
+///
+/// The session handle `S` is looked up in the request extensions (so
+/// [`uses_extensions`](Storage::uses_extensions) is true): the session layer must run outside the
+/// flash layer. Without it, `load` and `save` fail with [`ErrorKind::Config`] and a message
+/// naming the missing layer.
+///
+/// As in Django: no size limit, the whole list is replaced on save (a request that only adds
+/// reads the session first and appends), and the key is removed once every message is consumed.
+/// Two concurrent requests of one session can both show a message: sessions are read, modified and
+/// written whole. For exactly-once delivery across tabs use a keyed store.
+///
+/// ```
+/// use flash_session::{MemorySession, SessionStorage};
+/// let storage = SessionStorage::<MemorySession>::new().key("_flash");
+/// assert_eq!(storage.session_key(), "_flash");
+/// ```
+pub struct SessionStorage<S> {
+    key: Cow<'static, str>,
+    session: PhantomData<fn() -> S>,
+}
+
+impl<S: SessionHandle + Clone> SessionStorage<S> {
+    /// Messages under [`DEFAULT_SESSION_KEY`] of the session handle `S` found in the request.
+    pub fn new() -> Self {
+        SessionStorage {
+            key: Cow::Borrowed(DEFAULT_SESSION_KEY),
+            session: PhantomData,
+        }
+    }
+
+    /// Sets the session key (default [`DEFAULT_SESSION_KEY`], as Django).
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Cow<'static, str>>) -> Self {
+        self.key = key.into();
+        self
+    }
+
+    /// The session key.
+    pub fn session_key(&self) -> &str {
+        &self.key
+    }
+
+    fn session<'a>(&self, request: &'a Incoming) -> Result<&'a S> {
+        request
+            .extensions()
+            .get::<S>()
+            .ok_or_else(|| Error::new(ErrorKind::Config, S::missing_layer()))
+    }
+
+    async fn stored(&self, session: &S) -> Result<(SessionToken, Vec<Message>)> {
+        let mut token = SessionToken {
+            present: false,
+            unreadable: false,
+        };
+        let Some(value) = session.get(&self.key).await? else {
+            return Ok((token, Vec::new()));
+        };
+        token.present = true;
+        match format::decode(&value) {
+            Ok(messages) => Ok((token, messages)),
+            Err(err) => {
+                // Django would fail the request; a bad value means "no messages" and is replaced.
+                tracing::warn!(key = %self.key, error = %err, "discarding unreadable session messages");
+                token.unreadable = true;
+                Ok((token, Vec::new()))
+            }
+        }
+    }
+
+    async fn write(&self, session: &S, messages: &[Message], present: bool) -> Result<()> {
+        if messages.is_empty() {
+            if present {
+                session.remove(&self.key).await?;
+            }
+            return Ok(());
+        }
+        let text = format::encode(messages)?;
+        session.insert(&self.key, Value::String(text)).await
+    }
+}
+
+impl<S: SessionHandle + Clone> Default for SessionStorage<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Clone for SessionStorage<S> {
+    fn clone(&self) -> Self {
+        SessionStorage {
+            key: self.key.clone(),
+            session: PhantomData,
+        }
+    }
+}
+
+impl<S> fmt::Debug for SessionStorage<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStorage")
+            .field("key", &self.key)
+            .field("session", &std::any::type_name::<S>())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl<S: SessionHandle + Clone> Storage for SessionStorage<S> {
+    async fn load(&self, request: &Incoming) -> Result<Loaded> {
+        let session = self.session(request)?;
+        let (token, messages) = self.stored(session).await?;
+        Ok(Loaded {
+            messages,
+            complete: true,
+            token: LoadToken::new(token),
+        })
+    }
+
+    async fn save(
+        &self,
+        request: &Incoming,
+        update: Update,
+        _response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        let session = self.session(request)?;
+        // A token of another storage (never expected) is treated as "the key may be present".
+        let token = update.loaded.as_ref().map(|t| {
+            t.get::<SessionToken>().copied().unwrap_or(SessionToken {
+                present: true,
+                unreadable: false,
+            })
+        });
+        match token {
+            // Loaded, not consumed, nothing added: the session already holds the right list.
+            Some(token) if !update.consumed && update.added.is_empty() => {
+                if token.unreadable {
+                    session.remove(&self.key).await?;
+                }
+            }
+            Some(token) => {
+                let messages = update.into_messages();
+                self.write(session, &messages, token.present).await?;
+            }
+            None if update.added.is_empty() => {}
+            None => {
+                // Only added: append to what the session holds.
+                let (token, mut messages) = self.stored(session).await?;
+                messages.extend(update.added);
+                self.write(session, &messages, token.present).await?;
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn uses_extensions(&self) -> bool {
+        true
+    }
+}
