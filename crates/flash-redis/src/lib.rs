@@ -1,2 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+
+mod config;
+mod store;
+
+pub use config::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
+    RedisBuilder,
+};
+pub use store::{ClientKeys, RedisStore};

@@ -1,0 +1,234 @@
+//! How a [`RedisStore`](crate::RedisStore) connects: the builder.
+
+use std::fmt;
+use std::time::Duration;
+
+use flash_core::{Error, ErrorKind, Result};
+
+use crate::store::RedisStore;
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "flash";
+/// The default time one connection attempt may take.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default time the server may take to answer one command.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default bound on one store call, reconnecting and the one retry included.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the store connects.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// One server (or a proxy in front of several).
+    Single(String),
+    /// The seed nodes of a Redis Cluster.
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
+}
+
+/// Builds a [`RedisStore`]: the server, the key prefix and the timeouts.
+///
+/// ```
+/// use std::time::Duration;
+/// use flash_redis::RedisStore;
+///
+/// let builder = RedisStore::builder("redis://127.0.0.1:6379")
+///     .prefix("myapp-flash")
+///     .connect_timeout(Duration::from_millis(500))
+///     .response_timeout(Duration::from_millis(500))
+///     .operation_timeout(Duration::from_secs(2));
+/// // `builder.connect().await` connects now; `builder.connect_lazy()` on first use.
+/// # let _ = builder;
+/// ```
+#[derive(Clone)]
+pub struct RedisBuilder {
+    pub(crate) target: Target,
+    pub(crate) prefix: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) operation_timeout: Duration,
+}
+
+impl RedisBuilder {
+    pub(crate) fn new(target: Target) -> Self {
+        RedisBuilder {
+            target,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+        }
+    }
+
+    /// Sets the key prefix (default [`DEFAULT_PREFIX`]): every key of the store starts with
+    /// `{<prefix>:`. Several applications (or test runs) share one server by using different
+    /// prefixes. It must be 1 to 128 printable ASCII characters other than `{`, `}` and space
+    /// (checked when connecting).
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets how long one connection attempt may take (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long the server may take to answer one command (default
+    /// [`DEFAULT_RESPONSE_TIMEOUT`]).
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets the bound on one store call, reconnecting and its one retry included (default
+    /// [`DEFAULT_OPERATION_TIMEOUT`]): the longest a request waits for a server that is down or
+    /// stuck before it gets an [`ErrorKind::Unavailable`] error.
+    #[must_use]
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Connects now: fails with [`ErrorKind::Unavailable`] when the server cannot be reached
+    /// within the operation timeout, and with [`ErrorKind::Config`] for a bad URL or prefix.
+    ///
+    /// # Errors
+    /// As above.
+    pub async fn connect(self) -> Result<RedisStore> {
+        self.validate()?;
+        RedisStore::open(self).await
+    }
+
+    /// Builds the store without contacting the server: it connects on first use (and reconnects
+    /// by itself whenever the connection is lost). Standalone servers only; must be called
+    /// inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for a bad URL or prefix, a cluster target, or no Tokio runtime.
+    pub fn connect_lazy(self) -> Result<RedisStore> {
+        self.validate()?;
+        RedisStore::open_lazy(self)
+    }
+
+    fn validate(&self) -> Result<()> {
+        validate_prefix(&self.prefix)?;
+        for (name, value) in [
+            ("connect timeout", self.connect_timeout),
+            ("response timeout", self.response_timeout),
+            ("operation timeout", self.operation_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("the redis {name} must be longer than zero"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a key prefix: 1 to 128 printable ASCII characters, no braces (they would break the hash
+/// tag that keeps a client's keys in one cluster slot), no spaces.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 128
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "invalid redis key prefix {prefix:?}: use 1 to 128 printable ASCII characters \
+                 without spaces, `{{` or `}}`"
+            ),
+        ))
+    }
+}
+
+/// The URL with its password (if any) replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let redacted = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None if userinfo.is_empty() => String::new(),
+        // `redis://password@host` is accepted by some clients: hide it too.
+        None => "***".to_owned(),
+    };
+    format!("{}{redacted}{}", &url[..scheme_end], &rest[at..])
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Single(url) => f.debug_tuple("Single").field(&redact(url)).finish(),
+            #[cfg(feature = "cluster")]
+            Target::Cluster(urls) => f
+                .debug_tuple("Cluster")
+                .field(&urls.iter().map(|u| redact(u)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBuilder")
+            .field("target", &self.target)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("redis://user:secret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
+        assert_eq!(redact("redis://secret@host"), "redis://***@host");
+        assert_eq!(
+            redact("rediss://u:p%40ss@h/?x=a@b"),
+            "rediss://u:***@h/?x=a@b"
+        );
+        assert_eq!(redact("not a url"), "not a url");
+        let builder = RedisBuilder::new(Target::Single("redis://u:hunter2@h".into()));
+        assert!(!format!("{builder:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        for good in ["flash", "a", "my-app:flash", &"x".repeat(128)] {
+            assert!(validate_prefix(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a{b", "a}b", "a b", "tab\t", "é", &"x".repeat(129)] {
+            let err = validate_prefix(bad).expect_err(bad);
+            assert_eq!(err.kind(), ErrorKind::Config);
+        }
+    }
+}

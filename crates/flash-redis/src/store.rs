@@ -1,0 +1,548 @@
+//! The store: [`KeyedStore`] on Redis, one Lua script per operation.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flash_core::{ClientId, Error, ErrorKind, KeyedStore, LeaseId, Message, Outcome, Result};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
+
+use crate::config::{RedisBuilder, Target, redact};
+
+/// The Lua scripts, compiled into the crate. Each is one `EVALSHA`; the `redis` crate loads a
+/// script (`SCRIPT LOAD`) and retries when the server answers `NOSCRIPT`.
+struct Scripts {
+    append: Script,
+    lease: Script,
+    settle: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            append: Script::new(concat!(
+                include_str!("lua/common.lua"),
+                include_str!("lua/append.lua")
+            )),
+            lease: Script::new(concat!(
+                include_str!("lua/common.lua"),
+                include_str!("lua/lease.lua")
+            )),
+            settle: Script::new(concat!(
+                include_str!("lua/common.lua"),
+                include_str!("lua/settle.lua")
+            )),
+        }
+    }
+
+    fn all(&self) -> [&Script; 3] {
+        [&self.append, &self.lease, &self.settle]
+    }
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+struct Inner {
+    connection: Connection,
+    target: Target,
+    prefix: String,
+    operation_timeout: Duration,
+    scripts: Scripts,
+}
+
+/// A [`KeyedStore`] on Redis or Redis Cluster: exactly-once delivery with leases, one round trip
+/// per call, and a TTL on every client's messages.
+///
+/// Clones share one multiplexed connection that reconnects by itself. See the crate docs for the
+/// key layout and what each guarantee rests on.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+/// The Redis keys that hold one client's state (all in one cluster slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKeys {
+    /// The hash of the client's messages, their leases and its sequence counter:
+    /// `{<prefix>:<client hex>}:m`.
+    pub messages: String,
+    /// The sorted set of recently applied operation ids, which makes a retried write apply
+    /// once: `{<prefix>:<client hex>}:o`.
+    pub operations: String,
+}
+
+/// Longest TTL or lease sent to the server: 100 years (a longer `Duration` is clamped).
+const MAX_MILLIS: u128 = 100 * 365 * 24 * 3600 * 1000;
+/// Shortest time a retried write is recognised as already applied.
+const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(60);
+
+impl RedisStore {
+    /// Connects to the Redis server at `url` (`redis://[user:password@]host[:port][/db]`,
+    /// `rediss://` for TLS when the `redis` crate's TLS feature is enabled, `redis+unix://`)
+    /// with the default prefix and timeouts.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for a bad URL; [`ErrorKind::Unavailable`] when the server cannot be
+    /// reached within the operation timeout.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::builder(url).connect().await
+    }
+
+    /// A builder for a store on the Redis server at `url`.
+    pub fn builder(url: impl Into<String>) -> RedisBuilder {
+        RedisBuilder::new(Target::Single(url.into()))
+    }
+
+    /// Connects to the Redis Cluster whose seed nodes are `urls` (any reachable subset of the
+    /// cluster's masters) with the default prefix and timeouts.
+    ///
+    /// # Errors
+    /// As [`RedisStore::connect`].
+    #[cfg(feature = "cluster")]
+    pub async fn connect_cluster<I, U>(urls: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        Self::cluster_builder(urls).connect().await
+    }
+
+    /// A builder for a store on the Redis Cluster whose seed nodes are `urls`.
+    #[cfg(feature = "cluster")]
+    pub fn cluster_builder<I, U>(urls: I) -> RedisBuilder
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        RedisBuilder::new(Target::Cluster(urls.into_iter().map(Into::into).collect()))
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Whether the store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        match self.inner.connection {
+            Connection::Single(_) => false,
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(_) => true,
+        }
+    }
+
+    /// The keys that hold `client`'s state.
+    pub fn client_keys(&self, client: &ClientId) -> ClientKeys {
+        client_keys(&self.inner.prefix, client)
+    }
+
+    pub(crate) async fn open(builder: RedisBuilder) -> Result<Self> {
+        let scripts = Scripts::new();
+        let timeout = builder.operation_timeout;
+        let connecting = async {
+            match &builder.target {
+                Target::Single(url) => {
+                    let client = redis::Client::open(url.as_str())?;
+                    let config = manager_config(&builder);
+                    let mut manager = ConnectionManager::new_with_config(client, config).await?;
+                    // Load the scripts now, so that the first calls are one round trip each.
+                    let mut pipe = redis::pipe();
+                    for script in scripts.all() {
+                        pipe.load_script(script).ignore();
+                    }
+                    pipe.exec_async(&mut manager).await?;
+                    Ok(Connection::Single(manager))
+                }
+                #[cfg(feature = "cluster")]
+                Target::Cluster(urls) => {
+                    let client =
+                        redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                            .connection_timeout(builder.connect_timeout)
+                            .response_timeout(builder.response_timeout)
+                            .overall_response_timeout(Some(builder.operation_timeout))
+                            .retries(3)
+                            .build()?;
+                    let mut connection = client.get_async_connection().await?;
+                    for script in scripts.all() {
+                        script.load_async(&mut connection).await?;
+                    }
+                    Ok::<_, RedisError>(Connection::Cluster(connection))
+                }
+            }
+        };
+        let connection = match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(err)) => {
+                let context = format!("connecting to {}", describe(&builder.target));
+                return Err(map_error(context, err));
+            }
+            Err(elapsed) => {
+                return Err(Error::with_source(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "connecting to {}: no answer within {timeout:?}",
+                        describe(&builder.target)
+                    ),
+                    elapsed,
+                ));
+            }
+        };
+        Ok(Self::assemble(builder, connection, scripts))
+    }
+
+    pub(crate) fn open_lazy(builder: RedisBuilder) -> Result<Self> {
+        let url = match &builder.target {
+            Target::Single(url) => url,
+            #[cfg(feature = "cluster")]
+            Target::Cluster(_) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "a Redis Cluster store connects eagerly: use `connect().await`",
+                ));
+            }
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "RedisBuilder::connect_lazy must be called inside a Tokio runtime",
+            ));
+        }
+        let context = || format!("configuring {}", describe(&builder.target));
+        let client = redis::Client::open(url.as_str()).map_err(|e| map_error(context(), e))?;
+        let manager = ConnectionManager::new_lazy_with_config(client, manager_config(&builder))
+            .map_err(|e| map_error(context(), e))?;
+        Ok(Self::assemble(
+            builder,
+            Connection::Single(manager),
+            Scripts::new(),
+        ))
+    }
+
+    fn assemble(builder: RedisBuilder, connection: Connection, scripts: Scripts) -> Self {
+        tracing::debug!(
+            target = %describe(&builder.target),
+            prefix = %builder.prefix,
+            "flash-redis store ready"
+        );
+        RedisStore {
+            inner: Arc::new(Inner {
+                connection,
+                target: builder.target,
+                prefix: builder.prefix,
+                operation_timeout: builder.operation_timeout,
+                scripts,
+            }),
+        }
+    }
+
+    /// Runs one script: one `EVALSHA` (plus `SCRIPT LOAD` after the server lost its script
+    /// cache), retried once after a lost connection (every script is idempotent under a retry),
+    /// all bounded by the operation timeout.
+    async fn run<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let attempts = async {
+            match self.eval::<T>(invocation).await {
+                Err(err) if worth_a_retry(&err) => {
+                    tracing::debug!(error = %err, what, "flash-redis: connection lost, retrying once");
+                    self.eval::<T>(invocation).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.inner.operation_timeout, attempts).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                let context = format!("{what} on {}", describe(&self.inner.target));
+                let err = map_error(context, err);
+                tracing::warn!(error = %err, "flash-redis call failed");
+                Err(err)
+            }
+            Err(elapsed) => {
+                let err = Error::with_source(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "{what} on {}: no answer within {:?}",
+                        describe(&self.inner.target),
+                        self.inner.operation_timeout
+                    ),
+                    elapsed,
+                );
+                tracing::warn!(error = %err, "flash-redis call timed out");
+                Err(err)
+            }
+        }
+    }
+
+    async fn eval<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> redis::RedisResult<T> {
+        match &self.inner.connection {
+            Connection::Single(connection) => {
+                invocation.invoke_async(&mut connection.clone()).await
+            }
+            #[cfg(feature = "cluster")]
+            Connection::Cluster(connection) => {
+                invocation.invoke_async(&mut connection.clone()).await
+            }
+        }
+    }
+
+    fn dedupe_window_ms(&self) -> u128 {
+        millis(MIN_DEDUPE_WINDOW.max(self.inner.operation_timeout * 2))
+    }
+
+    /// Applies an append under the operation id `op` (a retry with the same id is applied once).
+    pub(crate) async fn append_as(
+        &self,
+        op: &LeaseId,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let encoded = encode(messages)?;
+        let keys = self.client_keys(client);
+        let mut invocation = self.inner.scripts.append.prepare_invoke();
+        invocation
+            .key(&keys.messages)
+            .key(&keys.operations)
+            .arg(op.to_hex())
+            .arg(self.dedupe_window_ms().to_string())
+            .arg(millis(ttl).to_string())
+            .arg(&encoded);
+        let applied: i64 = self.run("append", &invocation).await?;
+        Ok(applied == 1)
+    }
+
+    /// Settles under the operation id `op` (a retry with the same id is applied once).
+    pub(crate) async fn settle_as(
+        &self,
+        op: &LeaseId,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let encoded = encode(append)?;
+        let keys = self.client_keys(client);
+        let outcome = match outcome {
+            Outcome::Consumed => "consumed",
+            Outcome::Released => "released",
+        };
+        let mut invocation = self.inner.scripts.settle.prepare_invoke();
+        invocation
+            .key(&keys.messages)
+            .key(&keys.operations)
+            .arg(op.to_hex())
+            .arg(self.dedupe_window_ms().to_string())
+            .arg(lease.to_hex())
+            .arg(outcome)
+            .arg(millis(ttl).to_string())
+            .arg(&encoded);
+        let applied: i64 = self.run("settle", &invocation).await?;
+        Ok(applied == 1)
+    }
+}
+
+#[async_trait]
+impl KeyedStore for RedisStore {
+    async fn append(&self, client: &ClientId, messages: &[Message], ttl: Duration) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.append_as(&LeaseId::random(), client, messages, ttl)
+            .await
+            .map(drop)
+    }
+
+    async fn lease(
+        &self,
+        client: &ClientId,
+        lease: &LeaseId,
+        lease_for: Duration,
+    ) -> Result<Vec<Message>> {
+        let keys = self.client_keys(client);
+        let mut invocation = self.inner.scripts.lease.prepare_invoke();
+        invocation
+            .key(&keys.messages)
+            .arg(lease.to_hex())
+            .arg(millis(lease_for).to_string());
+        let raw: Vec<Vec<u8>> = self.run("lease", &invocation).await?;
+        Ok(decode(client, raw))
+    }
+
+    async fn settle(
+        &self,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+    ) -> Result<()> {
+        self.settle_as(&LeaseId::random(), client, lease, outcome, append, ttl)
+            .await
+            .map(drop)
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("target", &self.inner.target)
+            .field("prefix", &self.inner.prefix)
+            .field("operation_timeout", &self.inner.operation_timeout)
+            .finish()
+    }
+}
+
+pub(crate) fn client_keys(prefix: &str, client: &ClientId) -> ClientKeys {
+    let tag = format!("{{{prefix}:{}}}", client.to_hex());
+    ClientKeys {
+        messages: format!("{tag}:m"),
+        operations: format!("{tag}:o"),
+    }
+}
+
+fn manager_config(builder: &RedisBuilder) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(builder.connect_timeout))
+        .set_response_timeout(Some(builder.response_timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500))
+}
+
+/// Milliseconds, rounded up (a lease or TTL is never shorter than asked), at most 100 years.
+fn millis(duration: Duration) -> u128 {
+    let nanos = duration.as_nanos();
+    nanos.div_ceil(1_000_000).min(MAX_MILLIS)
+}
+
+fn encode(messages: &[Message]) -> Result<Vec<String>> {
+    messages
+        .iter()
+        .map(|m| {
+            serde_json::to_string(m).map_err(|err| {
+                Error::with_source(ErrorKind::Encode, "a flash message for redis", err)
+            })
+        })
+        .collect()
+}
+
+/// Decodes leased messages. An entry that is not a message (written by something else) is
+/// skipped with a warning rather than failing every read of the client until its TTL: it stays
+/// under the lease and is deleted with the others when the lease is consumed.
+fn decode(client: &ClientId, raw: Vec<Vec<u8>>) -> Vec<Message> {
+    raw.into_iter()
+        .filter_map(|bytes| match serde_json::from_slice::<Message>(&bytes) {
+            Ok(message) => Some(message),
+            Err(err) => {
+                tracing::warn!(%client, error = %err, "flash-redis: skipped a stored entry that is not a message");
+                None
+            }
+        })
+        .collect()
+}
+
+/// A lost or refused connection: the connection manager reconnects, so one retry can succeed.
+/// A timeout is not retried (the server may still be working on the first attempt).
+fn worth_a_retry(err: &RedisError) -> bool {
+    !err.is_timeout() && (err.is_connection_dropped() || err.is_unrecoverable_error())
+}
+
+fn map_error(context: String, err: RedisError) -> Error {
+    use redis::ErrorKind as K;
+    let kind = match err.kind() {
+        K::Io | K::ClusterConnectionNotFound => ErrorKind::Unavailable,
+        K::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown,
+        ) => ErrorKind::Unavailable,
+        K::InvalidClientConfig | K::AuthenticationFailed | K::Server(ServerErrorKind::NoPerm) => {
+            ErrorKind::Config
+        }
+        _ => ErrorKind::Backend,
+    };
+    Error::with_source(kind, context, err)
+}
+
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Single(url) => format!("redis at {}", redact(url)),
+        #[cfg(feature = "cluster")]
+        Target::Cluster(urls) => format!(
+            "redis cluster at {}",
+            urls.iter()
+                .map(|u| redact(u))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_round_up_and_clamp() {
+        assert_eq!(millis(Duration::ZERO), 0);
+        assert_eq!(millis(Duration::from_nanos(1)), 1);
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(millis(Duration::from_micros(1500)), 2);
+        assert_eq!(millis(Duration::MAX), MAX_MILLIS);
+    }
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let client = ClientId::from_bytes([0xab; 16]);
+        let keys = client_keys("app", &client);
+        let tag = format!("{{app:{}}}", "ab".repeat(16));
+        assert_eq!(keys.messages, format!("{tag}:m"));
+        assert_eq!(keys.operations, format!("{tag}:o"));
+    }
+
+    #[test]
+    fn errors_map_to_kinds() {
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(map_error("x".into(), io).kind(), ErrorKind::Unavailable);
+        let dropped = RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(worth_a_retry(&dropped));
+        let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(!worth_a_retry(&timeout));
+        assert_eq!(
+            map_error("x".into(), timeout).kind(),
+            ErrorKind::Unavailable
+        );
+        let server = RedisError::from((
+            redis::ErrorKind::Server(ServerErrorKind::ResponseError),
+            "boom",
+        ));
+        let mapped = map_error("x".into(), server);
+        assert_eq!(mapped.kind(), ErrorKind::Backend);
+        assert!(std::error::Error::source(&mapped).is_some());
+        let config = RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad"));
+        assert_eq!(map_error("x".into(), config).kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn garbage_entries_are_skipped() {
+        let client = ClientId::from_bytes([1; 16]);
+        let good = serde_json::to_vec(&Message::new(flash_core::Level::INFO, "hi")).expect("json");
+        let out = decode(&client, vec![b"not json".to_vec(), good, b"[1]".to_vec()]);
+        assert_eq!(out, vec![Message::new(flash_core::Level::INFO, "hi")]);
+    }
+}

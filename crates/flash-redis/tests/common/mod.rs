@@ -1,0 +1,209 @@
+//! Shared by the integration tests: server URLs, stores, a private redis-server.
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flash_core::testkit::unavailable;
+use flash_redis::RedisStore;
+
+/// `FLASH_REDIS_URL`, read at run time.
+pub fn redis_url() -> String {
+    std::env::var("FLASH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// `FLASH_REDIS_CLUSTER_URLS` (comma separated), read at run time.
+pub fn cluster_urls() -> Vec<String> {
+    std::env::var("FLASH_REDIS_CLUSTER_URLS")
+        .unwrap_or_else(|_| {
+            "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".to_owned()
+        })
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A random hex string (for prefixes, user names).
+pub fn random_hex() -> String {
+    flash_core::LeaseId::random().to_hex()[..16].to_owned()
+}
+
+/// A store on `FLASH_REDIS_URL` with a fresh prefix, or `None` (skipped) when it is down.
+pub async fn store() -> Option<RedisStore> {
+    store_with_prefix(&format!("flash-test-{}", random_hex())).await
+}
+
+/// A store on `FLASH_REDIS_URL` with `prefix`, or `None` (skipped) when it is down.
+pub async fn store_with_prefix(prefix: &str) -> Option<RedisStore> {
+    let url = redis_url();
+    match RedisStore::builder(&url).prefix(prefix).connect().await {
+        Ok(store) => Some(store),
+        Err(err) => unavailable(&format!("redis at {url}"), err),
+    }
+}
+
+/// A plain connection to `url` for checks behind the store's back.
+pub async fn admin(url: &str) -> Option<redis::aio::MultiplexedConnection> {
+    let client = match redis::Client::open(url) {
+        Ok(client) => client,
+        Err(err) => return unavailable(&format!("redis at {url}"), err),
+    };
+    match client.get_multiplexed_async_connection().await {
+        Ok(connection) => Some(connection),
+        Err(err) => unavailable(&format!("redis at {url}"), err),
+    }
+}
+
+/// A redis-server of this test's own, on a free port, killed on drop: for measurements that
+/// read server-global statistics (the slow log), which other tests must not disturb.
+pub struct OwnServer {
+    child: Child,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl OwnServer {
+    /// Starts one, or returns `None` (skipped; a failure under `CI=true`) when `redis-server`
+    /// is not installed.
+    pub async fn start() -> Option<OwnServer> {
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = match free_port() {
+                Ok(port) => port,
+                Err(err) => return unavailable("a free local port", err),
+            };
+            let dir = std::env::temp_dir().join(format!("flash-redis-test-{port}"));
+            if let Err(err) = std::fs::create_dir_all(&dir) {
+                return unavailable("a temporary directory", err);
+            }
+            let spawned = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args([
+                    "--slowlog-log-slower-than",
+                    "-1",
+                    "--slowlog-max-len",
+                    "100000",
+                ])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match spawned {
+                Ok(child) => child,
+                Err(err) => return unavailable("redis-server (the binary)", err),
+            };
+            let mut server = OwnServer { child, dir, port };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    last_error = format!("redis-server exited with {status}");
+                    break;
+                }
+                if let Ok(client) = redis::Client::open(server.url().as_str())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                    && redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok()
+                {
+                    return Some(server);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if last_error.is_empty() {
+                last_error = "redis-server did not answer within 10 s".to_owned();
+            }
+        }
+        unavailable("a private redis-server", last_error)
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The slow log of a server whose `slowlog-log-slower-than` is 0: every command, in order.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    /// The command and its arguments.
+    pub args: Vec<String>,
+    /// The client's address; `?:0` for commands a Lua script ran.
+    pub addr: String,
+}
+
+impl Logged {
+    /// Whether a Lua script ran it (as opposed to a client sending it).
+    pub fn from_script(&self) -> bool {
+        self.addr == "?:0"
+    }
+}
+
+/// Reads and clears the slow log, oldest first, leaving out `admin`'s own commands.
+pub async fn take_slowlog(admin: &mut redis::aio::MultiplexedConnection) -> Vec<Logged> {
+    let me: String = redis::cmd("CLIENT")
+        .arg("INFO")
+        .query_async(admin)
+        .await
+        .expect("CLIENT INFO");
+    let my_addr = me
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("addr="))
+        .expect("addr= in CLIENT INFO")
+        .to_owned();
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query_async(admin)
+        .await
+        .expect("SLOWLOG GET");
+    let () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(admin)
+        .await
+        .expect("SLOWLOG RESET");
+    let mut out: Vec<(i64, Logged)> = entries
+        .into_iter()
+        .map(|entry| {
+            let redis::Value::Array(fields) = entry else {
+                panic!("a slow log entry is an array: {entry:?}");
+            };
+            let id: i64 = redis::from_redis_value_ref(&fields[0]).expect("id");
+            let args: Vec<String> = redis::from_redis_value_ref(&fields[3]).expect("args");
+            let addr: String = redis::from_redis_value_ref(&fields[4]).expect("addr");
+            (id, Logged { args, addr })
+        })
+        .filter(|(_, logged)| logged.addr != my_addr)
+        .collect();
+    out.sort_by_key(|(id, _)| *id);
+    out.into_iter().map(|(_, logged)| logged).collect()
+}
+
+/// Turns logging every command on (`on`) or off on a private server.
+pub async fn log_every_command(admin: &mut redis::aio::MultiplexedConnection, on: bool) {
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(if on { 0 } else { -1 })
+        .query_async(admin)
+        .await
+        .expect("CONFIG SET");
+}

@@ -1,0 +1,49 @@
+//! flash-core's conformance suite on Redis (`FLASH_REDIS_URL`) and, with feature `cluster`, on
+//! Redis Cluster (`FLASH_REDIS_CLUSTER_URLS`). Each test isolates itself by its namespace, used
+//! as the key prefix.
+
+mod standalone {
+    use flash_core::testkit::{Harness, Options, unavailable};
+    use flash_redis::RedisStore;
+
+    async fn redis(options: Options) -> Option<Harness> {
+        let url = std::env::var("FLASH_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        match RedisStore::builder(&url)
+            .prefix(format!("flash-conformance-{}", options.namespace))
+            .connect()
+            .await
+        {
+            Ok(store) => Some(Harness::keyed(store, &options)),
+            Err(err) => unavailable(&format!("redis at {url}"), err),
+        }
+    }
+
+    flash_core::conformance_tests!(redis);
+}
+
+#[cfg(feature = "cluster")]
+mod cluster {
+    use flash_core::testkit::{Harness, Options, unavailable};
+    use flash_redis::RedisStore;
+
+    async fn redis_cluster(options: Options) -> Option<Harness> {
+        let urls: Vec<String> = std::env::var("FLASH_REDIS_CLUSTER_URLS")
+            .unwrap_or_else(|_| {
+                "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".to_owned()
+            })
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .collect();
+        match RedisStore::cluster_builder(urls.clone())
+            .prefix(format!("flash-conformance-{}", options.namespace))
+            .connect()
+            .await
+        {
+            Ok(store) => Some(Harness::keyed(store, &options)),
+            Err(err) => unavailable(&format!("redis cluster at {}", urls.join(",")), err),
+        }
+    }
+
+    flash_core::conformance_tests!(redis_cluster);
+}
