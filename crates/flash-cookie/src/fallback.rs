@@ -1,0 +1,250 @@
+//! Two storages, the second taking what does not fit the first.
+
+use async_trait::async_trait;
+use flash_core::http::HeaderMap;
+use flash_core::{Incoming, LoadToken, Loaded, Message, Overflow, Result, Storage, Update};
+
+/// Two storages as one, with Django's `FallbackStorage` algorithm: the first (a cookie)
+/// holds the oldest messages that fit, the second (a server-side store) the rest.
+///
+/// - **Load** reads the first; it reads the second only when the first ends with the
+///   not-finished marker ([`Loaded::complete`] is false). A cookie without the marker never
+///   costs a call to the second.
+/// - **Save** gives the first storage every pending message under [`Overflow::Spill`] and
+///   the rest to the second; a storage that held messages and now holds none is emptied.
+/// - **A request that only adds** never loads the second: when the first is complete it
+///   takes the existing and new messages that fit and the rest is appended to the second;
+///   when the first already ends with the marker it is left as is and the new messages go
+///   to the second.
+///
+/// ```
+/// use flash_cookie::{CookieStorage, Fallback};
+/// use flash_core::{Key, KeyedStorage, Keys, MemoryStore};
+///
+/// let secret = "a long application secret, from the environment";
+/// let storage = Fallback::new(
+///     CookieStorage::new(Keys::new(Key::derive(secret, "flash.cookie"))),
+///     KeyedStorage::new(MemoryStore::new(), Keys::new(Key::derive(secret, "flash.id"))),
+/// );
+/// # let _: &dyn flash_core::Storage = &storage;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Fallback<A, B> {
+    first: A,
+    second: B,
+}
+
+/// Each storage's own token, and how many of the loaded messages came from the first.
+struct FallbackToken {
+    first: LoadToken,
+    first_len: usize,
+    second: Option<LoadToken>,
+}
+
+impl<A: Storage, B: Storage> Fallback<A, B> {
+    /// `first`, overflowing to `second`.
+    pub fn new(first: A, second: B) -> Self {
+        Fallback { first, second }
+    }
+
+    /// The first storage.
+    pub fn first(&self) -> &A {
+        &self.first
+    }
+
+    /// The second storage.
+    pub fn second(&self) -> &B {
+        &self.second
+    }
+
+    /// A request that added messages without loading.
+    async fn save_added(
+        &self,
+        request: &Incoming,
+        added: Vec<Message>,
+        overflow: Overflow,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        let first = self.first.load(request).await?;
+        let (unread, to_first, to_second) = if first.complete {
+            (first.messages, added, Vec::new())
+        } else {
+            (first.messages, Vec::new(), added)
+        };
+        let mut rest = self
+            .first
+            .save(
+                request,
+                Update {
+                    loaded: Some(first.token),
+                    consumed: false,
+                    unread,
+                    added: to_first,
+                    overflow: Overflow::Spill,
+                },
+                response,
+            )
+            .await?;
+        rest.extend(to_second);
+        if rest.is_empty() {
+            return Ok(rest);
+        }
+        self.second
+            .save(
+                request,
+                Update {
+                    loaded: None,
+                    consumed: false,
+                    unread: Vec::new(),
+                    added: rest,
+                    overflow,
+                },
+                response,
+            )
+            .await
+    }
+}
+
+#[async_trait]
+impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
+    async fn load(&self, request: &Incoming) -> Result<Loaded> {
+        let first = self.first.load(request).await?;
+        let first_len = first.messages.len();
+        if first.complete {
+            return Ok(Loaded {
+                messages: first.messages,
+                complete: true,
+                token: LoadToken::new(FallbackToken {
+                    first: first.token,
+                    first_len,
+                    second: None,
+                }),
+            });
+        }
+        let second = self.second.load(request).await?;
+        let mut messages = first.messages;
+        messages.extend(second.messages);
+        Ok(Loaded {
+            messages,
+            complete: second.complete,
+            token: LoadToken::new(FallbackToken {
+                first: first.token,
+                first_len,
+                second: Some(second.token),
+            }),
+        })
+    }
+
+    async fn save(
+        &self,
+        request: &Incoming,
+        update: Update,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        let overflow = update.overflow;
+        let Some(token) = update
+            .loaded
+            .and_then(LoadToken::into_inner::<FallbackToken>)
+        else {
+            if update.added.is_empty() {
+                return Ok(Vec::new());
+            }
+            return self
+                .save_added(request, update.added, overflow, response)
+                .await;
+        };
+        if !update.consumed && update.added.is_empty() {
+            // Nothing changed: each storage gets its own messages back as unread (a lease is
+            // released, a bad cookie deleted), and writes nothing else.
+            let mut first_unread = update.unread;
+            let second_unread = first_unread.split_off(token.first_len.min(first_unread.len()));
+            self.first
+                .save(
+                    request,
+                    Update {
+                        loaded: Some(token.first),
+                        consumed: false,
+                        unread: first_unread,
+                        added: Vec::new(),
+                        overflow: Overflow::Spill,
+                    },
+                    response,
+                )
+                .await?;
+            if let Some(second) = token.second {
+                self.second
+                    .save(
+                        request,
+                        Update {
+                            loaded: Some(second),
+                            consumed: false,
+                            unread: second_unread,
+                            added: Vec::new(),
+                            overflow,
+                        },
+                        response,
+                    )
+                    .await?;
+            }
+            return Ok(Vec::new());
+        }
+        // The first storage's content is replaced by the oldest pending messages that fit.
+        let pending = {
+            let mut all = update.unread;
+            all.extend(update.added);
+            all
+        };
+        let rest = self
+            .first
+            .save(
+                request,
+                Update {
+                    loaded: Some(token.first),
+                    consumed: true,
+                    unread: Vec::new(),
+                    added: pending,
+                    overflow: Overflow::Spill,
+                },
+                response,
+            )
+            .await?;
+        match token.second {
+            // The second was read: its messages are now in `pending`; it keeps only the rest.
+            Some(second) => {
+                self.second
+                    .save(
+                        request,
+                        Update {
+                            loaded: Some(second),
+                            consumed: true,
+                            unread: Vec::new(),
+                            added: rest,
+                            overflow,
+                        },
+                        response,
+                    )
+                    .await
+            }
+            None if rest.is_empty() => Ok(rest),
+            None => {
+                self.second
+                    .save(
+                        request,
+                        Update {
+                            loaded: None,
+                            consumed: false,
+                            unread: Vec::new(),
+                            added: rest,
+                            overflow,
+                        },
+                        response,
+                    )
+                    .await
+            }
+        }
+    }
+
+    fn uses_extensions(&self) -> bool {
+        self.first.uses_extensions() || self.second.uses_extensions()
+    }
+}
