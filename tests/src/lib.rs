@@ -1,1 +1,285 @@
-//! Shared support for the cross-backend integration tests.
+//! Shared support for the cross-backend integration tests: open a storage by URL (isolated per
+//! test), serve the demo app on a free port, and drive it like a browser.
+//!
+//! Servers come from the environment at run time (`FLASH_REDIS_URL`, `FLASH_POSTGRES_URL`,
+//! `FLASH_MYSQL_URL`); a server that cannot be reached skips the test with one line, or fails it
+//! under `CI=true`.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc, clippy::print_stderr)]
+
+pub mod flows;
+pub mod page;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flash_core::Storage;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The default Redis URL.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// The default PostgreSQL URL.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The default MySQL / MariaDB URL.
+pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// The secret every test storage signs with.
+pub const SECRET: &str = "flash-integration-secret-0123456789abcdef";
+
+/// Every storage URL the demo is tested with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `cookie`: the signed cookie alone.
+    Cookie,
+    /// `session`: the tower-sessions session.
+    Session,
+    /// `cookie+sqlite://…`: cookie first, overflow into SQLite (the demo's default).
+    CookieSqlite,
+    /// `redis://…`.
+    Redis,
+    /// `postgres://…`.
+    Postgres,
+    /// `mysql://…`.
+    Mysql,
+    /// `sqlite://…`.
+    Sqlite,
+    /// `cookie+redis://…`: cookie first, overflow into Redis.
+    CookieRedis,
+    /// `memory`: the in-process keyed store (no server).
+    Memory,
+}
+
+impl Kind {
+    /// A keyed server store alone: exactly once across concurrent requests of one client.
+    pub fn exactly_once(self) -> bool {
+        matches!(
+            self,
+            Kind::Redis | Kind::Postgres | Kind::Mysql | Kind::Sqlite | Kind::Memory
+        )
+    }
+
+    /// The cookie alone: bounded by the cookie size, keeps the newest messages that fit.
+    pub fn size_bounded(self) -> bool {
+        self == Kind::Cookie
+    }
+}
+
+/// A storage opened for one test, with what keeps it isolated alive.
+pub struct Opened {
+    /// The storage.
+    pub storage: Arc<dyn Storage>,
+    /// The URL it was opened from, password removed (for messages).
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn env_url(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// A fresh namespace for one test: lowercase hex, safe in keys and table names.
+pub fn namespace() -> String {
+    let key = flash_core::Key::generate();
+    // A signature over a fixed input is as random as the key; the first 6 bytes are plenty.
+    let bytes = key.sign_parts(&[b"namespace"]);
+    bytes[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a TCP connection to the URL's host and port succeeds within a second.
+async fn reachable(url: &str, default_port: u16) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = parsed.port().unwrap_or(default_port);
+    match tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    }
+}
+
+fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    let mut parsed = match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(_) => return url.to_owned(),
+    };
+    {
+        let mut query = parsed.query_pairs_mut();
+        for (k, v) in pairs {
+            query.append_pair(k, v);
+        }
+    }
+    parsed.to_string()
+}
+
+/// Opens the storage of `kind` for one test, isolated by a fresh namespace (a Redis key
+/// prefix, an SQL table of its own, a temporary SQLite file). `None` when its server is
+/// unreachable outside CI (one "skipped" line printed); under `CI=true` that panics.
+pub async fn open(kind: Kind) -> Option<Opened> {
+    let ns = namespace();
+    let mut dir = None;
+    let redis = || {
+        with_query(
+            &env_url("FLASH_REDIS_URL", DEFAULT_REDIS_URL),
+            &[("prefix", &format!("flash-it:{ns}:"))],
+        )
+    };
+    let table = format!("flash_it_{ns}");
+    let mut sqlite = || {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", tmp.path().join("flash.db").display());
+        dir = Some(tmp);
+        with_query(&url, &[("table", &table)])
+    };
+    let (url, probe) = match kind {
+        Kind::Cookie => ("cookie".to_owned(), None),
+        Kind::Session => ("session".to_owned(), None),
+        Kind::Memory => ("memory".to_owned(), None),
+        Kind::CookieSqlite => (format!("cookie+{}", sqlite()), None),
+        Kind::Sqlite => (sqlite(), None),
+        Kind::Redis => (redis(), Some(("Redis", 6379))),
+        Kind::CookieRedis => (format!("cookie+{}", redis()), Some(("Redis", 6379))),
+        Kind::Postgres => (
+            with_query(
+                &env_url("FLASH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+                &[("table", &table)],
+            ),
+            Some(("PostgreSQL", 5432)),
+        ),
+        Kind::Mysql => (
+            with_query(
+                &env_url("FLASH_MYSQL_URL", DEFAULT_MYSQL_URL),
+                &[("table", &table)],
+            ),
+            Some(("MySQL", 3306)),
+        ),
+    };
+    let shown = redacted(&url);
+    if let Some((service, port)) = probe {
+        let server = url.trim_start_matches("cookie+");
+        if let Err(err) = reachable(server, port).await {
+            return flash_core::testkit::unavailable(&format!("{service} at {shown}"), err);
+        }
+    }
+    let storage = match open_url(&url).await {
+        Ok(storage) => storage,
+        Err(err) if err.kind() == flash_core::ErrorKind::Unavailable => {
+            return flash_core::testkit::unavailable(&shown, err);
+        }
+        Err(err) => panic!(
+            "opening {shown}: {err} ({:?})",
+            std::error::Error::source(&err)
+        ),
+    };
+    Some(Opened {
+        storage,
+        url: shown,
+        _dir: dir,
+    })
+}
+
+/// Opens a storage URL with the test secret.
+async fn open_url(url: &str) -> flash_core::Result<Arc<dyn Storage>> {
+    // TEMPORARY until the facade lands: memory only.
+    if url == "memory" {
+        let keys = flash_core::Keys::new(flash_core::Key::derive(SECRET, "flash.id"));
+        return Ok(Arc::new(flash_core::KeyedStorage::new(
+            flash_core::MemoryStore::new(),
+            keys,
+        )));
+    }
+    Err(flash_core::Error::new(
+        flash_core::ErrorKind::Unavailable,
+        "facade missing",
+    ))
+}
+
+/// The demo app served on a free loopback port; stops when dropped.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves `app` on `127.0.0.1:0`.
+    pub async fn start(app: axum::Router) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Server {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Serves the demo app over `storage`.
+    pub async fn demo(storage: Arc<dyn Storage>) -> Server {
+        Server::start(flash_demo::app(storage)).await
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops serving and waits for open connections to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A browser-like HTTP client: a cookie jar, redirects not followed.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Whether the test runs under CI (`CI=true` or `CI=1`).
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
