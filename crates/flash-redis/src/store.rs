@@ -546,3 +546,114 @@ mod tests {
         assert_eq!(out, vec![Message::new(flash_core::Level::INFO, "hi")]);
     }
 }
+
+/// Against the server at `FLASH_REDIS_URL`: what a retry after a lost connection relies on.
+#[cfg(test)]
+mod retried_calls {
+    use super::*;
+    use flash_core::Level;
+
+    const LONG: Duration = Duration::from_secs(600);
+
+    async fn store() -> Option<RedisStore> {
+        let url = std::env::var("FLASH_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let prefix = format!("flash-unit-{}", &LeaseId::random().to_hex()[..16]);
+        match RedisStore::builder(&url).prefix(prefix).connect().await {
+            Ok(store) => Some(store),
+            Err(err) => flash_core::testkit::unavailable(&format!("redis at {url}"), err),
+        }
+    }
+
+    fn msg(text: &str) -> Message {
+        Message::new(Level::INFO, text)
+    }
+
+    #[tokio::test]
+    async fn a_write_retried_under_its_operation_id_is_applied_once() {
+        let Some(store) = store().await else {
+            return;
+        };
+        let client = ClientId::random();
+        let op = LeaseId::random();
+        assert!(
+            store
+                .append_as(&op, &client, &[msg("a")], LONG)
+                .await
+                .expect("append")
+        );
+        assert!(
+            !store
+                .append_as(&op, &client, &[msg("a")], LONG)
+                .await
+                .expect("retry")
+        );
+        let lease = LeaseId::random();
+        let got = store.lease(&client, &lease, LONG).await.expect("lease");
+        assert_eq!(got, [msg("a")]);
+
+        let op = LeaseId::random();
+        let settle = |op| {
+            let store = store.clone();
+            async move {
+                store
+                    .settle_as(&op, &client, &lease, Outcome::Consumed, &[msg("b")], LONG)
+                    .await
+                    .expect("settle")
+            }
+        };
+        assert!(settle(op).await);
+        assert!(!settle(op).await);
+        let got = store
+            .lease(&client, &LeaseId::random(), LONG)
+            .await
+            .expect("lease");
+        assert_eq!(got, [msg("b")], "the settle's append is applied once");
+        // Another operation id is another write.
+        assert!(
+            store
+                .append_as(&LeaseId::random(), &client, &[msg("c")], LONG)
+                .await
+                .expect("append")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_retried_under_its_id_returns_what_it_holds() {
+        let Some(store) = store().await else {
+            return;
+        };
+        let client = ClientId::random();
+        store
+            .append(&client, &[msg("a"), msg("b")], LONG)
+            .await
+            .expect("append");
+        let lease = LeaseId::random();
+        let first = store.lease(&client, &lease, LONG).await.expect("lease");
+        let retried = store.lease(&client, &lease, LONG).await.expect("retry");
+        assert_eq!(first, retried);
+        assert_eq!(first, [msg("a"), msg("b")]);
+        // ... while any other lease sees them held.
+        assert!(
+            store
+                .lease(&client, &LeaseId::random(), LONG)
+                .await
+                .expect("lease")
+                .is_empty()
+        );
+        // A settle without an append is idempotent by itself.
+        for _ in 0..2 {
+            store
+                .settle(&client, &lease, Outcome::Consumed, &[], LONG)
+                .await
+                .expect("settle");
+        }
+        assert!(
+            store
+                .lease(&client, &LeaseId::random(), LONG)
+                .await
+                .expect("lease")
+                .is_empty()
+        );
+    }
+}

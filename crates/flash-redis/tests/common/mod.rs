@@ -66,8 +66,8 @@ pub struct OwnServer {
 }
 
 impl OwnServer {
-    /// Starts one, or returns `None` (skipped; a failure under `CI=true`) when `redis-server`
-    /// is not installed.
+    /// Starts one on a free port, or returns `None` (skipped; a failure under `CI=true`) when
+    /// `redis-server` is not installed.
     pub async fn start() -> Option<OwnServer> {
         let mut last_error = String::new();
         for _ in 0..3 {
@@ -75,51 +75,60 @@ impl OwnServer {
                 Ok(port) => port,
                 Err(err) => return unavailable("a free local port", err),
             };
-            let dir = std::env::temp_dir().join(format!("flash-redis-test-{port}"));
-            if let Err(err) = std::fs::create_dir_all(&dir) {
-                return unavailable("a temporary directory", err);
-            }
-            let spawned = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .args([
-                    "--slowlog-log-slower-than",
-                    "-1",
-                    "--slowlog-max-len",
-                    "100000",
-                ])
-                .arg("--dir")
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match spawned {
-                Ok(child) => child,
-                Err(err) => return unavailable("redis-server (the binary)", err),
-            };
-            let mut server = OwnServer { child, dir, port };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    last_error = format!("redis-server exited with {status}");
-                    break;
-                }
-                if let Ok(client) = redis::Client::open(server.url().as_str())
-                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                    && redis::cmd("PING")
-                        .query_async::<String>(&mut conn)
-                        .await
-                        .is_ok()
-                {
-                    return Some(server);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if last_error.is_empty() {
-                last_error = "redis-server did not answer within 10 s".to_owned();
+            match Self::try_start(port).await {
+                Ok(server) => return Some(server),
+                Err(err) => last_error = err,
             }
         }
         unavailable("a private redis-server", last_error)
+    }
+
+    /// Starts one on `port` (to bring a stopped one back).
+    pub async fn start_on(port: u16) -> Option<OwnServer> {
+        match Self::try_start(port).await {
+            Ok(server) => Some(server),
+            Err(err) => unavailable("a private redis-server", err),
+        }
+    }
+
+    async fn try_start(port: u16) -> Result<OwnServer, String> {
+        let dir = std::env::temp_dir().join(format!("flash-redis-test-{port}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args([
+                "--slowlog-log-slower-than",
+                "-1",
+                "--slowlog-max-len",
+                "100000",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server (the binary): {e}"))?;
+        let mut server = OwnServer { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("redis-server on port {port} exited with {status}"));
+            }
+            if let Ok(client) = redis::Client::open(server.url().as_str())
+                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!(
+            "redis-server on port {port} did not answer within 10 s"
+        ))
     }
 
     /// Its URL.

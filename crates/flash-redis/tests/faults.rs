@@ -1,0 +1,386 @@
+//! Faults: a server that is unreachable or silent gives a typed `Unavailable` error within a
+//! bounded time; killed connections are replaced by themselves and nothing is lost or doubled;
+//! bad configuration is a typed error.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Level, Message, Outcome};
+use flash_redis::RedisStore;
+use redis::aio::MultiplexedConnection;
+
+const LONG: Duration = Duration::from_secs(600);
+/// Far above the timeouts the tests set (300 ms each), far below a hang.
+const BOUND: Duration = Duration::from_secs(5);
+
+fn msg(text: &str) -> Message {
+    Message::new(Level::INFO, text)
+}
+
+fn quick(url: &str) -> flash_redis::RedisBuilder {
+    RedisStore::builder(url)
+        .prefix(format!("flash-faults-{}", common::random_hex()))
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .operation_timeout(Duration::from_secs(1))
+}
+
+fn assert_unavailable(result: flash_core::Result<impl std::fmt::Debug>, started: Instant) {
+    let elapsed = started.elapsed();
+    let err = result.expect_err("an unreachable server is an error");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the cause is kept: {err:?}"
+    );
+    assert!(elapsed < BOUND, "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_not_a_hang() {
+    // Nothing listens on port 1.
+    let started = Instant::now();
+    assert_unavailable(quick("redis://127.0.0.1:1").connect().await, started);
+
+    let store = quick("redis://127.0.0.1:1")
+        .connect_lazy()
+        .expect("a lazy store needs no server");
+    let client = ClientId::random();
+    let started = Instant::now();
+    assert_unavailable(
+        store.lease(&client, &LeaseId::random(), LONG).await,
+        started,
+    );
+    let started = Instant::now();
+    assert_unavailable(store.append(&client, &[msg("a")], LONG).await, started);
+    let started = Instant::now();
+    assert_unavailable(
+        store
+            .settle(
+                &client,
+                &LeaseId::random(),
+                Outcome::Consumed,
+                &[msg("a")],
+                LONG,
+            )
+            .await,
+        started,
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_unavailable_not_a_hang() {
+    // Accepts connections and reads nothing, answers nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("redis://127.0.0.1:{port}");
+
+    let started = Instant::now();
+    assert_unavailable(quick(&url).connect().await, started);
+
+    let store = quick(&url).connect_lazy().expect("lazy");
+    let client = ClientId::random();
+    let started = Instant::now();
+    assert_unavailable(
+        store.lease(&client, &LeaseId::random(), LONG).await,
+        started,
+    );
+    let started = Instant::now();
+    assert_unavailable(store.append(&client, &[msg("a")], LONG).await, started);
+    silent.abort();
+}
+
+#[test]
+fn bad_configuration_is_a_typed_error() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // Outside a runtime, a lazy store cannot start its connection task.
+    let err = RedisStore::builder("redis://127.0.0.1:6379")
+        .connect_lazy()
+        .expect_err("no runtime");
+    assert_eq!(err.kind(), ErrorKind::Config);
+    runtime.block_on(async {
+        for url in [
+            "",
+            "http://127.0.0.1",
+            "redis://127.0.0.1:notaport",
+            "redis://h/notadb",
+        ] {
+            let err = RedisStore::builder(url).connect_lazy().expect_err(url);
+            assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err:?}");
+            let err = RedisStore::builder(url).connect().await.expect_err(url);
+            assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err:?}");
+        }
+        for prefix in ["", "a{b", "a}", "with space"] {
+            let err = RedisStore::builder("redis://127.0.0.1:6379")
+                .prefix(prefix)
+                .connect()
+                .await
+                .expect_err(prefix);
+            assert_eq!(err.kind(), ErrorKind::Config);
+        }
+        let err = RedisStore::builder("redis://127.0.0.1:6379")
+            .operation_timeout(Duration::ZERO)
+            .connect_lazy()
+            .expect_err("zero timeout");
+        assert_eq!(err.kind(), ErrorKind::Config);
+        #[cfg(feature = "cluster")]
+        {
+            let err = RedisStore::cluster_builder(["redis://127.0.0.1:7001"])
+                .connect_lazy()
+                .expect_err("cluster is eager");
+            assert_eq!(err.kind(), ErrorKind::Config);
+            let err = RedisStore::cluster_builder(Vec::<String>::new())
+                .connect()
+                .await
+                .expect_err("no seeds");
+            assert!(
+                matches!(err.kind(), ErrorKind::Config | ErrorKind::Unavailable),
+                "{err:?}"
+            );
+        }
+    });
+    // Debug never shows a password.
+    let builder = RedisStore::builder("redis://user:hunter2@127.0.0.1:6379");
+    assert!(!format!("{builder:?}").contains("hunter2"));
+}
+
+/// A Redis ACL user of this test's own: the store connects as it, so the test can kill exactly
+/// the store's connections (`CLIENT KILL USER`) while other tests run.
+struct TestUser {
+    name: String,
+    password: String,
+    admin: MultiplexedConnection,
+}
+
+impl TestUser {
+    async fn create() -> Option<TestUser> {
+        let mut admin = common::admin(&common::redis_url()).await?;
+        let name = format!("flash-test-{}", common::random_hex());
+        let password = common::random_hex();
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&name)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query_async(&mut admin)
+            .await
+            .expect("ACL SETUSER");
+        Some(TestUser {
+            name,
+            password,
+            admin,
+        })
+    }
+
+    /// `FLASH_REDIS_URL` with this user's credentials.
+    fn url(&self) -> String {
+        let url = common::redis_url();
+        let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+        let rest = match rest.split_once('@') {
+            Some((userinfo, host)) if !userinfo.contains('/') => host,
+            _ => rest,
+        };
+        format!("{scheme}://{}:{}@{rest}", self.name, self.password)
+    }
+
+    /// Kills every connection of this user; returns how many.
+    async fn kill(&mut self) -> i64 {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("USER")
+            .arg(&self.name)
+            .query_async(&mut self.admin)
+            .await
+            .expect("CLIENT KILL USER")
+    }
+
+    /// How many connections this user has open.
+    async fn connections(&mut self) -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut self.admin)
+            .await
+            .expect("CLIENT LIST");
+        let me = format!("user={}", self.name);
+        list.lines()
+            .filter(|line| line.split_whitespace().any(|f| f == me))
+            .count()
+    }
+
+    async fn drop_user(mut self) {
+        let _: redis::RedisResult<i64> = redis::cmd("ACL")
+            .arg("DELUSER")
+            .arg(&self.name)
+            .query_async(&mut self.admin)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn killed_connections_come_back_and_nothing_is_lost() {
+    let Some(mut user) = TestUser::create().await else {
+        return;
+    };
+    let store = RedisStore::builder(user.url())
+        .prefix(format!("flash-faults-{}", common::random_hex()))
+        .connect()
+        .await
+        .expect("connect as the test user");
+    assert_eq!(user.connections().await, 1, "one multiplexed connection");
+    let client = ClientId::random();
+
+    store
+        .append(&client, &[msg("a"), msg("b")], LONG)
+        .await
+        .expect("append");
+    assert!(user.kill().await >= 1, "the store's connection was killed");
+    store
+        .append(&client, &[msg("c")], LONG)
+        .await
+        .expect("the next append reconnects and succeeds");
+
+    assert!(user.kill().await >= 1);
+    let lease = LeaseId::random();
+    let got = store
+        .lease(&client, &lease, LONG)
+        .await
+        .expect("the next lease reconnects and succeeds");
+    assert_eq!(
+        got,
+        [msg("a"), msg("b"), msg("c")],
+        "nothing lost, nothing doubled"
+    );
+
+    assert!(user.kill().await >= 1);
+    store
+        .settle(&client, &lease, Outcome::Consumed, &[msg("d")], LONG)
+        .await
+        .expect("the next settle reconnects and succeeds");
+
+    assert!(user.kill().await >= 1);
+    let got = store
+        .lease(&client, &LeaseId::random(), LONG)
+        .await
+        .expect("lease");
+    assert_eq!(got, [msg("d")]);
+    assert_eq!(user.connections().await, 1, "still one connection");
+    user.drop_user().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_during_concurrent_appends_lose_and_double_nothing() {
+    let Some(mut user) = TestUser::create().await else {
+        return;
+    };
+    let store = RedisStore::builder(user.url())
+        .prefix(format!("flash-faults-{}", common::random_hex()))
+        .connect()
+        .await
+        .expect("connect as the test user");
+    let client = ClientId::random();
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for i in 0..40 {
+                    let text = format!("w{w}-{i}");
+                    let result = store.append(&client, &[msg(&text)], LONG).await;
+                    results.push((text, result.is_ok()));
+                }
+                results
+            })
+        })
+        .collect();
+    let mut killed = 0;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        killed += user.kill().await;
+    }
+    let mut outcomes = Vec::new();
+    for writer in writers {
+        outcomes.extend(writer.await.expect("writer"));
+    }
+    assert!(killed >= 1, "connections were killed while writing");
+
+    let stored = store
+        .lease(&client, &LeaseId::random(), LONG)
+        .await
+        .expect("lease");
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for m in &stored {
+        *counts.entry(m.text.as_str()).or_default() += 1;
+    }
+    let succeeded = outcomes.iter().filter(|(_, ok)| *ok).count();
+    assert!(succeeded > 0);
+    for (text, ok) in &outcomes {
+        let n = counts.get(text.as_str()).copied().unwrap_or(0);
+        if *ok {
+            assert_eq!(n, 1, "{text} was acknowledged: stored exactly once");
+        } else {
+            assert!(n <= 1, "{text} failed: stored at most once");
+        }
+    }
+    assert_eq!(stored.len(), counts.len(), "no message is stored twice");
+    user.drop_user().await;
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_configuration_error() {
+    let Some(user) = TestUser::create().await else {
+        return;
+    };
+    let url = user.url().replacen(&user.password, "wrong-password", 1);
+    let err = quick(&url).connect().await.expect_err("wrong password");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err:?}");
+    user.drop_user().await;
+}
+
+#[tokio::test]
+async fn the_store_reconnects_when_the_server_is_back() {
+    let Some(server) = common::OwnServer::start().await else {
+        return;
+    };
+    let port = server.port;
+    let store = quick(&server.url()).connect().await.expect("connect");
+    let client = ClientId::random();
+    store
+        .append(&client, &[msg("before")], LONG)
+        .await
+        .expect("append");
+
+    drop(server); // the server dies
+    let started = Instant::now();
+    assert_unavailable(store.append(&client, &[msg("down")], LONG).await, started);
+
+    let Some(server) = common::OwnServer::start_on(port).await else {
+        return;
+    };
+    // Back (empty: the private server keeps nothing): the store reconnects by itself.
+    store
+        .append(&client, &[msg("after")], LONG)
+        .await
+        .expect("the first call after the server is back succeeds");
+    let got = store
+        .lease(&client, &LeaseId::random(), LONG)
+        .await
+        .expect("lease");
+    assert_eq!(got, [msg("after")]);
+    drop(server);
+}
