@@ -1,2 +1,21 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+
+mod builder;
+mod error;
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
+mod table;
+
+pub use builder::SqlStoreBuilder;
+pub use store::{Driver, SqlStore};
+pub use table::MAX_TABLE_NAME_LEN;
+
+/// Re-exported: the `sqlx` version this crate is built on, for pools handed to
+/// `SqlStore::from_*_pool`.
+pub use sqlx;

@@ -1,0 +1,267 @@
+//! SQLite ≥ 3.35: a lease is one `UPDATE … RETURNING`; an append or a settle that appends is
+//! one `BEGIN IMMEDIATE` transaction. WAL, `synchronous = NORMAL`, a busy timeout; one pooled
+//! connection by default (every call writes, and SQLite has one writer at a time).
+
+use std::time::Duration;
+
+use flash_core::Outcome;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqlSafeStr, SqlStr, Sqlite};
+
+use crate::builder::PoolSettings;
+use crate::store::{Driver, hex, micros};
+use crate::table::TableName;
+
+/// Rows per `INSERT`: two fixed parameters plus one per row stays below 999, the parameter
+/// limit of SQLite builds older than 3.32.
+const INSERT_CHUNK: usize = 500;
+/// Rows deleted per sweep statement.
+const SWEEP_BATCH: i64 = 10_000;
+
+/// The database clock in milliseconds since the Unix epoch (`'now'` is fixed within one
+/// statement, and needs no `unixepoch('subsec')`, which only SQLite ≥ 3.42 has).
+const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+
+/// A span in whole milliseconds, rounded up.
+fn millis(span: Duration) -> i64 {
+    micros(span).saturating_add(999) / 1000
+}
+
+pub(crate) struct SqliteBackend {
+    pool: SqlitePool,
+    table: String,
+    sql: Statements,
+}
+
+struct Statements {
+    expire: SqlStr,
+    lease: SqlStr,
+    consume: SqlStr,
+    release: SqlStr,
+    sweep: SqlStr,
+    insert_head: String,
+}
+
+fn sql(text: String) -> SqlStr {
+    AssertSqlSafe(text).into_sql_str()
+}
+
+impl SqliteBackend {
+    pub(crate) fn new(pool: SqlitePool, table: &TableName) -> Self {
+        let t = format!("\"{}\"", table.as_str());
+        let newest = format!("(SELECT max(expires_at) FROM {t} WHERE client = ?1)");
+        let sql = Statements {
+            expire: sql(format!(
+                "DELETE FROM {t} WHERE client = ?1 AND {newest} <= {NOW}"
+            )),
+            lease: sql(format!(
+                "UPDATE {t} SET lease = ?2, leased_until = {NOW} + ?3 \
+                 WHERE client = ?1 AND (leased_until IS NULL OR leased_until <= {NOW}) \
+                 AND {newest} > {NOW} \
+                 RETURNING id, body"
+            )),
+            consume: sql(format!("DELETE FROM {t} WHERE client = ?1 AND lease = ?2")),
+            release: sql(format!(
+                "UPDATE {t} SET lease = NULL, leased_until = NULL \
+                 WHERE client = ?1 AND lease = ?2"
+            )),
+            sweep: sql(format!(
+                "DELETE FROM {t} WHERE id IN (\
+                   SELECT d.id FROM {t} AS d WHERE d.expires_at <= {NOW} \
+                   AND NOT EXISTS (SELECT 1 FROM {t} AS a WHERE a.client = d.client \
+                                   AND a.expires_at > {NOW}) \
+                   LIMIT ?1)"
+            )),
+            insert_head: format!("INSERT INTO {t} (client, body, expires_at) VALUES "),
+        };
+        SqliteBackend {
+            pool,
+            table: table.as_str().to_owned(),
+            sql,
+        }
+    }
+
+    pub(crate) fn driver(&self) -> Driver {
+        Driver::Sqlite
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let t = &self.table;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        for statement in [
+            // INTEGER PRIMARY KEY is the rowid: a new row's id is above every id in the table.
+            format!(
+                "CREATE TABLE IF NOT EXISTS \"{t}\" (\
+                   id INTEGER PRIMARY KEY, \
+                   client BLOB NOT NULL, \
+                   body TEXT NOT NULL, \
+                   lease BLOB, \
+                   leased_until INTEGER, \
+                   expires_at INTEGER NOT NULL)"
+            ),
+            format!("CREATE INDEX IF NOT EXISTS \"{t}_client\" ON \"{t}\" (client, id)"),
+            format!("CREATE INDEX IF NOT EXISTS \"{t}_expires\" ON \"{t}\" (expires_at)"),
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Inserts `bodies` for `client` in order, in chunks, on `conn`.
+    async fn insert<'c, E>(
+        &self,
+        conn: E,
+        client: &[u8; 16],
+        bodies: &[String],
+        ttl: Duration,
+    ) -> Result<(), sqlx::Error>
+    where
+        E: Executor<'c, Database = Sqlite>,
+    {
+        let mut text = self.sql.insert_head.clone();
+        for i in 0..bodies.len() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&format!("(?1, ?{}, {NOW} + ?2)", i + 3));
+        }
+        let mut query = sqlx::query(AssertSqlSafe(text))
+            .bind(client.as_slice())
+            .bind(millis(ttl));
+        for body in bodies {
+            query = query.bind(body.as_str());
+        }
+        query.execute(conn).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn append(
+        &self,
+        client: &[u8; 16],
+        bodies: &[String],
+        ttl: Duration,
+    ) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        // IMMEDIATE takes the write lock first (waiting through the busy timeout), so the
+        // transaction never fails half-way to upgrade a read lock.
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(self.sql.expire.clone())
+            .bind(client.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        for chunk in bodies.chunks(INSERT_CHUNK) {
+            self.insert(&mut *tx, client, chunk, ttl).await?;
+        }
+        tx.commit().await
+    }
+
+    pub(crate) async fn lease(
+        &self,
+        client: &[u8; 16],
+        lease: &[u8; 16],
+        lease_for: Duration,
+    ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        sqlx::query(self.sql.lease.clone())
+            .bind(client.as_slice())
+            .bind(lease.as_slice())
+            .bind(millis(lease_for))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    pub(crate) async fn settle(
+        &self,
+        client: &[u8; 16],
+        lease: &[u8; 16],
+        outcome: Outcome,
+        bodies: &[String],
+        ttl: Duration,
+    ) -> Result<(), sqlx::Error> {
+        let statement = match outcome {
+            Outcome::Consumed => &self.sql.consume,
+            Outcome::Released => &self.sql.release,
+        };
+        let end = sqlx::query(statement.clone())
+            .bind(client.as_slice())
+            .bind(lease.as_slice());
+        if bodies.is_empty() {
+            end.execute(&self.pool).await?;
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        end.execute(&mut *tx).await?;
+        for chunk in bodies.chunks(INSERT_CHUNK) {
+            self.insert(&mut *tx, client, chunk, ttl).await?;
+        }
+        tx.commit().await
+    }
+
+    pub(crate) async fn sweep(&self) -> Result<u64, sqlx::Error> {
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(self.sql.sweep.clone())
+                .bind(SWEEP_BATCH)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            total += deleted;
+            if deleted < SWEEP_BATCH.unsigned_abs() {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub(crate) async fn explain_lease(&self, client: &[u8; 16]) -> Result<Vec<String>, sqlx::Error> {
+        let text = self
+            .sql
+            .lease
+            .as_str()
+            .replace("?1", &format!("X'{}'", hex(client)))
+            .replace("?2", &format!("X'{}'", "00".repeat(16)))
+            .replace("?3", "30000");
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {text}")))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| row.try_get::<String, _>("detail")).collect()
+    }
+}
+
+/// A lazy pool for `url`, and the options to probe the database with.
+pub(crate) fn pool(
+    url: &str,
+    settings: &PoolSettings,
+) -> Result<(SqlitePool, SqliteConnectOptions), sqlx::Error> {
+    let mut options: SqliteConnectOptions = url.parse()?;
+    if !url.contains("mode=") {
+        options = options.create_if_missing(true);
+    }
+    let options = options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(settings.busy_timeout);
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let mut pool = SqlitePoolOptions::new()
+        .max_connections(settings.max_connections.unwrap_or(1))
+        .acquire_timeout(settings.acquire_timeout)
+        // A file on this machine: nothing to ping.
+        .test_before_acquire(false);
+    if in_memory {
+        // The database lives as long as a connection to it: keep the connections.
+        pool = pool.idle_timeout(None).max_lifetime(None);
+    }
+    let pool = pool.connect_lazy_with(options.clone());
+    Ok((pool, options))
+}

@@ -1,0 +1,424 @@
+//! [`SqlStore`]: the [`KeyedStore`] on sqlx.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flash_core::{ClientId, Error, ErrorKind, KeyedStore, LeaseId, Message, Outcome, Result};
+
+use crate::builder::SqlStoreBuilder;
+use crate::error;
+use crate::table::TableName;
+
+/// The database behind a [`SqlStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Driver {
+    /// PostgreSQL (feature `postgres`).
+    Postgres,
+    /// MySQL or MariaDB (feature `mysql`).
+    MySql,
+    /// SQLite (feature `sqlite`).
+    Sqlite,
+}
+
+impl Driver {
+    /// The driver's name: `postgres`, `mysql` or `sqlite`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Postgres => "postgres",
+            Driver::MySql => "mysql",
+            Driver::Sqlite => "sqlite",
+        }
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One driver's pool and statements.
+pub(crate) enum Backend {
+    #[cfg(feature = "postgres")]
+    Postgres(crate::postgres::PgBackend),
+    #[cfg(feature = "mysql")]
+    MySql(crate::mysql::MySqlBackend),
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::sqlite::SqliteBackend),
+}
+
+/// Calls the same method on whichever backend is compiled in and chosen.
+macro_rules! dispatch {
+    ($backend:expr, $b:ident => $body:expr) => {
+        match *$backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(ref $b) => $body,
+            #[cfg(feature = "mysql")]
+            Backend::MySql(ref $b) => $body,
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(ref $b) => $body,
+        }
+    };
+}
+
+impl Backend {
+    pub(crate) fn driver(&self) -> Driver {
+        dispatch!(self, _b => _b.driver())
+    }
+}
+
+/// The longest TTL or lease a row is given: longer ones are cut to this (100 years), so the
+/// timestamp arithmetic never overflows on any server.
+pub(crate) const MAX_SPAN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A span in whole microseconds, at most [`MAX_SPAN`].
+pub(crate) fn micros(span: Duration) -> i64 {
+    i64::try_from(span.min(MAX_SPAN).as_micros()).unwrap_or(i64::MAX)
+}
+
+/// `bytes` as lowercase hex digits, for literals in `EXPLAIN`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How often an operation that lost a deadlock, a serialization check or an SQLite lock is
+/// tried in all.
+const ATTEMPTS: u32 = 4;
+
+pub(crate) struct Inner {
+    pub(crate) backend: Backend,
+    pub(crate) table: TableName,
+    /// Where the server is, without credentials, for error messages.
+    pub(crate) location: String,
+    pub(crate) acquire_timeout: Duration,
+}
+
+/// A [`KeyedStore`] on PostgreSQL, MySQL/MariaDB or SQLite through sqlx: one row per message.
+///
+/// Build it with [`SqlStore::connect`] or [`SqlStore::builder`] (the URL's scheme picks the
+/// driver), or around a pool of your own with `SqlStore::from_postgres_pool` and friends; create
+/// its table with [`SqlStore::migrate`]; put it behind [`flash_core::KeyedStorage`]. Clones
+/// share the pool.
+///
+/// See the crate documentation for the schema, the statements each call runs and what each
+/// guarantee rests on per server.
+#[derive(Clone)]
+pub struct SqlStore {
+    inner: Arc<Inner>,
+}
+
+impl SqlStore {
+    /// Connects to `url` with the default settings: `postgres://…`, `postgresql://…`,
+    /// `mysql://…`, `mariadb://…`, `sqlite://path`, `sqlite::memory:`.
+    ///
+    /// # Errors
+    /// `Config` for a URL that does not parse or whose driver is not compiled in;
+    /// `Unavailable` when the server cannot be reached within the acquire timeout.
+    pub async fn connect(url: &str) -> Result<SqlStore> {
+        SqlStoreBuilder::new(url).connect().await
+    }
+
+    /// A builder for `url`, to set the table name, the pool size and the timeouts.
+    pub fn builder(url: impl Into<String>) -> SqlStoreBuilder {
+        SqlStoreBuilder::new(url)
+    }
+
+    /// A store on your own PostgreSQL pool, in table `table`.
+    ///
+    /// # Errors
+    /// `Config` when `table` is not a plain identifier.
+    #[cfg(feature = "postgres")]
+    pub fn from_postgres_pool(pool: sqlx::PgPool, table: &str) -> Result<SqlStore> {
+        let table = TableName::new(table)?;
+        let acquire_timeout = pool.options().get_acquire_timeout();
+        let backend = Backend::Postgres(crate::postgres::PgBackend::new(pool, &table));
+        Ok(SqlStore::from_parts(backend, table, "postgres".into(), acquire_timeout))
+    }
+
+    /// A store on your own MySQL/MariaDB pool, in table `table`.
+    ///
+    /// The pool's connections should run at `READ COMMITTED` (`SET SESSION TRANSACTION
+    /// ISOLATION LEVEL READ COMMITTED` in `after_connect`), as the builder's pools do: under
+    /// `REPEATABLE READ` InnoDB's gap locks make concurrent requests of one client wait.
+    ///
+    /// # Errors
+    /// `Config` when `table` is not a plain identifier.
+    #[cfg(feature = "mysql")]
+    pub fn from_mysql_pool(pool: sqlx::MySqlPool, table: &str) -> Result<SqlStore> {
+        let table = TableName::new(table)?;
+        let acquire_timeout = pool.options().get_acquire_timeout();
+        let backend = Backend::MySql(crate::mysql::MySqlBackend::new(pool, &table));
+        Ok(SqlStore::from_parts(backend, table, "mysql".into(), acquire_timeout))
+    }
+
+    /// A store on your own SQLite pool, in table `table`.
+    ///
+    /// Open the database in WAL mode with `synchronous = NORMAL` and a busy timeout, as the
+    /// builder does; one connection is enough (every call writes, and SQLite has one writer).
+    ///
+    /// # Errors
+    /// `Config` when `table` is not a plain identifier.
+    #[cfg(feature = "sqlite")]
+    pub fn from_sqlite_pool(pool: sqlx::SqlitePool, table: &str) -> Result<SqlStore> {
+        let table = TableName::new(table)?;
+        let acquire_timeout = pool.options().get_acquire_timeout();
+        let backend = Backend::Sqlite(crate::sqlite::SqliteBackend::new(pool, &table));
+        Ok(SqlStore::from_parts(backend, table, "sqlite".into(), acquire_timeout))
+    }
+
+    pub(crate) fn from_parts(
+        backend: Backend,
+        table: TableName,
+        location: String,
+        acquire_timeout: Duration,
+    ) -> SqlStore {
+        SqlStore {
+            inner: Arc::new(Inner {
+                backend,
+                table,
+                location,
+                acquire_timeout,
+            }),
+        }
+    }
+
+    /// The database behind the store.
+    pub fn driver(&self) -> Driver {
+        self.inner.backend.driver()
+    }
+
+    /// Where the database is, without credentials (the URL's scheme, host, port and path).
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    /// The table the messages live in.
+    pub fn table(&self) -> &str {
+        self.inner.table.as_str()
+    }
+
+    /// The PostgreSQL pool, when the store is on PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match self.inner.backend {
+            Backend::Postgres(ref b) => Some(b.pool()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The MySQL/MariaDB pool, when the store is on MySQL or MariaDB.
+    #[cfg(feature = "mysql")]
+    pub fn mysql_pool(&self) -> Option<&sqlx::MySqlPool> {
+        match self.inner.backend {
+            Backend::MySql(ref b) => Some(b.pool()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The SQLite pool, when the store is on SQLite.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        match self.inner.backend {
+            Backend::Sqlite(ref b) => Some(b.pool()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Creates the table and its indexes if they do not exist. Idempotent, and safe to run
+    /// from several processes at once; run it at start-up or from a deployment step.
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached; `Backend` when the server refuses
+    /// (for example, the user may not create tables).
+    pub async fn migrate(&self) -> Result<()> {
+        let backend = &self.inner.backend;
+        self.run("migrate", || async move { dispatch!(backend, b => b.migrate().await) })
+            .await
+    }
+
+    /// Deletes the rows of every client whose messages have all expired; returns how many rows
+    /// it deleted. Works in batches, so it never holds locks for long: run it from a job
+    /// (`cron`, a Kubernetes `CronJob`) or let [`SqlStore::spawn_sweeper`] run it.
+    ///
+    /// Expired messages are never delivered, swept or not: the sweep only reclaims space.
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached; `Config` when the table is missing.
+    pub async fn sweep(&self) -> Result<u64> {
+        let deleted = self
+            .run("sweep", || {
+                let backend = &self.inner.backend;
+                async move { dispatch!(backend, b => b.sweep().await) }
+            })
+            .await?;
+        tracing::debug!(table = self.table(), deleted, "flash-sql sweep");
+        Ok(deleted)
+    }
+
+    /// Runs [`SqlStore::sweep`] now and then every `every` (at least a millisecond) on the
+    /// current Tokio runtime, until the returned task is aborted. Failures are logged
+    /// (`tracing`, level `warn`) and the next round runs as planned.
+    ///
+    /// # Errors
+    /// `Config` when called outside a Tokio runtime.
+    pub fn spawn_sweeper(&self, every: Duration) -> Result<tokio::task::JoinHandle<()>> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|err| {
+            Error::with_source(
+                ErrorKind::Config,
+                "SqlStore::spawn_sweeper needs a Tokio runtime",
+                err,
+            )
+        })?;
+        let store = self.clone();
+        Ok(runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(every.max(Duration::from_millis(1)));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(err) = store.sweep().await {
+                    tracing::warn!(table = store.table(), error = %err, "flash-sql sweep failed");
+                }
+            }
+        }))
+    }
+
+    /// The database's plan for a lease of `client`, one line per step (`EXPLAIN` on
+    /// PostgreSQL and MySQL, `EXPLAIN QUERY PLAN` on SQLite): to check that it finds the
+    /// client's rows through the `(client, id)` index rather than a scan of the table.
+    /// Nothing is leased.
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached; `Config` when the table is missing.
+    pub async fn explain_lease(&self, client: &ClientId) -> Result<Vec<String>> {
+        let (backend, client) = (&self.inner.backend, client.as_bytes());
+        self.run("explain", || async move {
+            dispatch!(backend, b => b.explain_lease(client).await)
+        })
+        .await
+    }
+
+    /// Closes the pool: waits for connections in use to come back, then closes them all.
+    /// Later calls fail with `Unavailable`.
+    pub async fn close(&self) {
+        dispatch!(&self.inner.backend, b => b.pool().close().await)
+    }
+
+    /// Runs `op`, again on a lost deadlock, a failed serialization check or an SQLite lock
+    /// (each rolled the whole operation back), and maps the final error.
+    async fn run<T, F, Fut>(&self, what: &'static str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Ok(value) => return Ok(value),
+                Err(err) if attempt < ATTEMPTS && error::is_retryable(&err) => {
+                    tracing::debug!(
+                        table = self.table(),
+                        operation = what,
+                        attempt,
+                        error = %err,
+                        "flash-sql: retrying"
+                    );
+                    tokio::time::sleep(error::backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(error::convert(err, &self.inner, what)),
+            }
+        }
+    }
+}
+
+fn encode(messages: &[Message]) -> Result<Vec<String>> {
+    messages
+        .iter()
+        .map(|m| {
+            serde_json::to_string(m).map_err(|err| {
+                Error::with_source(ErrorKind::Encode, "cannot encode a flash message", err)
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl KeyedStore for SqlStore {
+    async fn append(&self, client: &ClientId, messages: &[Message], ttl: Duration) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let bodies = encode(messages)?;
+        let (backend, client, bodies) = (&self.inner.backend, client.as_bytes(), &bodies);
+        self.run("append", || async move {
+            dispatch!(backend, b => b.append(client, bodies, ttl).await)
+        })
+        .await
+    }
+
+    async fn lease(
+        &self,
+        client: &ClientId,
+        lease: &LeaseId,
+        lease_for: Duration,
+    ) -> Result<Vec<Message>> {
+        let (backend, client, lease) = (&self.inner.backend, client.as_bytes(), lease.as_bytes());
+        let mut rows = self
+            .run("lease", || async move {
+                dispatch!(backend, b => b.lease(client, lease, lease_for).await)
+            })
+            .await?;
+        rows.sort_unstable_by_key(|(id, _)| *id);
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, body)| match serde_json::from_str(&body) {
+                Ok(message) => Some(message),
+                Err(err) => {
+                    // A row this crate did not write: skipped here, deleted when the lease is
+                    // consumed, expired with the client otherwise.
+                    tracing::warn!(
+                        table = self.table(),
+                        id,
+                        error = %err,
+                        "flash-sql: skipping a row that is not a flash message"
+                    );
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn settle(
+        &self,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+    ) -> Result<()> {
+        let bodies = encode(append)?;
+        let (backend, client, lease) = (&self.inner.backend, client.as_bytes(), lease.as_bytes());
+        let bodies = &bodies;
+        self.run("settle", || async move {
+            dispatch!(backend, b => b.settle(client, lease, outcome, bodies, ttl).await)
+        })
+        .await
+    }
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("driver", &self.driver())
+            .field("location", &self.inner.location)
+            .field("table", &self.table())
+            .finish_non_exhaustive()
+    }
+}

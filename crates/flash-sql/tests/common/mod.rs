@@ -1,0 +1,491 @@
+//! Shared by the per-server test files: URLs, per-test tables, factories, and the checks every
+//! server runs beyond the conformance suite.
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flash_core::testkit::{Harness, Options, unavailable};
+use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Level, Message, Outcome};
+use flash_sql::SqlStore;
+
+/// Tables and files of earlier runs older than this are removed when a test binary starts.
+const STALE: Duration = Duration::from_secs(15 * 60);
+
+pub(crate) const TABLE_PREFIX: &str = "flash_t_";
+
+pub(crate) fn postgres_url() -> String {
+    std::env::var("FLASH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+pub(crate) fn mysql_url() -> String {
+    std::env::var("FLASH_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A table for `namespace`: `flash_t_<unix seconds>_<namespace>`, so a later run can tell
+/// how old it is.
+pub(crate) fn table_for(namespace: &str) -> String {
+    format!("{TABLE_PREFIX}{}_{namespace}", now_secs())
+}
+
+/// A fresh namespace's table.
+pub(crate) fn fresh_table() -> String {
+    table_for(&Options::new().namespace)
+}
+
+/// Whether a test table name is older than [`STALE`].
+fn is_stale(table: &str) -> bool {
+    table
+        .strip_prefix(TABLE_PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|secs| secs.parse::<u64>().ok())
+        .is_some_and(|created| now_secs().saturating_sub(created) > STALE.as_secs())
+}
+
+static CLEANED_POSTGRES: AtomicBool = AtomicBool::new(false);
+static CLEANED_MYSQL: AtomicBool = AtomicBool::new(false);
+static CLEANED_SQLITE: AtomicBool = AtomicBool::new(false);
+
+/// Drops test tables of earlier runs (once per test binary).
+async fn drop_stale_tables(store: &SqlStore) {
+    #[cfg(feature = "postgres")]
+    if let Some(pool) = store.postgres_pool() {
+        if CLEANED_POSTGRES.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables \
+             WHERE schemaname = current_schema() AND tablename LIKE 'flash\\_t\\_%'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        for name in names.into_iter().filter(|n| is_stale(n)) {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS \"{name}\""
+            )))
+            .execute(pool)
+            .await;
+        }
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(pool) = store.mysql_pool() {
+        if CLEANED_MYSQL.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name LIKE 'flash\\_t\\_%'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        for name in names.into_iter().filter(|n| is_stale(n)) {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS `{name}`"
+            )))
+            .execute(pool)
+            .await;
+        }
+    }
+}
+
+/// A migrated store on a new table of the server at `url`, or `None` (skipped) when the
+/// server is unreachable.
+pub(crate) async fn server_store(service: &str, url: &str, table: &str) -> Option<SqlStore> {
+    let store = match SqlStore::builder(url).table(table).connect().await {
+        Ok(store) => store,
+        Err(err) => return unavailable(service, format!("{err} ({err:?})")),
+    };
+    drop_stale_tables(&store).await;
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
+
+pub(crate) async fn postgres_store(table: &str) -> Option<SqlStore> {
+    server_store("PostgreSQL (FLASH_POSTGRES_URL)", &postgres_url(), table).await
+}
+
+pub(crate) async fn mysql_store(table: &str) -> Option<SqlStore> {
+    server_store("MariaDB/MySQL (FLASH_MYSQL_URL)", &mysql_url(), table).await
+}
+
+/// The directory of the SQLite test databases; files of earlier runs are removed once.
+pub(crate) fn sqlite_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("flash-sql-tests");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    if !CLEANED_SQLITE.swap(true, Ordering::SeqCst) {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE);
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    dir
+}
+
+/// The URL of the SQLite database file for `namespace` (shared by a test's harnesses).
+pub(crate) fn sqlite_url(namespace: &str) -> String {
+    let path = sqlite_dir().join(format!("{namespace}.db"));
+    format!("sqlite://{}", path.display())
+}
+
+pub(crate) async fn sqlite_store(namespace: &str) -> SqlStore {
+    let store = SqlStore::builder(sqlite_url(namespace))
+        .table("flash_messages")
+        .connect()
+        .await
+        .expect("sqlite connect");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+/// The conformance factories: one table (or SQLite file) per test namespace.
+pub(crate) async fn postgres(options: Options) -> Option<Harness> {
+    let store = postgres_store(&table_for(&options.namespace)).await?;
+    Some(Harness::keyed(store, &options))
+}
+
+pub(crate) async fn mysql(options: Options) -> Option<Harness> {
+    let store = mysql_store(&table_for(&options.namespace)).await?;
+    Some(Harness::keyed(store, &options))
+}
+
+pub(crate) async fn sqlite(options: Options) -> Option<Harness> {
+    let store = sqlite_store(&options.namespace).await;
+    Some(Harness::keyed(store, &options))
+}
+
+pub(crate) fn info(text: &str) -> Message {
+    Message::new(Level::INFO, text)
+}
+
+pub(crate) fn texts(messages: &[Message]) -> Vec<String> {
+    messages.iter().map(|m| m.text.clone()).collect()
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn take(store: &SqlStore, client: &ClientId) -> Vec<String> {
+    let lease = LeaseId::random();
+    let got = store.lease(client, &lease, LEASE).await.expect("lease");
+    if !got.is_empty() {
+        store
+            .settle(client, &lease, Outcome::Consumed, &[], HOUR)
+            .await
+            .expect("settle");
+    }
+    texts(&got)
+}
+
+/// The store-level contract, call by call, as `MemoryStore` keeps it.
+pub(crate) async fn keyed_semantics(store: &SqlStore) {
+    let (a, b) = (ClientId::random(), ClientId::random());
+    store
+        .append(&a, &[info("a1"), info("a2")], HOUR)
+        .await
+        .expect("append");
+    store.append(&b, &[info("b1")], HOUR).await.expect("append");
+
+    // A lease takes everything visible, in order, and hides it.
+    let first = LeaseId::random();
+    let got = store.lease(&a, &first, LEASE).await.expect("lease");
+    assert_eq!(texts(&got), ["a1", "a2"]);
+    store.append(&a, &[info("a3")], HOUR).await.expect("append");
+    let second = LeaseId::random();
+    let got = store.lease(&a, &second, LEASE).await.expect("lease");
+    assert_eq!(texts(&got), ["a3"], "rows under a live lease are hidden");
+
+    // Released rows come back in their original place; consumed ones are gone.
+    store
+        .settle(&a, &first, Outcome::Released, &[info("a4")], HOUR)
+        .await
+        .expect("settle");
+    store
+        .settle(&a, &second, Outcome::Consumed, &[], HOUR)
+        .await
+        .expect("settle");
+    assert_eq!(take(store, &a).await, ["a1", "a2", "a4"]);
+    assert!(take(store, &a).await.is_empty());
+
+    // Settling a lease that holds nothing (or another client's) changes nothing.
+    store
+        .settle(&a, &first, Outcome::Consumed, &[], HOUR)
+        .await
+        .expect("settle");
+    let lease_b = LeaseId::random();
+    assert_eq!(
+        texts(&store.lease(&b, &lease_b, LEASE).await.expect("lease")),
+        ["b1"]
+    );
+    store
+        .settle(&a, &lease_b, Outcome::Consumed, &[], HOUR)
+        .await
+        .expect("settle");
+    store
+        .settle(&b, &lease_b, Outcome::Released, &[], HOUR)
+        .await
+        .expect("settle");
+    assert_eq!(take(store, &b).await, ["b1"]);
+
+    // A zero lease hides nothing.
+    store.append(&a, &[info("z")], HOUR).await.expect("append");
+    let zero = LeaseId::random();
+    assert_eq!(
+        texts(&store.lease(&a, &zero, Duration::ZERO).await.expect("lease")),
+        ["z"]
+    );
+    assert_eq!(take(store, &a).await, ["z"]);
+
+    // Empty appends are no-ops; odd texts survive.
+    store.append(&a, &[], HOUR).await.expect("empty append");
+    let odd = "quote ' double \" back \\ nul \u{0} emoji 🎉 ".repeat(50);
+    store
+        .append(&a, &[info(&odd).with_extra_tags("x y").trusted_html()], HOUR)
+        .await
+        .expect("append");
+    let lease = LeaseId::random();
+    let got = store.lease(&a, &lease, LEASE).await.expect("lease");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].text, odd);
+    assert_eq!(got[0].extra_tags.as_deref(), Some("x y"));
+    assert!(got[0].trusted_html);
+    store
+        .settle(&a, &lease, Outcome::Consumed, &[], HOUR)
+        .await
+        .expect("settle");
+
+    // Many messages in one call keep their order (more than one INSERT chunk).
+    let many: Vec<Message> = (0..1203).map(|i| info(&format!("m{i}"))).collect();
+    store.append(&a, &many, HOUR).await.expect("append");
+    let got = take(store, &a).await;
+    assert_eq!(got, texts(&many));
+}
+
+/// TTL: a client is alive while its newest message is; an append after it died starts afresh;
+/// the sweep deletes only dead clients' rows.
+pub(crate) async fn ttl_and_sweep(store: &SqlStore) {
+    let short = Duration::from_millis(300);
+    let (dead, alive, refreshed, reborn) = (
+        ClientId::random(),
+        ClientId::random(),
+        ClientId::random(),
+        ClientId::random(),
+    );
+    store.append(&dead, &[info("gone")], short).await.unwrap();
+    store.append(&alive, &[info("kept")], HOUR).await.unwrap();
+    store
+        .append(&refreshed, &[info("old")], short)
+        .await
+        .unwrap();
+    store
+        .append(&refreshed, &[info("new")], HOUR)
+        .await
+        .unwrap();
+    store.append(&reborn, &[info("before")], short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    store.append(&reborn, &[info("after")], HOUR).await.unwrap();
+
+    // Expired messages are never delivered, swept or not.
+    let lease = LeaseId::random();
+    assert!(store.lease(&dead, &lease, LEASE).await.unwrap().is_empty());
+
+    assert_eq!(store.sweep().await.unwrap(), 1, "only the dead client's row");
+    assert_eq!(store.sweep().await.unwrap(), 0, "idempotent");
+
+    assert_eq!(take(store, &alive).await, ["kept"]);
+    assert_eq!(
+        take(store, &refreshed).await,
+        ["old", "new"],
+        "an append keeps the client's earlier messages alive"
+    );
+    assert_eq!(
+        take(store, &reborn).await,
+        ["after"],
+        "expired messages never come back"
+    );
+}
+
+/// The sweeper task sweeps by itself.
+pub(crate) async fn sweeper_runs(store: &SqlStore) {
+    let client = ClientId::random();
+    store
+        .append(&client, &[info("x")], Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = store.sweep().await.unwrap();
+    assert_eq!(before, 1);
+    store
+        .append(&client, &[info("y")], Duration::from_millis(50))
+        .await
+        .unwrap();
+    let task = store.spawn_sweeper(Duration::from_millis(100)).unwrap();
+    let mut swept = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if store.sweep().await.unwrap() == 0 && rows(store).await == 0 {
+            swept = true;
+            break;
+        }
+    }
+    task.abort();
+    assert!(swept, "the sweeper did not delete the expired row");
+}
+
+/// How many rows the store's table holds.
+pub(crate) async fn rows(store: &SqlStore) -> i64 {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", store.table()));
+    #[cfg(feature = "postgres")]
+    if let Some(pool) = store.postgres_pool() {
+        return sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(pool) = store.mysql_pool() {
+        return sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(pool) = store.sqlite_pool() {
+        return sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+    }
+    unreachable!("no pool")
+}
+
+/// A store on a table that was never migrated reports `Config`, saying what to do.
+pub(crate) async fn missing_table_is_config(url: &str) {
+    let store = SqlStore::builder(url)
+        .table(fresh_table())
+        .connect()
+        .await
+        .expect("connect");
+    let err = store
+        .lease(&ClientId::random(), &LeaseId::random(), LEASE)
+        .await
+        .expect_err("no table");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err:?}");
+    assert!(err.to_string().contains("migrate"), "{err}");
+    assert!(std::error::Error::source(&err).is_some());
+    store.migrate().await.unwrap();
+    store.migrate().await.expect("migrate is idempotent");
+    drop_table(&store).await;
+}
+
+/// Drops the store's table (tests that made their own).
+pub(crate) async fn drop_table(store: &SqlStore) {
+    let table = store.table().to_owned();
+    #[cfg(feature = "postgres")]
+    if let Some(pool) = store.postgres_pool() {
+        let sql = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS \"{table}\""));
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(pool) = store.mysql_pool() {
+        let sql = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS `{table}`"));
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
+    }
+}
+
+/// Asserts that `err` is `Unavailable` with a cause, and came within `bound`.
+pub(crate) fn assert_unavailable(err: &flash_core::Error, started: std::time::Instant, bound: Duration) {
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    assert!(std::error::Error::source(err).is_some(), "{err:?}");
+    assert!(
+        started.elapsed() < bound,
+        "took {:?}, more than {bound:?}",
+        started.elapsed()
+    );
+}
+
+/// A TCP port that accepts connections and never answers (a hung server): the listener is
+/// kept open by the returned value.
+pub(crate) fn silent_server() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    (listener, port)
+}
+
+/// A port nothing listens on.
+pub(crate) fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
+
+/// `n` clients' worth of rows for the scale check, through `insert` (one statement the
+/// server generates rows in).
+pub(crate) const OTHER_ROWS: i64 = 100_000;
+
+/// Refused, hung and lazy: each a typed `Unavailable` within bounded time.
+pub(crate) async fn unreachable(url_for_port: impl Fn(u16) -> String) {
+    let bound = Duration::from_secs(4);
+
+    // Refused: `connect` reports the cause.
+    let started = std::time::Instant::now();
+    let err = SqlStore::builder(url_for_port(closed_port()))
+        .acquire_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect_err("nothing listens");
+    assert_unavailable(&err, started, bound);
+    assert!(format!("{err:?}").to_lowercase().contains("refused"), "{err:?}");
+
+    // Hung: a server that never answers.
+    let (_listener, port) = silent_server();
+    let started = std::time::Instant::now();
+    let err = SqlStore::builder(url_for_port(port))
+        .acquire_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .expect_err("nothing answers");
+    assert_unavailable(&err, started, bound);
+
+    // Lazy: starts without a server, and every call fails in bounded time.
+    for port in [closed_port(), port] {
+        let lazy = SqlStore::builder(url_for_port(port))
+            .acquire_timeout(Duration::from_millis(300))
+            .connect_lazy()
+            .expect("lazy");
+        let started = std::time::Instant::now();
+        let err = lazy
+            .append(&ClientId::random(), &[info("x")], HOUR)
+            .await
+            .expect_err("no server");
+        assert_unavailable(&err, started, bound);
+    }
+}
+
+/// The pool of `store` (one connection, a short acquire timeout) is exhausted while `held`
+/// lives: calls fail with `Unavailable` in bounded time, and work again once it is dropped.
+pub(crate) async fn exhausted<T>(store: &SqlStore, held: T) {
+    let started = std::time::Instant::now();
+    let err = store
+        .lease(&ClientId::random(), &LeaseId::random(), LEASE)
+        .await
+        .expect_err("pool exhausted");
+    assert_unavailable(&err, started, Duration::from_secs(4));
+    assert!(err.to_string().contains("no connection within"), "{err}");
+    drop(held);
+    let client = ClientId::random();
+    store
+        .append(&client, &[info("back")], HOUR)
+        .await
+        .expect("after release");
+    assert_eq!(take(store, &client).await, ["back"]);
+}

@@ -1,0 +1,158 @@
+//! `SqlStore` on PostgreSQL (FLASH_POSTGRES_URL, default
+//! `postgres://postgres@127.0.0.1:5432/test`).
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use flash_core::{ClientId, KeyedStore, LeaseId};
+use flash_sql::{Driver, SqlStore};
+
+mod conformance {
+    flash_core::conformance_tests!(super::common::postgres);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_store_semantics() {
+    let Some(store) = postgres_store(&fresh_table()).await else {
+        return;
+    };
+    assert_eq!(store.driver(), Driver::Postgres);
+    keyed_semantics(&store).await;
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_sweep_and_sweeper() {
+    let Some(store) = postgres_store(&fresh_table()).await else {
+        return;
+    };
+    ttl_and_sweep(&store).await;
+    sweeper_runs(&store).await;
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_table_is_a_config_error() {
+    if postgres_store(&fresh_table()).await.is_none() {
+        return;
+    }
+    missing_table_is_config(&postgres_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_unavailable_in_bounded_time() {
+    unreachable(|port| format!("postgres://postgres@127.0.0.1:{port}/test")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_pool_is_unavailable_not_a_hang() {
+    let table = fresh_table();
+    if postgres_store(&table).await.is_none() {
+        return;
+    }
+    let store = SqlStore::builder(postgres_url())
+        .table(&table)
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let held = store.postgres_pool().unwrap().acquire().await.unwrap();
+    exhausted(&store, held).await;
+    drop_table(&store).await;
+}
+
+/// With 100 000 rows of other clients, a lease finds the client's rows through the
+/// `(client, id)` index and takes exactly them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_touches_only_the_clients_rows() {
+    let Some(store) = postgres_store(&fresh_table()).await else {
+        return;
+    };
+    let pool = store.postgres_pool().unwrap();
+    let t = store.table();
+    let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO \"{t}\" (client, body, expires_at) \
+         SELECT decode(md5(g::text), 'hex'), '[20,\"other\"]', now() + interval '1 hour' \
+         FROM generate_series(1, $1) AS g"
+    )))
+    .bind(OTHER_ROWS)
+    .execute(pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(inserted, OTHER_ROWS.unsigned_abs());
+    let client = ClientId::random();
+    let mine = [info("m1"), info("m2"), info("m3")];
+    store
+        .append(&client, &mine, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE \"{t}\"")))
+        .execute(pool)
+        .await
+        .unwrap();
+
+    let plan = store.explain_lease(&client).await.unwrap();
+    let text = plan.join("\n");
+    assert!(text.contains(&format!("{t}_client")), "{text}");
+    assert!(!text.contains("Seq Scan"), "{text}");
+
+    let lease = LeaseId::random();
+    let got = store
+        .lease(&client, &lease, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(texts(&got), ["m1", "m2", "m3"]);
+    let leased: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM \"{t}\" WHERE lease IS NOT NULL"
+    )))
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(leased, 3, "the lease stamped only the client's rows");
+    drop_table(&store).await;
+}
+
+/// A row this crate did not write is skipped, and deleted with the consumed lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_rows_are_skipped() {
+    let Some(store) = postgres_store(&fresh_table()).await else {
+        return;
+    };
+    let client = ClientId::random();
+    store
+        .append(&client, &[info("good")], Duration::from_secs(3600))
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO \"{}\" (client, body, expires_at) VALUES ($1, 'not json', now() + interval '1 hour')",
+        store.table()
+    )))
+    .bind(client.as_bytes().as_slice())
+    .execute(store.postgres_pool().unwrap())
+    .await
+    .unwrap();
+    let lease = LeaseId::random();
+    let got = store
+        .lease(&client, &lease, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(texts(&got), ["good"]);
+    store
+        .settle(
+            &client,
+            &lease,
+            flash_core::Outcome::Consumed,
+            &[],
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows(&store).await, 0);
+    drop_table(&store).await;
+}
