@@ -1,0 +1,315 @@
+//! Group 1, the cookie codec: encode+sign, verify+decode and the round trip of 3 and 20
+//! messages, for flash's own format and Django's, beside the floor (the same bytes through the
+//! bare crates) and the peer (actix-web-flash-messages' cookie store), in one run.
+//!
+//! Rows: `<impl>/<op>` with the message count as the parameter:
+//! - `floor`, `flash`, `django-floor`, `django`: the value codecs alone (`Codec::encode` /
+//!   `Codec::decode`);
+//! - `flash-storage`, `django-storage`: `CookieStorage::save` into response headers and
+//!   `CookieStorage::load` from the request, the path a request takes;
+//! - `peer`: `CookieMessageStore::store` into a response head and `load` from a request, its
+//!   public path (which also writes and parses the cookie header).
+#![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use actix_web::HttpRequest;
+use actix_web::dev::ResponseHead;
+use actix_web::http::StatusCode;
+use actix_web_flash_messages::storage::{CookieMessageStore, FlashMessageStore};
+use actix_web_flash_messages::{FlashMessage, Level as PeerLevel};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use flash_benches::{fixtures, floor};
+use flash_cookie::{Codec, CookieStorage, DjangoCodec, FlashCodec};
+use flash_core::http::HeaderMap;
+use flash_core::http::header::{COOKIE, SET_COOKIE};
+use flash_core::{Incoming, Key, Keys, Message, Overflow, Storage, Update};
+
+const KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+const DJANGO_SECRET: &[u8] = b"interop-test-secret-key-0123456789";
+const NAME: &str = "messages";
+const SIZES: [usize; 2] = [3, 20];
+
+fn peer_messages(n: usize) -> Vec<FlashMessage> {
+    fixtures::pairs(n)
+        .into_iter()
+        .map(|(level, text)| {
+            let level = match level {
+                ..=10 => PeerLevel::Debug,
+                ..=20 => PeerLevel::Info,
+                ..=25 => PeerLevel::Success,
+                ..=30 => PeerLevel::Warning,
+                _ => PeerLevel::Error,
+            };
+            FlashMessage::new(text, level)
+        })
+        .collect()
+}
+
+/// The `name=value` pair a `Set-Cookie` line sets, as a browser sends it back.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .expect("split yields at least one part")
+        .to_owned()
+}
+
+fn request_headers(cookie: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(COOKIE, cookie.parse().expect("a valid cookie header"));
+    headers
+}
+
+fn codecs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("codec");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
+
+    let floor = floor::Floor::new(&KEY, NAME);
+    let flash = Codec::from(FlashCodec::new(Keys::new(Key::from_mac_key(&KEY))));
+    let django_floor = floor::DjangoFloor::new(DJANGO_SECRET);
+    let django = Codec::from(DjangoCodec::new(DJANGO_SECRET));
+    let flash_storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(flash.clone()));
+    let django_storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(django.clone()));
+    let peer = CookieMessageStore::builder(actix_web::cookie::Key::from(&[7u8; 64])).build();
+
+    for n in SIZES {
+        let pairs = fixtures::floor_messages(n);
+        let messages: Vec<Message> = fixtures::messages(n);
+
+        // The floor and flash make the same bytes: checked, so both sides do the same work.
+        let floor_value = floor.encode(&pairs);
+        let flash_value = flash.encode(NAME, &messages, false).expect("encode");
+        assert_eq!(
+            floor_value, flash_value,
+            "flash's format is the floor's bytes"
+        );
+        assert_eq!(
+            flash.decode(NAME, &floor_value).expect("decode").messages,
+            messages
+        );
+        let django_floor_value = django_floor.encode(&pairs);
+        let django_value = django.encode(NAME, &messages, false).expect("encode");
+        assert_eq!(
+            django
+                .decode(NAME, &django_floor_value)
+                .expect("decode")
+                .messages,
+            messages
+        );
+        assert_eq!(django_floor.decode(&django_value), Some(pairs.clone()));
+        println!(
+            "codec/{n}: flash value {} B, django value {} B",
+            flash_value.len(),
+            django_value.len()
+        );
+
+        // --- the bare floor
+        group.bench_with_input(BenchmarkId::new("floor/encode", n), &pairs, |b, p| {
+            b.iter(|| floor.encode(black_box(p)))
+        });
+        group.bench_with_input(BenchmarkId::new("floor/decode", n), &floor_value, |b, v| {
+            b.iter(|| floor.decode(black_box(v)))
+        });
+        group.bench_with_input(BenchmarkId::new("floor/roundtrip", n), &pairs, |b, p| {
+            b.iter(|| floor.decode(&floor.encode(black_box(p))))
+        });
+
+        // --- flash's codec
+        group.bench_with_input(BenchmarkId::new("flash/encode", n), &messages, |b, m| {
+            b.iter(|| flash.encode(NAME, black_box(m), false))
+        });
+        group.bench_with_input(BenchmarkId::new("flash/decode", n), &flash_value, |b, v| {
+            b.iter(|| flash.decode(NAME, black_box(v)))
+        });
+        group.bench_with_input(BenchmarkId::new("flash/roundtrip", n), &messages, |b, m| {
+            b.iter(|| {
+                let value = flash.encode(NAME, black_box(m), false).expect("encode");
+                flash.decode(NAME, &value)
+            })
+        });
+
+        // --- Django's format: floor and flash
+        group.bench_with_input(
+            BenchmarkId::new("django-floor/encode", n),
+            &pairs,
+            |b, p| b.iter(|| django_floor.encode(black_box(p))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("django-floor/decode", n),
+            &django_floor_value,
+            |b, v| b.iter(|| django_floor.decode(black_box(v))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("django-floor/roundtrip", n),
+            &pairs,
+            |b, p| b.iter(|| django_floor.decode(&django_floor.encode(black_box(p)))),
+        );
+        group.bench_with_input(BenchmarkId::new("django/encode", n), &messages, |b, m| {
+            b.iter(|| django.encode(NAME, black_box(m), false))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("django/decode", n),
+            &django_value,
+            |b, v| b.iter(|| django.decode(NAME, black_box(v))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("django/roundtrip", n),
+            &messages,
+            |b, m| {
+                b.iter(|| {
+                    let value = django.encode(NAME, black_box(m), false).expect("encode");
+                    django.decode(NAME, &value)
+                })
+            },
+        );
+
+        // --- the storage path: save into response headers, load from the request
+        for (label, storage) in [
+            ("flash-storage", &flash_storage),
+            ("django-storage", &django_storage),
+        ] {
+            let mut response = HeaderMap::new();
+            rt.block_on(storage.save(&Incoming::default(), update(&messages), &mut response))
+                .expect("save");
+            let set_cookie = response
+                .get(SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .expect("a Set-Cookie header");
+            let incoming_headers = request_headers(&cookie_pair(set_cookie));
+            let loaded = rt
+                .block_on(storage.load(&Incoming::from_headers(&incoming_headers)))
+                .expect("load");
+            assert_eq!(loaded.messages, messages);
+
+            group.bench_with_input(
+                BenchmarkId::new(format!("{label}/encode"), n),
+                &messages,
+                |b, m| {
+                    b.iter_batched_ref(
+                        || (update(m), HeaderMap::new()),
+                        |(update, response)| {
+                            let update = std::mem::replace(update, empty_update());
+                            rt.block_on(storage.save(&Incoming::default(), update, response))
+                        },
+                        BatchSize::SmallInput,
+                    )
+                },
+            );
+            group.bench_function(BenchmarkId::new(format!("{label}/decode"), n), |b| {
+                b.iter_batched_ref(
+                    || Incoming::from_headers(&incoming_headers),
+                    |incoming| rt.block_on(storage.load(incoming)),
+                    BatchSize::SmallInput,
+                )
+            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("{label}/roundtrip"), n),
+                &messages,
+                |b, m| {
+                    b.iter_batched_ref(
+                        || {
+                            (
+                                update(m),
+                                HeaderMap::new(),
+                                Incoming::from_headers(&incoming_headers),
+                            )
+                        },
+                        |(update, response, incoming)| {
+                            let update = std::mem::replace(update, empty_update());
+                            let saved =
+                                rt.block_on(storage.save(&Incoming::default(), update, response));
+                            (saved, rt.block_on(storage.load(incoming)))
+                        },
+                        BatchSize::SmallInput,
+                    )
+                },
+            );
+        }
+
+        // --- the peer: actix-web-flash-messages' cookie store, public store/load path
+        let peer_msgs = peer_messages(n);
+        let mut head = ResponseHead::new(StatusCode::OK);
+        peer.store(&peer_msgs, test_request(None), &mut head)
+            .expect("peer store");
+        let peer_cookie = cookie_pair(
+            head.headers()
+                .get(actix_web::http::header::SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .expect("a Set-Cookie header"),
+        );
+        let back = peer
+            .load(&test_request(Some(&peer_cookie)))
+            .expect("peer load");
+        assert_eq!(back.len(), n);
+        println!(
+            "codec/{n}: peer value {} B",
+            peer_cookie.len() - "_flash=".len()
+        );
+
+        group.bench_with_input(BenchmarkId::new("peer/encode", n), &peer_msgs, |b, m| {
+            b.iter_batched_ref(
+                || (test_request(None), ResponseHead::new(StatusCode::OK)),
+                |(request, head)| peer.store(black_box(m), request.clone(), head),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function(BenchmarkId::new("peer/decode", n), |b| {
+            b.iter_batched_ref(
+                || test_request(Some(&peer_cookie)),
+                |request| peer.load(request),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("peer/roundtrip", n), &peer_msgs, |b, m| {
+            b.iter_batched_ref(
+                || {
+                    (
+                        test_request(None),
+                        ResponseHead::new(StatusCode::OK),
+                        test_request(Some(&peer_cookie)),
+                    )
+                },
+                |(request, head, incoming)| {
+                    let stored = peer.store(black_box(m), request.clone(), head);
+                    (stored, peer.load(incoming))
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn update(messages: &[Message]) -> Update {
+    Update {
+        loaded: None,
+        consumed: false,
+        unread: Vec::new(),
+        added: messages.to_vec(),
+        overflow: Overflow::DropOldest,
+    }
+}
+
+fn empty_update() -> Update {
+    update(&[])
+}
+
+fn test_request(cookie: Option<&str>) -> HttpRequest {
+    let request = actix_web::test::TestRequest::default();
+    match cookie {
+        Some(cookie) => request.insert_header((actix_web::http::header::COOKIE, cookie)),
+        None => request,
+    }
+    .to_http_request()
+}
+
+criterion_group! {
+    name = benches;
+    config = flash_benches::criterion_config();
+    targets = codecs
+}
+criterion_main!(benches);

@@ -1,0 +1,230 @@
+//! Group 2, request overhead through axum, in process (tower `oneshot` on the router): a
+//! handler that adds a message and one that reads them, through `flash-axum` with the cookie
+//! storage, beside the same handler with no flash layer; and the idle request (the handler
+//! neither reads nor adds, with and without a flash cookie), which must make no store call (checked
+//! in the setup with a counting keyed store) and cost next to nothing.
+//!
+//! Rows: `bare/<case>` and `flash/<case>`; the idle cases also run over the keyed bridge
+//! (`keyed/<case>`, a counting in-memory store).
+#![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post};
+use criterion::{Criterion, criterion_group, criterion_main};
+use flash_axum::{Flash, FlashLayer};
+use flash_benches::fixtures;
+use flash_cookie::{Codec, CookieStorage, FlashCodec};
+use flash_core::testkit::{CallCounts, CountingStore};
+use flash_core::{Config, Key, KeyedStorage, Keys, MemoryStore, Storage};
+use http::header::{COOKIE, SET_COOKIE};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+const ADDED: &str = "Your profile was updated successfully!!";
+
+async fn add(Flash(messages): Flash) -> &'static str {
+    messages.success(ADDED);
+    "saved"
+}
+
+async fn bare_add() -> &'static str {
+    "saved"
+}
+
+async fn read(Flash(messages): Flash) -> String {
+    let shown = messages.read().await.unwrap_or_default();
+    render(shown.iter().map(|m| m.text.as_str()))
+}
+
+async fn bare_read() -> String {
+    let texts = fixtures::pairs(3);
+    render(texts.iter().map(|(_, text)| text.as_str()))
+}
+
+fn render<'a>(texts: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::with_capacity(256);
+    for text in texts {
+        out.push_str("<li>");
+        out.push_str(text);
+        out.push_str("</li>");
+    }
+    out
+}
+
+async fn idle() -> &'static str {
+    "nothing to see"
+}
+
+async fn add_three(Flash(messages): Flash) -> &'static str {
+    for message in fixtures::messages(3) {
+        messages.add_message(message);
+    }
+    "saved"
+}
+
+fn routes() -> Router {
+    Router::new()
+        .route("/add", post(add))
+        .route("/add3", post(add_three))
+        .route("/read", get(read))
+        .route("/idle", get(idle))
+}
+
+fn bare_routes() -> Router {
+    Router::new()
+        .route("/add", post(bare_add))
+        .route("/read", get(bare_read))
+        .route("/idle", get(idle))
+}
+
+fn request(method: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    if let Some(cookie) = cookie {
+        builder = builder.header(COOKIE, cookie);
+    }
+    builder.body(Body::empty()).expect("a valid request")
+}
+
+async fn call(app: &Router, request: Request<Body>) -> (Response<()>, axum::body::Bytes) {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("a body").to_bytes();
+    (Response::from_parts(parts, ()), bytes)
+}
+
+fn set_cookie_pair(response: &Response<()>) -> Option<String> {
+    let line = response.headers().get(SET_COOKIE)?.to_str().ok()?;
+    line.split(';').next().map(str::to_owned)
+}
+
+/// Times `iters` requests made by `make` on `app`, inside one runtime entry.
+fn time_requests(
+    rt: &tokio::runtime::Runtime,
+    app: &Router,
+    iters: u64,
+    make: impl Fn() -> Request<Body>,
+) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(call(app, make()).await);
+        }
+        start.elapsed()
+    })
+}
+
+fn keyed_storage() -> (Arc<dyn Storage>, CallCounts) {
+    let store = CountingStore::new(MemoryStore::new());
+    let counts = store.counts();
+    let storage = KeyedStorage::new(store, Keys::new(Key::from_mac_key(&KEY)));
+    (Arc::new(storage), counts)
+}
+
+fn overhead(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
+    let cookie_storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(Codec::from(
+        FlashCodec::new(Keys::new(Key::from_mac_key(&KEY))),
+    )));
+    let flash = routes().layer(FlashLayer::new(cookie_storage, Config::default()));
+    let bare = bare_routes();
+    let (keyed, counts) = keyed_storage();
+    let keyed = routes().layer(FlashLayer::new(keyed, Config::default()));
+
+    // Setup and checks: the cookie a reader brings, and what each case does.
+    let (three, cookie) = rt.block_on(async {
+        let (response, _) = call(&flash, request("POST", "/add3", None)).await;
+        let three = set_cookie_pair(&response).expect("the add sets the flash cookie");
+        let (response, body) = call(&flash, request("GET", "/read", Some(&three))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = std::str::from_utf8(&body).expect("an HTML body");
+        assert_eq!(
+            body.matches("<li>").count(),
+            3,
+            "the reader sees the 3 messages"
+        );
+        let (added, _) = call(&flash, request("POST", "/add", None)).await;
+        (three, set_cookie_pair(&added).expect("a flash cookie"))
+    });
+    let (keyed_id, idle_checks) = rt.block_on(async {
+        let (response, _) = call(&keyed, request("POST", "/add", None)).await;
+        let id = set_cookie_pair(&response).expect("the keyed add sets the id cookie");
+        let before = counts.total();
+        let mut checks = Vec::new();
+        for (app, cookie) in [
+            (&flash, None),
+            (&flash, Some(cookie.as_str())),
+            (&keyed, None),
+            (&keyed, Some(id.as_str())),
+        ] {
+            let (response, _) = call(app, request("GET", "/idle", cookie)).await;
+            checks.push(response.headers().get(SET_COOKIE).is_none());
+            checks.push(response.headers().get(http::header::VARY).is_none());
+        }
+        assert_eq!(
+            counts.total(),
+            before,
+            "an idle request makes no store call (with and without the id cookie)"
+        );
+        (id, checks)
+    });
+    assert!(
+        idle_checks.iter().all(|ok| *ok),
+        "an idle request writes no Set-Cookie and no Vary"
+    );
+    println!(
+        "request: idle requests made 0 store calls and wrote no header (keyed store counted {} calls in setup, all from the add)",
+        counts.total()
+    );
+
+    let setup_calls = counts.total();
+    let mut group = c.benchmark_group("request");
+    let cases: [(&str, &Router, &str, &str, Option<&str>); 9] = [
+        ("bare/add", &bare, "POST", "/add", None),
+        ("flash/add", &flash, "POST", "/add", None),
+        ("bare/read", &bare, "GET", "/read", Some(&three)),
+        ("flash/read", &flash, "GET", "/read", Some(&three)),
+        ("bare/idle", &bare, "GET", "/idle", None),
+        ("flash/idle", &flash, "GET", "/idle", None),
+        (
+            "flash/idle-with-cookie",
+            &flash,
+            "GET",
+            "/idle",
+            Some(&three),
+        ),
+        ("keyed/idle", &keyed, "GET", "/idle", None),
+        (
+            "keyed/idle-with-cookie",
+            &keyed,
+            "GET",
+            "/idle",
+            Some(&keyed_id),
+        ),
+    ];
+    for (id, app, method, path, cookie) in cases {
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| time_requests(&rt, app, iters, || request(method, path, cookie)))
+        });
+    }
+    group.finish();
+    assert_eq!(
+        counts.total(),
+        setup_calls,
+        "the idle runs made no store call"
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = flash_benches::criterion_config();
+    targets = overhead
+}
+criterion_main!(benches);
