@@ -197,6 +197,7 @@ impl RedisStore {
         Ok(Self::assemble(builder, connection, scripts))
     }
 
+    #[allow(clippy::infallible_destructuring_match)] // refutable with feature `cluster`
     pub(crate) fn open_lazy(builder: RedisBuilder) -> Result<Self> {
         let url = match &builder.target {
             Target::Single(url) => url,

@@ -161,7 +161,7 @@ pub struct Logged {
 
 impl Logged {
     /// Whether a Lua script ran it (as opposed to a client sending it).
-    pub fn from_script(&self) -> bool {
+    pub fn by_script(&self) -> bool {
         self.addr == "?:0"
     }
 }

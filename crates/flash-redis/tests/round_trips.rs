@@ -1,0 +1,208 @@
+//! Round trips and scale, read from the server's own log: each test runs a private
+//! `redis-server` (nobody else's commands in its statistics) that logs every command in its slow
+//! log (`slowlog-log-slower-than 0`), with the client's address, or `?:0` for the commands a Lua
+//! script ran.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Logged, OwnServer, log_every_command, take_slowlog};
+use flash_core::testkit::{Harness, Options};
+use flash_core::{ClientId, KeyedStore, LeaseId, Level, Message, Outcome};
+use flash_redis::RedisStore;
+
+const LONG: Duration = Duration::from_secs(600);
+
+/// The commands a client sent: its round trips.
+fn sent(log: &[Logged]) -> Vec<String> {
+    log.iter()
+        .filter(|l| !l.by_script())
+        .map(|l| l.args[0].to_uppercase())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_and_a_save_are_one_round_trip_each_and_idle_requests_none() {
+    let Some(server) = OwnServer::start().await else {
+        return;
+    };
+    let Some(mut admin) = common::admin(&server.url()).await else {
+        return;
+    };
+    let store = RedisStore::builder(server.url())
+        .prefix("round-trips")
+        .connect()
+        .await
+        .expect("connect");
+    let harness = Harness::keyed(store, &Options::new());
+    log_every_command(&mut admin, true).await;
+    take_slowlog(&mut admin).await;
+
+    let browser = harness.client();
+
+    // No id cookie, neither reading nor adding: no call.
+    browser.request().finish().await;
+    assert_eq!(sent(&take_slowlog(&mut admin).await), Vec::<String>::new());
+
+    // No id cookie, reading: nothing can be pending, no call.
+    let request = browser.request();
+    assert!(request.read().await.expect("read").is_empty());
+    request.finish().await;
+    assert_eq!(sent(&take_slowlog(&mut admin).await), Vec::<String>::new());
+
+    // Adding only: nothing until the save, then one call (the append).
+    let request = browser.request();
+    request.success("Saved.");
+    request.info("Two.");
+    assert_eq!(sent(&take_slowlog(&mut admin).await), Vec::<String>::new());
+    request.finish().await;
+    assert_eq!(sent(&take_slowlog(&mut admin).await), ["EVALSHA"]);
+
+    // With the id cookie, neither reading nor adding: no call.
+    browser.request().finish().await;
+    assert_eq!(sent(&take_slowlog(&mut admin).await), Vec::<String>::new());
+
+    // Reading: the load is one call however often the handler looks ...
+    let request = browser.request();
+    assert_eq!(request.len().await.expect("len"), 2);
+    assert_eq!(request.peek().await.expect("peek").len(), 2);
+    let shown = request.read().await.expect("read");
+    assert_eq!(shown[0].text, "Saved.");
+    assert_eq!(sent(&take_slowlog(&mut admin).await), ["EVALSHA"]);
+    // ... and the save one more, adding included.
+    request.warning("New.");
+    request.finish().await;
+    assert_eq!(sent(&take_slowlog(&mut admin).await), ["EVALSHA"]);
+
+    // Reading what is left; then a read that finds nothing needs no settle.
+    let request = browser.request();
+    assert_eq!(request.read().await.expect("read").len(), 1);
+    request.finish().await;
+    assert_eq!(
+        sent(&take_slowlog(&mut admin).await),
+        ["EVALSHA", "EVALSHA"]
+    );
+    let request = browser.request();
+    assert!(request.is_empty().await.expect("is_empty"));
+    assert_eq!(sent(&take_slowlog(&mut admin).await), ["EVALSHA"]);
+    request.finish().await;
+    assert_eq!(sent(&take_slowlog(&mut admin).await), Vec::<String>::new());
+
+    // The harness's own count agrees.
+    let calls = harness.calls.expect("a keyed harness counts calls");
+    assert_eq!(
+        (calls.appends(), calls.leases(), calls.settles()),
+        (1, 3, 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_calls_touch_only_its_own_keys_among_100_000_others() {
+    let Some(server) = OwnServer::start().await else {
+        return;
+    };
+    let Some(mut admin) = common::admin(&server.url()).await else {
+        return;
+    };
+    let store = RedisStore::builder(server.url())
+        .prefix("scale")
+        .operation_timeout(Duration::from_secs(30))
+        .response_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connect");
+
+    // 100 000 other clients, one message each, written through the store (pipelined: 100
+    // writers share the multiplexed connection).
+    let writers: Vec<_> = (0..100)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..1000 {
+                    let message = Message::new(Level::INFO, format!("other {w}-{i}"));
+                    store
+                        .append(&ClientId::random(), &[message], LONG)
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let keys: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut admin)
+        .await
+        .expect("DBSIZE");
+    assert!(keys >= 100_000, "{keys} keys");
+
+    let client = ClientId::random();
+    let own = store.client_keys(&client);
+    let texts = ["a", "b", "c"].map(|t| Message::new(Level::INFO, t));
+    store.append(&client, &texts, LONG).await.expect("append");
+
+    log_every_command(&mut admin, true).await;
+    take_slowlog(&mut admin).await;
+    let lease = LeaseId::random();
+    let got = store.lease(&client, &lease, LONG).await.expect("lease");
+    assert_eq!(got, texts);
+    let lease_log = take_slowlog(&mut admin).await;
+    store
+        .settle(&client, &lease, Outcome::Consumed, &[], LONG)
+        .await
+        .expect("settle");
+    let settle_log = take_slowlog(&mut admin).await;
+
+    for (what, log, most) in [("lease", &lease_log, 4), ("settle", &settle_log, 8)] {
+        assert_eq!(sent(log), ["EVALSHA"], "{what}: one round trip");
+        let evalsha = log.iter().find(|l| !l.by_script()).expect("the EVALSHA");
+        assert_eq!(
+            evalsha.args[3], own.messages,
+            "{what}: its first key is the client's"
+        );
+        let inside: Vec<&Logged> = log.iter().filter(|l| l.by_script()).collect();
+        assert!(
+            !inside.is_empty() && inside.len() <= most,
+            "{what}: a few commands whatever the number of clients: {inside:?}"
+        );
+        for command in inside {
+            for arg in command.args.iter().skip(1).filter(|a| a.starts_with('{')) {
+                assert!(
+                    *arg == own.messages || *arg == own.operations,
+                    "{what} touched {arg}, not the client's key: {command:?}"
+                );
+            }
+            let name = command.args[0].to_uppercase();
+            assert!(
+                !["KEYS", "SCAN", "HSCAN", "ZSCAN", "DBSIZE", "RANDOMKEY"].contains(&name.as_str()),
+                "{what} ran {name}"
+            );
+        }
+    }
+
+    // The client's keys, found by their hash tag among all the others: the messages hash is
+    // gone with its last message; only the recent-operations set (a minute's TTL) remains.
+    log_every_command(&mut admin, false).await;
+    let tag = format!("{{scale:{}}}*", client.to_hex());
+    let mut found: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&tag)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut admin)
+            .await
+            .expect("SCAN");
+        found.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert_eq!(found, std::slice::from_ref(&own.operations));
+}
