@@ -11,56 +11,27 @@
 //!   public path (which also writes and parses the cookie header).
 #![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
-use actix_web::HttpRequest;
 use actix_web::dev::ResponseHead;
 use actix_web::http::StatusCode;
-use actix_web_flash_messages::storage::{CookieMessageStore, FlashMessageStore};
-use actix_web_flash_messages::{FlashMessage, Level as PeerLevel};
+use actix_web_flash_messages::storage::FlashMessageStore;
+use common::{
+    DJANGO_SECRET, KEY, cookie_pair, peer_messages, peer_store, request_headers, test_request,
+    update,
+};
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use flash_benches::{fixtures, floor};
 use flash_cookie::{Codec, CookieStorage, DjangoCodec, FlashCodec};
 use flash_core::http::HeaderMap;
-use flash_core::http::header::{COOKIE, SET_COOKIE};
-use flash_core::{Incoming, Key, Keys, Message, Overflow, Storage, Update};
+use flash_core::http::header::SET_COOKIE;
+use flash_core::{Incoming, Key, Keys, Message, Storage};
 
-const KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
-const DJANGO_SECRET: &[u8] = b"interop-test-secret-key-0123456789";
 const NAME: &str = "messages";
 const SIZES: [usize; 2] = [3, 20];
-
-fn peer_messages(n: usize) -> Vec<FlashMessage> {
-    fixtures::pairs(n)
-        .into_iter()
-        .map(|(level, text)| {
-            let level = match level {
-                ..=10 => PeerLevel::Debug,
-                ..=20 => PeerLevel::Info,
-                ..=25 => PeerLevel::Success,
-                ..=30 => PeerLevel::Warning,
-                _ => PeerLevel::Error,
-            };
-            FlashMessage::new(text, level)
-        })
-        .collect()
-}
-
-/// The `name=value` pair a `Set-Cookie` line sets, as a browser sends it back.
-fn cookie_pair(set_cookie: &str) -> String {
-    set_cookie
-        .split(';')
-        .next()
-        .expect("split yields at least one part")
-        .to_owned()
-}
-
-fn request_headers(cookie: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(COOKIE, cookie.parse().expect("a valid cookie header"));
-    headers
-}
 
 fn codecs(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
@@ -74,7 +45,7 @@ fn codecs(c: &mut Criterion) {
     let django = Codec::from(DjangoCodec::new(DJANGO_SECRET));
     let flash_storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(flash.clone()));
     let django_storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(django.clone()));
-    let peer = CookieMessageStore::builder(actix_web::cookie::Key::from(&[7u8; 64])).build();
+    let peer = peer_store();
 
     for n in SIZES {
         let pairs = fixtures::floor_messages(n);
@@ -284,27 +255,8 @@ fn codecs(c: &mut Criterion) {
     group.finish();
 }
 
-fn update(messages: &[Message]) -> Update {
-    Update {
-        loaded: None,
-        consumed: false,
-        unread: Vec::new(),
-        added: messages.to_vec(),
-        overflow: Overflow::DropOldest,
-    }
-}
-
-fn empty_update() -> Update {
+fn empty_update() -> flash_core::Update {
     update(&[])
-}
-
-fn test_request(cookie: Option<&str>) -> HttpRequest {
-    let request = actix_web::test::TestRequest::default();
-    match cookie {
-        Some(cookie) => request.insert_header((actix_web::http::header::COOKIE, cookie)),
-        None => request,
-    }
-    .to_http_request()
 }
 
 criterion_group! {

@@ -1,2 +1,250 @@
-//! placeholder
-fn main() {}
+//! Group 5, memory: allocations and bytes allocated per operation on the cookie path, counted
+//! by a counting global allocator (`stats_alloc`) in this binary only (the timing groups run
+//! without it). Counts are exact and deterministic: each case runs once to warm up, then
+//! `RUNS` times inside one counted region.
+//!
+//! Cases (3 messages of ~40 characters):
+//! - the codec: the floor's and flash's encode and decode, and the peer's store and load;
+//! - the storage: `CookieStorage::save` (3 added) and `load`;
+//! - a whole request through axum (`oneshot`, body collected): `bare/<case>` and
+//!   `flash/<case>` for add, read and idle; flash's own cost is the difference.
+//!
+//! Results go to stdout and to `target/criterion/flash-facts/memory.json` for
+//! `scripts/bench-report`.
+#![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
+
+mod common;
+
+use std::alloc::System;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use actix_web::dev::ResponseHead;
+use actix_web::http::StatusCode;
+use actix_web_flash_messages::storage::FlashMessageStore;
+use axum::Router;
+use common::{
+    KEY, bare_routes, call, cookie_pair, peer_messages, peer_store, request, request_headers,
+    routes, set_cookie_pair, test_request, update,
+};
+use flash_axum::FlashLayer;
+use flash_benches::{fixtures, floor};
+use flash_cookie::{Codec, CookieStorage, FlashCodec};
+use flash_core::http::HeaderMap;
+use flash_core::{Config, Incoming, Key, Keys, Storage};
+use serde_json::json;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const RUNS: usize = 1000;
+const NAME: &str = "messages";
+
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    allocations: f64,
+    bytes: f64,
+}
+
+/// Allocations and bytes per call of `f`, over `RUNS` calls after one warm-up call.
+fn count(mut f: impl FnMut()) -> Count {
+    f();
+    let region = Region::new(GLOBAL);
+    for _ in 0..RUNS {
+        f();
+    }
+    let stats = region.change();
+    Count {
+        allocations: (stats.allocations + stats.reallocations) as f64 / RUNS as f64,
+        bytes: (stats.bytes_allocated + stats.bytes_reallocated.max(0) as usize) as f64
+            / RUNS as f64,
+    }
+}
+
+/// Like [`count`], for an async body run `RUNS` times inside one runtime entry.
+fn count_async<F: Future<Output = ()>>(rt: &tokio::runtime::Runtime, f: impl Fn() -> F) -> Count {
+    rt.block_on(f());
+    let region = Region::new(GLOBAL);
+    rt.block_on(async {
+        for _ in 0..RUNS {
+            f().await;
+        }
+    });
+    let stats = region.change();
+    Count {
+        allocations: (stats.allocations + stats.reallocations) as f64 / RUNS as f64,
+        bytes: (stats.bytes_allocated + stats.bytes_reallocated.max(0) as usize) as f64
+            / RUNS as f64,
+    }
+}
+
+fn selected() -> bool {
+    // Honour a criterion-style filter: `cargo bench -p flash-benches -- codec` skips this.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| "memory".contains(f.as_str()))
+}
+
+fn main() {
+    if !selected() || std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
+    let mut rows: Vec<(String, Count)> = Vec::new();
+    let mut record = |id: &str, c: Count| {
+        println!(
+            "memory/{id:<28} {:>7.1} allocations {:>9.1} bytes",
+            c.allocations, c.bytes
+        );
+        rows.push((id.to_owned(), c));
+    };
+
+    // --- the codec, 3 messages
+    let pairs = fixtures::floor_messages(3);
+    let messages = fixtures::messages(3);
+    let floor = floor::Floor::new(&KEY, NAME);
+    let codec = Codec::from(FlashCodec::new(Keys::new(Key::from_mac_key(&KEY))));
+    let value = codec.encode(NAME, &messages, false).expect("encode");
+    record(
+        "floor/encode",
+        count(|| {
+            black_box(floor.encode(black_box(&pairs)));
+        }),
+    );
+    record(
+        "floor/decode",
+        count(|| {
+            black_box(floor.decode(black_box(&value)));
+        }),
+    );
+    record(
+        "flash/encode",
+        count(|| {
+            black_box(codec.encode(NAME, black_box(&messages), false).ok());
+        }),
+    );
+    record(
+        "flash/decode",
+        count(|| {
+            black_box(codec.decode(NAME, black_box(&value)).ok());
+        }),
+    );
+
+    // --- the storage: save 3 added into response headers; load them from the request
+    let storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(codec.clone()));
+    let mut response = HeaderMap::new();
+    rt.block_on(storage.save(&Incoming::default(), update(&messages), &mut response))
+        .expect("save");
+    let cookie = set_cookie_pair(&response).expect("a flash cookie");
+    let request_cookie = request_headers(&cookie);
+    let empty = Incoming::default();
+    // The update is part of what a request builds (the handle hands its messages over), so
+    // it is counted; making the Incoming is counted in the request cases below.
+    record(
+        "flash-storage/encode",
+        count_async(&rt, || async {
+            let mut response = HeaderMap::new();
+            black_box(storage.save(&empty, update(&messages), &mut response).await).ok();
+        }),
+    );
+    let incoming = Incoming::from_headers(&request_cookie);
+    record(
+        "flash-storage/decode",
+        count_async(&rt, || async {
+            black_box(storage.load(&incoming).await).ok();
+        }),
+    );
+
+    // --- the peer, its public store/load path
+    let peer = peer_store();
+    let peer_msgs = peer_messages(3);
+    let mut head = ResponseHead::new(StatusCode::OK);
+    peer.store(&peer_msgs, test_request(None), &mut head)
+        .expect("peer store");
+    let peer_cookie = cookie_pair(
+        head.headers()
+            .get(actix_web::http::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .expect("a Set-Cookie header"),
+    );
+    let store_request = test_request(None);
+    record(
+        "peer/encode",
+        count(|| {
+            let mut head = ResponseHead::new(StatusCode::OK);
+            black_box(peer.store(&peer_msgs, store_request.clone(), &mut head)).ok();
+        }),
+    );
+    // A fresh request each time (the peer caches the parsed cookies in it): made outside the
+    // counted region.
+    let mut requests: Vec<_> = (0..=RUNS)
+        .map(|_| test_request(Some(&peer_cookie)))
+        .collect();
+    let mut next = requests.drain(..);
+    record(
+        "peer/decode",
+        count(|| {
+            let request = next.next().expect("enough requests");
+            black_box(peer.load(&request)).ok();
+        }),
+    );
+
+    // --- whole requests through axum
+    let flash_app = routes().layer(FlashLayer::new(storage.clone(), Config::default()));
+    let bare_app = bare_routes();
+    let three = rt.block_on(async {
+        let (response, _) = call(&flash_app, request("POST", "/add3", None)).await;
+        set_cookie_pair(response.headers()).expect("a flash cookie")
+    });
+    let cases: [(&str, &Router, &str, &str, Option<&str>); 7] = [
+        ("request/bare/add", &bare_app, "POST", "/add", None),
+        ("request/flash/add", &flash_app, "POST", "/add", None),
+        ("request/bare/read", &bare_app, "GET", "/read", Some(&three)),
+        (
+            "request/flash/read",
+            &flash_app,
+            "GET",
+            "/read",
+            Some(&three),
+        ),
+        ("request/bare/idle", &bare_app, "GET", "/idle", None),
+        ("request/flash/idle", &flash_app, "GET", "/idle", None),
+        (
+            "request/flash/idle-with-cookie",
+            &flash_app,
+            "GET",
+            "/idle",
+            Some(&three),
+        ),
+    ];
+    for (id, app, method, path, cookie) in cases {
+        record(
+            id,
+            count_async(&rt, || async {
+                black_box(call(app, request(method, path, cookie)).await);
+            }),
+        );
+    }
+
+    let facts: serde_json::Map<String, serde_json::Value> = rows
+        .iter()
+        .map(|(id, c)| {
+            (
+                id.clone(),
+                json!({"allocations": c.allocations, "bytes": c.bytes}),
+            )
+        })
+        .collect();
+    match flash_benches::write_facts(
+        "memory",
+        &json!({"runs": RUNS, "messages": 3, "cases": facts}),
+    ) {
+        Ok(path) => println!("memory: written to {}", path.display()),
+        Err(err) => println!("memory: could not write the facts file: {err}"),
+    }
+}

@@ -8,100 +8,20 @@
 //! (`keyed/<case>`, a counting in-memory store).
 #![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::routing::{get, post};
+use common::{KEY, bare_routes, call, keyed_storage, request, routes, set_cookie_pair};
 use criterion::{Criterion, criterion_group, criterion_main};
-use flash_axum::{Flash, FlashLayer};
-use flash_benches::fixtures;
+use flash_axum::FlashLayer;
 use flash_cookie::{Codec, CookieStorage, FlashCodec};
-use flash_core::testkit::{CallCounts, CountingStore};
-use flash_core::{Config, Key, KeyedStorage, Keys, MemoryStore, Storage};
-use http::header::{COOKIE, SET_COOKIE};
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
-
-const KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
-const ADDED: &str = "Your profile was updated successfully!!";
-
-async fn add(Flash(messages): Flash) -> &'static str {
-    messages.success(ADDED);
-    "saved"
-}
-
-async fn bare_add() -> &'static str {
-    "saved"
-}
-
-async fn read(Flash(messages): Flash) -> String {
-    let shown = messages.read().await.unwrap_or_default();
-    render(shown.iter().map(|m| m.text.as_str()))
-}
-
-async fn bare_read() -> String {
-    let texts = fixtures::pairs(3);
-    render(texts.iter().map(|(_, text)| text.as_str()))
-}
-
-fn render<'a>(texts: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::with_capacity(256);
-    for text in texts {
-        out.push_str("<li>");
-        out.push_str(text);
-        out.push_str("</li>");
-    }
-    out
-}
-
-async fn idle() -> &'static str {
-    "nothing to see"
-}
-
-async fn add_three(Flash(messages): Flash) -> &'static str {
-    for message in fixtures::messages(3) {
-        messages.add_message(message);
-    }
-    "saved"
-}
-
-fn routes() -> Router {
-    Router::new()
-        .route("/add", post(add))
-        .route("/add3", post(add_three))
-        .route("/read", get(read))
-        .route("/idle", get(idle))
-}
-
-fn bare_routes() -> Router {
-    Router::new()
-        .route("/add", post(bare_add))
-        .route("/read", get(bare_read))
-        .route("/idle", get(idle))
-}
-
-fn request(method: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
-    let mut builder = Request::builder().method(method).uri(path);
-    if let Some(cookie) = cookie {
-        builder = builder.header(COOKIE, cookie);
-    }
-    builder.body(Body::empty()).expect("a valid request")
-}
-
-async fn call(app: &Router, request: Request<Body>) -> (Response<()>, axum::body::Bytes) {
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.expect("a body").to_bytes();
-    (Response::from_parts(parts, ()), bytes)
-}
-
-fn set_cookie_pair(response: &Response<()>) -> Option<String> {
-    let line = response.headers().get(SET_COOKIE)?.to_str().ok()?;
-    line.split(';').next().map(str::to_owned)
-}
+use flash_core::{Config, Key, Keys, Storage};
+use http::header::SET_COOKIE;
+use http::{Request, StatusCode};
 
 /// Times `iters` requests made by `make` on `app`, inside one runtime entry.
 fn time_requests(
@@ -119,13 +39,6 @@ fn time_requests(
     })
 }
 
-fn keyed_storage() -> (Arc<dyn Storage>, CallCounts) {
-    let store = CountingStore::new(MemoryStore::new());
-    let counts = store.counts();
-    let storage = KeyedStorage::new(store, Keys::new(Key::from_mac_key(&KEY)));
-    (Arc::new(storage), counts)
-}
-
 fn overhead(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -141,7 +54,7 @@ fn overhead(c: &mut Criterion) {
     // Setup and checks: the cookie a reader brings, and what each case does.
     let (three, cookie) = rt.block_on(async {
         let (response, _) = call(&flash, request("POST", "/add3", None)).await;
-        let three = set_cookie_pair(&response).expect("the add sets the flash cookie");
+        let three = set_cookie_pair(response.headers()).expect("the add sets the flash cookie");
         let (response, body) = call(&flash, request("GET", "/read", Some(&three))).await;
         assert_eq!(response.status(), StatusCode::OK);
         let body = std::str::from_utf8(&body).expect("an HTML body");
@@ -151,11 +64,14 @@ fn overhead(c: &mut Criterion) {
             "the reader sees the 3 messages"
         );
         let (added, _) = call(&flash, request("POST", "/add", None)).await;
-        (three, set_cookie_pair(&added).expect("a flash cookie"))
+        (
+            three,
+            set_cookie_pair(added.headers()).expect("a flash cookie"),
+        )
     });
     let (keyed_id, idle_checks) = rt.block_on(async {
         let (response, _) = call(&keyed, request("POST", "/add", None)).await;
-        let id = set_cookie_pair(&response).expect("the keyed add sets the id cookie");
+        let id = set_cookie_pair(response.headers()).expect("the keyed add sets the id cookie");
         let before = counts.total();
         let mut checks = Vec::new();
         for (app, cookie) in [
@@ -220,6 +136,10 @@ fn overhead(c: &mut Criterion) {
         setup_calls,
         "the idle runs made no store call"
     );
+    let facts = serde_json::json!({ "idle_store_calls": counts.total() - setup_calls });
+    if let Err(err) = flash_benches::write_facts("request", &facts) {
+        println!("request: could not write the facts file: {err}");
+    }
 }
 
 criterion_group! {

@@ -14,6 +14,7 @@
 //! ```
 #![deny(missing_docs)]
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The messages every group stores: realistic texts of about 40 characters.
@@ -276,6 +277,37 @@ pub fn server_url(var: &str) -> String {
         _ => "",
     };
     std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Where criterion writes its results: `CRITERION_HOME`, else `$CARGO_TARGET_DIR/criterion`,
+/// else the workspace's `target/criterion` (criterion's own rule).
+pub fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        },
+        PathBuf::from,
+    );
+    target.join("criterion")
+}
+
+/// Writes facts a bench measured that are not times (allocations, round trips, store calls)
+/// to `<criterion dir>/flash-facts/<group>.json`, for `scripts/bench-report`.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_facts(group: &str, facts: &serde_json::Value) -> std::io::Result<PathBuf> {
+    let dir = criterion_dir().join("flash-facts");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{group}.json"));
+    let text = serde_json::to_string_pretty(facts).map_err(std::io::Error::other)?;
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 /// Criterion settings for this shared 2-core machine: short warm-up and measurement, scaled by

@@ -1,0 +1,176 @@
+//! What several bench targets share: the axum apps, request helpers and the peer's glue.
+#![allow(dead_code, reason = "each bench target uses part of this module")]
+
+use std::sync::Arc;
+
+use actix_web::HttpRequest;
+use actix_web_flash_messages::{FlashMessage, Level as PeerLevel};
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post};
+use flash_axum::Flash;
+use flash_benches::fixtures;
+use flash_core::http::header::{COOKIE, SET_COOKIE};
+use flash_core::http::{HeaderMap, Request, Response};
+use flash_core::testkit::{CallCounts, CountingStore};
+use flash_core::{Key, KeyedStorage, Keys, MemoryStore, Message, Overflow, Storage, Update};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// The signing key every bench uses (raw HMAC key).
+pub(crate) const KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+/// Django's `SECRET_KEY` of the shared vectors.
+pub(crate) const DJANGO_SECRET: &[u8] = b"interop-test-secret-key-0123456789";
+/// The text the adding handler adds.
+pub(crate) const ADDED: &str = "Your profile was updated successfully!!";
+
+async fn add(Flash(messages): Flash) -> &'static str {
+    messages.success(ADDED);
+    "saved"
+}
+
+async fn bare_add() -> &'static str {
+    "saved"
+}
+
+async fn read(Flash(messages): Flash) -> String {
+    let shown = messages.read().await.unwrap_or_default();
+    render(shown.iter().map(|m| m.text.as_str()))
+}
+
+async fn bare_read() -> String {
+    let texts = fixtures::pairs(3);
+    render(texts.iter().map(|(_, text)| text.as_str()))
+}
+
+fn render<'a>(texts: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::with_capacity(256);
+    for text in texts {
+        out.push_str("<li>");
+        out.push_str(text);
+        out.push_str("</li>");
+    }
+    out
+}
+
+async fn idle() -> &'static str {
+    "nothing to see"
+}
+
+async fn add_three(Flash(messages): Flash) -> &'static str {
+    for message in fixtures::messages(3) {
+        messages.add_message(message);
+    }
+    "saved"
+}
+
+/// The flash app (wrap it in a `FlashLayer`): `POST /add`, `POST /add3`, `GET /read`,
+/// `GET /idle`.
+pub(crate) fn routes() -> Router {
+    Router::new()
+        .route("/add", post(add))
+        .route("/add3", post(add_three))
+        .route("/read", get(read))
+        .route("/idle", get(idle))
+}
+
+/// The same handlers without flash: `POST /add`, `GET /read` (renders the same 3 texts),
+/// `GET /idle`.
+pub(crate) fn bare_routes() -> Router {
+    Router::new()
+        .route("/add", post(bare_add))
+        .route("/read", get(bare_read))
+        .route("/idle", get(idle))
+}
+
+/// A request with an optional `Cookie` header.
+pub(crate) fn request(method: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    if let Some(cookie) = cookie {
+        builder = builder.header(COOKIE, cookie);
+    }
+    builder.body(Body::empty()).expect("a valid request")
+}
+
+/// Calls the app and collects the body.
+pub(crate) async fn call(
+    app: &Router,
+    request: Request<Body>,
+) -> (Response<()>, axum::body::Bytes) {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("a body").to_bytes();
+    (Response::from_parts(parts, ()), bytes)
+}
+
+/// The `name=value` pair of the response's `Set-Cookie`, as a browser sends it back.
+pub(crate) fn set_cookie_pair(headers: &HeaderMap) -> Option<String> {
+    let line = headers.get(SET_COOKIE)?.to_str().ok()?;
+    Some(cookie_pair(line))
+}
+
+/// The `name=value` pair a `Set-Cookie` line sets.
+pub(crate) fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// A request header map carrying `cookie`.
+pub(crate) fn request_headers(cookie: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(COOKIE, cookie.parse().expect("a valid cookie header"));
+    headers
+}
+
+/// The keyed bridge over a counting in-memory store, and its counters.
+pub(crate) fn keyed_storage() -> (Arc<dyn Storage>, CallCounts) {
+    let store = CountingStore::new(MemoryStore::new());
+    let counts = store.counts();
+    let storage = KeyedStorage::new(store, Keys::new(Key::from_mac_key(&KEY)));
+    (Arc::new(storage), counts)
+}
+
+/// The update of a request that added `messages` and did not read.
+pub(crate) fn update(messages: &[Message]) -> Update {
+    Update {
+        loaded: None,
+        consumed: false,
+        unread: Vec::new(),
+        added: messages.to_vec(),
+        overflow: Overflow::DropOldest,
+    }
+}
+
+/// The fixture messages as the peer takes them.
+pub(crate) fn peer_messages(n: usize) -> Vec<FlashMessage> {
+    fixtures::pairs(n)
+        .into_iter()
+        .map(|(level, text)| {
+            let level = match level {
+                ..=10 => PeerLevel::Debug,
+                ..=20 => PeerLevel::Info,
+                ..=25 => PeerLevel::Success,
+                ..=30 => PeerLevel::Warning,
+                _ => PeerLevel::Error,
+            };
+            FlashMessage::new(text, level)
+        })
+        .collect()
+}
+
+/// An actix request with an optional `Cookie` header.
+pub(crate) fn test_request(cookie: Option<&str>) -> HttpRequest {
+    let request = actix_web::test::TestRequest::default();
+    match cookie {
+        Some(cookie) => request.insert_header((actix_web::http::header::COOKIE, cookie)),
+        None => request,
+    }
+    .to_http_request()
+}
+
+/// The peer's cookie store, keyed for the benches.
+pub(crate) fn peer_store() -> actix_web_flash_messages::storage::CookieMessageStore {
+    actix_web_flash_messages::storage::CookieMessageStore::builder(actix_web::cookie::Key::from(
+        &[7u8; 64],
+    ))
+    .build()
+}
