@@ -71,7 +71,48 @@ pub struct Opened {
     pub storage: Arc<dyn Storage>,
     /// The URL it was opened from, password removed (for messages).
     pub url: String,
+    /// A server table of this test's own, dropped with it: (driver URL, table).
+    table: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        let Some((url, table)) = self.table.take() else {
+            return;
+        };
+        // Drop may run inside the test's runtime: clean up on a thread with its own.
+        let name = table.clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(drop_table(&url, &table))
+        });
+        if let Ok(Err(err)) = cleanup.join() {
+            eprintln!("could not drop the test table {name}: {err}");
+        }
+    }
+}
+
+/// Drops a test's table (names are `flash_it_` and hex digits: nothing to quote).
+async fn drop_table(url: &str, table: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    let statement = format!("DROP TABLE IF EXISTS {table}");
+    if url.starts_with("postgres") {
+        let mut connection = sqlx::PgConnection::connect(url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&mut connection)
+            .await?;
+        connection.close().await
+    } else {
+        let mut connection = sqlx::MySqlConnection::connect(url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&mut connection)
+            .await?;
+        connection.close().await
+    }
 }
 
 fn env_url(var: &str, default: &str) -> String {
@@ -149,6 +190,7 @@ pub async fn open(kind: Kind) -> Option<Opened> {
         dir = Some(tmp);
         with_query(&url, &[("table", &table)])
     };
+    let mut own_table = None;
     let (url, probe) = match kind {
         Kind::Cookie => ("cookie".to_owned(), None),
         Kind::Session => ("session".to_owned(), None),
@@ -157,20 +199,22 @@ pub async fn open(kind: Kind) -> Option<Opened> {
         Kind::Sqlite => (sqlite(), None),
         Kind::Redis => (redis(), Some(("Redis", 6379))),
         Kind::CookieRedis => (format!("cookie+{}", redis()), Some(("Redis", 6379))),
-        Kind::Postgres => (
-            with_query(
-                &env_url("FLASH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-                &[("table", &table)],
-            ),
-            Some(("PostgreSQL", 5432)),
-        ),
-        Kind::Mysql => (
-            with_query(
-                &env_url("FLASH_MYSQL_URL", DEFAULT_MYSQL_URL),
-                &[("table", &table)],
-            ),
-            Some(("MySQL", 3306)),
-        ),
+        Kind::Postgres => {
+            let server = env_url("FLASH_POSTGRES_URL", DEFAULT_POSTGRES_URL);
+            own_table = Some((server.clone(), table.clone()));
+            (
+                with_query(&server, &[("table", &table)]),
+                Some(("PostgreSQL", 5432)),
+            )
+        }
+        Kind::Mysql => {
+            let server = env_url("FLASH_MYSQL_URL", DEFAULT_MYSQL_URL);
+            own_table = Some((server.clone(), table.clone()));
+            (
+                with_query(&server, &[("table", &table)]),
+                Some(("MySQL", 3306)),
+            )
+        }
     };
     let shown = redacted(&url);
     if let Some((service, port)) = probe {
@@ -192,24 +236,14 @@ pub async fn open(kind: Kind) -> Option<Opened> {
     Some(Opened {
         storage,
         url: shown,
+        table: own_table,
         _dir: dir,
     })
 }
 
-/// Opens a storage URL with the test secret.
+/// Opens a storage URL with the test secret, through the facade.
 async fn open_url(url: &str) -> flash_core::Result<Arc<dyn Storage>> {
-    // TEMPORARY until the facade lands: memory only.
-    if url == "memory" {
-        let keys = flash_core::Keys::new(flash_core::Key::derive(SECRET, "flash.id"));
-        return Ok(Arc::new(flash_core::KeyedStorage::new(
-            flash_core::MemoryStore::new(),
-            keys,
-        )));
-    }
-    Err(flash_core::Error::new(
-        flash_core::ErrorKind::Unavailable,
-        "facade missing",
-    ))
+    flash::StorageConfig::new(url).secret(SECRET).open().await
 }
 
 /// The demo app served on a free loopback port; stops when dropped.
