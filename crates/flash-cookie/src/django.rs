@@ -62,7 +62,7 @@ type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// let codec = DjangoCodec::new("django-insecure-secret-key").with_clock(|| 1_767_225_600);
 /// let value = codec.encode(&[Message::new(Level::INFO, "Hi").with_extra_tags("")], false)?;
 /// assert_eq!(value, "W1siX19qc29uX21lc3NhZ2UiLDAsMjAsIkhpIiwiIl1d:1vb66i:\
-///                    SxMklSd5rFFUmxGVnHSxcl6Swbo-zW8d0v_k-ZVTnrY");
+///                    v9DH8ephnTGFoTlHIZVbGa9WKWxJjT1VSWRxDOIXGcY");
 /// assert_eq!(codec.decode(&value)?.messages[0].text, "Hi");
 /// # Ok::<(), flash_core::Error>(())
 /// ```

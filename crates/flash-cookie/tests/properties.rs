@@ -14,6 +14,7 @@ fn keys() -> Keys {
     Keys::new(Key::from_bytes(&[9; 32]))
 }
 
+#[allow(unused_mut)]
 fn codecs() -> Vec<Codec> {
     let mut codecs = vec![Codec::from(FlashCodec::new(keys()))];
     #[cfg(feature = "django")]
