@@ -132,20 +132,26 @@ impl SqlStoreBuilder {
         let (backend, probe) = match driver {
             #[cfg(feature = "postgres")]
             Driver::Postgres => {
-                let (pool, options) = crate::postgres::pool(&self.url, &self.settings).map_err(bad_url)?;
-                let backend = crate::store::Backend::Postgres(crate::postgres::PgBackend::new(pool, &table));
+                let (pool, options) =
+                    crate::postgres::pool(&self.url, &self.settings).map_err(bad_url)?;
+                let backend =
+                    crate::store::Backend::Postgres(crate::postgres::PgBackend::new(pool, &table));
                 (backend, Probe::Postgres(options))
             }
             #[cfg(feature = "mysql")]
             Driver::MySql => {
-                let (pool, options) = crate::mysql::pool(&self.url, &self.settings).map_err(bad_url)?;
-                let backend = crate::store::Backend::MySql(crate::mysql::MySqlBackend::new(pool, &table));
+                let (pool, options) =
+                    crate::mysql::pool(&self.url, &self.settings).map_err(bad_url)?;
+                let backend =
+                    crate::store::Backend::MySql(crate::mysql::MySqlBackend::new(pool, &table));
                 (backend, Probe::MySql(options))
             }
             #[cfg(feature = "sqlite")]
             Driver::Sqlite => {
-                let (pool, options) = crate::sqlite::pool(&self.url, &self.settings).map_err(bad_url)?;
-                let backend = crate::store::Backend::Sqlite(crate::sqlite::SqliteBackend::new(pool, &table));
+                let (pool, options) =
+                    crate::sqlite::pool(&self.url, &self.settings).map_err(bad_url)?;
+                let backend =
+                    crate::store::Backend::Sqlite(crate::sqlite::SqliteBackend::new(pool, &table));
                 (backend, Probe::Sqlite(options))
             }
             #[allow(unreachable_patterns)]
@@ -194,7 +200,9 @@ pub(crate) fn redact(url: &str) -> String {
                 Some(i) => rest.split_at(i),
                 None => (rest, ""),
             };
-            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
             format!("{scheme}://{host}{path}")
         }
         None => url.to_owned(),
@@ -283,10 +291,16 @@ mod tests {
             redact("postgres://user:secret@db:5432/app?sslmode=require"),
             "postgres://db:5432/app"
         );
-        assert_eq!(redact("mysql://root@127.0.0.1/test"), "mysql://127.0.0.1/test");
+        assert_eq!(
+            redact("mysql://root@127.0.0.1/test"),
+            "mysql://127.0.0.1/test"
+        );
         assert_eq!(redact("mysql://u:p@ss@h"), "mysql://h");
         assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
-        assert_eq!(redact("sqlite://data/flash.db?mode=rwc"), "sqlite://data/flash.db");
+        assert_eq!(
+            redact("sqlite://data/flash.db?mode=rwc"),
+            "sqlite://data/flash.db"
+        );
     }
 
     #[test]
@@ -298,7 +312,10 @@ mod tests {
         assert_eq!(driver_for("sqlite::memory:").ok(), Some(Driver::Sqlite));
         assert_eq!(driver_for("sqlite://f.db").ok(), Some(Driver::Sqlite));
         for bad in ["redis://h", "", "postgres", "file.db", "http://x"] {
-            assert_eq!(driver_for(bad).map_err(|e| e.kind()).err(), Some(ErrorKind::Config));
+            assert_eq!(
+                driver_for(bad).map_err(|e| e.kind()).err(),
+                Some(ErrorKind::Config)
+            );
         }
     }
 

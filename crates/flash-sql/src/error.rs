@@ -33,6 +33,7 @@ const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
 const SQLITE_READONLY: i32 = 8;
 const SQLITE_CANTOPEN: i32 = 14;
+#[cfg(feature = "sqlite")]
 const SQLITE_BUSY_SNAPSHOT: i32 = 517;
 
 /// The pause before attempt `attempt + 1`: 4, 8, 16 ms, with a little jitter so that two
@@ -86,7 +87,10 @@ fn classify(
                 acquire_timeout
             ),
         ),
-        sqlx::Error::PoolClosed => (ErrorKind::Unavailable, format!("{at}: the store was closed")),
+        sqlx::Error::PoolClosed => (
+            ErrorKind::Unavailable,
+            format!("{at}: the store was closed"),
+        ),
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
             (ErrorKind::Unavailable, format!("{at}: connection failed"))
         }
@@ -126,9 +130,10 @@ fn database(db: &dyn DatabaseError, driver: Driver, at: String) -> (ErrorKind, S
                 (ErrorKind::Unavailable, format!("{at}: server unavailable"))
             }
             // Authentication, unknown database.
-            c if c.starts_with("28") || c == "3D000" => {
-                (ErrorKind::Config, format!("{at}: connection refused by the server"))
-            }
+            c if c.starts_with("28") || c == "3D000" => (
+                ErrorKind::Config,
+                format!("{at}: connection refused by the server"),
+            ),
             _ => (ErrorKind::Backend, at),
         },
         Driver::MySql => {
@@ -146,9 +151,10 @@ fn database(db: &dyn DatabaseError, driver: Driver, at: String) -> (ErrorKind, S
                         (ErrorKind::Unavailable, format!("{at}: server unavailable"))
                     }
                     // Access denied, unknown database.
-                    1044 | 1045 | 1049 => {
-                        (ErrorKind::Config, format!("{at}: connection refused by the server"))
-                    }
+                    1044 | 1045 | 1049 => (
+                        ErrorKind::Config,
+                        format!("{at}: connection refused by the server"),
+                    ),
                     _ => (ErrorKind::Backend, at),
                 };
             }
@@ -159,13 +165,18 @@ fn database(db: &dyn DatabaseError, driver: Driver, at: String) -> (ErrorKind, S
             match extended & 0xff {
                 SQLITE_BUSY | SQLITE_LOCKED => (
                     ErrorKind::Unavailable,
-                    format!("{at}: the database stayed locked by another writer past the busy timeout"),
+                    format!(
+                        "{at}: the database stayed locked by another writer past the busy timeout"
+                    ),
                 ),
                 SQLITE_CANTOPEN => (
                     ErrorKind::Unavailable,
                     format!("{at}: cannot open the database file"),
                 ),
-                SQLITE_READONLY => (ErrorKind::Config, format!("{at}: the database is read-only")),
+                SQLITE_READONLY => (
+                    ErrorKind::Config,
+                    format!("{at}: the database is read-only"),
+                ),
                 _ if db.message().starts_with("no such table") => missing(),
                 _ => (ErrorKind::Backend, at),
             }

@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+#[cfg(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
+compile_error!("flash-sql needs at least one of the features `postgres`, `mysql`, `sqlite`");
+
 mod builder;
 mod error;
 #[cfg(feature = "mysql")]

@@ -255,7 +255,10 @@ impl MySqlBackend {
         Ok(total)
     }
 
-    pub(crate) async fn explain_lease(&self, client: &[u8; 16]) -> Result<Vec<String>, sqlx::Error> {
+    pub(crate) async fn explain_lease(
+        &self,
+        client: &[u8; 16],
+    ) -> Result<Vec<String>, sqlx::Error> {
         let mut text = self.sql.lease.as_str().to_owned();
         for value in [
             format!("X'{}'", "00".repeat(16)),

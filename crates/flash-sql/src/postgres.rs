@@ -65,14 +65,8 @@ impl PgBackend {
                  AND {alive} > now() \
                  RETURNING id, body"
             )),
-            consume_append: sql(format!(
-                "WITH settled AS ({consume}) {}",
-                insert(&t, 3, 4)
-            )),
-            release_append: sql(format!(
-                "WITH settled AS ({release}) {}",
-                insert(&t, 3, 4)
-            )),
+            consume_append: sql(format!("WITH settled AS ({consume}) {}", insert(&t, 3, 4))),
+            release_append: sql(format!("WITH settled AS ({release}) {}", insert(&t, 3, 4))),
             consume: sql(consume),
             release: sql(release),
             sweep: sql(format!(
@@ -199,7 +193,10 @@ impl PgBackend {
         }
     }
 
-    pub(crate) async fn explain_lease(&self, client: &[u8; 16]) -> Result<Vec<String>, sqlx::Error> {
+    pub(crate) async fn explain_lease(
+        &self,
+        client: &[u8; 16],
+    ) -> Result<Vec<String>, sqlx::Error> {
         // Literals rather than parameters, so the plan is the one for this client's value.
         let hex = hex(client);
         let text = self

@@ -224,7 +224,10 @@ impl SqliteBackend {
         }
     }
 
-    pub(crate) async fn explain_lease(&self, client: &[u8; 16]) -> Result<Vec<String>, sqlx::Error> {
+    pub(crate) async fn explain_lease(
+        &self,
+        client: &[u8; 16],
+    ) -> Result<Vec<String>, sqlx::Error> {
         let text = self
             .sql
             .lease
@@ -235,7 +238,9 @@ impl SqliteBackend {
         let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {text}")))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|row| row.try_get::<String, _>("detail")).collect()
+        rows.iter()
+            .map(|row| row.try_get::<String, _>("detail"))
+            .collect()
     }
 }
 

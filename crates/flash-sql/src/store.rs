@@ -136,7 +136,12 @@ impl SqlStore {
         let table = TableName::new(table)?;
         let acquire_timeout = pool.options().get_acquire_timeout();
         let backend = Backend::Postgres(crate::postgres::PgBackend::new(pool, &table));
-        Ok(SqlStore::from_parts(backend, table, "postgres".into(), acquire_timeout))
+        Ok(SqlStore::from_parts(
+            backend,
+            table,
+            "postgres".into(),
+            acquire_timeout,
+        ))
     }
 
     /// A store on your own MySQL/MariaDB pool, in table `table`.
@@ -152,7 +157,12 @@ impl SqlStore {
         let table = TableName::new(table)?;
         let acquire_timeout = pool.options().get_acquire_timeout();
         let backend = Backend::MySql(crate::mysql::MySqlBackend::new(pool, &table));
-        Ok(SqlStore::from_parts(backend, table, "mysql".into(), acquire_timeout))
+        Ok(SqlStore::from_parts(
+            backend,
+            table,
+            "mysql".into(),
+            acquire_timeout,
+        ))
     }
 
     /// A store on your own SQLite pool, in table `table`.
@@ -167,7 +177,12 @@ impl SqlStore {
         let table = TableName::new(table)?;
         let acquire_timeout = pool.options().get_acquire_timeout();
         let backend = Backend::Sqlite(crate::sqlite::SqliteBackend::new(pool, &table));
-        Ok(SqlStore::from_parts(backend, table, "sqlite".into(), acquire_timeout))
+        Ok(SqlStore::from_parts(
+            backend,
+            table,
+            "sqlite".into(),
+            acquire_timeout,
+        ))
     }
 
     pub(crate) fn from_parts(
@@ -239,8 +254,10 @@ impl SqlStore {
     /// (for example, the user may not create tables).
     pub async fn migrate(&self) -> Result<()> {
         let backend = &self.inner.backend;
-        self.run("migrate", || async move { dispatch!(backend, b => b.migrate().await) })
-            .await
+        self.run("migrate", || async move {
+            dispatch!(backend, b => b.migrate().await)
+        })
+        .await
     }
 
     /// Deletes the rows of every client whose messages have all expired; returns how many rows

@@ -47,8 +47,17 @@ mod tests {
 
     #[test]
     fn plain_identifiers_pass() {
-        for name in ["flash_messages", "_t", "T1", "a", &"x".repeat(MAX_TABLE_NAME_LEN)] {
-            assert_eq!(TableName::new(name).map(|t| t.0).ok().as_deref(), Some(name));
+        for name in [
+            "flash_messages",
+            "_t",
+            "T1",
+            "a",
+            &"x".repeat(MAX_TABLE_NAME_LEN),
+        ] {
+            assert_eq!(
+                TableName::new(name).map(|t| t.0).ok().as_deref(),
+                Some(name)
+            );
         }
     }
 

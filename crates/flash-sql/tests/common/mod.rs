@@ -1,6 +1,6 @@
 //! Shared by the per-server test files: URLs, per-test tables, factories, and the checks every
 //! server runs beyond the conformance suite.
-#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+#![allow(dead_code, unused_variables, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -257,7 +257,11 @@ pub(crate) async fn keyed_semantics(store: &SqlStore) {
     store.append(&a, &[], HOUR).await.expect("empty append");
     let odd = "quote ' double \" back \\ nul \u{0} emoji 🎉 ".repeat(50);
     store
-        .append(&a, &[info(&odd).with_extra_tags("x y").trusted_html()], HOUR)
+        .append(
+            &a,
+            &[info(&odd).with_extra_tags("x y").trusted_html()],
+            HOUR,
+        )
         .await
         .expect("append");
     let lease = LeaseId::random();
@@ -298,7 +302,10 @@ pub(crate) async fn ttl_and_sweep(store: &SqlStore) {
         .append(&refreshed, &[info("new")], HOUR)
         .await
         .unwrap();
-    store.append(&reborn, &[info("before")], short).await.unwrap();
+    store
+        .append(&reborn, &[info("before")], short)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     store.append(&reborn, &[info("after")], HOUR).await.unwrap();
 
@@ -306,7 +313,11 @@ pub(crate) async fn ttl_and_sweep(store: &SqlStore) {
     let lease = LeaseId::random();
     assert!(store.lease(&dead, &lease, LEASE).await.unwrap().is_empty());
 
-    assert_eq!(store.sweep().await.unwrap(), 1, "only the dead client's row");
+    assert_eq!(
+        store.sweep().await.unwrap(),
+        1,
+        "only the dead client's row"
+    );
     assert_eq!(store.sweep().await.unwrap(), 0, "idempotent");
 
     assert_eq!(take(store, &alive).await, ["kept"]);
@@ -402,7 +413,11 @@ pub(crate) async fn drop_table(store: &SqlStore) {
 }
 
 /// Asserts that `err` is `Unavailable` with a cause, and came within `bound`.
-pub(crate) fn assert_unavailable(err: &flash_core::Error, started: std::time::Instant, bound: Duration) {
+pub(crate) fn assert_unavailable(
+    err: &flash_core::Error,
+    started: std::time::Instant,
+    bound: Duration,
+) {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
     assert!(std::error::Error::source(err).is_some(), "{err:?}");
     assert!(
@@ -444,7 +459,10 @@ pub(crate) async fn unreachable(url_for_port: impl Fn(u16) -> String) {
         .await
         .expect_err("nothing listens");
     assert_unavailable(&err, started, bound);
-    assert!(format!("{err:?}").to_lowercase().contains("refused"), "{err:?}");
+    assert!(
+        format!("{err:?}").to_lowercase().contains("refused"),
+        "{err:?}"
+    );
 
     // Hung: a server that never answers.
     let (_listener, port) = silent_server();

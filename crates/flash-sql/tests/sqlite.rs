@@ -1,0 +1,243 @@
+//! `SqlStore` on SQLite, in temporary files.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use flash_core::testkit::Options;
+use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Outcome};
+use flash_sql::{Driver, SqlStore};
+use sqlx::{Connection, Executor, SqliteConnection};
+
+mod conformance {
+    flash_core::conformance_tests!(super::common::sqlite);
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn namespace() -> String {
+    Options::new().namespace
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_store_semantics() {
+    let store = sqlite_store(&namespace()).await;
+    assert_eq!(store.driver(), Driver::Sqlite);
+    keyed_semantics(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_sweep_and_sweeper() {
+    let store = sqlite_store(&namespace()).await;
+    ttl_and_sweep(&store).await;
+    sweeper_runs(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_table_is_a_config_error() {
+    missing_table_is_config(&sqlite_url(&namespace())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_database_keeps_its_rows() {
+    let store = SqlStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let client = ClientId::random();
+    store.append(&client, &[info("kept")], HOUR).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let got = store
+        .lease(&client, &LeaseId::random(), HOUR)
+        .await
+        .unwrap();
+    assert_eq!(texts(&got), ["kept"]);
+}
+
+/// WAL and `synchronous = NORMAL` are set on every connection, not left to sqlx's defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_and_synchronous_normal() {
+    let store = sqlite_store(&namespace()).await;
+    let pool = store.sqlite_pool().unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(synchronous, 1, "NORMAL");
+}
+
+/// Another connection holding the write lock: a call waits for it (the busy timeout), or,
+/// held past that, fails with `Unavailable`, writes nothing, and the file stays sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_database_waits_or_fails_typed() {
+    let ns = namespace();
+    let url = sqlite_url(&ns);
+    sqlite_store(&ns).await;
+    let store = SqlStore::builder(&url)
+        .busy_timeout(Duration::from_millis(300))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    let client = ClientId::random();
+
+    let mut other = SqliteConnection::connect(&url).await.unwrap();
+    other.execute("BEGIN IMMEDIATE").await.unwrap();
+    other
+        .execute(
+            "INSERT INTO flash_messages (client, body, expires_at) VALUES (x'00', '[20,\"x\"]', 0)",
+        )
+        .await
+        .unwrap();
+
+    // Held past the busy timeout: a typed error, in bounded time.
+    let started = Instant::now();
+    let err = store
+        .append(&client, &[info("blocked")], HOUR)
+        .await
+        .expect_err("locked");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    assert!(std::error::Error::source(&err).is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = store
+        .lease(&client, &LeaseId::random(), HOUR)
+        .await
+        .expect_err("locked");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+
+    // Released while a call waits: the call goes through.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        other.execute("ROLLBACK").await.unwrap();
+        other
+    });
+    store
+        .append(&client, &[info("waited")], HOUR)
+        .await
+        .unwrap();
+    let mut other = release.await.unwrap();
+
+    let got = store
+        .lease(&client, &LeaseId::random(), HOUR)
+        .await
+        .unwrap();
+    assert_eq!(texts(&got), ["waited"], "the failed append wrote nothing");
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_pool_is_unavailable_not_a_hang() {
+    let ns = namespace();
+    sqlite_store(&ns).await;
+    let store = SqlStore::builder(sqlite_url(&ns))
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let held = store.sqlite_pool().unwrap().acquire().await.unwrap();
+    exhausted(&store, held).await;
+}
+
+/// A file that cannot be opened is `Unavailable` (the cause kept), at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unopenable_file_is_unavailable() {
+    let started = Instant::now();
+    let err = SqlStore::builder("sqlite:///nonexistent-flash-dir/sub/flash.db")
+        .acquire_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect_err("no such directory");
+    assert_unavailable(&err, started, Duration::from_secs(4));
+}
+
+/// With 100 000 rows of other clients, a lease searches the `(client, id)` index and takes
+/// exactly the client's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_touches_only_the_clients_rows() {
+    let store = sqlite_store(&namespace()).await;
+    let pool = store.sqlite_pool().unwrap();
+    let inserted = sqlx::query(
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ?1) \
+         INSERT INTO flash_messages (client, body, expires_at) \
+         SELECT randomblob(16), '[20,\"other\"]', \
+                CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) + 3600000 FROM g",
+    )
+    .bind(OTHER_ROWS)
+    .execute(pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(inserted, OTHER_ROWS.unsigned_abs());
+    let client = ClientId::random();
+    store
+        .append(&client, &[info("m1"), info("m2"), info("m3")], HOUR)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE").execute(pool).await.unwrap();
+
+    let plan = store.explain_lease(&client).await.unwrap();
+    let text = plan.join("\n");
+    let searches: Vec<&String> = plan
+        .iter()
+        .filter(|line| line.contains("flash_messages"))
+        .collect();
+    assert!(!searches.is_empty(), "{text}");
+    for line in searches {
+        assert!(line.starts_with("SEARCH"), "a full scan: {text}");
+        assert!(
+            line.contains("INDEX flash_messages_client (client=?"),
+            "{text}"
+        );
+    }
+
+    let got = store
+        .lease(&client, &LeaseId::random(), HOUR)
+        .await
+        .unwrap();
+    assert_eq!(texts(&got), ["m1", "m2", "m3"]);
+    let leased: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM flash_messages WHERE lease IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(leased, 3, "the lease stamped only the client's rows");
+}
+
+/// A row this crate did not write is skipped, and deleted with the consumed lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_rows_are_skipped() {
+    let store = sqlite_store(&namespace()).await;
+    let client = ClientId::random();
+    store.append(&client, &[info("good")], HOUR).await.unwrap();
+    sqlx::query(
+        "INSERT INTO flash_messages (client, body, expires_at) \
+         VALUES (?1, 'not json', CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) + 3600000)",
+    )
+    .bind(client.as_bytes().as_slice())
+    .execute(store.sqlite_pool().unwrap())
+    .await
+    .unwrap();
+    let lease = LeaseId::random();
+    let got = store.lease(&client, &lease, HOUR).await.unwrap();
+    assert_eq!(texts(&got), ["good"]);
+    store
+        .settle(&client, &lease, Outcome::Consumed, &[], HOUR)
+        .await
+        .unwrap();
+    assert_eq!(rows(&store).await, 0);
+}
