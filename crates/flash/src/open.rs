@@ -1,0 +1,176 @@
+//! Building a ready storage from a parsed URL.
+
+use std::sync::Arc;
+
+use flash_core::{Error, ErrorKind, KeyedStorage, KeyedStore, MemoryStore, Result, Storage};
+
+use crate::config::Secrets;
+use crate::url::{Scheme, StorageUrl};
+
+/// The key-derivation purpose of flash-format message cookies.
+#[cfg(feature = "cookie")]
+pub(crate) const COOKIE_PURPOSE: &str = "flash.cookie";
+/// The key-derivation purpose of the client-id cookie of keyed stores.
+pub(crate) const ID_PURPOSE: &str = "flash.id";
+
+/// How often an SQL store deletes expired messages, unless the URL says `sweep=…`.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub(crate) const DEFAULT_SWEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A shared storage as a [`Storage`], to compose one chosen at run time.
+#[cfg(feature = "cookie")]
+struct Shared(Arc<dyn Storage>);
+
+#[cfg(feature = "cookie")]
+#[async_trait::async_trait]
+impl Storage for Shared {
+    async fn load(&self, request: &flash_core::Incoming) -> Result<flash_core::Loaded> {
+        self.0.load(request).await
+    }
+
+    async fn save(
+        &self,
+        request: &flash_core::Incoming,
+        update: flash_core::Update,
+        response: &mut flash_core::http::HeaderMap,
+    ) -> Result<Vec<flash_core::Message>> {
+        self.0.save(request, update, response).await
+    }
+
+    fn uses_extensions(&self) -> bool {
+        self.0.uses_extensions()
+    }
+}
+
+fn secrets(secrets: Option<&Secrets>) -> Result<&Secrets> {
+    // `StorageConfig::resolve` resolves the secret for every storage that signs.
+    secrets.ok_or_else(|| Error::new(ErrorKind::Config, "this storage needs a secret"))
+}
+
+/// Builds the storage `url` names.
+pub(crate) async fn build(url: &StorageUrl, keys: Option<&Secrets>) -> Result<Arc<dyn Storage>> {
+    let inner = build_inner(url, keys).await?;
+    if !url.cookie_first {
+        return Ok(inner);
+    }
+    cookie_first(url, keys, inner)
+}
+
+#[cfg(feature = "cookie")]
+fn cookie_first(
+    url: &StorageUrl,
+    keys: Option<&Secrets>,
+    inner: Arc<dyn Storage>,
+) -> Result<Arc<dyn Storage>> {
+    let cookie = cookie(url, secrets(keys)?);
+    Ok(Arc::new(flash_cookie::Fallback::new(cookie, Shared(inner))))
+}
+
+#[cfg(not(feature = "cookie"))]
+fn cookie_first(
+    _url: &StorageUrl,
+    _keys: Option<&Secrets>,
+    _inner: Arc<dyn Storage>,
+) -> Result<Arc<dyn Storage>> {
+    // `StorageConfig::resolve` reports the missing feature first.
+    Err(Error::new(
+        ErrorKind::Config,
+        "cookie+ needs the `cookie` feature",
+    ))
+}
+
+#[cfg(feature = "cookie")]
+fn cookie(url: &StorageUrl, secrets: &Secrets) -> flash_cookie::CookieStorage {
+    use crate::url::CookieFormat;
+    let options = &url.options;
+    let mut storage = match options.format {
+        CookieFormat::Flash => flash_cookie::CookieStorage::new(secrets.keys(COOKIE_PURPOSE)),
+        #[cfg(feature = "django")]
+        CookieFormat::Django => flash_cookie::CookieStorage::django(
+            secrets.current.as_str(),
+            secrets.fallbacks.iter().map(|s| s.as_str()),
+        ),
+        // `StorageUrl::missing_features` refuses `format=django` without the feature.
+        #[cfg(not(feature = "django"))]
+        CookieFormat::Django => flash_cookie::CookieStorage::new(secrets.keys(COOKIE_PURPOSE)),
+    };
+    if let Some(name) = &options.cookie_name {
+        storage = storage.cookie_name(name.clone());
+    }
+    if let Some(max) = options.max_size {
+        storage = storage.max_value_len(max);
+    }
+    storage.cookie_options(options.cookie_options())
+}
+
+fn keyed<S: KeyedStore>(url: &StorageUrl, store: S, secrets: &Secrets) -> Arc<dyn Storage> {
+    let options = &url.options;
+    let mut storage =
+        KeyedStorage::new(store, secrets.keys(ID_PURPOSE)).cookie_options(options.cookie_options());
+    if let Some(name) = &options.id_cookie {
+        storage = storage.cookie_name(name.clone());
+    }
+    if let Some(ttl) = options.ttl {
+        storage = storage.ttl(ttl);
+    }
+    if let Some(lease) = options.lease {
+        storage = storage.lease_timeout(lease);
+    }
+    Arc::new(storage)
+}
+
+async fn build_inner(url: &StorageUrl, keys: Option<&Secrets>) -> Result<Arc<dyn Storage>> {
+    match url.scheme {
+        #[cfg(feature = "cookie")]
+        Scheme::Cookie => Ok(Arc::new(cookie(url, secrets(keys)?))),
+        #[cfg(feature = "session")]
+        Scheme::Session => {
+            let mut storage = flash_session::TowerSessionStorage::new();
+            if let Some(key) = &url.options.session_key {
+                storage = storage.key(key.clone());
+            }
+            Ok(Arc::new(storage))
+        }
+        Scheme::Memory => Ok(keyed(url, MemoryStore::new(), secrets(keys)?)),
+        #[cfg(feature = "redis")]
+        Scheme::Redis => {
+            let mut builder = flash_redis::RedisStore::builder(url.driver_url.clone());
+            if let Some(prefix) = &url.options.prefix {
+                builder = builder.prefix(prefix.clone());
+            }
+            let store = builder.connect().await?;
+            Ok(keyed(url, store, secrets(keys)?))
+        }
+        #[cfg(feature = "redis-cluster")]
+        Scheme::RedisCluster => {
+            let mut builder = flash_redis::RedisStore::cluster_builder(url.nodes.clone());
+            if let Some(prefix) = &url.options.prefix {
+                builder = builder.prefix(prefix.clone());
+            }
+            let store = builder.connect().await?;
+            Ok(keyed(url, store, secrets(keys)?))
+        }
+        #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+        Scheme::Postgres | Scheme::Mysql | Scheme::Sqlite => {
+            let mut builder = flash_sql::SqlStore::builder(url.driver_url.clone());
+            if let Some(table) = &url.options.table {
+                builder = builder.table(table.clone());
+            }
+            let store = builder.connect().await?;
+            store.migrate().await?;
+            if let Some(every) = url.options.sweep.unwrap_or(Some(DEFAULT_SWEEP)) {
+                // Detached: it runs until the runtime shuts down.
+                drop(store.spawn_sweeper(every)?);
+            }
+            Ok(keyed(url, store, secrets(keys)?))
+        }
+        #[allow(unreachable_patterns)]
+        scheme => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "the `{}` backend is not compiled in",
+                scheme.feature().unwrap_or("memory")
+            ),
+        )),
+    }
+}
