@@ -166,8 +166,9 @@ impl RedisStore {
                         redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
                             .connection_timeout(builder.connect_timeout)
                             .response_timeout(builder.response_timeout)
+                            // The client's own retries (redirections, reconnections) are
+                            // bounded by this, as the whole call is by our own timeout.
                             .overall_response_timeout(Some(builder.operation_timeout))
-                            .retries(3)
                             .build()?;
                     let mut connection = client.get_async_connection().await?;
                     for script in scripts.all() {
@@ -456,10 +457,13 @@ fn decode(client: &ClientId, raw: Vec<Vec<u8>>) -> Vec<Message> {
         .collect()
 }
 
-/// A lost or refused connection: the connection manager reconnects, so one retry can succeed.
-/// A timeout is not retried (the server may still be working on the first attempt).
+/// A lost or refused connection: the connection manager reconnects, so one retry can succeed;
+/// on a cluster, also a redirection the cluster client gave up following (its slot map is being
+/// rebuilt after reconnecting). A timeout is not retried (the server may still be working on the
+/// first attempt).
 fn worth_a_retry(err: &RedisError) -> bool {
-    !err.is_timeout() && (err.is_connection_dropped() || err.is_unrecoverable_error())
+    !err.is_timeout()
+        && (err.is_connection_dropped() || err.is_unrecoverable_error() || err.is_cluster_error())
 }
 
 fn map_error(context: String, err: RedisError) -> Error {
