@@ -266,7 +266,7 @@ impl RedisStore {
             Ok(Err(err)) => {
                 let context = format!("{what} on {}", describe(&self.inner.target));
                 let err = map_error(context, err);
-                tracing::warn!(error = %err, "flash-redis call failed");
+                tracing::debug!(error = %err, "flash-redis call failed");
                 Err(err)
             }
             Err(elapsed) => {
@@ -279,7 +279,7 @@ impl RedisStore {
                     ),
                     elapsed,
                 );
-                tracing::warn!(error = %err, "flash-redis call timed out");
+                tracing::debug!(error = %err, "flash-redis call timed out");
                 Err(err)
             }
         }
@@ -468,7 +468,11 @@ fn worth_a_retry(err: &RedisError) -> bool {
 
 fn map_error(context: String, err: RedisError) -> Error {
     use redis::ErrorKind as K;
+    // Refused credentials arrive as an error kind (RESP2's AUTH) or as a server code (RESP3's
+    // HELLO, ACL checks).
+    let refused = matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
     let kind = match err.kind() {
+        _ if refused => ErrorKind::Config,
         K::Io | K::ClusterConnectionNotFound => ErrorKind::Unavailable,
         K::Server(
             ServerErrorKind::BusyLoading
