@@ -223,6 +223,26 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
+#[async_trait]
+impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
+    async fn load(&self, request: &Incoming) -> Result<Loaded> {
+        (**self).load(request).await
+    }
+
+    async fn save(
+        &self,
+        request: &Incoming,
+        update: Update,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        (**self).save(request, update, response).await
+    }
+
+    fn uses_extensions(&self) -> bool {
+        (**self).uses_extensions()
+    }
+}
+
 /// Appends a `Set-Cookie` header for `cookie` to `response`.
 pub fn append_set_cookie(response: &mut HeaderMap, cookie: &cookie::Cookie<'_>) {
     match HeaderValue::try_from(cookie.encoded().to_string()) {

@@ -137,6 +137,21 @@ impl Harness {
         }
     }
 
+    /// A harness for a storage already shared (as `flash::open` returns it).
+    pub fn shared(
+        storage: Arc<dyn Storage>,
+        capabilities: Capabilities,
+        state_cookie: impl Into<String>,
+    ) -> Self {
+        Harness {
+            storage,
+            capabilities,
+            state_cookie: state_cookie.into(),
+            calls: None,
+            request_hook: None,
+        }
+    }
+
     /// A keyed store behind the [`KeyedStorage`] bridge, with counted calls, the options' TTL,
     /// lease timeout and keys, and every capability.
     pub fn keyed<S: KeyedStore>(store: S, options: &Options) -> Self {
