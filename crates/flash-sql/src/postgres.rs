@@ -76,7 +76,7 @@ impl PgBackend {
                    SELECT d.id FROM {t} d WHERE d.expires_at <= now() \
                    AND NOT EXISTS (SELECT 1 FROM {t} a WHERE a.client = d.client \
                                    AND a.expires_at > now()) \
-                   LIMIT $1)"
+                   LIMIT $1 FOR UPDATE SKIP LOCKED)"
             )),
         };
         PgBackend {
@@ -96,6 +96,19 @@ impl PgBackend {
 
     pub(crate) async fn migrate(&self) -> Result<(), sqlx::Error> {
         let t = &self.table;
+        // Already there: no DDL, so no lock that would make running requests wait.
+        let present: bool = sqlx::query_scalar(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL \
+             AND to_regclass($3) IS NOT NULL",
+        )
+        .bind(format!("\"{t}\""))
+        .bind(format!("\"{t}_client\""))
+        .bind(format!("\"{t}_expires\""))
+        .fetch_one(&self.pool)
+        .await?;
+        if present {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         // Two processes migrating at once would race in CREATE TABLE IF NOT EXISTS.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")

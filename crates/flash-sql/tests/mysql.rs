@@ -208,3 +208,59 @@ async fn connections_run_at_read_committed() {
     drop(conn);
     drop_table(&store).await;
 }
+
+/// The server drops the store's connection (a restart, a proxy, `KILL`): the
+/// store replaces it by itself and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_connections_are_replaced() {
+    let table = fresh_table();
+    let Some(admin) = mysql_store(&table).await else {
+        return;
+    };
+    let admin = admin.mysql_pool().unwrap().clone();
+    for ping_after_idle in [Duration::ZERO, Duration::from_secs(3600)] {
+        let store = SqlStore::builder(mysql_url())
+            .table(&table)
+            .max_connections(1)
+            .ping_after_idle(ping_after_idle)
+            .connect()
+            .await
+            .unwrap();
+        let client = ClientId::random();
+        store
+            .append(&client, &[info("before")], Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+            .fetch_one(store.mysql_pool().unwrap())
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL CONNECTION {id}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let append = store
+            .append(&client, &[info("after")], Duration::from_secs(3600))
+            .await;
+        if ping_after_idle.is_zero() {
+            // Pinged before use: the dead connection is replaced, the call goes through.
+            append.unwrap();
+        } else if let Err(err) = append {
+            // Not pinged: the call on the dead connection fails, typed, and the next works.
+            assert_eq!(err.kind(), flash_core::ErrorKind::Unavailable, "{err:?}");
+            store
+                .append(&client, &[info("after")], Duration::from_secs(3600))
+                .await
+                .unwrap();
+        }
+        let lease = LeaseId::random();
+        let got = store
+            .lease(&client, &lease, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(texts(&got), ["before", "after"]);
+    }
+    let store = SqlStore::from_mysql_pool(admin, &table).unwrap();
+    drop_table(&store).await;
+}
