@@ -183,3 +183,118 @@ fn database(db: &dyn DatabaseError, driver: Driver, at: String) -> (ErrorKind, S
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn classify_kind(err: &sqlx::Error, driver: Driver) -> ErrorKind {
+        classify(err, driver, String::new(), Duration::from_secs(1)).0
+    }
+
+    #[test]
+    fn pool_and_connection_errors_are_unavailable() {
+        for err in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::WorkerCrashed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ] {
+            assert_eq!(
+                classify_kind(&err, Driver::Postgres),
+                ErrorKind::Unavailable
+            );
+            assert!(!is_retryable(&err), "{err}");
+        }
+        let err = sqlx::Error::Configuration("bad".into());
+        assert_eq!(classify_kind(&err, Driver::MySql), ErrorKind::Config);
+        let err = sqlx::Error::Decode("bad".into());
+        assert_eq!(classify_kind(&err, Driver::Sqlite), ErrorKind::Decode);
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_small() {
+        let pauses: Vec<Duration> = (1..4).map(backoff).collect();
+        for (attempt, pause) in (1u32..).zip(&pauses) {
+            let base = Duration::from_millis(2 << attempt);
+            assert!(*pause >= base && *pause < base * 2, "{attempt}: {pause:?}");
+        }
+    }
+
+    /// Errors the real servers raise with the codes that matter, classified and retried (or not).
+    #[cfg(feature = "postgres")]
+    #[tokio::test]
+    async fn postgres_codes() {
+        let url = std::env::var("FLASH_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let Ok(pool) = sqlx::PgPool::connect(&url).await else {
+            flash_core::testkit::unavailable::<()>("PostgreSQL", "connect failed");
+            return;
+        };
+        for (code, kind, retry) in [
+            ("40001", ErrorKind::Unavailable, true),
+            ("40P01", ErrorKind::Unavailable, true),
+            ("42P01", ErrorKind::Config, false),
+            ("57014", ErrorKind::Unavailable, false),
+            ("53300", ErrorKind::Unavailable, false),
+            ("23505", ErrorKind::Backend, false),
+        ] {
+            let raise = format!("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '{code}'; END $$");
+            let err = sqlx::raw_sql(sqlx::AssertSqlSafe(raise))
+                .execute(&pool)
+                .await
+                .unwrap_err();
+            assert_eq!(classify_kind(&err, Driver::Postgres), kind, "{code}");
+            assert_eq!(is_retryable(&err), retry, "{code}");
+        }
+    }
+
+    #[cfg(feature = "mysql")]
+    #[tokio::test]
+    async fn mysql_numbers() {
+        let url = std::env::var("FLASH_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned());
+        let Ok(pool) = sqlx::MySqlPool::connect(&url).await else {
+            flash_core::testkit::unavailable::<()>("MariaDB/MySQL", "connect failed");
+            return;
+        };
+        for (number, kind, retry) in [
+            (1213, ErrorKind::Unavailable, true),
+            (1205, ErrorKind::Unavailable, true),
+            (1146, ErrorKind::Config, false),
+            (1040, ErrorKind::Unavailable, false),
+            (1062, ErrorKind::Backend, false),
+        ] {
+            // MariaDB runs an anonymous block at top level (MySQL only inside stored programs).
+            let signal = format!(
+                "BEGIN NOT ATOMIC SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = {number}, \
+                 MESSAGE_TEXT = 'x'; END"
+            );
+            let err = sqlx::raw_sql(sqlx::AssertSqlSafe(signal))
+                .execute(&pool)
+                .await
+                .unwrap_err();
+            assert_eq!(classify_kind(&err, Driver::MySql), kind, "{number}: {err}");
+            assert_eq!(is_retryable(&err), retry, "{number}");
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn sqlite_codes() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let err = sqlx::query("SELECT * FROM no_such_table")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert_eq!(classify_kind(&err, Driver::Sqlite), ErrorKind::Config);
+        assert!(!is_retryable(&err));
+        let err = sqlx::query("SELECT abs(-9223372036854775808)")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert_eq!(classify_kind(&err, Driver::Sqlite), ErrorKind::Backend);
+    }
+}

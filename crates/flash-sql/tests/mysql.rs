@@ -264,3 +264,11 @@ async fn killed_connections_are_replaced() {
     let store = SqlStore::from_mysql_pool(admin, &table).unwrap();
     drop_table(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_succeed() {
+    if mysql_store(&fresh_table()).await.is_none() {
+        return;
+    }
+    concurrent_migrations(&mysql_url(), &fresh_table()).await;
+}

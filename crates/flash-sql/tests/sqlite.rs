@@ -241,3 +241,8 @@ async fn foreign_rows_are_skipped() {
         .unwrap();
     assert_eq!(rows(&store).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_succeed() {
+    concurrent_migrations(&sqlite_url(&namespace()), "flash_messages").await;
+}

@@ -507,3 +507,20 @@ pub(crate) async fn exhausted<T>(store: &SqlStore, held: T) {
         .expect("after release");
     assert_eq!(take(store, &client).await, ["back"]);
 }
+
+/// Several processes migrating one new table at once all succeed, and the table works.
+pub(crate) async fn concurrent_migrations(url: &str, table: &str) {
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = SqlStore::builder(url).table(table).connect_lazy().unwrap();
+        tasks.push(tokio::spawn(async move { store.migrate().await }));
+    }
+    for task in tasks {
+        task.await.unwrap().expect("concurrent migrate");
+    }
+    let store = SqlStore::builder(url).table(table).connect().await.unwrap();
+    let client = ClientId::random();
+    store.append(&client, &[info("x")], HOUR).await.unwrap();
+    assert_eq!(take(&store, &client).await, ["x"]);
+    drop_table(&store).await;
+}
