@@ -1,2 +1,871 @@
-//! placeholder
-fn main() {}
+//! Group 3, server stores: load + save cycles for 1 client and for 64 concurrent clients on
+//! Redis, PostgreSQL, MariaDB/MySQL and SQLite, each beside the raw baseline in the same run.
+//!
+//! A cycle is one request that reads and saves: it leases the client's pending message,
+//! consumes it and adds one new message (so every cycle finds one message):
+//! - `flash`: `Messages::new` → `read` → `add` → `save`, through `KeyedStorage` over the backend
+//!   store wrapped in a `CountingStore` (signed id cookie, JSON, the storage bridge);
+//! - `raw`: the same Lua scripts or SQL statements issued directly with `redis` / `sqlx`,
+//!   with pre-encoded bodies and no flash code.
+//!
+//! One criterion iteration is one cycle per client, the clients running concurrently, so a
+//! median `t` means `clients / t` cycles per second. After the timing, a counted phase checks
+//! the store calls per cycle (`CountingStore`) and the SQL statements per cycle (every
+//! statement sqlx runs is counted through its `sqlx::query` tracing event, BEGIN and COMMIT
+//! included). A backend whose server is down prints one line and is skipped.
+//!
+//! Each run uses its own Redis prefix and its own tables, removed at the end.
+#![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use flash_benches::server_url;
+use flash_core::http::HeaderMap;
+use flash_core::http::header::{COOKIE, SET_COOKIE};
+use flash_core::testkit::{CallCounts, CountingStore};
+use flash_core::{Config, Incoming, Key, KeyedStorage, KeyedStore, Keys, Level, Messages, Storage};
+use flash_redis::RedisStore;
+use flash_sql::SqlStore;
+use redis::AsyncCommands as _;
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Connection, Executor, SqlSafeStr, SqlStr};
+
+const CLIENTS: [usize; 2] = [1, 64];
+const TEXT: &str = "You have 3 new notifications waiting now";
+const TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+const LEASE: Duration = Duration::from_secs(30);
+/// flash-redis's dedupe window for retried writes: max(60 s, 2 × operation timeout).
+const DEDUPE_MS: u64 = 60_000;
+const COUNTED_CYCLES: u64 = 20;
+
+type Cycle<'a> = Pin<Box<dyn Future<Output = usize> + Send + 'a>>;
+
+/// One side of one backend: a load + save cycle for client `i`.
+trait Side: Send + Sync + 'static {
+    fn cycle(&self, client: usize) -> Cycle<'_>;
+}
+
+// --- counting sqlx statements ------------------------------------------------------------
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// A tracing subscriber that only counts `sqlx::query` events, and only while `COUNTING` is
+/// set (so the timed phases pay one relaxed load per statement).
+struct StatementCounter;
+
+impl tracing::Subscriber for StatementCounter {
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if metadata.target() == "sqlx::query" {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() == "sqlx::query" && COUNTING.load(Ordering::Relaxed)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if event.metadata().target() == "sqlx::query" {
+            STATEMENTS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+}
+
+// --- the flash side ----------------------------------------------------------------------
+
+struct FlashSide {
+    storage: Arc<dyn Storage>,
+    config: Arc<Config>,
+    /// Each client's request headers (its signed id cookie).
+    requests: Vec<HeaderMap>,
+}
+
+impl FlashSide {
+    /// Gives each of `clients` an id and one pending message.
+    async fn new<S: KeyedStore>(store: S, clients: usize) -> (Arc<Self>, CallCounts) {
+        let store = CountingStore::new(store);
+        let counts = store.counts();
+        let storage: Arc<dyn Storage> = Arc::new(KeyedStorage::new(
+            store,
+            Keys::new(Key::from_mac_key(b"0123456789abcdef0123456789abcdef")),
+        ));
+        let config = Arc::new(Config::default());
+        let mut requests = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());
+            messages.add(Level::INFO, TEXT);
+            let mut response = HeaderMap::new();
+            messages.save(&mut response).await.expect("the first save");
+            let pair = response
+                .get(SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .expect("an id cookie")
+                .to_owned();
+            let mut headers = HeaderMap::new();
+            headers.insert(COOKIE, pair.parse().expect("a cookie header"));
+            requests.push(headers);
+        }
+        let side = Arc::new(FlashSide {
+            storage,
+            config,
+            requests,
+        });
+        (side, counts)
+    }
+
+    async fn run(&self, client: usize) -> usize {
+        let messages = Messages::new(
+            self.storage.clone(),
+            Incoming::from_headers(&self.requests[client]),
+            self.config.clone(),
+        );
+        let shown = messages.read().await.expect("flash read");
+        messages.add(Level::INFO, TEXT);
+        messages
+            .save(&mut HeaderMap::new())
+            .await
+            .expect("flash save");
+        black_box(shown.len())
+    }
+}
+
+impl Side for FlashSide {
+    fn cycle(&self, client: usize) -> Cycle<'_> {
+        Box::pin(self.run(client))
+    }
+}
+
+// --- raw sides -----------------------------------------------------------------------------
+
+/// Distinct 16-byte ids without flash code: a per-run base and a counter.
+struct Ids {
+    base: u64,
+    next: AtomicU64,
+}
+
+impl Ids {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ids {
+            base: nanos ^ u64::from(std::process::id()) << 32,
+            next: AtomicU64::new(1),
+        }
+    }
+    fn next(&self) -> [u8; 16] {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.base.to_be_bytes());
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        id
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn body() -> String {
+    // The stored form of `Message::new(Level::INFO, TEXT)`.
+    format!("[20,{}]", serde_json::to_string(TEXT).expect("a string"))
+}
+
+struct RedisRaw {
+    connection: redis::aio::ConnectionManager,
+    lease: redis::Script,
+    settle: redis::Script,
+    keys: Vec<(String, String)>,
+    ids: Ids,
+    body: String,
+}
+
+const LUA_COMMON: &str = include_str!("../../crates/flash-redis/src/lua/common.lua");
+
+impl RedisRaw {
+    async fn new(url: &str, prefix: &str, clients: usize) -> redis::RedisResult<Arc<Self>> {
+        let client = redis::Client::open(url)?;
+        let mut connection = redis::aio::ConnectionManager::new(client).await?;
+        let script = |body: &str| redis::Script::new(&format!("{LUA_COMMON}{body}"));
+        let append = script(include_str!("../../crates/flash-redis/src/lua/append.lua"));
+        let ids = Ids::new();
+        let body = body();
+        let mut keys = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let tag = format!("{{{prefix}:{}}}", hex(&ids.next()));
+            let (m, o) = (format!("{tag}:m"), format!("{tag}:o"));
+            let _: i64 = append
+                .key(&m)
+                .key(&o)
+                .arg(hex(&ids.next()))
+                .arg(DEDUPE_MS)
+                .arg(TTL.as_millis() as u64)
+                .arg(&body)
+                .invoke_async(&mut connection)
+                .await?;
+            keys.push((m, o));
+        }
+        Ok(Arc::new(RedisRaw {
+            connection,
+            lease: script(include_str!("../../crates/flash-redis/src/lua/lease.lua")),
+            settle: script(include_str!("../../crates/flash-redis/src/lua/settle.lua")),
+            keys,
+            ids,
+            body,
+        }))
+    }
+
+    async fn run(&self, client: usize) -> usize {
+        let (m, o) = &self.keys[client];
+        let lease = hex(&self.ids.next());
+        let mut connection = self.connection.clone();
+        let leased: Vec<Vec<u8>> = self
+            .lease
+            .key(m)
+            .arg(&lease)
+            .arg(LEASE.as_millis() as u64)
+            .invoke_async(&mut connection)
+            .await
+            .expect("raw lease");
+        let _: i64 = self
+            .settle
+            .key(m)
+            .key(o)
+            .arg(hex(&self.ids.next()))
+            .arg(DEDUPE_MS)
+            .arg(&lease)
+            .arg("consumed")
+            .arg(TTL.as_millis() as u64)
+            .arg(&self.body)
+            .invoke_async(&mut connection)
+            .await
+            .expect("raw settle");
+        black_box(leased.len())
+    }
+}
+
+impl Side for RedisRaw {
+    fn cycle(&self, client: usize) -> Cycle<'_> {
+        Box::pin(self.run(client))
+    }
+}
+
+fn sql(text: String) -> SqlStr {
+    AssertSqlSafe(text).into_sql_str()
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// PostgreSQL: flash-sql's statements (`crates/flash-sql/src/postgres.rs`), one per call.
+struct PgRaw {
+    pool: sqlx::PgPool,
+    lease: SqlStr,
+    consume_append: SqlStr,
+    clients: Vec<[u8; 16]>,
+    ids: Ids,
+    body: Vec<String>,
+}
+
+impl PgRaw {
+    async fn new(url: &str, table: &str, clients: usize) -> sqlx::Result<Arc<Self>> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .connect(url)
+            .await?;
+        let t = format!("\"{table}\"");
+        let alive = format!("(SELECT max(expires_at) FROM {t} WHERE client = $1)");
+        let insert = |bodies: u8, ttl: u8| {
+            format!(
+                "INSERT INTO {t} (client, body, expires_at) \
+                 SELECT $1, m.body, now() + ${ttl} * interval '1 microsecond' \
+                 FROM unnest(${bodies}::text[]) WITH ORDINALITY AS m(body, n) ORDER BY m.n"
+            )
+        };
+        let append = sql(format!(
+            "WITH expired AS (DELETE FROM {t} WHERE client = $1 AND {alive} <= now()) {}",
+            insert(2, 3)
+        ));
+        let lease = sql(format!(
+            "UPDATE {t} SET lease = $2, leased_until = now() + $3 * interval '1 microsecond' \
+             WHERE client = $1 AND (leased_until IS NULL OR leased_until <= now()) \
+             AND {alive} > now() \
+             RETURNING id, body"
+        ));
+        let consume_append = sql(format!(
+            "WITH settled AS (DELETE FROM {t} WHERE client = $1 AND lease = $2) {}",
+            insert(3, 4)
+        ));
+        let ids = Ids::new();
+        let body = vec![body()];
+        let mut ids_of_clients = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let client = ids.next();
+            sqlx::query(append.clone())
+                .bind(client.as_slice())
+                .bind(&body)
+                .bind(micros(TTL))
+                .execute(&pool)
+                .await?;
+            ids_of_clients.push(client);
+        }
+        Ok(Arc::new(PgRaw {
+            pool,
+            lease,
+            consume_append,
+            clients: ids_of_clients,
+            ids,
+            body,
+        }))
+    }
+
+    async fn run(&self, client: usize) -> usize {
+        let client = &self.clients[client];
+        let lease = self.ids.next();
+        let rows = sqlx::query(self.lease.clone())
+            .bind(client.as_slice())
+            .bind(lease.as_slice())
+            .bind(micros(LEASE))
+            .fetch_all(&self.pool)
+            .await
+            .expect("raw lease");
+        sqlx::query(self.consume_append.clone())
+            .bind(client.as_slice())
+            .bind(lease.as_slice())
+            .bind(&self.body)
+            .bind(micros(TTL))
+            .execute(&self.pool)
+            .await
+            .expect("raw settle");
+        black_box(rows.len())
+    }
+}
+
+impl Side for PgRaw {
+    fn cycle(&self, client: usize) -> Cycle<'_> {
+        Box::pin(self.run(client))
+    }
+}
+
+/// MySQL/MariaDB: flash-sql's statements (`crates/flash-sql/src/mysql.rs`): the lease is an
+/// `UPDATE` then a `SELECT` on one connection, a settle that appends one transaction.
+struct MySqlRaw {
+    pool: sqlx::MySqlPool,
+    lease: SqlStr,
+    leased: SqlStr,
+    consume: SqlStr,
+    insert: String,
+    clients: Vec<[u8; 16]>,
+    ids: Ids,
+    body: String,
+}
+
+impl MySqlRaw {
+    async fn new(url: &str, table: &str, clients: usize) -> sqlx::Result<Arc<Self>> {
+        let pool = sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(10)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        let t = format!("`{table}`");
+        let now = "UTC_TIMESTAMP(6)";
+        let newest =
+            format!("(SELECT m FROM (SELECT MAX(expires_at) AS m FROM {t} WHERE client = ?) AS c)");
+        let raw = MySqlRaw {
+            lease: sql(format!(
+                "UPDATE {t} SET lease = ?, leased_until = {now} + INTERVAL ? MICROSECOND \
+                 WHERE client = ? AND (leased_until IS NULL OR leased_until <= {now}) \
+                 AND {newest} > {now} ORDER BY id"
+            )),
+            leased: sql(format!(
+                "SELECT id, body FROM {t} WHERE client = ? AND lease = ? ORDER BY id"
+            )),
+            consume: sql(format!("DELETE FROM {t} WHERE client = ? AND lease = ?")),
+            insert: format!(
+                "INSERT INTO {t} (client, body, expires_at) VALUES \
+                 (?, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)"
+            ),
+            pool,
+            clients: Vec::new(),
+            ids: Ids::new(),
+            body: body(),
+        };
+        let mut clients_ids = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let client = raw.ids.next();
+            sqlx::query(AssertSqlSafe(raw.insert.clone()))
+                .bind(client.as_slice())
+                .bind(raw.body.as_str())
+                .bind(micros(TTL))
+                .execute(&raw.pool)
+                .await?;
+            clients_ids.push(client);
+        }
+        Ok(Arc::new(MySqlRaw {
+            clients: clients_ids,
+            ..raw
+        }))
+    }
+
+    async fn run(&self, client: usize) -> usize {
+        let client = &self.clients[client];
+        let lease = self.ids.next();
+        let mut conn = self.pool.acquire().await.expect("a connection");
+        let claimed = sqlx::query(self.lease.clone())
+            .bind(lease.as_slice())
+            .bind(micros(LEASE))
+            .bind(client.as_slice())
+            .bind(client.as_slice())
+            .execute(&mut *conn)
+            .await
+            .expect("raw lease")
+            .rows_affected();
+        let rows = if claimed == 0 {
+            Vec::new()
+        } else {
+            sqlx::query(self.leased.clone())
+                .bind(client.as_slice())
+                .bind(lease.as_slice())
+                .fetch_all(&mut *conn)
+                .await
+                .expect("raw leased")
+        };
+        drop(conn);
+        let mut tx = self.pool.begin().await.expect("a transaction");
+        sqlx::query(self.consume.clone())
+            .bind(client.as_slice())
+            .bind(lease.as_slice())
+            .execute(&mut *tx)
+            .await
+            .expect("raw consume");
+        sqlx::query(AssertSqlSafe(self.insert.clone()))
+            .bind(client.as_slice())
+            .bind(self.body.as_str())
+            .bind(micros(TTL))
+            .execute(&mut *tx)
+            .await
+            .expect("raw insert");
+        tx.commit().await.expect("raw commit");
+        black_box(rows.len())
+    }
+}
+
+impl Side for MySqlRaw {
+    fn cycle(&self, client: usize) -> Cycle<'_> {
+        Box::pin(self.run(client))
+    }
+}
+
+/// SQLite: flash-sql's statements (`crates/flash-sql/src/sqlite.rs`): the lease is one
+/// `UPDATE … RETURNING`, a settle that appends one `BEGIN IMMEDIATE` transaction.
+struct SqliteRaw {
+    pool: sqlx::SqlitePool,
+    lease: SqlStr,
+    consume: SqlStr,
+    insert: String,
+    clients: Vec<[u8; 16]>,
+    ids: Ids,
+    body: String,
+}
+
+const SQLITE_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+
+impl SqliteRaw {
+    async fn new(url: &str, table: &str, clients: usize) -> sqlx::Result<Arc<Self>> {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                options
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5)),
+            )
+            .await?;
+        let t = format!("\"{table}\"");
+        let now = SQLITE_NOW;
+        let newest = format!("(SELECT max(expires_at) FROM {t} WHERE client = ?1)");
+        let raw = SqliteRaw {
+            lease: sql(format!(
+                "UPDATE {t} SET lease = ?2, leased_until = {now} + ?3 \
+                 WHERE client = ?1 AND (leased_until IS NULL OR leased_until <= {now}) \
+                 AND {newest} > {now} \
+                 RETURNING id, body"
+            )),
+            consume: sql(format!("DELETE FROM {t} WHERE client = ?1 AND lease = ?2")),
+            insert: format!(
+                "INSERT INTO {t} (client, body, expires_at) VALUES (?1, ?3, {now} + ?2)"
+            ),
+            pool,
+            clients: Vec::new(),
+            ids: Ids::new(),
+            body: body(),
+        };
+        let mut clients_ids = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let client = raw.ids.next();
+            sqlx::query(AssertSqlSafe(raw.insert.clone()))
+                .bind(client.as_slice())
+                .bind(i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX))
+                .bind(raw.body.as_str())
+                .execute(&raw.pool)
+                .await?;
+            clients_ids.push(client);
+        }
+        Ok(Arc::new(SqliteRaw {
+            clients: clients_ids,
+            ..raw
+        }))
+    }
+
+    async fn run(&self, client: usize) -> usize {
+        let client = &self.clients[client];
+        let lease = self.ids.next();
+        let rows = sqlx::query(self.lease.clone())
+            .bind(client.as_slice())
+            .bind(lease.as_slice())
+            .bind(i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .expect("raw lease");
+        let mut conn = self.pool.acquire().await.expect("a connection");
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .expect("a transaction");
+        sqlx::query(self.consume.clone())
+            .bind(client.as_slice())
+            .bind(lease.as_slice())
+            .execute(&mut *tx)
+            .await
+            .expect("raw consume");
+        sqlx::query(AssertSqlSafe(self.insert.clone()))
+            .bind(client.as_slice())
+            .bind(i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX))
+            .bind(self.body.as_str())
+            .execute(&mut *tx)
+            .await
+            .expect("raw insert");
+        tx.commit().await.expect("raw commit");
+        black_box(rows.len())
+    }
+}
+
+impl Side for SqliteRaw {
+    fn cycle(&self, client: usize) -> Cycle<'_> {
+        Box::pin(self.run(client))
+    }
+}
+
+// --- the bench ---------------------------------------------------------------------------
+
+/// Runs `iters` cycles on each of `clients` concurrent clients; returns the elapsed time.
+fn run(rt: &tokio::runtime::Runtime, side: &Arc<dyn Side>, clients: usize, iters: u64) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|client| {
+                let side = side.clone();
+                tokio::spawn(async move {
+                    for _ in 0..iters {
+                        side.cycle(client).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("a cycle task");
+        }
+        start.elapsed()
+    })
+}
+
+/// Statements sqlx ran for `cycles` cycles of client 0.
+fn count_statements(rt: &tokio::runtime::Runtime, side: &Arc<dyn Side>, cycles: u64) -> f64 {
+    STATEMENTS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    run(rt, side, 1, cycles);
+    COUNTING.store(false, Ordering::SeqCst);
+    STATEMENTS.load(Ordering::SeqCst) as f64 / cycles as f64
+}
+
+struct Backend {
+    name: &'static str,
+    flash: Arc<dyn Side>,
+    counts: CallCounts,
+    raw: Arc<dyn Side>,
+    cleanup: Cleanup,
+    sql: bool,
+}
+
+enum Cleanup {
+    Redis(String, String),
+    Sql(SqlStore, Vec<String>),
+    File(std::path::PathBuf),
+}
+
+fn table_names(tag: &str) -> (String, String) {
+    let run = std::process::id();
+    (
+        format!("flash_bench_{tag}_{run}_f"),
+        format!("flash_bench_{tag}_{run}_r"),
+    )
+}
+
+async fn sql_store(url: &str, table: &str) -> flash_core::Result<SqlStore> {
+    let store = SqlStore::builder(url).table(table).connect().await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn open_backends(clients: usize, skipped: &mut Vec<String>) -> Vec<Backend> {
+    let mut backends = Vec::new();
+
+    // Redis
+    let url = server_url("FLASH_REDIS_URL");
+    let prefix = format!("flash-bench-{}", std::process::id());
+    match RedisStore::builder(&url)
+        .prefix(format!("{prefix}-f"))
+        .connect()
+        .await
+    {
+        Ok(store) => {
+            let (flash, counts) = FlashSide::new(store, clients).await;
+            let raw = RedisRaw::new(&url, &format!("{prefix}-r"), clients)
+                .await
+                .expect("the raw Redis side");
+            backends.push(Backend {
+                name: "redis",
+                flash,
+                counts,
+                raw,
+                cleanup: Cleanup::Redis(url.clone(), prefix),
+                sql: false,
+            });
+        }
+        Err(err) => skip(skipped, "redis", &url, &err),
+    }
+
+    // PostgreSQL and MySQL/MariaDB
+    for (name, var, tag) in [
+        ("postgres", "FLASH_POSTGRES_URL", "pg"),
+        ("mariadb", "FLASH_MYSQL_URL", "my"),
+    ] {
+        let url = server_url(var);
+        let (flash_table, raw_table) = table_names(tag);
+        let stores = async {
+            let flash = sql_store(&url, &flash_table).await?;
+            let raw = sql_store(&url, &raw_table).await?;
+            Ok::<_, flash_core::Error>((flash, raw))
+        };
+        match stores.await {
+            Ok((flash_store, raw_store)) => {
+                let (flash, counts) = FlashSide::new(flash_store, clients).await;
+                let raw: Arc<dyn Side> = if name == "postgres" {
+                    PgRaw::new(&url, &raw_table, clients).await.expect("raw pg")
+                } else {
+                    MySqlRaw::new(&url, &raw_table, clients)
+                        .await
+                        .expect("raw mysql")
+                };
+                backends.push(Backend {
+                    name,
+                    flash,
+                    counts,
+                    raw,
+                    cleanup: Cleanup::Sql(raw_store, vec![flash_table, raw_table]),
+                    sql: true,
+                });
+            }
+            Err(err) => skip(skipped, name, &url, &err),
+        }
+    }
+
+    // SQLite, a file in the temporary directory
+    let path = std::env::temp_dir().join(format!("flash-bench-{}.db", std::process::id()));
+    let url = format!("sqlite://{}", path.display());
+    let (flash_table, raw_table) = table_names("lite");
+    let flash_store = sql_store(&url, &flash_table).await.expect("sqlite");
+    let raw_store = sql_store(&url, &raw_table).await.expect("sqlite");
+    let (flash, counts) = FlashSide::new(flash_store, clients).await;
+    let raw = SqliteRaw::new(&url, &raw_table, clients)
+        .await
+        .expect("raw sqlite");
+    drop(raw_store);
+    backends.push(Backend {
+        name: "sqlite",
+        flash,
+        counts,
+        raw,
+        cleanup: Cleanup::File(path),
+        sql: true,
+    });
+    backends
+}
+
+fn skip(skipped: &mut Vec<String>, name: &str, url: &str, err: &flash_core::Error) {
+    let line = format!("stores/{name}: skipped, server at {url} unreachable: {err}");
+    println!("{line}");
+    skipped.push(line);
+}
+
+async fn cleanup(backend: Backend) {
+    match backend.cleanup {
+        Cleanup::Redis(url, prefix) => {
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                return;
+            };
+            for side in ["f", "r"] {
+                let pattern = format!("{{{prefix}-{side}:*");
+                let keys: Vec<String> = {
+                    let mut iter: redis::AsyncIter<'_, String> =
+                        match conn.scan_match(&pattern).await {
+                            Ok(iter) => iter,
+                            Err(_) => continue,
+                        };
+                    let mut keys = Vec::new();
+                    while let Some(Ok(key)) = iter.next_item().await {
+                        keys.push(key);
+                    }
+                    keys
+                };
+                for chunk in keys.chunks(500) {
+                    let _: redis::RedisResult<()> =
+                        redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+                }
+            }
+        }
+        Cleanup::Sql(store, tables) => {
+            for table in tables {
+                let statement = format!("DROP TABLE IF EXISTS {table}");
+                if let Some(pool) = store.postgres_pool() {
+                    let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
+                } else if let Some(pool) = store.mysql_pool() {
+                    let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
+                }
+            }
+        }
+        Cleanup::File(path) => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
+}
+
+fn stores(c: &mut Criterion) {
+    let _ = tracing::subscriber::set_global_default(StatementCounter);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let max_clients = CLIENTS.iter().copied().max().unwrap_or(1);
+    let mut skipped = Vec::new();
+    let backends = rt.block_on(open_backends(max_clients, &mut skipped));
+
+    let mut round_trips = serde_json::Map::new();
+    let mut group = c.benchmark_group("stores");
+    group.sample_size(10);
+    for backend in &backends {
+        // Check: every cycle finds the one pending message, on both sides.
+        let found = rt.block_on(async {
+            let mut found = Vec::new();
+            for side in [&backend.flash, &backend.raw] {
+                for _ in 0..2 {
+                    found.push(side.cycle(0).await);
+                }
+            }
+            found
+        });
+        assert_eq!(
+            found,
+            [1, 1, 1, 1],
+            "{}: a cycle finds one message",
+            backend.name
+        );
+        for clients in CLIENTS {
+            for (side, label) in [(&backend.raw, "raw"), (&backend.flash, "flash")] {
+                group.bench_function(
+                    BenchmarkId::new(format!("{}/{label}", backend.name), clients),
+                    |b| b.iter_custom(|iters| run(&rt, side, clients, iters)),
+                );
+            }
+        }
+        // Counted phase: store calls and statements per cycle.
+        let before = backend.counts.total();
+        let (leases, settles, appends) = (
+            backend.counts.leases(),
+            backend.counts.settles(),
+            backend.counts.appends(),
+        );
+        let flash_statements = backend
+            .sql
+            .then(|| count_statements(&rt, &backend.flash, COUNTED_CYCLES));
+        if !backend.sql {
+            run(&rt, &backend.flash, 1, COUNTED_CYCLES);
+        }
+        let calls = (backend.counts.total() - before) as f64 / COUNTED_CYCLES as f64;
+        let raw_statements = backend
+            .sql
+            .then(|| count_statements(&rt, &backend.raw, COUNTED_CYCLES));
+        let per = |now: usize, then: usize| (now - then) as f64 / COUNTED_CYCLES as f64;
+        let entry = json!({
+            "store_calls": calls,
+            "leases": per(backend.counts.leases(), leases),
+            "settles": per(backend.counts.settles(), settles),
+            "appends": per(backend.counts.appends(), appends),
+            "statements_flash": flash_statements,
+            "statements_raw": raw_statements,
+        });
+        println!("stores/{}: per cycle {entry}", backend.name);
+        round_trips.insert(backend.name.to_owned(), entry);
+    }
+    group.finish();
+
+    for backend in backends {
+        rt.block_on(cleanup(backend));
+    }
+    let facts = json!({ "round_trips": round_trips, "skipped": skipped, "clients": CLIENTS });
+    if let Err(err) = flash_benches::write_facts("stores", &facts) {
+        println!("stores: could not write the facts file: {err}");
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = flash_benches::criterion_config();
+    targets = stores
+}
+criterion_main!(benches);
