@@ -361,6 +361,13 @@ impl Messages {
         self.state().used
     }
 
+    /// Whether [`Messages::save`] may have anything to do: the request read or added and has
+    /// not saved yet. When false, an adapter can skip calling it (it would return at once).
+    pub fn needs_save(&self) -> bool {
+        let state = self.state();
+        !state.saved && (state.token.is_some() || state.added_new || state.read_attempted)
+    }
+
     /// Saves at the response, writing any `Set-Cookie` into `response`. Call once, after the
     /// handler; a second call does nothing.
     ///

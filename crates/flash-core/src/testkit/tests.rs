@@ -313,7 +313,9 @@ pub async fn no_update_writes_nothing(factory: Factory) {
     let harness = harness!(factory);
     let client = harness.client();
 
-    let response = client.request().finish().await;
+    let idle = client.request();
+    assert!(!idle.needs_save());
+    let response = idle.finish().await;
     assert!(response.set_cookies().is_empty());
     assert!(!response.report.saved);
     assert!(!response.report.vary);
@@ -329,6 +331,10 @@ pub async fn no_update_writes_nothing(factory: Factory) {
 
     let request = client.request();
     assert_eq!(request.len().await.expect("len"), 2);
+    assert!(
+        request.needs_save(),
+        "a request that read must reach save (to settle, to vary)"
+    );
     let response = request.finish().await;
     assert!(
         response.set_cookies().is_empty(),
