@@ -253,6 +253,34 @@ pub(crate) async fn keyed_semantics(store: &SqlStore) {
     );
     assert_eq!(take(store, &a).await, ["z"]);
 
+    // Spans beyond any timestamp type are cut, never an overflow.
+    store
+        .append(&a, &[info("forever")], Duration::MAX)
+        .await
+        .expect("huge ttl");
+    let long = LeaseId::random();
+    assert_eq!(
+        texts(
+            &store
+                .lease(&a, &long, Duration::MAX)
+                .await
+                .expect("huge lease")
+        ),
+        ["forever"]
+    );
+    assert!(
+        store
+            .lease(&a, &LeaseId::random(), Duration::ZERO)
+            .await
+            .expect("lease")
+            .is_empty(),
+        "held by the long lease"
+    );
+    store
+        .settle(&a, &long, Outcome::Consumed, &[], Duration::MAX)
+        .await
+        .expect("settle");
+
     // Empty appends are no-ops; odd texts survive.
     store.append(&a, &[], HOUR).await.expect("empty append");
     let odd = "quote ' double \" back \\ nul \u{0} emoji 🎉 ".repeat(50);
