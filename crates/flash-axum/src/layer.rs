@@ -205,8 +205,10 @@ where
                     let Some(slot) = slot.take() else {
                         return Poll::Ready(Ok(response));
                     };
-                    // The handler never asked for its messages: nothing to save, no header.
-                    let Some(messages) = slot.messages.get().cloned() else {
+                    // The handler never asked for its messages, or neither read nor added:
+                    // nothing to save, no header, no boxed future.
+                    let Some(messages) = slot.messages.get().filter(|m| m.needs_save()).cloned()
+                    else {
                         return Poll::Ready(Ok(response));
                     };
                     let shared = slot.shared.clone();
