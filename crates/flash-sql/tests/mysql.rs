@@ -272,3 +272,26 @@ async fn concurrent_migrations_succeed() {
     }
     concurrent_migrations(&mysql_url(), &fresh_table()).await;
 }
+
+/// `mariadb://` names the same driver as `mysql://`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_scheme_connects() {
+    let table = fresh_table();
+    if mysql_store(&table).await.is_none() {
+        return;
+    }
+    let url = mysql_url().replacen("mysql://", "mariadb://", 1);
+    let store = SqlStore::builder(url)
+        .table(&table)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(store.driver(), Driver::MySql);
+    assert!(store.location().starts_with("mariadb://"));
+    let client = ClientId::random();
+    store
+        .append(&client, &[info("x")], Duration::from_secs(60))
+        .await
+        .unwrap();
+    drop_table(&store).await;
+}
