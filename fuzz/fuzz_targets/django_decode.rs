@@ -50,7 +50,14 @@ fn fields(decoded: &Decoded) -> Vec<(i32, &str, Option<&str>, bool)> {
     decoded
         .messages
         .iter()
-        .map(|m| (m.level.value(), m.text.as_str(), m.extra_tags.as_deref(), m.trusted_html))
+        .map(|m| {
+            (
+                m.level.value(),
+                m.text.as_str(),
+                m.extra_tags.as_deref(),
+                m.trusted_html,
+            )
+        })
         .collect()
 }
 

@@ -25,7 +25,14 @@ fn fields(decoded: &Decoded) -> Vec<(i32, &str, Option<&str>, bool)> {
     decoded
         .messages
         .iter()
-        .map(|m| (m.level.value(), m.text.as_str(), m.extra_tags.as_deref(), m.trusted_html))
+        .map(|m| {
+            (
+                m.level.value(),
+                m.text.as_str(),
+                m.extra_tags.as_deref(),
+                m.trusted_html,
+            )
+        })
         .collect()
 }
 
@@ -45,7 +52,9 @@ fuzz_target!(|data: &[u8]| {
         let again = codec()
             .encode(NAME, &decoded.messages, !decoded.complete)
             .expect("decoded messages re-encode");
-        let back = codec().decode(NAME, &again).expect("a value we wrote decodes");
+        let back = codec()
+            .decode(NAME, &again)
+            .expect("a value we wrote decodes");
         assert_eq!(fields(&back), fields(&decoded));
         assert_eq!(back.complete, decoded.complete);
     }
