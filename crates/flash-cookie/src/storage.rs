@@ -1,12 +1,10 @@
 //! The signed-cookie [`Storage`].
 
 use async_trait::async_trait;
-use flash_core::cookie::Cookie;
-use flash_core::http::header::SET_COOKIE;
-use flash_core::http::{HeaderMap, HeaderValue};
+use flash_core::http::HeaderMap;
 use flash_core::{
     CookieOptions, Error, Incoming, Keys, LoadToken, Loaded, Message, Overflow, Result, Storage,
-    Update,
+    Update, append_set_cookie,
 };
 
 use crate::codec::{Codec, Decoded};
@@ -180,7 +178,7 @@ impl CookieStorage {
     }
 
     fn delete(&self, response: &mut HeaderMap) {
-        set_cookie(response, &self.options.removal(&self.name));
+        append_set_cookie(response, &self.options.removal(&self.name));
     }
 
     /// Writes `messages` (as many as fit) or deletes the cookie when there are none; returns
@@ -203,7 +201,9 @@ impl CookieStorage {
             .codec
             .pack(&self.name, &messages, overflow, self.limit)?;
         match packed.value {
-            Some(value) => set_cookie(response, &self.options.build(&self.name, value, None)),
+            Some(value) => {
+                append_set_cookie(response, &self.options.build(&self.name, value, None))
+            }
             None if present => self.delete(response),
             None => {}
         }
@@ -230,19 +230,6 @@ impl CookieStorage {
             ),
         }
         Ok(messages)
-    }
-}
-
-/// Appends `cookie` as a `Set-Cookie` header, its value as is: every value this crate writes
-/// is made of cookie-safe characters, and Django's `:` must not be percent-encoded.
-fn set_cookie(response: &mut HeaderMap, cookie: &Cookie<'_>) {
-    match HeaderValue::try_from(cookie.to_string()) {
-        Ok(value) => {
-            response.append(SET_COOKIE, value);
-        }
-        Err(err) => {
-            tracing::error!(%err, name = cookie.name(), "the flash cookie is not a valid header value");
-        }
     }
 }
 

@@ -22,7 +22,7 @@ fn setup(cookie: CookieStorage) -> Setup {
     let keyed = KeyedStorage::new(store, Keys::new(Key::generate()));
     let codec = cookie.codec().clone();
     let harness = Harness::new(Fallback::new(cookie, keyed), Capabilities::NONE, COOKIE)
-        .with_calls(calls.clone());
+        .with_calls(calls.clone(), false);
     Setup {
         client: harness.client(),
         memory,

@@ -243,9 +243,11 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
     }
 }
 
-/// Appends a `Set-Cookie` header for `cookie` to `response`.
+/// Appends a `Set-Cookie` header for `cookie` to `response`, the value written as is (not
+/// percent-encoded): storages put only cookie-safe characters in values (base64url, and
+/// Django's `:`), and a foreign reader must see exactly those bytes.
 pub fn append_set_cookie(response: &mut HeaderMap, cookie: &cookie::Cookie<'_>) {
-    match HeaderValue::try_from(cookie.encoded().to_string()) {
+    match HeaderValue::try_from(cookie.to_string()) {
         Ok(value) => {
             response.append(SET_COOKIE, value);
         }

@@ -118,6 +118,9 @@ pub struct Harness {
     pub state_cookie: String,
     /// Store calls, when the storage is a keyed store behind [`CountingStore`].
     pub calls: Option<CallCounts>,
+    /// Every message goes to the counted store (a keyed storage alone), so counts are exact;
+    /// false for a composition (a cookie in front) where they are upper bounds.
+    pub calls_exact: bool,
     request_hook: Option<RequestHook>,
 }
 
@@ -133,6 +136,7 @@ impl Harness {
             capabilities,
             state_cookie: state_cookie.into(),
             calls: None,
+            calls_exact: false,
             request_hook: None,
         }
     }
@@ -148,6 +152,7 @@ impl Harness {
             capabilities,
             state_cookie: state_cookie.into(),
             calls: None,
+            calls_exact: false,
             request_hook: None,
         }
     }
@@ -165,15 +170,18 @@ impl Harness {
             capabilities: Capabilities::ALL,
             state_cookie: crate::DEFAULT_ID_COOKIE.to_owned(),
             calls: Some(calls),
+            calls_exact: true,
             request_hook: None,
         }
     }
 
-    /// Counts calls of the keyed store behind this harness's storage (for composed storages
-    /// built by hand around a [`CountingStore`]).
+    /// Counts calls of the keyed store behind this harness's storage, built by hand around a
+    /// [`CountingStore`]. `exact`: every message goes to that store, so the suite checks exact
+    /// counts; otherwise (a cookie in front) the counts are checked as upper bounds.
     #[must_use]
-    pub fn with_calls(mut self, calls: CallCounts) -> Self {
+    pub fn with_calls(mut self, calls: CallCounts, exact: bool) -> Self {
         self.calls = Some(calls);
+        self.calls_exact = exact;
         self
     }
 

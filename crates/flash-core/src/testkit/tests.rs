@@ -647,11 +647,22 @@ pub async fn undelivered_messages_expire(factory: Factory) {
 }
 
 /// Store calls: none when idle or without an id cookie, one to add, one lease + at most one
-/// settle to read.
+/// settle to read. Exact for a keyed storage; upper bounds for a composition.
 pub async fn store_calls_are_counted(factory: Factory) {
     let harness = harness!(factory);
     let Some(calls) = harness.calls.clone() else {
         return skip("store_calls_are_counted", "counted store");
+    };
+    let exact = harness.calls_exact;
+    let check = |made: usize, expected: usize, what: &str| {
+        if exact {
+            assert_eq!(made, expected, "{what}");
+        } else {
+            assert!(
+                made <= expected,
+                "{what}: {made} calls, at most {expected} expected"
+            );
+        }
     };
     let before = calls.total();
     let client = harness.client();
@@ -660,15 +671,14 @@ pub async fn store_calls_are_counted(factory: Factory) {
     assert_eq!(request.len().await.expect("len"), 0);
     request.finish().await;
     client.request().finish().await;
-    assert_eq!(calls.total(), before, "no id cookie: no store call");
+    assert_eq!(calls.total(), before, "no state cookie: no store call");
 
     seed(&client, &["one"]).await;
-    assert_eq!(
-        calls.total(),
-        before + 1,
-        "a write-only request is one append"
+    check(
+        calls.total() - before,
+        1,
+        "a write-only request is one append",
     );
-    assert_eq!(calls.appends(), 1);
 
     let idle = calls.total();
     client.request().finish().await;
@@ -690,18 +700,18 @@ pub async fn store_calls_are_counted(factory: Factory) {
 
     let start = calls.total();
     assert_eq!(read_all(&client).await.len(), 1);
-    assert_eq!(
+    check(
         calls.total() - start,
         2,
-        "a read that found messages: lease + settle"
+        "a read that found messages: lease + settle",
     );
 
     let start = calls.total();
     assert!(read_all(&client).await.is_empty());
-    assert_eq!(
+    check(
         calls.total() - start,
         1,
-        "a read that found nothing needs no settle"
+        "a read that found nothing needs no settle",
     );
 }
 
