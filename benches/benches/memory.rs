@@ -79,17 +79,8 @@ fn count_async<F: Future<Output = ()>>(rt: &tokio::runtime::Runtime, f: impl Fn(
     }
 }
 
-fn selected() -> bool {
-    // Honour a criterion-style filter: `cargo bench -p flash-benches -- codec` skips this.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    filters.is_empty() || filters.iter().any(|f| "memory".contains(f.as_str()))
-}
-
 fn main() {
-    if !selected() || std::env::args().any(|a| a == "--list") {
+    if !flash_benches::selected("memory") || std::env::args().any(|a| a == "--list") {
         return;
     }
     let rt = tokio::runtime::Builder::new_current_thread()

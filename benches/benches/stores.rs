@@ -29,7 +29,10 @@ use flash_benches::server_url;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::testkit::{CallCounts, CountingStore};
-use flash_core::{Config, Incoming, Key, KeyedStorage, KeyedStore, Keys, Level, Messages, Storage};
+use flash_core::{
+    ClientId, Config, Incoming, Key, KeyedStorage, KeyedStore, Keys, LeaseId, Level, Message,
+    Messages, Outcome, Storage,
+};
 use flash_redis::RedisStore;
 use flash_sql::SqlStore;
 use redis::AsyncCommands as _;
@@ -151,6 +154,57 @@ impl FlashSide {
 }
 
 impl Side for FlashSide {
+    fn cycle(&self, client: usize) -> Cycle<'_> {
+        Box::pin(self.run(client))
+    }
+}
+
+// --- the store alone ---------------------------------------------------------------------
+
+/// The backend's `KeyedStore` called directly (lease, then settle consuming and appending):
+/// flash's store code without the request handle and the id cookie.
+struct StoreSide<S> {
+    store: S,
+    clients: Vec<ClientId>,
+    message: Vec<Message>,
+}
+
+impl<S: KeyedStore> StoreSide<S> {
+    async fn new(store: S, clients: usize) -> Arc<Self> {
+        let message = vec![Message::new(Level::INFO, TEXT)];
+        let mut ids = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let client = ClientId::random();
+            store
+                .append(&client, &message, TTL)
+                .await
+                .expect("the first append");
+            ids.push(client);
+        }
+        Arc::new(StoreSide {
+            store,
+            clients: ids,
+            message,
+        })
+    }
+
+    async fn run(&self, client: usize) -> usize {
+        let client = &self.clients[client];
+        let lease = LeaseId::random();
+        let leased = self
+            .store
+            .lease(client, &lease, LEASE)
+            .await
+            .expect("store lease");
+        self.store
+            .settle(client, &lease, Outcome::Consumed, &self.message, TTL)
+            .await
+            .expect("store settle");
+        black_box(leased.len())
+    }
+}
+
+impl<S: KeyedStore> Side for StoreSide<S> {
     fn cycle(&self, client: usize) -> Cycle<'_> {
         Box::pin(self.run(client))
     }
@@ -620,6 +674,7 @@ fn count_statements(rt: &tokio::runtime::Runtime, side: &Arc<dyn Side>, cycles: 
 struct Backend {
     name: &'static str,
     flash: Arc<dyn Side>,
+    store: Arc<dyn Side>,
     counts: CallCounts,
     raw: Arc<dyn Side>,
     cleanup: Cleanup,
@@ -658,13 +713,16 @@ async fn open_backends(clients: usize, skipped: &mut Vec<String>) -> Vec<Backend
         .await
     {
         Ok(store) => {
-            let (flash, counts) = FlashSide::new(store, clients).await;
+            let store = Arc::new(store);
+            let (flash, counts) = FlashSide::new(store.clone(), clients).await;
+            let store = StoreSide::new(store, clients).await;
             let raw = RedisRaw::new(&url, &format!("{prefix}-r"), clients)
                 .await
                 .expect("the raw Redis side");
             backends.push(Backend {
                 name: "redis",
                 flash,
+                store,
                 counts,
                 raw,
                 cleanup: Cleanup::Redis(url.clone(), prefix),
@@ -688,7 +746,9 @@ async fn open_backends(clients: usize, skipped: &mut Vec<String>) -> Vec<Backend
         };
         match stores.await {
             Ok((flash_store, raw_store)) => {
-                let (flash, counts) = FlashSide::new(flash_store, clients).await;
+                let flash_store = Arc::new(flash_store);
+                let (flash, counts) = FlashSide::new(flash_store.clone(), clients).await;
+                let store = StoreSide::new(flash_store, clients).await;
                 let raw: Arc<dyn Side> = if name == "postgres" {
                     PgRaw::new(&url, &raw_table, clients).await.expect("raw pg")
                 } else {
@@ -699,6 +759,7 @@ async fn open_backends(clients: usize, skipped: &mut Vec<String>) -> Vec<Backend
                 backends.push(Backend {
                     name,
                     flash,
+                    store,
                     counts,
                     raw,
                     cleanup: Cleanup::Sql(raw_store, vec![flash_table, raw_table]),
@@ -713,9 +774,10 @@ async fn open_backends(clients: usize, skipped: &mut Vec<String>) -> Vec<Backend
     let path = std::env::temp_dir().join(format!("flash-bench-{}.db", std::process::id()));
     let url = format!("sqlite://{}", path.display());
     let (flash_table, raw_table) = table_names("lite");
-    let flash_store = sql_store(&url, &flash_table).await.expect("sqlite");
+    let flash_store = Arc::new(sql_store(&url, &flash_table).await.expect("sqlite"));
     let raw_store = sql_store(&url, &raw_table).await.expect("sqlite");
-    let (flash, counts) = FlashSide::new(flash_store, clients).await;
+    let (flash, counts) = FlashSide::new(flash_store.clone(), clients).await;
+    let store = StoreSide::new(flash_store, clients).await;
     let raw = SqliteRaw::new(&url, &raw_table, clients)
         .await
         .expect("raw sqlite");
@@ -723,6 +785,7 @@ async fn open_backends(clients: usize, skipped: &mut Vec<String>) -> Vec<Backend
     backends.push(Backend {
         name: "sqlite",
         flash,
+        store,
         counts,
         raw,
         cleanup: Cleanup::File(path),
@@ -785,6 +848,9 @@ async fn cleanup(backend: Backend) {
 }
 
 fn stores(c: &mut Criterion) {
+    if !flash_benches::selected("stores") {
+        return;
+    }
     let _ = tracing::subscriber::set_global_default(StatementCounter);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -802,21 +868,20 @@ fn stores(c: &mut Criterion) {
         // Check: every cycle finds the one pending message, on both sides.
         let found = rt.block_on(async {
             let mut found = Vec::new();
-            for side in [&backend.flash, &backend.raw] {
+            for side in [&backend.flash, &backend.store, &backend.raw] {
                 for _ in 0..2 {
                     found.push(side.cycle(0).await);
                 }
             }
             found
         });
-        assert_eq!(
-            found,
-            [1, 1, 1, 1],
-            "{}: a cycle finds one message",
-            backend.name
-        );
+        assert_eq!(found, [1; 6], "{}: a cycle finds one message", backend.name);
         for clients in CLIENTS {
-            for (side, label) in [(&backend.raw, "raw"), (&backend.flash, "flash")] {
+            for (side, label) in [
+                (&backend.raw, "raw"),
+                (&backend.store, "store"),
+                (&backend.flash, "flash"),
+            ] {
                 group.bench_function(
                     BenchmarkId::new(format!("{}/{label}", backend.name), clients),
                     |b| b.iter_custom(|iters| run(&rt, side, clients, iters)),

@@ -310,6 +310,42 @@ pub fn write_facts(group: &str, facts: &serde_json::Value) -> std::io::Result<Pa
     Ok(path)
 }
 
+/// Whether the benchmark filter given on the command line (criterion's positional argument,
+/// as in `cargo bench -p flash-benches -- codec`) can select something in `group`, so a bench
+/// target can skip an expensive setup (servers, populations) when it would measure nothing.
+pub fn selected(group: &str) -> bool {
+    // Criterion's options that take a value: their value is not a filter.
+    const WITH_VALUE: [&str; 14] = [
+        "--color",
+        "--save-baseline",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--profile-time",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--plotting-backend",
+    ];
+    let mut filters = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if WITH_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg);
+        }
+    }
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| group.contains(f.as_str()) || f.starts_with(group))
+}
+
 /// Criterion settings for this shared 2-core machine: short warm-up and measurement, scaled by
 /// `FLASH_BENCH_SCALE` (a float, default 1) for a longer or shorter run.
 pub fn criterion_config() -> criterion::Criterion {
