@@ -133,8 +133,18 @@ pub mod floor {
         mac: HmacSha256,
     }
 
-    #[derive(serde::Serialize, serde::Deserialize)]
-    struct DjangoMessage<'a>(&'a str, u8, i32, std::borrow::Cow<'a, str>);
+    #[derive(serde::Serialize)]
+    struct DjangoMessage<'a>(&'a str, u8, i32, &'a str);
+
+    /// A message as Django writes it: extra tags (`""` by default) may follow the text.
+    #[derive(serde::Deserialize)]
+    struct DjangoStored<'a>(
+        #[serde(borrow)] std::borrow::Cow<'a, str>,
+        u8,
+        i32,
+        #[serde(borrow)] std::borrow::Cow<'a, str>,
+        #[serde(default, borrow)] Option<std::borrow::Cow<'a, str>>,
+    );
 
     impl DjangoFloor {
         /// A floor codec for Django's `SECRET_KEY` `secret`.
@@ -154,9 +164,7 @@ pub mod floor {
         pub fn encode(&self, messages: &[(i32, String)]) -> String {
             let wire: Vec<DjangoMessage<'_>> = messages
                 .iter()
-                .map(|(level, text)| {
-                    DjangoMessage("__json_message", 0, *level, text.as_str().into())
-                })
+                .map(|(level, text)| DjangoMessage("__json_message", 0, *level, text.as_str()))
                 .collect();
             let json = serde_json::to_vec(&wire).expect("serialising cannot fail");
             let mut zlib = ZlibEncoder::new(Vec::with_capacity(json.len()), Compression::new(6));
@@ -209,10 +217,10 @@ pub mod floor {
                     .ok()?;
                 bytes = json;
             }
-            let wire: Vec<DjangoMessage<'_>> = serde_json::from_slice(&bytes).ok()?;
+            let wire: Vec<DjangoStored<'_>> = serde_json::from_slice(&bytes).ok()?;
             Some(
                 wire.into_iter()
-                    .map(|DjangoMessage(_, _, level, text)| (level, text.into_owned()))
+                    .map(|DjangoStored(_, _, level, text, _)| (level, text.into_owned()))
                     .collect(),
             )
         }

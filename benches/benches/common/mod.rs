@@ -145,12 +145,16 @@ pub(crate) fn peer_messages(n: usize) -> Vec<FlashMessage> {
     fixtures::pairs(n)
         .into_iter()
         .map(|(level, text)| {
-            let level = match level {
-                ..=10 => PeerLevel::Debug,
-                ..=20 => PeerLevel::Info,
-                ..=25 => PeerLevel::Success,
-                ..=30 => PeerLevel::Warning,
-                _ => PeerLevel::Error,
+            let level = if level <= 10 {
+                PeerLevel::Debug
+            } else if level <= 20 {
+                PeerLevel::Info
+            } else if level <= 25 {
+                PeerLevel::Success
+            } else if level <= 30 {
+                PeerLevel::Warning
+            } else {
+                PeerLevel::Error
             };
             FlashMessage::new(text, level)
         })
