@@ -138,6 +138,7 @@ pub mod floor {
 
     /// A message as Django writes it: extra tags (`""` by default) may follow the text.
     #[derive(serde::Deserialize)]
+    #[allow(dead_code, reason = "every field is parsed, as a decoder must; the floor keeps two")]
     struct DjangoStored<'a>(
         #[serde(borrow)] std::borrow::Cow<'a, str>,
         u8,
