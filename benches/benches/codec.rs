@@ -214,6 +214,50 @@ fn codecs(c: &mut Criterion) {
             );
         }
 
+        // --- the Set-Cookie line alone: as flash builds it today (a `cookie::Cookie` from
+        // `CookieOptions::build`, then `append_set_cookie`: `to_string` and a header value),
+        // and written directly into one buffer of the right size (the proposed cut).
+        let options = flash_core::CookieOptions::default();
+        let suffix = {
+            let line = options.build(NAME, String::new(), None).to_string();
+            line[NAME.len() + 1..].to_owned()
+        };
+        assert_eq!(
+            set_cookie_direct(NAME, &flash_value, &suffix),
+            options.build(NAME, flash_value.clone(), None).to_string(),
+            "the direct line is the same bytes"
+        );
+        group.bench_with_input(
+            BenchmarkId::new("set-cookie/cookie-crate", n),
+            &flash_value,
+            |b, v| {
+                b.iter_batched_ref(
+                    || (v.clone(), HeaderMap::new()),
+                    |(value, response)| {
+                        let value = std::mem::take(value);
+                        flash_core::append_set_cookie(response, &options.build(NAME, value, None));
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("set-cookie/direct", n),
+            &flash_value,
+            |b, v| {
+                b.iter_batched_ref(
+                    HeaderMap::new,
+                    |response| {
+                        let line = set_cookie_direct(NAME, black_box(v), &suffix);
+                        if let Ok(value) = flash_core::http::HeaderValue::try_from(line) {
+                            response.append(SET_COOKIE, value);
+                        }
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+
         // --- the peer: actix-web-flash-messages' cookie store, public store/load path
         let peer_msgs = peer_messages(n);
         let mut head = ResponseHead::new(StatusCode::OK);
@@ -279,6 +323,16 @@ fn ready<F: std::future::Future>(future: F) -> F::Output {
         std::task::Poll::Ready(output) => output,
         std::task::Poll::Pending => panic!("the cookie storage never waits"),
     }
+}
+
+/// `name=value` and the attributes, precomputed once, in one buffer of the right size.
+fn set_cookie_direct(name: &str, value: &str, suffix: &str) -> String {
+    let mut line = String::with_capacity(name.len() + 1 + value.len() + suffix.len());
+    line.push_str(name);
+    line.push('=');
+    line.push_str(value);
+    line.push_str(suffix);
+    line
 }
 
 fn empty_update() -> flash_core::Update {

@@ -188,11 +188,14 @@ fn main() {
     // --- whole requests through axum
     let flash_app = routes().layer(FlashLayer::new(storage.clone(), Config::default()));
     let bare_app = bare_routes();
+    let noop_app = bare_routes().layer(tower::util::MapRequestLayer::new(
+        |r: flash_core::http::Request<axum::body::Body>| r,
+    ));
     let three = rt.block_on(async {
         let (response, _) = call(&flash_app, request("POST", "/add3", None)).await;
         set_cookie_pair(response.headers()).expect("a flash cookie")
     });
-    let cases: [(&str, &Router, &str, &str, Option<&str>); 7] = [
+    let cases: [(&str, &Router, &str, &str, Option<&str>); 8] = [
         ("request/bare/add", &bare_app, "POST", "/add", None),
         ("request/flash/add", &flash_app, "POST", "/add", None),
         ("request/bare/read", &bare_app, "GET", "/read", Some(&three)),
@@ -204,6 +207,7 @@ fn main() {
             Some(&three),
         ),
         ("request/bare/idle", &bare_app, "GET", "/idle", None),
+        ("request/noop-layer/idle", &noop_app, "GET", "/idle", None),
         ("request/flash/idle", &flash_app, "GET", "/idle", None),
         (
             "request/flash/idle-with-cookie",

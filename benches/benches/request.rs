@@ -22,6 +22,7 @@ use flash_cookie::{Codec, CookieStorage, FlashCodec};
 use flash_core::{Config, Key, Keys, Storage};
 use http::header::SET_COOKIE;
 use http::{Request, StatusCode};
+use http_body_util::BodyExt;
 
 /// Times `iters` requests made by `make` on `app`, inside one runtime entry.
 fn time_requests(
@@ -102,13 +103,18 @@ fn overhead(c: &mut Criterion) {
 
     let setup_calls = counts.total();
     let mut group = c.benchmark_group("request");
-    let cases: [(&str, &Router, &str, &str, Option<&str>); 9] = [
+    // A layer that does nothing: what axum charges for any layer, so the idle overhead that
+    // is flash's own can be told apart.
+    let noop = bare_routes().layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r));
+    let cases: [(&str, &Router, &str, &str, Option<&str>); 13] = [
         ("bare/add", &bare, "POST", "/add", None),
         ("flash/add", &flash, "POST", "/add", None),
         ("bare/read", &bare, "GET", "/read", Some(&three)),
         ("flash/read", &flash, "GET", "/read", Some(&three)),
         ("bare/idle", &bare, "GET", "/idle", None),
+        ("noop-layer/idle", &noop, "GET", "/idle", None),
         ("flash/idle", &flash, "GET", "/idle", None),
+        ("bare/idle-with-cookie", &bare, "GET", "/idle", Some(&three)),
         (
             "flash/idle-with-cookie",
             &flash,
@@ -118,11 +124,25 @@ fn overhead(c: &mut Criterion) {
         ),
         ("keyed/idle", &keyed, "GET", "/idle", None),
         (
+            "bare/idle-with-id-cookie",
+            &bare,
+            "GET",
+            "/idle",
+            Some(&keyed_id),
+        ),
+        (
             "keyed/idle-with-cookie",
             &keyed,
             "GET",
             "/idle",
             Some(&keyed_id),
+        ),
+        (
+            "noop-layer/idle-with-cookie",
+            &noop,
+            "GET",
+            "/idle",
+            Some(&three),
         ),
     ];
     for (id, app, method, path, cookie) in cases {
@@ -131,6 +151,7 @@ fn overhead(c: &mut Criterion) {
         });
     }
     group.finish();
+    loopback(c, &flash, &bare, &three);
     assert_eq!(
         counts.total(),
         setup_calls,
@@ -141,6 +162,84 @@ fn overhead(c: &mut Criterion) {
         println!("request: could not write the facts file: {err}");
     }
 }
+
+/// The same requests over loopback HTTP/1.1: axum served by hyper on 127.0.0.1, one keep-alive
+/// connection of hyper's client, one request at a time (a bounded load). This is the cost a
+/// request really has, against which flash's share is judged.
+fn loopback(c: &mut Criterion, flash: &Router, bare: &Router, three: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let serve = |app: Router| {
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback port");
+            let addr = listener.local_addr().expect("an address");
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            addr
+        })
+    };
+    let flash_addr = serve(flash.clone());
+    let bare_addr = serve(bare.clone());
+    let client: HttpClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(1)
+            .build_http();
+    let send = |addr: std::net::SocketAddr, method: &str, path: &str, cookie: Option<&str>| {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if let Some(cookie) = cookie {
+            builder = builder.header(http::header::COOKIE, cookie);
+        }
+        let request = builder
+            .body(http_body_util::Empty::<axum::body::Bytes>::new())
+            .expect("a request");
+        let client = client.clone();
+        async move {
+            let response = client.request(request).await.expect("a response");
+            let status = response.status();
+            let body = response.into_body().collect().await.expect("a body");
+            (status, body.to_bytes())
+        }
+    };
+    // Check the served apps answer as in process.
+    rt.block_on(async {
+        let (status, body) = send(flash_addr, "GET", "/read", Some(three)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.windows(4).filter(|w| w == b"<li>").count(), 3);
+    });
+    let mut group = c.benchmark_group("request-http");
+    let cases = [
+        ("bare/add", bare_addr, "POST", "/add", None),
+        ("flash/add", flash_addr, "POST", "/add", None),
+        ("bare/read", bare_addr, "GET", "/read", Some(three)),
+        ("flash/read", flash_addr, "GET", "/read", Some(three)),
+        ("bare/idle", bare_addr, "GET", "/idle", None),
+        ("flash/idle", flash_addr, "GET", "/idle", None),
+    ];
+    for (id, addr, method, path, cookie) in cases {
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        std::hint::black_box(send(addr, method, path, cookie).await);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<axum::body::Bytes>,
+>;
 
 criterion_group! {
     name = benches;
