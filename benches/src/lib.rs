@@ -138,7 +138,10 @@ pub mod floor {
 
     /// A message as Django writes it: extra tags (`""` by default) may follow the text.
     #[derive(serde::Deserialize)]
-    #[allow(dead_code, reason = "every field is parsed, as a decoder must; the floor keeps two")]
+    #[allow(
+        dead_code,
+        reason = "every field is parsed, as a decoder must; the floor keeps two"
+    )]
     struct DjangoStored<'a>(
         #[serde(borrow)] std::borrow::Cow<'a, str>,
         u8,
