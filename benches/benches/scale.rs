@@ -11,6 +11,8 @@
 //! `FLASH_BENCH_SCALE_CLIENTS` changes the large population (default 1 000 000).
 #![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -238,6 +240,11 @@ fn scale(c: &mut Criterion) {
         .build()
         .expect("a tokio runtime");
     let mut skipped = Vec::new();
+    rt.block_on(common::sweep_dead_runs(
+        &server_url("FLASH_REDIS_URL"),
+        &server_url("FLASH_POSTGRES_URL"),
+        &server_url("FLASH_MYSQL_URL"),
+    ));
     let mut targets = rt.block_on(open(&mut skipped));
     let large = large();
     let mut notes = Vec::new();

@@ -17,6 +17,8 @@
 //! Each run uses its own Redis prefix and its own tables, removed at the end.
 #![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
 
+mod common;
+
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
@@ -859,6 +861,11 @@ fn stores(c: &mut Criterion) {
         .expect("a tokio runtime");
     let max_clients = CLIENTS.iter().copied().max().unwrap_or(1);
     let mut skipped = Vec::new();
+    rt.block_on(common::sweep_dead_runs(
+        &server_url("FLASH_REDIS_URL"),
+        &server_url("FLASH_POSTGRES_URL"),
+        &server_url("FLASH_MYSQL_URL"),
+    ));
     let backends = rt.block_on(open_backends(max_clients, &mut skipped));
 
     let mut round_trips = serde_json::Map::new();

@@ -180,3 +180,80 @@ pub(crate) fn peer_store() -> actix_web_flash_messages::storage::CookieMessageSt
     .bytes_size_limit(4096)
     .build()
 }
+
+/// Whether `name` (a table, key or file of a bench run) belongs to a run whose process is gone:
+/// its first number is the run's process id. Never true where `/proc` is missing.
+pub(crate) fn of_dead_run(name: &str) -> bool {
+    let digits: String = name
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let proc = std::path::Path::new("/proc");
+    !digits.is_empty()
+        && proc.join("self").exists()
+        && digits
+            .parse::<u32>()
+            .is_ok_and(|pid| pid != std::process::id())
+        && !proc.join(&digits).exists()
+}
+
+/// Removes what earlier bench runs that died left behind (a panic skips their cleanup): tables
+/// `flash_bench_*`, Redis keys `{flash-bench-*` and SQLite files `flash-bench-*.db*` of processes
+/// that no longer exist. Best effort: errors are ignored.
+pub(crate) async fn sweep_dead_runs(redis_url: &str, postgres_url: &str, mysql_url: &str) {
+    use redis::AsyncCommands as _;
+    use sqlx::AssertSqlSafe;
+
+    if let Ok(pool) = sqlx::PgPool::connect(postgres_url).await {
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "SELECT tablename::text FROM pg_tables WHERE tablename LIKE 'flash\\_bench\\_%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        for (table,) in tables.into_iter().filter(|(t,)| of_dead_run(t)) {
+            let statement = format!("DROP TABLE IF EXISTS \"{table}\"");
+            let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(&pool).await;
+        }
+        pool.close().await;
+    }
+    if let Ok(pool) = sqlx::MySqlPool::connect(mysql_url).await {
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name LIKE 'flash\\_bench\\_%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        for (table,) in tables.into_iter().filter(|(t,)| of_dead_run(t)) {
+            let statement = format!("DROP TABLE IF EXISTS `{table}`");
+            let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(&pool).await;
+        }
+        pool.close().await;
+    }
+    if let Ok(client) = redis::Client::open(redis_url)
+        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+    {
+        let mut keys: Vec<String> = Vec::new();
+        if let Ok(mut iter) = conn.scan_match::<_, String>("{flash-bench-*").await {
+            while let Some(Ok(key)) = iter.next_item().await {
+                if of_dead_run(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        for chunk in keys.chunks(1_000) {
+            let _: redis::RedisResult<()> =
+                redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await;
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("flash-bench-") && name.contains(".db") && of_dead_run(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
