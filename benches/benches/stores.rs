@@ -703,6 +703,92 @@ async fn sql_store(url: &str, table: &str) -> flash_core::Result<SqlStore> {
     Ok(store)
 }
 
+/// Per cycle on Redis, flash and raw: the round trips (script calls: `EVALSHA`, `EVAL`, `SCRIPT`)
+/// and every command the server ran (inside the scripts too), counted exactly on a private
+/// `redis-server` started for the count (its `INFO commandstats` sees no other traffic). `None`
+/// when no `redis-server` can be started.
+fn redis_commands_per_cycle(rt: &tokio::runtime::Runtime) -> Option<[(f64, f64); 2]> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let mut child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let url = format!("redis://127.0.0.1:{port}");
+    let counted = rt.block_on(async {
+        let mut conn = None;
+        for _ in 0..100 {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(c) = client.get_multiplexed_async_connection().await
+            {
+                conn = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut conn = conn?;
+        let store = RedisStore::connect(&url).await.ok()?;
+        let (flash, _) = FlashSide::new(store, 1).await;
+        let flash: Arc<dyn Side> = flash;
+        let raw: Arc<dyn Side> = RedisRaw::new(&url, "flash-bench-count", 1).await.ok()?;
+        let mut per_cycle = Vec::new();
+        for side in [&flash, &raw] {
+            side.cycle(0).await; // loads the scripts (a first EVALSHA answers NOSCRIPT)
+            let before = calls(&mut conn).await?;
+            for _ in 0..COUNTED_CYCLES {
+                side.cycle(0).await;
+            }
+            let after = calls(&mut conn).await?;
+            let cycles = COUNTED_CYCLES as f64;
+            // The first INFO is counted by the second (not a script call).
+            per_cycle.push((
+                (after.0 - before.0) as f64 / cycles,
+                (after.1 - before.1 - 1) as f64 / cycles,
+            ));
+        }
+        Some([per_cycle[0], per_cycle[1]])
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    counted
+}
+
+/// Script calls (one per round trip for flash's store) and all commands the server has run,
+/// from `INFO commandstats`.
+async fn calls(conn: &mut redis::aio::MultiplexedConnection) -> Option<(u64, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .ok()?;
+    let mut scripts = 0;
+    let mut all = 0;
+    for line in info.lines().filter(|l| l.starts_with("cmdstat_")) {
+        let Some((name, stats)) = line.split_once(':') else {
+            continue;
+        };
+        let Some(n) = stats
+            .split("calls=")
+            .nth(1)
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        all += n;
+        let name = &name["cmdstat_".len()..];
+        if name.starts_with("eval") || name.starts_with("fcall") || name.starts_with("script") {
+            scripts += n;
+        }
+    }
+    Some((scripts, all))
+}
+
 async fn open_backends(clients: usize, skipped: &mut Vec<String>) -> Vec<Backend> {
     let mut backends = Vec::new();
 
@@ -909,9 +995,21 @@ fn stores(c: &mut Criterion) {
             run(&rt, &backend.flash, 1, COUNTED_CYCLES);
         }
         let calls = (backend.counts.total() - before) as f64 / COUNTED_CYCLES as f64;
-        let raw_statements = backend
+        let mut raw_statements = backend
             .sql
             .then(|| count_statements(&rt, &backend.raw, COUNTED_CYCLES));
+        let mut flash_statements = flash_statements;
+        let mut server_commands = None;
+        if backend.name == "redis" {
+            match redis_commands_per_cycle(&rt) {
+                Some([flash, raw]) => {
+                    flash_statements = Some(flash.0);
+                    raw_statements = Some(raw.0);
+                    server_commands = Some(json!({ "flash": flash.1, "raw": raw.1 }));
+                }
+                None => println!("stores/redis: no private redis-server to count commands on"),
+            }
+        }
         let per = |now: usize, then: usize| (now - then) as f64 / COUNTED_CYCLES as f64;
         let entry = json!({
             "store_calls": calls,
@@ -920,6 +1018,7 @@ fn stores(c: &mut Criterion) {
             "appends": per(backend.counts.appends(), appends),
             "statements_flash": flash_statements,
             "statements_raw": raw_statements,
+            "server_commands": server_commands,
         });
         println!("stores/{}: per cycle {entry}", backend.name);
         round_trips.insert(backend.name.to_owned(), entry);
