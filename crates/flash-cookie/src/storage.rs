@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use flash_core::http::HeaderMap;
 use flash_core::{
     CookieOptions, Error, Incoming, Keys, LoadToken, Loaded, Message, Overflow, Result, Storage,
-    Update, append_set_cookie,
+    Update,
 };
 
 use crate::codec::{Codec, Decoded};
@@ -157,7 +157,7 @@ impl CookieStorage {
     }
 
     fn update_limit(&mut self) {
-        let overhead = self.options.overhead(&self.name, None);
+        let overhead = self.options.line_overhead(&self.name, None);
         self.limit = self
             .max_value_len
             .min(MAX_SET_COOKIE_LEN.saturating_sub(overhead));
@@ -178,7 +178,7 @@ impl CookieStorage {
     }
 
     fn delete(&self, response: &mut HeaderMap) {
-        append_set_cookie(response, &self.options.removal(&self.name));
+        self.options.append_removal(response, &self.name);
     }
 
     /// Writes `messages` (as many as fit) or deletes the cookie when there are none; returns
@@ -201,9 +201,7 @@ impl CookieStorage {
             .codec
             .pack(&self.name, &messages, overflow, self.limit)?;
         match packed.value {
-            Some(value) => {
-                append_set_cookie(response, &self.options.build(&self.name, value, None))
-            }
+            Some(value) => self.options.append(response, &self.name, &value, None),
             None if present => self.delete(response),
             None => {}
         }

@@ -200,6 +200,9 @@ async fn too_many_messages_keep_the_newest_and_report_the_dropped() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Another test's thread may have cached "no interest" for the warning's callsite while no
+    // subscriber was set: recompute it now that this thread has one.
+    tracing::callsite::rebuild_interest_cache();
     let (set, dropped) = save(&storage, &request(None), added(messages.clone())).await;
     drop(_guard);
 

@@ -1,8 +1,14 @@
 //! Cookie attributes shared by every cookie flash sets.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use cookie::{Cookie, SameSite};
+use http::header::SET_COOKIE;
+use http::{HeaderMap, HeaderValue};
+
+/// The expiry attributes of a deletion cookie: fixed, so deleting formats no date.
+const REMOVAL: &str = "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
 
 /// Attributes of a cookie flash sets: `Path=/; HttpOnly; SameSite=Lax` by default.
 ///
@@ -85,10 +91,7 @@ impl CookieOptions {
         cookie.set_same_site(self.same_site);
         cookie.set_secure(self.secure || self.same_site == Some(SameSite::None));
         if let Some(max_age) = max_age {
-            // Round up: a sub-second lifetime must not become `Max-Age=0`, which deletes.
-            let secs = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
-            let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-            cookie.set_max_age(cookie::time::Duration::seconds(secs));
+            cookie.set_max_age(cookie::time::Duration::seconds(max_age_secs(max_age)));
         }
         cookie
     }
@@ -100,9 +103,147 @@ impl CookieOptions {
         cookie
     }
 
-    /// The longest `Set-Cookie` line these attributes add to `name=value`, in bytes (for size
-    /// limits).
-    pub fn overhead(&self, name: &str, max_age: Option<Duration>) -> usize {
-        self.build(name, String::new(), max_age).to_string().len()
+    /// The attributes as they follow `name=value` in a `Set-Cookie` line (`"; HttpOnly; …"`), in
+    /// the order the `cookie` crate writes them.
+    fn attributes(&self) -> String {
+        let mut out = String::with_capacity(48 + self.domain.as_ref().map_or(0, String::len));
+        if self.http_only {
+            out.push_str("; HttpOnly");
+        }
+        if let Some(same_site) = self.same_site {
+            let _ = write!(out, "; SameSite={same_site}");
+        }
+        if self.secure || self.same_site == Some(SameSite::None) {
+            out.push_str("; Secure");
+        }
+        let _ = write!(out, "; Path={}", self.path);
+        if let Some(domain) = &self.domain {
+            let _ = write!(out, "; Domain={domain}");
+        }
+        out
+    }
+
+    /// Appends `Set-Cookie: name=value` with these attributes and an optional `Max-Age` to
+    /// `response`, written in one buffer. The value is written as is: it must be made of
+    /// cookie-safe characters (base64url, and `:` for Django's format).
+    ///
+    /// ```
+    /// use flash_core::CookieOptions;
+    /// let mut headers = http::HeaderMap::new();
+    /// CookieOptions::default().append(&mut headers, "id", "abc", None);
+    /// CookieOptions::default().append_removal(&mut headers, "old");
+    /// let lines: Vec<_> = headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    /// assert_eq!(lines[0], "id=abc; HttpOnly; SameSite=Lax; Path=/");
+    /// assert_eq!(
+    ///     lines[1],
+    ///     "old=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+    /// );
+    /// ```
+    pub fn append(
+        &self,
+        response: &mut HeaderMap,
+        name: &str,
+        value: &str,
+        max_age: Option<Duration>,
+    ) {
+        let attributes = self.attributes();
+        let mut line = String::with_capacity(name.len() + value.len() + attributes.len() + 24);
+        line.push_str(name);
+        line.push('=');
+        line.push_str(value);
+        line.push_str(&attributes);
+        if let Some(max_age) = max_age {
+            let _ = write!(line, "; Max-Age={}", max_age_secs(max_age));
+        }
+        push_line(response, line, name);
+    }
+
+    /// Appends the `Set-Cookie` that deletes `name`: empty, expired (a fixed date in 1970), with
+    /// the same attributes.
+    pub fn append_removal(&self, response: &mut HeaderMap, name: &str) {
+        let mut line = format!("{name}={}", self.attributes());
+        line.push_str(REMOVAL);
+        push_line(response, line, name);
+    }
+
+    /// The length of the `Set-Cookie` line these attributes add to `name=value`, in bytes
+    /// (for size limits).
+    pub fn line_overhead(&self, name: &str, max_age: Option<Duration>) -> usize {
+        name.len()
+            + 1
+            + self.attributes().len()
+            + max_age.map_or(0, |a| {
+                "; Max-Age=".len() + max_age_secs(a).to_string().len()
+            })
+    }
+}
+
+/// Whole seconds, rounded up: a sub-second lifetime must not become `Max-Age=0`, which deletes.
+fn max_age_secs(max_age: Duration) -> i64 {
+    let secs = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+fn push_line(response: &mut HeaderMap, line: String, name: &str) {
+    match HeaderValue::try_from(line) {
+        Ok(value) => {
+            response.append(SET_COOKIE, value);
+        }
+        Err(err) => tracing::error!(%err, name, "cookie is not a valid header value"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn lines(headers: &HeaderMap) -> Vec<String> {
+        headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_fast_line_matches_the_cookie_crate() {
+        let variants = [
+            CookieOptions::default(),
+            CookieOptions::default().secure(true).domain("example.com"),
+            CookieOptions::default()
+                .same_site(Some(SameSite::None))
+                .http_only(false)
+                .path("/app"),
+            CookieOptions::default().same_site(None),
+            CookieOptions::default().same_site(Some(SameSite::Strict)),
+        ];
+        for options in variants {
+            for max_age in [
+                None,
+                Some(Duration::from_millis(1500)),
+                Some(Duration::from_secs(604800)),
+            ] {
+                let mut headers = HeaderMap::new();
+                options.append(&mut headers, "n", "v.a:b", max_age);
+                let expected = options.build("n", "v.a:b".to_owned(), max_age).to_string();
+                assert_eq!(lines(&headers), std::slice::from_ref(&expected));
+                assert_eq!(
+                    options.line_overhead("n", max_age) + "v.a:b".len(),
+                    expected.len()
+                );
+            }
+            let mut headers = HeaderMap::new();
+            options.append_removal(&mut headers, "n");
+            let line = &lines(&headers)[0];
+            let parsed = Cookie::parse(line.as_str()).expect("parses");
+            assert_eq!(parsed.value(), "");
+            assert_eq!(parsed.max_age(), Some(cookie::time::Duration::ZERO));
+            assert_eq!(parsed.path(), Some(options.path.as_str()));
+            assert_eq!(
+                parsed.secure(),
+                Some(true).filter(|_| options.secure || options.same_site == Some(SameSite::None))
+            );
+        }
     }
 }

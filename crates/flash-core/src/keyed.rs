@@ -11,7 +11,7 @@ use crate::cookie_options::CookieOptions;
 use crate::error::Result;
 use crate::message::Message;
 use crate::signing::Keys;
-use crate::storage::{Incoming, LoadToken, Loaded, Storage, Update, append_set_cookie};
+use crate::storage::{Incoming, LoadToken, Loaded, Storage, Update};
 
 /// A client's random 128-bit id, carried in a signed cookie.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -255,8 +255,8 @@ impl<S: KeyedStore> KeyedStorage<S> {
 
     fn set_id_cookie(&self, client: &ClientId, response: &mut HeaderMap) {
         let value = self.keys.sign_token(&self.cookie_name, client.as_bytes());
-        let cookie = self.cookie.build(&self.cookie_name, value, Some(self.ttl));
-        append_set_cookie(response, &cookie);
+        self.cookie
+            .append(response, &self.cookie_name, &value, Some(self.ttl));
     }
 }
 
@@ -304,7 +304,7 @@ impl<S: KeyedStore> Storage for KeyedStorage<S> {
             _ if update.added.is_empty() => {
                 if known.is_none() && request.cookie(&self.cookie_name).is_some() {
                     // A cookie that does not verify is dropped rather than sent back forever.
-                    append_set_cookie(response, &self.cookie.removal(&self.cookie_name));
+                    self.cookie.append_removal(response, &self.cookie_name);
                 }
             }
             (_, known) => {

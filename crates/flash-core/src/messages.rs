@@ -273,7 +273,14 @@ impl Messages {
         if self.state().loaded.is_some() {
             return Ok(());
         }
-        let loaded = self.inner.storage.load(&self.inner.incoming).await?;
+        // Through the `dyn Storage` itself, not the blanket impl for `Arc`, which would box a
+        // second future.
+        let loaded = self
+            .inner
+            .storage
+            .as_ref()
+            .load(&self.inner.incoming)
+            .await?;
         let mut state = self.state();
         state.loaded = Some(
             loaded
@@ -420,6 +427,7 @@ impl Messages {
         let dropped = self
             .inner
             .storage
+            .as_ref()
             .save(&self.inner.incoming, update, response)
             .await?;
         Ok(SaveReport {
