@@ -306,7 +306,11 @@ impl Storage for CookieStorage {
                     }
                     Carried::Valid(decoded) => (decoded.messages, true),
                 };
-                messages.extend(update.added);
+                if messages.is_empty() {
+                    messages = update.added;
+                } else {
+                    messages.extend(update.added);
+                }
                 self.write(messages, present, overflow, response)
             }
         }

@@ -188,6 +188,9 @@ impl Update {
     /// unread first, then added. Only meaningful when loaded; a storage that replaces its
     /// content must load what the request carries first when it was not.
     pub fn into_messages(self) -> Vec<Message> {
+        if self.unread.is_empty() {
+            return self.added;
+        }
         let mut all = self.unread;
         all.extend(self.added);
         all
