@@ -366,8 +366,10 @@ impl PgRaw {
         ));
         let lease = sql(format!(
             "UPDATE {t} SET lease = $2, leased_until = now() + $3 * interval '1 microsecond' \
-             WHERE client = $1 AND (leased_until IS NULL OR leased_until <= now()) \
-             AND {alive} > now() \
+             WHERE id IN (SELECT id FROM {t} \
+               WHERE client = $1 AND (leased_until IS NULL OR leased_until <= now()) \
+               AND {alive} > now() \
+               ORDER BY id FOR UPDATE SKIP LOCKED) \
              RETURNING id, body"
         ));
         let consume_append = sql(format!(
