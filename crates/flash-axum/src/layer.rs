@@ -213,6 +213,14 @@ where
                     };
                     let shared = slot.shared.clone();
                     drop(slot);
+                    let mut response = response;
+                    let headers = response.headers_mut();
+                    let cookies_before = headers.get_all(SET_COOKIE).iter().count();
+                    // A storage that never waits (cookies) is saved here, with no boxed future.
+                    if let Some(result) = messages.save_now(headers) {
+                        finish(&shared, result, headers, cookies_before);
+                        return Poll::Ready(Ok(response));
+                    }
                     this.state.set(State::Saving {
                         future: Box::pin(save(messages, shared, response)),
                     });
@@ -232,7 +240,20 @@ async fn save<B>(
 ) -> Response<B> {
     let headers = response.headers_mut();
     let cookies_before = headers.get_all(SET_COOKIE).iter().count();
-    let vary = match messages.save(headers).await {
+    let result = messages.save(headers).await;
+    finish(&shared, result, headers, cookies_before);
+    response
+}
+
+/// Shapes the response after a save: logs and reports a failure, adds `Vary: Cookie` and,
+/// when the save set a cookie, `Cache-Control: private, no-store`.
+fn finish(
+    shared: &Shared,
+    result: flash_core::Result<flash_core::SaveReport>,
+    headers: &mut HeaderMap,
+    cookies_before: usize,
+) {
+    let vary = match result {
         Ok(report) => {
             if !report.dropped.is_empty() {
                 tracing::warn!(
@@ -258,11 +279,14 @@ async fn save<B>(
     if headers.get_all(SET_COOKIE).iter().count() > cookies_before {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     }
-    response
 }
 
 /// Adds `Cookie` to the response's `Vary`, keeping what is there and never twice.
 fn vary_on_cookie(headers: &mut HeaderMap) {
+    if !headers.contains_key(VARY) {
+        headers.insert(VARY, HeaderValue::from_static("Cookie"));
+        return;
+    }
     let mut existing = Vec::new();
     for value in headers.get_all(VARY) {
         let Ok(value) = value.to_str() else {

@@ -19,10 +19,29 @@ pub struct Decoded {
 /// The value chosen for a list of messages under a size limit.
 #[derive(Debug)]
 pub(crate) struct Packed {
-    /// The cookie value, `None` when nothing is to be stored.
-    pub(crate) value: Option<String>,
+    /// The whole `Set-Cookie` line carrying the value, `None` when nothing is to be stored.
+    pub(crate) line: Option<String>,
     /// The messages the value holds: a prefix (spill) or a suffix (drop oldest) of the list.
     pub(crate) kept: Range<usize>,
+}
+
+/// What surrounds the value in a `Set-Cookie` line: `name=` before, the attributes after.
+/// Codecs write the value straight between them, so a response costs one buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LineParts<'a> {
+    pub(crate) prefix: &'a str,
+    pub(crate) suffix: &'a str,
+}
+
+impl LineParts<'_> {
+    /// The line for a value of `value_len` bytes written by `write`.
+    pub(crate) fn write(&self, value_len: usize, write: impl FnOnce(&mut String)) -> String {
+        let mut line = String::with_capacity(self.prefix.len() + value_len + self.suffix.len());
+        line.push_str(self.prefix);
+        write(&mut line);
+        line.push_str(self.suffix);
+        line
+    }
 }
 
 /// The format of a cookie value: flash's own signed JSON, or Django's (feature `django`).
@@ -78,18 +97,20 @@ impl Codec {
         }
     }
 
-    /// The value for as many of `messages` as fit in `limit` bytes under `overflow`.
+    /// The `Set-Cookie` line for as many of `messages` as fit in a value of `limit` bytes
+    /// under `overflow`.
     pub(crate) fn pack(
         &self,
         name: &str,
         messages: &[Message],
         overflow: Overflow,
         limit: usize,
+        line: LineParts<'_>,
     ) -> Result<Packed> {
         match self {
-            Codec::Flash(codec) => codec.pack(name, messages, overflow, limit),
+            Codec::Flash(codec) => codec.pack(name, messages, overflow, limit, line),
             #[cfg(feature = "django")]
-            Codec::Django(codec) => codec.pack(messages, overflow, limit),
+            Codec::Django(codec) => codec.pack(messages, overflow, limit, line),
         }
     }
 }

@@ -15,7 +15,7 @@ use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::codec::{Decoded, Packed};
+use crate::codec::{Decoded, LineParts, Packed};
 
 /// Django's not-finished marker, the last element of a cookie whose rest overflowed.
 pub const NOT_FINISHED: &str = "__messagesnotfinished__";
@@ -156,7 +156,10 @@ impl DjangoCodec {
         messages: &[Message],
         overflow: Overflow,
         limit: usize,
+        line: LineParts<'_>,
     ) -> Result<Packed> {
+        // zlib dominates this format's cost: the value is copied into the line.
+        let line_of = |value: String| line.write(value.len(), |out| out.push_str(&value));
         let n = messages.len();
         let parts = Parts::new(messages)?;
         let mut json = Vec::with_capacity(parts.buf.len() + NOT_FINISHED.len() + 8);
@@ -164,7 +167,7 @@ impl DjangoCodec {
         let whole = self.seal(&json)?;
         if whole.len() <= limit {
             return Ok(Packed {
-                value: Some(whole),
+                line: Some(line_of(whole)),
                 kept: 0..n,
             });
         }
@@ -207,7 +210,7 @@ impl DjangoCodec {
         // Django would write an oversized marker-only value; never exceed the limit.
         Ok(if value.len() <= limit {
             Packed {
-                value: Some(value),
+                line: Some(line_of(value)),
                 kept,
             }
         } else {
@@ -216,7 +219,7 @@ impl DjangoCodec {
                 Overflow::Spill => 0..0,
             };
             Packed {
-                value: None,
+                line: None,
                 kept: empty,
             }
         })

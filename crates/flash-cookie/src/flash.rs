@@ -8,7 +8,7 @@ use flash_core::{Error, ErrorKind, Keys, Message, Overflow, Result, SIGNATURE_LE
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
-use crate::codec::{Decoded, Packed};
+use crate::codec::{Decoded, LineParts, Packed};
 
 /// The not-finished marker: a trailing `0` after the message arrays.
 const MARKER: u8 = b'0';
@@ -59,10 +59,7 @@ impl FlashCodec {
     /// # Errors
     /// [`ErrorKind::Encode`] when a message cannot be serialised.
     pub fn encode(&self, name: &str, messages: &[Message], not_finished: bool) -> Result<String> {
-        let mut json = Json::with_capacity(messages);
-        for message in messages {
-            json.push(message)?;
-        }
+        let mut json = Json::new(messages, false)?;
         let bytes = json.finish(not_finished);
         Ok(self.seal(name, bytes))
     }
@@ -118,18 +115,21 @@ impl FlashCodec {
         messages: &[Message],
         overflow: Overflow,
         limit: usize,
+        line: LineParts<'_>,
     ) -> Result<Packed> {
-        let mut json = Json::with_capacity(messages);
-        for message in messages {
-            json.push(message)?;
-        }
+        let sealed =
+            |json: &[u8]| line.write(value_len(json.len()), |out| self.seal_into(name, json, out));
+        let mut json = Json::new(messages, false)?;
         if value_len(json.len_with(false)) <= limit {
             let bytes = json.finish(false);
             return Ok(Packed {
-                value: Some(self.seal(name, bytes)),
+                line: Some(sealed(bytes)),
                 kept: 0..messages.len(),
             });
         }
+        // Too long: write it again noting where each message ends, to cut it (rare, so the
+        // common case does without that list).
+        let mut json = Json::new(messages, true)?;
         let n = messages.len();
         match overflow {
             Overflow::DropOldest => {
@@ -137,11 +137,11 @@ impl FlashCodec {
                 let start = (0..n).find(|&i| value_len(json.suffix_len(i)) <= limit);
                 Ok(match start {
                     Some(start) => Packed {
-                        value: Some(self.seal(name, json.suffix(start))),
+                        line: Some(sealed(json.suffix(start))),
                         kept: start..n,
                     },
                     None => Packed {
-                        value: None,
+                        line: None,
                         kept: n..n,
                     },
                 })
@@ -153,11 +153,11 @@ impl FlashCodec {
                     .find(|&j| value_len(json.prefix_len(j)) <= limit);
                 Ok(match end {
                     Some(end) => Packed {
-                        value: Some(self.seal(name, json.prefix(end))),
+                        line: Some(sealed(json.prefix(end))),
                         kept: 0..end,
                     },
                     None => Packed {
-                        value: None,
+                        line: None,
                         kept: 0..0,
                     },
                 })
@@ -166,12 +166,17 @@ impl FlashCodec {
     }
 
     fn seal(&self, name: &str, json: &[u8]) -> String {
-        let mac = self.keys.sign(name, json);
         let mut out = String::with_capacity(value_len(json.len()));
-        URL_SAFE_NO_PAD.encode_string(json, &mut out);
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(mac, &mut out);
+        self.seal_into(name, json, &mut out);
         out
+    }
+
+    /// Appends the value for `json` to `out`.
+    fn seal_into(&self, name: &str, json: &[u8], out: &mut String) {
+        let mac = self.keys.sign(name, json);
+        URL_SAFE_NO_PAD.encode_string(json, out);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac, out);
     }
 }
 
@@ -192,40 +197,54 @@ fn value_len(json_len: usize) -> usize {
     (json_len * 4).div_ceil(3) + 1 + SIGNATURE_B64_LEN
 }
 
-/// The JSON array being written: `[` then the messages separated by `,`, with the end offset
-/// of every message recorded so that any prefix or suffix can be cut without re-serialising.
+/// The JSON array of messages: `[` then the messages separated by `,`; with `cuttable`, the
+/// end offset of every message is recorded so that any prefix or suffix can be cut without
+/// re-serialising.
 struct Json {
     buf: Vec<u8>,
+    count: usize,
     ends: Vec<usize>,
 }
 
 impl Json {
-    fn with_capacity(messages: &[Message]) -> Self {
+    fn new(messages: &[Message], cuttable: bool) -> Result<Self> {
         let estimate = messages.iter().fold(2, |acc, m| {
             acc + m.text.len() + m.extra_tags.as_ref().map_or(0, String::len) + 20
         });
         let mut buf = Vec::with_capacity(estimate);
         buf.push(b'[');
-        Json {
+        let mut json = Json {
             buf,
-            ends: Vec::with_capacity(messages.len()),
+            count: 0,
+            ends: if cuttable {
+                Vec::with_capacity(messages.len())
+            } else {
+                Vec::new()
+            },
+        };
+        for message in messages {
+            json.push(message, cuttable)?;
         }
+        Ok(json)
     }
 
-    fn push(&mut self, message: &Message) -> Result<()> {
-        if !self.ends.is_empty() {
+    fn push(&mut self, message: &Message, cuttable: bool) -> Result<()> {
+        if self.count > 0 {
             self.buf.push(b',');
         }
         serde_json::to_writer(&mut self.buf, message).map_err(|err| {
             Error::with_source(ErrorKind::Encode, "cannot serialise a message", err)
         })?;
-        self.ends.push(self.buf.len());
+        self.count += 1;
+        if cuttable {
+            self.ends.push(self.buf.len());
+        }
         Ok(())
     }
 
     /// The length of the whole array, with the marker when `not_finished`.
     fn len_with(&self, not_finished: bool) -> usize {
-        match (self.ends.is_empty(), not_finished) {
+        match (self.count == 0, not_finished) {
             (_, false) => self.buf.len() + 1,
             (true, true) => self.buf.len() + 2,
             (false, true) => self.buf.len() + 3,
@@ -235,7 +254,7 @@ impl Json {
     /// Closes the whole array.
     fn finish(&mut self, not_finished: bool) -> &[u8] {
         if not_finished {
-            if !self.ends.is_empty() {
+            if self.count > 0 {
                 self.buf.push(b',');
             }
             self.buf.push(MARKER);
@@ -376,14 +395,12 @@ mod tests {
         let messages: Vec<Message> = (0..5)
             .map(|i| Message::new(Level::INFO, "é\"".repeat(i + 1)).with_extra_tags("t"))
             .collect();
-        let mut json = Json::with_capacity(&messages);
-        for m in &messages {
-            json.push(m).expect("serialise");
-        }
+        let mut json = Json::new(&messages, true).expect("serialise");
         for i in 0..=5 {
             if i < 5 {
                 let mut copy = Json {
                     buf: json.buf.clone(),
+                    count: json.count,
                     ends: json.ends.clone(),
                 };
                 let len = copy.suffix_len(i);
@@ -394,6 +411,7 @@ mod tests {
             }
             let mut copy = Json {
                 buf: json.buf.clone(),
+                count: json.count,
                 ends: json.ends.clone(),
             };
             let len = copy.prefix_len(i);

@@ -1,13 +1,14 @@
 //! The signed-cookie [`Storage`].
 
 use async_trait::async_trait;
-use flash_core::http::HeaderMap;
+use flash_core::http::header::SET_COOKIE;
+use flash_core::http::{HeaderMap, HeaderValue};
 use flash_core::{
-    CookieOptions, Error, Incoming, Keys, LoadToken, Loaded, Message, Overflow, Result, Storage,
-    Update,
+    CookieOptions, Error, ImmediateStorage, Incoming, Keys, LoadToken, Loaded, Message, Overflow,
+    Result, Storage, Update, append_set_cookie_line,
 };
 
-use crate::codec::{Codec, Decoded};
+use crate::codec::{Codec, Decoded, LineParts};
 use crate::flash::FlashCodec;
 
 /// The default cookie name, Django's.
@@ -53,6 +54,10 @@ pub struct CookieStorage {
     max_value_len: usize,
     /// The effective limit on the value: the configured one within the `Set-Cookie` cap.
     limit: usize,
+    /// `name=`, the start of every line this storage writes.
+    prefix: String,
+    /// The deletion line, made once: a consuming read appends it by reference count.
+    removal: Option<HeaderValue>,
 }
 
 /// What the request's cookie holds.
@@ -62,12 +67,26 @@ enum Carried {
     Valid(Decoded),
 }
 
-/// What `load` remembers for `save`.
-struct CookieToken {
-    /// The request carried a (non-empty) cookie.
-    present: bool,
-    /// That cookie did not decode: delete it.
-    invalid: bool,
+// What `load` remembers for `save`, one zero-sized type per case: a boxed zero-sized
+// token does not allocate.
+/// `load` found no cookie.
+struct NoCookie;
+/// `load` found a cookie that decoded.
+struct ValidCookie;
+/// `load` found a cookie that did not decode: the response deletes it.
+struct InvalidCookie;
+
+/// Whether the request carried a cookie and whether it was invalid, per the token of `load`.
+fn loaded_cookie(token: &LoadToken) -> Option<(bool, bool)> {
+    if token.get::<ValidCookie>().is_some() {
+        Some((true, false))
+    } else if token.get::<NoCookie>().is_some() {
+        Some((false, false))
+    } else if token.get::<InvalidCookie>().is_some() {
+        Some((true, true))
+    } else {
+        None
+    }
 }
 
 impl CookieStorage {
@@ -84,8 +103,10 @@ impl CookieStorage {
             options: CookieOptions::default(),
             max_value_len: DEFAULT_MAX_VALUE_LEN,
             limit: 0,
+            prefix: String::new(),
+            removal: None,
         };
-        storage.update_limit();
+        storage.configured();
         storage
     }
 
@@ -114,7 +135,7 @@ impl CookieStorage {
     #[must_use]
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
-        self.update_limit();
+        self.configured();
         self
     }
 
@@ -122,7 +143,7 @@ impl CookieStorage {
     #[must_use]
     pub fn cookie_options(mut self, options: CookieOptions) -> Self {
         self.options = options;
-        self.update_limit();
+        self.configured();
         self
     }
 
@@ -131,7 +152,7 @@ impl CookieStorage {
     #[must_use]
     pub fn max_value_len(mut self, max: usize) -> Self {
         self.max_value_len = max;
-        self.update_limit();
+        self.configured();
         self
     }
 
@@ -156,11 +177,21 @@ impl CookieStorage {
         self.limit
     }
 
-    fn update_limit(&mut self) {
+    /// Recomputes what derives from the name, the attributes and the limit.
+    fn configured(&mut self) {
         let overhead = self.options.line_overhead(&self.name, None);
         self.limit = self
             .max_value_len
             .min(MAX_SET_COOKIE_LEN.saturating_sub(overhead));
+        self.prefix = format!("{}=", self.name);
+        let removal = self.options.removal_line(&self.name);
+        self.removal = match HeaderValue::try_from(removal) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                tracing::error!(cookie = %self.name, %err, "the cookie's deletion line is not a valid header value");
+                None
+            }
+        };
     }
 
     fn carried(&self, request: &Incoming) -> Carried {
@@ -178,7 +209,9 @@ impl CookieStorage {
     }
 
     fn delete(&self, response: &mut HeaderMap) {
-        self.options.append_removal(response, &self.name);
+        if let Some(removal) = &self.removal {
+            response.append(SET_COOKIE, removal.clone());
+        }
     }
 
     /// Writes `messages` (as many as fit) or deletes the cookie when there are none; returns
@@ -197,11 +230,15 @@ impl CookieStorage {
             return Ok(messages);
         }
         let n = messages.len();
+        let line = LineParts {
+            prefix: &self.prefix,
+            suffix: self.options.attributes(),
+        };
         let packed = self
             .codec
-            .pack(&self.name, &messages, overflow, self.limit)?;
-        match packed.value {
-            Some(value) => self.options.append(response, &self.name, &value, None),
+            .pack(&self.name, &messages, overflow, self.limit, line)?;
+        match packed.line {
+            Some(line) => append_set_cookie_line(response, line),
             None if present => self.delete(response),
             None => {}
         }
@@ -234,40 +271,7 @@ impl CookieStorage {
 #[async_trait]
 impl Storage for CookieStorage {
     async fn load(&self, request: &Incoming) -> Result<Loaded> {
-        let (messages, complete, token) = match self.carried(request) {
-            Carried::Absent => (
-                Vec::new(),
-                true,
-                CookieToken {
-                    present: false,
-                    invalid: false,
-                },
-            ),
-            Carried::Invalid(err) => {
-                self.log_invalid(&err);
-                (
-                    Vec::new(),
-                    true,
-                    CookieToken {
-                        present: true,
-                        invalid: true,
-                    },
-                )
-            }
-            Carried::Valid(decoded) => (
-                decoded.messages,
-                decoded.complete,
-                CookieToken {
-                    present: true,
-                    invalid: false,
-                },
-            ),
-        };
-        Ok(Loaded {
-            messages,
-            complete,
-            token: LoadToken::new(token),
-        })
+        self.load_now(request)
     }
 
     async fn save(
@@ -276,12 +280,47 @@ impl Storage for CookieStorage {
         update: Update,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
+        self.save_now(request, update, response)
+    }
+
+    fn immediate(&self) -> Option<&dyn ImmediateStorage> {
+        Some(self)
+    }
+}
+
+/// Everything is in the request and the response: nothing to wait for.
+impl ImmediateStorage for CookieStorage {
+    fn load_now(&self, request: &Incoming) -> Result<Loaded> {
+        Ok(match self.carried(request) {
+            Carried::Absent => Loaded {
+                messages: Vec::new(),
+                complete: true,
+                token: LoadToken::new(NoCookie),
+            },
+            Carried::Invalid(err) => {
+                self.log_invalid(&err);
+                Loaded {
+                    messages: Vec::new(),
+                    complete: true,
+                    token: LoadToken::new(InvalidCookie),
+                }
+            }
+            Carried::Valid(decoded) => Loaded {
+                messages: decoded.messages,
+                complete: decoded.complete,
+                token: LoadToken::new(ValidCookie),
+            },
+        })
+    }
+
+    fn save_now(
+        &self,
+        request: &Incoming,
+        update: Update,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
         let overflow = update.overflow;
-        let token = update
-            .loaded
-            .as_ref()
-            .and_then(LoadToken::get::<CookieToken>)
-            .map(|t| (t.present, t.invalid));
+        let token = update.loaded.as_ref().and_then(loaded_cookie);
         match token {
             Some((present, invalid)) => {
                 if !update.consumed && update.added.is_empty() {

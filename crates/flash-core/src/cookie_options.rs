@@ -30,6 +30,8 @@ pub struct CookieOptions {
     secure: bool,
     http_only: bool,
     same_site: Option<SameSite>,
+    /// The attributes formatted once, when set: every response that writes a cookie uses them.
+    attributes: String,
 }
 
 impl Default for CookieOptions {
@@ -40,7 +42,9 @@ impl Default for CookieOptions {
             secure: false,
             http_only: true,
             same_site: Some(SameSite::Lax),
+            attributes: String::new(),
         }
+        .formatted()
     }
 }
 
@@ -49,35 +53,35 @@ impl CookieOptions {
     #[must_use]
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
-        self
+        self.formatted()
     }
 
     /// Sets `Domain` (default: none, the host only).
     #[must_use]
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
         self.domain = Some(domain.into());
-        self
+        self.formatted()
     }
 
     /// Sets `Secure` (default false; always on with `SameSite=None`).
     #[must_use]
     pub fn secure(mut self, secure: bool) -> Self {
         self.secure = secure;
-        self
+        self.formatted()
     }
 
     /// Sets `HttpOnly` (default true).
     #[must_use]
     pub fn http_only(mut self, http_only: bool) -> Self {
         self.http_only = http_only;
-        self
+        self.formatted()
     }
 
     /// Sets `SameSite` (default `Lax`; `None` omits the attribute).
     #[must_use]
     pub fn same_site(mut self, same_site: Option<SameSite>) -> Self {
         self.same_site = same_site;
-        self
+        self.formatted()
     }
 
     /// The cookie `name=value` with these attributes and an optional `Max-Age`.
@@ -104,9 +108,19 @@ impl CookieOptions {
     }
 
     /// The attributes as they follow `name=value` in a `Set-Cookie` line (`"; HttpOnly; …"`), in
-    /// the order the `cookie` crate writes them.
-    fn attributes(&self) -> String {
-        let mut out = String::with_capacity(48 + self.domain.as_ref().map_or(0, String::len));
+    /// the order the `cookie` crate writes them, without `Max-Age`.
+    ///
+    /// ```
+    /// use flash_core::CookieOptions;
+    /// assert_eq!(CookieOptions::default().attributes(), "; HttpOnly; SameSite=Lax; Path=/");
+    /// ```
+    pub fn attributes(&self) -> &str {
+        &self.attributes
+    }
+
+    fn formatted(mut self) -> Self {
+        let mut out = std::mem::take(&mut self.attributes);
+        out.clear();
         if self.http_only {
             out.push_str("; HttpOnly");
         }
@@ -120,7 +134,8 @@ impl CookieOptions {
         if let Some(domain) = &self.domain {
             let _ = write!(out, "; Domain={domain}");
         }
-        out
+        self.attributes = out;
+        self
     }
 
     /// Appends `Set-Cookie: name=value` with these attributes and an optional `Max-Age` to
@@ -146,24 +161,41 @@ impl CookieOptions {
         value: &str,
         max_age: Option<Duration>,
     ) {
-        let attributes = self.attributes();
-        let mut line = String::with_capacity(name.len() + value.len() + attributes.len() + 24);
+        let mut line = String::with_capacity(name.len() + value.len() + self.attributes.len() + 32);
         line.push_str(name);
         line.push('=');
         line.push_str(value);
-        line.push_str(&attributes);
+        line.push_str(&self.attributes);
         if let Some(max_age) = max_age {
             let _ = write!(line, "; Max-Age={}", max_age_secs(max_age));
         }
-        push_line(response, line, name);
+        append_set_cookie_line(response, line);
     }
 
     /// Appends the `Set-Cookie` that deletes `name`: empty, expired (a fixed date in 1970), with
     /// the same attributes.
     pub fn append_removal(&self, response: &mut HeaderMap, name: &str) {
-        let mut line = format!("{name}={}", self.attributes());
+        append_set_cookie_line(response, self.removal_line(name));
+    }
+
+    /// The `Set-Cookie` line that deletes `name` (what [`CookieOptions::append_removal`]
+    /// appends), for callers that keep it ready.
+    ///
+    /// ```
+    /// use flash_core::CookieOptions;
+    /// assert_eq!(
+    ///     CookieOptions::default().removal_line("old"),
+    ///     "old=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+    /// );
+    /// ```
+    pub fn removal_line(&self, name: &str) -> String {
+        let mut line =
+            String::with_capacity(name.len() + 1 + self.attributes.len() + REMOVAL.len());
+        line.push_str(name);
+        line.push('=');
+        line.push_str(&self.attributes);
         line.push_str(REMOVAL);
-        push_line(response, line, name);
+        line
     }
 
     /// The length of the `Set-Cookie` line these attributes add to `name=value`, in bytes
@@ -171,7 +203,7 @@ impl CookieOptions {
     pub fn line_overhead(&self, name: &str, max_age: Option<Duration>) -> usize {
         name.len()
             + 1
-            + self.attributes().len()
+            + self.attributes.len()
             + max_age.map_or(0, |a| {
                 "; Max-Age=".len() + max_age_secs(a).to_string().len()
             })
@@ -184,12 +216,15 @@ fn max_age_secs(max_age: Duration) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
-fn push_line(response: &mut HeaderMap, line: String, name: &str) {
+/// Appends a whole `Set-Cookie` line (`name=value; attributes`) to `response`. A line that is
+/// not a valid header value (a path or domain with control characters) is logged and left out:
+/// a response without the cookie is the safe outcome.
+pub fn append_set_cookie_line(response: &mut HeaderMap, line: String) {
     match HeaderValue::try_from(line) {
         Ok(value) => {
             response.append(SET_COOKIE, value);
         }
-        Err(err) => tracing::error!(%err, name, "cookie is not a valid header value"),
+        Err(err) => tracing::error!(%err, "a Set-Cookie line is not a valid header value"),
     }
 }
 

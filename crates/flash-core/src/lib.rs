@@ -15,7 +15,7 @@ mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use cookie_options::CookieOptions;
+pub use cookie_options::{CookieOptions, append_set_cookie_line};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
     ClientId, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, KeyedStorage, KeyedStore, LeaseId,
@@ -26,7 +26,9 @@ pub use memory::MemoryStore;
 pub use message::Message;
 pub use messages::{Config, Messages, SaveReport};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
-pub use storage::{Incoming, LoadToken, Loaded, Overflow, Storage, Update, append_set_cookie};
+pub use storage::{
+    ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, Storage, Update, append_set_cookie,
+};
 
 /// Re-exported for storages and adapters: the `async_trait` attribute the traits use.
 pub use async_trait::async_trait;

@@ -73,24 +73,25 @@ pub struct SaveReport {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Origin {
-    Stored,
     Added,
     Now,
 }
 
-struct Entry {
-    message: Message,
-    origin: Origin,
-}
-
+// Messages are kept as plain `Vec<Message>`s, the storage's own lists, so loading and saving
+// move them without copying; where each came from is counted on the side.
 #[derive(Default)]
 struct State {
-    /// `Some` once loaded: stored messages, followed by added ones moved here by a read
-    /// (Django's `_loaded_messages`).
-    loaded: Option<Vec<Entry>>,
+    /// `Some` once loaded: the `stored` messages of storage, followed by added ones moved here
+    /// by a read (Django's `_loaded_messages`).
+    loaded: Option<Vec<Message>>,
+    /// How many of `loaded` came from storage (a prefix).
+    stored: usize,
     token: Option<LoadToken>,
     /// Added and not yet read (Django's `_queued_messages`).
-    queued: Vec<Entry>,
+    queued: Vec<Message>,
+    /// The added messages that are for this request only ([`Messages::add_now`]), as positions
+    /// in the order of adding (the tail of `loaded`, then `queued`). Usually empty.
+    now: Vec<usize>,
     used: bool,
     added_new: bool,
     read_attempted: bool,
@@ -213,10 +214,14 @@ impl Messages {
         if message.level < state.level.unwrap_or(self.inner.config.level()) {
             return false;
         }
-        if origin == Origin::Added {
-            state.added_new = true;
+        match origin {
+            Origin::Added => state.added_new = true,
+            Origin::Now => {
+                let position = state.added_count();
+                state.now.push(position);
+            }
         }
-        state.queued.push(Entry { message, origin });
+        state.queued.push(message);
         true
     }
 
@@ -268,6 +273,12 @@ impl Messages {
                 state.loaded = Some(Vec::new());
                 return Ok(());
             }
+            if let Some(storage) = self.inner.storage.immediate() {
+                // It never waits: loading under the state lock makes it happen once.
+                let loaded = storage.load_now(&self.inner.incoming)?;
+                state.set_loaded(loaded.messages, loaded.token);
+                return Ok(());
+            }
         }
         let _gate = self.inner.load_gate.lock().await;
         if self.state().loaded.is_some() {
@@ -281,18 +292,7 @@ impl Messages {
             .as_ref()
             .load(&self.inner.incoming)
             .await?;
-        let mut state = self.state();
-        state.loaded = Some(
-            loaded
-                .messages
-                .into_iter()
-                .map(|message| Entry {
-                    message,
-                    origin: Origin::Stored,
-                })
-                .collect(),
-        );
-        state.token = Some(loaded.token);
+        self.state().set_loaded(loaded.messages, loaded.token);
         Ok(())
     }
 
@@ -335,12 +335,7 @@ impl Messages {
     }
 
     fn all(state: &State) -> impl Iterator<Item = &Message> {
-        state
-            .loaded
-            .iter()
-            .flatten()
-            .chain(&state.queued)
-            .map(|e| &e.message)
+        state.loaded.iter().flatten().chain(&state.queued)
     }
 
     /// Every pending message, oldest first, consuming them (Django's iteration): at the response
@@ -355,7 +350,7 @@ impl Messages {
         state.used = true;
         let loaded = state.loaded.get_or_insert_with(Vec::new);
         loaded.append(&mut state.queued);
-        Ok(loaded.iter().map(|e| e.message.clone()).collect())
+        Ok(loaded.clone())
     }
 
     /// Undoes consumption for this request: every message read stays pending.
@@ -384,58 +379,131 @@ impl Messages {
     /// # Errors
     /// When the storage fails; the adapter reports it and still serves the response.
     pub async fn save(&self, response: &mut HeaderMap) -> Result<SaveReport> {
-        let update = {
-            let mut state = self.state();
-            if state.saved {
-                return Ok(SaveReport::default());
-            }
-            state.saved = true;
-            let vary = state.read_attempted || state.added_new;
-            let keep = |e: Entry| (e.origin != Origin::Now).then_some(e.message);
-            let consumed = state.used;
-            let queued = std::mem::take(&mut state.queued);
-            let (unread, added) = match state.loaded.take() {
-                Some(loaded) if !consumed => {
-                    let (stored, added): (Vec<_>, Vec<_>) =
-                        loaded.into_iter().partition(|e| e.origin == Origin::Stored);
-                    let unread = stored.into_iter().map(|e| e.message).collect();
-                    let added: Vec<Message> =
-                        added.into_iter().chain(queued).filter_map(keep).collect();
-                    (unread, added)
-                }
-                _ => (Vec::new(), queued.into_iter().filter_map(keep).collect()),
-            };
-            let token = state.token.take();
-            if token.is_none() && added.is_empty() {
-                return Ok(SaveReport {
-                    vary,
-                    ..SaveReport::default()
-                });
-            }
-            (
-                vary,
-                Update {
-                    loaded: token,
-                    consumed,
-                    unread,
-                    added,
-                    overflow: Overflow::DropOldest,
-                },
-            )
+        let (vary, update) = match self.begin_save() {
+            Pending::Done(report) => return Ok(report),
+            Pending::Save { vary, update } => (vary, update),
         };
-        let (vary, update) = update;
-        let dropped = self
-            .inner
-            .storage
-            .as_ref()
-            .save(&self.inner.incoming, update, response)
-            .await?;
+        let incoming = &self.inner.incoming;
+        let dropped = match self.inner.storage.immediate() {
+            Some(storage) => storage.save_now(incoming, update, response)?,
+            // Through the `dyn Storage` itself, not the blanket impl for `Arc`, which would
+            // box a second future.
+            None => {
+                self.inner
+                    .storage
+                    .as_ref()
+                    .save(incoming, update, response)
+                    .await?
+            }
+        };
         Ok(SaveReport {
             vary,
             saved: true,
             dropped,
         })
     }
+
+    /// [`Messages::save`] done at once when the storage never waits
+    /// ([`Storage::immediate`]), so an adapter needs no boxed future; `None`, having done
+    /// nothing, when the storage may wait.
+    ///
+    /// # Errors
+    /// As [`Messages::save`].
+    pub fn save_now(&self, response: &mut HeaderMap) -> Option<Result<SaveReport>> {
+        let storage = self.inner.storage.immediate()?;
+        Some(match self.begin_save() {
+            Pending::Done(report) => Ok(report),
+            Pending::Save { vary, update } => storage
+                .save_now(&self.inner.incoming, update, response)
+                .map(|dropped| SaveReport {
+                    vary,
+                    saved: true,
+                    dropped,
+                }),
+        })
+    }
+
+    /// Marks the handle saved and takes what storage must be told.
+    fn begin_save(&self) -> Pending {
+        let mut state = self.state();
+        if state.saved {
+            return Pending::Done(SaveReport::default());
+        }
+        state.saved = true;
+        let vary = state.read_attempted || state.added_new;
+        let consumed = state.used;
+        let queued = std::mem::take(&mut state.queued);
+        let now = std::mem::take(&mut state.now);
+        let stored = state.stored;
+        let (unread, added) = match state.loaded.take() {
+            Some(mut loaded) if !consumed => {
+                let read_before = loaded.split_off(stored);
+                let added = if read_before.is_empty() {
+                    queued
+                } else {
+                    let mut added = read_before;
+                    added.extend(queued);
+                    added
+                };
+                (loaded, without_now(added, &now, 0))
+            }
+            // What was read is consumed, with the messages added before the read.
+            Some(loaded) => (Vec::new(), without_now(queued, &now, loaded.len() - stored)),
+            None => (Vec::new(), without_now(queued, &now, 0)),
+        };
+        let token = state.token.take();
+        if token.is_none() && added.is_empty() {
+            return Pending::Done(SaveReport {
+                vary,
+                ..SaveReport::default()
+            });
+        }
+        Pending::Save {
+            vary,
+            update: Update {
+                loaded: token,
+                consumed,
+                unread,
+                added,
+                overflow: Overflow::DropOldest,
+            },
+        }
+    }
+}
+
+/// What [`Messages::begin_save`] leaves to do.
+enum Pending {
+    Done(SaveReport),
+    Save { vary: bool, update: Update },
+}
+
+impl State {
+    /// How many messages were added so far (read or not).
+    fn added_count(&self) -> usize {
+        self.loaded.as_ref().map_or(0, |l| l.len() - self.stored) + self.queued.len()
+    }
+
+    fn set_loaded(&mut self, messages: Vec<Message>, token: LoadToken) {
+        // Messages added before the load go after the stored ones, and are still queued.
+        self.stored = messages.len();
+        self.loaded = Some(messages);
+        self.token = Some(token);
+    }
+}
+
+/// `added`, whose first message is the `offset`-th added, without those added with
+/// [`Messages::add_now`] (positions in `now`, ascending).
+fn without_now(mut added: Vec<Message>, now: &[usize], offset: usize) -> Vec<Message> {
+    if now.is_empty() {
+        return added;
+    }
+    let mut position = offset;
+    added.retain(|_| {
+        let keep = now.binary_search(&position).is_err();
+        position += 1;
+        keep
+    });
+    added
 }
 
 impl fmt::Debug for Messages {
@@ -446,5 +514,134 @@ impl fmt::Debug for Messages {
             .field("queued", &state.queued.len())
             .field("used", &state.used)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Loaded;
+
+    /// The texts of an update's unread and added messages, and whether it consumed.
+    type Saved = (Vec<String>, Vec<String>, bool);
+
+    /// Loads two stored messages and records the update it is asked to save.
+    #[derive(Default)]
+    struct Recorder(Mutex<Option<Saved>>);
+
+    #[async_trait::async_trait]
+    impl Storage for Recorder {
+        async fn load(&self, _: &Incoming) -> Result<Loaded> {
+            Ok(Loaded {
+                messages: vec![
+                    Message::new(Level::INFO, "s1"),
+                    Message::new(Level::INFO, "s2"),
+                ],
+                complete: true,
+                token: LoadToken::new(()),
+            })
+        }
+
+        async fn save(
+            &self,
+            _: &Incoming,
+            update: Update,
+            _: &mut HeaderMap,
+        ) -> Result<Vec<Message>> {
+            let texts = |list: &[Message]| list.iter().map(|m| m.text.clone()).collect();
+            *self.0.lock().expect("lock") =
+                Some((texts(&update.unread), texts(&update.added), update.consumed));
+            Ok(Vec::new())
+        }
+    }
+
+    fn handle() -> (Messages, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        let messages = Messages::new(
+            recorder.clone(),
+            Incoming::default(),
+            Arc::new(Config::default()),
+        );
+        (messages, recorder)
+    }
+
+    fn now(messages: &Messages, text: &str) {
+        assert!(messages.add_now(Message::new(Level::INFO, text)));
+    }
+
+    async fn saved(messages: &Messages, recorder: &Recorder) -> Saved {
+        messages.save(&mut HeaderMap::new()).await.expect("saved");
+        recorder
+            .0
+            .lock()
+            .expect("lock")
+            .take()
+            .expect("save called")
+    }
+
+    #[tokio::test]
+    async fn now_messages_are_left_out_wherever_they_were_added() {
+        // Not loaded.
+        let (messages, recorder) = handle();
+        messages.info("a");
+        now(&messages, "b");
+        messages.info("c");
+        now(&messages, "d");
+        assert_eq!(
+            saved(&messages, &recorder).await,
+            (vec![], vec!["a".into(), "c".into()], false)
+        );
+
+        // Read (consumed): what was added before the read is consumed with the stored ones.
+        let (messages, recorder) = handle();
+        messages.info("a");
+        now(&messages, "b");
+        let shown: Vec<_> = messages
+            .read()
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(shown, ["s1", "s2", "a", "b"]);
+        messages.info("c");
+        now(&messages, "d");
+        messages.info("e");
+        assert_eq!(
+            saved(&messages, &recorder).await,
+            (vec![], vec!["c".into(), "e".into()], true)
+        );
+
+        // Read, then kept: everything but the now messages stays.
+        let (messages, recorder) = handle();
+        now(&messages, "a");
+        messages.info("b");
+        messages.read().await.expect("read");
+        now(&messages, "c");
+        messages.info("d");
+        messages.keep();
+        assert_eq!(
+            saved(&messages, &recorder).await,
+            (
+                vec!["s1".into(), "s2".into()],
+                vec!["b".into(), "d".into()],
+                false
+            )
+        );
+
+        // Peeked (loaded, not consumed).
+        let (messages, recorder) = handle();
+        messages.info("a");
+        assert_eq!(messages.len().await.expect("len"), 3);
+        now(&messages, "b");
+        messages.info("c");
+        assert_eq!(
+            saved(&messages, &recorder).await,
+            (
+                vec!["s1".into(), "s2".into()],
+                vec!["a".into(), "c".into()],
+                false
+            )
+        );
     }
 }

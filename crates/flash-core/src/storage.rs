@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use http::header::{COOKIE, SET_COOKIE};
-use http::{Extensions, HeaderMap, HeaderValue};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::Result;
 use crate::message::Message;
@@ -33,8 +33,13 @@ impl Incoming {
     /// Captures the `Cookie` headers and whether the request is a prefetch
     /// (`Sec-Purpose: prefetch` or `Purpose: prefetch`).
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let prefetch = ["sec-purpose", "purpose"].iter().any(|name| {
-            headers.get_all(*name).iter().any(|v| {
+        // Names made once: looking a header up by `&str` parses the name every time.
+        static PURPOSE: [HeaderName; 2] = [
+            HeaderName::from_static("sec-purpose"),
+            HeaderName::from_static("purpose"),
+        ];
+        let prefetch = PURPOSE.iter().any(|name| {
+            headers.get_all(name).iter().any(|v| {
                 v.to_str().is_ok_and(|v| {
                     v.split(';')
                         .next()
@@ -224,6 +229,37 @@ pub trait Storage: Send + Sync + 'static {
     fn uses_extensions(&self) -> bool {
         false
     }
+
+    /// The same storage as one that never waits (it keeps messages in the request and
+    /// response themselves, as a cookie does), so the request handle and adapters can load and
+    /// save without a boxed future. Default: `None`; a storage that returns `Some` must behave
+    /// exactly as its `load` and `save` do.
+    fn immediate(&self) -> Option<&dyn ImmediateStorage> {
+        None
+    }
+}
+
+/// A storage whose `load` and `save` never wait: what [`Storage::immediate`] hands out.
+///
+/// The cookie storage is one: everything it reads and writes is in the request and the
+/// response, so boxing a future per call would only cost time (~2 allocations a request).
+pub trait ImmediateStorage: Send + Sync {
+    /// What [`Storage::load`] returns, at once.
+    ///
+    /// # Errors
+    /// As [`Storage::load`].
+    fn load_now(&self, request: &Incoming) -> Result<Loaded>;
+
+    /// What [`Storage::save`] does, at once.
+    ///
+    /// # Errors
+    /// As [`Storage::save`].
+    fn save_now(
+        &self,
+        request: &Incoming,
+        update: Update,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>>;
 }
 
 #[async_trait]
@@ -243,6 +279,10 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
 
     fn uses_extensions(&self) -> bool {
         (**self).uses_extensions()
+    }
+
+    fn immediate(&self) -> Option<&dyn ImmediateStorage> {
+        (**self).immediate()
     }
 }
 
