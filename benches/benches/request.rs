@@ -5,7 +5,10 @@
 //! in the setup with a counting keyed store) and cost next to nothing.
 //!
 //! Rows: `bare/<case>` and `flash/<case>`; the idle cases also run over the keyed bridge
-//! (`keyed/<case>`, a counting in-memory store).
+//! (`keyed/<case>`, a counting in-memory store). `floor/<case>` is the physical floor of a
+//! signed-cookie flash message: a handler that writes (or reads and deletes) the same cookie and
+//! headers by hand with the bare crates, no flash code, so flash's own share can be told from
+//! what any signed cookie costs.
 #![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
 
 mod common;
@@ -15,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use common::{KEY, bare_routes, call, keyed_storage, request, routes, set_cookie_pair};
+use common::{
+    KEY, bare_routes, call, floor_routes, keyed_storage, request, routes, set_cookie_pair,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use flash_axum::FlashLayer;
 use flash_cookie::{Codec, CookieStorage, FlashCodec};
@@ -49,6 +54,7 @@ fn overhead(c: &mut Criterion) {
     )));
     let flash = routes().layer(FlashLayer::new(cookie_storage, Config::default()));
     let bare = bare_routes();
+    let floor = floor_routes();
     let (keyed, counts) = keyed_storage();
     let keyed = routes().layer(FlashLayer::new(keyed, Config::default()));
 
@@ -65,6 +71,22 @@ fn overhead(c: &mut Criterion) {
             "the reader sees the 3 messages"
         );
         let (added, _) = call(&flash, request("POST", "/add", None)).await;
+        // The floor does the same work: the same headers on an add, the same page and
+        // headers on a read.
+        let (floor_added, _) = call(&floor, request("POST", "/add", None)).await;
+        assert_eq!(
+            floor_added.headers(),
+            added.headers(),
+            "the floor adds as flash does"
+        );
+        let (read, read_body) = call(&flash, request("GET", "/read", Some(&three))).await;
+        let (floor_read, floor_body) = call(&floor, request("GET", "/read", Some(&three))).await;
+        assert_eq!(floor_body, read_body, "the floor reads the same messages");
+        assert_eq!(
+            floor_read.headers(),
+            read.headers(),
+            "the floor deletes as flash does"
+        );
         (
             three,
             set_cookie_pair(added.headers()).expect("a flash cookie"),
@@ -106,10 +128,12 @@ fn overhead(c: &mut Criterion) {
     // A layer that does nothing: what axum charges for any layer, so the idle overhead that
     // is flash's own can be told apart.
     let noop = bare_routes().layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r));
-    let cases: [(&str, &Router, &str, &str, Option<&str>); 13] = [
+    let cases: [(&str, &Router, &str, &str, Option<&str>); 15] = [
         ("bare/add", &bare, "POST", "/add", None),
+        ("floor/add", &floor, "POST", "/add", None),
         ("flash/add", &flash, "POST", "/add", None),
         ("bare/read", &bare, "GET", "/read", Some(&three)),
+        ("floor/read", &floor, "GET", "/read", Some(&three)),
         ("flash/read", &flash, "GET", "/read", Some(&three)),
         ("bare/idle", &bare, "GET", "/idle", None),
         ("noop-layer/idle", &noop, "GET", "/idle", None),
@@ -151,7 +175,7 @@ fn overhead(c: &mut Criterion) {
         });
     }
     group.finish();
-    loopback(c, &flash, &bare, &three);
+    loopback(c, &flash, &bare, &floor, &three);
     assert_eq!(
         counts.total(),
         setup_calls,
@@ -166,7 +190,7 @@ fn overhead(c: &mut Criterion) {
 /// The same requests over loopback HTTP/1.1: axum served by hyper on 127.0.0.1, one keep-alive
 /// connection of hyper's client, one request at a time (a bounded load). This is the cost a
 /// request really has, against which flash's share is judged.
-fn loopback(c: &mut Criterion, flash: &Router, bare: &Router, three: &str) {
+fn loopback(c: &mut Criterion, flash: &Router, bare: &Router, floor: &Router, three: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -183,6 +207,7 @@ fn loopback(c: &mut Criterion, flash: &Router, bare: &Router, three: &str) {
     };
     let flash_addr = serve(flash.clone());
     let bare_addr = serve(bare.clone());
+    let floor_addr = serve(floor.clone());
     let client: HttpClient =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_max_idle_per_host(1)
@@ -214,8 +239,10 @@ fn loopback(c: &mut Criterion, flash: &Router, bare: &Router, three: &str) {
     let mut group = c.benchmark_group("request-http");
     let cases = [
         ("bare/add", bare_addr, "POST", "/add", None),
+        ("floor/add", floor_addr, "POST", "/add", None),
         ("flash/add", flash_addr, "POST", "/add", None),
         ("bare/read", bare_addr, "GET", "/read", Some(three)),
+        ("floor/read", floor_addr, "GET", "/read", Some(three)),
         ("flash/read", flash_addr, "GET", "/read", Some(three)),
         ("bare/idle", bare_addr, "GET", "/idle", None),
         ("flash/idle", flash_addr, "GET", "/idle", None),

@@ -1,7 +1,7 @@
 //! What several bench targets share: the axum apps, request helpers and the peer's glue.
 #![allow(dead_code, reason = "each bench target uses part of this module")]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::HttpRequest;
 use actix_web_flash_messages::{FlashMessage, Level as PeerLevel};
@@ -9,9 +9,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::{get, post};
 use flash_axum::Flash;
-use flash_benches::fixtures;
-use flash_core::http::header::{COOKIE, SET_COOKIE};
-use flash_core::http::{HeaderMap, Request, Response};
+use flash_benches::{fixtures, floor};
+use flash_core::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
+use flash_core::http::{HeaderMap, HeaderValue, Request, Response};
 use flash_core::testkit::{CallCounts, CountingStore};
 use flash_core::{Key, KeyedStorage, Keys, MemoryStore, Message, Overflow, Storage, Update};
 use http_body_util::BodyExt;
@@ -62,6 +62,68 @@ async fn add_three(Flash(messages): Flash) -> &'static str {
         messages.add_message(message);
     }
     "saved"
+}
+
+/// The floor of a request that adds: what any signed-cookie flash message costs, done by hand
+/// with the bare crates (the codec floor's serde_json + base64 + HMAC): the same `Set-Cookie`,
+/// `Vary` and `Cache-Control` headers flash writes, and nothing else.
+async fn floor_add() -> (HeaderMap, &'static str) {
+    let value = floor().encode(&[(25, ADDED.to_owned())]);
+    let mut headers = HeaderMap::new();
+    let mut line =
+        String::with_capacity(FLOOR_NAME.len() + 1 + value.len() + FLOOR_ATTRIBUTES.len());
+    line.push_str(FLOOR_NAME);
+    line.push('=');
+    line.push_str(&value);
+    line.push_str(FLOOR_ATTRIBUTES);
+    headers.insert(
+        SET_COOKIE,
+        HeaderValue::try_from(line).expect("a header value"),
+    );
+    headers.insert(VARY, HeaderValue::from_static("Cookie"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    (headers, "saved")
+}
+
+/// The floor of a request that reads: find the cookie, verify and decode it with the bare
+/// crates, render the texts, delete the cookie.
+async fn floor_read(request: Request<Body>) -> (HeaderMap, String) {
+    let messages = request
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(FLOOR_NAME)?.strip_prefix('='))
+        .and_then(|value| floor().decode(value))
+        .unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    headers.insert(SET_COOKIE, HeaderValue::from_static(FLOOR_REMOVAL));
+    headers.insert(VARY, HeaderValue::from_static("Cookie"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    (
+        headers,
+        render(messages.iter().map(|(_, text)| text.as_str())),
+    )
+}
+
+const FLOOR_NAME: &str = "messages";
+const FLOOR_ATTRIBUTES: &str = "; HttpOnly; SameSite=Lax; Path=/";
+const FLOOR_REMOVAL: &str =
+    "messages=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
+
+fn floor() -> &'static floor::Floor {
+    static FLOOR: OnceLock<floor::Floor> = OnceLock::new();
+    FLOOR.get_or_init(|| floor::Floor::new(&KEY, FLOOR_NAME))
+}
+
+/// The floor handlers (no flash layer): `POST /add`, `GET /read`, `GET /idle`, writing and
+/// reading the same cookie as flash's cookie storage with its defaults.
+pub(crate) fn floor_routes() -> Router {
+    Router::new()
+        .route("/add", post(floor_add))
+        .route("/read", get(floor_read))
+        .route("/idle", get(idle))
 }
 
 /// The flash app (wrap it in a `FlashLayer`): `POST /add`, `POST /add3`, `GET /read`,
