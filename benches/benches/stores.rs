@@ -427,17 +427,23 @@ impl Side for PgRaw {
     }
 }
 
-/// MySQL/MariaDB: flash-sql's statements (`crates/flash-sql/src/mysql.rs`): the lease is an
-/// `UPDATE` then a `SELECT` on one connection, a settle that appends one transaction.
+/// MySQL/MariaDB: flash-sql's stored procedures (`crates/flash-sql/src/mysql.rs`, created by its
+/// `migrate` beside the raw table), one `CALL` per call: the lease `<table>_lease_v1` (the claim
+/// `UPDATE`, then the `SELECT` of what it stamped), a settle that consumes and appends
+/// `<table>_settle_v1` (`DELETE` and `INSERT` in one transaction, the one message bound as it
+/// is).
 struct MySqlRaw {
     pool: sqlx::MySqlPool,
     lease: SqlStr,
-    leased: SqlStr,
-    consume: SqlStr,
-    insert: String,
+    settle: SqlStr,
     clients: Vec<[u8; 16]>,
     ids: Ids,
     body: String,
+}
+
+/// The names of flash-sql's procedures for `table` (all lowercase, so no hash suffix).
+fn mysql_procedures(table: &str) -> [String; 3] {
+    ["lease", "settle", "append"].map(|call| format!("{table}_{call}_v1"))
 }
 
 impl MySqlRaw {
@@ -453,36 +459,24 @@ impl MySqlRaw {
             })
             .connect(url)
             .await?;
-        let t = format!("`{table}`");
-        let now = "UTC_TIMESTAMP(6)";
-        let newest =
-            format!("(SELECT m FROM (SELECT MAX(expires_at) AS m FROM {t} WHERE client = ?) AS c)");
+        let [lease, settle, append] = mysql_procedures(table);
         let raw = MySqlRaw {
-            lease: sql(format!(
-                "UPDATE {t} SET lease = ?, leased_until = {now} + INTERVAL ? MICROSECOND \
-                 WHERE client = ? AND (leased_until IS NULL OR leased_until <= {now}) \
-                 AND {newest} > {now} ORDER BY id"
-            )),
-            leased: sql(format!(
-                "SELECT id, body FROM {t} WHERE client = ? AND lease = ? ORDER BY id"
-            )),
-            consume: sql(format!("DELETE FROM {t} WHERE client = ? AND lease = ?")),
-            insert: format!(
-                "INSERT INTO {t} (client, body, expires_at) VALUES \
-                 (?, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)"
-            ),
+            lease: sql(format!("CALL `{lease}`(?, ?, ?)")),
+            settle: sql(format!("CALL `{settle}`(?, ?, ?, ?, ?, ?)")),
             pool,
             clients: Vec::new(),
             ids: Ids::new(),
             body: body(),
         };
+        let append = sql(format!("CALL `{append}`(?, ?, ?, ?)"));
         let mut clients_ids = Vec::with_capacity(clients);
         for _ in 0..clients {
             let client = raw.ids.next();
-            sqlx::query(AssertSqlSafe(raw.insert.clone()))
+            sqlx::query(append.clone())
                 .bind(client.as_slice())
-                .bind(raw.body.as_str())
                 .bind(micros(TTL))
+                .bind(raw.body.as_str())
+                .bind(None::<&str>)
                 .execute(&raw.pool)
                 .await?;
             clients_ids.push(client);
@@ -496,42 +490,23 @@ impl MySqlRaw {
     async fn run(&self, client: usize) -> usize {
         let client = &self.clients[client];
         let lease = self.ids.next();
-        let mut conn = self.pool.acquire().await.expect("a connection");
-        let claimed = sqlx::query(self.lease.clone())
+        let rows = sqlx::query(self.lease.clone())
+            .bind(client.as_slice())
             .bind(lease.as_slice())
             .bind(micros(LEASE))
-            .bind(client.as_slice())
-            .bind(client.as_slice())
-            .execute(&mut *conn)
+            .fetch_all(&self.pool)
             .await
-            .expect("raw lease")
-            .rows_affected();
-        let rows = if claimed == 0 {
-            Vec::new()
-        } else {
-            sqlx::query(self.leased.clone())
-                .bind(client.as_slice())
-                .bind(lease.as_slice())
-                .fetch_all(&mut *conn)
-                .await
-                .expect("raw leased")
-        };
-        drop(conn);
-        let mut tx = self.pool.begin().await.expect("a transaction");
-        sqlx::query(self.consume.clone())
+            .expect("raw lease");
+        sqlx::query(self.settle.clone())
             .bind(client.as_slice())
             .bind(lease.as_slice())
-            .execute(&mut *tx)
-            .await
-            .expect("raw consume");
-        sqlx::query(AssertSqlSafe(self.insert.clone()))
-            .bind(client.as_slice())
-            .bind(self.body.as_str())
+            .bind(true)
             .bind(micros(TTL))
-            .execute(&mut *tx)
+            .bind(self.body.as_str())
+            .bind(None::<&str>)
+            .execute(&self.pool)
             .await
-            .expect("raw insert");
-        tx.commit().await.expect("raw commit");
+            .expect("raw settle");
         black_box(rows.len())
     }
 }
@@ -926,6 +901,10 @@ async fn cleanup(backend: Backend) {
                     let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
                 } else if let Some(pool) = store.mysql_pool() {
                     let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
+                    for procedure in mysql_procedures(&table) {
+                        let statement = format!("DROP PROCEDURE IF EXISTS `{procedure}`");
+                        let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
+                    }
                 }
             }
         }

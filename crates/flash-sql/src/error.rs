@@ -141,6 +141,23 @@ fn database(db: &dyn DatabaseError, driver: Driver, at: String) -> (ErrorKind, S
             if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
                 return match my.number() {
                     1146 => missing(),
+                    // A table migrated by an earlier release, without the procedures each call
+                    // is (or a dropped procedure).
+                    1305 => (
+                        ErrorKind::Config,
+                        format!(
+                            "{at}: the store's stored procedures do not exist; run \
+                             SqlStore::migrate() first"
+                        ),
+                    ),
+                    // EXECUTE denied on the procedures.
+                    1370 => (
+                        ErrorKind::Config,
+                        format!(
+                            "{at}: the user may not execute the store's stored procedures \
+                             (GRANT EXECUTE)"
+                        ),
+                    ),
                     1205 | 1213 => (
                         ErrorKind::Unavailable,
                         format!("{at}: lost to concurrent requests; try again"),
@@ -264,6 +281,8 @@ mod tests {
             (1213, ErrorKind::Unavailable, true),
             (1205, ErrorKind::Unavailable, true),
             (1146, ErrorKind::Config, false),
+            (1305, ErrorKind::Config, false),
+            (1370, ErrorKind::Config, false),
             (1040, ErrorKind::Unavailable, false),
             (1062, ErrorKind::Backend, false),
         ] {

@@ -1,6 +1,21 @@
-//! MySQL 8 and MariaDB ≥ 10.5: no `UPDATE … RETURNING` on either, so a lease is an atomic
-//! `UPDATE` that stamps the rows with the lease id, then a `SELECT` of the rows carrying it.
-//! Connections run at `READ COMMITTED`; timestamps come from the server's `UTC_TIMESTAMP(6)`.
+//! MySQL ≥ 8.0 and MariaDB ≥ 10.6: one round trip per call through stored procedures.
+//!
+//! Neither server has `UPDATE … RETURNING`, nor data-modifying CTEs, so a lease (an atomic
+//! `UPDATE` that stamps the rows with the lease id, then a `SELECT` of the rows carrying it) and
+//! a settle that appends (`DELETE`/`UPDATE`, then `INSERT`, committed together) take two
+//! statements. `migrate` creates one procedure per call and table, and each call is one `CALL`
+//! of it through a prepared statement: the statements run on the server, one after the other,
+//! with no round trip between them.
+//!
+//! Why procedures rather than one multi-statement text: a procedure with an exit handler rolls
+//! its transaction back on any error it can catch, so no half-done settle stays open on a
+//! pooled connection; its statements are parsed once, not on every call; and values are bound
+//! parameters, never SQL text. Several messages reach the procedures as one JSON array,
+//! expanded by `JSON_TABLE` (MariaDB ≥ 10.6, MySQL ≥ 8.0.4) into one `INSERT … SELECT`; a
+//! single message, the common case, is bound as it is.
+//!
+//! Connections run at `READ COMMITTED` (procedures run at the caller's level); timestamps come
+//! from the server's `UTC_TIMESTAMP(6)`.
 
 use std::time::Duration;
 
@@ -12,29 +27,44 @@ use crate::builder::PoolSettings;
 use crate::store::{Driver, hex, micros};
 use crate::table::TableName;
 
-/// Rows per `INSERT` (three parameters each, far below the 65 535 a statement may have).
+/// Messages per `CALL` (one JSON parameter) or, above that, rows per `INSERT` (three parameters
+/// each, far below the 65 535 a statement may have).
 const INSERT_CHUNK: usize = 1000;
 /// Ids per sweep statement.
 const SWEEP_WINDOW: i64 = 10_000;
 
 const NOW: &str = "UTC_TIMESTAMP(6)";
 
+/// The version in the procedures' names. A release that changes what a procedure does names
+/// it anew, so that processes of the old and the new release can run side by side during a
+/// deployment, each calling the procedures it was built for.
+const PROCEDURES_VERSION: u32 = 1;
+
+/// MySQL's "PROCEDURE … already exists".
+const ER_SP_ALREADY_EXISTS: u16 = 1304;
+
 pub(crate) struct MySqlBackend {
     pool: MySqlPool,
     table: String,
     sql: Statements,
+    /// `CREATE PROCEDURE` statements, run by `migrate`.
+    procedures: Vec<String>,
 }
 
 struct Statements {
-    /// Deletes what a dead client left (parameters: client, client).
-    expire: SqlStr,
+    /// `CALL` of the lease procedure (parameters: client, lease, lease span).
     lease: SqlStr,
-    leased: SqlStr,
+    /// `CALL` of the settle procedure (client, lease, consume?, TTL, one body, JSON bodies).
+    settle: SqlStr,
+    /// `CALL` of the append procedure (client, TTL, one body, JSON bodies).
+    append: SqlStr,
+    /// Deletes what a dead client left (parameters: client, client), before a bulk append.
+    expire: SqlStr,
     consume: SqlStr,
     release: SqlStr,
     sweep_range: SqlStr,
     sweep: SqlStr,
-    /// `INSERT … VALUES` with one row, the prefix of every insert.
+    /// `INSERT … VALUES` with one row, the prefix of every bulk insert.
     insert_head: String,
 }
 
@@ -45,25 +75,136 @@ fn sql(text: String) -> SqlStr {
 /// One row of an insert: client, body, TTL in microseconds.
 const INSERT_ROW: &str = "(?, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)";
 
+/// The name of `table`'s procedure for `call`: `<table>_<call>_v<version>`.
+///
+/// Routine names are case-insensitive on MySQL and MariaDB while table names are not (on
+/// Linux), so a name with capitals also carries a hash of its exact spelling: tables `Flash`
+/// and `flash` never share procedures (nor find the other's already there). At most 63 bytes
+/// (48 + `_settle_v1` + `_` and four hex digits), within the 64 of an identifier.
+fn procedure_name(table: &str, call: &str) -> String {
+    let name = format!("{table}_{call}_v{PROCEDURES_VERSION}");
+    if !table.bytes().any(|b| b.is_ascii_uppercase()) {
+        return name;
+    }
+    // FNV-1a: the same on every build, which std's hasher does not promise.
+    let hash = table.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{name}_{:04x}", hash & 0xffff)
+}
+
+/// The claim: stamps the client's rows that no live lease holds with `lease` for `span`
+/// microseconds, in id order (concurrent claims lock rows in one order), and only while the
+/// client's newest message lives. InnoDB re-checks each row on its newest committed version
+/// after waiting for its lock, so two claims never both take a row.
+fn claim(t: &str, client: &str, lease: &str, span: &str) -> String {
+    format!(
+        "UPDATE {t} SET lease = {lease}, leased_until = {NOW} + INTERVAL {span} MICROSECOND \
+         WHERE client = {client} AND (leased_until IS NULL OR leased_until <= {NOW}) \
+         AND {} > {NOW} ORDER BY id",
+        newest(t, client)
+    )
+}
+
+/// The expiry of the client's newest message. MySQL refuses a subquery on the table being
+/// changed unless it is materialized: an aggregate in a derived table is (on MariaDB too).
+fn newest(t: &str, client: &str) -> String {
+    format!("(SELECT m FROM (SELECT MAX(expires_at) AS m FROM {t} WHERE client = {client}) AS c)")
+}
+
+/// Deletes the client's rows when all of them have expired, so that an append starts afresh.
+fn expire(t: &str, client: &str) -> String {
+    format!(
+        "DELETE FROM {t} WHERE client = {client} AND {} <= {NOW}",
+        newest(t, client)
+    )
+}
+
+/// The type of the procedures' body parameters: the column's character set, so that nothing is
+/// converted on the way in (the collation does not matter, they are never compared).
+const TEXT_PARAMETER: &str = "LONGTEXT CHARACTER SET utf8mb4";
+
+/// Inserts `p_body` (one message) or the JSON array of strings `p_bodies` (several, in order:
+/// `ORDER BY` fixes the order in which the rows, and so their ids, are inserted) for
+/// `p_client`. A single message goes in as a plain `INSERT … VALUES`, which InnoDB's default
+/// `innodb_autoinc_lock_mode` on MariaDB serves without the table-level AUTO-INC lock an
+/// `INSERT … SELECT` holds for its duration.
+fn insert_procedure_step(t: &str) -> String {
+    let expires = format!("{NOW} + INTERVAL p_ttl MICROSECOND");
+    format!(
+        "IF p_bodies IS NULL THEN \
+           INSERT INTO {t} (client, body, expires_at) VALUES (p_client, p_body, {expires}); \
+         ELSE \
+           INSERT INTO {t} (client, body, expires_at) \
+           SELECT p_client, j.body, {expires} FROM JSON_TABLE(p_bodies, '$[*]' COLUMNS (\
+             n FOR ORDINALITY, body LONGTEXT PATH '$')) AS j ORDER BY j.n; \
+         END IF;"
+    )
+}
+
 impl MySqlBackend {
     pub(crate) fn new(pool: MySqlPool, table: &TableName) -> Self {
-        let t = format!("`{}`", table.as_str());
-        // MySQL refuses a subquery on the table being changed unless it is materialized: an
-        // aggregate in a derived table is (on MariaDB too).
-        let newest =
-            format!("(SELECT m FROM (SELECT MAX(expires_at) AS m FROM {t} WHERE client = ?) AS c)");
+        let name = table.as_str();
+        let t = format!("`{name}`");
+        let [lease, settle, append] =
+            ["lease", "settle", "append"].map(|call| procedure_name(name, call));
+        // SQL SECURITY INVOKER: the procedures run with the caller's rights on the table, so an
+        // application user needs EXECUTE on them and the same rights on the table as before,
+        // and calling them grants nothing more than the statements they run.
+        let head = "MODIFIES SQL DATA SQL SECURITY INVOKER";
+        let insert = insert_procedure_step(&t);
+        let procedures = vec![
+            // Not a transaction, as before the procedure: the UPDATE is the atomic claim, and
+            // the SELECT reads back what it stamped (only when it stamped anything).
+            format!(
+                "CREATE PROCEDURE `{lease}`(p_client BINARY(16), p_lease BINARY(16), \
+                   p_span BIGINT) {head} \
+                 BEGIN \
+                   {}; \
+                   IF ROW_COUNT() > 0 THEN \
+                     SELECT id, body FROM {t} WHERE client = p_client AND lease = p_lease \
+                     ORDER BY id; \
+                   END IF; \
+                 END",
+                claim(&t, "p_client", "p_lease", "p_span")
+            ),
+            // Ending the lease and appending commit together or not at all. The handler rolls
+            // back on any error and passes it on unchanged (a lost deadlock stays 1213, and the
+            // store tries again).
+            format!(
+                "CREATE PROCEDURE `{settle}`(p_client BINARY(16), p_lease BINARY(16), \
+                   p_consume BOOLEAN, p_ttl BIGINT, p_body {TEXT_PARAMETER}, \
+                   p_bodies {TEXT_PARAMETER}) {head} \
+                 BEGIN \
+                   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; \
+                   START TRANSACTION; \
+                   IF p_consume THEN \
+                     DELETE FROM {t} WHERE client = p_client AND lease = p_lease; \
+                   ELSE \
+                     UPDATE {t} SET lease = NULL, leased_until = NULL \
+                     WHERE client = p_client AND lease = p_lease; \
+                   END IF; \
+                   {insert} \
+                   COMMIT; \
+                 END"
+            ),
+            // Two statements, each atomic, as before the procedure: deleting a dead client's
+            // rows first is harmless on its own, and the insert then starts the client afresh.
+            format!(
+                "CREATE PROCEDURE `{append}`(p_client BINARY(16), p_ttl BIGINT, \
+                   p_body {TEXT_PARAMETER}, p_bodies {TEXT_PARAMETER}) {head} \
+                 BEGIN \
+                   {}; \
+                   {insert} \
+                 END",
+                expire(&t, "p_client")
+            ),
+        ];
         let sql = Statements {
-            expire: sql(format!(
-                "DELETE FROM {t} WHERE client = ? AND {newest} <= {NOW}"
-            )),
-            lease: sql(format!(
-                "UPDATE {t} SET lease = ?, leased_until = {NOW} + INTERVAL ? MICROSECOND \
-                 WHERE client = ? AND (leased_until IS NULL OR leased_until <= {NOW}) \
-                 AND {newest} > {NOW} ORDER BY id"
-            )),
-            leased: sql(format!(
-                "SELECT id, body FROM {t} WHERE client = ? AND lease = ? ORDER BY id"
-            )),
+            lease: sql(format!("CALL `{lease}`(?, ?, ?)")),
+            settle: sql(format!("CALL `{settle}`(?, ?, ?, ?, ?, ?)")),
+            append: sql(format!("CALL `{append}`(?, ?, ?, ?)")),
+            expire: sql(expire(&t, "?")),
             consume: sql(format!("DELETE FROM {t} WHERE client = ? AND lease = ?")),
             release: sql(format!(
                 "UPDATE {t} SET lease = NULL, leased_until = NULL WHERE client = ? AND lease = ?"
@@ -81,8 +222,9 @@ impl MySqlBackend {
         };
         MySqlBackend {
             pool,
-            table: table.as_str().to_owned(),
+            table: name.to_owned(),
             sql,
+            procedures,
         }
     }
 
@@ -114,10 +256,28 @@ impl MySqlBackend {
         sqlx::raw_sql(AssertSqlSafe(statement))
             .execute(&self.pool)
             .await?;
+        // A table of an earlier release gets its procedures here too. MySQL before 8.0.29 has
+        // no CREATE PROCEDURE IF NOT EXISTS (and none has OR REPLACE): a plain CREATE that
+        // finds the procedure there, made by this version or by a concurrent migrate (the
+        // name includes the version, so it is this very definition), is success. CREATE
+        // PROCEDURE is not preparable: sent as text.
+        for procedure in &self.procedures {
+            match sqlx::raw_sql(AssertSqlSafe(procedure.clone()))
+                .execute(&self.pool)
+                .await
+            {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db))
+                    if db
+                        .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                        .is_some_and(|my| my.number() == ER_SP_ALREADY_EXISTS) => {}
+                Err(err) => return Err(err),
+            }
+        }
         Ok(())
     }
 
-    /// Inserts `bodies` for `client` in order, in chunks, on `conn`.
+    /// Inserts `bodies` for `client` in order, in chunks, on `conn`: the bulk path.
     async fn insert<'c, E>(
         &self,
         conn: E,
@@ -150,17 +310,25 @@ impl MySqlBackend {
         bodies: &[String],
         ttl: Duration,
     ) -> Result<(), sqlx::Error> {
+        if bodies.len() <= INSERT_CHUNK {
+            let (one, many) = one_or_many(bodies)?;
+            sqlx::query(self.sql.append.clone())
+                .bind(client.as_slice())
+                .bind(micros(ttl))
+                .bind(one)
+                .bind(many)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
+        // Beyond a chunk, the procedure's steps as statements: the expiry on its own, the
+        // chunks in one transaction.
         let mut conn = self.pool.acquire().await?;
-        // Two statements, each atomic: deleting a dead client's rows first is harmless on
-        // its own, and the insert then starts the client afresh.
         sqlx::query(self.sql.expire.clone())
             .bind(client.as_slice())
             .bind(client.as_slice())
             .execute(&mut *conn)
             .await?;
-        if bodies.len() <= INSERT_CHUNK {
-            return self.insert(&mut *conn, client, bodies, ttl).await;
-        }
         let mut tx = conn.begin().await?;
         for chunk in bodies.chunks(INSERT_CHUNK) {
             self.insert(&mut *tx, client, chunk, ttl).await?;
@@ -174,24 +342,11 @@ impl MySqlBackend {
         lease: &[u8; 16],
         lease_for: Duration,
     ) -> Result<Vec<(i64, String)>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        // The UPDATE is the atomic claim (row locks in id order, rechecked at READ
-        // COMMITTED); the SELECT reads back what it stamped.
-        let claimed = sqlx::query(self.sql.lease.clone())
+        sqlx::query(self.sql.lease.clone())
+            .bind(client.as_slice())
             .bind(lease.as_slice())
             .bind(micros(lease_for))
-            .bind(client.as_slice())
-            .bind(client.as_slice())
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        if claimed == 0 {
-            return Ok(Vec::new());
-        }
-        sqlx::query(self.sql.leased.clone())
-            .bind(client.as_slice())
-            .bind(lease.as_slice())
-            .fetch_all(&mut *conn)
+            .fetch_all(&self.pool)
             .await?
             .into_iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
@@ -206,20 +361,72 @@ impl MySqlBackend {
         bodies: &[String],
         ttl: Duration,
     ) -> Result<(), sqlx::Error> {
+        if bodies.is_empty() {
+            // One statement: no procedure needed.
+            let statement = match outcome {
+                Outcome::Consumed => &self.sql.consume,
+                Outcome::Released => &self.sql.release,
+            };
+            sqlx::query(statement.clone())
+                .bind(client.as_slice())
+                .bind(lease.as_slice())
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
+        if bodies.len() > INSERT_CHUNK {
+            return self
+                .settle_in_chunks(client, lease, outcome, bodies, ttl)
+                .await;
+        }
+        let (one, many) = one_or_many(bodies)?;
+        let mut conn = self.pool.acquire().await?;
+        let called = sqlx::query(self.sql.settle.clone())
+            .bind(client.as_slice())
+            .bind(lease.as_slice())
+            .bind(outcome == Outcome::Consumed)
+            .bind(micros(ttl))
+            .bind(one)
+            .bind(many)
+            .execute(&mut *conn)
+            .await;
+        if let Err(err) = called {
+            // The handler rolls back on every error it can catch, but a statement cut short
+            // (KILL QUERY, a statement time limit) may end the procedure without it. An open
+            // transaction must not go back to the pool: the next settle's START TRANSACTION
+            // would commit it, half done. Only failures pay this extra round trip.
+            if sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
+                .execute(&mut *conn)
+                .await
+                .is_err()
+            {
+                conn.close_on_drop();
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// A settle with more messages than one `CALL` takes: the procedure's steps as statements
+    /// in one transaction.
+    async fn settle_in_chunks(
+        &self,
+        client: &[u8; 16],
+        lease: &[u8; 16],
+        outcome: Outcome,
+        bodies: &[String],
+        ttl: Duration,
+    ) -> Result<(), sqlx::Error> {
         let statement = match outcome {
             Outcome::Consumed => &self.sql.consume,
             Outcome::Released => &self.sql.release,
         };
-        let end = sqlx::query(statement.clone())
-            .bind(client.as_slice())
-            .bind(lease.as_slice());
-        if bodies.is_empty() {
-            end.execute(&self.pool).await?;
-            return Ok(());
-        }
-        // Ending the lease and appending commit together or not at all.
         let mut tx = self.pool.begin().await?;
-        end.execute(&mut *tx).await?;
+        sqlx::query(statement.clone())
+            .bind(client.as_slice())
+            .bind(lease.as_slice())
+            .execute(&mut *tx)
+            .await?;
         for chunk in bodies.chunks(INSERT_CHUNK) {
             self.insert(&mut *tx, client, chunk, ttl).await?;
         }
@@ -255,19 +462,18 @@ impl MySqlBackend {
         Ok(total)
     }
 
+    /// The plan of the lease procedure's claim, with literals for its parameters.
     pub(crate) async fn explain_lease(
         &self,
         client: &[u8; 16],
     ) -> Result<Vec<String>, sqlx::Error> {
-        let mut text = self.sql.lease.as_str().to_owned();
-        for value in [
-            format!("X'{}'", "00".repeat(16)),
-            "30000000".to_owned(),
-            format!("X'{}'", hex(client)),
-            format!("X'{}'", hex(client)),
-        ] {
-            text = text.replacen('?', &value, 1);
-        }
+        let t = format!("`{}`", self.table);
+        let text = claim(
+            &t,
+            &format!("X'{}'", hex(client)),
+            &format!("X'{}'", "00".repeat(16)),
+            "30000000",
+        );
         let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN {text}")))
             .fetch_all(&self.pool)
             .await?;
@@ -289,6 +495,17 @@ impl MySqlBackend {
                 ))
             })
             .collect()
+    }
+}
+
+/// The procedures' two body parameters: one message as it is, or several as a JSON array of
+/// strings (NULL the other).
+fn one_or_many(bodies: &[String]) -> Result<(Option<&str>, Option<String>), sqlx::Error> {
+    match bodies {
+        [one] => Ok((Some(one.as_str()), None)),
+        many => serde_json::to_string(many)
+            .map(|json| (None, Some(json)))
+            .map_err(|err| sqlx::Error::Encode(Box::new(err))),
     }
 }
 

@@ -96,6 +96,29 @@ async fn drop_stale_tables(store: &SqlStore) {
             .execute(pool)
             .await;
         }
+        // The tables' procedures are named after them (`<table>_lease_v1`, …).
+        drop_procedures(pool, "flash\\_t\\_%", is_stale).await;
+    }
+}
+
+/// Drops the procedures whose names are `LIKE pattern` and pass `drop`.
+#[cfg(feature = "mysql")]
+async fn drop_procedures(pool: &sqlx::MySqlPool, pattern: &str, drop: impl Fn(&str) -> bool) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(routine_name AS CHAR) FROM information_schema.routines \
+         WHERE routine_schema = DATABASE() AND routine_type = 'PROCEDURE' \
+         AND routine_name LIKE ?",
+    )
+    .bind(pattern)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    for name in names.into_iter().filter(|n| drop(n)) {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP PROCEDURE IF EXISTS `{name}`"
+        )))
+        .execute(pool)
+        .await;
     }
 }
 
@@ -437,6 +460,9 @@ pub(crate) async fn drop_table(store: &SqlStore) {
     if let Some(pool) = store.mysql_pool() {
         let sql = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS `{table}`"));
         sqlx::raw_sql(sql).execute(pool).await.unwrap();
+        // No other test table's name starts with this name and `_`.
+        let pattern = format!("{}\\_%", table.replace('_', "\\_"));
+        drop_procedures(pool, &pattern, |_| true).await;
     }
 }
 
