@@ -24,7 +24,10 @@ use crate::message::Message;
 /// ```
 #[derive(Default)]
 pub struct Incoming {
-    cookies: Vec<HeaderValue>,
+    // HTTP/1.1 sends one `Cookie` header, HTTP/2 may split it: the first is kept inline, so the
+    // common request costs no allocation here.
+    cookie: Option<HeaderValue>,
+    more_cookies: Vec<HeaderValue>,
     extensions: Extensions,
     prefetch: bool,
 }
@@ -47,8 +50,10 @@ impl Incoming {
                 })
             })
         });
+        let mut cookies = headers.get_all(COOKIE).iter();
         Incoming {
-            cookies: headers.get_all(COOKIE).iter().cloned().collect(),
+            cookie: cookies.next().cloned(),
+            more_cookies: cookies.cloned().collect(),
             extensions: Extensions::new(),
             prefetch,
         }
@@ -56,8 +61,9 @@ impl Incoming {
 
     /// The value of the request cookie `name` (surrounding double quotes removed), if present.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookies
+        self.cookie
             .iter()
+            .chain(&self.more_cookies)
             .filter_map(|h| h.to_str().ok())
             .flat_map(|h| h.split(';'))
             .find_map(|pair| {
@@ -92,7 +98,10 @@ impl fmt::Debug for Incoming {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Cookie values can be credentials: show only their count.
         f.debug_struct("Incoming")
-            .field("cookie_headers", &self.cookies.len())
+            .field(
+                "cookie_headers",
+                &(usize::from(self.cookie.is_some()) + self.more_cookies.len()),
+            )
             .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
     }
