@@ -431,7 +431,8 @@ impl Side for PgRaw {
 /// `migrate` beside the raw table), one `CALL` per call: the lease `<table>_lease_v1` (the claim
 /// `UPDATE`, then the `SELECT` of what it stamped), a settle that consumes and appends
 /// `<table>_settle_v1` (`DELETE` and `INSERT` in one transaction, the one message bound as it
-/// is).
+/// is). The pool is set up as flash-sql's: `READ COMMITTED`, and no ping before each acquire
+/// (sqlx's default, a round trip per call that flash does not pay).
 struct MySqlRaw {
     pool: sqlx::MySqlPool,
     lease: SqlStr,
@@ -450,6 +451,7 @@ impl MySqlRaw {
     async fn new(url: &str, table: &str, clients: usize) -> sqlx::Result<Arc<Self>> {
         let pool = sqlx::mysql::MySqlPoolOptions::new()
             .max_connections(10)
+            .test_before_acquire(false)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
