@@ -246,12 +246,14 @@ impl SqlStore {
         }
     }
 
-    /// Creates the table and its indexes if they do not exist. Idempotent, and safe to run
-    /// from several processes at once; run it at start-up or from a deployment step.
+    /// Creates the table and its indexes if they do not exist, and on MySQL/MariaDB the stored
+    /// procedures the calls run (also for a table an earlier release created: run it after an
+    /// upgrade). Idempotent, and safe to run from several processes at once; run it at
+    /// start-up or from a deployment step.
     ///
     /// # Errors
-    /// `Unavailable` when the server cannot be reached; `Backend` when the server refuses
-    /// (for example, the user may not create tables).
+    /// `Unavailable` when the server cannot be reached; `Backend` or `Config` when the server
+    /// refuses (for example, the user may not create tables or routines).
     pub async fn migrate(&self) -> Result<()> {
         let backend = &self.inner.backend;
         self.run("migrate", || async move {
