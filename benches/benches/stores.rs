@@ -349,6 +349,8 @@ impl PgRaw {
     async fn new(url: &str, table: &str, clients: usize) -> sqlx::Result<Arc<Self>> {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(10)
+            // As flash-sql's pool: no ping round trip before each acquire.
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         let t = format!("\"{table}\"");
@@ -538,6 +540,7 @@ impl SqliteRaw {
         let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(
                 options
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)

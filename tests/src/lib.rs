@@ -111,6 +111,13 @@ async fn drop_table(url: &str, table: &str) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
             .execute(&mut connection)
             .await?;
+        // flash-sql's procedures for the table (lowercase names carry no hash suffix).
+        for call in ["lease", "settle", "append"] {
+            let statement = format!("DROP PROCEDURE IF EXISTS `{table}_{call}_v1`");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&mut connection)
+                .await?;
+        }
         connection.close().await
     }
 }

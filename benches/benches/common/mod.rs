@@ -292,6 +292,18 @@ pub(crate) async fn sweep_dead_runs(redis_url: &str, postgres_url: &str, mysql_u
             let statement = format!("DROP TABLE IF EXISTS `{table}`");
             let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(&pool).await;
         }
+        // flash-sql's procedures (`<table>_<call>_v1`) of dead runs.
+        let procedures: Vec<(String,)> = sqlx::query_as(
+            "SELECT CAST(routine_name AS CHAR) FROM information_schema.routines \
+             WHERE routine_schema = DATABASE() AND routine_name LIKE 'flash\\_bench\\_%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        for (procedure,) in procedures.into_iter().filter(|(p,)| of_dead_run(p)) {
+            let statement = format!("DROP PROCEDURE IF EXISTS `{procedure}`");
+            let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(&pool).await;
+        }
         pool.close().await;
     }
     if let Ok(client) = redis::Client::open(redis_url)
