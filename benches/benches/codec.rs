@@ -164,15 +164,13 @@ fn codecs(c: &mut Criterion) {
 
             // The timed path is the one the request handle and flash-axum take: the storage's
             // immediate side, no boxed future (the setup above went through `Storage`).
-            let now = storage
-                .immediate()
-                .expect("the cookie storage never waits");
+            let now = storage.immediate().expect("the cookie storage never waits");
             group.bench_with_input(
                 BenchmarkId::new(format!("{label}/encode"), n),
                 &messages,
                 |b, m| {
                     b.iter_batched_ref(
-                        || (update(m), HeaderMap::new()),
+                        || (update(m), response_headers()),
                         |(update, response)| {
                             let update = std::mem::replace(update, empty_update());
                             now.save_now(&Incoming::default(), update, response)
@@ -196,7 +194,7 @@ fn codecs(c: &mut Criterion) {
                         || {
                             (
                                 update(m),
-                                HeaderMap::new(),
+                                response_headers(),
                                 Incoming::from_headers(&incoming_headers),
                             )
                         },
@@ -277,7 +275,7 @@ fn codecs(c: &mut Criterion) {
 
         group.bench_with_input(BenchmarkId::new("peer/encode", n), &peer_msgs, |b, m| {
             b.iter_batched_ref(
-                || (test_request(None), ResponseHead::new(StatusCode::OK)),
+                || (test_request(None), peer_response()),
                 |(request, head)| peer.store(black_box(m), request.clone(), head),
                 BatchSize::SmallInput,
             )
@@ -294,7 +292,7 @@ fn codecs(c: &mut Criterion) {
                 || {
                     (
                         test_request(None),
-                        ResponseHead::new(StatusCode::OK),
+                        peer_response(),
                         test_request(Some(&peer_cookie)),
                     )
                 },
@@ -307,6 +305,126 @@ fn codecs(c: &mut Criterion) {
         });
     }
     group.finish();
+    paired_round_trips(&floor, &flash, &flash_storage, &peer);
+}
+
+/// The round trip of 3 and 20 messages, the floor, flash's codec, its storage path and the
+/// peer interleaved ([`flash_benches::paired`]): the ratios the targets are judged on.
+fn paired_round_trips(
+    floor: &floor::Floor,
+    flash: &Codec,
+    storage: &Arc<dyn Storage>,
+    peer: &actix_web_flash_messages::storage::CookieMessageStore,
+) {
+    if !flash_benches::selected("codec/paired") || std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let now = storage.immediate().expect("the cookie storage never waits");
+    let mut facts = serde_json::Map::new();
+    for n in SIZES {
+        let pairs = fixtures::floor_messages(n);
+        let messages = fixtures::messages(n);
+        let peer_msgs = peer_messages(n);
+        let value = flash.encode(NAME, &messages, false).expect("encode");
+        let incoming_headers = request_headers(&format!("{NAME}={value}"));
+        let mut head = ResponseHead::new(StatusCode::OK);
+        peer.store(&peer_msgs, test_request(None), &mut head)
+            .expect("peer store");
+        let peer_cookie = cookie_pair(
+            head.headers()
+                .get(actix_web::http::header::SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .expect("a Set-Cookie header"),
+        );
+        let timed = |run: &mut dyn FnMut()| {
+            let start = std::time::Instant::now();
+            run();
+            start.elapsed()
+        };
+        let mut cases: Vec<flash_benches::paired::Case<'_>> = vec![
+            Box::new(|batch| {
+                timed(&mut || {
+                    for _ in 0..batch {
+                        let value = floor.encode(black_box(&pairs));
+                        black_box(floor.decode(&value));
+                    }
+                })
+            }),
+            Box::new(|batch| {
+                timed(&mut || {
+                    for _ in 0..batch {
+                        let value = flash.encode(NAME, black_box(&messages), false);
+                        black_box(value.map(|v| flash.decode(NAME, &v)).ok());
+                    }
+                })
+            }),
+            Box::new(|batch| {
+                let mut inputs: Vec<_> = (0..batch)
+                    .map(|_| {
+                        (
+                            update(&messages),
+                            response_headers(),
+                            Incoming::from_headers(&incoming_headers),
+                        )
+                    })
+                    .collect();
+                timed(&mut || {
+                    for (update, response, incoming) in inputs.iter_mut() {
+                        let update = std::mem::replace(update, empty_update());
+                        let saved = now.save_now(&Incoming::default(), update, response);
+                        let _ = black_box((saved, now.load_now(incoming)));
+                    }
+                })
+            }),
+            Box::new(|batch| {
+                let mut inputs: Vec<_> = (0..batch)
+                    .map(|_| {
+                        (
+                            test_request(None),
+                            peer_response(),
+                            test_request(Some(&peer_cookie)),
+                        )
+                    })
+                    .collect();
+                timed(&mut || {
+                    for (request, head, incoming) in inputs.iter_mut() {
+                        let stored = peer.store(black_box(&peer_msgs), request.clone(), head);
+                        let _ = black_box((stored, peer.load(incoming)));
+                    }
+                })
+            }),
+        ];
+        let outcome =
+            flash_benches::paired::run(&mut cases, flash_benches::paired::scaled_rounds(150), 200);
+        let [floor_ns, codec_ns, storage_ns, peer_ns] = outcome.per_call_ns[..] else {
+            unreachable!("four cases")
+        };
+        let r = &outcome.ratio_to_first;
+        println!(
+            "codec/paired/roundtrip/{n}: floor {floor_ns:.0} ns, codec {codec_ns:.0} ns ({:.2}x), \
+             storage {storage_ns:.0} ns ({:.2}x), peer {peer_ns:.0} ns ({:.2}x the storage)",
+            r[1],
+            r[2],
+            r[3] / r[2]
+        );
+        facts.insert(
+            format!("roundtrip/{n}"),
+            serde_json::json!({
+                "rounds": outcome.rounds,
+                "floor_ns": floor_ns,
+                "codec_ns": codec_ns,
+                "storage_ns": storage_ns,
+                "peer_ns": peer_ns,
+                "codec_over_floor": r[1],
+                "storage_over_floor": r[2],
+                "peer_over_storage": r[3] / r[2],
+                "peer_over_codec": r[3] / r[1],
+            }),
+        );
+    }
+    if let Err(err) = flash_benches::write_facts("codec", &serde_json::Value::Object(facts)) {
+        println!("codec: could not write the facts file: {err}");
+    }
 }
 
 /// The output of a future that is ready at its first poll (the cookie storage never waits):
@@ -330,6 +448,27 @@ fn set_cookie_direct(name: &str, value: &str, suffix: &str) -> String {
     line.push_str(value);
     line.push_str(suffix);
     line
+}
+
+/// The headers of a response as a handler returns it, already carrying `Content-Type` (so
+/// the map is allocated, as in a real response).
+fn response_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        flash_core::http::header::CONTENT_TYPE,
+        flash_core::http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers
+}
+
+/// The peer's response head, likewise.
+fn peer_response() -> ResponseHead {
+    let mut head = ResponseHead::new(StatusCode::OK);
+    head.headers_mut().insert(
+        actix_web::http::header::CONTENT_TYPE,
+        actix_web::http::header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    head
 }
 
 fn empty_update() -> flash_core::Update {

@@ -175,13 +175,61 @@ fn overhead(c: &mut Criterion) {
         });
     }
     group.finish();
-    loopback(c, &flash, &bare, &floor, &three);
+    let mut paired = serde_json::Map::new();
+    if flash_benches::selected("request/paired") && !std::env::args().any(|a| a == "--list") {
+        let sets: [PairedSet<'_>; 3] = [
+            (
+                "add",
+                "POST",
+                "/add",
+                None,
+                [("bare", &bare), ("floor", &floor), ("flash", &flash)],
+            ),
+            (
+                "read",
+                "GET",
+                "/read",
+                Some(&three),
+                [("bare", &bare), ("floor", &floor), ("flash", &flash)],
+            ),
+            (
+                "idle",
+                "GET",
+                "/idle",
+                None,
+                [("bare", &bare), ("noop-layer", &noop), ("flash", &flash)],
+            ),
+        ];
+        for (case, method, path, cookie, apps) in sets {
+            let mut cases: Vec<flash_benches::paired::Case<'_>> = apps
+                .iter()
+                .map(|&(_, app)| -> flash_benches::paired::Case<'_> {
+                    let rt = &rt;
+                    Box::new(move |batch| {
+                        time_requests(rt, app, batch, || request(method, path, cookie))
+                    })
+                })
+                .collect();
+            let outcome = flash_benches::paired::run(
+                &mut cases,
+                flash_benches::paired::scaled_rounds(150),
+                500,
+            );
+            let names = apps.map(|(name, _)| name);
+            report_paired(&format!("in-process/{case}"), &names, &outcome);
+            paired.insert(format!("in-process/{case}"), paired_facts(&names, &outcome));
+        }
+    }
+    loopback(c, &flash, &bare, &floor, &three, &mut paired);
     assert_eq!(
         counts.total(),
         setup_calls,
         "the idle runs made no store call"
     );
-    let facts = serde_json::json!({ "idle_store_calls": counts.total() - setup_calls });
+    let facts = serde_json::json!({
+        "idle_store_calls": counts.total() - setup_calls,
+        "paired": paired,
+    });
     if let Err(err) = flash_benches::write_facts("request", &facts) {
         println!("request: could not write the facts file: {err}");
     }
@@ -190,7 +238,14 @@ fn overhead(c: &mut Criterion) {
 /// The same requests over loopback HTTP/1.1: axum served by hyper on 127.0.0.1, one keep-alive
 /// connection of hyper's client, one request at a time (a bounded load). This is the cost a
 /// request really has, against which flash's share is judged.
-fn loopback(c: &mut Criterion, flash: &Router, bare: &Router, floor: &Router, three: &str) {
+fn loopback(
+    c: &mut Criterion,
+    flash: &Router,
+    bare: &Router,
+    floor: &Router,
+    three: &str,
+    paired: &mut serde_json::Map<String, serde_json::Value>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -261,7 +316,66 @@ fn loopback(c: &mut Criterion, flash: &Router, bare: &Router, floor: &Router, th
         });
     }
     group.finish();
+    if !flash_benches::selected("request-http/paired") || std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let sets = [
+        ("add", "POST", "/add", None),
+        ("read", "GET", "/read", Some(three)),
+        ("idle", "GET", "/idle", None),
+    ];
+    let names = ["bare", "floor", "flash"];
+    for (case, method, path, cookie) in sets {
+        let mut cases: Vec<flash_benches::paired::Case<'_>> = [bare_addr, floor_addr, flash_addr]
+            .into_iter()
+            .map(|addr| -> flash_benches::paired::Case<'_> {
+                let rt = &rt;
+                let send = &send;
+                Box::new(move |batch| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..batch {
+                            std::hint::black_box(send(addr, method, path, cookie).await);
+                        }
+                        start.elapsed()
+                    })
+                })
+            })
+            .collect();
+        let outcome =
+            flash_benches::paired::run(&mut cases, flash_benches::paired::scaled_rounds(200), 40);
+        report_paired(&format!("loopback/{case}"), &names, &outcome);
+        paired.insert(format!("loopback/{case}"), paired_facts(&names, &outcome));
+    }
 }
+
+fn report_paired(label: &str, names: &[&str], outcome: &flash_benches::paired::Outcome) {
+    let parts: Vec<String> = names
+        .iter()
+        .zip(&outcome.per_call_ns)
+        .zip(&outcome.ratio_to_first)
+        .map(|((name, ns), ratio)| format!("{name} {ns:.0} ns ({ratio:.3}x)"))
+        .collect();
+    println!("request/paired/{label}: {}", parts.join(", "));
+}
+
+fn paired_facts(names: &[&str], outcome: &flash_benches::paired::Outcome) -> serde_json::Value {
+    serde_json::json!({
+        "rounds": outcome.rounds,
+        "names": names,
+        "per_call_ns": outcome.per_call_ns,
+        "ratio_to_first": outcome.ratio_to_first,
+    })
+}
+
+/// A paired in-process comparison: its name, the request, and the apps compared.
+type PairedSet<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    [(&'a str, &'a Router); 3],
+);
 
 type HttpClient = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,

@@ -373,3 +373,103 @@ pub fn criterion_config() -> criterion::Criterion {
         .noise_threshold(0.05)
         .configure_from_args()
 }
+
+/// Paired measurement: on a shared machine whose speed drifts by tens of percent within
+/// seconds, two benchmarks run one after the other compare two different machines. Here the
+/// cases run interleaved, round after round (the order rotated and reversed every other round,
+/// so a steady drift cancels), and each ratio is the median over rounds of the ratio *within*
+/// a round: what the machine did meanwhile affects both sides alike.
+pub mod paired {
+    use std::time::Duration;
+
+    /// One case: given a batch size, runs that many calls and returns the time they took
+    /// (inputs may be prepared before the clock starts, as criterion's `iter_batched`).
+    pub type Case<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+
+    /// What a paired run found for each case, in the order given.
+    #[derive(Debug, Clone)]
+    pub struct Outcome {
+        /// The median time per call of each case, in nanoseconds.
+        pub per_call_ns: Vec<f64>,
+        /// The median over rounds of each case's time over the first case's, in one round.
+        pub ratio_to_first: Vec<f64>,
+        /// Rounds run.
+        pub rounds: usize,
+    }
+
+    /// Runs `cases` interleaved: warm-up, then `rounds` rounds of `batch` calls per case.
+    pub fn run(cases: &mut [Case<'_>], rounds: usize, batch: u64) -> Outcome {
+        let k = cases.len();
+        for case in cases.iter_mut() {
+            case(batch);
+        }
+        let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); k];
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); k];
+        for round in 0..rounds {
+            let mut order: Vec<usize> = (0..k).map(|i| (i + round) % k).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            let mut this_round = vec![0.0; k];
+            for &i in &order {
+                this_round[i] = cases[i](batch).as_secs_f64() * 1e9 / batch as f64;
+            }
+            for i in 0..k {
+                times[i].push(this_round[i]);
+                ratios[i].push(this_round[i] / this_round[0]);
+            }
+        }
+        Outcome {
+            per_call_ns: times.iter_mut().map(|t| median(t)).collect(),
+            ratio_to_first: ratios.iter_mut().map(|r| median(r)).collect(),
+            rounds,
+        }
+    }
+
+    fn median(values: &mut [f64]) -> f64 {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        if n == 0 {
+            return f64::NAN;
+        }
+        if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        }
+    }
+
+    /// `FLASH_BENCH_SCALE` applied to a number of rounds.
+    pub fn scaled_rounds(rounds: usize) -> usize {
+        let scale: f64 = std::env::var("FLASH_BENCH_SCALE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|s: &f64| s.is_finite() && *s > 0.0)
+            .unwrap_or(1.0);
+        ((rounds as f64 * scale).round() as usize).max(5)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn ratios_are_within_round_medians() {
+            // A machine that gets slower with every call: per-call times drift, the ratio of
+            // the two cases within a round stays near 2.
+            let clock = std::cell::Cell::new(1.0_f64);
+            let tick = |base: f64, n: u64| {
+                clock.set(clock.get() * 1.01);
+                Duration::from_secs_f64(base * clock.get() * n as f64 * 1e-9)
+            };
+            let mut cases: Vec<Case<'_>> =
+                vec![Box::new(|n| tick(100.0, n)), Box::new(|n| tick(200.0, n))];
+            let outcome = run(&mut cases, 9, 10);
+            assert!(
+                (outcome.ratio_to_first[1] - 2.0).abs() < 0.05,
+                "{outcome:?}"
+            );
+            assert!(outcome.per_call_ns[1] > outcome.per_call_ns[0]);
+        }
+    }
+}
