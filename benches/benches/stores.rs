@@ -941,6 +941,7 @@ fn stores(c: &mut Criterion) {
     let backends = rt.block_on(open_backends(max_clients, &mut skipped));
 
     let mut round_trips = serde_json::Map::new();
+    let mut paired = serde_json::Map::new();
     let mut group = c.benchmark_group("stores");
     group.sample_size(10);
     for backend in &backends {
@@ -964,6 +965,44 @@ fn stores(c: &mut Criterion) {
                 group.bench_function(
                     BenchmarkId::new(format!("{}/{label}", backend.name), clients),
                     |b| b.iter_custom(|iters| run(&rt, side, clients, iters)),
+                );
+            }
+        }
+        // Paired: raw, store and flash interleaved round after round (the disk's and the
+        // machine's weather hits all three alike); the targets are judged on these ratios.
+        if flash_benches::selected("stores/paired") && !std::env::args().any(|a| a == "--list") {
+            for clients in CLIENTS {
+                let batch = if clients == 1 { 40 } else { 3 };
+                let mut cases: Vec<flash_benches::paired::Case<'_>> =
+                    [&backend.raw, &backend.store, &backend.flash]
+                        .into_iter()
+                        .map(|side| -> flash_benches::paired::Case<'_> {
+                            let rt = &rt;
+                            Box::new(move |batch| run(rt, side, clients, batch))
+                        })
+                        .collect();
+                let outcome = flash_benches::paired::run(
+                    &mut cases,
+                    flash_benches::paired::scaled_rounds(15),
+                    batch,
+                );
+                println!(
+                    "stores/paired/{}/{clients}: raw {:.0} µs, store {:.0} µs ({:.2}x), flash {:.0} µs ({:.2}x) per iteration",
+                    backend.name,
+                    outcome.per_call_ns[0] / 1e3,
+                    outcome.per_call_ns[1] / 1e3,
+                    outcome.ratio_to_first[1],
+                    outcome.per_call_ns[2] / 1e3,
+                    outcome.ratio_to_first[2],
+                );
+                paired.insert(
+                    format!("{}/{clients}", backend.name),
+                    json!({
+                        "rounds": outcome.rounds,
+                        "names": ["raw", "store", "flash"],
+                        "per_iteration_ns": outcome.per_call_ns,
+                        "ratio_to_first": outcome.ratio_to_first,
+                    }),
                 );
             }
         }
@@ -1014,7 +1053,12 @@ fn stores(c: &mut Criterion) {
     for backend in backends {
         rt.block_on(cleanup(backend));
     }
-    let facts = json!({ "round_trips": round_trips, "skipped": skipped, "clients": CLIENTS });
+    let facts = json!({
+        "round_trips": round_trips,
+        "skipped": skipped,
+        "clients": CLIENTS,
+        "paired": paired,
+    });
     if let Err(err) = flash_benches::write_facts("stores", &facts) {
         println!("stores: could not write the facts file: {err}");
     }
