@@ -22,8 +22,8 @@ use actix_web::dev::ResponseHead;
 use actix_web::http::StatusCode;
 use actix_web_flash_messages::storage::FlashMessageStore;
 use common::{
-    DJANGO_SECRET, KEY, cookie_pair, peer_messages, peer_store, request_headers, test_request,
-    update,
+    DJANGO_SECRET, KEY, cookie_pair, peer_cookie, peer_messages, peer_store, request_headers,
+    test_request, update,
 };
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use flash_benches::{fixtures, floor};
@@ -255,15 +255,7 @@ fn codecs(c: &mut Criterion) {
 
         // --- the peer: actix-web-flash-messages' cookie store, public store/load path
         let peer_msgs = peer_messages(n);
-        let mut head = ResponseHead::new(StatusCode::OK);
-        peer.store(&peer_msgs, test_request(None), &mut head)
-            .expect("peer store");
-        let peer_cookie = cookie_pair(
-            head.headers()
-                .get(actix_web::http::header::SET_COOKIE)
-                .and_then(|v| v.to_str().ok())
-                .expect("a Set-Cookie header"),
-        );
+        let peer_cookie = peer_cookie(&peer, &peer_msgs);
         let back = peer
             .load(&test_request(Some(&peer_cookie)))
             .expect("peer load");
@@ -327,15 +319,7 @@ fn paired_round_trips(
         let peer_msgs = peer_messages(n);
         let value = flash.encode(NAME, &messages, false).expect("encode");
         let incoming_headers = request_headers(&format!("{NAME}={value}"));
-        let mut head = ResponseHead::new(StatusCode::OK);
-        peer.store(&peer_msgs, test_request(None), &mut head)
-            .expect("peer store");
-        let peer_cookie = cookie_pair(
-            head.headers()
-                .get(actix_web::http::header::SET_COOKIE)
-                .and_then(|v| v.to_str().ok())
-                .expect("a Set-Cookie header"),
-        );
+        let peer_cookie = peer_cookie(peer, &peer_msgs);
         let timed = |run: &mut dyn FnMut()| {
             let start = std::time::Instant::now();
             run();

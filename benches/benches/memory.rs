@@ -25,7 +25,7 @@ use actix_web::http::StatusCode;
 use actix_web_flash_messages::storage::FlashMessageStore;
 use axum::Router;
 use common::{
-    KEY, bare_routes, call, cookie_pair, peer_messages, peer_store, request, request_headers,
+    KEY, bare_routes, call, peer_cookie, peer_messages, peer_store, request, request_headers,
     routes, set_cookie_pair, test_request, update,
 };
 use flash_axum::FlashLayer;
@@ -155,15 +155,7 @@ fn main() {
     // --- the peer, its public store/load path
     let peer = peer_store();
     let peer_msgs = peer_messages(3);
-    let mut head = ResponseHead::new(StatusCode::OK);
-    peer.store(&peer_msgs, test_request(None), &mut head)
-        .expect("peer store");
-    let peer_cookie = cookie_pair(
-        head.headers()
-            .get(actix_web::http::header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .expect("a Set-Cookie header"),
-    );
+    let peer_cookie = peer_cookie(&peer, &peer_msgs);
     let store_request = test_request(None);
     record(
         "peer/encode",

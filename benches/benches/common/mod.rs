@@ -233,6 +233,24 @@ pub(crate) fn test_request(cookie: Option<&str>) -> HttpRequest {
     .to_http_request()
 }
 
+/// The `name=value` pair of the cookie the peer's store sets for `messages`, as a browser
+/// sends it back.
+pub(crate) fn peer_cookie(
+    peer: &actix_web_flash_messages::storage::CookieMessageStore,
+    messages: &[FlashMessage],
+) -> String {
+    use actix_web_flash_messages::storage::FlashMessageStore as _;
+    let mut head = actix_web::dev::ResponseHead::new(actix_web::http::StatusCode::OK);
+    peer.store(messages, test_request(None), &mut head)
+        .expect("peer store");
+    cookie_pair(
+        head.headers()
+            .get(actix_web::http::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .expect("a Set-Cookie header"),
+    )
+}
+
 /// The peer's cookie store, keyed for the benches. Its value limit is raised from 2048 to
 /// 4096 bytes: its value for the 20 messages is 2195 bytes (flash's is 1320).
 pub(crate) fn peer_store() -> actix_web_flash_messages::storage::CookieMessageStore {
