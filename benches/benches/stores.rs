@@ -809,16 +809,19 @@ async fn open_backends(clients: usize, skipped: &mut Vec<String>) -> Vec<Backend
     ] {
         let url = server_url(var);
         let (flash_table, raw_table) = table_names(tag);
+        // Each side its own table (and the two flash sides their own pools), so no side
+        // carries another's deletes and inserts.
+        let store_table = format!("{}_s", flash_table.trim_end_matches("_f"));
         let stores = async {
             let flash = sql_store(&url, &flash_table).await?;
+            let store = sql_store(&url, &store_table).await?;
             let raw = sql_store(&url, &raw_table).await?;
-            Ok::<_, flash_core::Error>((flash, raw))
+            Ok::<_, flash_core::Error>((flash, store, raw))
         };
         match stores.await {
-            Ok((flash_store, raw_store)) => {
-                let flash_store = Arc::new(flash_store);
-                let (flash, counts) = FlashSide::new(flash_store.clone(), clients).await;
-                let store = StoreSide::new(flash_store, clients).await;
+            Ok((flash_store, store_store, raw_store)) => {
+                let (flash, counts) = FlashSide::new(flash_store, clients).await;
+                let store = StoreSide::new(store_store, clients).await;
                 let raw: Arc<dyn Side> = if name == "postgres" {
                     PgRaw::new(&url, &raw_table, clients).await.expect("raw pg")
                 } else {
@@ -832,7 +835,7 @@ async fn open_backends(clients: usize, skipped: &mut Vec<String>) -> Vec<Backend
                     store,
                     counts,
                     raw,
-                    cleanup: Cleanup::Sql(raw_store, vec![flash_table, raw_table]),
+                    cleanup: Cleanup::Sql(raw_store, vec![flash_table, store_table, raw_table]),
                     sql: true,
                 });
             }
@@ -983,7 +986,7 @@ fn stores(c: &mut Criterion) {
                         .collect();
                 let outcome = flash_benches::paired::run(
                     &mut cases,
-                    flash_benches::paired::scaled_rounds(15),
+                    flash_benches::paired::scaled_rounds(25),
                     batch,
                 );
                 println!(
