@@ -363,11 +363,7 @@ impl MySqlBackend {
     ) -> Result<(), sqlx::Error> {
         if bodies.is_empty() {
             // One statement: no procedure needed.
-            let statement = match outcome {
-                Outcome::Consumed => &self.sql.consume,
-                Outcome::Released => &self.sql.release,
-            };
-            sqlx::query(statement.clone())
+            sqlx::query(self.end_lease(outcome).clone())
                 .bind(client.as_slice())
                 .bind(lease.as_slice())
                 .execute(&self.pool)
@@ -407,6 +403,14 @@ impl MySqlBackend {
         Ok(())
     }
 
+    /// The statement that ends a lease as `outcome` says (client, lease).
+    fn end_lease(&self, outcome: Outcome) -> &SqlStr {
+        match outcome {
+            Outcome::Consumed => &self.sql.consume,
+            Outcome::Released => &self.sql.release,
+        }
+    }
+
     /// A settle with more messages than one `CALL` takes: the procedure's steps as statements
     /// in one transaction.
     async fn settle_in_chunks(
@@ -417,10 +421,7 @@ impl MySqlBackend {
         bodies: &[String],
         ttl: Duration,
     ) -> Result<(), sqlx::Error> {
-        let statement = match outcome {
-            Outcome::Consumed => &self.sql.consume,
-            Outcome::Released => &self.sql.release,
-        };
+        let statement = self.end_lease(outcome);
         let mut tx = self.pool.begin().await?;
         sqlx::query(statement.clone())
             .bind(client.as_slice())
