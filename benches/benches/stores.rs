@@ -257,14 +257,14 @@ struct RedisRaw {
     body: String,
 }
 
-const LUA_COMMON: &str = include_str!("../../crates/flash-redis/src/lua/common.lua");
+const LUA_COMMON: &str = include_str!("../../flash-redis/src/lua/common.lua");
 
 impl RedisRaw {
     async fn new(url: &str, prefix: &str, clients: usize) -> redis::RedisResult<Arc<Self>> {
         let client = redis::Client::open(url)?;
         let mut connection = redis::aio::ConnectionManager::new(client).await?;
         let script = |body: &str| redis::Script::new(&format!("{LUA_COMMON}{body}"));
-        let append = script(include_str!("../../crates/flash-redis/src/lua/append.lua"));
+        let append = script(include_str!("../../flash-redis/src/lua/append.lua"));
         let ids = Ids::new();
         let body = body();
         let mut keys = Vec::with_capacity(clients);
@@ -284,8 +284,8 @@ impl RedisRaw {
         }
         Ok(Arc::new(RedisRaw {
             connection,
-            lease: script(include_str!("../../crates/flash-redis/src/lua/lease.lua")),
-            settle: script(include_str!("../../crates/flash-redis/src/lua/settle.lua")),
+            lease: script(include_str!("../../flash-redis/src/lua/lease.lua")),
+            settle: script(include_str!("../../flash-redis/src/lua/settle.lua")),
             keys,
             ids,
             body,
@@ -335,7 +335,7 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// PostgreSQL: flash-sql's statements (`crates/flash-sql/src/postgres.rs`), one per call.
+/// PostgreSQL: flash-sql's statements (`flash-sql/src/postgres.rs`), one per call.
 struct PgRaw {
     pool: sqlx::PgPool,
     lease: SqlStr,
@@ -429,7 +429,7 @@ impl Side for PgRaw {
     }
 }
 
-/// MySQL/MariaDB: flash-sql's stored procedures (`crates/flash-sql/src/mysql.rs`, created by its
+/// MySQL/MariaDB: flash-sql's stored procedures (`flash-sql/src/mysql.rs`, created by its
 /// `migrate` beside the raw table), one `CALL` per call: the lease `<table>_lease_v1` (the claim
 /// `UPDATE`, then the `SELECT` of what it stamped), a settle that consumes and appends
 /// `<table>_settle_v1` (`DELETE` and `INSERT` in one transaction, the one message bound as it
@@ -521,7 +521,7 @@ impl Side for MySqlRaw {
     }
 }
 
-/// SQLite: flash-sql's statements (`crates/flash-sql/src/sqlite.rs`): the lease is one
+/// SQLite: flash-sql's statements (`flash-sql/src/sqlite.rs`): the lease is one
 /// `UPDATE … RETURNING`, a settle that appends one `BEGIN IMMEDIATE` transaction.
 struct SqliteRaw {
     pool: sqlx::SqlitePool,
