@@ -55,7 +55,14 @@ fn time_leases(
             total += start.elapsed();
             assert_eq!(leased.len(), 1, "the client's message is there");
             store
-                .settle(client, &lease, Outcome::Released, &[], TTL)
+                .settle(
+                    client,
+                    &lease,
+                    Outcome::Released,
+                    &[],
+                    TTL,
+                    &flash_core::Limits::default(),
+                )
                 .await
                 .expect("release");
         }
@@ -257,6 +264,7 @@ fn scale(c: &mut Criterion) {
             &client,
             &[Message::new(Level::INFO, "the one to load")],
             TTL,
+            &flash_core::Limits::default(),
         ))
         .expect("append");
         let mut stored = 0;

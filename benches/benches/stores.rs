@@ -178,7 +178,7 @@ impl<S: KeyedStore> StoreSide<S> {
         for _ in 0..clients {
             let client = ClientId::random();
             store
-                .append(&client, &message, TTL)
+                .append(&client, &message, TTL, &flash_core::Limits::default())
                 .await
                 .expect("the first append");
             ids.push(client);
@@ -199,7 +199,14 @@ impl<S: KeyedStore> StoreSide<S> {
             .await
             .expect("store lease");
         self.store
-            .settle(client, &lease, Outcome::Consumed, &self.message, TTL)
+            .settle(
+                client,
+                &lease,
+                Outcome::Consumed,
+                &self.message,
+                TTL,
+                &flash_core::Limits::default(),
+            )
             .await
             .expect("store settle");
         black_box(leased.len())

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use flash_core::http::HeaderMap;
-use flash_core::{Incoming, LoadToken, Loaded, Message, Overflow, Result, Storage, Update};
+use flash_core::{Incoming, Limits, LoadToken, Loaded, Message, Overflow, Result, Storage, Update};
 
 /// Two storages as one, with Django's `FallbackStorage` algorithm: the first (a cookie)
 /// holds the oldest messages that fit, the second (a server-side store) the rest.
@@ -63,6 +63,7 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
         request: &Incoming,
         added: Vec<Message>,
         overflow: Overflow,
+        limits: Limits,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
         let first = self.first.load(request).await?;
@@ -81,6 +82,7 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                     unread,
                     added: to_first,
                     overflow: Overflow::Spill,
+                    limits,
                 },
                 response,
             )
@@ -98,6 +100,7 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                     unread: Vec::new(),
                     added: rest,
                     overflow,
+                    limits,
                 },
                 response,
             )
@@ -142,6 +145,7 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
         let overflow = update.overflow;
+        let limits = update.limits;
         let Some(token) = update
             .loaded
             .and_then(LoadToken::into_inner::<FallbackToken>)
@@ -150,7 +154,7 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                 return Ok(Vec::new());
             }
             return self
-                .save_added(request, update.added, overflow, response)
+                .save_added(request, update.added, overflow, limits, response)
                 .await;
         };
         if !update.consumed && update.added.is_empty() {
@@ -167,6 +171,7 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                         unread: first_unread,
                         added: Vec::new(),
                         overflow: Overflow::Spill,
+                        limits,
                     },
                     response,
                 )
@@ -181,6 +186,7 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                             unread: second_unread,
                             added: Vec::new(),
                             overflow,
+                            limits,
                         },
                         response,
                     )
@@ -204,6 +210,7 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                     unread: Vec::new(),
                     added: pending,
                     overflow: Overflow::Spill,
+                    limits,
                 },
                 response,
             )
@@ -220,6 +227,7 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                             unread: Vec::new(),
                             added: rest,
                             overflow,
+                            limits,
                         },
                         response,
                     )
@@ -236,6 +244,7 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                             unread: Vec::new(),
                             added: rest,
                             overflow,
+                            limits,
                         },
                         response,
                     )

@@ -43,6 +43,7 @@ fn added(messages: Vec<Message>) -> Update {
         unread: Vec::new(),
         added: messages,
         overflow: Overflow::DropOldest,
+        limits: Default::default(),
     }
 }
 
@@ -103,6 +104,7 @@ async fn the_deletion_cookie_carries_the_same_attributes() {
         unread: Vec::new(),
         added: Vec::new(),
         overflow: Overflow::DropOldest,
+        limits: Default::default(),
     };
     let (set, _) = save(&storage, &incoming, update).await;
     assert_eq!(set.len(), 1);
@@ -130,6 +132,7 @@ async fn consumed_without_a_cookie_writes_nothing() {
         unread: Vec::new(),
         added: Vec::new(),
         overflow: Overflow::DropOldest,
+        limits: Default::default(),
     };
     assert_eq!(
         save(&storage, &incoming, update).await.0,
@@ -149,6 +152,7 @@ async fn loaded_and_left_alone_writes_nothing() {
         unread: loaded.messages,
         added: Vec::new(),
         overflow: Overflow::DropOldest,
+        limits: Default::default(),
     };
     assert!(save(&storage, &incoming, update).await.0.is_empty());
 }
@@ -243,6 +247,7 @@ async fn nothing_fits_drops_everything_and_deletes_the_cookie() {
         unread: Vec::new(),
         added: texts(1, 3000),
         overflow: Overflow::DropOldest,
+        limits: Default::default(),
     };
     let (set, dropped) = save(&storage, &incoming, update).await;
     assert_eq!(dropped, texts(1, 3000));
@@ -283,6 +288,7 @@ async fn spilling_keeps_the_oldest_and_marks_the_cookie() {
     let messages = texts(30, 100);
     let update = Update {
         overflow: Overflow::Spill,
+        limits: Default::default(),
         ..added(messages.clone())
     };
     let (set, rest) = save(&storage, &request(None), update).await;
@@ -328,6 +334,7 @@ async fn bad_cookies_mean_no_messages_and_are_deleted() {
             unread: Vec::new(),
             added: Vec::new(),
             overflow: Overflow::DropOldest,
+            limits: Default::default(),
         };
         let (set, _) = save(&storage, &incoming, update).await;
         assert_eq!(set.len(), 1, "{value}");

@@ -159,6 +159,7 @@ async fn store(storage: &CookieStorage, input: Vec<Message>) -> (HeaderMap, Vec<
                 unread: Vec::new(),
                 added: input,
                 overflow: Overflow::DropOldest,
+                limits: Default::default(),
             },
             &mut response,
         )
@@ -337,6 +338,7 @@ async fn tampered_values_give_no_messages_and_are_deleted() {
                     unread: loaded.messages,
                     added: Vec::new(),
                     overflow: Overflow::DropOldest,
+                    limits: Default::default(),
                 },
                 &mut response,
             )
@@ -529,6 +531,7 @@ async fn fallback_single_large_message_leaves_only_the_marker() {
                     unread: Vec::new(),
                     added: vec![Message::new(Level::ERROR, text.clone()).with_extra_tags("")],
                     overflow: Overflow::DropOldest,
+                    limits: Default::default(),
                 },
                 &mut response,
             )

@@ -143,6 +143,7 @@ proptest! {
                     unread: Vec::new(),
                     added: messages.clone(),
                     overflow,
+                limits: Default::default(),
                 },
                 &mut response,
             )).unwrap();

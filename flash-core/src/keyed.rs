@@ -9,6 +9,7 @@ use http::HeaderMap;
 
 use crate::cookie_options::CookieOptions;
 use crate::error::Result;
+use crate::limits::Limits;
 use crate::message::Message;
 use crate::signing::Keys;
 use crate::storage::{Incoming, LoadToken, Loaded, Storage, Update};
@@ -110,17 +111,28 @@ pub enum Outcome {
 /// A server-side message store keyed by [`ClientId`], with leases for exactly-once delivery.
 ///
 /// Every method is meant to be one round trip to the server and atomic. The contract:
-/// - `append` adds messages at the end of the client's queue; they expire `ttl` after the
-///   client's last append at the earliest.
+/// - `append` adds messages at the end of the client's queue, as many as fit `limits` beside
+///   what the client already has pending (a prefix: the newest are refused), and returns how
+///   many it kept; they expire `ttl` after the client's last append at the earliest. The check
+///   and the write are one atomic step: concurrent appends of one client never exceed the
+///   limits together.
 /// - `lease` takes every message of the client that is not under a live lease, in order, and
 ///   hides them from other leases for `lease_for` (after that they are visible again: a request
 ///   that died loses nothing).
 /// - `settle` ends a lease (deleting or releasing only the messages still held by it) and
-///   appends `append`, in one step.
+///   appends `append` under `limits` as `append` does, in one step; it returns how many of
+///   `append` it kept.
 #[async_trait]
 pub trait KeyedStore: Send + Sync + 'static {
-    /// Appends `messages` (never empty) to the client's queue.
-    async fn append(&self, client: &ClientId, messages: &[Message], ttl: Duration) -> Result<()>;
+    /// Appends `messages` (never empty) to the client's queue, as many as fit `limits`.
+    /// Returns how many were kept (a prefix of `messages`).
+    async fn append(
+        &self,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize>;
 
     /// Leases the client's visible messages under `lease` for `lease_for`, oldest first.
     async fn lease(
@@ -130,7 +142,8 @@ pub trait KeyedStore: Send + Sync + 'static {
         lease_for: Duration,
     ) -> Result<Vec<Message>>;
 
-    /// Ends `lease` with `outcome`, then appends `append` (possibly empty).
+    /// Ends `lease` with `outcome`, then appends `append` (possibly empty) as many as fit
+    /// `limits`. Returns how many of `append` were kept (a prefix).
     async fn settle(
         &self,
         client: &ClientId,
@@ -138,13 +151,20 @@ pub trait KeyedStore: Send + Sync + 'static {
         outcome: Outcome,
         append: &[Message],
         ttl: Duration,
-    ) -> Result<()>;
+        limits: &Limits,
+    ) -> Result<usize>;
 }
 
 #[async_trait]
 impl<S: KeyedStore + ?Sized> KeyedStore for Arc<S> {
-    async fn append(&self, client: &ClientId, messages: &[Message], ttl: Duration) -> Result<()> {
-        (**self).append(client, messages, ttl).await
+    async fn append(
+        &self,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        (**self).append(client, messages, ttl, limits).await
     }
 
     async fn lease(
@@ -163,8 +183,11 @@ impl<S: KeyedStore + ?Sized> KeyedStore for Arc<S> {
         outcome: Outcome,
         append: &[Message],
         ttl: Duration,
-    ) -> Result<()> {
-        (**self).settle(client, lease, outcome, append, ttl).await
+        limits: &Limits,
+    ) -> Result<usize> {
+        (**self)
+            .settle(client, lease, outcome, append, ttl, limits)
+            .await
     }
 }
 
@@ -292,28 +315,42 @@ impl<S: KeyedStore> Storage for KeyedStorage<S> {
         } else {
             Outcome::Released
         };
-        match (token.and_then(|t| t.lease), known) {
+        let limits = update.limits;
+        let added = update.added;
+        let kept = match (token.and_then(|t| t.lease), known) {
             (Some(lease), Some(client)) => {
-                self.store
-                    .settle(&client, &lease, outcome, &update.added, self.ttl)
+                let kept = self
+                    .store
+                    .settle(&client, &lease, outcome, &added, self.ttl, &limits)
                     .await?;
-                if !update.added.is_empty() {
+                if kept > 0 {
                     self.set_id_cookie(&client, response);
                 }
+                kept
             }
-            _ if update.added.is_empty() => {
+            _ if added.is_empty() => {
                 if known.is_none() && request.cookie(&self.cookie_name).is_some() {
                     // A cookie that does not verify is dropped rather than sent back forever.
                     self.cookie.append_removal(response, &self.cookie_name);
                 }
+                0
             }
             (_, known) => {
                 let client = known.unwrap_or_else(ClientId::random);
-                self.store.append(&client, &update.added, self.ttl).await?;
-                self.set_id_cookie(&client, response);
+                let kept = self
+                    .store
+                    .append(&client, &added, self.ttl, &limits)
+                    .await?;
+                if kept > 0 {
+                    self.set_id_cookie(&client, response);
+                }
+                kept
             }
-        }
-        Ok(Vec::new())
+        };
+        // What the store refused at the client's limits is reported as dropped.
+        let mut refused = added;
+        refused.drain(..kept.min(refused.len()));
+        Ok(refused)
     }
 }
 

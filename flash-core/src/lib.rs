@@ -5,10 +5,12 @@ mod cookie_options;
 mod error;
 mod keyed;
 mod level;
+mod limits;
 mod memory;
 mod message;
 mod messages;
 mod random;
+mod redact;
 mod signing;
 mod storage;
 
@@ -22,9 +24,11 @@ pub use keyed::{
     Outcome,
 };
 pub use level::{Level, LevelTags, ParseLevelError};
+pub use limits::Limits;
 pub use memory::MemoryStore;
 pub use message::Message;
 pub use messages::{Config, Messages, SaveReport};
+pub use redact::{Redacted, redact_url};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
 pub use storage::{
     ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, Storage, Update, append_set_cookie,

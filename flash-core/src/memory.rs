@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::keyed::{ClientId, KeyedStore, LeaseId, Outcome};
+use crate::limits::Limits;
 use crate::message::Message;
 
 struct Pending {
@@ -60,23 +61,35 @@ impl MemoryStore {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Appends what fits `limits` beside the client's pending messages; returns how many.
     fn push(
         clients: &mut HashMap<ClientId, Queue>,
         client: &ClientId,
         messages: &[Message],
         ttl: Duration,
+        limits: &Limits,
         now: Instant,
-    ) {
+    ) -> usize {
         let expires = now.checked_add(ttl).unwrap_or(now + DEFAULT_FAR);
         let queue = clients.entry(*client).or_insert_with(|| Queue {
             pending: Vec::new(),
             expires,
         });
-        queue.expires = expires;
-        queue.pending.extend(messages.iter().map(|m| Pending {
-            message: m.clone(),
-            lease: None,
-        }));
+        let bytes = queue.pending.iter().map(|p| p.message.size()).sum();
+        let kept = limits.fitting(queue.pending.len(), bytes, messages);
+        if kept > 0 {
+            queue.expires = expires;
+        }
+        queue
+            .pending
+            .extend(messages[..kept].iter().map(|m| Pending {
+                message: m.clone(),
+                lease: None,
+            }));
+        if queue.pending.is_empty() {
+            clients.remove(client);
+        }
+        kept
     }
 }
 
@@ -92,14 +105,19 @@ impl std::fmt::Debug for MemoryStore {
 
 #[async_trait]
 impl KeyedStore for MemoryStore {
-    async fn append(&self, client: &ClientId, messages: &[Message], ttl: Duration) -> Result<()> {
+    async fn append(
+        &self,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
         let now = Instant::now();
         let mut clients = self.lock();
         if clients.get(client).is_some_and(|q| q.expires <= now) {
             clients.remove(client);
         }
-        Self::push(&mut clients, client, messages, ttl, now);
-        Ok(())
+        Ok(Self::push(&mut clients, client, messages, ttl, limits, now))
     }
 
     async fn lease(
@@ -136,7 +154,8 @@ impl KeyedStore for MemoryStore {
         outcome: Outcome,
         append: &[Message],
         ttl: Duration,
-    ) -> Result<()> {
+        limits: &Limits,
+    ) -> Result<usize> {
         let now = Instant::now();
         let mut clients = self.lock();
         if let Some(queue) = clients.get_mut(client) {
@@ -153,9 +172,9 @@ impl KeyedStore for MemoryStore {
                 clients.remove(client);
             }
         }
-        if !append.is_empty() {
-            Self::push(&mut clients, client, append, ttl, now);
+        if append.is_empty() {
+            return Ok(0);
         }
-        Ok(())
+        Ok(Self::push(&mut clients, client, append, ttl, limits, now))
     }
 }

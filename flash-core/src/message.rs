@@ -62,6 +62,11 @@ impl Message {
         self
     }
 
+    /// The bytes the message weighs against [`Limits`](crate::Limits): its text and extra tags.
+    pub fn size(&self) -> usize {
+        self.text.len() + self.extra_tags.as_deref().map_or(0, str::len)
+    }
+
     /// The level's tag under the default mapping.
     pub fn level_tag(&self) -> &'static str {
         self.level.default_tag().unwrap_or("")

@@ -7,6 +7,7 @@ use http::HeaderMap;
 
 use crate::error::Result;
 use crate::level::{Level, LevelTags};
+use crate::limits::Limits;
 use crate::message::Message;
 use crate::storage::{Incoming, LoadToken, Overflow, Storage, Update};
 
@@ -23,6 +24,7 @@ use crate::storage::{Incoming, LoadToken, Overflow, Storage, Update};
 pub struct Config {
     threshold: Level,
     tags: LevelTags,
+    limits: Limits,
 }
 
 impl Default for Config {
@@ -30,6 +32,7 @@ impl Default for Config {
         Config {
             threshold: Level::INFO,
             tags: LevelTags::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -47,6 +50,18 @@ impl Config {
     pub fn tags(mut self, tags: LevelTags) -> Self {
         self.tags = tags;
         self
+    }
+
+    /// Sets the bounds on one client's messages (default [`Limits::default`]).
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The bounds on one client's messages.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The threshold.
@@ -67,8 +82,12 @@ pub struct SaveReport {
     pub vary: bool,
     /// The storage was called.
     pub saved: bool,
-    /// Messages the storage could not keep (size limit), oldest first.
+    /// Messages the storage could not keep (size limit, or the client's [`Limits`] in a keyed
+    /// store), oldest first.
     pub dropped: Vec<Message>,
+    /// How many messages [`Messages::add`] refused at the [`Limits`] (too long, or too many or
+    /// too large for one request). Their text is not kept.
+    pub refused: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -97,6 +116,10 @@ struct State {
     read_attempted: bool,
     level: Option<Level>,
     saved: bool,
+    /// Messages refused at the limits (counted, not kept).
+    refused: usize,
+    /// Size of the messages added so far, against the per-client byte limit.
+    added_bytes: usize,
 }
 
 struct Inner {
@@ -195,7 +218,9 @@ impl Messages {
     }
 
     /// Queues `message` for a later request. Returns whether it was kept: empty text and levels
-    /// below the threshold are ignored.
+    /// below the threshold are ignored; a message beyond the application's [`Limits`] (text too
+    /// long, or more messages or bytes than one client may have pending) is refused and counted
+    /// in [`SaveReport::refused`].
     pub fn add_message(&self, message: Message) -> bool {
         self.push(message, Origin::Added)
     }
@@ -214,6 +239,22 @@ impl Messages {
         if message.level < state.level.unwrap_or(self.inner.config.level()) {
             return false;
         }
+        let limits = self.inner.config.limits();
+        let size = message.size();
+        if limits.fitting(
+            state.added_count(),
+            state.added_bytes,
+            std::slice::from_ref(&message),
+        ) == 0
+        {
+            state.refused += 1;
+            tracing::warn!(
+                size,
+                "flash message refused: it exceeds the limits for one client"
+            );
+            return false;
+        }
+        state.added_bytes += size;
         match origin {
             Origin::Added => state.added_new = true,
             Origin::Now => {
@@ -379,9 +420,13 @@ impl Messages {
     /// # Errors
     /// When the storage fails; the adapter reports it and still serves the response.
     pub async fn save(&self, response: &mut HeaderMap) -> Result<SaveReport> {
-        let (vary, update) = match self.begin_save() {
+        let (vary, refused, update) = match self.begin_save() {
             Pending::Done(report) => return Ok(report),
-            Pending::Save { vary, update } => (vary, update),
+            Pending::Save {
+                vary,
+                refused,
+                update,
+            } => (vary, refused, update),
         };
         let incoming = &self.inner.incoming;
         let dropped = match self.inner.storage.immediate() {
@@ -400,6 +445,7 @@ impl Messages {
             vary,
             saved: true,
             dropped,
+            refused,
         })
     }
 
@@ -413,12 +459,17 @@ impl Messages {
         let storage = self.inner.storage.immediate()?;
         Some(match self.begin_save() {
             Pending::Done(report) => Ok(report),
-            Pending::Save { vary, update } => storage
+            Pending::Save {
+                vary,
+                refused,
+                update,
+            } => storage
                 .save_now(&self.inner.incoming, update, response)
                 .map(|dropped| SaveReport {
                     vary,
                     saved: true,
                     dropped,
+                    refused,
                 }),
         })
     }
@@ -452,20 +503,24 @@ impl Messages {
             None => (Vec::new(), without_now(queued, &now, 0)),
         };
         let token = state.token.take();
+        let refused = state.refused;
         if token.is_none() && added.is_empty() {
             return Pending::Done(SaveReport {
                 vary,
+                refused,
                 ..SaveReport::default()
             });
         }
         Pending::Save {
             vary,
+            refused,
             update: Update {
                 loaded: token,
                 consumed,
                 unread,
                 added,
                 overflow: Overflow::DropOldest,
+                limits: self.inner.config.limits,
             },
         }
     }
@@ -474,7 +529,11 @@ impl Messages {
 /// What [`Messages::begin_save`] leaves to do.
 enum Pending {
     Done(SaveReport),
-    Save { vary: bool, update: Update },
+    Save {
+        vary: bool,
+        refused: usize,
+        update: Update,
+    },
 }
 
 impl State {

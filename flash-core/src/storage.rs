@@ -8,6 +8,7 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::Result;
+use crate::limits::Limits;
 use crate::message::Message;
 
 /// What storage needs from the request, captured by the adapter before the handler runs.
@@ -190,6 +191,8 @@ pub struct Update {
     pub added: Vec<Message>,
     /// The overflow rule.
     pub overflow: Overflow,
+    /// The bounds on the client's messages, which a keyed store enforces at append.
+    pub limits: Limits,
 }
 
 impl Update {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flash_core::{ClientId, Error, ErrorKind, KeyedStore, LeaseId, Message, Outcome, Result};
+use flash_core::{
+    ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, Message, Outcome, Result,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
 
@@ -359,13 +361,20 @@ impl RedisStore {
 
 #[async_trait]
 impl KeyedStore for RedisStore {
-    async fn append(&self, client: &ClientId, messages: &[Message], ttl: Duration) -> Result<()> {
+    async fn append(
+        &self,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        _limits: &Limits,
+    ) -> Result<usize> {
+        // TODO(limits): enforce inside the script.
         if messages.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         self.append_as(&LeaseId::random(), client, messages, ttl)
             .await
-            .map(drop)
+            .map(|_| messages.len())
     }
 
     async fn lease(
@@ -391,10 +400,11 @@ impl KeyedStore for RedisStore {
         outcome: Outcome,
         append: &[Message],
         ttl: Duration,
-    ) -> Result<()> {
+        _limits: &Limits,
+    ) -> Result<usize> {
         self.settle_as(&LeaseId::random(), client, lease, outcome, append, ttl)
             .await
-            .map(drop)
+            .map(|_| append.len())
     }
 }
 
@@ -634,7 +644,12 @@ mod retried_calls {
         };
         let client = ClientId::random();
         store
-            .append(&client, &[msg("a"), msg("b")], LONG)
+            .append(
+                &client,
+                &[msg("a"), msg("b")],
+                LONG,
+                &flash_core::Limits::default(),
+            )
             .await
             .expect("append");
         let lease = LeaseId::random();
@@ -653,7 +668,14 @@ mod retried_calls {
         // A settle without an append is idempotent by itself.
         for _ in 0..2 {
             store
-                .settle(&client, &lease, Outcome::Consumed, &[], LONG)
+                .settle(
+                    &client,
+                    &lease,
+                    Outcome::Consumed,
+                    &[],
+                    LONG,
+                    &flash_core::Limits::default(),
+                )
                 .await
                 .expect("settle");
         }

@@ -56,7 +56,12 @@ async fn clients_spread_over_the_masters_with_their_keys_in_one_slot() {
         let client = ClientId::random();
         let keys = store.client_keys(&client);
         store
-            .append(&client, &[msg(&format!("m{i}"))], LONG)
+            .append(
+                &client,
+                &[msg(&format!("m{i}"))],
+                LONG,
+                &flash_core::Limits::default(),
+            )
             .await
             .expect("append");
         let (_, any) = &mut nodes[0];
@@ -91,7 +96,14 @@ async fn clients_spread_over_the_masters_with_their_keys_in_one_slot() {
         let got = store.lease(&client, &lease, LONG).await.expect("lease");
         assert_eq!(got, [msg(&format!("m{i}"))]);
         store
-            .settle(&client, &lease, Outcome::Consumed, &[], LONG)
+            .settle(
+                &client,
+                &lease,
+                Outcome::Consumed,
+                &[],
+                LONG,
+                &flash_core::Limits::default(),
+            )
             .await
             .expect("settle");
     }
@@ -151,7 +163,7 @@ async fn killed_cluster_connections_come_back_and_nothing_is_lost() {
     let clients: Vec<ClientId> = (0..10).map(|_| ClientId::random()).collect();
     for client in &clients {
         store
-            .append(client, &[msg("a")], LONG)
+            .append(client, &[msg("a")], LONG, &flash_core::Limits::default())
             .await
             .expect("append");
     }
@@ -170,7 +182,7 @@ async fn killed_cluster_connections_come_back_and_nothing_is_lost() {
     assert!(kill().await >= 1, "the store's connections were killed");
     for client in &clients {
         store
-            .append(client, &[msg("b")], LONG)
+            .append(client, &[msg("b")], LONG, &flash_core::Limits::default())
             .await
             .expect("append after the kill");
     }
@@ -188,7 +200,14 @@ async fn killed_cluster_connections_come_back_and_nothing_is_lost() {
     assert!(kill().await >= 1);
     for (client, lease) in clients.iter().zip(&leases) {
         store
-            .settle(client, lease, Outcome::Consumed, &[], LONG)
+            .settle(
+                client,
+                lease,
+                Outcome::Consumed,
+                &[],
+                LONG,
+                &flash_core::Limits::default(),
+            )
             .await
             .expect("settle after the kill");
         assert!(

@@ -54,7 +54,12 @@ async fn an_unreachable_server_is_unavailable_not_a_hang() {
         started,
     );
     let started = Instant::now();
-    assert_unavailable(store.append(&client, &[msg("a")], LONG).await, started);
+    assert_unavailable(
+        store
+            .append(&client, &[msg("a")], LONG, &flash_core::Limits::default())
+            .await,
+        started,
+    );
     let started = Instant::now();
     assert_unavailable(
         store
@@ -64,6 +69,7 @@ async fn an_unreachable_server_is_unavailable_not_a_hang() {
                 Outcome::Consumed,
                 &[msg("a")],
                 LONG,
+                &flash_core::Limits::default(),
             )
             .await,
         started,
@@ -96,7 +102,12 @@ async fn a_server_that_never_answers_is_unavailable_not_a_hang() {
         started,
     );
     let started = Instant::now();
-    assert_unavailable(store.append(&client, &[msg("a")], LONG).await, started);
+    assert_unavailable(
+        store
+            .append(&client, &[msg("a")], LONG, &flash_core::Limits::default())
+            .await,
+        started,
+    );
     silent.abort();
 }
 
@@ -246,12 +257,17 @@ async fn killed_connections_come_back_and_nothing_is_lost() {
     let client = ClientId::random();
 
     store
-        .append(&client, &[msg("a"), msg("b")], LONG)
+        .append(
+            &client,
+            &[msg("a"), msg("b")],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("append");
     assert!(user.kill().await >= 1, "the store's connection was killed");
     store
-        .append(&client, &[msg("c")], LONG)
+        .append(&client, &[msg("c")], LONG, &flash_core::Limits::default())
         .await
         .expect("the next append reconnects and succeeds");
 
@@ -269,7 +285,14 @@ async fn killed_connections_come_back_and_nothing_is_lost() {
 
     assert!(user.kill().await >= 1);
     store
-        .settle(&client, &lease, Outcome::Consumed, &[msg("d")], LONG)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Consumed,
+            &[msg("d")],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("the next settle reconnects and succeeds");
 
@@ -301,7 +324,9 @@ async fn kills_during_concurrent_appends_lose_and_double_nothing() {
                 let mut results = Vec::new();
                 for i in 0..40 {
                     let text = format!("w{w}-{i}");
-                    let result = store.append(&client, &[msg(&text)], LONG).await;
+                    let result = store
+                        .append(&client, &[msg(&text)], LONG, &flash_core::Limits::default())
+                        .await;
                     results.push((text, result.is_ok()));
                 }
                 results
@@ -361,20 +386,40 @@ async fn the_store_reconnects_when_the_server_is_back() {
     let store = quick(&server.url()).connect().await.expect("connect");
     let client = ClientId::random();
     store
-        .append(&client, &[msg("before")], LONG)
+        .append(
+            &client,
+            &[msg("before")],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("append");
 
     drop(server); // the server dies
     let started = Instant::now();
-    assert_unavailable(store.append(&client, &[msg("down")], LONG).await, started);
+    assert_unavailable(
+        store
+            .append(
+                &client,
+                &[msg("down")],
+                LONG,
+                &flash_core::Limits::default(),
+            )
+            .await,
+        started,
+    );
 
     let Some(server) = common::OwnServer::start_on(port).await else {
         return;
     };
     // Back (empty: the private server keeps nothing): the store reconnects by itself.
     store
-        .append(&client, &[msg("after")], LONG)
+        .append(
+            &client,
+            &[msg("after")],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("the first call after the server is back succeeds");
     let got = store

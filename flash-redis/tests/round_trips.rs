@@ -122,7 +122,12 @@ async fn a_clients_calls_touch_only_its_own_keys_among_100_000_others() {
                 for i in 0..1000 {
                     let message = Message::new(Level::INFO, format!("other {w}-{i}"));
                     store
-                        .append(&ClientId::random(), &[message], LONG)
+                        .append(
+                            &ClientId::random(),
+                            &[message],
+                            LONG,
+                            &flash_core::Limits::default(),
+                        )
                         .await
                         .expect("append");
                 }
@@ -141,7 +146,10 @@ async fn a_clients_calls_touch_only_its_own_keys_among_100_000_others() {
     let client = ClientId::random();
     let own = store.client_keys(&client);
     let texts = ["a", "b", "c"].map(|t| Message::new(Level::INFO, t));
-    store.append(&client, &texts, LONG).await.expect("append");
+    store
+        .append(&client, &texts, LONG, &flash_core::Limits::default())
+        .await
+        .expect("append");
 
     log_every_command(&mut admin, true).await;
     take_slowlog(&mut admin).await;
@@ -150,7 +158,14 @@ async fn a_clients_calls_touch_only_its_own_keys_among_100_000_others() {
     assert_eq!(got, texts);
     let lease_log = take_slowlog(&mut admin).await;
     store
-        .settle(&client, &lease, Outcome::Consumed, &[], LONG)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Consumed,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     let settle_log = take_slowlog(&mut admin).await;

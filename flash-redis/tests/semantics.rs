@@ -87,11 +87,11 @@ async fn same_answers_as_the_memory_store() {
                     let n = 1 + rng.below(3);
                     let added = fresh(&mut rng, n);
                     memory
-                        .append(client, &added, LONG)
+                        .append(client, &added, LONG, &flash_core::Limits::default())
                         .await
                         .expect("memory append");
                     redis
-                        .append(client, &added, LONG)
+                        .append(client, &added, LONG, &flash_core::Limits::default())
                         .await
                         .expect("redis append");
                 }
@@ -126,11 +126,25 @@ async fn same_answers_as_the_memory_store() {
                     let n = rng.below(3);
                     let added = fresh(&mut rng, n);
                     memory
-                        .settle(client, &lease, outcome, &added, LONG)
+                        .settle(
+                            client,
+                            &lease,
+                            outcome,
+                            &added,
+                            LONG,
+                            &flash_core::Limits::default(),
+                        )
                         .await
                         .expect("memory settle");
                     redis
-                        .settle(client, &lease, outcome, &added, LONG)
+                        .settle(
+                            client,
+                            &lease,
+                            outcome,
+                            &added,
+                            LONG,
+                            &flash_core::Limits::default(),
+                        )
                         .await
                         .expect("redis settle");
                 }
@@ -162,7 +176,12 @@ async fn released_messages_come_back_before_later_ones() {
     };
     let client = ClientId::random();
     store
-        .append(&client, &[msg("a"), msg("b")], LONG)
+        .append(
+            &client,
+            &[msg("a"), msg("b")],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("append");
     let first = LeaseId::random();
@@ -171,7 +190,7 @@ async fn released_messages_come_back_before_later_ones() {
         ["a", "b"]
     );
     store
-        .append(&client, &[msg("c")], LONG)
+        .append(&client, &[msg("c")], LONG, &flash_core::Limits::default())
         .await
         .expect("append");
     let second = LeaseId::random();
@@ -189,11 +208,25 @@ async fn released_messages_come_back_before_later_ones() {
             .is_empty()
     );
     store
-        .settle(&client, &first, Outcome::Released, &[msg("d")], LONG)
+        .settle(
+            &client,
+            &first,
+            Outcome::Released,
+            &[msg("d")],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     store
-        .settle(&client, &second, Outcome::Released, &[], LONG)
+        .settle(
+            &client,
+            &second,
+            Outcome::Released,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     let fourth = LeaseId::random();
@@ -210,7 +243,7 @@ async fn a_late_settle_touches_only_what_its_lease_still_holds() {
     };
     let client = ClientId::random();
     store
-        .append(&client, &[msg("a")], LONG)
+        .append(&client, &[msg("a")], LONG, &flash_core::Limits::default())
         .await
         .expect("append");
     let slow = LeaseId::random();
@@ -228,11 +261,25 @@ async fn a_late_settle_touches_only_what_its_lease_still_holds() {
     );
     // The slow request settles late: it must not delete what it no longer holds.
     store
-        .settle(&client, &slow, Outcome::Consumed, &[], LONG)
+        .settle(
+            &client,
+            &slow,
+            Outcome::Consumed,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     store
-        .settle(&client, &other, Outcome::Released, &[], LONG)
+        .settle(
+            &client,
+            &other,
+            Outcome::Released,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     let again = LeaseId::random();
@@ -243,7 +290,14 @@ async fn a_late_settle_touches_only_what_its_lease_still_holds() {
     // A lease that expired but was not taken over still owns its messages (as in MemoryStore).
     let lapsed = LeaseId::random();
     store
-        .settle(&client, &again, Outcome::Released, &[], LONG)
+        .settle(
+            &client,
+            &again,
+            Outcome::Released,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     assert_eq!(
@@ -252,7 +306,14 @@ async fn a_late_settle_touches_only_what_its_lease_still_holds() {
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     store
-        .settle(&client, &lapsed, Outcome::Consumed, &[], LONG)
+        .settle(
+            &client,
+            &lapsed,
+            Outcome::Consumed,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     let last = LeaseId::random();
@@ -276,7 +337,7 @@ async fn the_ttl_is_refreshed_by_appends_only_and_consuming_all_deletes_the_key(
     let client = ClientId::random();
     let key = store.client_keys(&client).messages;
     store
-        .append(&client, &[], LONG)
+        .append(&client, &[], LONG, &flash_core::Limits::default())
         .await
         .expect("empty append");
     assert!(
@@ -285,13 +346,23 @@ async fn the_ttl_is_refreshed_by_appends_only_and_consuming_all_deletes_the_key(
     );
 
     store
-        .append(&client, &[msg("a")], Duration::from_secs(100))
+        .append(
+            &client,
+            &[msg("a")],
+            Duration::from_secs(100),
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("append");
     let ttl: i64 = admin.pttl(&key).await.expect("PTTL");
     assert!((90_000..=100_000).contains(&ttl), "ttl {ttl}");
     store
-        .append(&client, &[msg("b")], Duration::from_secs(1000))
+        .append(
+            &client,
+            &[msg("b")],
+            Duration::from_secs(1000),
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("append");
     let ttl: i64 = admin.pttl(&key).await.expect("PTTL");
@@ -299,7 +370,14 @@ async fn the_ttl_is_refreshed_by_appends_only_and_consuming_all_deletes_the_key(
     let lease = LeaseId::random();
     store.lease(&client, &lease, LONG).await.expect("lease");
     store
-        .settle(&client, &lease, Outcome::Released, &[], LONG)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Released,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     let after: i64 = admin.pttl(&key).await.expect("PTTL");
@@ -314,7 +392,14 @@ async fn the_ttl_is_refreshed_by_appends_only_and_consuming_all_deletes_the_key(
         ["a", "b"]
     );
     store
-        .settle(&client, &lease, Outcome::Consumed, &[], LONG)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Consumed,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     assert!(
@@ -330,7 +415,12 @@ async fn messages_expire_with_their_ttl() {
     };
     let client = ClientId::random();
     store
-        .append(&client, &[msg("a")], Duration::from_millis(200))
+        .append(
+            &client,
+            &[msg("a")],
+            Duration::from_millis(200),
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("append");
     let lease = LeaseId::random();
@@ -349,7 +439,14 @@ async fn messages_expire_with_their_ttl() {
             .is_empty()
     );
     store
-        .settle(&client, &lease, Outcome::Released, &[msg("b")], LONG)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Released,
+            &[msg("b")],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     let lease3 = LeaseId::random();
@@ -360,7 +457,12 @@ async fn messages_expire_with_their_ttl() {
     // A zero TTL keeps nothing, as in MemoryStore.
     let other = ClientId::random();
     store
-        .append(&other, &[msg("x")], Duration::ZERO)
+        .append(
+            &other,
+            &[msg("x")],
+            Duration::ZERO,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("append");
     assert!(
@@ -380,13 +482,23 @@ async fn thousands_of_messages_in_one_call() {
     let client = ClientId::random();
     // More than Lua's unpack() takes in one go: the scripts send them in chunks.
     let many: Vec<Message> = (0..5000).map(|i| msg(&format!("n{i}"))).collect();
-    store.append(&client, &many, LONG).await.expect("append");
+    store
+        .append(&client, &many, LONG, &flash_core::Limits::default())
+        .await
+        .expect("append");
     let lease = LeaseId::random();
     let got = store.lease(&client, &lease, LONG).await.expect("lease");
     assert_eq!(got, many);
     let more: Vec<Message> = (5000..9000).map(|i| msg(&format!("n{i}"))).collect();
     store
-        .settle(&client, &lease, Outcome::Released, &more, LONG)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Released,
+            &more,
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     let lease = LeaseId::random();
@@ -398,7 +510,14 @@ async fn thousands_of_messages_in_one_call() {
             .all(|(i, m)| m.text == format!("n{i}"))
     );
     store
-        .settle(&client, &lease, Outcome::Consumed, &[], LONG)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Consumed,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     assert!(
@@ -421,7 +540,7 @@ async fn foreign_data_under_the_prefix_is_skipped_not_fatal() {
     let client = ClientId::random();
     let key = store.client_keys(&client).messages;
     store
-        .append(&client, &[msg("a")], LONG)
+        .append(&client, &[msg("a")], LONG, &flash_core::Limits::default())
         .await
         .expect("append");
     let () = admin
@@ -441,14 +560,21 @@ async fn foreign_data_under_the_prefix_is_skipped_not_fatal() {
         .await
         .expect("HSET");
     store
-        .append(&client, &[msg("b")], LONG)
+        .append(&client, &[msg("b")], LONG, &flash_core::Limits::default())
         .await
         .expect("append");
     let lease = LeaseId::random();
     let got = store.lease(&client, &lease, LONG).await.expect("lease");
     assert_eq!(texts(&got), ["a", "b"]);
     store
-        .settle(&client, &lease, Outcome::Consumed, &[], LONG)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Consumed,
+            &[],
+            LONG,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     let left: Vec<String> = admin.hkeys(&key).await.expect("HKEYS");
@@ -480,7 +606,9 @@ async fn clients_and_prefixes_are_isolated() {
     };
     let client = ClientId::random();
     let other = ClientId::random();
-    a.append(&client, &[msg("a")], LONG).await.expect("append");
+    a.append(&client, &[msg("a")], LONG, &flash_core::Limits::default())
+        .await
+        .expect("append");
     assert!(
         b.lease(&client, &LeaseId::random(), LONG)
             .await

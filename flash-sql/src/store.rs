@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flash_core::{ClientId, Error, ErrorKind, KeyedStore, LeaseId, Message, Outcome, Result};
+use flash_core::{
+    ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, Message, Outcome, Result,
+};
 
 use crate::builder::SqlStoreBuilder;
 use crate::error;
@@ -370,9 +372,16 @@ fn encode(messages: &[Message]) -> Result<Vec<String>> {
 
 #[async_trait]
 impl KeyedStore for SqlStore {
-    async fn append(&self, client: &ClientId, messages: &[Message], ttl: Duration) -> Result<()> {
+    async fn append(
+        &self,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        _limits: &Limits,
+    ) -> Result<usize> {
+        // TODO(limits): enforce inside the statement.
         if messages.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let bodies = encode(messages)?;
         let (backend, client, bodies) = (&self.inner.backend, client.as_bytes(), &bodies);
@@ -380,6 +389,7 @@ impl KeyedStore for SqlStore {
             dispatch!(backend, b => b.append(client, bodies, ttl).await)
         })
         .await
+        .map(|()| messages.len())
     }
 
     async fn lease(
@@ -421,7 +431,8 @@ impl KeyedStore for SqlStore {
         outcome: Outcome,
         append: &[Message],
         ttl: Duration,
-    ) -> Result<()> {
+        _limits: &Limits,
+    ) -> Result<usize> {
         let bodies = encode(append)?;
         let (backend, client, lease) = (&self.inner.backend, client.as_bytes(), lease.as_bytes());
         let bodies = &bodies;
@@ -429,6 +440,7 @@ impl KeyedStore for SqlStore {
             dispatch!(backend, b => b.settle(client, lease, outcome, bodies, ttl).await)
         })
         .await
+        .map(|()| append.len())
     }
 }
 

@@ -101,7 +101,12 @@ async fn lease_touches_only_the_clients_rows() {
     let client = ClientId::random();
     let mine = [info("m1"), info("m2"), info("m3")];
     store
-        .append(&client, &mine, Duration::from_secs(3600))
+        .append(
+            &client,
+            &mine,
+            Duration::from_secs(3600),
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE TABLE `{t}`")))
@@ -187,7 +192,12 @@ async fn foreign_rows_are_skipped() {
     };
     let client = ClientId::random();
     store
-        .append(&client, &[info("good")], Duration::from_secs(3600))
+        .append(
+            &client,
+            &[info("good")],
+            Duration::from_secs(3600),
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -211,6 +221,7 @@ async fn foreign_rows_are_skipped() {
             flash_core::Outcome::Consumed,
             &[],
             Duration::from_secs(3600),
+            &flash_core::Limits::default(),
         )
         .await
         .unwrap();
@@ -261,7 +272,12 @@ async fn killed_connections_are_replaced() {
             .unwrap();
         let client = ClientId::random();
         store
-            .append(&client, &[info("before")], Duration::from_secs(3600))
+            .append(
+                &client,
+                &[info("before")],
+                Duration::from_secs(3600),
+                &flash_core::Limits::default(),
+            )
             .await
             .unwrap();
         let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
@@ -274,7 +290,12 @@ async fn killed_connections_are_replaced() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let append = store
-            .append(&client, &[info("after")], Duration::from_secs(3600))
+            .append(
+                &client,
+                &[info("after")],
+                Duration::from_secs(3600),
+                &flash_core::Limits::default(),
+            )
             .await;
         if ping_after_idle.is_zero() {
             // Pinged before use: the dead connection is replaced, the call goes through.
@@ -283,7 +304,12 @@ async fn killed_connections_are_replaced() {
             // Not pinged: the call on the dead connection fails, typed, and the next works.
             assert_eq!(err.kind(), flash_core::ErrorKind::Unavailable, "{err:?}");
             store
-                .append(&client, &[info("after")], Duration::from_secs(3600))
+                .append(
+                    &client,
+                    &[info("after")],
+                    Duration::from_secs(3600),
+                    &flash_core::Limits::default(),
+                )
                 .await
                 .unwrap();
         }
@@ -323,7 +349,12 @@ async fn mariadb_scheme_connects() {
     assert!(store.location().starts_with("mariadb://"));
     let client = ClientId::random();
     store
-        .append(&client, &[info("x")], Duration::from_secs(60))
+        .append(
+            &client,
+            &[info("x")],
+            Duration::from_secs(60),
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     drop_table(&store).await;
@@ -381,7 +412,12 @@ async fn each_call_is_one_statement() {
         .unwrap();
     let client = ClientId::random();
     store
-        .append(&client, &[info("first")], Duration::from_secs(3600))
+        .append(
+            &client,
+            &[info("first")],
+            Duration::from_secs(3600),
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     let count = Arc::new(AtomicU64::new(0));
@@ -406,7 +442,14 @@ async fn each_call_is_one_statement() {
     assert_eq!(texts(&got), ["first"]);
     statements("lease", 1);
     store
-        .settle(&client, &lease, Outcome::Consumed, &[info("second")], hour)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Consumed,
+            &[info("second")],
+            hour,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     statements("settle, consumed, appending one", 1);
@@ -422,11 +465,20 @@ async fn each_call_is_one_statement() {
             Outcome::Released,
             &[info("third"), info("fourth")],
             hour,
+            &flash_core::Limits::default(),
         )
         .await
         .unwrap();
     statements("settle, released, appending two", 1);
-    store.append(&client, &[info("fifth")], hour).await.unwrap();
+    store
+        .append(
+            &client,
+            &[info("fifth")],
+            hour,
+            &flash_core::Limits::default(),
+        )
+        .await
+        .unwrap();
     statements("append", 1);
     assert!(
         store
@@ -441,7 +493,14 @@ async fn each_call_is_one_statement() {
     let got = store.lease(&client, &lease, hour).await.unwrap();
     assert_eq!(texts(&got), ["second", "third", "fourth", "fifth"]);
     store
-        .settle(&client, &lease, Outcome::Consumed, &[], hour)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Consumed,
+            &[],
+            hour,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     statements("lease, settle", 2);
@@ -466,13 +525,23 @@ async fn several_messages_keep_their_bytes_and_order() {
     };
     let many: Vec<_> = (0..300).map(odd).collect();
     let client = ClientId::random();
-    store.append(&client, &many, hour).await.unwrap();
+    store
+        .append(&client, &many, hour, &flash_core::Limits::default())
+        .await
+        .unwrap();
     let lease = LeaseId::random();
     let got = store.lease(&client, &lease, hour).await.unwrap();
     assert_eq!(got, many);
     let again: Vec<_> = (300..310).map(odd).collect();
     store
-        .settle(&client, &lease, Outcome::Released, &again, hour)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Released,
+            &again,
+            hour,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     let got = store
@@ -494,7 +563,15 @@ async fn a_failed_settle_changes_nothing() {
     };
     let hour = Duration::from_secs(3600);
     let client = ClientId::random();
-    store.append(&client, &[info("kept")], hour).await.unwrap();
+    store
+        .append(
+            &client,
+            &[info("kept")],
+            hour,
+            &flash_core::Limits::default(),
+        )
+        .await
+        .unwrap();
     let lease = LeaseId::random();
     assert_eq!(
         texts(&store.lease(&client, &lease, hour).await.unwrap()),
@@ -537,7 +614,14 @@ async fn a_failed_settle_changes_nothing() {
             .is_empty()
     );
     store
-        .settle(&client, &lease, Outcome::Released, &[], hour)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Released,
+            &[],
+            hour,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -561,7 +645,12 @@ async fn migrate_adds_procedures_to_an_existing_table() {
     };
     let client = ClientId::random();
     store
-        .append(&client, &[info("old")], Duration::from_secs(3600))
+        .append(
+            &client,
+            &[info("old")],
+            Duration::from_secs(3600),
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     let pool = store.mysql_pool().unwrap();
@@ -620,10 +709,23 @@ async fn tables_differing_in_case_do_not_share_procedures() {
     let client = ClientId::random();
     let hour = Duration::from_secs(3600);
     capital
-        .append(&client, &[info("upper")], hour)
+        .append(
+            &client,
+            &[info("upper")],
+            hour,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
-    small.append(&client, &[info("lower")], hour).await.unwrap();
+    small
+        .append(
+            &client,
+            &[info("lower")],
+            hour,
+            &flash_core::Limits::default(),
+        )
+        .await
+        .unwrap();
     let got = small
         .lease(&client, &LeaseId::random(), hour)
         .await

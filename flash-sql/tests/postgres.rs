@@ -89,7 +89,12 @@ async fn lease_touches_only_the_clients_rows() {
     let client = ClientId::random();
     let mine = [info("m1"), info("m2"), info("m3")];
     store
-        .append(&client, &mine, Duration::from_secs(3600))
+        .append(
+            &client,
+            &mine,
+            Duration::from_secs(3600),
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE \"{t}\"")))
@@ -126,7 +131,12 @@ async fn foreign_rows_are_skipped() {
     };
     let client = ClientId::random();
     store
-        .append(&client, &[info("good")], Duration::from_secs(3600))
+        .append(
+            &client,
+            &[info("good")],
+            Duration::from_secs(3600),
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -150,6 +160,7 @@ async fn foreign_rows_are_skipped() {
             flash_core::Outcome::Consumed,
             &[],
             Duration::from_secs(3600),
+            &flash_core::Limits::default(),
         )
         .await
         .unwrap();
@@ -176,7 +187,12 @@ async fn killed_connections_are_replaced() {
             .unwrap();
         let client = ClientId::random();
         store
-            .append(&client, &[info("before")], Duration::from_secs(3600))
+            .append(
+                &client,
+                &[info("before")],
+                Duration::from_secs(3600),
+                &flash_core::Limits::default(),
+            )
             .await
             .unwrap();
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -191,7 +207,12 @@ async fn killed_connections_are_replaced() {
         assert!(killed);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let append = store
-            .append(&client, &[info("after")], Duration::from_secs(3600))
+            .append(
+                &client,
+                &[info("after")],
+                Duration::from_secs(3600),
+                &flash_core::Limits::default(),
+            )
             .await;
         if ping_after_idle.is_zero() {
             // Pinged before use: the dead connection is replaced, the call goes through.
@@ -200,7 +221,12 @@ async fn killed_connections_are_replaced() {
             // Not pinged: the call on the dead connection fails, typed, and the next works.
             assert_eq!(err.kind(), flash_core::ErrorKind::Unavailable, "{err:?}");
             store
-                .append(&client, &[info("after")], Duration::from_secs(3600))
+                .append(
+                    &client,
+                    &[info("after")],
+                    Duration::from_secs(3600),
+                    &flash_core::Limits::default(),
+                )
                 .await
                 .unwrap();
         }

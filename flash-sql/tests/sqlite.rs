@@ -46,7 +46,15 @@ async fn in_memory_database_keeps_its_rows() {
     let store = SqlStore::connect("sqlite::memory:").await.unwrap();
     store.migrate().await.unwrap();
     let client = ClientId::random();
-    store.append(&client, &[info("kept")], HOUR).await.unwrap();
+    store
+        .append(
+            &client,
+            &[info("kept")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let got = store
         .lease(&client, &LeaseId::random(), HOUR)
@@ -99,7 +107,12 @@ async fn busy_database_waits_or_fails_typed() {
     // Held past the busy timeout: a typed error, in bounded time.
     let started = Instant::now();
     let err = store
-        .append(&client, &[info("blocked")], HOUR)
+        .append(
+            &client,
+            &[info("blocked")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect_err("locked");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
@@ -122,7 +135,12 @@ async fn busy_database_waits_or_fails_typed() {
         other
     });
     store
-        .append(&client, &[info("waited")], HOUR)
+        .append(
+            &client,
+            &[info("waited")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     let mut other = release.await.unwrap();
@@ -185,7 +203,12 @@ async fn lease_touches_only_the_clients_rows() {
     assert_eq!(inserted, OTHER_ROWS.unsigned_abs());
     let client = ClientId::random();
     store
-        .append(&client, &[info("m1"), info("m2"), info("m3")], HOUR)
+        .append(
+            &client,
+            &[info("m1"), info("m2"), info("m3")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     sqlx::query("ANALYZE").execute(pool).await.unwrap();
@@ -223,7 +246,15 @@ async fn lease_touches_only_the_clients_rows() {
 async fn foreign_rows_are_skipped() {
     let store = sqlite_store(&namespace()).await;
     let client = ClientId::random();
-    store.append(&client, &[info("good")], HOUR).await.unwrap();
+    store
+        .append(
+            &client,
+            &[info("good")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO flash_messages (client, body, expires_at) \
          VALUES (?1, 'not json', CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) + 3600000)",
@@ -236,7 +267,14 @@ async fn foreign_rows_are_skipped() {
     let got = store.lease(&client, &lease, HOUR).await.unwrap();
     assert_eq!(texts(&got), ["good"]);
     store
-        .settle(&client, &lease, Outcome::Consumed, &[], HOUR)
+        .settle(
+            &client,
+            &lease,
+            Outcome::Consumed,
+            &[],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     assert_eq!(rows(&store).await, 0);

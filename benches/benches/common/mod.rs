@@ -199,6 +199,7 @@ pub(crate) fn update(messages: &[Message]) -> Update {
         unread: Vec::new(),
         added: messages.to_vec(),
         overflow: Overflow::DropOldest,
+        limits: Default::default(),
     }
 }
 

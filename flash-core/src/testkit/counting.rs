@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::keyed::{ClientId, KeyedStore, LeaseId, Outcome};
+use crate::limits::Limits;
 use crate::message::Message;
 
 /// Calls made to a [`CountingStore`], by kind.
@@ -61,9 +62,15 @@ impl<S> CountingStore<S> {
 
 #[async_trait]
 impl<S: KeyedStore> KeyedStore for CountingStore<S> {
-    async fn append(&self, client: &ClientId, messages: &[Message], ttl: Duration) -> Result<()> {
+    async fn append(
+        &self,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
         self.bump(0);
-        self.inner.append(client, messages, ttl).await
+        self.inner.append(client, messages, ttl, limits).await
     }
 
     async fn lease(
@@ -83,8 +90,11 @@ impl<S: KeyedStore> KeyedStore for CountingStore<S> {
         outcome: Outcome,
         append: &[Message],
         ttl: Duration,
-    ) -> Result<()> {
+        limits: &Limits,
+    ) -> Result<usize> {
         self.bump(2);
-        self.inner.settle(client, lease, outcome, append, ttl).await
+        self.inner
+            .settle(client, lease, outcome, append, ttl, limits)
+            .await
     }
 }

@@ -462,11 +462,12 @@ pub async fn large_texts_survive(factory: Factory) {
     }
     let client = harness.client();
     let big: Vec<String> = (0..3)
-        .map(|i| format!("{i}:") + &"é🎉abcdefgh".repeat(1024))
+        // Just under the default limit of one message's text.
+        .map(|i| format!("{i}:") + &"é🎉abcdefgh".repeat(290))
         .collect();
     let refs: Vec<&str> = big.iter().map(String::as_str).collect();
     seed(&client, &refs).await;
-    assert!(big[0].len() >= 10 * 1024);
+    assert!(big[0].len() >= 4000 && big[0].len() <= crate::Limits::DEFAULT_MAX_TEXT_LEN);
     assert_eq!(texts(&read_all(&client).await), refs);
 }
 
@@ -549,8 +550,9 @@ pub async fn concurrent_adds_lose_nothing(factory: Factory) {
     if !harness.capabilities.exactly_once {
         return skip("concurrent_adds_lose_nothing", "exactly-once delivery");
     }
+    // 96 messages: within the default limit of pending messages for one client.
     const TASKS: usize = 8;
-    const ADDS: usize = 100;
+    const ADDS: usize = 12;
     let client = established(&harness).await;
     let mut tasks = Vec::new();
     for t in 0..TASKS {

@@ -210,7 +210,14 @@ async fn take(store: &SqlStore, client: &ClientId) -> Vec<String> {
     let got = store.lease(client, &lease, LEASE).await.expect("lease");
     if !got.is_empty() {
         store
-            .settle(client, &lease, Outcome::Consumed, &[], HOUR)
+            .settle(
+                client,
+                &lease,
+                Outcome::Consumed,
+                &[],
+                HOUR,
+                &flash_core::Limits::default(),
+            )
             .await
             .expect("settle");
     }
@@ -221,27 +228,52 @@ async fn take(store: &SqlStore, client: &ClientId) -> Vec<String> {
 pub(crate) async fn keyed_semantics(store: &SqlStore) {
     let (a, b) = (ClientId::random(), ClientId::random());
     store
-        .append(&a, &[info("a1"), info("a2")], HOUR)
+        .append(
+            &a,
+            &[info("a1"), info("a2")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("append");
-    store.append(&b, &[info("b1")], HOUR).await.expect("append");
+    store
+        .append(&b, &[info("b1")], HOUR, &flash_core::Limits::default())
+        .await
+        .expect("append");
 
     // A lease takes everything visible, in order, and hides it.
     let first = LeaseId::random();
     let got = store.lease(&a, &first, LEASE).await.expect("lease");
     assert_eq!(texts(&got), ["a1", "a2"]);
-    store.append(&a, &[info("a3")], HOUR).await.expect("append");
+    store
+        .append(&a, &[info("a3")], HOUR, &flash_core::Limits::default())
+        .await
+        .expect("append");
     let second = LeaseId::random();
     let got = store.lease(&a, &second, LEASE).await.expect("lease");
     assert_eq!(texts(&got), ["a3"], "rows under a live lease are hidden");
 
     // Released rows come back in their original place; consumed ones are gone.
     store
-        .settle(&a, &first, Outcome::Released, &[info("a4")], HOUR)
+        .settle(
+            &a,
+            &first,
+            Outcome::Released,
+            &[info("a4")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     store
-        .settle(&a, &second, Outcome::Consumed, &[], HOUR)
+        .settle(
+            &a,
+            &second,
+            Outcome::Consumed,
+            &[],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     assert_eq!(take(store, &a).await, ["a1", "a2", "a4"]);
@@ -249,7 +281,14 @@ pub(crate) async fn keyed_semantics(store: &SqlStore) {
 
     // Settling a lease that holds nothing (or another client's) changes nothing.
     store
-        .settle(&a, &first, Outcome::Consumed, &[], HOUR)
+        .settle(
+            &a,
+            &first,
+            Outcome::Consumed,
+            &[],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     let lease_b = LeaseId::random();
@@ -258,17 +297,34 @@ pub(crate) async fn keyed_semantics(store: &SqlStore) {
         ["b1"]
     );
     store
-        .settle(&a, &lease_b, Outcome::Consumed, &[], HOUR)
+        .settle(
+            &a,
+            &lease_b,
+            Outcome::Consumed,
+            &[],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     store
-        .settle(&b, &lease_b, Outcome::Released, &[], HOUR)
+        .settle(
+            &b,
+            &lease_b,
+            Outcome::Released,
+            &[],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
     assert_eq!(take(store, &b).await, ["b1"]);
 
     // A zero lease hides nothing.
-    store.append(&a, &[info("z")], HOUR).await.expect("append");
+    store
+        .append(&a, &[info("z")], HOUR, &flash_core::Limits::default())
+        .await
+        .expect("append");
     let zero = LeaseId::random();
     assert_eq!(
         texts(&store.lease(&a, &zero, Duration::ZERO).await.expect("lease")),
@@ -278,7 +334,12 @@ pub(crate) async fn keyed_semantics(store: &SqlStore) {
 
     // Spans beyond any timestamp type are cut, never an overflow.
     store
-        .append(&a, &[info("forever")], Duration::MAX)
+        .append(
+            &a,
+            &[info("forever")],
+            Duration::MAX,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("huge ttl");
     let long = LeaseId::random();
@@ -300,18 +361,29 @@ pub(crate) async fn keyed_semantics(store: &SqlStore) {
         "held by the long lease"
     );
     store
-        .settle(&a, &long, Outcome::Consumed, &[], Duration::MAX)
+        .settle(
+            &a,
+            &long,
+            Outcome::Consumed,
+            &[],
+            Duration::MAX,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
 
     // Empty appends are no-ops; odd texts survive.
-    store.append(&a, &[], HOUR).await.expect("empty append");
+    store
+        .append(&a, &[], HOUR, &flash_core::Limits::default())
+        .await
+        .expect("empty append");
     let odd = "quote ' double \" back \\ nul \u{0} emoji 🎉 ".repeat(50);
     store
         .append(
             &a,
             &[info(&odd).with_extra_tags("x y").trusted_html()],
             HOUR,
+            &flash_core::Limits::default(),
         )
         .await
         .expect("append");
@@ -322,13 +394,23 @@ pub(crate) async fn keyed_semantics(store: &SqlStore) {
     assert_eq!(got[0].extra_tags.as_deref(), Some("x y"));
     assert!(got[0].trusted_html);
     store
-        .settle(&a, &lease, Outcome::Consumed, &[], HOUR)
+        .settle(
+            &a,
+            &lease,
+            Outcome::Consumed,
+            &[],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("settle");
 
     // Many messages in one call keep their order (more than one INSERT chunk).
     let many: Vec<Message> = (0..1203).map(|i| info(&format!("m{i}"))).collect();
-    store.append(&a, &many, HOUR).await.expect("append");
+    store
+        .append(&a, &many, HOUR, &flash_core::Limits::default())
+        .await
+        .expect("append");
     let got = take(store, &a).await;
     assert_eq!(got, texts(&many));
 }
@@ -343,22 +425,61 @@ pub(crate) async fn ttl_and_sweep(store: &SqlStore) {
         ClientId::random(),
         ClientId::random(),
     );
-    store.append(&dead, &[info("gone")], short).await.unwrap();
-    store.append(&alive, &[info("kept")], HOUR).await.unwrap();
     store
-        .append(&refreshed, &[info("old")], short)
+        .append(
+            &dead,
+            &[info("gone")],
+            short,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     store
-        .append(&refreshed, &[info("new")], HOUR)
+        .append(
+            &alive,
+            &[info("kept")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     store
-        .append(&reborn, &[info("before")], short)
+        .append(
+            &refreshed,
+            &[info("old")],
+            short,
+            &flash_core::Limits::default(),
+        )
+        .await
+        .unwrap();
+    store
+        .append(
+            &refreshed,
+            &[info("new")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
+        .await
+        .unwrap();
+    store
+        .append(
+            &reborn,
+            &[info("before")],
+            short,
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    store.append(&reborn, &[info("after")], HOUR).await.unwrap();
+    store
+        .append(
+            &reborn,
+            &[info("after")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
+        .await
+        .unwrap();
 
     // Expired messages are never delivered, swept or not.
     let lease = LeaseId::random();
@@ -388,14 +509,24 @@ pub(crate) async fn ttl_and_sweep(store: &SqlStore) {
 pub(crate) async fn sweeper_runs(store: &SqlStore) {
     let client = ClientId::random();
     store
-        .append(&client, &[info("x")], Duration::from_millis(50))
+        .append(
+            &client,
+            &[info("x")],
+            Duration::from_millis(50),
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = store.sweep().await.unwrap();
     assert_eq!(before, 1);
     store
-        .append(&client, &[info("y")], Duration::from_millis(50))
+        .append(
+            &client,
+            &[info("y")],
+            Duration::from_millis(50),
+            &flash_core::Limits::default(),
+        )
         .await
         .unwrap();
     let task = store.spawn_sweeper(Duration::from_millis(100)).unwrap();
@@ -536,7 +667,12 @@ pub(crate) async fn unreachable(url_for_port: impl Fn(u16) -> String) {
             .expect("lazy");
         let started = std::time::Instant::now();
         let err = lazy
-            .append(&ClientId::random(), &[info("x")], HOUR)
+            .append(
+                &ClientId::random(),
+                &[info("x")],
+                HOUR,
+                &flash_core::Limits::default(),
+            )
             .await
             .expect_err("no server");
         assert_unavailable(&err, started, bound);
@@ -556,7 +692,12 @@ pub(crate) async fn exhausted<T>(store: &SqlStore, held: T) {
     drop(held);
     let client = ClientId::random();
     store
-        .append(&client, &[info("back")], HOUR)
+        .append(
+            &client,
+            &[info("back")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
         .await
         .expect("after release");
     assert_eq!(take(store, &client).await, ["back"]);
@@ -574,7 +715,10 @@ pub(crate) async fn concurrent_migrations(url: &str, table: &str) {
     }
     let store = SqlStore::builder(url).table(table).connect().await.unwrap();
     let client = ClientId::random();
-    store.append(&client, &[info("x")], HOUR).await.unwrap();
+    store
+        .append(&client, &[info("x")], HOUR, &flash_core::Limits::default())
+        .await
+        .unwrap();
     assert_eq!(take(&store, &client).await, ["x"]);
     drop_table(&store).await;
 }
