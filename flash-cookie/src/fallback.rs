@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 use flash_core::http::HeaderMap;
-use flash_core::{Incoming, Limits, LoadToken, Loaded, Message, Overflow, Result, Storage, Update};
+use flash_core::{
+    Degraded, Identity, Incoming, Limits, LoadToken, Loaded, Message, Overflow, Result, Storage,
+    Update,
+};
 
 /// Two storages as one, with Django's `FallbackStorage` algorithm: the first (a cookie)
 /// holds the oldest messages that fit, the second (a server-side store) the rest.
@@ -62,8 +65,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
         &self,
         request: &Incoming,
         added: Vec<Message>,
-        overflow: Overflow,
-        limits: Limits,
+        (overflow, limits): (Overflow, Limits),
+        (identity, degraded): (Identity, &Degraded),
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
         let first = self.first.load(request).await?;
@@ -83,6 +86,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                     added: to_first,
                     overflow: Overflow::Spill,
                     limits,
+                    identity,
+                    degraded: degraded.clone(),
                 },
                 response,
             )
@@ -101,6 +106,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                     added: rest,
                     overflow,
                     limits,
+                    identity,
+                    degraded: degraded.clone(),
                 },
                 response,
             )
@@ -146,6 +153,9 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
     ) -> Result<Vec<Message>> {
         let overflow = update.overflow;
         let limits = update.limits;
+        // Both storages learn what happened to the client's id; one without an id ignores it.
+        let identity = update.identity;
+        let degraded = &update.degraded;
         let Some(token) = update
             .loaded
             .and_then(LoadToken::into_inner::<FallbackToken>)
@@ -154,7 +164,13 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                 return Ok(Vec::new());
             }
             return self
-                .save_added(request, update.added, overflow, limits, response)
+                .save_added(
+                    request,
+                    update.added,
+                    (overflow, limits),
+                    (identity, degraded),
+                    response,
+                )
                 .await;
         };
         if !update.consumed && update.added.is_empty() {
@@ -172,6 +188,8 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                         added: Vec::new(),
                         overflow: Overflow::Spill,
                         limits,
+                        identity,
+                        degraded: degraded.clone(),
                     },
                     response,
                 )
@@ -187,6 +205,8 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                             added: Vec::new(),
                             overflow,
                             limits,
+                            identity,
+                            degraded: degraded.clone(),
                         },
                         response,
                     )
@@ -211,6 +231,8 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                     added: pending,
                     overflow: Overflow::Spill,
                     limits,
+                    identity,
+                    degraded: degraded.clone(),
                 },
                 response,
             )
@@ -228,6 +250,8 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                             added: rest,
                             overflow,
                             limits,
+                            identity,
+                            degraded: degraded.clone(),
                         },
                         response,
                     )
@@ -245,6 +269,8 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                             added: rest,
                             overflow,
                             limits,
+                            identity,
+                            degraded: degraded.clone(),
                         },
                         response,
                     )

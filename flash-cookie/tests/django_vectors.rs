@@ -160,6 +160,7 @@ async fn store(storage: &CookieStorage, input: Vec<Message>) -> (HeaderMap, Vec<
                 added: input,
                 overflow: Overflow::DropOldest,
                 limits: Default::default(),
+                ..Default::default()
             },
             &mut response,
         )
@@ -339,6 +340,7 @@ async fn tampered_values_give_no_messages_and_are_deleted() {
                     added: Vec::new(),
                     overflow: Overflow::DropOldest,
                     limits: Default::default(),
+                    ..Default::default()
                 },
                 &mut response,
             )
@@ -532,6 +534,7 @@ async fn fallback_single_large_message_leaves_only_the_marker() {
                     added: vec![Message::new(Level::ERROR, text.clone()).with_extra_tags("")],
                     overflow: Overflow::DropOldest,
                     limits: Default::default(),
+                    ..Default::default()
                 },
                 &mut response,
             )

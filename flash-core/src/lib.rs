@@ -20,8 +20,8 @@ pub mod testkit;
 pub use cookie_options::{CookieOptions, append_set_cookie_line};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
-    ClientId, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, KeyedStorage, KeyedStore, LeaseId,
-    Outcome,
+    ClientId, DEFAULT_CALL_TIMEOUT, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, HOST_ID_COOKIE,
+    KeyedStorage, KeyedStore, LeaseId, Outcome,
 };
 pub use level::{Level, LevelTags, ParseLevelError};
 pub use limits::Limits;
@@ -31,7 +31,8 @@ pub use messages::{Config, Messages, SaveReport};
 pub use redact::{Redacted, redact_url};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
 pub use storage::{
-    ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, Storage, Update, append_set_cookie,
+    Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, Storage,
+    Update, append_set_cookie,
 };
 
 /// Re-exported for storages and adapters: the `async_trait` attribute the traits use.

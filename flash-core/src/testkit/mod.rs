@@ -166,9 +166,9 @@ impl Harness {
             .ttl(options.ttl)
             .lease_timeout(options.lease_timeout);
         Harness {
+            state_cookie: storage.id_cookie_name().to_owned(),
             storage: Arc::new(storage),
             capabilities: Capabilities::ALL,
-            state_cookie: crate::DEFAULT_ID_COOKIE.to_owned(),
             calls: Some(calls),
             calls_exact: true,
             request_hook: None,
@@ -288,6 +288,9 @@ macro_rules! conformance_tests {
             store_calls_are_counted,
             bad_state_cookie_means_no_messages,
             wrong_key_means_no_messages,
+            abandoned_request_releases_at_once,
+            forget_id_deletes_what_is_pending,
+            rotate_id_moves_or_drops_what_is_pending,
         );
     };
 }
