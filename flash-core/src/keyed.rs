@@ -322,7 +322,9 @@ struct KeyedToken<S: KeyedStore> {
 ///   the store's messages first, then the carried ones, once; a read while the store is still
 ///   down shows the carried ones alone. Carried messages not consumed move into the store as
 ///   soon as it answers. A carry cookie that fails verification is ignored and deleted.
-///   A carried message lives in the browser, so two tabs reading at once may both show it.
+///   A carried message lives in the browser, so two tabs reading at once may both show it,
+///   and an `append` or `settle` that timed out but was applied after all shows its messages
+///   twice: shown twice is better than lost.
 ///
 /// The deadline needs a Tokio runtime with its time driver enabled, as every Tokio-based
 /// framework runs.

@@ -326,8 +326,9 @@ impl Messages {
     /// `Carry::Drop` means "no messages pending", as [`Messages::forget_id`] does.
     ///
     /// # Errors
-    /// With [`Carry::Drop`], when loading the pending messages fails (backend unavailable);
-    /// nothing is changed then.
+    /// With [`Carry::Drop`], when loading the pending messages fails (backend unavailable).
+    /// The id is rotated all the same; a keyed store keeps what was pending under the old id,
+    /// out of the client's reach, until its TTL.
     pub async fn rotate_id(&self, carry: Carry) -> Result<()> {
         self.change_identity(Identity::Rotate(carry)).await
     }
@@ -339,25 +340,32 @@ impl Messages {
     /// With a storage that keeps no id (cookie, session) it means "no messages pending".
     ///
     /// # Errors
-    /// When loading the pending messages fails (backend unavailable); nothing is changed then.
+    /// When loading the pending messages fails (backend unavailable). The id is forgotten all
+    /// the same; a keyed store keeps what was pending under it, out of the client's reach,
+    /// until its TTL.
     pub async fn forget_id(&self) -> Result<()> {
         self.change_identity(Identity::Forget).await
     }
 
     async fn change_identity(&self, identity: Identity) -> Result<()> {
+        // Asked first: should loading fail, the id still changes, and what was pending for the
+        // old one is out of the client's reach.
+        self.state().identity = identity;
         if identity.drops_pending() {
             // Loaded, then consumed and emptied, so every storage deletes what is pending (a
             // keyed store settles its lease) and a later read shows none of it.
-            self.ensure_loaded().await?;
+            let loaded = self.ensure_loaded().await;
             let mut state = self.state();
             state.used = true;
-            state.loaded = Some(Vec::new());
-            state.stored = 0;
+            if loaded.is_ok() {
+                state.loaded = Some(Vec::new());
+                state.stored = 0;
+            }
             state.queued.clear();
             state.now.clear();
             state.added_bytes = 0;
+            return loaded;
         }
-        self.state().identity = identity;
         Ok(())
     }
 
@@ -552,8 +560,8 @@ impl Messages {
             return Pending::Done(SaveReport::default());
         }
         state.saved = true;
-        let vary = state.read_attempted || state.added_new;
         let identity = state.identity;
+        let vary = state.read_attempted || state.added_new || identity != Identity::Keep;
         // Forgetting consumed everything pending when it was asked; `keep` cannot undo it.
         let consumed = state.used || identity.drops_pending();
         let queued = std::mem::take(&mut state.queued);
