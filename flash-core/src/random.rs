@@ -9,3 +9,13 @@ pub(crate) fn fill(buf: &mut [u8]) {
         panic!("the operating system's random generator failed: {err}");
     }
 }
+
+/// Fills `buf` from the OS generator, or says why it cannot.
+pub(crate) fn try_fill(buf: &mut [u8]) -> crate::Result<()> {
+    getrandom::fill(buf).map_err(|err| {
+        crate::Error::new(
+            crate::ErrorKind::Unavailable,
+            format!("the operating system's random generator failed: {err}"),
+        )
+    })
+}

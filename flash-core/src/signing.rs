@@ -81,10 +81,31 @@ impl Key {
     }
 
     /// A random key, for tests and for single-process development.
+    ///
+    /// # Panics
+    /// When the operating system's random generator fails; [`Key::try_generate`] returns the
+    /// error instead.
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         crate::random::fill(&mut bytes);
         Key::from_mac_key(&bytes)
+    }
+
+    /// A random key, or an [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) error when
+    /// the operating system's random generator fails.
+    ///
+    /// ```
+    /// let key = flash_core::Key::try_generate()?;
+    /// # let _ = key;
+    /// # Ok::<(), flash_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the random generator fails.
+    pub fn try_generate() -> crate::Result<Self> {
+        let mut bytes = [0u8; 32];
+        crate::random::try_fill(&mut bytes)?;
+        Ok(Key::from_mac_key(&bytes))
     }
 
     /// A key used as the HMAC key exactly as given, with no length check (for foreign formats
