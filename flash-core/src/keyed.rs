@@ -322,9 +322,10 @@ struct KeyedToken<S: KeyedStore> {
 ///   the store's messages first, then the carried ones, once; a read while the store is still
 ///   down shows the carried ones alone. Carried messages not consumed move into the store as
 ///   soon as it answers. A carry cookie that fails verification is ignored and deleted.
-///   A carried message lives in the browser, so two tabs reading at once may both show it,
-///   and an `append` or `settle` that timed out but was applied after all shows its messages
-///   twice: shown twice is better than lost.
+///   The price, where exactly once cannot be had: a carried message lives in the browser, so
+///   two tabs reading at once may both show it; an `append` or `settle` that timed out but
+///   was applied after all shows its messages twice; and messages read by a request whose
+///   `settle` failed are shown again after the lease timeout. Shown twice is better than lost.
 ///
 /// The deadline needs a Tokio runtime with its time driver enabled, as every Tokio-based
 /// framework runs.
