@@ -786,4 +786,77 @@ mod tests {
             )
         );
     }
+
+    #[tokio::test]
+    async fn forgetting_consumes_what_is_pending_and_what_was_added_so_far() {
+        let (messages, recorder) = handle();
+        messages.info("before");
+        messages.forget_id().await.expect("forget");
+        assert!(messages.peek().await.expect("peek").is_empty());
+        messages.info("after");
+        messages.keep();
+        assert_eq!(
+            saved(&messages, &recorder).await,
+            (vec![], vec!["after".into()], true)
+        );
+
+        // Rotating with the messages kept changes nothing the handle decides, but still
+        // reaches storage, which may keep an id.
+        let (messages, recorder) = handle();
+        assert!(!messages.needs_save());
+        messages
+            .rotate_id(Carry::Keep)
+            .await
+            .expect("rotate needs no load");
+        assert!(messages.needs_save());
+        assert_eq!(saved(&messages, &recorder).await, (vec![], vec![], false));
+
+        let (messages, recorder) = handle();
+        messages.info("dropped");
+        messages.rotate_id(Carry::Drop).await.expect("rotate");
+        assert_eq!(saved(&messages, &recorder).await, (vec![], vec![], true));
+    }
+
+    /// Saves successfully, reporting a failure it recovered from.
+    struct Recovering;
+
+    #[async_trait::async_trait]
+    impl Storage for Recovering {
+        async fn load(&self, _: &Incoming) -> Result<Loaded> {
+            Ok(Loaded::nothing())
+        }
+
+        async fn save(
+            &self,
+            _: &Incoming,
+            update: Update,
+            _: &mut HeaderMap,
+        ) -> Result<Vec<Message>> {
+            update.degraded.report(Error::new(
+                crate::ErrorKind::Unavailable,
+                "the store is down",
+            ));
+            update
+                .degraded
+                .report(Error::new(crate::ErrorKind::Backend, "second"));
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recovered_failure_is_in_the_report() {
+        let messages = Messages::new(
+            Arc::new(Recovering),
+            Incoming::default(),
+            Arc::new(Config::default()),
+        );
+        messages.info("a");
+        let report = messages.save(&mut HeaderMap::new()).await.expect("saved");
+        let degraded = report.degraded.expect("reported");
+        assert_eq!(
+            degraded.kind(),
+            crate::ErrorKind::Unavailable,
+            "the first one"
+        );
+    }
 }
