@@ -191,7 +191,11 @@ async fn append(store: &dyn KeyedStore, client: &ClientId, texts: &[&str], ttl: 
         .append(client, &infos(texts), ttl, &Limits::default())
         .await
         .expect("append");
-    assert_eq!(kept, texts.len(), "append under the limits kept only {kept}");
+    assert_eq!(
+        kept,
+        texts.len(),
+        "append under the limits kept only {kept}"
+    );
 }
 
 async fn lease(
@@ -219,7 +223,14 @@ async fn settle(
     append: &[&str],
 ) -> usize {
     store
-        .settle(client, lease, outcome, &infos(append), LONG, &Limits::default())
+        .settle(
+            client,
+            lease,
+            outcome,
+            &infos(append),
+            LONG,
+            &Limits::default(),
+        )
         .await
         .expect("settle")
 }
@@ -285,7 +296,10 @@ pub async fn consumed_deletes_what_the_lease_holds(factory: KeyedFactory) {
     append(&*store, &client, &["m1", "m2"], LONG).await;
     let id = LeaseId::random();
     assert_eq!(lease(&*store, &client, &id, HOLD).await.len(), 2);
-    assert_eq!(settle(&*store, &client, &id, Outcome::Consumed, &[]).await, 0);
+    assert_eq!(
+        settle(&*store, &client, &id, Outcome::Consumed, &[]).await,
+        0
+    );
     assert!(visible(&*store, &client).await.is_empty());
 }
 
@@ -298,10 +312,7 @@ pub async fn consumed_spares_another_live_lease(factory: KeyedFactory) {
     assert_eq!(lease(&*store, &client, &first, HOLD).await.len(), 2);
     append(&*store, &client, &["m3"], LONG).await;
     let second = LeaseId::random();
-    assert_eq!(
-        texts(&lease(&*store, &client, &second, HOLD).await),
-        ["m3"]
-    );
+    assert_eq!(texts(&lease(&*store, &client, &second, HOLD).await), ["m3"]);
 
     settle(&*store, &client, &first, Outcome::Consumed, &[]).await;
     settle(&*store, &client, &second, Outcome::Released, &[]).await;
@@ -356,10 +367,7 @@ pub async fn released_spares_another_lease(factory: KeyedFactory) {
     assert_eq!(lease(&*store, &client, &first, HOLD).await.len(), 2);
     append(&*store, &client, &["m3"], LONG).await;
     let second = LeaseId::random();
-    assert_eq!(
-        texts(&lease(&*store, &client, &second, HOLD).await),
-        ["m3"]
-    );
+    assert_eq!(texts(&lease(&*store, &client, &second, HOLD).await), ["m3"]);
 
     settle(&*store, &client, &first, Outcome::Released, &[]).await;
     assert_eq!(
@@ -426,7 +434,14 @@ pub async fn settle_of_an_unknown_lease_changes_nothing(factory: KeyedFactory) {
     append(&*store, &client, &["m1"], LONG).await;
     let held = LeaseId::random();
     assert_eq!(lease(&*store, &client, &held, HOLD).await.len(), 1);
-    settle(&*store, &client, &LeaseId::random(), Outcome::Consumed, &["m2"]).await;
+    settle(
+        &*store,
+        &client,
+        &LeaseId::random(),
+        Outcome::Consumed,
+        &["m2"],
+    )
+    .await;
     settle(&*store, &ClientId::random(), &held, Outcome::Consumed, &[]).await;
     settle(&*store, &client, &held, Outcome::Released, &[]).await;
     assert_eq!(texts(&visible(&*store, &client).await), ["m1", "m2"]);
@@ -627,10 +642,7 @@ pub async fn settle_append_counts_after_consumption(factory: KeyedFactory) {
         .expect("settle");
     assert_eq!(kept, 2);
     settle(&*store, &client, &other, Outcome::Released, &[]).await;
-    assert_eq!(
-        texts(&visible(&*store, &client).await),
-        ["m3", "n1", "n2"]
-    );
+    assert_eq!(texts(&visible(&*store, &client).await), ["m3", "n1", "n2"]);
 }
 
 /// Concurrent appends of one client, 16 at once: together they keep exactly what fits.
