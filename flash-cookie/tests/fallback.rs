@@ -277,7 +277,10 @@ enum Damage {
 impl Setup {
     /// The same browser with its flash cookie damaged.
     fn damage(&self, damage: Damage) {
-        let value = self.client.cookie(COOKIE).expect("a flash cookie to damage");
+        let value = self
+            .client
+            .cookie(COOKIE)
+            .expect("a flash cookie to damage");
         match damage {
             Damage::Tampered => {
                 let mut bytes = value.into_bytes();
@@ -384,7 +387,11 @@ async fn a_read_that_adds_after_a_damaged_cookie_keeps_the_order() {
         expected.push("added while reading".into());
         assert_eq!(read, expected, "{damage:?}");
         assert!(setup.read_all().await.is_empty());
-        assert_eq!(setup.memory.client_count(), 0, "{damage:?}: the store was emptied");
+        assert_eq!(
+            setup.memory.client_count(),
+            0,
+            "{damage:?}: the store was emptied"
+        );
     }
 }
 
