@@ -1,6 +1,6 @@
 //! The keyed-store kit can fail: stores that break one rule of the contract on purpose (each
-//! a wrapper around `MemoryStore`) make the kit's test of that rule panic, while a rule they
-//! keep still passes.
+//! a wrapper around `MemoryStore`) make the kit's test of that rule panic, while rules they
+//! keep still pass.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::collections::HashMap;
@@ -29,6 +29,8 @@ enum Breakage {
     SettleKeepsOldTtl,
     /// Limits are not enforced.
     IgnoresLimits,
+    /// Limits are checked against a count read before the write, not in the same step.
+    ChecksThenAppends,
 }
 
 struct Broken {
@@ -38,6 +40,14 @@ struct Broken {
     leases: Mutex<HashMap<ClientId, Vec<LeaseId>>>,
     /// Every message appended, and when the client expires, per client.
     log: Mutex<HashMap<ClientId, (Vec<Message>, Instant)>>,
+}
+
+/// No bound at all.
+fn unlimited() -> Limits {
+    Limits::default()
+        .with_max_text_len(usize::MAX)
+        .with_max_messages(usize::MAX)
+        .with_max_bytes(usize::MAX)
 }
 
 impl Broken {
@@ -52,10 +62,7 @@ impl Broken {
 
     fn limits(&self, limits: &Limits) -> Limits {
         if self.breakage == Breakage::IgnoresLimits {
-            Limits::default()
-                .with_max_text_len(usize::MAX)
-                .with_max_messages(usize::MAX)
-                .with_max_bytes(usize::MAX)
+            unlimited()
         } else {
             *limits
         }
@@ -100,6 +107,19 @@ impl KeyedStore for Broken {
             self.inner
                 .append(client, &old, UNLIMITED_TTL, &self.limits(limits))
                 .await?;
+        }
+        if self.breakage == Breakage::ChecksThenAppends {
+            // Read, then write: another append of the client runs in between.
+            let (count, bytes) = self.logged(client).map_or((0, 0), |(logged, _)| {
+                (logged.len(), logged.iter().map(Message::size).sum())
+            });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let kept = limits.fitting(count, bytes, messages);
+            self.inner
+                .append(client, &messages[..kept], ttl, &unlimited())
+                .await?;
+            self.log(client, &messages[..kept], ttl);
+            return Ok(kept);
         }
         let kept = self
             .inner
@@ -203,6 +223,7 @@ async fn each_broken_store_keeps_the_other_rules() {
         Breakage::RevivesExpired,
         Breakage::SettleKeepsOldTtl,
         Breakage::IgnoresLimits,
+        Breakage::ChecksThenAppends,
     ] {
         for (name, passed) in [
             (
@@ -320,4 +341,25 @@ async fn ignoring_limits_fails_every_limits_test() {
     )
     .await;
     assert_fails(b, "too_long_text_is_refused", kit::too_long_text_is_refused).await;
+}
+
+/// A store that checks the limits in one step and appends in another lets 16 concurrent
+/// appends of one client exceed them together.
+#[tokio::test(flavor = "multi_thread")]
+async fn checking_limits_apart_from_the_append_fails_the_kit() {
+    let b = Breakage::ChecksThenAppends;
+    assert_fails(
+        b,
+        "concurrent_appends_never_exceed_max_messages",
+        kit::concurrent_appends_never_exceed_max_messages,
+    )
+    .await;
+    assert_fails(
+        b,
+        "concurrent_appends_never_exceed_max_bytes",
+        kit::concurrent_appends_never_exceed_max_bytes,
+    )
+    .await;
+    // One append at a time, it keeps the limits.
+    assert!(!panics(kit::append_beyond_max_messages_keeps_the_prefix(broken(b))).await);
 }
