@@ -363,3 +363,11 @@ async fn checking_limits_apart_from_the_append_fails_the_kit() {
     // One append at a time, it keeps the limits.
     assert!(!panics(kit::append_beyond_max_messages_keeps_the_prefix(broken(b))).await);
 }
+
+/// A factory that finds no store skips the test, except under `CI=true`, where it fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unavailable_store_is_skipped_or_fails_under_ci() {
+    let factory = KeyedFactory::new(|_| async { None::<MemoryStore> });
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert_eq!(panics(kit::append_keeps_order(factory)).await, ci);
+}
