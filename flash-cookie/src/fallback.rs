@@ -132,9 +132,7 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
             )
             .await
     }
-}
 
-impl<A: Storage, B: Storage> Fallback<A, B> {
     /// Replaces the first storage's content by the oldest of `pending` that fit and gives the
     /// rest to the second: in place of what it held when it was loaded (`second`), else
     /// appended.

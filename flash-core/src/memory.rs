@@ -57,10 +57,10 @@ impl State {
 /// For tests, development and single-process deployments: messages do not survive a restart
 /// and are not shared between processes. Clones share the same messages.
 ///
-/// Expired clients are removed without help: every call sweeps the whole store when
+/// Expired clients are removed without help: the first call after each
 /// [`with_sweep_interval`](Self::with_sweep_interval) (default [`DEFAULT_SWEEP_INTERVAL`])
-/// has passed since the last sweep, so memory held by clients that never return is bounded by
-/// the traffic of one TTL plus one interval. A store that may go quiet for long can also be
+/// sweeps the whole store, so a client that never returns is held for its TTL plus one
+/// interval at most, as long as other clients make calls. A store that may go quiet for long can also be
 /// swept on a schedule with [`sweep_every`](Self::sweep_every).
 ///
 /// ```
