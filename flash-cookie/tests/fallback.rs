@@ -314,10 +314,19 @@ impl Setup {
 /// then every new message, in the order added, each once; the cookie's three are lost with
 /// the cookie. Afterwards both storages are empty.
 async fn damaged_cookie_keeps_the_order(damage: Damage, read_first: bool) {
-    let setup = setup(flash_cookie());
+    damaged_cookie_keeps_the_order_in(setup(flash_cookie()), 3, damage, read_first).await;
+}
+
+/// The same for `setup`, whose cookie holds `in_cookie` of five 406-character messages.
+async fn damaged_cookie_keeps_the_order_in(
+    setup: Setup,
+    in_cookie: usize,
+    damage: Damage,
+    read_first: bool,
+) {
     let old: Vec<String> = (0..5).map(|_| random_text(406)).collect();
     setup.add(&old).await;
-    assert_eq!(setup.in_cookie().unwrap().0, old[..3]);
+    assert_eq!(setup.in_cookie().unwrap().0, old[..in_cookie]);
     let setup = setup.damaged(damage);
 
     let mut read = Vec::new();
@@ -333,7 +342,7 @@ async fn damaged_cookie_keeps_the_order(damage: Damage, read_first: bool) {
     setup.add(&large).await;
     read.extend(setup.read_all().await);
 
-    let mut expected = old[3..].to_vec();
+    let mut expected = old[in_cookie..].to_vec();
     expected.extend(small);
     expected.extend(large);
     assert_eq!(read.len(), expected.len(), "{damage:?}: not each once");
@@ -359,6 +368,18 @@ async fn a_truncated_cookie_keeps_the_order_of_the_store() {
 async fn a_deleted_cookie_keeps_the_order_of_the_store() {
     damaged_cookie_keeps_the_order(Damage::Deleted, false).await;
     damaged_cookie_keeps_the_order(Damage::Deleted, true).await;
+}
+
+/// Django's cookie format: the rule is Fallback's, whatever the first storage.
+#[cfg(feature = "django")]
+#[tokio::test]
+async fn a_damaged_django_cookie_keeps_the_order_of_the_store() {
+    for damage in [Damage::Tampered, Damage::Truncated, Damage::Deleted] {
+        for read_first in [false, true] {
+            let django = CookieStorage::django("django secret", [] as [&str; 0]);
+            damaged_cookie_keeps_the_order_in(setup(django), 4, damage, read_first).await;
+        }
+    }
 }
 
 /// After the cookie is damaged, a request that reads and adds: the store's messages, which it
