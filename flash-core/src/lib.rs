@@ -25,7 +25,7 @@ pub use keyed::{
 };
 pub use level::{Level, LevelTags, ParseLevelError};
 pub use limits::Limits;
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_SWEEP_INTERVAL, MemoryStore, SweepTask};
 pub use message::Message;
 pub use messages::{Config, Messages, SaveReport};
 pub use redact::{Redacted, redact_url};
