@@ -480,10 +480,14 @@ async fn thousands_of_messages_in_one_call() {
         return;
     };
     let client = ClientId::random();
+    // Far above the default limits, which would keep only the first 100.
+    let roomy = flash_core::Limits::default()
+        .with_max_messages(100_000)
+        .with_max_bytes(1 << 30);
     // More than Lua's unpack() takes in one go: the scripts send them in chunks.
     let many: Vec<Message> = (0..5000).map(|i| msg(&format!("n{i}"))).collect();
     store
-        .append(&client, &many, LONG, &flash_core::Limits::default())
+        .append(&client, &many, LONG, &roomy)
         .await
         .expect("append");
     let lease = LeaseId::random();
@@ -497,7 +501,7 @@ async fn thousands_of_messages_in_one_call() {
             Outcome::Released,
             &more,
             LONG,
-            &flash_core::Limits::default(),
+            &roomy,
         )
         .await
         .expect("settle");
@@ -516,7 +520,7 @@ async fn thousands_of_messages_in_one_call() {
             Outcome::Consumed,
             &[],
             LONG,
-            &flash_core::Limits::default(),
+            &roomy,
         )
         .await
         .expect("settle");
