@@ -193,7 +193,10 @@ mod tests {
         ] {
             let builder = RedisBuilder::new(Target::Single(url.into()));
             let shown = format!("{builder:?}");
-            assert!(!shown.contains("hunter2") && !shown.contains("ter2"), "{shown}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("ter2"),
+                "{shown}"
+            );
             assert!(shown.contains("***"), "{shown}");
         }
     }

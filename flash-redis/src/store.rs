@@ -413,7 +413,15 @@ impl KeyedStore for RedisStore {
         limits: &Limits,
     ) -> Result<usize> {
         let (_, kept) = self
-            .settle_as(&LeaseId::random(), client, lease, outcome, append, ttl, limits)
+            .settle_as(
+                &LeaseId::random(),
+                client,
+                lease,
+                outcome,
+                append,
+                ttl,
+                limits,
+            )
             .await?;
         Ok(kept)
     }
@@ -708,12 +716,28 @@ mod retried_calls {
         );
         let op2 = LeaseId::random();
         let settled = store
-            .settle_as(&op2, &client, &lease, Outcome::Consumed, &five, LONG, &limits)
+            .settle_as(
+                &op2,
+                &client,
+                &lease,
+                Outcome::Consumed,
+                &five,
+                LONG,
+                &limits,
+            )
             .await
             .expect("settle");
         assert_eq!(settled, (true, 3), "consuming freed the room first");
         let retried = store
-            .settle_as(&op2, &client, &lease, Outcome::Consumed, &five, LONG, &limits)
+            .settle_as(
+                &op2,
+                &client,
+                &lease,
+                Outcome::Consumed,
+                &five,
+                LONG,
+                &limits,
+            )
             .await
             .expect("retry");
         assert_eq!(retried, (false, 3));

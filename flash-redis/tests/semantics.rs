@@ -495,14 +495,7 @@ async fn thousands_of_messages_in_one_call() {
     assert_eq!(got, many);
     let more: Vec<Message> = (5000..9000).map(|i| msg(&format!("n{i}"))).collect();
     store
-        .settle(
-            &client,
-            &lease,
-            Outcome::Released,
-            &more,
-            LONG,
-            &roomy,
-        )
+        .settle(&client, &lease, Outcome::Released, &more, LONG, &roomy)
         .await
         .expect("settle");
     let lease = LeaseId::random();
@@ -514,14 +507,7 @@ async fn thousands_of_messages_in_one_call() {
             .all(|(i, m)| m.text == format!("n{i}"))
     );
     store
-        .settle(
-            &client,
-            &lease,
-            Outcome::Consumed,
-            &[],
-            LONG,
-            &roomy,
-        )
+        .settle(&client, &lease, Outcome::Consumed, &[], LONG, &roomy)
         .await
         .expect("settle");
     assert!(
