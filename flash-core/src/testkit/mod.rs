@@ -18,6 +18,7 @@
 //! skips the rest by name.
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod adapter_kit;
 mod client;
 mod counting;
 pub mod tests;
