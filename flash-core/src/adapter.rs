@@ -346,7 +346,148 @@ pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
+    use crate::keyed::KeyedStorage;
+    use crate::memory::MemoryStore;
+    use crate::signing::Key;
+    use crate::storage::{Loaded, Update};
     use http::header::VARY;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Response headers that are not an `http` map: the path of actix-web and the like.
+    #[derive(Default, Debug)]
+    struct Lines(Vec<(&'static str, Vec<u8>)>);
+
+    impl ResponseHeaders for Lines {
+        fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
+            self.0
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .for_each(|(_, v)| each(v));
+        }
+        fn append(&mut self, name: &'static str, value: &[u8]) {
+            self.0.push((name, value.to_vec()));
+        }
+        fn insert(&mut self, name: &'static str, value: &[u8]) {
+            self.0.retain(|(n, _)| *n != name);
+            self.append(name, value);
+        }
+    }
+
+    impl Lines {
+        fn get(&self, name: &str) -> Vec<String> {
+            self.0
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        }
+    }
+
+    /// Loads nothing and fails every save, writing a cookie first (as a storage may).
+    struct FailingSave;
+
+    #[async_trait::async_trait]
+    impl Storage for FailingSave {
+        async fn load(&self, _: &Incoming) -> Result<Loaded> {
+            Ok(Loaded::nothing())
+        }
+        async fn save(
+            &self,
+            _: &Incoming,
+            _: Update,
+            response: &mut HeaderMap,
+        ) -> Result<Vec<Message>> {
+            response.append(SET_COOKIE, HeaderValue::from_static("partial=1; Path=/"));
+            Err(Error::new(ErrorKind::Unavailable, "down"))
+        }
+    }
+
+    fn keyed() -> Adapter {
+        Adapter::new(
+            Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate())),
+            Config::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_untouched_handle_is_idle_and_writes_nothing() {
+        let adapter = keyed();
+        let messages = adapter.messages(Incoming::default());
+        let mut response = Lines::default();
+        let finished = adapter
+            .finish_now(&messages, &mut response)
+            .expect("nothing to await");
+        assert!(finished.is_idle());
+        assert!(response.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_storage_writes_through_the_trait() {
+        let adapter = keyed();
+        let messages = adapter.messages(Incoming::new(["other=caf\u{e9}"], false));
+        messages.info("hello");
+        let mut response = Lines::default();
+        response.append("vary", b"Accept-Encoding");
+        response.append("vary", b"Origin");
+        // The store may wait: finish_now leaves it to finish, having done nothing.
+        assert!(adapter.finish_now(&messages, &mut response).is_none());
+        assert_eq!(response.0.len(), 2);
+        let finished = adapter.finish(&messages, &mut response).await;
+        assert!(finished.saved && finished.cookie_set && finished.vary);
+        assert!(finished.error.is_none() && finished.dropped.is_empty());
+        assert_eq!(response.get("set-cookie").len(), 1);
+        assert_eq!(response.get("vary"), ["Accept-Encoding, Origin, Cookie"]);
+        assert_eq!(response.get("cache-control"), ["private, no-store"]);
+        // A second finish does nothing.
+        let again = adapter.finish(&messages, &mut response).await;
+        assert!(again.is_idle());
+        assert_eq!(response.get("set-cookie").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_save_reaches_the_hook_and_is_reported() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let adapter = Adapter::new(Arc::new(FailingSave), Config::default()).on_error(move |err| {
+            assert_eq!(err.kind(), ErrorKind::Unavailable);
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let messages = adapter.messages(Incoming::default());
+        messages.info("lost");
+        let mut response = Lines::default();
+        response.append("vary", b"Cookie");
+        let finished = adapter.finish(&messages, &mut response).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            finished.error.map(|e| e.kind()),
+            Some(ErrorKind::Unavailable)
+        );
+        assert!(finished.vary && finished.cookie_set);
+        // Vary already names Cookie: not twice. The cookie written makes it uncacheable.
+        assert_eq!(response.get("vary"), ["Cookie"]);
+        assert_eq!(response.get("cache-control"), ["private, no-store"]);
+    }
+
+    #[tokio::test]
+    async fn the_http_map_is_written_directly() {
+        let adapter = keyed();
+        let messages = adapter.messages(Incoming::default());
+        messages.info("hello");
+        let mut response = HeaderMap::new();
+        response.insert(SET_COOKIE, HeaderValue::from_static("app=1"));
+        let finished = adapter.finish(&messages, &mut response).await;
+        assert!(finished.cookie_set);
+        assert_eq!(response.get_all(SET_COOKIE).iter().count(), 2);
+        // A handler's own cookie alone does not make the response uncacheable.
+        let messages = adapter.messages(Incoming::default());
+        let _ = messages.peek().await;
+        let mut response = HeaderMap::new();
+        response.insert(SET_COOKIE, HeaderValue::from_static("app=1"));
+        let finished = adapter.finish(&messages, &mut response).await;
+        assert!(!finished.cookie_set && finished.vary);
+        assert!(!response.contains_key(http::header::CACHE_CONTROL));
+    }
 
     fn vary_after(values: &[&'static str]) -> Vec<String> {
         let mut headers = HeaderMap::new();
