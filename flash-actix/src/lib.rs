@@ -5,7 +5,7 @@ mod extract;
 mod middleware;
 
 pub use extract::{Flash, MissingFlashMiddleware};
-pub use middleware::{FlashMiddleware, FlashService};
+pub use middleware::{FlashMiddleware, FlashService, ResponseFuture};
 
 /// Re-exported: the core types handlers and storages use.
 pub use flash_core::{Adapter, Config, Error, Level, LevelTags, Message, Messages, Storage};

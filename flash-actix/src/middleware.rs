@@ -6,7 +6,7 @@ use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
@@ -113,9 +113,6 @@ impl<S> fmt::Debug for FlashService<S> {
     }
 }
 
-type ResponseFuture<B> =
-    Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>;
-
 impl<S, B> Service<ServiceRequest> for FlashService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
@@ -123,7 +120,7 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
-    type Future = ResponseFuture<B>;
+    type Future = ResponseFuture<S::Future, B>;
 
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.service.poll_ready(cx)
@@ -135,20 +132,74 @@ where
             messages: OnceCell::new(),
         }));
         request.extensions_mut().insert(slot.clone());
-        let future = self.service.call(request);
-        Box::pin(async move {
-            let mut response = future.await?;
-            // The handler never asked for its messages: nothing to do.
-            let Some(messages) = slot.0.messages.get().cloned() else {
-                return Ok(response);
-            };
-            let adapter = slot.0.adapter.clone();
-            drop(slot);
+        ResponseFuture {
+            future: self.service.call(request),
+            slot: Some(slot),
+            saving: None,
+        }
+    }
+}
+
+type SaveFuture<B> = Pin<Box<dyn Future<Output = ServiceResponse<B>>>>;
+
+pin_project_lite::pin_project! {
+    /// The response future of [`FlashService`]: the handler's, then the save. A request that
+    /// did nothing with its messages, or whose storage never waits (a cookie), is ended
+    /// without a boxed future.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        future: F,
+        slot: Option<Slot>,
+        saving: Option<SaveFuture<B>>,
+    }
+}
+
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("saving", &self.saving.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+    B: 'static,
+{
+    type Output = Result<ServiceResponse<B>, actix_web::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(saving) = this.saving {
+            return saving.as_mut().poll(cx).map(Ok);
+        }
+        let mut response = ready!(this.future.poll(cx))?;
+        let Some(slot) = this.slot.take() else {
+            return Poll::Ready(Ok(response));
+        };
+        // The handler never asked for its messages: nothing to do.
+        let Some(messages) = slot.0.messages.get().cloned() else {
+            return Poll::Ready(Ok(response));
+        };
+        let adapter = slot.0.adapter.clone();
+        drop(slot);
+        // Nothing to save, or a storage that never waits: done here.
+        if adapter
+            .finish_now(&messages, &mut Headers(response.headers_mut()))
+            .is_some()
+        {
+            return Poll::Ready(Ok(response));
+        }
+        let mut saving: SaveFuture<B> = Box::pin(async move {
             adapter
                 .finish(&messages, &mut Headers(response.headers_mut()))
                 .await;
-            Ok(response)
-        })
+            response
+        });
+        let polled = saving.as_mut().poll(cx);
+        *this.saving = Some(saving);
+        polled.map(Ok)
     }
 }
 
