@@ -106,12 +106,23 @@ impl Incoming {
     /// When the name appears more than once, the first is taken (the browser sends the most
     /// specific first).
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        let value = self
-            .cookie
+        std::str::from_utf8(self.cookie_bytes(name)?).ok()
+    }
+
+    /// The raw bytes of the request cookie `name` (surrounding double quotes removed), if
+    /// present, whether or not they are text: to tell a cookie that is absent from one that is
+    /// present but unreadable.
+    ///
+    /// ```
+    /// let incoming = flash_core::Incoming::new([&b"flash_id=\xff\xfe"[..]], false);
+    /// assert_eq!(incoming.cookie("flash_id"), None);
+    /// assert_eq!(incoming.cookie_bytes("flash_id"), Some(&b"\xff\xfe"[..]));
+    /// ```
+    pub fn cookie_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.cookie
             .iter()
             .chain(&self.more_cookies)
-            .find_map(|header| cookie_in(header.as_bytes(), name.as_bytes()))?;
-        std::str::from_utf8(value).ok()
+            .find_map(|header| cookie_in(header.as_bytes(), name.as_bytes()))
     }
 
     /// Whether the request is a browser prefetch, which must neither see nor consume messages.
