@@ -21,6 +21,7 @@
 //! which checks the store's own contract (leases, settles, TTL, limits) without the bridge.
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod adapter_kit;
 mod client;
 mod counting;
 pub mod keyed_kit;
