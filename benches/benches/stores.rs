@@ -265,6 +265,13 @@ struct RedisRaw {
 }
 
 const LUA_COMMON: &str = include_str!("../../flash-redis/src/lua/common.lua");
+/// The default limits, as flash-redis passes them to append and settle (longest message, most
+/// messages, most bytes); each message follows as its size, then its body.
+const REDIS_LIMITS: [usize; 3] = [
+    flash_core::Limits::DEFAULT_MAX_TEXT_LEN,
+    flash_core::Limits::DEFAULT_MAX_MESSAGES,
+    flash_core::Limits::DEFAULT_MAX_BYTES,
+];
 
 impl RedisRaw {
     async fn new(url: &str, prefix: &str, clients: usize) -> redis::RedisResult<Arc<Self>> {
@@ -278,12 +285,14 @@ impl RedisRaw {
         for _ in 0..clients {
             let tag = format!("{{{prefix}:{}}}", hex(&ids.next()));
             let (m, o) = (format!("{tag}:m"), format!("{tag}:o"));
-            let _: i64 = append
+            let _: (i64, i64) = append
                 .key(&m)
                 .key(&o)
                 .arg(hex(&ids.next()))
                 .arg(DEDUPE_MS)
                 .arg(TTL.as_millis() as u64)
+                .arg(&REDIS_LIMITS)
+                .arg(TEXT.len())
                 .arg(&body)
                 .invoke_async(&mut connection)
                 .await?;
@@ -311,7 +320,7 @@ impl RedisRaw {
             .invoke_async(&mut connection)
             .await
             .expect("raw lease");
-        let _: i64 = self
+        let _: (i64, i64) = self
             .settle
             .key(m)
             .key(o)
@@ -320,6 +329,8 @@ impl RedisRaw {
             .arg(&lease)
             .arg("consumed")
             .arg(TTL.as_millis() as u64)
+            .arg(&REDIS_LIMITS)
+            .arg(TEXT.len())
             .arg(&self.body)
             .invoke_async(&mut connection)
             .await

@@ -33,15 +33,15 @@ impl Flash {
     pub fn from_parts(parts: &Parts) -> Option<Flash> {
         let slot = parts.extensions.get::<Slot>()?;
         let messages = slot.0.messages.get_or_init(|| {
-            let shared = &slot.0.shared;
+            let adapter = &slot.0.adapter;
             let mut incoming = Incoming::from_headers(&parts.headers);
-            if shared.uses_extensions {
+            if adapter.uses_extensions() {
                 let mut extensions = parts.extensions.clone();
                 // The slot owns the handle that owns these extensions: no cycle.
                 extensions.remove::<Slot>();
                 *incoming.extensions_mut() = extensions;
             }
-            Messages::new(shared.storage.clone(), incoming, shared.config.clone())
+            adapter.messages(incoming)
         });
         Some(Flash(messages.clone()))
     }

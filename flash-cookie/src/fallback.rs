@@ -15,10 +15,18 @@ use flash_core::{
 ///   costs a call to the second.
 /// - **Save** gives the first storage every pending message under [`Overflow::Spill`] and
 ///   the rest to the second; a storage that held messages and now holds none is emptied.
-/// - **A request that only adds** never loads the second: when the first is complete it
-///   takes the existing and new messages that fit and the rest is appended to the second;
-///   when the first already ends with the marker it is left as is and the new messages go
-///   to the second.
+/// - **A request that only adds** never loads the second while the first holds messages:
+///   when the first is complete it takes the existing and new messages that fit and the rest
+///   is appended to the second; when the first already ends with the marker it is left as is
+///   and the new messages go to the second.
+/// - **A first storage that holds nothing** (no cookie, or one tampered with, truncated or
+///   expired) may have lost the head of messages whose tail the second still holds, and
+///   those are older than anything added now. So before anything is written over an empty
+///   first, the second is loaded and its messages go first: every message reaches the reader
+///   once, in the order it was added (those only in the lost cookie are gone with it).
+///   Reading alone keeps Django's rule and does not look behind an empty first; what the
+///   second holds is delivered with the next save that writes. For a keyed second storage
+///   this costs a call only for a client with a valid id cookie, one that overflowed before.
 ///
 /// ```
 /// use flash_cookie::{CookieStorage, Fallback};
@@ -70,6 +78,24 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
         let first = self.first.load(request).await?;
+        if first.complete && first.messages.is_empty() {
+            // The first may have lost its part (see the type's docs): what the second holds
+            // goes before the new messages.
+            let second = self.second.load(request).await?;
+            let mut pending = second.messages;
+            pending.extend(added);
+            return self
+                .rewrite(
+                    request,
+                    first.token,
+                    Some(second.token),
+                    pending,
+                    (overflow, limits),
+                    (identity, degraded),
+                    response,
+                )
+                .await;
+        }
         let (unread, to_first, to_second) = if first.complete {
             (first.messages, added, Vec::new())
         } else {
@@ -112,6 +138,79 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                 response,
             )
             .await
+    }
+
+    /// Replaces the first storage's content by the oldest of `pending` that fit and gives the
+    /// rest to the second: in place of what it held when it was loaded (`second`), else
+    /// appended.
+    #[allow(clippy::too_many_arguments)]
+    async fn rewrite(
+        &self,
+        request: &Incoming,
+        first: LoadToken,
+        second: Option<LoadToken>,
+        pending: Vec<Message>,
+        (overflow, limits): (Overflow, Limits),
+        (identity, degraded): (Identity, &Degraded),
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        let rest = self
+            .first
+            .save(
+                request,
+                Update {
+                    loaded: Some(first),
+                    consumed: true,
+                    unread: Vec::new(),
+                    added: pending,
+                    overflow: Overflow::Spill,
+                    limits,
+                    identity,
+                    degraded: degraded.clone(),
+                },
+                response,
+            )
+            .await?;
+        match second {
+            // The second was read: its messages were in `pending`; it keeps only the rest.
+            Some(second) => {
+                self.second
+                    .save(
+                        request,
+                        Update {
+                            loaded: Some(second),
+                            consumed: true,
+                            unread: Vec::new(),
+                            added: rest,
+                            overflow,
+                            limits,
+                            identity,
+                            degraded: degraded.clone(),
+                        },
+                        response,
+                    )
+                    .await
+            }
+            None if rest.is_empty() => Ok(rest),
+            None => {
+                self.second
+                    .save(
+                        request,
+                        Update {
+                            loaded: None,
+                            consumed: false,
+                            unread: Vec::new(),
+                            added: rest,
+                            overflow,
+                            limits,
+                            identity,
+                            degraded: degraded.clone(),
+                        },
+                        response,
+                    )
+                    .await
+            }
+        }
     }
 }
 
@@ -160,7 +259,7 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
             .loaded
             .and_then(LoadToken::into_inner::<FallbackToken>)
         else {
-            if update.added.is_empty() {
+            if update.added.is_empty() && identity == Identity::Keep {
                 return Ok(Vec::new());
             }
             return self
@@ -214,69 +313,28 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
             }
             return Ok(Vec::new());
         }
-        // The first storage's content is replaced by the oldest pending messages that fit.
-        let pending = {
-            let mut all = update.unread;
-            all.extend(update.added);
-            all
-        };
-        let rest = self
-            .first
-            .save(
-                request,
-                Update {
-                    loaded: Some(token.first),
-                    consumed: true,
-                    unread: Vec::new(),
-                    added: pending,
-                    overflow: Overflow::Spill,
-                    limits,
-                    identity,
-                    degraded: degraded.clone(),
-                },
-                response,
-            )
-            .await?;
-        match token.second {
-            // The second was read: its messages are now in `pending`; it keeps only the rest.
-            Some(second) => {
-                self.second
-                    .save(
-                        request,
-                        Update {
-                            loaded: Some(second),
-                            consumed: true,
-                            unread: Vec::new(),
-                            added: rest,
-                            overflow,
-                            limits,
-                            identity,
-                            degraded: degraded.clone(),
-                        },
-                        response,
-                    )
-                    .await
-            }
-            None if rest.is_empty() => Ok(rest),
-            None => {
-                self.second
-                    .save(
-                        request,
-                        Update {
-                            loaded: None,
-                            consumed: false,
-                            unread: Vec::new(),
-                            added: rest,
-                            overflow,
-                            limits,
-                            identity,
-                            degraded: degraded.clone(),
-                        },
-                        response,
-                    )
-                    .await
-            }
+        let mut pending = update.unread;
+        pending.extend(update.added);
+        let mut second = token.second;
+        if second.is_none() && token.first_len == 0 && !pending.is_empty() {
+            // The first held nothing and may have lost its part (see the type's docs): what
+            // the second holds, not shown by this request, goes first.
+            let loaded = self.second.load(request).await?;
+            let mut all = loaded.messages;
+            all.append(&mut pending);
+            pending = all;
+            second = Some(loaded.token);
         }
+        self.rewrite(
+            request,
+            token.first,
+            second,
+            pending,
+            (overflow, limits),
+            (identity, degraded),
+            response,
+        )
+        .await
     }
 
     fn uses_extensions(&self) -> bool {

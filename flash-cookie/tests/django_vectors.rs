@@ -533,7 +533,8 @@ async fn fallback_single_large_message_leaves_only_the_marker() {
                     unread: Vec::new(),
                     added: vec![Message::new(Level::ERROR, text.clone()).with_extra_tags("")],
                     overflow: Overflow::DropOldest,
-                    limits: Default::default(),
+                    // Django's 5000-character message, beyond the default longest text.
+                    limits: flash_core::Limits::default().with_max_text_len(8192),
                     ..Default::default()
                 },
                 &mut response,

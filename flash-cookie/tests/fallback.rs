@@ -4,11 +4,14 @@
 
 use flash_cookie::{Codec, CookieStorage, Fallback};
 use flash_core::testkit::{CallCounts, Capabilities, Client, CountingStore, Harness};
-use flash_core::{Key, KeyedStorage, Keys, MemoryStore, Message, Storage};
+use flash_core::{
+    Config, DEFAULT_ID_COOKIE, Key, KeyedStorage, Keys, Limits, MemoryStore, Message, Storage,
+};
 
 const COOKIE: &str = "messages";
 
 struct Setup {
+    harness: Harness,
     client: Client,
     memory: MemoryStore,
     calls: CallCounts,
@@ -25,6 +28,7 @@ fn setup(cookie: CookieStorage) -> Setup {
         .with_calls(calls.clone(), false);
     Setup {
         client: harness.client(),
+        harness,
         memory,
         calls,
         codec,
@@ -47,9 +51,14 @@ fn random_text(len: usize) -> String {
         .collect()
 }
 
+/// Django's tests use a 5000-character message, beyond the default longest text.
+fn config() -> Config {
+    Config::default().with_limits(Limits::default().with_max_text_len(8192))
+}
+
 impl Setup {
     async fn add(&self, texts: &[String]) {
-        let request = self.client.request();
+        let request = self.client.request_with(config());
         for text in texts {
             assert!(request.info(text.clone()));
         }
@@ -57,7 +66,7 @@ impl Setup {
     }
 
     async fn read_all(&self) -> Vec<String> {
-        let request = self.client.request();
+        let request = self.client.request_with(config());
         let read = request.read().await.unwrap();
         request.finish().await;
         read.into_iter().map(|m| m.text).collect()
@@ -251,6 +260,160 @@ async fn reading_then_adding_keeps_only_the_new() {
     );
     assert_eq!(setup.memory.client_count(), 0, "the store was emptied");
     assert_eq!(setup.read_all().await, ["after reading"]);
+}
+
+/// What happens to the flash cookie between two requests of one browser (the id cookie of
+/// the store stays).
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    /// One character of the value changed: the signature no longer matches.
+    Tampered,
+    /// The value cut in half.
+    Truncated,
+    /// The cookie gone (deleted by the user, or expired).
+    Deleted,
+}
+
+impl Setup {
+    /// The same browser with its flash cookie damaged.
+    fn damage(&self, damage: Damage) {
+        let value = self
+            .client
+            .cookie(COOKIE)
+            .expect("a flash cookie to damage");
+        match damage {
+            Damage::Tampered => {
+                let mut bytes = value.into_bytes();
+                let middle = bytes.len() / 2;
+                bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
+                self.client
+                    .set_cookie(COOKIE, &String::from_utf8(bytes).unwrap());
+            }
+            Damage::Truncated => self.client.set_cookie(COOKIE, &value[..value.len() / 2]),
+            Damage::Deleted => {}
+        }
+    }
+
+    /// The browser to use after `damage`: a deleted cookie means a jar with only the id
+    /// cookie.
+    fn damaged(self, damage: Damage) -> Setup {
+        self.damage(damage);
+        let Damage::Deleted = damage else {
+            return self;
+        };
+        let client = self.harness.client();
+        let id = self.client.cookie(DEFAULT_ID_COOKIE).expect("an id cookie");
+        client.set_cookie(DEFAULT_ID_COOKIE, &id);
+        Setup { client, ..self }
+    }
+}
+
+/// Issue 12, repro 9: five large messages put three in the cookie (with the marker) and two
+/// in the store; then the cookie is damaged, and 40 small messages and five large ones are
+/// added, one request each for the small ones. Every read together returns the store's two,
+/// then every new message, in the order added, each once; the cookie's three are lost with
+/// the cookie. Afterwards both storages are empty.
+async fn damaged_cookie_keeps_the_order(damage: Damage, read_first: bool) {
+    damaged_cookie_keeps_the_order_in(setup(flash_cookie()), 3, damage, read_first).await;
+}
+
+/// The same for `setup`, whose cookie holds `in_cookie` of five 406-character messages.
+async fn damaged_cookie_keeps_the_order_in(
+    setup: Setup,
+    in_cookie: usize,
+    damage: Damage,
+    read_first: bool,
+) {
+    let old: Vec<String> = (0..5).map(|_| random_text(406)).collect();
+    setup.add(&old).await;
+    assert_eq!(setup.in_cookie().unwrap().0, old[..in_cookie]);
+    let setup = setup.damaged(damage);
+
+    let mut read = Vec::new();
+    if read_first {
+        // A page that shows messages before anything new is added.
+        read.extend(setup.read_all().await);
+    }
+    let small: Vec<String> = (0..40).map(|i| format!("new {i}")).collect();
+    for text in &small {
+        setup.add(std::slice::from_ref(text)).await;
+    }
+    let large: Vec<String> = (0..5).map(|_| random_text(406)).collect();
+    setup.add(&large).await;
+    read.extend(setup.read_all().await);
+
+    let mut expected = old[in_cookie..].to_vec();
+    expected.extend(small);
+    expected.extend(large);
+    assert_eq!(read.len(), expected.len(), "{damage:?}: not each once");
+    assert_eq!(read, expected, "{damage:?}: out of order");
+    assert!(setup.read_all().await.is_empty());
+    assert_eq!(setup.in_cookie(), None);
+    assert_eq!(setup.memory.client_count(), 0, "the store was emptied");
+}
+
+#[tokio::test]
+async fn a_tampered_cookie_keeps_the_order_of_the_store() {
+    damaged_cookie_keeps_the_order(Damage::Tampered, false).await;
+    damaged_cookie_keeps_the_order(Damage::Tampered, true).await;
+}
+
+#[tokio::test]
+async fn a_truncated_cookie_keeps_the_order_of_the_store() {
+    damaged_cookie_keeps_the_order(Damage::Truncated, false).await;
+    damaged_cookie_keeps_the_order(Damage::Truncated, true).await;
+}
+
+#[tokio::test]
+async fn a_deleted_cookie_keeps_the_order_of_the_store() {
+    damaged_cookie_keeps_the_order(Damage::Deleted, false).await;
+    damaged_cookie_keeps_the_order(Damage::Deleted, true).await;
+}
+
+/// Django's cookie format: the rule is Fallback's, whatever the first storage.
+#[cfg(feature = "django")]
+#[tokio::test]
+async fn a_damaged_django_cookie_keeps_the_order_of_the_store() {
+    for damage in [Damage::Tampered, Damage::Truncated, Damage::Deleted] {
+        for read_first in [false, true] {
+            let django = CookieStorage::django("django secret", [] as [&str; 0]);
+            damaged_cookie_keeps_the_order_in(setup(django), 4, damage, read_first).await;
+        }
+    }
+}
+
+/// After the cookie is damaged, a request that reads and adds: the store's messages, which it
+/// did not show, go before the new one.
+#[tokio::test]
+async fn a_read_that_adds_after_a_damaged_cookie_keeps_the_order() {
+    for damage in [Damage::Tampered, Damage::Truncated, Damage::Deleted] {
+        let setup = setup(flash_cookie());
+        let old: Vec<String> = (0..5).map(|_| random_text(406)).collect();
+        setup.add(&old).await;
+        let setup = setup.damaged(damage);
+
+        let request = setup.client.request();
+        let mut read: Vec<String> = request
+            .read()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        request.info("added while reading");
+        request.finish().await;
+        read.extend(setup.read_all().await);
+
+        let mut expected = old[3..].to_vec();
+        expected.push("added while reading".into());
+        assert_eq!(read, expected, "{damage:?}");
+        assert!(setup.read_all().await.is_empty());
+        assert_eq!(
+            setup.memory.client_count(),
+            0,
+            "{damage:?}: the store was emptied"
+        );
+    }
 }
 
 #[test]

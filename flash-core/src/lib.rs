@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod adapter;
 mod cookie_options;
 mod error;
 mod keyed;
@@ -17,6 +18,7 @@ mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use adapter::{Adapter, Finished, ResponseHeaders, vary_on_cookie};
 pub use cookie_options::{CookieOptions, append_set_cookie_line};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
@@ -25,14 +27,14 @@ pub use keyed::{
 };
 pub use level::{Level, LevelTags, ParseLevelError};
 pub use limits::Limits;
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_SWEEP_INTERVAL, MemoryStore, SweepTask};
 pub use message::Message;
 pub use messages::{Config, Messages, SaveReport};
 pub use redact::{Redacted, redact_url};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
 pub use storage::{
-    Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, Storage,
-    Update, append_set_cookie,
+    Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow,
+    PREFETCH_HEADERS, Storage, Update, append_set_cookie, is_prefetch,
 };
 
 /// Re-exported for storages and adapters: the `async_trait` attribute the traits use.

@@ -14,6 +14,9 @@ use crate::message::Message;
 
 /// What storage needs from the request, captured by the adapter before the handler runs.
 ///
+/// The `Cookie` header is read as bytes: another cookie's non-ASCII bytes (`pref=café`) never
+/// hide flash's; only the value of the cookie asked for must be text.
+///
 /// ```
 /// use flash_core::Incoming;
 /// let mut headers = http::HeaderMap::new();
@@ -23,6 +26,11 @@ use crate::message::Message;
 /// assert_eq!(incoming.cookie("messages"), Some("abc"));
 /// assert_eq!(incoming.cookie("missing"), None);
 /// assert!(incoming.is_prefetch());
+///
+/// // An adapter whose framework has other header types hands over the bytes.
+/// let incoming = Incoming::new(["pref=caf\u{e9}; flash_id=x1".as_bytes()], false);
+/// assert_eq!(incoming.cookie("flash_id"), Some("x1"));
+/// assert_eq!(incoming.cookie("pref"), Some("caf\u{e9}"));
 /// ```
 #[derive(Default)]
 pub struct Incoming {
@@ -34,23 +42,56 @@ pub struct Incoming {
     prefetch: bool,
 }
 
+/// The request headers that mark a prefetch, lowercase: `Sec-Purpose` and the older `Purpose`.
+/// An adapter passes each of their values to [`is_prefetch`].
+pub const PREFETCH_HEADERS: [&str; 2] = ["sec-purpose", "purpose"];
+
+/// Whether one value of a [`PREFETCH_HEADERS`] header marks a prefetch (`prefetch`, or
+/// `prefetch;prerender`, any case).
+///
+/// ```
+/// assert!(flash_core::is_prefetch(b"prefetch;prerender"));
+/// assert!(flash_core::is_prefetch(b" Prefetch "));
+/// assert!(!flash_core::is_prefetch(b"prerender"));
+/// ```
+pub fn is_prefetch(value: &[u8]) -> bool {
+    let first = value.split(|&b| b == b';').next().unwrap_or_default();
+    first.trim_ascii().eq_ignore_ascii_case(b"prefetch")
+}
+
 impl Incoming {
+    /// Captures a request from the values of its `Cookie` headers, as bytes, and whether it is
+    /// a prefetch (see [`is_prefetch`]): what an adapter whose framework does not use `http`
+    /// 1.x hands over. A value that cannot be a header value (control bytes) is left out.
+    pub fn new<I>(cookie_headers: I, prefetch: bool) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let mut values = cookie_headers
+            .into_iter()
+            .filter_map(|v| HeaderValue::from_bytes(v.as_ref()).ok());
+        Incoming {
+            cookie: values.next(),
+            more_cookies: values.collect(),
+            extensions: Extensions::new(),
+            prefetch,
+        }
+    }
+
     /// Captures the `Cookie` headers and whether the request is a prefetch
     /// (`Sec-Purpose: prefetch` or `Purpose: prefetch`).
     pub fn from_headers(headers: &HeaderMap) -> Self {
         // Names made once: looking a header up by `&str` parses the name every time.
         static PURPOSE: [HeaderName; 2] = [
-            HeaderName::from_static("sec-purpose"),
-            HeaderName::from_static("purpose"),
+            HeaderName::from_static(PREFETCH_HEADERS[0]),
+            HeaderName::from_static(PREFETCH_HEADERS[1]),
         ];
         let prefetch = PURPOSE.iter().any(|name| {
-            headers.get_all(name).iter().any(|v| {
-                v.to_str().is_ok_and(|v| {
-                    v.split(';')
-                        .next()
-                        .is_some_and(|p| p.trim().eq_ignore_ascii_case("prefetch"))
-                })
-            })
+            headers
+                .get_all(name)
+                .iter()
+                .any(|v| is_prefetch(v.as_bytes()))
         });
         let mut cookies = headers.get_all(COOKIE).iter();
         Incoming {
@@ -61,22 +102,28 @@ impl Incoming {
         }
     }
 
-    /// The value of the request cookie `name` (surrounding double quotes removed), if present.
+    /// The value of the request cookie `name` (surrounding double quotes removed), if present
+    /// and text (UTF-8). The headers are split as bytes, so other cookies may hold any byte.
+    /// When the name appears more than once, the first is taken (the browser sends the most
+    /// specific first).
     pub fn cookie(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.cookie_bytes(name)?).ok()
+    }
+
+    /// The raw bytes of the request cookie `name` (surrounding double quotes removed), if
+    /// present, whether or not they are text: to tell a cookie that is absent from one that is
+    /// present but unreadable.
+    ///
+    /// ```
+    /// let incoming = flash_core::Incoming::new([&b"flash_id=\xff\xfe"[..]], false);
+    /// assert_eq!(incoming.cookie("flash_id"), None);
+    /// assert_eq!(incoming.cookie_bytes("flash_id"), Some(&b"\xff\xfe"[..]));
+    /// ```
+    pub fn cookie_bytes(&self, name: &str) -> Option<&[u8]> {
         self.cookie
             .iter()
             .chain(&self.more_cookies)
-            .filter_map(|h| h.to_str().ok())
-            .flat_map(|h| h.split(';'))
-            .find_map(|pair| {
-                let (n, v) = pair.split_once('=')?;
-                (n.trim() == name).then(|| {
-                    let v = v.trim();
-                    v.strip_prefix('"')
-                        .and_then(|v| v.strip_suffix('"'))
-                        .unwrap_or(v)
-                })
-            })
+            .find_map(|header| cookie_in(header.as_bytes(), name.as_bytes()))
     }
 
     /// Whether the request is a browser prefetch, which must neither see nor consume messages.
@@ -107,6 +154,20 @@ impl fmt::Debug for Incoming {
             .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
     }
+}
+
+/// The raw value of the cookie `name` in one `Cookie` header value, quotes removed.
+fn cookie_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let at = pair.iter().position(|&b| b == b'=')?;
+        let (n, v) = (&pair[..at], &pair[at + 1..]);
+        (n.trim_ascii() == name).then(|| {
+            let v = v.trim_ascii();
+            v.strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v)
+        })
+    })
 }
 
 /// What a storage remembers between `load` and `save` of one request (a lease, which cookie
@@ -411,6 +472,42 @@ mod tests {
         assert_eq!(req.cookie("d"), Some(""));
         assert_eq!(req.cookie("e"), None);
         assert_eq!(incoming(&[("cookie", "garbage;;=;==")]).cookie("a"), None);
+    }
+
+    #[test]
+    fn other_cookies_bytes_never_hide_flash_cookies() {
+        // Issue 12, repro 5: one non-ASCII byte anywhere in the header hid every cookie.
+        let mut headers = HeaderMap::new();
+        headers.append(
+            COOKIE,
+            HeaderValue::from_bytes("pref=café; flash_id=abc.def".as_bytes()).expect("header"),
+        );
+        headers.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"latin1=caf\xe9; messages=\"m1\"").expect("header"),
+        );
+        let req = Incoming::from_headers(&headers);
+        assert_eq!(req.cookie("flash_id"), Some("abc.def"));
+        assert_eq!(req.cookie("messages"), Some("m1"));
+        assert_eq!(req.cookie("pref"), Some("café"));
+        // Only the cookie asked for must be text: Latin-1 bytes are not UTF-8.
+        assert_eq!(req.cookie("latin1"), None);
+
+        let req = Incoming::new([&b"a=\xff\xfe; b=2"[..], b"c=3"], true);
+        assert_eq!(req.cookie("b"), Some("2"));
+        assert_eq!(req.cookie("c"), Some("3"));
+        assert_eq!(req.cookie("a"), None);
+        assert!(req.is_prefetch());
+    }
+
+    #[test]
+    fn the_first_cookie_of_a_name_wins_and_bad_header_values_are_left_out() {
+        let req = Incoming::new(["id=first; id=second", "bad=\u{1}; id=third"], false);
+        assert_eq!(req.cookie("id"), Some("first"));
+        assert_eq!(
+            format!("{req:?}"),
+            "Incoming { cookie_headers: 1, prefetch: false, .. }"
+        );
     }
 
     #[test]

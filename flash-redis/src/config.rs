@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use flash_core::{Error, ErrorKind, Result};
+use flash_core::{Error, ErrorKind, Redacted, Result};
 
 use crate::store::RedisStore;
 
@@ -154,34 +154,14 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
     }
 }
 
-/// The URL with its password (if any) replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let redacted = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None if userinfo.is_empty() => String::new(),
-        // `redis://password@host` is accepted by some clients: hide it too.
-        None => "***".to_owned(),
-    };
-    format!("{}{redacted}{}", &url[..scheme_end], &rest[at..])
-}
-
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Single(url) => f.debug_tuple("Single").field(&redact(url)).finish(),
+            Target::Single(url) => f.debug_tuple("Single").field(&Redacted(url)).finish(),
             #[cfg(feature = "cluster")]
             Target::Cluster(urls) => f
                 .debug_tuple("Cluster")
-                .field(&urls.iter().map(|u| redact(u)).collect::<Vec<_>>())
+                .field(&urls.iter().map(|u| Redacted(u)).collect::<Vec<_>>())
                 .finish(),
         }
     }
@@ -204,21 +184,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(
-            redact("redis://user:secret@host:6379/0"),
-            "redis://user:***@host:6379/0"
-        );
-        assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
-        assert_eq!(redact("redis://secret@host"), "redis://***@host");
-        assert_eq!(
-            redact("rediss://u:p%40ss@h/?x=a@b"),
-            "rediss://u:***@h/?x=a@b"
-        );
-        assert_eq!(redact("not a url"), "not a url");
-        let builder = RedisBuilder::new(Target::Single("redis://u:hunter2@h".into()));
-        assert!(!format!("{builder:?}").contains("hunter2"));
+    fn debug_hides_passwords() {
+        for url in [
+            "redis://u:hunter2@h",
+            "redis://hunter2@h",
+            "redis://u:hun/ter2@h",
+            "redis+unix:///tmp/x.sock?pass=hunter2",
+        ] {
+            let builder = RedisBuilder::new(Target::Single(url.into()));
+            let shown = format!("{builder:?}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("ter2"),
+                "{shown}"
+            );
+            assert!(shown.contains("***"), "{shown}");
+        }
     }
 
     #[test]

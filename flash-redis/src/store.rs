@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flash_core::{
-    ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, Message, Outcome, Result,
+    ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, Message, Outcome, Redacted, Result,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
 
-use crate::config::{RedisBuilder, Target, redact};
+use crate::config::{RedisBuilder, Target};
 
 /// The Lua scripts, compiled into the crate. Each is one `EVALSHA`; the `redis` crate loads a
 /// script (`SCRIPT LOAD`) and retries when the server answers `NOSCRIPT`.
@@ -307,13 +307,22 @@ impl RedisStore {
     }
 
     /// Applies an append under the operation id `op` (a retry with the same id is applied once).
+    /// Returns whether this call applied it, and how many messages it kept (a retry returns
+    /// what the first attempt kept).
     pub(crate) async fn append_as(
         &self,
         op: &LeaseId,
         client: &ClientId,
         messages: &[Message],
         ttl: Duration,
-    ) -> Result<bool> {
+        limits: &Limits,
+    ) -> Result<(bool, usize)> {
+        // What cannot fit even an empty queue is never sent: a hostile request's thousands of
+        // messages cost no bandwidth.
+        let messages = &messages[..limits.fitting(0, 0, messages)];
+        if messages.is_empty() {
+            return Ok((false, 0));
+        }
         let encoded = encode(messages)?;
         let keys = self.client_keys(client);
         let mut invocation = self.inner.scripts.append.prepare_invoke();
@@ -322,13 +331,15 @@ impl RedisStore {
             .key(&keys.operations)
             .arg(op.to_hex())
             .arg(self.dedupe_window_ms().to_string())
-            .arg(millis(ttl).to_string())
-            .arg(&encoded);
-        let applied: i64 = self.run("append", &invocation).await?;
-        Ok(applied == 1)
+            .arg(millis(ttl).to_string());
+        limit_args(&mut invocation, limits, &encoded);
+        let (applied, kept): (i64, i64) = self.run("append", &invocation).await?;
+        Ok((applied == 1, kept_count(kept, messages.len())))
     }
 
-    /// Settles under the operation id `op` (a retry with the same id is applied once).
+    /// Settles under the operation id `op` (a retry with the same id is applied once). Returns
+    /// as [`RedisStore::append_as`] does.
+    #[allow(clippy::too_many_arguments)] // the trait's arguments and the operation id
     pub(crate) async fn settle_as(
         &self,
         op: &LeaseId,
@@ -337,7 +348,9 @@ impl RedisStore {
         outcome: Outcome,
         append: &[Message],
         ttl: Duration,
-    ) -> Result<bool> {
+        limits: &Limits,
+    ) -> Result<(bool, usize)> {
+        let append = &append[..limits.fitting(0, 0, append)];
         let encoded = encode(append)?;
         let keys = self.client_keys(client);
         let outcome = match outcome {
@@ -352,10 +365,10 @@ impl RedisStore {
             .arg(self.dedupe_window_ms().to_string())
             .arg(lease.to_hex())
             .arg(outcome)
-            .arg(millis(ttl).to_string())
-            .arg(&encoded);
-        let applied: i64 = self.run("settle", &invocation).await?;
-        Ok(applied == 1)
+            .arg(millis(ttl).to_string());
+        limit_args(&mut invocation, limits, &encoded);
+        let (applied, kept): (i64, i64) = self.run("settle", &invocation).await?;
+        Ok((applied == 1, kept_count(kept, append.len())))
     }
 }
 
@@ -366,15 +379,12 @@ impl KeyedStore for RedisStore {
         client: &ClientId,
         messages: &[Message],
         ttl: Duration,
-        _limits: &Limits,
+        limits: &Limits,
     ) -> Result<usize> {
-        // TODO(limits): enforce inside the script.
-        if messages.is_empty() {
-            return Ok(0);
-        }
-        self.append_as(&LeaseId::random(), client, messages, ttl)
-            .await
-            .map(|_| messages.len())
+        let (_, kept) = self
+            .append_as(&LeaseId::random(), client, messages, ttl, limits)
+            .await?;
+        Ok(kept)
     }
 
     async fn lease(
@@ -400,11 +410,20 @@ impl KeyedStore for RedisStore {
         outcome: Outcome,
         append: &[Message],
         ttl: Duration,
-        _limits: &Limits,
+        limits: &Limits,
     ) -> Result<usize> {
-        self.settle_as(&LeaseId::random(), client, lease, outcome, append, ttl)
-            .await
-            .map(|_| append.len())
+        let (_, kept) = self
+            .settle_as(
+                &LeaseId::random(),
+                client,
+                lease,
+                outcome,
+                append,
+                ttl,
+                limits,
+            )
+            .await?;
+        Ok(kept)
     }
 }
 
@@ -441,15 +460,37 @@ fn millis(duration: Duration) -> u128 {
     nanos.div_ceil(1_000_000).min(MAX_MILLIS)
 }
 
-fn encode(messages: &[Message]) -> Result<Vec<String>> {
+/// Each message with its size as flash counts it ([`Message::size`]): the scripts keep a
+/// running count and size per client and check the limits against them.
+fn encode(messages: &[Message]) -> Result<Vec<(usize, String)>> {
     messages
         .iter()
         .map(|m| {
-            serde_json::to_string(m).map_err(|err| {
-                Error::with_source(ErrorKind::Encode, "a flash message for redis", err)
-            })
+            serde_json::to_string(m)
+                .map(|json| (m.size(), json))
+                .map_err(|err| {
+                    Error::with_source(ErrorKind::Encode, "a flash message for redis", err)
+                })
         })
         .collect()
+}
+
+/// The limits, then each message as a pair (size, message): the tail of append's and settle's
+/// arguments.
+fn limit_args(invocation: &mut ScriptInvocation<'_>, limits: &Limits, encoded: &[(usize, String)]) {
+    invocation
+        .arg(limits.max_text_len().to_string())
+        .arg(limits.max_messages().to_string())
+        .arg(limits.max_bytes().to_string());
+    for (size, json) in encoded {
+        invocation.arg(size.to_string()).arg(json);
+    }
+}
+
+/// How many were kept, from a script's answer: a retry of an operation applied by an earlier
+/// version of the scripts (which kept everything) answers -1.
+fn kept_count(kept: i64, offered: usize) -> usize {
+    usize::try_from(kept).map_or(offered, |kept| kept.min(offered))
 }
 
 /// Decodes leased messages. An entry that is not a message (written by something else) is
@@ -500,12 +541,12 @@ fn map_error(context: String, err: RedisError) -> Error {
 
 fn describe(target: &Target) -> String {
     match target {
-        Target::Single(url) => format!("redis at {}", redact(url)),
+        Target::Single(url) => format!("redis at {}", Redacted(url)),
         #[cfg(feature = "cluster")]
         Target::Cluster(urls) => format!(
             "redis cluster at {}",
             urls.iter()
-                .map(|u| redact(u))
+                .map(|u| Redacted(u).to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -593,20 +634,20 @@ mod retried_calls {
         let Some(store) = store().await else {
             return;
         };
+        let limits = Limits::default();
         let client = ClientId::random();
         let op = LeaseId::random();
-        assert!(
-            store
-                .append_as(&op, &client, &[msg("a")], LONG)
-                .await
-                .expect("append")
-        );
-        assert!(
-            !store
-                .append_as(&op, &client, &[msg("a")], LONG)
-                .await
-                .expect("retry")
-        );
+        let append = |op, messages: Vec<Message>| {
+            let store = store.clone();
+            async move {
+                store
+                    .append_as(&op, &client, &messages, LONG, &limits)
+                    .await
+                    .expect("append")
+            }
+        };
+        assert_eq!(append(op, vec![msg("a")]).await, (true, 1));
+        assert_eq!(append(op, vec![msg("a")]).await, (false, 1), "a retry");
         let lease = LeaseId::random();
         let got = store.lease(&client, &lease, LONG).await.expect("lease");
         assert_eq!(got, [msg("a")]);
@@ -616,24 +657,102 @@ mod retried_calls {
             let store = store.clone();
             async move {
                 store
-                    .settle_as(&op, &client, &lease, Outcome::Consumed, &[msg("b")], LONG)
+                    .settle_as(
+                        &op,
+                        &client,
+                        &lease,
+                        Outcome::Consumed,
+                        &[msg("b")],
+                        LONG,
+                        &limits,
+                    )
                     .await
                     .expect("settle")
             }
         };
-        assert!(settle(op).await);
-        assert!(!settle(op).await);
+        assert_eq!(settle(op).await, (true, 1));
+        assert_eq!(settle(op).await, (false, 1));
         let got = store
             .lease(&client, &LeaseId::random(), LONG)
             .await
             .expect("lease");
         assert_eq!(got, [msg("b")], "the settle's append is applied once");
         // Another operation id is another write.
-        assert!(
+        assert_eq!(append(LeaseId::random(), vec![msg("c")]).await, (true, 1));
+    }
+
+    #[tokio::test]
+    async fn a_retried_write_answers_what_the_first_attempt_kept() {
+        let Some(store) = store().await else {
+            return;
+        };
+        let limits = Limits::default().with_max_messages(3);
+        let client = ClientId::random();
+        let five: Vec<Message> = ["a", "b", "c", "d", "e"].map(msg).to_vec();
+        let op = LeaseId::random();
+        let first = store
+            .append_as(&op, &client, &five[..2], LONG, &limits)
+            .await
+            .expect("append");
+        assert_eq!(first, (true, 2));
+        let other = LeaseId::random();
+        let first = store
+            .append_as(&other, &client, &five[2..], LONG, &limits)
+            .await
+            .expect("append");
+        assert_eq!(first, (true, 1), "one more fits");
+        // The client is full now, yet the retries answer as their first attempts did (a retry
+        // that answered 0 would have the bridge report kept messages as dropped) ...
+        let retried = store
+            .append_as(&other, &client, &five[2..], LONG, &limits)
+            .await
+            .expect("retry");
+        assert_eq!(retried, (false, 1));
+        // ... even after the client's messages were consumed and room was freed.
+        let lease = LeaseId::random();
+        assert_eq!(
+            store.lease(&client, &lease, LONG).await.expect("lease"),
+            five[..3]
+        );
+        let op2 = LeaseId::random();
+        let settled = store
+            .settle_as(
+                &op2,
+                &client,
+                &lease,
+                Outcome::Consumed,
+                &five,
+                LONG,
+                &limits,
+            )
+            .await
+            .expect("settle");
+        assert_eq!(settled, (true, 3), "consuming freed the room first");
+        let retried = store
+            .settle_as(
+                &op2,
+                &client,
+                &lease,
+                Outcome::Consumed,
+                &five,
+                LONG,
+                &limits,
+            )
+            .await
+            .expect("retry");
+        assert_eq!(retried, (false, 3));
+        let retried = store
+            .append_as(&op, &client, &five[..2], LONG, &limits)
+            .await
+            .expect("retry");
+        assert_eq!(retried, (false, 2));
+        assert_eq!(
             store
-                .append_as(&LeaseId::random(), &client, &[msg("c")], LONG)
+                .lease(&client, &LeaseId::random(), LONG)
                 .await
-                .expect("append")
+                .expect("lease"),
+            five[..3],
+            "no retry added anything"
         );
     }
 
@@ -644,12 +763,7 @@ mod retried_calls {
         };
         let client = ClientId::random();
         store
-            .append(
-                &client,
-                &[msg("a"), msg("b")],
-                LONG,
-                &flash_core::Limits::default(),
-            )
+            .append(&client, &[msg("a"), msg("b")], LONG, &Limits::default())
             .await
             .expect("append");
         let lease = LeaseId::random();
@@ -674,7 +788,7 @@ mod retried_calls {
                     Outcome::Consumed,
                     &[],
                     LONG,
-                    &flash_core::Limits::default(),
+                    &Limits::default(),
                 )
                 .await
                 .expect("settle");

@@ -324,9 +324,12 @@ async fn kills_during_concurrent_appends_lose_and_double_nothing() {
                 let mut results = Vec::new();
                 for i in 0..40 {
                     let text = format!("w{w}-{i}");
-                    let result = store
-                        .append(&client, &[msg(&text)], LONG, &flash_core::Limits::default())
-                        .await;
+                    // Room for all 640: this test is about retries, not limits.
+                    let roomy = flash_core::Limits::default().with_max_messages(1000);
+                    let result = store.append(&client, &[msg(&text)], LONG, &roomy).await;
+                    if let Ok(kept) = result {
+                        assert_eq!(kept, 1, "{text}: an acknowledged append kept its message");
+                    }
                     results.push((text, result.is_ok()));
                 }
                 results
@@ -428,4 +431,225 @@ async fn the_store_reconnects_when_the_server_is_back() {
         .expect("lease");
     assert_eq!(got, [msg("after")]);
     drop(server);
+}
+
+/// Accepts connections on a loopback port and never reads or answers: a server that is stuck.
+/// Returns its port and the task holding the sockets (abort it at the end).
+async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (port, task)
+}
+
+/// The operation timeout bounds everything: with the connect and response timeouts far longer,
+/// a call still ends in about the operation timeout, `Unavailable`.
+const OPERATION: Duration = Duration::from_millis(700);
+
+fn assert_about_the_deadline(result: flash_core::Result<impl std::fmt::Debug>, started: Instant) {
+    let elapsed = started.elapsed();
+    let err = result.expect_err("a silent server is an error");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    assert!(
+        elapsed >= OPERATION - Duration::from_millis(50),
+        "ended by the operation timeout, not before: {elapsed:?} ({err})"
+    );
+    assert!(
+        elapsed < OPERATION + Duration::from_millis(1500),
+        "took {elapsed:?}"
+    );
+}
+
+fn slow_parts(builder: flash_redis::RedisBuilder) -> flash_redis::RedisBuilder {
+    builder
+        .prefix(format!("flash-faults-{}", common::random_hex()))
+        .connect_timeout(Duration::from_secs(30))
+        .response_timeout(Duration::from_secs(30))
+        .operation_timeout(OPERATION)
+}
+
+#[tokio::test]
+async fn the_operation_timeout_bounds_connecting_and_every_call() {
+    let (port, silent) = silent_server().await;
+    let url = format!("redis://127.0.0.1:{port}");
+
+    let started = Instant::now();
+    assert_about_the_deadline(
+        slow_parts(RedisStore::builder(&url)).connect().await,
+        started,
+    );
+
+    let store = slow_parts(RedisStore::builder(&url))
+        .connect_lazy()
+        .expect("lazy");
+    let client = ClientId::random();
+    let limits = flash_core::Limits::default();
+    let started = Instant::now();
+    assert_about_the_deadline(
+        store.lease(&client, &LeaseId::random(), LONG).await,
+        started,
+    );
+    let started = Instant::now();
+    assert_about_the_deadline(
+        store.append(&client, &[msg("a")], LONG, &limits).await,
+        started,
+    );
+    let started = Instant::now();
+    assert_about_the_deadline(
+        store
+            .settle(
+                &client,
+                &LeaseId::random(),
+                Outcome::Consumed,
+                &[msg("a")],
+                LONG,
+                &limits,
+            )
+            .await,
+        started,
+    );
+
+    #[cfg(feature = "cluster")]
+    {
+        let started = Instant::now();
+        assert_about_the_deadline(
+            slow_parts(RedisStore::cluster_builder([url.clone()]))
+                .connect()
+                .await,
+            started,
+        );
+    }
+    silent.abort();
+}
+
+/// A server that answered, then stops answering mid-session (`CLIENT PAUSE` on a private
+/// server): every call ends in about the operation timeout, `Unavailable`, and the store works
+/// again once the server does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_is_unavailable_within_the_deadline() {
+    let Some(server) = common::OwnServer::start().await else {
+        return;
+    };
+    let Some(mut admin) = common::admin(&server.url()).await else {
+        return;
+    };
+    let store = slow_parts(RedisStore::builder(server.url()))
+        .connect()
+        .await
+        .expect("connect");
+    let client = ClientId::random();
+    let limits = flash_core::Limits::default();
+    assert_eq!(
+        store
+            .append(&client, &[msg("a")], LONG, &limits)
+            .await
+            .expect("append"),
+        1
+    );
+    let paused = Instant::now();
+    let pause = Duration::from_millis(2500);
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(pause.as_millis().to_string())
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT PAUSE");
+    let timed_out = LeaseId::random();
+    let started = Instant::now();
+    assert_about_the_deadline(store.lease(&client, &timed_out, LONG).await, started);
+    let started = Instant::now();
+    assert_about_the_deadline(
+        store.append(&client, &[msg("b")], LONG, &limits).await,
+        started,
+    );
+    // The pause ends by itself (the admin connection is paused too).
+    tokio::time::sleep(pause.saturating_sub(paused.elapsed()) + Duration::from_millis(200)).await;
+    // The timed-out calls may have been applied once the server resumed: the lease holds "a"
+    // until it is released (as the bridge does after a failed load), the append may have kept
+    // "b".
+    store
+        .settle(&client, &timed_out, Outcome::Released, &[], LONG, &limits)
+        .await
+        .expect("the store answers again");
+    let got = store
+        .lease(&client, &LeaseId::random(), LONG)
+        .await
+        .expect("the store answers again");
+    assert!(got == [msg("a")] || got == [msg("a"), msg("b")], "{got:?}");
+}
+
+/// Every way a URL carries a secret, with the server unreachable: neither the error (its
+/// Display, every source's Display, its Debug) nor the Debug of the builder or the store shows it.
+#[tokio::test]
+async fn no_error_or_debug_shows_a_password() {
+    let socket = std::env::temp_dir().join(format!("flash-none-{}.sock", common::random_hex()));
+    let urls = [
+        format!("redis+unix://{}?pass=hunter2", socket.display()),
+        format!("redis+unix://{}?db=0&user=u&pass=hunter2", socket.display()),
+        "redis://u:pa/ss@h".to_owned(),
+        "redis://u:pa/ss@127.0.0.1:1/0".to_owned(),
+        "redis://u:p@ss@127.0.0.1:1".to_owned(),
+        "redis://hunter2@127.0.0.1:1".to_owned(),
+        "redis://:hunter2@127.0.0.1:1".to_owned(),
+        "redis://user:hunter2@127.0.0.1:1/0".to_owned(),
+        "redis://user:hunter2@127.0.0.1:notaport".to_owned(),
+    ];
+    let secrets = ["hunter2", "pa/ss", "p@ss"];
+    let check = |url: &str, what: &str, shown: &str| {
+        for secret in secrets {
+            assert!(
+                !shown.contains(secret),
+                "{url}: {what} shows {secret:?}: {shown}"
+            );
+        }
+    };
+    let check_error = |url: &str, err: &flash_core::Error| {
+        check(url, "the error", &err.to_string());
+        check(url, "the error's Debug", &format!("{err:?}"));
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            check(url, "a source", &cause.to_string());
+            check(url, "a source's Debug", &format!("{cause:?}"));
+            source = cause.source();
+        }
+    };
+    for url in &urls {
+        check(url, "the builder's Debug", &format!("{:?}", quick(url)));
+        let err = quick(url).connect().await.expect_err(url);
+        assert!(
+            matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Config),
+            "{url}: {err:?}"
+        );
+        check_error(url, &err);
+        match quick(url).connect_lazy() {
+            Ok(store) => {
+                check(url, "the store's Debug", &format!("{store:?}"));
+                let err = store
+                    .lease(&ClientId::random(), &LeaseId::random(), LONG)
+                    .await
+                    .expect_err(url);
+                assert_eq!(err.kind(), ErrorKind::Unavailable, "{url}: {err:?}");
+                check_error(url, &err);
+            }
+            Err(err) => check_error(url, &err),
+        }
+        #[cfg(feature = "cluster")]
+        {
+            let builder = RedisStore::cluster_builder([url.clone(), url.clone()])
+                .connect_timeout(Duration::from_millis(300))
+                .response_timeout(Duration::from_millis(300))
+                .operation_timeout(Duration::from_secs(1));
+            check(url, "the cluster builder's Debug", &format!("{builder:?}"));
+            let err = builder.connect().await.expect_err(url);
+            check_error(url, &err);
+        }
+    }
 }

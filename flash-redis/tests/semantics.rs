@@ -480,10 +480,14 @@ async fn thousands_of_messages_in_one_call() {
         return;
     };
     let client = ClientId::random();
+    // Far above the default limits, which would keep only the first 100.
+    let roomy = flash_core::Limits::default()
+        .with_max_messages(100_000)
+        .with_max_bytes(1 << 30);
     // More than Lua's unpack() takes in one go: the scripts send them in chunks.
     let many: Vec<Message> = (0..5000).map(|i| msg(&format!("n{i}"))).collect();
     store
-        .append(&client, &many, LONG, &flash_core::Limits::default())
+        .append(&client, &many, LONG, &roomy)
         .await
         .expect("append");
     let lease = LeaseId::random();
@@ -491,14 +495,7 @@ async fn thousands_of_messages_in_one_call() {
     assert_eq!(got, many);
     let more: Vec<Message> = (5000..9000).map(|i| msg(&format!("n{i}"))).collect();
     store
-        .settle(
-            &client,
-            &lease,
-            Outcome::Released,
-            &more,
-            LONG,
-            &flash_core::Limits::default(),
-        )
+        .settle(&client, &lease, Outcome::Released, &more, LONG, &roomy)
         .await
         .expect("settle");
     let lease = LeaseId::random();
@@ -510,14 +507,7 @@ async fn thousands_of_messages_in_one_call() {
             .all(|(i, m)| m.text == format!("n{i}"))
     );
     store
-        .settle(
-            &client,
-            &lease,
-            Outcome::Consumed,
-            &[],
-            LONG,
-            &flash_core::Limits::default(),
-        )
+        .settle(&client, &lease, Outcome::Consumed, &[], LONG, &roomy)
         .await
         .expect("settle");
     assert!(

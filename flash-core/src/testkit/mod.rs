@@ -16,10 +16,15 @@
 //! be reached: outside CI the test is then skipped with one line on stderr; under `CI=true` it
 //! fails. A backend declares in [`Capabilities`] which delivery guarantees it gives; the suite
 //! skips the rest by name.
+//!
+//! A [`KeyedStore`] also runs the keyed-store kit, [`keyed_store_tests!`](crate::keyed_store_tests),
+//! which checks the store's own contract (leases, settles, TTL, limits) without the bridge.
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod adapter_kit;
 mod client;
 mod counting;
+pub mod keyed_kit;
 pub mod tests;
 
 use std::future::Future;
@@ -28,6 +33,7 @@ use std::time::Duration;
 
 pub use client::{Client, Request, Response};
 pub use counting::{CallCounts, CountingStore};
+pub use keyed_kit::KeyedFactory;
 
 use crate::keyed::{KeyedStorage, KeyedStore};
 use crate::signing::Key;

@@ -157,6 +157,9 @@ pub struct Logged {
     pub args: Vec<String>,
     /// The client's address; `?:0` for commands a Lua script ran.
     pub addr: String,
+    /// How long the server spent executing it, in microseconds (a script call: the whole
+    /// script).
+    pub micros: u64,
 }
 
 impl Logged {
@@ -196,9 +199,10 @@ pub async fn take_slowlog(admin: &mut redis::aio::MultiplexedConnection) -> Vec<
                 panic!("a slow log entry is an array: {entry:?}");
             };
             let id: i64 = redis::from_redis_value_ref(&fields[0]).expect("id");
+            let micros: u64 = redis::from_redis_value_ref(&fields[2]).expect("duration");
             let args: Vec<String> = redis::from_redis_value_ref(&fields[3]).expect("args");
             let addr: String = redis::from_redis_value_ref(&fields[4]).expect("addr");
-            (id, Logged { args, addr })
+            (id, Logged { args, addr, micros })
         })
         .filter(|(_, logged)| logged.addr != my_addr)
         .collect();

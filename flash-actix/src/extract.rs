@@ -1,0 +1,97 @@
+//! The extractor handlers use to reach their messages.
+
+use std::fmt;
+use std::future::{Ready, ready};
+use std::ops::Deref;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::COOKIE;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
+use flash_core::{Incoming, Messages, PREFETCH_HEADERS, is_prefetch};
+
+use crate::middleware::Slot;
+
+/// The flash messages of the current request, as an actix-web extractor.
+///
+/// Dereferences to [`flash_core::Messages`]: add with `flash.success("…")` (synchronous, never
+/// reads storage), read with `flash.read().await` (consumes), look with `flash.peek().await`
+/// (does not). Every extraction in one request returns the same handle.
+///
+/// Needs a [`FlashMiddleware`](crate::FlashMiddleware) around the route; without one the
+/// extraction fails with [`MissingFlashMiddleware`] (a `500` that names the fix).
+#[derive(Clone)]
+pub struct Flash(pub Messages);
+
+impl Flash {
+    /// The request handle.
+    pub fn into_inner(self) -> Messages {
+        self.0
+    }
+
+    /// The handle of `request`, made on first use; `None` when no
+    /// [`FlashMiddleware`](crate::FlashMiddleware) is installed. For other middleware.
+    pub fn from_http_request(request: &HttpRequest) -> Option<Flash> {
+        let slot = request.extensions().get::<Slot>()?.clone();
+        let messages = slot.0.messages.get_or_init(|| {
+            let headers = request.headers();
+            // The Cookie header is handed over as bytes: another cookie's non-ASCII bytes
+            // never hide flash's.
+            let cookies = headers.get_all(COOKIE).map(|v| v.as_bytes());
+            let prefetch = PREFETCH_HEADERS
+                .iter()
+                .any(|name| headers.get_all(*name).any(|v| is_prefetch(v.as_bytes())));
+            slot.0.adapter.messages(Incoming::new(cookies, prefetch))
+        });
+        Some(Flash(messages.clone()))
+    }
+}
+
+impl Deref for Flash {
+    type Target = Messages;
+
+    fn deref(&self) -> &Messages {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Flash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl FromRequest for Flash {
+    type Error = MissingFlashMiddleware;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Flash::from_http_request(request).ok_or(MissingFlashMiddleware))
+    }
+}
+
+/// The rejection of [`Flash`] when no [`FlashMiddleware`](crate::FlashMiddleware) wraps the
+/// route: a configuration mistake, answered with `500 Internal Server Error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingFlashMiddleware;
+
+impl fmt::Display for MissingFlashMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the Flash extractor needs flash_actix::FlashMiddleware: add `.wrap(FlashMiddleware::new(storage, config))` to the App",
+        )
+    }
+}
+
+impl std::error::Error for MissingFlashMiddleware {}
+
+impl ResponseError for MissingFlashMiddleware {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        tracing::error!("{self}");
+        HttpResponse::InternalServerError().body(self.to_string())
+    }
+}

@@ -1,0 +1,622 @@
+//! The adapter kit: the behaviour every framework adapter must show, run through the framework
+//! itself (feature `testkit`).
+//!
+//! An adapter's test implements [`AdapterApp`] for a small app of its framework, built over the
+//! [`Adapter`] the kit hands it, and expands the kit with [`adapter_tests!`](crate::adapter_tests):
+//!
+//! ```ignore
+//! struct App(/* the framework's test service */);
+//! impl flash_core::testkit::adapter_kit::AdapterApp for App { /* build, send */ }
+//! flash_core::adapter_tests!(App);
+//! ```
+//!
+//! # The routes the app must serve
+//!
+//! Query values are percent-encoded as HTML forms do; the kit sends only `A-Z a-z 0-9 -`.
+//!
+//! | route | the handler |
+//! |---|---|
+//! | `POST /add?text=T` (optional `&level=N`) | adds a message of level `N` (default 25, success) with text `T`, and answers `303 See Other` with `Location: /` and an empty body |
+//! | `GET /` (optional `?now=T`, `&keep=1`, `&vary=V`) | with `now`, shows `T` at level 20 in this request only (`add_now`); reads every message (consuming them); with `keep=1`, keeps them; with `vary`, sets the response header `Vary: V`; answers `200` with one line per message, `{level} {text}\n` (`25 saved\n`), or, when reading fails, `200` with the body `unavailable\n` |
+//! | `GET /idle` | takes the handle (extracts it) and does nothing with it; answers `200` with the body `idle` |
+//!
+//! The kit runs each behaviour on a storage that waits (a keyed [`MemoryStore`] behind
+//! [`KeyedStorage`], calls counted) and, where it makes sense, on one that never waits
+//! ([`KitCookieStorage`], the immediate path).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+
+use super::{CallCounts, CountingStore};
+use crate::adapter::Adapter;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keyed::{ClientId, KeyedStorage, KeyedStore, LeaseId, Outcome};
+use crate::level::Level;
+use crate::limits::Limits;
+use crate::memory::MemoryStore;
+use crate::message::Message;
+use crate::messages::Config;
+use crate::signing::Key;
+use crate::storage::{ImmediateStorage, Incoming, LoadToken, Loaded, Storage, Update};
+
+/// A request the kit sends to the app.
+#[derive(Debug, Clone)]
+pub struct KitRequest {
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// Path and query, as `/add?text=saved`.
+    pub uri: String,
+    /// Header lines: a lowercase name and the value's bytes (which may be non-ASCII).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// The app's answer.
+#[derive(Debug, Clone)]
+pub struct KitResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header lines, in order: a lowercase name and the value's bytes.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl KitResponse {
+    /// Every value of header `name` (lowercase), as text.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    /// The one value of header `name`, if there is exactly one line.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values = self.values(name);
+        (values.len() == 1).then(|| values[0].clone())
+    }
+}
+
+/// The framework's side of the kit: an app with the routes above, over an [`Adapter`].
+///
+/// Its futures need not be `Send`: the kit runs each test on a current-thread runtime inside a
+/// [`tokio::task::LocalSet`] (frameworks such as actix-web are single-threaded per worker).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an adapter kit app",
+    note = "implement `flash_core::testkit::adapter_kit::AdapterApp`: build the kit's routes over the `Adapter` and send a `KitRequest` through them"
+)]
+pub trait AdapterApp: Sized {
+    /// The app with the kit's routes, its flash layer or middleware made from `adapter`
+    /// (which carries the storage, the config and the error hook).
+    fn build(adapter: Adapter) -> impl Future<Output = Self>;
+
+    /// Sends `request` through the app (in process or over loopback).
+    fn send(&self, request: KitRequest) -> impl Future<Output = KitResponse>;
+}
+
+/// Runs one kit test on a current-thread runtime with a [`tokio::task::LocalSet`] (the
+/// [`adapter_tests!`](crate::adapter_tests) macro calls this).
+pub fn run<F: Future<Output = ()>>(test: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    tokio::task::LocalSet::new().block_on(&runtime, test);
+}
+
+/// A browser over one app: a cookie jar, and the checks every response must pass.
+struct Browser<'a, A> {
+    app: &'a A,
+    jar: BTreeMap<String, String>,
+}
+
+impl<'a, A: AdapterApp> Browser<'a, A> {
+    fn new(app: &'a A) -> Self {
+        Browser {
+            app,
+            jar: BTreeMap::new(),
+        }
+    }
+
+    fn request(&self, method: &'static str, uri: &str) -> KitRequest {
+        let mut headers = Vec::new();
+        if !self.jar.is_empty() {
+            let line = self
+                .jar
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            headers.push(("cookie".to_owned(), line.into_bytes()));
+        }
+        KitRequest {
+            method,
+            uri: uri.to_owned(),
+            headers,
+        }
+    }
+
+    async fn get(&mut self, uri: &str) -> KitResponse {
+        let request = self.request("GET", uri);
+        self.send(request).await
+    }
+
+    async fn post(&mut self, uri: &str) -> KitResponse {
+        let request = self.request("POST", uri);
+        let response = self.send(request).await;
+        assert_eq!(response.status, 303, "POST {uri}: {response:?}");
+        assert_eq!(response.header("location").as_deref(), Some("/"));
+        response
+    }
+
+    async fn send(&mut self, request: KitRequest) -> KitResponse {
+        let response = self.app.send(request).await;
+        self.take(&response);
+        response
+    }
+
+    /// Checks the rules every response obeys, and keeps its cookies.
+    fn take(&mut self, response: &KitResponse) {
+        let cookies = response.values("set-cookie");
+        // A response that sets a flash cookie must not be cached; one that does not is left
+        // to the handler (the kit's handlers set no Cache-Control).
+        assert_eq!(
+            response.header("cache-control").as_deref(),
+            (!cookies.is_empty()).then_some("private, no-store"),
+            "Cache-Control goes with a flash cookie and only with one: {response:?}"
+        );
+        let vary = response.values("vary").join(", ");
+        let named = vary
+            .split(',')
+            .filter(|v| v.trim().eq_ignore_ascii_case("cookie"))
+            .count();
+        assert!(named <= 1, "Vary names Cookie twice: {vary:?}");
+        if !cookies.is_empty() {
+            assert_eq!(
+                named, 1,
+                "a response setting a cookie varies on it: {vary:?}"
+            );
+        }
+        for line in cookies {
+            let pair = line.split(';').next().unwrap_or_default();
+            let (name, value) = pair.split_once('=').expect("name=value");
+            let expired = line.to_ascii_lowercase().contains("max-age=0") || value.is_empty();
+            if expired {
+                self.jar.remove(name.trim());
+            } else {
+                self.jar
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+    }
+}
+
+fn vary(response: &KitResponse) -> String {
+    response.values("vary").join(", ")
+}
+
+/// The storages a behaviour runs on.
+struct Storages {
+    keyed: Arc<dyn Storage>,
+    calls: CallCounts,
+    cookie: Arc<dyn Storage>,
+}
+
+fn storages() -> Storages {
+    let counting = CountingStore::new(MemoryStore::new());
+    let calls = counting.counts();
+    Storages {
+        keyed: Arc::new(KeyedStorage::new(counting, Key::generate())),
+        calls,
+        cookie: Arc::new(KitCookieStorage),
+    }
+}
+
+async fn app<A: AdapterApp>(storage: &Arc<dyn Storage>) -> A {
+    A::build(Adapter::new(storage.clone(), Config::default())).await
+}
+
+/// POST → 303 → GET shows the message once, with `Vary: Cookie`; on a storage that waits and
+/// on one that never waits.
+pub async fn post_redirect_get_shows_once<A: AdapterApp>() {
+    let s = storages();
+    for storage in [&s.keyed, &s.cookie] {
+        let app = app::<A>(storage).await;
+        let mut browser = Browser::new(&app);
+        let posted = browser.post("/add?text=saved").await;
+        assert_eq!(posted.values("set-cookie").len(), 1, "{posted:?}");
+        assert_eq!(vary(&posted), "Cookie");
+        assert!(posted.body.is_empty());
+        let shown = browser.get("/").await;
+        assert_eq!(shown.status, 200);
+        assert_eq!(shown.body, "25 saved\n");
+        assert_eq!(vary(&shown), "Cookie");
+    }
+}
+
+/// A reload after the message was shown shows nothing.
+pub async fn reload_shows_nothing<A: AdapterApp>() {
+    let s = storages();
+    for storage in [&s.keyed, &s.cookie] {
+        let app = app::<A>(storage).await;
+        let mut browser = Browser::new(&app);
+        browser.post("/add?text=once").await;
+        browser.post("/add?text=twice&level=40").await;
+        assert_eq!(browser.get("/").await.body, "25 once\n40 twice\n");
+        assert_eq!(browser.get("/").await.body, "");
+        assert_eq!(browser.get("/").await.body, "");
+    }
+}
+
+/// `keep` leaves what was read for the next request; `now` messages show in this request only;
+/// a message below the threshold (INFO) is ignored and writes nothing.
+pub async fn keep_now_and_threshold<A: AdapterApp>() {
+    let s = storages();
+    for storage in [&s.keyed, &s.cookie] {
+        let app = app::<A>(storage).await;
+        let mut browser = Browser::new(&app);
+        let ignored = browser.post("/add?text=debug&level=10").await;
+        assert!(ignored.values("set-cookie").is_empty(), "{ignored:?}");
+        assert!(ignored.values("vary").is_empty(), "{ignored:?}");
+        browser.post("/add?text=kept").await;
+        assert_eq!(browser.get("/?keep=1").await.body, "25 kept\n");
+        assert_eq!(browser.get("/?now=hello").await.body, "25 kept\n20 hello\n");
+        assert_eq!(browser.get("/").await.body, "");
+        assert_eq!(browser.get("/?now=again").await.body, "20 again\n");
+        assert_eq!(browser.get("/").await.body, "");
+    }
+}
+
+/// `Vary: Cookie` is merged into the handler's own `Vary`, on one line, never twice.
+pub async fn vary_merges_with_the_handlers<A: AdapterApp>() {
+    let s = storages();
+    for storage in [&s.keyed, &s.cookie] {
+        let app = app::<A>(storage).await;
+        let mut browser = Browser::new(&app);
+        let response = browser.get("/?vary=Accept-Encoding").await;
+        assert_eq!(response.values("vary"), ["Accept-Encoding, Cookie"]);
+        browser.post("/add?text=a").await;
+        let response = browser.get("/?vary=cookie").await;
+        assert_eq!(response.body, "25 a\n");
+        assert_eq!(response.values("vary"), ["cookie"]);
+        let response = browser.get("/?vary=*").await;
+        assert_eq!(response.values("vary"), ["*"]);
+    }
+}
+
+/// `Cache-Control: private, no-store` exactly when a flash cookie is set (checked on every
+/// response of the kit), and a read that sets no cookie leaves the response cacheable.
+pub async fn cache_control_goes_with_a_flash_cookie<A: AdapterApp>() {
+    let s = storages();
+    for storage in [&s.keyed, &s.cookie] {
+        let app = app::<A>(storage).await;
+        let mut browser = Browser::new(&app);
+        let posted = browser.post("/add?text=a").await;
+        assert_eq!(
+            posted.header("cache-control").as_deref(),
+            Some("private, no-store")
+        );
+        let idle = browser.get("/idle").await;
+        assert_eq!(idle.body, "idle");
+        assert!(idle.values("cache-control").is_empty(), "{idle:?}");
+    }
+    // The keyed id cookie is stable: reading sets no cookie, so no Cache-Control.
+    let app = app::<A>(&s.keyed).await;
+    let mut browser = Browser::new(&app);
+    browser.post("/add?text=a").await;
+    let shown = browser.get("/").await;
+    assert_eq!(shown.body, "25 a\n");
+    assert!(shown.values("set-cookie").is_empty(), "{shown:?}");
+    assert!(shown.values("cache-control").is_empty(), "{shown:?}");
+}
+
+/// A prefetch (`Sec-Purpose: prefetch`, or `Purpose: prefetch`) neither sees nor consumes,
+/// and makes no store call.
+pub async fn prefetch_neither_sees_nor_consumes<A: AdapterApp>() {
+    let s = storages();
+    let app = app::<A>(&s.keyed).await;
+    let mut browser = Browser::new(&app);
+    browser.post("/add?text=a").await;
+    let before = s.calls.total();
+    for (name, value) in [
+        ("sec-purpose", "prefetch;prerender"),
+        ("purpose", "prefetch"),
+    ] {
+        let mut request = browser.request("GET", "/");
+        request
+            .headers
+            .push((name.to_owned(), value.as_bytes().to_vec()));
+        let prefetched = browser.send(request).await;
+        assert_eq!(prefetched.status, 200);
+        assert_eq!(prefetched.body, "");
+    }
+    assert_eq!(s.calls.total(), before, "a prefetch called the store");
+    assert_eq!(browser.get("/").await.body, "25 a\n");
+}
+
+/// A request whose handler neither reads nor adds makes no store call and gets no header;
+/// adding is one call; a reader without an id cookie makes none.
+pub async fn idle_requests_make_no_store_call<A: AdapterApp>() {
+    let s = storages();
+    let app = app::<A>(&s.keyed).await;
+    let mut browser = Browser::new(&app);
+    let idle = browser.get("/idle").await;
+    assert_eq!(idle.body, "idle");
+    assert!(
+        idle.headers
+            .iter()
+            .all(|(n, _)| n != "vary" && n != "set-cookie")
+    );
+    assert_eq!(browser.get("/").await.body, "");
+    assert_eq!(s.calls.total(), 0, "no id cookie: no store call");
+    browser.post("/add?text=a").await;
+    assert_eq!((s.calls.appends(), s.calls.total()), (1, 1));
+    for _ in 0..3 {
+        let idle = browser.get("/idle").await;
+        assert!(
+            idle.headers
+                .iter()
+                .all(|(n, _)| n != "vary" && n != "set-cookie")
+        );
+    }
+    assert_eq!(s.calls.total(), 1, "idle requests called the store");
+    assert_eq!(browser.get("/").await.body, "25 a\n");
+}
+
+/// A store that fails: the handler's read gets the error (and still serves its page); a
+/// failed save reaches the error hook, and the response is served with `Vary: Cookie`.
+pub async fn failing_store_reaches_the_hook<A: AdapterApp>() {
+    let key = Key::generate();
+    let working: Arc<dyn Storage> = Arc::new(KeyedStorage::new(MemoryStore::new(), key.clone()));
+    let failing: Arc<dyn Storage> = Arc::new(KeyedStorage::new(Down, key));
+    let hooked = Arc::new(AtomicUsize::new(0));
+    let kinds = hooked.clone();
+    let adapter = Adapter::new(failing, Config::default()).on_error(move |err| {
+        if err.kind() == ErrorKind::Unavailable {
+            kinds.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let down = A::build(adapter).await;
+    let up = app::<A>(&working).await;
+
+    // A client with an id cookie, made while the store was up.
+    let mut browser = Browser::new(&up);
+    browser.post("/add?text=a").await;
+    let jar = browser.jar.clone();
+    let mut browser = Browser::new(&down);
+    browser.jar = jar;
+
+    let shown = browser.get("/").await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.body, "unavailable\n");
+    assert_eq!(vary(&shown), "Cookie");
+    let posted = browser.post("/add?text=lost").await;
+    assert_eq!(vary(&posted), "Cookie");
+    assert_eq!(
+        hooked.load(Ordering::SeqCst),
+        1,
+        "the failed save reached the hook once"
+    );
+}
+
+/// Two tabs of one browser reading at once on a keyed store get each message once.
+pub async fn two_tabs_read_each_message_once<A: AdapterApp>() {
+    let s = storages();
+    let app = app::<A>(&s.keyed).await;
+    let mut browser = Browser::new(&app);
+    for text in ["a", "b", "c", "d"] {
+        browser.post(&format!("/add?text={text}")).await;
+    }
+    let one = browser.request("GET", "/");
+    let two = browser.request("GET", "/");
+    let (one, two) = tokio::join!(app.send(one), app.send(two));
+    let (three, four) = tokio::join!(app.send(browser.request("GET", "/")), async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        app.send(browser.request("GET", "/")).await
+    });
+    let mut seen: Vec<&str> = [&one, &two, &three, &four]
+        .iter()
+        .flat_map(|r| r.body.lines())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        ["25 a", "25 b", "25 c", "25 d"],
+        "each message exactly once"
+    );
+}
+
+/// Another cookie with non-ASCII bytes (`pref=café`) beside flash's never hides it.
+pub async fn other_cookies_bytes_never_hide_flash<A: AdapterApp>() {
+    let s = storages();
+    for storage in [&s.keyed, &s.cookie] {
+        let app = app::<A>(storage).await;
+        let mut browser = Browser::new(&app);
+        browser.post("/add?text=a").await;
+        let mut request = browser.request("GET", "/");
+        let cookie = request
+            .headers
+            .iter_mut()
+            .find(|(n, _)| n == "cookie")
+            .expect("a cookie");
+        let mut line = "pref=café; ".as_bytes().to_vec();
+        line.extend_from_slice(&cookie.1);
+        cookie.1 = line;
+        assert_eq!(browser.send(request).await.body, "25 a\n");
+    }
+}
+
+/// A keyed store whose server is down: every call fails with [`ErrorKind::Unavailable`].
+#[derive(Debug, Clone, Copy)]
+pub struct Down;
+
+impl Down {
+    fn error() -> Error {
+        Error::new(ErrorKind::Unavailable, "the kit's store is down")
+    }
+}
+
+#[async_trait]
+impl KeyedStore for Down {
+    async fn append(&self, _: &ClientId, _: &[Message], _: Duration, _: &Limits) -> Result<usize> {
+        Err(Self::error())
+    }
+
+    async fn lease(&self, _: &ClientId, _: &LeaseId, _: Duration) -> Result<Vec<Message>> {
+        Err(Self::error())
+    }
+
+    async fn settle(
+        &self,
+        _: &ClientId,
+        _: &LeaseId,
+        _: Outcome,
+        _: &[Message],
+        _: Duration,
+        _: &Limits,
+    ) -> Result<usize> {
+        Err(Self::error())
+    }
+}
+
+/// A storage that never waits, for the kit only: the messages in a plain (unsigned) cookie,
+/// `kit_messages`, each as `{level}.{hex of text}`, joined by `-`.
+#[derive(Debug, Clone, Copy)]
+pub struct KitCookieStorage;
+
+const KIT_COOKIE: &str = "kit_messages";
+
+impl KitCookieStorage {
+    fn decode(value: &str) -> Vec<Message> {
+        value
+            .split('-')
+            .filter_map(|item| {
+                let (level, hex) = item.split_once('.')?;
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect::<Option<Vec<u8>>>()?;
+                Some(Message::new(
+                    Level::new(level.parse().ok()?),
+                    String::from_utf8(bytes).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    fn encode(messages: &[Message]) -> String {
+        messages
+            .iter()
+            .map(|m| {
+                let hex: String = m.text.bytes().map(|b| format!("{b:02x}")).collect();
+                format!("{}.{hex}", m.level.value())
+            })
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+}
+
+impl ImmediateStorage for KitCookieStorage {
+    fn load_now(&self, request: &Incoming) -> Result<Loaded> {
+        let messages = request
+            .cookie(KIT_COOKIE)
+            .map(Self::decode)
+            .unwrap_or_default();
+        Ok(Loaded {
+            messages,
+            complete: true,
+            token: LoadToken::empty(),
+        })
+    }
+
+    fn save_now(
+        &self,
+        request: &Incoming,
+        update: Update,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        let messages = if update.was_loaded() {
+            update.into_messages()
+        } else {
+            let mut messages = self.load_now(request)?.messages;
+            messages.extend(update.added);
+            messages
+        };
+        let had = request.cookie(KIT_COOKIE).is_some();
+        let line = if messages.is_empty() {
+            if !had {
+                return Ok(Vec::new());
+            }
+            format!("{KIT_COOKIE}=; Path=/; Max-Age=0")
+        } else {
+            format!("{KIT_COOKIE}={}; Path=/; HttpOnly", Self::encode(&messages))
+        };
+        if let Ok(value) = line.parse() {
+            response.append(http::header::SET_COOKIE, value);
+        }
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl Storage for KitCookieStorage {
+    async fn load(&self, request: &Incoming) -> Result<Loaded> {
+        self.load_now(request)
+    }
+
+    async fn save(
+        &self,
+        request: &Incoming,
+        update: Update,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        self.save_now(request, update, response)
+    }
+
+    fn immediate(&self) -> Option<&dyn ImmediateStorage> {
+        Some(self)
+    }
+}
+
+/// Expands the adapter kit into one `#[test]` per behaviour for `$app`, a type implementing
+/// [`AdapterApp`](crate::testkit::adapter_kit::AdapterApp).
+#[macro_export]
+macro_rules! adapter_tests {
+    ($app:ty) => {
+        $crate::__adapter_tests!(
+            $app;
+            post_redirect_get_shows_once,
+            reload_shows_nothing,
+            keep_now_and_threshold,
+            vary_merges_with_the_handlers,
+            cache_control_goes_with_a_flash_cookie,
+            prefetch_neither_sees_nor_consumes,
+            idle_requests_make_no_store_call,
+            failing_store_reaches_the_hook,
+            two_tabs_read_each_message_once,
+            other_cookies_bytes_never_hide_flash,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __adapter_tests {
+    ($app:ty; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testkit::adapter_kit::run(
+                    $crate::testkit::adapter_kit::$name::<$app>(),
+                );
+            }
+        )*
+    };
+}

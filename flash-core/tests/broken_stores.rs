@@ -1,0 +1,373 @@
+//! The keyed-store kit can fail: stores that break one rule of the contract on purpose (each
+//! a wrapper around `MemoryStore`) make the kit's test of that rule panic, while rules they
+//! keep still pass.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use flash_core::testkit::KeyedFactory;
+use flash_core::testkit::keyed_kit as kit;
+use flash_core::{
+    ClientId, KeyedStore, LeaseId, Limits, MemoryStore, Message, Outcome, Result, async_trait,
+};
+
+/// The rule a [`Broken`] store breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breakage {
+    /// A consuming settle also consumes what the client's other live leases hold.
+    ConsumesOtherLeases,
+    /// A releasing settle also releases what the client's other live leases hold.
+    ReleasesOtherLeases,
+    /// A consuming settle also deletes what was appended after the lease.
+    ConsumesLaterAppends,
+    /// An append to an expired client brings its old messages back.
+    RevivesExpired,
+    /// A settle's append keeps the client's old expiry.
+    SettleKeepsOldTtl,
+    /// Limits are not enforced.
+    IgnoresLimits,
+    /// Limits are checked against a count read before the write, not in the same step.
+    ChecksThenAppends,
+}
+
+struct Broken {
+    inner: MemoryStore,
+    breakage: Breakage,
+    /// Every lease taken, per client.
+    leases: Mutex<HashMap<ClientId, Vec<LeaseId>>>,
+    /// Every message appended, and when the client expires, per client.
+    log: Mutex<HashMap<ClientId, (Vec<Message>, Instant)>>,
+}
+
+/// No bound at all.
+fn unlimited() -> Limits {
+    Limits::default()
+        .with_max_text_len(usize::MAX)
+        .with_max_messages(usize::MAX)
+        .with_max_bytes(usize::MAX)
+}
+
+impl Broken {
+    fn new(breakage: Breakage) -> Self {
+        Broken {
+            inner: MemoryStore::new(),
+            breakage,
+            leases: Mutex::default(),
+            log: Mutex::default(),
+        }
+    }
+
+    fn limits(&self, limits: &Limits) -> Limits {
+        if self.breakage == Breakage::IgnoresLimits {
+            unlimited()
+        } else {
+            *limits
+        }
+    }
+
+    fn others(&self, client: &ClientId, lease: &LeaseId) -> Vec<LeaseId> {
+        let leases = self.leases.lock().unwrap();
+        let all = leases.get(client).cloned().unwrap_or_default();
+        all.into_iter().filter(|l| l != lease).collect()
+    }
+
+    /// The client's expiry as the log knows it, and the messages it ever had.
+    fn logged(&self, client: &ClientId) -> Option<(Vec<Message>, Instant)> {
+        self.log.lock().unwrap().get(client).cloned()
+    }
+
+    fn log(&self, client: &ClientId, messages: &[Message], ttl: Duration) {
+        let mut log = self.log.lock().unwrap();
+        let entry = log
+            .entry(*client)
+            .or_insert_with(|| (Vec::new(), Instant::now()));
+        entry.0.extend_from_slice(messages);
+        entry.1 = Instant::now() + ttl;
+    }
+}
+
+const UNLIMITED_TTL: Duration = Duration::from_secs(3600);
+
+#[async_trait]
+impl KeyedStore for Broken {
+    async fn append(
+        &self,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        if self.breakage == Breakage::RevivesExpired
+            && let Some((old, expires)) = self.logged(client)
+            && expires <= Instant::now()
+        {
+            self.inner
+                .append(client, &old, UNLIMITED_TTL, &self.limits(limits))
+                .await?;
+        }
+        if self.breakage == Breakage::ChecksThenAppends {
+            // Read, then write: another append of the client runs in between.
+            let (count, bytes) = self.logged(client).map_or((0, 0), |(logged, _)| {
+                (logged.len(), logged.iter().map(Message::size).sum())
+            });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let kept = limits.fitting(count, bytes, messages);
+            self.inner
+                .append(client, &messages[..kept], ttl, &unlimited())
+                .await?;
+            self.log(client, &messages[..kept], ttl);
+            return Ok(kept);
+        }
+        let kept = self
+            .inner
+            .append(client, messages, ttl, &self.limits(limits))
+            .await?;
+        self.log(client, &messages[..kept], ttl);
+        Ok(kept)
+    }
+
+    async fn lease(
+        &self,
+        client: &ClientId,
+        lease: &LeaseId,
+        lease_for: Duration,
+    ) -> Result<Vec<Message>> {
+        self.leases
+            .lock()
+            .unwrap()
+            .entry(*client)
+            .or_default()
+            .push(*lease);
+        self.inner.lease(client, lease, lease_for).await
+    }
+
+    async fn settle(
+        &self,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        let limits = self.limits(limits);
+        match (self.breakage, outcome) {
+            (Breakage::ConsumesOtherLeases, Outcome::Consumed)
+            | (Breakage::ReleasesOtherLeases, Outcome::Released) => {
+                for other in self.others(client, lease) {
+                    self.inner
+                        .settle(client, &other, outcome, &[], ttl, &limits)
+                        .await?;
+                }
+            }
+            (Breakage::ConsumesLaterAppends, Outcome::Consumed) => {
+                self.inner
+                    .settle(client, lease, outcome, &[], ttl, &limits)
+                    .await?;
+                let sweep = LeaseId::random();
+                self.inner.lease(client, &sweep, UNLIMITED_TTL).await?;
+                self.inner
+                    .settle(client, &sweep, Outcome::Consumed, &[], ttl, &limits)
+                    .await?;
+            }
+            _ => {}
+        }
+        let ttl = match (self.breakage, self.logged(client)) {
+            (Breakage::SettleKeepsOldTtl, Some((_, expires))) => {
+                expires.saturating_duration_since(Instant::now())
+            }
+            _ => ttl,
+        };
+        let kept = self
+            .inner
+            .settle(client, lease, outcome, append, ttl, &limits)
+            .await?;
+        self.log(client, &append[..kept], ttl);
+        Ok(kept)
+    }
+}
+
+fn broken(breakage: Breakage) -> KeyedFactory {
+    KeyedFactory::new(move |_| async move { Some(Broken::new(breakage)) })
+}
+
+/// Whether `test` panicked.
+async fn panics(test: impl Future<Output = ()> + Send + 'static) -> bool {
+    match tokio::spawn(test).await {
+        Ok(()) => false,
+        Err(err) => err.is_panic(),
+    }
+}
+
+async fn assert_fails<F, Fut>(breakage: Breakage, name: &str, test: F)
+where
+    F: FnOnce(KeyedFactory) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    assert!(
+        panics(test(broken(breakage))).await,
+        "{name} passed on a store that {breakage:?}"
+    );
+}
+
+/// The wrappers are working stores apart from their breakage: the rules they keep pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_broken_store_keeps_the_other_rules() {
+    for breakage in [
+        Breakage::ConsumesOtherLeases,
+        Breakage::ReleasesOtherLeases,
+        Breakage::ConsumesLaterAppends,
+        Breakage::RevivesExpired,
+        Breakage::SettleKeepsOldTtl,
+        Breakage::IgnoresLimits,
+        Breakage::ChecksThenAppends,
+    ] {
+        for (name, passed) in [
+            (
+                "append_keeps_order",
+                !panics(kit::append_keeps_order(broken(breakage))).await,
+            ),
+            (
+                "released_comes_back_in_order",
+                !panics(kit::released_comes_back_in_order(broken(breakage))).await,
+            ),
+            (
+                "consumed_deletes_what_the_lease_holds",
+                !panics(kit::consumed_deletes_what_the_lease_holds(broken(breakage))).await,
+            ),
+        ] {
+            assert!(passed, "{name} failed on a store that only {breakage:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consuming_another_live_lease_fails_the_kit() {
+    assert_fails(
+        Breakage::ConsumesOtherLeases,
+        "consumed_spares_another_live_lease",
+        kit::consumed_spares_another_live_lease,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn releasing_another_lease_fails_the_kit() {
+    assert_fails(
+        Breakage::ReleasesOtherLeases,
+        "released_spares_another_lease",
+        kit::released_spares_another_lease,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consuming_later_appends_fails_the_kit() {
+    assert_fails(
+        Breakage::ConsumesLaterAppends,
+        "consumed_spares_later_appends",
+        kit::consumed_spares_later_appends,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reviving_an_expired_client_fails_the_kit() {
+    assert_fails(
+        Breakage::RevivesExpired,
+        "append_to_an_expired_client_starts_afresh",
+        kit::append_to_an_expired_client_starts_afresh,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_settle_that_keeps_the_old_ttl_fails_the_kit() {
+    assert_fails(
+        Breakage::SettleKeepsOldTtl,
+        "settle_append_renews_the_ttl",
+        kit::settle_append_renews_the_ttl,
+    )
+    .await;
+}
+
+/// Every limits test fails on a store that ignores the limits.
+#[tokio::test(flavor = "multi_thread")]
+async fn ignoring_limits_fails_every_limits_test() {
+    let b = Breakage::IgnoresLimits;
+    assert_fails(
+        b,
+        "append_beyond_max_messages_keeps_the_prefix",
+        kit::append_beyond_max_messages_keeps_the_prefix,
+    )
+    .await;
+    assert_fails(
+        b,
+        "append_beyond_max_bytes_keeps_the_prefix",
+        kit::append_beyond_max_bytes_keeps_the_prefix,
+    )
+    .await;
+    assert_fails(
+        b,
+        "pending_bytes_are_message_size",
+        kit::pending_bytes_are_message_size,
+    )
+    .await;
+    assert_fails(
+        b,
+        "settle_append_beyond_limits_keeps_the_prefix",
+        kit::settle_append_beyond_limits_keeps_the_prefix,
+    )
+    .await;
+    assert_fails(
+        b,
+        "settle_append_counts_after_consumption",
+        kit::settle_append_counts_after_consumption,
+    )
+    .await;
+    assert_fails(
+        b,
+        "concurrent_appends_never_exceed_max_messages",
+        kit::concurrent_appends_never_exceed_max_messages,
+    )
+    .await;
+    assert_fails(
+        b,
+        "concurrent_appends_never_exceed_max_bytes",
+        kit::concurrent_appends_never_exceed_max_bytes,
+    )
+    .await;
+    assert_fails(b, "too_long_text_is_refused", kit::too_long_text_is_refused).await;
+}
+
+/// A store that checks the limits in one step and appends in another lets 16 concurrent
+/// appends of one client exceed them together.
+#[tokio::test(flavor = "multi_thread")]
+async fn checking_limits_apart_from_the_append_fails_the_kit() {
+    let b = Breakage::ChecksThenAppends;
+    assert_fails(
+        b,
+        "concurrent_appends_never_exceed_max_messages",
+        kit::concurrent_appends_never_exceed_max_messages,
+    )
+    .await;
+    assert_fails(
+        b,
+        "concurrent_appends_never_exceed_max_bytes",
+        kit::concurrent_appends_never_exceed_max_bytes,
+    )
+    .await;
+    // One append at a time, it keeps the limits.
+    assert!(!panics(kit::append_beyond_max_messages_keeps_the_prefix(broken(b))).await);
+}
+
+/// A factory that finds no store skips the test, except under `CI=true`, where it fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unavailable_store_is_skipped_or_fails_under_ci() {
+    let factory = KeyedFactory::new(|_| async { None::<MemoryStore> });
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert_eq!(panics(kit::append_keeps_order(factory)).await, ci);
+}
