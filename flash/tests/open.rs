@@ -143,7 +143,10 @@ async fn the_memory_sweeper_stops_with_the_storage() {
     tokio::task::yield_now().await;
     assert_eq!(alive_tasks(), before + 1, "a clone still holds the storage");
     drop(clone);
-    assert!(tasks_fall_to(before).await, "the sweeper outlived the storage");
+    assert!(
+        tasks_fall_to(before).await,
+        "the sweeper outlived the storage"
+    );
 
     let storage = open("cookie+memory?sweep=off", "memory")
         .await

@@ -64,8 +64,14 @@ const TABLE: &[(&str, &[&str])] = &[
         "postgres:///db?host=/nonexistent&password=hunter2",
         &["hunter2"],
     ),
-    ("mysql://root:hun/ter2@127.0.0.1:1/test", &["hun/ter2", "ter2"]),
-    ("mariadb://root:hun@ter2@127.0.0.1:1/test", &["hun@ter2", "ter2"]),
+    (
+        "mysql://root:hun/ter2@127.0.0.1:1/test",
+        &["hun/ter2", "ter2"],
+    ),
+    (
+        "mariadb://root:hun@ter2@127.0.0.1:1/test",
+        &["hun@ter2", "ter2"],
+    ),
     ("cookie+redis://:hunter2@127.0.0.1:1", &["hunter2"]),
     (
         "cookie+postgres://u:hun@ter2@127.0.0.1:1/db?sslmode=disable",
@@ -89,7 +95,8 @@ impl Leaks {
     fn check(&mut self, url: &str, secrets: &[&str], what: &str, shown: &str) {
         for secret in secrets.iter().chain(&[SECRET]) {
             if shown.contains(secret) {
-                self.0.push(format!("{url}: {what} shows {secret:?}: {shown}"));
+                self.0
+                    .push(format!("{url}: {what} shows {secret:?}: {shown}"));
             }
         }
     }
@@ -123,7 +130,12 @@ async fn no_url_form_shows_its_password() {
         let err = bad.validate().expect_err("ttl=soon is refused");
         assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err}");
         leaks.check(url, secrets, "the bad-URL error", &err.to_string());
-        leaks.check(url, secrets, "the bad-URL error's Debug", &format!("{err:?}"));
+        leaks.check(
+            url,
+            secrets,
+            "the bad-URL error's Debug",
+            &format!("{err:?}"),
+        );
 
         // A server that cannot be reached.
         match config.open().await {
