@@ -67,11 +67,12 @@ pub fn load_or_create(path: &Path) -> io::Result<(String, Origin)> {
         Err(err) => return Err(err),
     }
     let secret = random_secret()?;
+    // A name of its own (random), so racing starts never write or remove each other's.
     let aside = path.with_file_name(format!(
         ".{}.{}.tmp",
         path.file_name()
             .map_or_else(|| FILE_NAME.into(), |n| n.to_string_lossy()),
-        std::process::id()
+        &random_secret()?[..16]
     ));
     write_private(&aside, &secret)?;
     let linked = fs::hard_link(&aside, path);
@@ -123,7 +124,7 @@ fn random_secret() -> io::Result<String> {
 
 fn write_private(path: &Path, secret: &str) -> io::Result<()> {
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;

@@ -152,3 +152,36 @@ async fn a_cookie_forged_with_the_published_secret_is_refused() {
     );
     demo.interrupt();
 }
+
+/// The file is made once, whole, even by starts racing each other; a short one is refused.
+#[test]
+fn load_or_create_makes_one_secret_and_refuses_a_short_file() {
+    use flash_demo::secret::{Origin, load_or_create};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flash-demo.secret");
+    let results: Vec<(String, Origin)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| load_or_create(&path).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = results
+        .iter()
+        .filter(|(_, o)| *o == Origin::Created)
+        .count();
+    assert_eq!(created, 1, "exactly one start makes it");
+    assert!(
+        results.iter().all(|(s, _)| *s == results[0].0),
+        "one secret"
+    );
+    assert_eq!(
+        load_or_create(&path).unwrap(),
+        (results[0].0.clone(), Origin::Found)
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temporary file is left: {left:?}");
+
+    std::fs::write(&path, "short\n").unwrap();
+    let err = load_or_create(&path).unwrap_err();
+    assert!(err.to_string().contains("delete it"), "{err}");
+}
