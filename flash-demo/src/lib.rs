@@ -313,15 +313,20 @@ impl IntoResponse for BadRequest {
     }
 }
 
-/// The message the fields describe; a text (with its extra tags) longer than flash's
+/// The message the fields describe; a text (with its extra tags) longer than the app's
 /// [`Limits`](flash_core::Limits) allow is refused here, before any copy is made.
-fn message(level: Level, text: String, extra_tags: Option<String>) -> Result<Message, BadRequest> {
+fn message(
+    flash: &Flash,
+    level: Level,
+    text: String,
+    extra_tags: Option<String>,
+) -> Result<Message, BadRequest> {
     let message = Message::new(level, text);
     let message = match extra_tags {
         Some(extra) if !extra.trim().is_empty() => message.with_extra_tags(extra.trim()),
         _ => message,
     };
-    let max = config().limits().max_text_len();
+    let max = flash.config().limits().max_text_len();
     if message.size() > max {
         return Err(BadRequest(format!(
             "the text and extra tags are {} bytes; at most {max} are accepted",
@@ -341,7 +346,7 @@ async fn add_form(flash: Flash, Form(form): Form<AddForm>) -> Result<Redirect, B
             .filter(|n| (1..=MAX_COUNT).contains(n))
             .ok_or_else(|| BadRequest(format!("count must be 1 to {MAX_COUNT}, not {count:?}")))?,
     };
-    let message = message(level, form.text, form.extra_tags)?;
+    let message = message(&flash, level, form.text, form.extra_tags)?;
     // Flash's limits refuse the copies one client may not have pending: stop at the first.
     let added = (0..count)
         .take_while(|_| flash.add_message(message.clone()))
@@ -374,6 +379,6 @@ async fn list_json(flash: Flash) -> Response {
 
 async fn add_json(flash: Flash, Json(body): Json<AddJson>) -> Result<StatusCode, BadRequest> {
     let level = body.level.parse()?;
-    flash.add_message(message(level, body.text, body.extra_tags)?);
+    flash.add_message(message(&flash, level, body.text, body.extra_tags)?);
     Ok(StatusCode::CREATED)
 }
