@@ -136,3 +136,55 @@ fn passwords_are_not_printed_and_bad_settings_fail_with_a_message() {
         assert!(said.contains("ERROR"), "{env:?} {args:?}: {said}");
     }
 }
+
+/// Repro 4 of issue 12: with the server down, no password of any URL form reaches the log, the
+/// page or the JSON error (`redis+unix://…?pass=` and a password holding `/` leaked before).
+#[tokio::test]
+async fn no_url_form_shows_its_password_with_the_server_down() {
+    for (url, secret) in [
+        (
+            "redis+unix:///nonexistent/flash-demo.sock?pass=hunter2",
+            "hunter2",
+        ),
+        ("redis://u:hun/ter2@127.0.0.1:1/0", "ter2"),
+        ("redis://hunter2@127.0.0.1:1", "hunter2"),
+        ("cookie+redis://:hun@ter2@127.0.0.1:1", "ter2"),
+        ("postgres://app:hun/ter2@127.0.0.1:1/db", "ter2"),
+        (
+            "cookie+postgres://app@127.0.0.1:1/db?password=hunter2",
+            "hunter2",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut demo = Demo::start(
+            dir.path(),
+            &[("FLASH_STORAGE", url)],
+            &["--addr", "127.0.0.1:0"],
+        );
+        let mut shown = match demo.started() {
+            common::Started::Exited(said) => said,
+            common::Started::Serving(base) => {
+                // A store that connects lazily: the page and the JSON error meet the outage.
+                let http = common::browser();
+                let page = http.get(format!("{base}/")).send().await.unwrap();
+                let page = page.text().await.unwrap();
+                let json = http
+                    .get(format!("{base}/api/messages"))
+                    .send()
+                    .await
+                    .unwrap();
+                let json = json.text().await.unwrap();
+                demo.interrupt();
+                format!("{page}\n{json}\n{}", demo.seen.join("\n"))
+            }
+        };
+        while let Ok(line) = demo.lines.recv_timeout(Duration::from_millis(200)) {
+            shown.push_str(&line);
+        }
+        assert!(!shown.contains(secret), "{url}: shown: {shown}");
+        assert!(
+            shown.contains(&flash_core::redact_url(url)),
+            "{url}: the storage is named, redacted: {shown}"
+        );
+    }
+}
