@@ -10,12 +10,10 @@ const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 /// The demo's storage unless `FLASH_STORAGE` says otherwise: cookie first, overflow into an
 /// embedded SQLite file (nothing to install).
 const DEFAULT_STORAGE: &str = "cookie+sqlite://flash-demo.db";
-/// The secret used when `FLASH_SECRET` is unset: public, so for development only.
-const DEV_SECRET: &str = "flash-demo development secret: public, never use it in production";
-
 const USAGE: &str = "usage: flash-demo [--addr HOST:PORT]
 environment: FLASH_ADDR (default 127.0.0.1:3000), FLASH_STORAGE (default cookie+sqlite://flash-demo.db),
-             FLASH_SECRET (at least 32 bytes; a public development secret when unset), RUST_LOG";
+             FLASH_SECRET (at least 32 bytes; when unset, a random one kept in flash-demo.secret
+             beside the database file), FLASH_SECRET_FILE (where to keep it instead), RUST_LOG";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -68,60 +66,93 @@ fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, Sta
 
 async fn run() -> Result<(), StartError> {
     let addr = listen_addr(std::env::args().skip(1))?;
+    let storage_url = env(flash::ENV_STORAGE).unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
     let mut config = flash::StorageConfig::from_vars(|name| match name {
-        flash::ENV_STORAGE => Some(env(name).unwrap_or_else(|| DEFAULT_STORAGE.to_owned())),
+        flash::ENV_STORAGE => Some(storage_url.clone()),
         _ => env(name),
     })?;
     if env(flash::ENV_SECRET).is_none() {
-        tracing::warn!(
-            "FLASH_SECRET is not set: signing with the demo's public development secret. \
-             Set FLASH_SECRET (32 bytes or more, random) for anything but a local try-out."
-        );
-        config = config.secret(DEV_SECRET);
+        config = config.secret(own_secret(&storage_url)?);
     }
     let storage = config
         .open()
         .await
         .map_err(|err| format!("cannot open the storage {config}: {err}"))?;
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
     let local = listener.local_addr()?;
-    tracing::info!("flash demo on http://{local} (storage: {config}); Ctrl-C stops it");
-    axum::serve(listener, flash_demo::app(storage))
-        .with_graceful_shutdown(shutdown_signal())
+    let serving = flash_demo::Serving::new(&storage_url);
+    tracing::info!(
+        "flash demo on http://{local} (storage: {}, framework: {}); Ctrl-C stops it",
+        serving.storage(),
+        serving.framework_name()
+    );
+    axum::serve(listener, flash_demo::app_serving(storage, serving))
+        .with_graceful_shutdown(shutdown)
         .await?;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// The demo's own random secret, kept in a file (never printed): `FLASH_SECRET_FILE`, else
+/// beside the SQLite database file, else in the working directory.
+fn own_secret(storage_url: &str) -> Result<String, StartError> {
+    let path = env(flash_demo::secret::ENV_SECRET_FILE)
+        .map_or_else(|| flash_demo::secret::path_for(storage_url), Into::into);
+    let (secret, origin) = flash_demo::secret::load_or_create(&path)
+        .map_err(|err| format!("cannot keep the demo's secret in {}: {err}", path.display()))?;
+    let how = match origin {
+        flash_demo::secret::Origin::Created => "made now and stored (mode 0600) in",
+        flash_demo::secret::Origin::Found => "read from",
+    };
+    tracing::warn!(
+        "FLASH_SECRET is not set: signing with the demo's own random secret, {how} {}. Set \
+         FLASH_SECRET (32 bytes or more, random) for anything but a local try-out.",
+        path.display()
+    );
+    Ok(secret)
+}
+
 /// Resolves on Ctrl-C (or SIGTERM on Unix): the server then finishes open requests and stops.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+///
+/// The handlers are installed here, before the demo says it serves, so a Ctrl-C right after
+/// that line stops it cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        [SignalKind::interrupt(), SignalKind::terminate()].map(|kind| {
+            signal(kind)
+                .inspect_err(|err| tracing::warn!(%err, "cannot listen for {kind:?}"))
+                .ok()
+        })
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let [interrupt, terminate] = signals;
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {}
+                () = wait(terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::warn!(%err, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

@@ -2,147 +2,12 @@
 //! serves the flow, and stops cleanly on Ctrl-C (SIGINT).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The running binary; killed if the test fails before stopping it.
-struct Demo {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Demo {
-    fn start(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Demo {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_flash-demo"));
-        command
-            .args(args)
-            .current_dir(dir)
-            .env_remove("FLASH_STORAGE")
-            .env_remove("FLASH_SECRET")
-            .env_remove("FLASH_ADDR")
-            .env_remove("FLASH_DEV")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().unwrap();
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Demo {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "no line with {needle:?}; the demo said:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    /// The base URL the demo logged.
-    fn base_url(&mut self) -> String {
-        let line = self.wait_for("flash demo on http://");
-        let start = line.find("http://").unwrap();
-        line[start..].split_whitespace().next().unwrap().to_owned()
-    }
-
-    /// Sends SIGINT (what Ctrl-C sends) and waits for a clean exit.
-    fn interrupt(mut self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit status after Ctrl-C: {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "still running 15 s after Ctrl-C");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.wait_for("stopped");
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn post_then_get(base: &str) {
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = http
-        .post(format!("{base}/messages"))
-        .form(&[("level", "success"), ("text", "from the binary")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
-    let page = http
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        page.contains(r#"<li class="success">from the binary</li>"#),
-        "{page}"
-    );
-    let page = http
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(!page.contains("id=\"messages\""), "{page}");
-}
+use common::{BIN, Demo, post_then_get};
 
 /// The README's main command: no environment at all, so the default storage (cookie first,
 /// overflow into `flash-demo.db` in the working directory) and the development secret.
@@ -166,6 +31,10 @@ async fn runs_with_the_defaults_and_stops_on_ctrl_c() {
     assert!(
         dir.path().join("flash-demo.db").exists(),
         "the SQLite file is where it ran"
+    );
+    assert!(
+        dir.path().join("flash-demo.secret").exists(),
+        "the secret is kept beside it"
     );
 }
 
@@ -244,7 +113,7 @@ fn passwords_are_not_printed_and_bad_settings_fail_with_a_message() {
             vec!["--addr", "127.0.0.1:0"],
         ),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_flash-demo"))
+        let output = Command::new(BIN)
             .args(&args)
             .current_dir(dir.path())
             .env_remove("FLASH_STORAGE")
@@ -265,5 +134,57 @@ fn passwords_are_not_printed_and_bad_settings_fail_with_a_message() {
             "{env:?} {args:?} must fail: {said}"
         );
         assert!(said.contains("ERROR"), "{env:?} {args:?}: {said}");
+    }
+}
+
+/// Repro 4 of issue 12: with the server down, no password of any URL form reaches the log, the
+/// page or the JSON error (`redis+unix://…?pass=` and a password holding `/` leaked before).
+#[tokio::test]
+async fn no_url_form_shows_its_password_with_the_server_down() {
+    for (url, secret) in [
+        (
+            "redis+unix:///nonexistent/flash-demo.sock?pass=hunter2",
+            "hunter2",
+        ),
+        ("redis://u:hun/ter2@127.0.0.1:1/0", "ter2"),
+        ("redis://hunter2@127.0.0.1:1", "hunter2"),
+        ("cookie+redis://:hun@ter2@127.0.0.1:1", "ter2"),
+        ("postgres://app:hun/ter2@127.0.0.1:1/db", "ter2"),
+        (
+            "cookie+postgres://app@127.0.0.1:1/db?password=hunter2",
+            "hunter2",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut demo = Demo::start(
+            dir.path(),
+            &[("FLASH_STORAGE", url)],
+            &["--addr", "127.0.0.1:0"],
+        );
+        let mut shown = match demo.started() {
+            common::Started::Exited(said) => said,
+            common::Started::Serving(base) => {
+                // A store that connects lazily: the page and the JSON error meet the outage.
+                let http = common::browser();
+                let page = http.get(format!("{base}/")).send().await.unwrap();
+                let page = page.text().await.unwrap();
+                let json = http
+                    .get(format!("{base}/api/messages"))
+                    .send()
+                    .await
+                    .unwrap();
+                let json = json.text().await.unwrap();
+                demo.interrupt();
+                format!("{page}\n{json}\n{}", demo.seen.join("\n"))
+            }
+        };
+        while let Ok(line) = demo.lines.recv_timeout(Duration::from_millis(200)) {
+            shown.push_str(&line);
+        }
+        assert!(!shown.contains(secret), "{url}: shown: {shown}");
+        assert!(
+            shown.contains(&flash_core::redact_url(url)),
+            "{url}: the storage is named, redacted: {shown}"
+        );
     }
 }

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use flash_core::{Error, ErrorKind, Key, Keys, MIN_KEY_LEN, Result, Storage};
+use flash_core::{Error, ErrorKind, Key, Keys, MIN_KEY_LEN, Redacted, Result, Storage};
 
-use crate::url::{StorageUrl, boolean, redact};
+use crate::url::{StorageUrl, boolean};
 
 /// The storage URL used when `FLASH_STORAGE` is not set.
 pub const DEFAULT_STORAGE: &str = "cookie";
@@ -253,7 +253,7 @@ impl StorageConfig {
                     "the storage `{}` needs the {names} {noun} of the flash crate, not compiled \
                      in: enable {} in Cargo.toml, e.g. \
                      flash = {{ version = \"{}\", features = [{list}] }}",
-                    redact(&self.url),
+                    Redacted(self.url.trim()),
                     if missing.len() == 1 { "it" } else { "them" },
                     env!("CARGO_PKG_VERSION"),
                 ),
@@ -321,7 +321,7 @@ impl StorageConfig {
                          (or StorageConfig::secret) to at least {MIN_KEY_LEN} random bytes, e.g. \
                          `openssl rand -base64 48`; for development only, {ENV_DEV}=1 uses a \
                          random secret per process",
-                        redact(&self.url)
+                        Redacted(self.url.trim())
                     ),
                 ));
             }
@@ -358,14 +358,14 @@ impl StorageConfig {
 /// The URL with passwords hidden.
 impl fmt::Display for StorageConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact(self.url.trim()))
+        fmt::Display::fmt(&Redacted(self.url.trim()), f)
     }
 }
 
 impl fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StorageConfig")
-            .field("url", &redact(self.url.trim()))
+            .field("url", &Redacted(self.url.trim()))
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("fallback_secrets", &self.fallbacks.len())
             .field("dev", &self.dev)

@@ -42,18 +42,103 @@ impl Storage for Shared {
     }
 }
 
+/// How often the memory store drops expired clients, unless the URL says `sweep=…`: a pass
+/// over the clients under the store's lock, cheap enough to run often.
+pub(crate) const DEFAULT_MEMORY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A background task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A storage and the background tasks it needs (sweepers): dropping the last handle to the
+/// storage stops them, so `open` leaves nothing running that the caller cannot stop.
+struct Owning {
+    storage: Arc<dyn Storage>,
+    _tasks: Vec<AbortOnDrop>,
+}
+
+#[async_trait::async_trait]
+impl Storage for Owning {
+    async fn load(&self, request: &flash_core::Incoming) -> Result<flash_core::Loaded> {
+        self.storage.load(request).await
+    }
+
+    async fn save(
+        &self,
+        request: &flash_core::Incoming,
+        update: flash_core::Update,
+        response: &mut flash_core::http::HeaderMap,
+    ) -> Result<Vec<flash_core::Message>> {
+        self.storage.save(request, update, response).await
+    }
+
+    fn uses_extensions(&self) -> bool {
+        self.storage.uses_extensions()
+    }
+
+    fn immediate(&self) -> Option<&dyn flash_core::ImmediateStorage> {
+        self.storage.immediate()
+    }
+}
+
+/// The Tokio runtime a sweeper runs on.
+fn runtime(what: &str) -> Result<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current().map_err(|err| {
+        Error::with_source(
+            ErrorKind::Config,
+            format!(
+                "the {what} sweeper needs a Tokio runtime: open the storage inside one, or add \
+                 `sweep=off` to the URL and sweep yourself"
+            ),
+            err,
+        )
+    })
+}
+
+/// Drops the memory store's expired clients every `every`, until aborted.
+fn spawn_memory_sweeper(store: MemoryStore, every: std::time::Duration) -> Result<AbortOnDrop> {
+    let task = runtime("memory")?.spawn(async move {
+        let mut ticks = tokio::time::interval(every.max(std::time::Duration::from_millis(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: nothing has expired yet.
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let removed = store.sweep();
+            if removed > 0 {
+                tracing::debug!(removed, "flash memory sweep");
+            }
+        }
+    });
+    Ok(AbortOnDrop(task.abort_handle()))
+}
+
 fn secrets(secrets: Option<&Secrets>) -> Result<&Secrets> {
     // `StorageConfig::resolve` resolves the secret for every storage that signs.
     secrets.ok_or_else(|| Error::new(ErrorKind::Config, "this storage needs a secret"))
 }
 
-/// Builds the storage `url` names.
+/// Builds the storage `url` names, owning the background tasks it started.
 pub(crate) async fn build(url: &StorageUrl, keys: Option<&Secrets>) -> Result<Arc<dyn Storage>> {
-    let inner = build_inner(url, keys).await?;
-    if !url.cookie_first {
-        return Ok(inner);
+    let mut tasks = Vec::new();
+    let inner = build_inner(url, keys, &mut tasks).await?;
+    let storage = if url.cookie_first {
+        cookie_first(url, keys, inner)?
+    } else {
+        inner
+    };
+    if tasks.is_empty() {
+        return Ok(storage);
     }
-    cookie_first(url, keys, inner)
+    Ok(Arc::new(Owning {
+        storage,
+        _tasks: tasks,
+    }))
 }
 
 #[cfg(feature = "cookie")]
@@ -119,7 +204,11 @@ fn keyed<S: KeyedStore>(url: &StorageUrl, store: S, secrets: &Secrets) -> Arc<dy
     Arc::new(storage)
 }
 
-async fn build_inner(url: &StorageUrl, keys: Option<&Secrets>) -> Result<Arc<dyn Storage>> {
+async fn build_inner(
+    url: &StorageUrl,
+    keys: Option<&Secrets>,
+    tasks: &mut Vec<AbortOnDrop>,
+) -> Result<Arc<dyn Storage>> {
     match url.scheme {
         #[cfg(feature = "cookie")]
         Scheme::Cookie => Ok(Arc::new(cookie(url, secrets(keys)?))),
@@ -131,7 +220,13 @@ async fn build_inner(url: &StorageUrl, keys: Option<&Secrets>) -> Result<Arc<dyn
             }
             Ok(Arc::new(storage))
         }
-        Scheme::Memory => Ok(keyed(url, MemoryStore::new(), secrets(keys)?)),
+        Scheme::Memory => {
+            let store = MemoryStore::new();
+            if let Some(every) = url.options.sweep.unwrap_or(Some(DEFAULT_MEMORY_SWEEP)) {
+                tasks.push(spawn_memory_sweeper(store.clone(), every)?);
+            }
+            Ok(keyed(url, store, secrets(keys)?))
+        }
         #[cfg(feature = "redis")]
         Scheme::Redis => {
             let mut builder = flash_redis::RedisStore::builder(url.driver_url.clone());
@@ -159,8 +254,8 @@ async fn build_inner(url: &StorageUrl, keys: Option<&Secrets>) -> Result<Arc<dyn
             let store = builder.connect().await?;
             store.migrate().await?;
             if let Some(every) = url.options.sweep.unwrap_or(Some(DEFAULT_SWEEP)) {
-                // Detached: it runs until the runtime shuts down.
-                drop(store.spawn_sweeper(every)?);
+                let task = store.spawn_sweeper(every)?;
+                tasks.push(AbortOnDrop(task.abort_handle()));
             }
             Ok(keyed(url, store, secrets(keys)?))
         }

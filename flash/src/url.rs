@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use flash_core::cookie::SameSite;
-use flash_core::{CookieOptions, Error, ErrorKind, Result};
+use flash_core::{CookieOptions, Error, ErrorKind, Redacted, Result, redact_url};
 
 /// A backend a storage URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub(crate) struct Options {
     pub(crate) lease: Option<Duration>,
     pub(crate) prefix: Option<String>,
     pub(crate) table: Option<String>,
-    /// SQL: `None` for the default interval, `Some(None)` when sweeping is off.
+    /// SQL and memory: `None` for the default interval, `Some(None)` when sweeping is off.
     pub(crate) sweep: Option<Option<Duration>>,
     pub(crate) secure: Option<bool>,
     pub(crate) http_only: Option<bool>,
@@ -130,7 +130,7 @@ impl Options {
 }
 
 /// A parsed storage URL.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub(crate) struct StorageUrl {
     /// `cookie+…`: the messages go in the cookie first and overflow into `scheme`.
     pub(crate) cookie_first: bool,
@@ -142,6 +142,20 @@ pub(crate) struct StorageUrl {
     pub(crate) nodes: Vec<String>,
     /// flash's options.
     pub(crate) options: Options,
+}
+
+/// The driver URLs hold the passwords: shown through the one redactor.
+impl std::fmt::Debug for StorageUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<Redacted<'_>> = self.nodes.iter().map(|n| Redacted(n)).collect();
+        f.debug_struct("StorageUrl")
+            .field("cookie_first", &self.cookie_first)
+            .field("scheme", &self.scheme)
+            .field("driver_url", &Redacted(&self.driver_url))
+            .field("nodes", &nodes)
+            .field("options", &self.options)
+            .finish()
+    }
 }
 
 const COOKIE_OPTIONS: &[&str] = &["format", "name", "max_size"];
@@ -173,7 +187,7 @@ impl StorageUrl {
     /// Parses a storage URL; the error names what is wrong and what is accepted.
     pub(crate) fn parse(url: &str) -> Result<Self> {
         let url = url.trim();
-        let shown = redact(url);
+        let shown = redact_url(url);
         let (cookie_first, rest) = match url.strip_prefix("cookie+") {
             Some(rest) => (true, rest),
             None => (false, url),
@@ -340,7 +354,10 @@ fn accepted(scheme: Scheme, cookie_first: bool) -> Vec<&'static str> {
         keys.push("prefix");
     }
     if scheme.is_sql() {
-        keys.extend(["table", "sweep"]);
+        keys.push("table");
+    }
+    if scheme.is_sql() || scheme == Scheme::Memory {
+        keys.push("sweep");
     }
     keys
 }
@@ -471,60 +488,6 @@ fn cluster_nodes(base: &str, shown: &str) -> Result<Vec<String>> {
         nodes.push(node);
     }
     Ok(nodes)
-}
-
-/// The URL with passwords replaced by `***`: in the user info of every host, and in query
-/// parameters named like a password.
-pub(crate) fn redact(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let mut out = String::with_capacity(url.len());
-    match base.split_once("://") {
-        Some((scheme, rest)) => {
-            out.push_str(scheme);
-            out.push_str("://");
-            let (hosts, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let hosts: Vec<String> = hosts
-                .split(',')
-                .map(|host| match host.rsplit_once('@') {
-                    Some((info, addr)) => match info.split_once(':') {
-                        Some((user, _)) => format!("{user}:***@{addr}"),
-                        None => host.to_owned(),
-                    },
-                    None => host.to_owned(),
-                })
-                .collect();
-            out.push_str(&hosts.join(","));
-            out.push_str(path);
-        }
-        None => out.push_str(base),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| {
-                let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-                let lower = key.to_ascii_lowercase();
-                if ["password", "pass", "pwd", "secret", "token"]
-                    .iter()
-                    .any(|s| lower.contains(s))
-                    && pair.contains('=')
-                {
-                    format!("{key}=***")
-                } else {
-                    pair.to_owned()
-                }
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -691,6 +654,11 @@ mod tests {
         assert_eq!(parse("mariadb://r@h/t?table=x").driver_url, "mysql://r@h/t");
         assert_eq!(parse("sqlite://f.db?sweep=off").options.sweep, Some(None));
         assert_eq!(
+            parse("memory?sweep=30s").options.sweep,
+            Some(Some(Duration::from_secs(30)))
+        );
+        assert_eq!(parse("cookie+memory?sweep=off").options.sweep, Some(None));
+        assert_eq!(
             parse("sqlite://f.db?sweep=15m&mode=rwc").options.sweep,
             Some(Some(Duration::from_secs(900)))
         );
@@ -725,6 +693,8 @@ mod tests {
         assert!(error("cookie?same_site=loose").contains("lax, strict or none"));
         assert!(error("redis://h?prefix=").contains("non-empty"));
         assert!(error("redis://h?sweep=1h").contains("does not apply"));
+        assert!(error("memory?table=t").contains("does not apply"));
+        assert!(error("cookie?sweep=1h").contains("does not apply"));
         assert!(error("sqlite://f.db?sweep=often").contains("`off`"));
         // Passwords never appear in errors.
         let err = error("postgres://u:hunter2@h/db?prefix=x");
@@ -742,28 +712,5 @@ mod tests {
         assert_eq!(boolean("Yes"), Some(true));
         assert_eq!(boolean("off"), Some(false));
         assert_eq!(boolean("2"), None);
-    }
-
-    #[test]
-    fn redaction() {
-        let cases = [
-            ("postgres://u:pw@h:5432/db", "postgres://u:***@h:5432/db"),
-            ("redis://:pw@h", "redis://:***@h"),
-            ("redis://user@h", "redis://user@h"),
-            (
-                "redis+cluster://:a@h1:1,:b@h2:2",
-                "redis+cluster://:***@h1:1,:***@h2:2",
-            ),
-            (
-                "mysql://r:p%40ss@h/t?password=x&ssl-mode=y",
-                "mysql://r:***@h/t?password=***&ssl-mode=y",
-            ),
-            ("cookie+redis://:p@h?ttl=1", "cookie+redis://:***@h?ttl=1"),
-            ("cookie?format=django", "cookie?format=django"),
-            ("sqlite://flash.db", "sqlite://flash.db"),
-        ];
-        for (url, shown) in cases {
-            assert_eq!(redact(url), shown, "{url}");
-        }
     }
 }

@@ -114,6 +114,47 @@ async fn memory() {
     round_trip(storage, &nothing).await;
 }
 
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Yields until the runtime has at most `count` live tasks; false if it never does.
+async fn tasks_fall_to(count: usize) -> bool {
+    for _ in 0..1000 {
+        if alive_tasks() <= count {
+            return true;
+        }
+        tokio::task::yield_now().await;
+    }
+    false
+}
+
+/// `open` starts the memory store's sweeper, and the storage owns it: dropping the storage stops
+/// the task (nothing keeps running that the caller cannot stop). `sweep=off` starts none.
+#[tokio::test]
+async fn the_memory_sweeper_stops_with_the_storage() {
+    let before = alive_tasks();
+    let storage = open("memory?sweep=1s", "memory").await.expect("memory");
+    assert_eq!(alive_tasks(), before + 1, "a sweeper runs");
+    let clone = storage.clone();
+    drop(storage);
+    tokio::task::yield_now().await;
+    assert_eq!(alive_tasks(), before + 1, "a clone still holds the storage");
+    drop(clone);
+    assert!(
+        tasks_fall_to(before).await,
+        "the sweeper outlived the storage"
+    );
+
+    let storage = open("cookie+memory?sweep=off", "memory")
+        .await
+        .expect("memory");
+    assert_eq!(alive_tasks(), before, "sweep=off starts no task");
+    round_trip(storage, &nothing).await;
+}
+
 #[cfg(feature = "cookie")]
 #[tokio::test]
 async fn cookie_and_its_options() {

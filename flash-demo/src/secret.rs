@@ -1,0 +1,137 @@
+//! The demo's own signing secret, for when `FLASH_SECRET` is not set: random, made at the first
+//! start, kept in a file only its owner can read, and reused at every later start, so cookies
+//! signed before a restart still verify and nobody else knows the key.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use flash_core::MIN_KEY_LEN;
+
+/// The secret file's name, beside the SQLite database file (or in the working directory).
+pub const FILE_NAME: &str = "flash-demo.secret";
+
+/// Environment variable: where to keep the secret instead.
+pub const ENV_SECRET_FILE: &str = "FLASH_SECRET_FILE";
+
+/// Random bytes in a made secret (written as hex, so twice as many characters).
+const RANDOM_BYTES: usize = 32;
+
+/// Where the secret for `storage_url` is kept: beside the database file when the storage is an
+/// SQLite file (`sqlite://dir/flash.db`, `cookie+sqlite:…`), else in the working directory.
+///
+/// ```
+/// use std::path::Path;
+/// use flash_demo::secret::path_for;
+/// assert_eq!(path_for("cookie+sqlite://data/flash.db"), Path::new("data/flash-demo.secret"));
+/// assert_eq!(path_for("sqlite:///var/lib/demo/f.db?mode=rwc"), Path::new("/var/lib/demo/flash-demo.secret"));
+/// assert_eq!(path_for("redis://127.0.0.1"), Path::new("flash-demo.secret"));
+/// assert_eq!(path_for("sqlite::memory:"), Path::new("flash-demo.secret"));
+/// ```
+pub fn path_for(storage_url: &str) -> PathBuf {
+    let url = storage_url.trim();
+    let url = url.strip_prefix("cookie+").unwrap_or(url);
+    let database = url
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("sqlite:"))
+        .map(|_| &url[7..])
+        .map(|rest| rest.strip_prefix("//").unwrap_or(rest))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|file| !file.is_empty() && !file.starts_with(":memory:"));
+    match database.and_then(|file| Path::new(file).parent()) {
+        Some(dir) => dir.join(FILE_NAME),
+        None => PathBuf::from(FILE_NAME),
+    }
+}
+
+/// Whether [`load_or_create`] made the secret or found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Made now and written to the file.
+    Created,
+    /// Read from the file an earlier start wrote.
+    Found,
+}
+
+/// The secret kept at `path`, made (32 random bytes, hex) and written with mode `0600` when the
+/// file does not exist yet. Two starts racing both end with the same secret: the file appears
+/// whole or not at all (written aside, then linked into place).
+///
+/// # Errors
+/// When the file cannot be read or written, or holds fewer than
+/// [`MIN_KEY_LEN`](flash_core::MIN_KEY_LEN) bytes.
+pub fn load_or_create(path: &Path) -> io::Result<(String, Origin)> {
+    match read(path) {
+        Ok(secret) => return Ok((secret, Origin::Found)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let secret = random_secret()?;
+    // A name of its own (random), so racing starts never write or remove each other's.
+    let aside = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map_or_else(|| FILE_NAME.into(), |n| n.to_string_lossy()),
+        &random_secret()?[..16]
+    ));
+    write_private(&aside, &secret)?;
+    let linked = fs::hard_link(&aside, path);
+    // Best effort: the link (or its failure) is what counts.
+    let _ = fs::remove_file(&aside);
+    match linked {
+        Ok(()) => Ok((secret, Origin::Created)),
+        // Another start made it first: use theirs.
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            read(path).map(|secret| (secret, Origin::Found))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn read(path: &Path) -> io::Result<String> {
+    let secret = fs::read_to_string(path)?.trim().to_owned();
+    if secret.len() < MIN_KEY_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} holds {} bytes, fewer than the {MIN_KEY_LEN} a secret needs; delete it to \
+                 have a new one made",
+                path.display(),
+                secret.len()
+            ),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the secret file can be read by other users: chmod 600 it"
+            );
+        }
+    }
+    Ok(secret)
+}
+
+fn random_secret() -> io::Result<String> {
+    let mut bytes = [0u8; RANDOM_BYTES];
+    getrandom::fill(&mut bytes).map_err(io::Error::other)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn write_private(path: &Path, secret: &str) -> io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}

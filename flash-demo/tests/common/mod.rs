@@ -1,0 +1,204 @@
+//! The `flash-demo` binary, started as `cargo run -p flash-demo` starts it, for the tests.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The running binary; killed if the test fails before stopping it.
+pub struct Demo {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Demo {
+    pub fn start(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Demo {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(dir)
+            .env_remove("FLASH_STORAGE")
+            .env_remove("FLASH_SECRET")
+            .env_remove("FLASH_ADDR")
+            .env_remove("FLASH_DEV")
+            .env_remove("FLASH_SECRET_FILE")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Demo {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no line with {needle:?}; the demo said:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// The base URL the demo logged.
+    pub fn base_url(&mut self) -> String {
+        let line = self.wait_for("flash demo on http://");
+        let start = line.find("http://").unwrap();
+        line[start..].split_whitespace().next().unwrap().to_owned()
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends), waits for a clean exit, and returns all it said.
+    pub fn interrupt(&mut self) -> Vec<String> {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit status after Ctrl-C: {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "still running 15 s after Ctrl-C");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_for("stopped");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn post_then_get(base: &str) {
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http
+        .post(format!("{base}/messages"))
+        .form(&[("level", "success"), ("text", "from the binary")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+    let page = http
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"<li class="success">from the binary</li>"#),
+        "{page}"
+    );
+    let page = http
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("id=\"messages\""), "{page}");
+}
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_flash-demo");
+
+/// How a start ended: serving at a base URL, or exited with what it said.
+pub enum Started {
+    Serving(String),
+    Exited(String),
+}
+
+impl Demo {
+    /// Waits until the demo serves or exits.
+    pub fn started(&mut self) -> Started {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                let serving = line.contains("flash demo on http://");
+                self.seen.push(line.clone());
+                if serving {
+                    let start = line.find("http://").unwrap();
+                    return Started::Serving(
+                        line[start..].split_whitespace().next().unwrap().to_owned(),
+                    );
+                }
+            } else if self.child.try_wait().unwrap().is_some() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return Started::Exited(self.seen.join("\n"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the demo neither served nor exited: {}",
+                self.seen.join("\n")
+            );
+        }
+    }
+}
+
+/// A browser: a cookie jar, no redirects followed.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A server the test needs is not there: skipped with one line, or a failure under `CI=true`.
+pub fn unavailable(what: &str, said: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} is unreachable under CI=true: {said}");
+    }
+    eprintln!("skipped: {what} is unreachable");
+}

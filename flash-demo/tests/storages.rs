@@ -1,0 +1,167 @@
+//! Every storage URL form works in the demo as `cargo run -p flash-demo` builds it (issue 10,
+//! part 4): the binary is started with `FLASH_STORAGE` set to each, and a browser does
+//! POST → 303 → GET (shown once) → GET (gone). Server URLs come from the environment at run
+//! time (`FLASH_REDIS_URL`, `FLASH_REDIS_CLUSTER_URLS`, `FLASH_POSTGRES_URL`,
+//! `FLASH_MYSQL_URL`); an unreachable server is skipped with one line, and fails under `CI=true`.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod common;
+
+use common::{Demo, Started, post_then_get, unavailable};
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// A prefix or table name of this run, so runs in parallel and in a row do not meet.
+fn unique() -> String {
+    flash_core::LeaseId::random().to_hex()[..12].to_owned()
+}
+
+fn redis() -> String {
+    var("FLASH_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+/// `redis+cluster://a:1,b:2,c:3` from the tests' list of node URLs.
+fn redis_cluster() -> String {
+    let nodes: Vec<String> = var(
+        "FLASH_REDIS_CLUSTER_URLS",
+        "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003",
+    )
+    .split(',')
+    .map(|node| {
+        let node = node.trim();
+        node.split_once("://")
+            .map_or(node, |(_, rest)| rest)
+            .to_owned()
+    })
+    .collect();
+    format!("redis+cluster://{}", nodes.join(","))
+}
+
+fn postgres() -> String {
+    var(
+        "FLASH_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    )
+}
+
+fn mysql() -> String {
+    var("FLASH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+}
+
+/// `url` with flash's option `pair` added to its query.
+fn with(url: &str, pair: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{pair}")
+}
+
+/// Starts the demo on `storage` and runs the flow through it; `server` names what a skip
+/// lacks (`None` for storages that need no server, which must always start).
+async fn flow(storage: &str, server: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Demo::start(
+        dir.path(),
+        &[("FLASH_STORAGE", storage)],
+        &["--addr", "127.0.0.1:0"],
+    );
+    let base = match demo.started() {
+        Started::Serving(base) => base,
+        Started::Exited(said) => match server {
+            Some(what) if said.contains("storage unavailable") => {
+                return unavailable(what, &said);
+            }
+            _ => panic!("the demo did not start on {storage}: {said}"),
+        },
+    };
+    let shown = flash_core::redact_url(storage);
+    assert!(
+        demo.seen
+            .last()
+            .unwrap()
+            .contains(&format!("storage: {shown}")),
+        "{:?}",
+        demo.seen
+    );
+    let page = reqwest::get(format!("{base}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            r#"<code id="storage">{}</code>"#,
+            minijinja::HtmlEscape(&shown)
+        )),
+        "the page names the storage: {page}"
+    );
+    assert!(page.contains(r#"<b id="framework">axum</b>"#), "{page}");
+    post_then_get(&base).await;
+    demo.interrupt();
+}
+
+#[tokio::test]
+async fn cookie() {
+    flow("cookie", None).await;
+}
+
+#[tokio::test]
+async fn cookie_in_django_format() {
+    flow("cookie?format=django", None).await;
+}
+
+#[tokio::test]
+async fn session() {
+    flow("session", None).await;
+    flow("cookie+session", None).await;
+}
+
+#[tokio::test]
+async fn memory() {
+    flow("memory://", None).await;
+    flow("cookie+memory", None).await;
+}
+
+#[tokio::test]
+async fn sqlite() {
+    // A path relative to the demo's working directory (a fresh temporary one).
+    flow("sqlite://flash.db?mode=rwc", None).await;
+}
+
+#[tokio::test]
+async fn redis_single() {
+    let prefix = format!("prefix=flash-demo-{}", unique());
+    flow(&with(&redis(), &prefix), Some("redis")).await;
+    flow(
+        &format!("cookie+{}", with(&redis(), &prefix)),
+        Some("redis"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_cluster_nodes() {
+    let prefix = format!("prefix=flash-demo-{}", unique());
+    flow(&with(&redis_cluster(), &prefix), Some("redis cluster")).await;
+}
+
+#[tokio::test]
+async fn postgres_table() {
+    let table = format!("table=flash_demo_{}", unique());
+    flow(&with(&postgres(), &table), Some("postgres")).await;
+    flow(
+        &format!("cookie+{}", with(&postgres(), &table)),
+        Some("postgres"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mysql_table() {
+    let table = format!("table=flash_demo_{}", unique());
+    flow(&with(&mysql(), &table), Some("mysql")).await;
+}
