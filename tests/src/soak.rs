@@ -115,7 +115,9 @@ pub struct Row {
     pub errors: usize,
     /// Pages served 200 that said the messages could not be loaded.
     pub unread_pages: usize,
-    /// Messages whose `POST` was answered 303.
+    /// Messages whose `POST` was answered 303, charged to this phase as their losses would be
+    /// (the first fault between the `POST` and the end of the next `GET`, else the `POST`'s
+    /// phase).
     pub sent: usize,
     /// Sent messages never shown.
     pub lost: usize,
@@ -264,8 +266,10 @@ struct Browser {
     http: reqwest::Client,
     base: String,
     tallies: Vec<Row>,
-    /// Tags sent (answered 303), with the phase of their `POST`.
+    /// Tags sent (answered 303) and read since, with the phase charged with their loss.
     sent: Vec<(String, usize)>,
+    /// Tags sent since the last `GET`, with the phase their `POST` started in.
+    pending: Vec<(String, usize)>,
     /// Tags of this browser seen: how often, and the phase charged with the first showing.
     seen: HashMap<String, (usize, usize)>,
     sequence: usize,
@@ -285,6 +289,7 @@ impl Browser {
             base,
             tallies: vec![Row::default(); phases + 1],
             sent: Vec::new(),
+            pending: Vec::new(),
             seen: HashMap::new(),
             sequence: 0,
         }
@@ -313,8 +318,7 @@ impl Browser {
             Ok(response) if response.status() == StatusCode::SEE_OTHER => {
                 // Read the (empty) body so the connection is reused.
                 let _ = response.bytes().await;
-                tally.sent += 1;
-                self.sent.push((tag, phase));
+                self.pending.push((tag, phase));
             }
             _ => tally.errors += 1,
         }
@@ -330,6 +334,12 @@ impl Browser {
         let tally = &mut self.tallies[phase];
         tally.requests += 1;
         tally.latencies.push(started.elapsed());
+        // Between its POST and the end of this GET a message is at risk: a loss is charged to
+        // the first fault in that window, if any.
+        let end = clock.now();
+        for (tag, posted) in self.pending.drain(..) {
+            self.sent.push((tag, clock.span(posted, end)));
+        }
         let Some(page) = page else {
             tally.errors += 1;
             return;
@@ -337,8 +347,19 @@ impl Browser {
         if page.contains("class=\"problem\"") {
             tally.unread_pages += 1;
         }
-        let charged = clock.span(phase, clock.now());
+        let charged = clock.span(phase, end);
         let prefix = self.prefix();
+        if debugging() {
+            let tags: Vec<_> = crate::page::texts(&page)
+                .iter()
+                .map(|t| t.split_whitespace().next().unwrap_or_default().to_owned())
+                .collect();
+            let problem = page.contains("class=\"problem\"");
+            eprintln!(
+                "b{} GET {phase}..={end}: {tags:?} problem={problem}",
+                self.id
+            );
+        }
         for text in crate::page::texts(&page) {
             let tag = text
                 .split_whitespace()
@@ -378,6 +399,11 @@ impl Browser {
         }
         self
     }
+}
+
+/// `SOAK_DEBUG` set: every page's tags and every lost tag go to stderr.
+fn debugging() -> bool {
+    std::env::var_os("SOAK_DEBUG").is_some()
 }
 
 fn label(fault: Fault, length: Duration) -> String {
@@ -445,8 +471,12 @@ pub async fn run(kind: Kind, plan: &Plan) -> Option<Report> {
         for (row, tally) in rows.iter_mut().zip(&browser.tallies) {
             row.add(tally);
         }
-        for (tag, phase) in &browser.sent {
+        for (tag, phase) in browser.sent.iter().chain(&browser.pending) {
+            rows[*phase].sent += 1;
             if !browser.seen.contains_key(tag) {
+                if debugging() {
+                    eprintln!("lost {tag} in phase {phase}");
+                }
                 rows[*phase].lost += 1;
             }
         }
