@@ -113,7 +113,8 @@ pub struct Row {
     /// Requests that failed: no answer within the timeout, a connection error, a 5xx, or any
     /// status but the expected 303 / 200.
     pub errors: usize,
-    /// Pages served 200 that said the messages could not be loaded.
+    /// Pages served 200 that said the messages could not be loaded (charged like a
+    /// duplicate: to the fault the `GET` overlapped, if any).
     pub unread_pages: usize,
     /// Messages whose `POST` was answered 303, charged to this phase as their losses would be
     /// (the first fault between the `POST` and the end of the next `GET`, else the `POST`'s
@@ -127,6 +128,8 @@ pub struct Row {
     pub misdelivered: usize,
     /// The 99th percentile of request latency.
     pub p99: Option<Duration>,
+    /// The slowest request (how long a hang lasted).
+    pub max: Option<Duration>,
     latencies: Vec<Duration>,
 }
 
@@ -148,6 +151,7 @@ impl Row {
             0 => None,
             n => Some(self.latencies[(n * 99).div_ceil(100) - 1]),
         };
+        self.max = self.latencies.last().copied();
     }
 }
 
@@ -167,12 +171,12 @@ impl Report {
     pub fn markdown_rows(&self) -> String {
         let mut out = String::new();
         for row in self.rows.iter().chain([&self.total]) {
-            let p99 = row
-                .p99
-                .map_or_else(|| "–".to_owned(), |d| format!("{}", d.as_millis()));
+            let millis = |d: Option<Duration>| {
+                d.map_or_else(|| "–".to_owned(), |d| format!("{}", d.as_millis()))
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 self.storage,
                 row.fault,
                 row.requests,
@@ -182,7 +186,8 @@ impl Report {
                 row.lost,
                 row.duplicated,
                 row.misdelivered,
-                p99
+                millis(row.p99),
+                millis(row.max),
             );
         }
         out
@@ -218,7 +223,7 @@ impl Report {
 }
 
 /// The Markdown table header matching [`Report::markdown_rows`].
-pub const TABLE_HEADER: &str = "| storage | fault | requests | errors | pages without messages | sent | lost | duplicated | misdelivered | p99 ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+pub const TABLE_HEADER: &str = "| storage | fault | requests | errors | pages without messages | sent | lost | duplicated | misdelivered | p99 ms | max ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
 /// The storage's name in reports.
 pub fn storage_name(kind: Kind) -> &'static str {
@@ -344,10 +349,10 @@ impl Browser {
             tally.errors += 1;
             return;
         };
-        if page.contains("class=\"problem\"") {
-            tally.unread_pages += 1;
-        }
         let charged = clock.span(phase, end);
+        if page.contains("class=\"problem\"") {
+            self.tallies[charged].unread_pages += 1;
+        }
         let prefix = self.prefix();
         if debugging() {
             let tags: Vec<_> = crate::page::texts(&page)
