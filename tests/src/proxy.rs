@@ -2,7 +2,7 @@
 //! bytes, dropping every connection (and refusing new ones), and stalling (connections stay
 //! open, nothing is forwarded).
 //!
-//! Loopback only: it listens on `127.0.0.1:0` and forwards to one upstream address.
+//! Loopback only: it listens on a free `127.0.0.1` port and forwards to one upstream address.
 
 use std::io;
 use std::net::SocketAddr;
@@ -49,7 +49,7 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy to `upstream` on a free loopback port, passing.
     pub async fn start(upstream: SocketAddr) -> io::Result<FaultProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = listen().await?;
         let addr = listener.local_addr()?;
         let (mode, watched) = watch::channel(Fault::Pass);
         let task = tokio::spawn(serve(listener, addr, upstream, watched));
@@ -89,13 +89,31 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Binds `addr` again after a drop (the port stays the demo's configured one).
-async fn rebind(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Binds `addr` (again, after a drop: the port stays the one in the storage's URL).
+fn rebind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = TcpSocket::new_v4()?;
     // Connections closed by the drop may sit in TIME_WAIT on this port.
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// A loopback listener on a free port below Linux's ephemeral range (32768 and up): while the
+/// proxy drops, its port is closed, and a port from that range could meanwhile be taken as the
+/// local end of some outgoing connection, so the proxy could not listen again. Falls back to
+/// `127.0.0.1:0`.
+async fn listen() -> io::Result<TcpListener> {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..64 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = 20_000 + u16::try_from(random % 12_000).unwrap_or(0);
+        if let Ok(listener) = rebind(SocketAddr::from(([127, 0, 0, 1], port))) {
+            return Ok(listener);
+        }
+    }
+    TcpListener::bind("127.0.0.1:0").await
 }
 
 async fn serve(
@@ -113,7 +131,7 @@ async fn serve(
             listener = None;
             relays.abort_all();
         } else if listener.is_none() {
-            match rebind(addr).await {
+            match rebind(addr) {
                 Ok(bound) => listener = Some(bound),
                 Err(err) => {
                     eprintln!("the fault proxy could not listen on {addr} again ({err}); retrying");
