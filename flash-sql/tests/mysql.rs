@@ -525,23 +525,17 @@ async fn several_messages_keep_their_bytes_and_order() {
     };
     let many: Vec<_> = (0..300).map(odd).collect();
     let client = ClientId::random();
-    store
-        .append(&client, &many, hour, &flash_core::Limits::default())
-        .await
-        .unwrap();
+    let roomy = flash_core::Limits::default().with_max_messages(1000);
+    assert_eq!(
+        store.append(&client, &many, hour, &roomy).await.unwrap(),
+        300
+    );
     let lease = LeaseId::random();
     let got = store.lease(&client, &lease, hour).await.unwrap();
     assert_eq!(got, many);
     let again: Vec<_> = (300..310).map(odd).collect();
     store
-        .settle(
-            &client,
-            &lease,
-            Outcome::Released,
-            &again,
-            hour,
-            &flash_core::Limits::default(),
-        )
+        .settle(&client, &lease, Outcome::Released, &again, hour, &roomy)
         .await
         .unwrap();
     let got = store
@@ -591,7 +585,7 @@ async fn a_failed_settle_changes_nothing() {
     .unwrap();
     let mut conn = pool.acquire().await.unwrap();
     let err = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CALL `{name}`(?, ?, TRUE, 3600000000, NULL, '[\"unterminated')"
+        "CALL `{name}`(?, ?, TRUE, 3600000000, 100, 65536, NULL, NULL, '[\"unterminated')"
     )))
     .bind(client.as_bytes().as_slice())
     .bind(lease.as_bytes().as_slice())

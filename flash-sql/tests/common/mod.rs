@@ -407,10 +407,13 @@ pub(crate) async fn keyed_semantics(store: &SqlStore) {
 
     // Many messages in one call keep their order (more than one INSERT chunk).
     let many: Vec<Message> = (0..1203).map(|i| info(&format!("m{i}"))).collect();
-    store
-        .append(&a, &many, HOUR, &flash_core::Limits::default())
-        .await
-        .expect("append");
+    let roomy = flash_core::Limits::default()
+        .with_max_messages(5000)
+        .with_max_bytes(1 << 20);
+    assert_eq!(
+        store.append(&a, &many, HOUR, &roomy).await.expect("append"),
+        1203
+    );
     let got = take(store, &a).await;
     assert_eq!(got, texts(&many));
 }
@@ -592,6 +595,8 @@ pub(crate) async fn drop_table(store: &SqlStore) {
         let sql = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS `{table}`"));
         sqlx::raw_sql(sql).execute(pool).await.unwrap();
         // No other test table's name starts with this name and `_`.
+        let sql = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS `{table}_clients`"));
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
         let pattern = format!("{}\\_%", table.replace('_', "\\_"));
         drop_procedures(pool, &pattern, |_| true).await;
     }
