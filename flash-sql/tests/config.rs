@@ -130,6 +130,7 @@ async fn passwords_are_never_printed() {
 }
 
 /// Everything a caller can print of an error, its causes included.
+#[cfg(all(feature = "postgres", feature = "mysql"))]
 fn printed(err: &flash_core::Error) -> String {
     let mut all = format!("{err}\n{err:?}\n");
     let mut source = std::error::Error::source(err);

@@ -77,6 +77,21 @@ async fn drop_stale_tables(store: &SqlStore) {
             .execute(pool)
             .await;
         }
+        // The tables' append functions (`<table>_append_v1`).
+        let functions: Vec<String> = sqlx::query_scalar(
+            "SELECT proname::text FROM pg_proc \
+             WHERE pronamespace = current_schema()::regnamespace AND proname LIKE 'flash\\_t\\_%'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        for name in functions.into_iter().filter(|n| is_stale(n)) {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP FUNCTION IF EXISTS \"{name}\""
+            )))
+            .execute(pool)
+            .await;
+        }
     }
     #[cfg(feature = "mysql")]
     if let Some(pool) = store.mysql_pool() {
@@ -590,6 +605,8 @@ pub(crate) async fn drop_table(store: &SqlStore) {
     if let Some(pool) = store.postgres_pool() {
         let sql = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS \"{table}\""));
         sqlx::raw_sql(sql).execute(pool).await.unwrap();
+        let sql = sqlx::AssertSqlSafe(format!("DROP FUNCTION IF EXISTS \"{table}_append_v1\""));
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
     }
     #[cfg(feature = "mysql")]
     if let Some(pool) = store.mysql_pool() {
@@ -875,7 +892,8 @@ pub(crate) async fn concurrent_appends_hold_limits(store: &SqlStore) {
         Limits::default().with_max_messages(10),
         Limits::default().with_max_bytes(45),
     ];
-    for limits in rounds.iter().cycle().take(12).copied() {
+    for round in 0..12 {
+        let limits = rounds[round % rounds.len()];
         let client = ClientId::random();
         let mut tasks = Vec::new();
         for i in 0..16 {
