@@ -415,7 +415,7 @@ impl MySqlBackend {
         call: sqlx::query::Query<'q, MySql, <MySql as sqlx::Database>::Arguments>,
     ) -> Result<usize, sqlx::Error> {
         let mut conn = Guarded::acquire(&self.pool).await?;
-        let called = call.fetch_all(conn.busy()).await;
+        let called = call.fetch_all(conn.busy()?).await;
         conn.idle();
         match called {
             Ok(rows) => {
@@ -432,7 +432,7 @@ impl MySqlBackend {
                 // START TRANSACTION would commit it, half done. Only failures pay this extra
                 // round trip.
                 let rolled_back = sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
-                    .execute(conn.busy())
+                    .execute(conn.busy()?)
                     .await;
                 conn.idle();
                 if rolled_back.is_err() {
@@ -475,7 +475,7 @@ impl MySqlBackend {
             .bind(client.as_slice())
             .bind(lease.as_slice())
             .bind(micros(lease_for))
-            .fetch_all(conn.busy())
+            .fetch_all(conn.busy()?)
             .await;
         conn.idle();
         rows?
@@ -498,7 +498,7 @@ impl MySqlBackend {
             let done = sqlx::query(self.end_lease(outcome).clone())
                 .bind(client.as_slice())
                 .bind(lease.as_slice())
-                .execute(conn.busy())
+                .execute(conn.busy()?)
                 .await;
             conn.idle();
             done?;
@@ -542,7 +542,7 @@ impl MySqlBackend {
     ) -> Result<usize, sqlx::Error> {
         // A failure leaves the connection busy, and so closed: the transaction goes with it.
         let mut conn = Guarded::acquire(&self.pool).await?;
-        let mut tx = conn.busy().begin().await?;
+        let mut tx = conn.busy()?.begin().await?;
         sqlx::query(self.sql.lock.clone())
             .bind(client.as_slice())
             .execute(&mut *tx)
@@ -578,7 +578,7 @@ impl MySqlBackend {
     pub(crate) async fn sweep(&self) -> Result<u64, sqlx::Error> {
         // Statements in a row: a failure leaves the connection busy, and so closed.
         let mut guarded = Guarded::acquire(&self.pool).await?;
-        let conn = guarded.busy();
+        let conn = guarded.busy()?;
         let range = sqlx::query(self.sql.sweep_range.clone())
             .fetch_one(&mut *conn)
             .await?;

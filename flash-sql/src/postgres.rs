@@ -204,7 +204,7 @@ impl PgBackend {
             .bind(micros(ttl))
             .bind(adding.max_messages)
             .bind(adding.max_bytes)
-            .fetch_one(conn.busy())
+            .fetch_one(conn.busy()?)
             .await;
         conn.idle();
         Ok(usize::try_from(kept?).unwrap_or(0))
@@ -230,7 +230,7 @@ impl PgBackend {
             .bind(client.as_slice())
             .bind(lease.as_slice())
             .bind(micros(lease_for))
-            .fetch_all(conn.busy())
+            .fetch_all(conn.busy()?)
             .await;
         conn.idle();
         rows?
@@ -260,7 +260,7 @@ impl PgBackend {
         let done = sqlx::query(statement.clone())
             .bind(client.as_slice())
             .bind(lease.as_slice())
-            .execute(conn.busy())
+            .execute(conn.busy()?)
             .await;
         conn.idle();
         done?;
@@ -273,7 +273,7 @@ impl PgBackend {
         loop {
             let deleted = sqlx::query(self.sql.sweep.clone())
                 .bind(SWEEP_BATCH)
-                .execute(conn.busy())
+                .execute(conn.busy()?)
                 .await?
                 .rows_affected();
             conn.idle();

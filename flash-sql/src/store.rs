@@ -151,14 +151,17 @@ impl Adding {
     }
 }
 
-/// A pooled connection that is closed, not handed back to the pool, when it is dropped while
-/// busy: a call whose future is dropped mid-statement (its time ran out) leaves the connection
-/// in a state nobody knows (a statement running, a result half read, a procedure's
-/// transaction open), and sqlx's own check on release waits on the server without a time
-/// limit. Closing costs a new connection after a timeout, and nothing on every other call.
+/// A pooled connection that is dropped, not handed back to the pool, when its holder is
+/// dropped while it is busy: a call whose future is dropped mid-statement (its time ran out)
+/// leaves the connection in a state nobody knows (a statement running, a result half read, a
+/// procedure's transaction open), and both sqlx's check on release and its graceful close wait
+/// on the server without a time limit or up to 5 s. Detached from the pool and dropped, the
+/// socket is closed at once, the server rolls back whatever was open, and the pool's slot is
+/// free. It costs a new connection after a timeout, and nothing on every other call.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) struct Guarded<DB: sqlx::Database> {
-    conn: sqlx::pool::PoolConnection<DB>,
+    /// Always there until the drop.
+    conn: Option<sqlx::pool::PoolConnection<DB>>,
     busy: bool,
 }
 
@@ -166,15 +169,18 @@ pub(crate) struct Guarded<DB: sqlx::Database> {
 impl<DB: sqlx::Database> Guarded<DB> {
     pub(crate) async fn acquire(pool: &sqlx::Pool<DB>) -> Result<Self, sqlx::Error> {
         Ok(Guarded {
-            conn: pool.acquire().await?,
+            conn: Some(pool.acquire().await?),
             busy: false,
         })
     }
 
     /// The connection, marked busy until [`Guarded::idle`].
-    pub(crate) fn busy(&mut self) -> &mut DB::Connection {
+    pub(crate) fn busy(&mut self) -> Result<&mut DB::Connection, sqlx::Error> {
         self.busy = true;
-        &mut self.conn
+        match self.conn.as_mut() {
+            Some(conn) => Ok(&mut **conn),
+            None => Err(sqlx::Error::PoolClosed),
+        }
     }
 
     /// The statements sent through [`Guarded::busy`] have ended (well or not).
@@ -182,18 +188,22 @@ impl<DB: sqlx::Database> Guarded<DB> {
         self.busy = false;
     }
 
-    /// Closes the connection when it is dropped, whatever its state.
+    /// Closes the connection (gracefully) when it is dropped, whatever its state.
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub(crate) fn close_on_drop(&mut self) {
-        self.conn.close_on_drop();
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
     }
 }
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 impl<DB: sqlx::Database> Drop for Guarded<DB> {
     fn drop(&mut self) {
-        if self.busy {
-            self.conn.close_on_drop();
+        if self.busy
+            && let Some(conn) = self.conn.take()
+        {
+            drop(conn.detach());
         }
     }
 }
