@@ -250,6 +250,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `Message::size()` of the benchmark's message.
+fn text_size() -> i64 {
+    i64::try_from(TEXT.len()).unwrap_or(i64::MAX)
+}
+
+/// flash-core's default limits, as flash-sql's statements take them.
+const LIMIT_MESSAGES: i64 = flash_core::Limits::DEFAULT_MAX_MESSAGES as i64;
+const LIMIT_BYTES: i64 = flash_core::Limits::DEFAULT_MAX_BYTES as i64;
+
 fn body() -> String {
     // The stored form of `Message::new(Level::INFO, TEXT)`.
     format!("[20,{}]", serde_json::to_string(TEXT).expect("a string"))
@@ -373,16 +382,10 @@ impl PgRaw {
             .await?;
         let t = format!("\"{table}\"");
         let alive = format!("(SELECT max(expires_at) FROM {t} WHERE client = $1)");
-        let insert = |bodies: u8, ttl: u8| {
-            format!(
-                "INSERT INTO {t} (client, body, expires_at) \
-                 SELECT $1, m.body, now() + ${ttl} * interval '1 microsecond' \
-                 FROM unnest(${bodies}::text[]) WITH ORDINALITY AS m(body, n) ORDER BY m.n"
-            )
-        };
+        // flash-sql's append function (created by its `migrate`): end the lease, then append
+        // what fits the limits under the client's advisory lock.
         let append = sql(format!(
-            "WITH expired AS (DELETE FROM {t} WHERE client = $1 AND {alive} <= now()) {}",
-            insert(2, 3)
+            "SELECT \"{table}_append_v1\"($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ));
         let lease = sql(format!(
             "UPDATE {t} SET lease = $2, leased_until = now() + $3 * interval '1 microsecond' \
@@ -392,10 +395,7 @@ impl PgRaw {
                ORDER BY id FOR UPDATE SKIP LOCKED) \
              RETURNING id, body"
         ));
-        let consume_append = sql(format!(
-            "WITH settled AS (DELETE FROM {t} WHERE client = $1 AND lease = $2) {}",
-            insert(3, 4)
-        ));
+        let consume_append = append.clone();
         let ids = Ids::new();
         let body = vec![body()];
         let mut ids_of_clients = Vec::with_capacity(clients);
@@ -403,8 +403,14 @@ impl PgRaw {
             let client = ids.next();
             sqlx::query(append.clone())
                 .bind(client.as_slice())
+                .bind(None::<&[u8]>)
+                .bind(false)
                 .bind(&body)
+                .bind(vec![text_size()])
+                .bind(vec![text_size()])
                 .bind(micros(TTL))
+                .bind(LIMIT_MESSAGES)
+                .bind(LIMIT_BYTES)
                 .execute(&pool)
                 .await?;
             ids_of_clients.push(client);
@@ -432,8 +438,13 @@ impl PgRaw {
         sqlx::query(self.consume_append.clone())
             .bind(client.as_slice())
             .bind(lease.as_slice())
+            .bind(true)
             .bind(&self.body)
+            .bind(vec![text_size()])
+            .bind(vec![text_size()])
             .bind(micros(TTL))
+            .bind(LIMIT_MESSAGES)
+            .bind(LIMIT_BYTES)
             .execute(&self.pool)
             .await
             .expect("raw settle");
@@ -448,10 +459,10 @@ impl Side for PgRaw {
 }
 
 /// MySQL/MariaDB: flash-sql's stored procedures (`flash-sql/src/mysql.rs`, created by its
-/// `migrate` beside the raw table), one `CALL` per call: the lease `<table>_lease_v1` (the claim
+/// `migrate` beside the raw table), one `CALL` per call: the lease `<table>_lease_v2` (the claim
 /// `UPDATE`, then the `SELECT` of what it stamped), a settle that consumes and appends
-/// `<table>_settle_v1` (`DELETE` and `INSERT` in one transaction, the one message bound as it
-/// is). The pool is set up as flash-sql's: `READ COMMITTED`, and no ping before each acquire
+/// `<table>_settle_v2` (`DELETE`, the client's lock row, the count and the `INSERT` of what
+/// fits in one transaction, the one message bound as it is). The pool is set up as flash-sql's: `READ COMMITTED`, and no ping before each acquire
 /// (sqlx's default, a round trip per call that flash does not pay).
 struct MySqlRaw {
     pool: sqlx::MySqlPool,
@@ -464,7 +475,7 @@ struct MySqlRaw {
 
 /// The names of flash-sql's procedures for `table` (all lowercase, so no hash suffix).
 fn mysql_procedures(table: &str) -> [String; 3] {
-    ["lease", "settle", "append"].map(|call| format!("{table}_{call}_v1"))
+    ["lease", "settle", "append"].map(|call| format!("{table}_{call}_v2"))
 }
 
 impl MySqlRaw {
@@ -484,22 +495,25 @@ impl MySqlRaw {
         let [lease, settle, append] = mysql_procedures(table);
         let raw = MySqlRaw {
             lease: sql(format!("CALL `{lease}`(?, ?, ?)")),
-            settle: sql(format!("CALL `{settle}`(?, ?, ?, ?, ?, ?)")),
+            settle: sql(format!("CALL `{settle}`(?, ?, ?, ?, ?, ?, ?, ?, ?)")),
             pool,
             clients: Vec::new(),
             ids: Ids::new(),
             body: body(),
         };
-        let append = sql(format!("CALL `{append}`(?, ?, ?, ?)"));
+        let append = sql(format!("CALL `{append}`(?, ?, ?, ?, ?, ?, ?)"));
         let mut clients_ids = Vec::with_capacity(clients);
         for _ in 0..clients {
             let client = raw.ids.next();
             sqlx::query(append.clone())
                 .bind(client.as_slice())
                 .bind(micros(TTL))
+                .bind(LIMIT_MESSAGES)
+                .bind(LIMIT_BYTES)
                 .bind(raw.body.as_str())
+                .bind(text_size())
                 .bind(None::<&str>)
-                .execute(&raw.pool)
+                .fetch_all(&raw.pool)
                 .await?;
             clients_ids.push(client);
         }
@@ -524,9 +538,12 @@ impl MySqlRaw {
             .bind(lease.as_slice())
             .bind(true)
             .bind(micros(TTL))
+            .bind(LIMIT_MESSAGES)
+            .bind(LIMIT_BYTES)
             .bind(self.body.as_str())
+            .bind(text_size())
             .bind(None::<&str>)
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .expect("raw settle");
         black_box(rows.len())
@@ -540,11 +557,14 @@ impl Side for MySqlRaw {
 }
 
 /// SQLite: flash-sql's statements (`flash-sql/src/sqlite.rs`): the lease is one
-/// `UPDATE … RETURNING`, a settle that appends one `BEGIN IMMEDIATE` transaction.
+/// `UPDATE … RETURNING`, a settle that appends one `BEGIN IMMEDIATE` transaction (end the
+/// lease, delete a dead client's rows, count what is pending, insert what fits).
 struct SqliteRaw {
     pool: sqlx::SqlitePool,
     lease: SqlStr,
     consume: SqlStr,
+    expire: SqlStr,
+    pending: SqlStr,
     insert: String,
     clients: Vec<[u8; 16]>,
     ids: Ids,
@@ -577,8 +597,14 @@ impl SqliteRaw {
                  RETURNING id, body"
             )),
             consume: sql(format!("DELETE FROM {t} WHERE client = ?1 AND lease = ?2")),
+            expire: sql(format!(
+                "DELETE FROM {t} WHERE client = ?1 AND {newest} <= {now}"
+            )),
+            pending: sql(format!(
+                "SELECT count(*), coalesce(sum(size), 0) FROM {t} WHERE client = ?1"
+            )),
             insert: format!(
-                "INSERT INTO {t} (client, body, expires_at) VALUES (?1, ?3, {now} + ?2)"
+                "INSERT INTO {t} (client, body, size, expires_at) VALUES (?1, ?3, ?4, {now} + ?2)"
             ),
             pool,
             clients: Vec::new(),
@@ -592,6 +618,7 @@ impl SqliteRaw {
                 .bind(client.as_slice())
                 .bind(i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX))
                 .bind(raw.body.as_str())
+                .bind(text_size())
                 .execute(&raw.pool)
                 .await?;
             clients_ids.push(client);
@@ -623,13 +650,26 @@ impl SqliteRaw {
             .execute(&mut *tx)
             .await
             .expect("raw consume");
-        sqlx::query(AssertSqlSafe(self.insert.clone()))
+        sqlx::query(self.expire.clone())
             .bind(client.as_slice())
-            .bind(i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX))
-            .bind(self.body.as_str())
             .execute(&mut *tx)
             .await
-            .expect("raw insert");
+            .expect("raw expire");
+        let (count, bytes): (i64, i64) = sqlx::query_as(self.pending.clone())
+            .bind(client.as_slice())
+            .fetch_one(&mut *tx)
+            .await
+            .expect("raw count");
+        if count < LIMIT_MESSAGES && bytes + text_size() <= LIMIT_BYTES {
+            sqlx::query(AssertSqlSafe(self.insert.clone()))
+                .bind(client.as_slice())
+                .bind(i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX))
+                .bind(self.body.as_str())
+                .bind(text_size())
+                .execute(&mut *tx)
+                .await
+                .expect("raw insert");
+        }
         tx.commit().await.expect("raw commit");
         black_box(rows.len())
     }
@@ -891,6 +931,24 @@ fn skip(skipped: &mut Vec<String>, name: &str, url: &str, err: &flash_core::Erro
     skipped.push(line);
 }
 
+/// Drops `table` and what flash-sql's `migrate` made beside it.
+async fn drop_sql_table(store: &SqlStore, table: &str) {
+    let statement = format!("DROP TABLE IF EXISTS {table}");
+    if let Some(pool) = store.postgres_pool() {
+        let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
+        let statement = format!("DROP FUNCTION IF EXISTS \"{table}_append_v1\"");
+        let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
+    } else if let Some(pool) = store.mysql_pool() {
+        let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
+        let statement = format!("DROP TABLE IF EXISTS `{table}_clients`");
+        let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
+        for procedure in mysql_procedures(table) {
+            let statement = format!("DROP PROCEDURE IF EXISTS `{procedure}`");
+            let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
+        }
+    }
+}
+
 async fn cleanup(backend: Backend) {
     match backend.cleanup {
         Cleanup::Redis(url, prefix) => {
@@ -922,16 +980,7 @@ async fn cleanup(backend: Backend) {
         }
         Cleanup::Sql(store, tables) => {
             for table in tables {
-                let statement = format!("DROP TABLE IF EXISTS {table}");
-                if let Some(pool) = store.postgres_pool() {
-                    let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
-                } else if let Some(pool) = store.mysql_pool() {
-                    let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
-                    for procedure in mysql_procedures(&table) {
-                        let statement = format!("DROP PROCEDURE IF EXISTS `{procedure}`");
-                        let _ = sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await;
-                    }
-                }
+                drop_sql_table(&store, &table).await;
             }
         }
         Cleanup::File(path) => {
@@ -1085,9 +1134,96 @@ fn stores(c: &mut Criterion) {
     }
 }
 
+/// The worst client the default limits allow on each SQL server: 100 messages of 655 bytes
+/// (65 500 of the 65 536 bytes). `lease`: one lease of all of them (a zero lease, so they
+/// stay visible for the next); `settle`: one settle that consumes them and appends 100 as
+/// large again, the most one call can append (timed alone, after an untimed lease). One client,
+/// one call at a time: how long one call for one client holds the server.
+fn worst_client(c: &mut Criterion) {
+    if !flash_benches::selected("stores/worst_client") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let limits = flash_core::Limits::default();
+    let each = limits.max_bytes() / limits.max_messages();
+    let messages: Vec<Message> = (0..limits.max_messages())
+        .map(|i| Message::new(Level::INFO, format!("{i:03}{}", "w".repeat(each - 3))))
+        .collect();
+    let path = std::env::temp_dir().join(format!("flash-bench-worst-{}.db", std::process::id()));
+    let table = format!("flash_bench_worst_{}", std::process::id());
+    let mut group = c.benchmark_group("stores/worst_client");
+    group.sample_size(20);
+    for (name, url) in [
+        ("postgres", server_url("FLASH_POSTGRES_URL")),
+        ("mariadb", server_url("FLASH_MYSQL_URL")),
+        ("sqlite", format!("sqlite://{}", path.display())),
+    ] {
+        let store = match rt.block_on(sql_store(&url, &table)) {
+            Ok(store) => store,
+            Err(err) => {
+                println!("stores/worst_client/{name}: skipped, {url} unreachable: {err}");
+                continue;
+            }
+        };
+        let client = ClientId::random();
+        let kept = rt
+            .block_on(store.append(&client, &messages, TTL, &limits))
+            .expect("append");
+        assert_eq!(
+            kept,
+            messages.len(),
+            "the worst client is within the limits"
+        );
+        group.bench_function(BenchmarkId::new("lease", name), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let got = store
+                        .lease(&client, &LeaseId::random(), Duration::ZERO)
+                        .await
+                        .expect("lease");
+                    assert_eq!(got.len(), messages.len());
+                })
+            })
+        });
+        group.bench_function(BenchmarkId::new("settle", name), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        let lease = LeaseId::random();
+                        let got = store.lease(&client, &lease, LEASE).await.expect("lease");
+                        assert_eq!(got.len(), messages.len());
+                        let started = Instant::now();
+                        let kept = store
+                            .settle(&client, &lease, Outcome::Consumed, &messages, TTL, &limits)
+                            .await
+                            .expect("settle");
+                        spent += started.elapsed();
+                        assert_eq!(kept, messages.len());
+                    }
+                    spent
+                })
+            })
+        });
+        if name == "sqlite" {
+            drop(store);
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        } else {
+            rt.block_on(drop_sql_table(&store, &table));
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = flash_benches::criterion_config();
-    targets = stores
+    targets = stores, worst_client
 }
 criterion_main!(benches);

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use flash_core::{Error, ErrorKind, Result};
+use flash_core::{Error, ErrorKind, Redacted, Result, redact_url};
 
-use crate::store::{Driver, SqlStore};
+use crate::store::{DEFAULT_CALL_TIMEOUT, Driver, SqlStore};
 use crate::table::{DEFAULT_TABLE, TableName};
 
 /// Pool settings shared by the drivers.
@@ -16,6 +16,15 @@ pub(crate) struct PoolSettings {
     pub(crate) busy_timeout: Duration,
     #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     pub(crate) idle_ping: Duration,
+    pub(crate) call_timeout: Duration,
+}
+
+impl PoolSettings {
+    /// The server's own time limit on one statement: the call's.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    pub(crate) fn statement_timeout(&self) -> Duration {
+        self.call_timeout.max(Duration::from_millis(1))
+    }
 }
 
 /// Builds a [`SqlStore`]: the URL picks the driver, the rest has defaults.
@@ -45,6 +54,7 @@ impl SqlStoreBuilder {
                 acquire_timeout: Duration::from_secs(5),
                 busy_timeout: Duration::from_secs(5),
                 idle_ping: Duration::from_secs(1),
+                call_timeout: DEFAULT_CALL_TIMEOUT,
             },
         }
     }
@@ -73,6 +83,19 @@ impl SqlStoreBuilder {
     #[must_use]
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.settings.acquire_timeout = timeout;
+        self
+    }
+
+    /// The most one call may take, waiting for a connection, retries and the statements
+    /// included (default 5 s). A call that runs out of time fails with
+    /// `ErrorKind::Unavailable` at once; the connection it leaves mid-statement goes back to
+    /// the pool only once it is known to be idle again, and is closed otherwise. The same
+    /// limit bounds each statement on the server (PostgreSQL `statement_timeout`, MariaDB
+    /// `max_statement_time`, MySQL `max_execution_time`, InnoDB's `innodb_lock_wait_timeout`
+    /// in whole seconds), so the server stops a statement the client no longer waits for.
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.call_timeout = timeout;
         self
     }
 
@@ -120,7 +143,7 @@ impl SqlStoreBuilder {
     fn build(self) -> Result<(SqlStore, TimedProbe)> {
         let table = TableName::new(&self.table)?;
         let driver = driver_for(&self.url)?;
-        let location = redact(&self.url);
+        let location = redact_url(&self.url);
         let timeout = self.settings.acquire_timeout;
         let bad_url = |err: sqlx::Error| {
             Error::with_source(
@@ -165,7 +188,8 @@ impl SqlStoreBuilder {
                 ));
             }
         };
-        let store = SqlStore::from_parts(backend, table, location, timeout);
+        let store = SqlStore::from_parts(backend, table, location, timeout)
+            .with_call_timeout(self.settings.call_timeout);
         Ok((store, probe.with_timeout(timeout)))
     }
 }
@@ -185,27 +209,9 @@ fn driver_for(url: &str) -> Result<Driver> {
             format!(
                 "unsupported database URL {}: use postgres://, postgresql://, mysql://, \
                  mariadb:// or sqlite:",
-                redact(url)
+                Redacted(url)
             ),
         )),
-    }
-}
-
-/// `url` without user, password and query, for messages and `Debug`.
-pub(crate) fn redact(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or("");
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let host = authority
-                .rsplit_once('@')
-                .map_or(authority, |(_, host)| host);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
     }
 }
 
@@ -271,11 +277,12 @@ impl TimedProbe {
 impl fmt::Debug for SqlStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlStoreBuilder")
-            .field("url", &redact(&self.url))
+            .field("url", &Redacted(&self.url))
             .field("table", &self.table)
             .field("max_connections", &self.settings.max_connections)
             .field("acquire_timeout", &self.settings.acquire_timeout)
             .field("busy_timeout", &self.settings.busy_timeout)
+            .field("call_timeout", &self.settings.call_timeout)
             .field("ping_after_idle", &self.settings.idle_ping)
             .finish()
     }
@@ -284,24 +291,6 @@ impl fmt::Debug for SqlStoreBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_drops_credentials_and_query() {
-        assert_eq!(
-            redact("postgres://user:secret@db:5432/app?sslmode=require"),
-            "postgres://db:5432/app"
-        );
-        assert_eq!(
-            redact("mysql://root@127.0.0.1/test"),
-            "mysql://127.0.0.1/test"
-        );
-        assert_eq!(redact("mysql://u:p@ss@h"), "mysql://h");
-        assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
-        assert_eq!(
-            redact("sqlite://data/flash.db?mode=rwc"),
-            "sqlite://data/flash.db"
-        );
-    }
 
     #[test]
     fn schemes_pick_drivers() {

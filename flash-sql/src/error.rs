@@ -59,6 +59,26 @@ pub(crate) fn convert(err: sqlx::Error, inner: &Inner, what: &'static str) -> Er
     Error::with_source(kind, context, err)
 }
 
+/// The flash error for a call that ran out of its time.
+pub(crate) fn timed_out(
+    inner: &Inner,
+    what: &'static str,
+    timeout: Duration,
+    elapsed: tokio::time::error::Elapsed,
+) -> Error {
+    Error::with_source(
+        ErrorKind::Unavailable,
+        format!(
+            "{what} on {} at {}, table {}: no answer within {timeout:?} (the server is slow or \
+             unreachable)",
+            inner.backend.driver(),
+            inner.location,
+            inner.table.as_str()
+        ),
+        elapsed,
+    )
+}
+
 /// The flash error for a failed first connection.
 pub(crate) fn connect_failure(err: sqlx::Error, driver: Driver, at: String) -> Error {
     let (kind, context) = match &err {

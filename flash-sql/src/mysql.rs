@@ -24,7 +24,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, MySql, Row, SqlSafeStr, SqlStr};
 
 use crate::builder::PoolSettings;
-use crate::store::{Driver, hex, micros};
+use crate::store::{Adding, Driver, Guarded, hex, micros};
 use crate::table::TableName;
 
 /// Messages per `CALL` (one JSON parameter) or, above that, rows per `INSERT` (three parameters
@@ -38,10 +38,12 @@ const NOW: &str = "UTC_TIMESTAMP(6)";
 /// The version in the procedures' names. A release that changes what a procedure does names
 /// it anew, so that processes of the old and the new release can run side by side during a
 /// deployment, each calling the procedures it was built for.
-const PROCEDURES_VERSION: u32 = 1;
+const PROCEDURES_VERSION: u32 = 2;
 
 /// MySQL's "PROCEDURE … already exists".
 const ER_SP_ALREADY_EXISTS: u16 = 1304;
+/// MySQL's "Duplicate column name".
+const ER_DUP_FIELDNAME: u16 = 1060;
 
 pub(crate) struct MySqlBackend {
     pool: MySqlPool,
@@ -54,12 +56,20 @@ pub(crate) struct MySqlBackend {
 struct Statements {
     /// `CALL` of the lease procedure (parameters: client, lease, lease span).
     lease: SqlStr,
-    /// `CALL` of the settle procedure (client, lease, consume?, TTL, one body, JSON bodies).
+    /// `CALL` of the settle procedure (client, lease, consume?, TTL, most messages, most
+    /// bytes, one body, its size, JSON `[body, size, running total]` triples).
     settle: SqlStr,
-    /// `CALL` of the append procedure (client, TTL, one body, JSON bodies).
+    /// `CALL` of the append procedure (client, TTL, most messages, most bytes, one body, its
+    /// size, JSON triples).
     append: SqlStr,
+    /// Takes the client's lock row (parameter: client), before a bulk append.
+    lock: SqlStr,
     /// Deletes what a dead client left (parameters: client, client), before a bulk append.
     expire: SqlStr,
+    /// The client's pending messages and bytes (parameter: client).
+    pending: SqlStr,
+    /// Deletes lock rows of clients without messages (parameter: batch size).
+    sweep_locks: SqlStr,
     consume: SqlStr,
     release: SqlStr,
     sweep_range: SqlStr,
@@ -72,8 +82,11 @@ fn sql(text: String) -> SqlStr {
     AssertSqlSafe(text).into_sql_str()
 }
 
-/// One row of an insert: client, body, TTL in microseconds.
-const INSERT_ROW: &str = "(?, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)";
+/// One row of an insert: client, body, size, TTL in microseconds.
+const INSERT_ROW: &str = "(?, ?, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)";
+
+/// Lock rows deleted per sweep statement.
+const SWEEP_LOCKS_BATCH: i64 = 1000;
 
 /// The name of `table`'s procedure for `call`: `<table>_<call>_v<version>`.
 ///
@@ -81,6 +94,12 @@ const INSERT_ROW: &str = "(?, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)";
 /// Linux), so a name with capitals also carries a hash of its exact spelling: tables `Flash`
 /// and `flash` never share procedures (nor find the other's already there). At most 63 bytes
 /// (48 + `_settle_v1` + `_` and four hex digits), within the 64 of an identifier.
+/// The table of lock rows beside `table`: one row per client, locked by every append of the
+/// client (at most 48 + 8 bytes).
+fn locks_table(table: &str) -> String {
+    format!("{table}_clients")
+}
+
 fn procedure_name(table: &str, call: &str) -> String {
     let name = format!("{table}_{call}_v{PROCEDURES_VERSION}");
     if !table.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -124,23 +143,60 @@ fn expire(t: &str, client: &str) -> String {
 /// converted on the way in (the collation does not matter, they are never compared).
 const TEXT_PARAMETER: &str = "LONGTEXT CHARACTER SET utf8mb4";
 
-/// Inserts `p_body` (one message) or the JSON array of strings `p_bodies` (several, in order:
-/// `ORDER BY` fixes the order in which the rows, and so their ids, are inserted) for
-/// `p_client`. A single message goes in as a plain `INSERT … VALUES`, which InnoDB's default
-/// `innodb_autoinc_lock_mode` on MariaDB serves without the table-level AUTO-INC lock an
-/// `INSERT … SELECT` holds for its duration.
-fn insert_procedure_step(t: &str) -> String {
+/// The limited append, inside the procedures' transaction: takes the client's lock row
+/// (`INSERT … ON DUPLICATE KEY UPDATE` locks it, or the new row, until the commit: concurrent
+/// appends of one client take turns), deletes what a dead client left, counts what it has
+/// pending (at `READ COMMITTED` a plain `SELECT` reads a fresh snapshot, taken after the lock
+/// was granted, so it sees what the lock's previous holder committed), then inserts the prefix
+/// that fits into `v_kept`.
+///
+/// `p_body` is one message (of `p_size` bytes), inserted by a plain `INSERT … VALUES`, which
+/// InnoDB's default `innodb_autoinc_lock_mode` on MariaDB serves without the table-level
+/// AUTO-INC lock an `INSERT … SELECT` holds for its duration; `p_bodies`, several, as a JSON
+/// array of `[body, size, running total]` (`ORDER BY` fixes the order in which the rows, and so
+/// their ids, are inserted). Every message is within the text limit already, so the server
+/// compares counts and running totals only.
+fn append_step(t: &str, locks: &str) -> String {
     let expires = format!("{NOW} + INTERVAL p_ttl MICROSECOND");
     format!(
-        "IF p_bodies IS NULL THEN \
-           INSERT INTO {t} (client, body, expires_at) VALUES (p_client, p_body, {expires}); \
+        "INSERT INTO {locks} (client) VALUES (p_client) ON DUPLICATE KEY UPDATE client = client; \
+         {}; \
+         SELECT COUNT(*), COALESCE(SUM(size), 0) INTO v_count, v_bytes FROM {t} \
+           WHERE client = p_client; \
+         IF p_bodies IS NULL THEN \
+           IF v_count < p_max_messages AND v_bytes + p_size <= p_max_bytes THEN \
+             INSERT INTO {t} (client, body, size, expires_at) \
+               VALUES (p_client, p_body, p_size, {expires}); \
+             SET v_kept = 1; \
+           END IF; \
          ELSE \
-           INSERT INTO {t} (client, body, expires_at) \
-           SELECT p_client, j.body, {expires} FROM JSON_TABLE(p_bodies, '$[*]' COLUMNS (\
-             n FOR ORDINALITY, body LONGTEXT PATH '$')) AS j ORDER BY j.n; \
-         END IF;"
+           INSERT INTO {t} (client, body, size, expires_at) \
+           SELECT p_client, j.body, j.size, {expires} FROM JSON_TABLE(p_bodies, '$[*]' COLUMNS (\
+             n FOR ORDINALITY, body LONGTEXT PATH '$[0]', size BIGINT PATH '$[1]', \
+             total BIGINT PATH '$[2]')) AS j \
+           WHERE j.n <= p_max_messages - v_count AND j.total <= p_max_bytes - v_bytes \
+           ORDER BY j.n; \
+           SET v_kept = ROW_COUNT(); \
+         END IF;",
+        expire(t, "p_client")
     )
 }
+
+/// The procedures' parameters of a limited append.
+fn append_parameters() -> String {
+    format!(
+        "p_ttl BIGINT, p_max_messages BIGINT, p_max_bytes BIGINT, p_body {TEXT_PARAMETER}, \
+         p_size BIGINT, p_bodies {TEXT_PARAMETER}"
+    )
+}
+
+/// What the procedures that append declare first: the counts and an exit handler that rolls
+/// back on any error and passes it on unchanged (a lost deadlock stays 1213, and the store
+/// tries again).
+const APPEND_DECLARATIONS: &str = "DECLARE v_count BIGINT DEFAULT 0; \
+     DECLARE v_bytes BIGINT DEFAULT 0; \
+     DECLARE v_kept BIGINT DEFAULT 0; \
+     DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;";
 
 impl MySqlBackend {
     pub(crate) fn new(pool: MySqlPool, table: &TableName) -> Self {
@@ -152,10 +208,12 @@ impl MySqlBackend {
         // application user needs EXECUTE on them and the same rights on the table as before,
         // and calling them grants nothing more than the statements they run.
         let head = "MODIFIES SQL DATA SQL SECURITY INVOKER";
-        let insert = insert_procedure_step(&t);
+        let locks = format!("`{}`", locks_table(name));
+        let step = append_step(&t, &locks);
+        let parameters = append_parameters();
         let procedures = vec![
-            // Not a transaction, as before the procedure: the UPDATE is the atomic claim, and
-            // the SELECT reads back what it stamped (only when it stamped anything).
+            // Not a transaction: the UPDATE is the atomic claim, and the SELECT reads back what
+            // it stamped (only when it stamped anything).
             format!(
                 "CREATE PROCEDURE `{lease}`(p_client BINARY(16), p_lease BINARY(16), \
                    p_span BIGINT) {head} \
@@ -168,15 +226,13 @@ impl MySqlBackend {
                  END",
                 claim(&t, "p_client", "p_lease", "p_span")
             ),
-            // Ending the lease and appending commit together or not at all. The handler rolls
-            // back on any error and passes it on unchanged (a lost deadlock stays 1213, and the
-            // store tries again).
+            // Ending the lease and appending commit together or not at all; the result is how
+            // many messages were appended.
             format!(
                 "CREATE PROCEDURE `{settle}`(p_client BINARY(16), p_lease BINARY(16), \
-                   p_consume BOOLEAN, p_ttl BIGINT, p_body {TEXT_PARAMETER}, \
-                   p_bodies {TEXT_PARAMETER}) {head} \
+                   p_consume BOOLEAN, {parameters}) {head} \
                  BEGIN \
-                   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; \
+                   {APPEND_DECLARATIONS} \
                    START TRANSACTION; \
                    IF p_consume THEN \
                      DELETE FROM {t} WHERE client = p_client AND lease = p_lease; \
@@ -184,27 +240,37 @@ impl MySqlBackend {
                      UPDATE {t} SET lease = NULL, leased_until = NULL \
                      WHERE client = p_client AND lease = p_lease; \
                    END IF; \
-                   {insert} \
+                   {step} \
                    COMMIT; \
+                   SELECT v_kept; \
                  END"
             ),
-            // Two statements, each atomic, as before the procedure: deleting a dead client's
-            // rows first is harmless on its own, and the insert then starts the client afresh.
             format!(
-                "CREATE PROCEDURE `{append}`(p_client BINARY(16), p_ttl BIGINT, \
-                   p_body {TEXT_PARAMETER}, p_bodies {TEXT_PARAMETER}) {head} \
+                "CREATE PROCEDURE `{append}`(p_client BINARY(16), {parameters}) {head} \
                  BEGIN \
-                   {}; \
-                   {insert} \
-                 END",
-                expire(&t, "p_client")
+                   {APPEND_DECLARATIONS} \
+                   START TRANSACTION; \
+                   {step} \
+                   COMMIT; \
+                   SELECT v_kept; \
+                 END"
             ),
         ];
         let sql = Statements {
             lease: sql(format!("CALL `{lease}`(?, ?, ?)")),
-            settle: sql(format!("CALL `{settle}`(?, ?, ?, ?, ?, ?)")),
-            append: sql(format!("CALL `{append}`(?, ?, ?, ?)")),
+            settle: sql(format!("CALL `{settle}`(?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+            append: sql(format!("CALL `{append}`(?, ?, ?, ?, ?, ?, ?)")),
+            lock: sql(format!(
+                "INSERT INTO {locks} (client) VALUES (?) ON DUPLICATE KEY UPDATE client = client"
+            )),
             expire: sql(expire(&t, "?")),
+            pending: sql(format!(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS SIGNED) FROM {t} WHERE client = ?"
+            )),
+            sweep_locks: sql(format!(
+                "DELETE FROM {locks} WHERE NOT EXISTS \
+                   (SELECT 1 FROM {t} AS m WHERE m.client = {locks}.client) LIMIT ?"
+            )),
             consume: sql(format!("DELETE FROM {t} WHERE client = ? AND lease = ?")),
             release: sql(format!(
                 "UPDATE {t} SET lease = NULL, leased_until = NULL WHERE client = ? AND lease = ?"
@@ -218,7 +284,7 @@ impl MySqlBackend {
                    ON a.client = d.client AND a.expires_at > {NOW} \
                  WHERE d.id BETWEEN ? AND ? AND d.expires_at <= {NOW} AND a.id IS NULL"
             )),
-            insert_head: format!("INSERT INTO {t} (client, body, expires_at) VALUES "),
+            insert_head: format!("INSERT INTO {t} (client, body, size, expires_at) VALUES "),
         };
         MySqlBackend {
             pool,
@@ -245,6 +311,7 @@ impl MySqlBackend {
                id BIGINT NOT NULL AUTO_INCREMENT, \
                client BINARY(16) NOT NULL, \
                body MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
+               size INT NOT NULL DEFAULT 0, \
                lease BINARY(16) NULL, \
                leased_until DATETIME(6) NULL, \
                expires_at DATETIME(6) NOT NULL, \
@@ -256,6 +323,38 @@ impl MySqlBackend {
         sqlx::raw_sql(AssertSqlSafe(statement))
             .execute(&self.pool)
             .await?;
+        let locks = locks_table(t);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS `{locks}` (client BINARY(16) NOT NULL PRIMARY KEY) \
+             ENGINE=InnoDB"
+        )))
+        .execute(&self.pool)
+        .await?;
+        // A table of an earlier release: its rows count as size 0. Added last, so InnoDB adds
+        // it in place (instantly on MariaDB ≥ 10.3, MySQL ≥ 8.0.12). A concurrent migrate may
+        // add it first.
+        let sized: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() \
+             AND table_name = ? AND column_name = 'size'",
+        )
+        .bind(t)
+        .fetch_one(&self.pool)
+        .await?;
+        if sized == 0 {
+            match sqlx::raw_sql(AssertSqlSafe(format!(
+                "ALTER TABLE `{t}` ADD COLUMN size INT NOT NULL DEFAULT 0"
+            )))
+            .execute(&self.pool)
+            .await
+            {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db))
+                    if db
+                        .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                        .is_some_and(|my| my.number() == ER_DUP_FIELDNAME) => {}
+                Err(err) => return Err(err),
+            }
+        }
         // A table of an earlier release gets its procedures here too. MySQL before 8.0.29 has
         // no CREATE PROCEDURE IF NOT EXISTS (and none has OR REPLACE): a plain CREATE that
         // finds the procedure there, made by this version or by a concurrent migrate (the
@@ -277,12 +376,13 @@ impl MySqlBackend {
         Ok(())
     }
 
-    /// Inserts `bodies` for `client` in order, in chunks, on `conn`: the bulk path.
+    /// Inserts `bodies` with their `sizes` for `client` in order, on `conn`: the bulk path.
     async fn insert<'c, E>(
         &self,
         conn: E,
         client: &[u8; 16],
         bodies: &[String],
+        sizes: &[i64],
         ttl: Duration,
     ) -> Result<(), sqlx::Error>
     where
@@ -297,43 +397,71 @@ impl MySqlBackend {
             text.push_str(INSERT_ROW);
         }
         let mut query = sqlx::query(AssertSqlSafe(text));
-        for body in bodies {
-            query = query.bind(client.as_slice()).bind(body.as_str()).bind(ttl);
+        for (body, size) in bodies.iter().zip(sizes) {
+            query = query
+                .bind(client.as_slice())
+                .bind(body.as_str())
+                .bind(*size)
+                .bind(ttl);
         }
         query.execute(conn).await?;
         Ok(())
     }
 
+    /// Runs a `CALL` of a procedure that appends on one connection; returns how many messages
+    /// it appended.
+    async fn call_append<'q>(
+        &self,
+        call: sqlx::query::Query<'q, MySql, <MySql as sqlx::Database>::Arguments>,
+    ) -> Result<usize, sqlx::Error> {
+        let mut conn = Guarded::acquire(&self.pool).await?;
+        let called = call.fetch_all(conn.busy()?).await;
+        conn.idle();
+        match called {
+            Ok(rows) => {
+                let kept: i64 = match rows.first() {
+                    Some(row) => row.try_get(0)?,
+                    None => 0,
+                };
+                Ok(usize::try_from(kept).unwrap_or(0))
+            }
+            Err(err) => {
+                // The handler rolls back on every error it can catch, but a statement cut
+                // short (KILL QUERY, a statement time limit) may end the procedure without
+                // it. An open transaction must not go back to the pool: the next call's
+                // START TRANSACTION would commit it, half done. Only failures pay this extra
+                // round trip.
+                let rolled_back = sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
+                    .execute(conn.busy()?)
+                    .await;
+                conn.idle();
+                if rolled_back.is_err() {
+                    conn.close_on_drop();
+                }
+                Err(err)
+            }
+        }
+    }
+
     pub(crate) async fn append(
         &self,
         client: &[u8; 16],
-        bodies: &[String],
+        adding: &Adding,
         ttl: Duration,
-    ) -> Result<(), sqlx::Error> {
-        if bodies.len() <= INSERT_CHUNK {
-            let (one, many) = one_or_many(bodies)?;
-            sqlx::query(self.sql.append.clone())
-                .bind(client.as_slice())
-                .bind(micros(ttl))
-                .bind(one)
-                .bind(many)
-                .execute(&self.pool)
-                .await?;
-            return Ok(());
+    ) -> Result<usize, sqlx::Error> {
+        if adding.len() > INSERT_CHUNK {
+            return self.append_in_chunks(client, None, adding, ttl).await;
         }
-        // Beyond a chunk, the procedure's steps as statements: the expiry on its own, the
-        // chunks in one transaction.
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query(self.sql.expire.clone())
+        let (one, size, many) = one_or_many(adding)?;
+        let call = sqlx::query(self.sql.append.clone())
             .bind(client.as_slice())
-            .bind(client.as_slice())
-            .execute(&mut *conn)
-            .await?;
-        let mut tx = conn.begin().await?;
-        for chunk in bodies.chunks(INSERT_CHUNK) {
-            self.insert(&mut *tx, client, chunk, ttl).await?;
-        }
-        tx.commit().await
+            .bind(micros(ttl))
+            .bind(adding.max_messages)
+            .bind(adding.max_bytes)
+            .bind(one)
+            .bind(size)
+            .bind(many);
+        self.call_append(call).await
     }
 
     pub(crate) async fn lease(
@@ -342,12 +470,15 @@ impl MySqlBackend {
         lease: &[u8; 16],
         lease_for: Duration,
     ) -> Result<Vec<(i64, String)>, sqlx::Error> {
-        sqlx::query(self.sql.lease.clone())
+        let mut conn = Guarded::acquire(&self.pool).await?;
+        let rows = sqlx::query(self.sql.lease.clone())
             .bind(client.as_slice())
             .bind(lease.as_slice())
             .bind(micros(lease_for))
-            .fetch_all(&self.pool)
-            .await?
+            .fetch_all(conn.busy()?)
+            .await;
+        conn.idle();
+        rows?
             .into_iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
@@ -358,49 +489,38 @@ impl MySqlBackend {
         client: &[u8; 16],
         lease: &[u8; 16],
         outcome: Outcome,
-        bodies: &[String],
+        adding: &Adding,
         ttl: Duration,
-    ) -> Result<(), sqlx::Error> {
-        if bodies.is_empty() {
+    ) -> Result<usize, sqlx::Error> {
+        if adding.is_empty() {
             // One statement: no procedure needed.
-            sqlx::query(self.end_lease(outcome).clone())
+            let mut conn = Guarded::acquire(&self.pool).await?;
+            let done = sqlx::query(self.end_lease(outcome).clone())
                 .bind(client.as_slice())
                 .bind(lease.as_slice())
-                .execute(&self.pool)
-                .await?;
-            return Ok(());
+                .execute(conn.busy()?)
+                .await;
+            conn.idle();
+            done?;
+            return Ok(0);
         }
-        if bodies.len() > INSERT_CHUNK {
+        if adding.len() > INSERT_CHUNK {
             return self
-                .settle_in_chunks(client, lease, outcome, bodies, ttl)
+                .append_in_chunks(client, Some((lease, outcome)), adding, ttl)
                 .await;
         }
-        let (one, many) = one_or_many(bodies)?;
-        let mut conn = self.pool.acquire().await?;
-        let called = sqlx::query(self.sql.settle.clone())
+        let (one, size, many) = one_or_many(adding)?;
+        let call = sqlx::query(self.sql.settle.clone())
             .bind(client.as_slice())
             .bind(lease.as_slice())
             .bind(outcome == Outcome::Consumed)
             .bind(micros(ttl))
+            .bind(adding.max_messages)
+            .bind(adding.max_bytes)
             .bind(one)
-            .bind(many)
-            .execute(&mut *conn)
-            .await;
-        if let Err(err) = called {
-            // The handler rolls back on every error it can catch, but a statement cut short
-            // (KILL QUERY, a statement time limit) may end the procedure without it. An open
-            // transaction must not go back to the pool: the next settle's START TRANSACTION
-            // would commit it, half done. Only failures pay this extra round trip.
-            if sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
-                .execute(&mut *conn)
-                .await
-                .is_err()
-            {
-                conn.close_on_drop();
-            }
-            return Err(err);
-        }
-        Ok(())
+            .bind(size)
+            .bind(many);
+        self.call_append(call).await
     }
 
     /// The statement that ends a lease as `outcome` says (client, lease).
@@ -411,31 +531,54 @@ impl MySqlBackend {
         }
     }
 
-    /// A settle with more messages than one `CALL` takes: the procedure's steps as statements
-    /// in one transaction.
-    async fn settle_in_chunks(
+    /// An append (after ending `lease`) of more messages than one `CALL` takes: the
+    /// procedures' steps as statements in one transaction, the fitting prefix counted here.
+    async fn append_in_chunks(
         &self,
         client: &[u8; 16],
-        lease: &[u8; 16],
-        outcome: Outcome,
-        bodies: &[String],
+        lease: Option<(&[u8; 16], Outcome)>,
+        adding: &Adding,
         ttl: Duration,
-    ) -> Result<(), sqlx::Error> {
-        let statement = self.end_lease(outcome);
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(statement.clone())
+    ) -> Result<usize, sqlx::Error> {
+        // A failure leaves the connection busy, and so closed: the transaction goes with it.
+        let mut conn = Guarded::acquire(&self.pool).await?;
+        let mut tx = conn.busy()?.begin().await?;
+        sqlx::query(self.sql.lock.clone())
             .bind(client.as_slice())
-            .bind(lease.as_slice())
             .execute(&mut *tx)
             .await?;
-        for chunk in bodies.chunks(INSERT_CHUNK) {
-            self.insert(&mut *tx, client, chunk, ttl).await?;
+        if let Some((lease, outcome)) = lease {
+            sqlx::query(self.end_lease(outcome).clone())
+                .bind(client.as_slice())
+                .bind(lease.as_slice())
+                .execute(&mut *tx)
+                .await?;
         }
-        tx.commit().await
+        sqlx::query(self.sql.expire.clone())
+            .bind(client.as_slice())
+            .bind(client.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        let (count, bytes): (i64, i64) = sqlx::query_as(self.sql.pending.clone())
+            .bind(client.as_slice())
+            .fetch_one(&mut *tx)
+            .await?;
+        let kept = adding.fitting(count, bytes);
+        for (bodies, sizes) in adding.bodies[..kept]
+            .chunks(INSERT_CHUNK)
+            .zip(adding.sizes[..kept].chunks(INSERT_CHUNK))
+        {
+            self.insert(&mut *tx, client, bodies, sizes, ttl).await?;
+        }
+        tx.commit().await?;
+        conn.idle();
+        Ok(kept)
     }
 
     pub(crate) async fn sweep(&self) -> Result<u64, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
+        // Statements in a row: a failure leaves the connection busy, and so closed.
+        let mut guarded = Guarded::acquire(&self.pool).await?;
+        let conn = guarded.busy()?;
         let range = sqlx::query(self.sql.sweep_range.clone())
             .fetch_one(&mut *conn)
             .await?;
@@ -443,6 +586,8 @@ impl MySqlBackend {
             range.try_get::<Option<i64>, _>(0)?,
             range.try_get::<Option<i64>, _>(1)?,
         ) else {
+            self.sweep_locks(conn).await?;
+            guarded.idle();
             return Ok(0);
         };
         let mut total = 0;
@@ -460,7 +605,24 @@ impl MySqlBackend {
                 break;
             }
         }
+        self.sweep_locks(conn).await?;
+        guarded.idle();
         Ok(total)
+    }
+
+    /// Deletes the lock rows of clients without messages, in batches. A lock row only matters
+    /// while an append holds it, and the delete waits for that append's commit.
+    async fn sweep_locks(&self, conn: &mut sqlx::MySqlConnection) -> Result<(), sqlx::Error> {
+        loop {
+            let deleted = sqlx::query(self.sql.sweep_locks.clone())
+                .bind(SWEEP_LOCKS_BATCH)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if deleted < SWEEP_LOCKS_BATCH.unsigned_abs() {
+                return Ok(());
+            }
+        }
     }
 
     /// The plan of the lease procedure's claim, with literals for its parameters.
@@ -499,34 +661,67 @@ impl MySqlBackend {
     }
 }
 
-/// The procedures' two body parameters: one message as it is, or several as a JSON array of
-/// strings (NULL the other).
-fn one_or_many(bodies: &[String]) -> Result<(Option<&str>, Option<String>), sqlx::Error> {
-    match bodies {
-        [one] => Ok((Some(one.as_str()), None)),
-        many => serde_json::to_string(many)
-            .map(|json| (None, Some(json)))
-            .map_err(|err| sqlx::Error::Encode(Box::new(err))),
+/// The procedures' three message parameters: one message as it is with its size, or several
+/// as a JSON array of `[body, size, running total]` (NULL the others).
+#[allow(clippy::type_complexity)]
+fn one_or_many(
+    adding: &Adding,
+) -> Result<(Option<&str>, Option<i64>, Option<String>), sqlx::Error> {
+    match (&adding.bodies[..], &adding.sizes[..]) {
+        ([one], [size]) => Ok((Some(one.as_str()), Some(*size), None)),
+        _ => {
+            let triples: Vec<(&str, i64, i64)> = adding
+                .bodies
+                .iter()
+                .zip(&adding.sizes)
+                .zip(&adding.totals)
+                .map(|((body, size), total)| (body.as_str(), *size, *total))
+                .collect();
+            serde_json::to_string(&triples)
+                .map(|json| (None, None, Some(json)))
+                .map_err(|err| sqlx::Error::Encode(Box::new(err)))
+        }
     }
 }
 
 /// A lazy pool for `url`, and the options to probe the server with.
+///
+/// Every connection runs at `READ COMMITTED` with the server's statement time limits set to
+/// the call timeout.
 pub(crate) fn pool(
     url: &str,
     settings: &PoolSettings,
 ) -> Result<(MySqlPool, MySqlConnectOptions), sqlx::Error> {
     let options: MySqlConnectOptions = url.parse()?;
     let idle_ping = settings.idle_ping;
+    let limit = settings.statement_timeout();
     let pool = MySqlPoolOptions::new()
         .max_connections(settings.max_connections.unwrap_or(10))
         .acquire_timeout(settings.acquire_timeout)
         .test_before_acquire(false)
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 // Under REPEATABLE READ InnoDB takes gap locks on the (client, id) range, and
                 // concurrent requests of one client queue behind each other.
                 conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                     .await?;
+                let lock_wait = limit.as_secs().clamp(1, 1_073_741_824);
+                conn.execute(AssertSqlSafe(format!(
+                    "SET SESSION innodb_lock_wait_timeout = {lock_wait}"
+                )))
+                .await?;
+                // MariaDB's limit covers every statement; MySQL's only SELECTs.
+                let mariadb = format!(
+                    "SET SESSION max_statement_time = {:.3}",
+                    limit.as_secs_f64().max(0.001)
+                );
+                if conn.execute(AssertSqlSafe(mariadb)).await.is_err() {
+                    let millis = limit.as_millis().max(1);
+                    conn.execute(AssertSqlSafe(format!(
+                        "SET SESSION max_execution_time = {millis}"
+                    )))
+                    .await?;
+                }
                 Ok(())
             })
         })

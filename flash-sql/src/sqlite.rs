@@ -11,12 +11,12 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqlSafeStr, SqlStr, Sqlite};
 
 use crate::builder::PoolSettings;
-use crate::store::{Driver, hex, micros};
+use crate::store::{Adding, Driver, hex, micros};
 use crate::table::TableName;
 
-/// Rows per `INSERT`: two fixed parameters plus one per row stays below 999, the parameter
+/// Rows per `INSERT`: two fixed parameters plus two per row stays below 999, the parameter
 /// limit of SQLite builds older than 3.32.
-const INSERT_CHUNK: usize = 500;
+const INSERT_CHUNK: usize = 400;
 /// Rows deleted per sweep statement.
 const SWEEP_BATCH: i64 = 10_000;
 
@@ -37,6 +37,8 @@ pub(crate) struct SqliteBackend {
 
 struct Statements {
     expire: SqlStr,
+    /// The client's pending messages and their bytes.
+    pending: SqlStr,
     lease: SqlStr,
     consume: SqlStr,
     release: SqlStr,
@@ -56,6 +58,9 @@ impl SqliteBackend {
             expire: sql(format!(
                 "DELETE FROM {t} WHERE client = ?1 AND {newest} <= {NOW}"
             )),
+            pending: sql(format!(
+                "SELECT count(*), coalesce(sum(size), 0) FROM {t} WHERE client = ?1"
+            )),
             lease: sql(format!(
                 "UPDATE {t} SET lease = ?2, leased_until = {NOW} + ?3 \
                  WHERE client = ?1 AND (leased_until IS NULL OR leased_until <= {NOW}) \
@@ -74,7 +79,7 @@ impl SqliteBackend {
                                    AND a.expires_at > {NOW}) \
                    LIMIT ?1)"
             )),
-            insert_head: format!("INSERT INTO {t} (client, body, expires_at) VALUES "),
+            insert_head: format!("INSERT INTO {t} (client, body, size, expires_at) VALUES "),
         };
         SqliteBackend {
             pool,
@@ -102,6 +107,7 @@ impl SqliteBackend {
                    id INTEGER PRIMARY KEY, \
                    client BLOB NOT NULL, \
                    body TEXT NOT NULL, \
+                   size INTEGER NOT NULL DEFAULT 0, \
                    lease BLOB, \
                    leased_until INTEGER, \
                    expires_at INTEGER NOT NULL)"
@@ -113,15 +119,30 @@ impl SqliteBackend {
                 .execute(&mut *tx)
                 .await?;
         }
+        // A table of an earlier release: its rows count as size 0.
+        let sized: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = 'size')",
+        )
+        .bind(t.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if !sized {
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "ALTER TABLE \"{t}\" ADD COLUMN size INTEGER NOT NULL DEFAULT 0"
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await
     }
 
-    /// Inserts `bodies` for `client` in order, in chunks, on `conn`.
+    /// Inserts `bodies` with their `sizes` for `client`, in order, on `conn`.
     async fn insert<'c, E>(
         &self,
         conn: E,
         client: &[u8; 16],
         bodies: &[String],
+        sizes: &[i64],
         ttl: Duration,
     ) -> Result<(), sqlx::Error>
     where
@@ -132,36 +153,60 @@ impl SqliteBackend {
             if i > 0 {
                 text.push_str(", ");
             }
-            text.push_str(&format!("(?1, ?{}, {NOW} + ?2)", i + 3));
+            text.push_str(&format!("(?1, ?{}, ?{}, {NOW} + ?2)", 2 * i + 3, 2 * i + 4));
         }
         let mut query = sqlx::query(AssertSqlSafe(text))
             .bind(client.as_slice())
             .bind(millis(ttl));
-        for body in bodies {
-            query = query.bind(body.as_str());
+        for (body, size) in bodies.iter().zip(sizes) {
+            query = query.bind(body.as_str()).bind(*size);
         }
         query.execute(conn).await?;
         Ok(())
     }
 
-    pub(crate) async fn append(
+    /// In the open write transaction `tx`: deletes what a dead client left, then appends the
+    /// prefix of `adding` that fits beside what the client has pending. The transaction holds
+    /// SQLite's one write lock, so no other append of the client runs between the count and
+    /// the insert.
+    async fn append_fitting(
         &self,
+        tx: &mut sqlx::SqliteConnection,
         client: &[u8; 16],
-        bodies: &[String],
+        adding: &Adding,
         ttl: Duration,
-    ) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        // IMMEDIATE takes the write lock first (waiting through the busy timeout), so the
-        // transaction never fails half-way to upgrade a read lock.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    ) -> Result<usize, sqlx::Error> {
         sqlx::query(self.sql.expire.clone())
             .bind(client.as_slice())
             .execute(&mut *tx)
             .await?;
-        for chunk in bodies.chunks(INSERT_CHUNK) {
-            self.insert(&mut *tx, client, chunk, ttl).await?;
+        let (count, bytes): (i64, i64) = sqlx::query_as(self.sql.pending.clone())
+            .bind(client.as_slice())
+            .fetch_one(&mut *tx)
+            .await?;
+        let kept = adding.fitting(count, bytes);
+        for (bodies, sizes) in adding.bodies[..kept]
+            .chunks(INSERT_CHUNK)
+            .zip(adding.sizes[..kept].chunks(INSERT_CHUNK))
+        {
+            self.insert(&mut *tx, client, bodies, sizes, ttl).await?;
         }
-        tx.commit().await
+        Ok(kept)
+    }
+
+    pub(crate) async fn append(
+        &self,
+        client: &[u8; 16],
+        adding: &Adding,
+        ttl: Duration,
+    ) -> Result<usize, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        // IMMEDIATE takes the write lock first (waiting through the busy timeout), so the
+        // transaction never fails half-way to upgrade a read lock.
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let kept = self.append_fitting(&mut tx, client, adding, ttl).await?;
+        tx.commit().await?;
+        Ok(kept)
     }
 
     pub(crate) async fn lease(
@@ -186,9 +231,9 @@ impl SqliteBackend {
         client: &[u8; 16],
         lease: &[u8; 16],
         outcome: Outcome,
-        bodies: &[String],
+        adding: &Adding,
         ttl: Duration,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<usize, sqlx::Error> {
         let statement = match outcome {
             Outcome::Consumed => &self.sql.consume,
             Outcome::Released => &self.sql.release,
@@ -196,17 +241,16 @@ impl SqliteBackend {
         let end = sqlx::query(statement.clone())
             .bind(client.as_slice())
             .bind(lease.as_slice());
-        if bodies.is_empty() {
+        if adding.is_empty() {
             end.execute(&self.pool).await?;
-            return Ok(());
+            return Ok(0);
         }
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         end.execute(&mut *tx).await?;
-        for chunk in bodies.chunks(INSERT_CHUNK) {
-            self.insert(&mut *tx, client, chunk, ttl).await?;
-        }
-        tx.commit().await
+        let kept = self.append_fitting(&mut tx, client, adding, ttl).await?;
+        tx.commit().await?;
+        Ok(kept)
     }
 
     pub(crate) async fn sweep(&self) -> Result<u64, sqlx::Error> {

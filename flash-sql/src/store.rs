@@ -87,6 +87,127 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Messages to append, as the statements take them: bodies, sizes and running totals of the
+/// sizes, with the limits as the server compares them.
+///
+/// Only the prefix that fits an empty client is kept from the start (`Limits::fitting` beside
+/// nothing): every message of it is short enough, and the server then only compares counts and
+/// running totals.
+pub(crate) struct Adding {
+    pub(crate) bodies: Vec<String>,
+    /// `Message::size()` of each message.
+    pub(crate) sizes: Vec<i64>,
+    /// `sizes[0] + … + sizes[i]` at `i`: the message at `i` fits while its running total
+    /// does, since every earlier one then fits too.
+    pub(crate) totals: Vec<i64>,
+    pub(crate) max_messages: i64,
+    pub(crate) max_bytes: i64,
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Adding {
+    fn new(messages: &[Message], limits: &Limits) -> Result<Adding> {
+        let fitting = &messages[..limits.fitting(0, 0, messages)];
+        let mut total = 0i64;
+        let (mut sizes, mut totals) = (Vec::new(), Vec::new());
+        for message in fitting {
+            let size = to_i64(message.size());
+            total = total.saturating_add(size);
+            sizes.push(size);
+            totals.push(total);
+        }
+        Ok(Adding {
+            bodies: encode(fitting)?,
+            sizes,
+            totals,
+            max_messages: to_i64(limits.max_messages()),
+            max_bytes: to_i64(limits.max_bytes()),
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bodies.is_empty()
+    }
+
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) fn len(&self) -> usize {
+        self.bodies.len()
+    }
+
+    /// How many (a prefix) fit beside `count` pending messages of `bytes` bytes: the rule of
+    /// `Limits::fitting`, as the statements apply it on the server.
+    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
+    pub(crate) fn fitting(&self, count: i64, bytes: i64) -> usize {
+        let room = usize::try_from(self.max_messages.saturating_sub(count)).unwrap_or(0);
+        let bytes_left = self.max_bytes.saturating_sub(bytes);
+        self.totals
+            .iter()
+            .take(room)
+            .take_while(|total| **total <= bytes_left)
+            .count()
+    }
+}
+
+/// A pooled connection that is dropped, not handed back to the pool, when its holder is
+/// dropped while it is busy: a call whose future is dropped mid-statement (its time ran out)
+/// leaves the connection in a state nobody knows (a statement running, a result half read, a
+/// procedure's transaction open), and both sqlx's check on release and its graceful close wait
+/// on the server without a time limit or up to 5 s. Detached from the pool and dropped, the
+/// socket is closed at once, the server rolls back whatever was open, and the pool's slot is
+/// free. It costs a new connection after a timeout, and nothing on every other call.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) struct Guarded<DB: sqlx::Database> {
+    /// Always there until the drop.
+    conn: Option<sqlx::pool::PoolConnection<DB>>,
+    busy: bool,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<DB: sqlx::Database> Guarded<DB> {
+    pub(crate) async fn acquire(pool: &sqlx::Pool<DB>) -> Result<Self, sqlx::Error> {
+        Ok(Guarded {
+            conn: Some(pool.acquire().await?),
+            busy: false,
+        })
+    }
+
+    /// The connection, marked busy until [`Guarded::idle`].
+    pub(crate) fn busy(&mut self) -> Result<&mut DB::Connection, sqlx::Error> {
+        self.busy = true;
+        match self.conn.as_mut() {
+            Some(conn) => Ok(&mut **conn),
+            None => Err(sqlx::Error::PoolClosed),
+        }
+    }
+
+    /// The statements sent through [`Guarded::busy`] have ended (well or not).
+    pub(crate) fn idle(&mut self) {
+        self.busy = false;
+    }
+
+    /// Closes the connection (gracefully) when it is dropped, whatever its state.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) fn close_on_drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<DB: sqlx::Database> Drop for Guarded<DB> {
+    fn drop(&mut self) {
+        if self.busy
+            && let Some(conn) = self.conn.take()
+        {
+            drop(conn.detach());
+        }
+    }
+}
+
 /// How often an operation that lost a deadlock, a serialization check or an SQLite lock is
 /// tried in all.
 const ATTEMPTS: u32 = 4;
@@ -111,7 +232,11 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct SqlStore {
     inner: Arc<Inner>,
+    call_timeout: Duration,
 }
+
+/// The default [`SqlStore::call_timeout`].
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl SqlStore {
     /// Connects to `url` with the default settings: `postgres://…`, `postgresql://…`,
@@ -200,7 +325,26 @@ impl SqlStore {
                 location,
                 acquire_timeout,
             }),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
+    }
+
+    /// This store (a clone sharing the pool) with every call bounded by `timeout`, waiting for
+    /// a connection, retries and the statements included (default 5 s, or the builder's
+    /// [`call_timeout`](SqlStoreBuilder::call_timeout)). A call that runs out of time fails
+    /// with `ErrorKind::Unavailable`.
+    ///
+    /// For a store on a pool of your own, bound the statements on the server too (see the
+    /// crate documentation): the builder's pools do.
+    #[must_use]
+    pub fn with_call_timeout(mut self, timeout: Duration) -> SqlStore {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// The most a call may take (see [`SqlStore::with_call_timeout`]).
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// The database behind the store.
@@ -208,7 +352,7 @@ impl SqlStore {
         self.inner.backend.driver()
     }
 
-    /// Where the database is, without credentials (the URL's scheme, host, port and path).
+    /// Where the database is: the URL with its secrets hidden by [`flash_core::redact_url`].
     pub fn location(&self) -> &str {
         &self.inner.location
     }
@@ -331,29 +475,43 @@ impl SqlStore {
         dispatch!(&self.inner.backend, b => b.pool().close().await)
     }
 
-    /// Runs `op`, again on a lost deadlock, a failed serialization check or an SQLite lock
-    /// (each rolled the whole operation back), and maps the final error.
+    /// Runs `op` within the call timeout, again on a lost deadlock, a failed serialization
+    /// check or an SQLite lock (each rolled the whole operation back), and maps the final
+    /// error.
     async fn run<T, F, Fut>(&self, what: &'static str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        let mut attempt = 1;
-        loop {
-            match op().await {
-                Ok(value) => return Ok(value),
-                Err(err) if attempt < ATTEMPTS && error::is_retryable(&err) => {
-                    tracing::debug!(
-                        table = self.table(),
-                        operation = what,
-                        attempt,
-                        error = %err,
-                        "flash-sql: retrying"
-                    );
-                    tokio::time::sleep(error::backoff(attempt)).await;
-                    attempt += 1;
+        let attempts = async {
+            let mut attempt = 1;
+            loop {
+                match op().await {
+                    Ok(value) => return Ok(value),
+                    Err(err) if attempt < ATTEMPTS && error::is_retryable(&err) => {
+                        tracing::debug!(
+                            table = self.table(),
+                            operation = what,
+                            attempt,
+                            error = %err,
+                            "flash-sql: retrying"
+                        );
+                        tokio::time::sleep(error::backoff(attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(err) => return Err(error::convert(err, &self.inner, what)),
                 }
-                Err(err) => return Err(error::convert(err, &self.inner, what)),
+            }
+        };
+        // Dropping the call's future drops its connection mid-statement: sqlx does not put it
+        // back in the pool before the `after_release` check (a bounded round trip that waits
+        // for the statement's end, or closes the connection) has passed.
+        match tokio::time::timeout(self.call_timeout, attempts).await {
+            Ok(outcome) => outcome,
+            Err(elapsed) => {
+                let err = error::timed_out(&self.inner, what, self.call_timeout, elapsed);
+                tracing::warn!(table = self.table(), operation = what, error = %err, "flash-sql: call timed out");
+                Err(err)
             }
         }
     }
@@ -377,19 +535,17 @@ impl KeyedStore for SqlStore {
         client: &ClientId,
         messages: &[Message],
         ttl: Duration,
-        _limits: &Limits,
+        limits: &Limits,
     ) -> Result<usize> {
-        // TODO(limits): enforce inside the statement.
-        if messages.is_empty() {
+        let adding = Adding::new(messages, limits)?;
+        if adding.is_empty() {
             return Ok(0);
         }
-        let bodies = encode(messages)?;
-        let (backend, client, bodies) = (&self.inner.backend, client.as_bytes(), &bodies);
+        let (backend, client, adding) = (&self.inner.backend, client.as_bytes(), &adding);
         self.run("append", || async move {
-            dispatch!(backend, b => b.append(client, bodies, ttl).await)
+            dispatch!(backend, b => b.append(client, adding, ttl).await)
         })
         .await
-        .map(|()| messages.len())
     }
 
     async fn lease(
@@ -431,16 +587,15 @@ impl KeyedStore for SqlStore {
         outcome: Outcome,
         append: &[Message],
         ttl: Duration,
-        _limits: &Limits,
+        limits: &Limits,
     ) -> Result<usize> {
-        let bodies = encode(append)?;
+        let adding = Adding::new(append, limits)?;
         let (backend, client, lease) = (&self.inner.backend, client.as_bytes(), lease.as_bytes());
-        let bodies = &bodies;
+        let adding = &adding;
         self.run("settle", || async move {
-            dispatch!(backend, b => b.settle(client, lease, outcome, bodies, ttl).await)
+            dispatch!(backend, b => b.settle(client, lease, outcome, adding, ttl).await)
         })
         .await
-        .map(|()| append.len())
     }
 }
 
@@ -450,6 +605,7 @@ impl fmt::Debug for SqlStore {
             .field("driver", &self.driver())
             .field("location", &self.inner.location)
             .field("table", &self.table())
+            .field("call_timeout", &self.call_timeout)
             .finish_non_exhaustive()
     }
 }

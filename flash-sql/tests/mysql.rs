@@ -58,7 +58,8 @@ async fn exhausted_pool_is_unavailable_not_a_hang() {
     let store = SqlStore::builder(mysql_url())
         .table(&table)
         .max_connections(1)
-        .acquire_timeout(Duration::from_millis(300))
+        // Not too short: a loaded machine opens a connection slowly.
+        .acquire_timeout(Duration::from_secs(1))
         .connect()
         .await
         .unwrap();
@@ -525,23 +526,17 @@ async fn several_messages_keep_their_bytes_and_order() {
     };
     let many: Vec<_> = (0..300).map(odd).collect();
     let client = ClientId::random();
-    store
-        .append(&client, &many, hour, &flash_core::Limits::default())
-        .await
-        .unwrap();
+    let roomy = flash_core::Limits::default().with_max_messages(1000);
+    assert_eq!(
+        store.append(&client, &many, hour, &roomy).await.unwrap(),
+        300
+    );
     let lease = LeaseId::random();
     let got = store.lease(&client, &lease, hour).await.unwrap();
     assert_eq!(got, many);
     let again: Vec<_> = (300..310).map(odd).collect();
     store
-        .settle(
-            &client,
-            &lease,
-            Outcome::Released,
-            &again,
-            hour,
-            &flash_core::Limits::default(),
-        )
+        .settle(&client, &lease, Outcome::Released, &again, hour, &roomy)
         .await
         .unwrap();
     let got = store
@@ -591,7 +586,7 @@ async fn a_failed_settle_changes_nothing() {
     .unwrap();
     let mut conn = pool.acquire().await.unwrap();
     let err = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CALL `{name}`(?, ?, TRUE, 3600000000, NULL, '[\"unterminated')"
+        "CALL `{name}`(?, ?, TRUE, 3600000000, 100, 65536, NULL, NULL, '[\"unterminated')"
     )))
     .bind(client.as_bytes().as_slice())
     .bind(lease.as_bytes().as_slice())
@@ -738,4 +733,113 @@ async fn tables_differing_in_case_do_not_share_procedures() {
     assert_eq!(texts(&got), ["upper"]);
     drop_table(&capital).await;
     drop_table(&small).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_keep_the_prefix_that_fits() {
+    let Some(store) = mysql_store(&fresh_table()).await else {
+        return;
+    };
+    limits_hold(&store).await;
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_never_exceed_the_limits() {
+    let Some(store) = mysql_store(&fresh_table()).await else {
+        return;
+    };
+    concurrent_appends_hold_limits(&store).await;
+    drop_table(&store).await;
+}
+
+/// Beyond one `CALL` (more than 1 000 messages): the same limits, counted in one transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_appends_are_limited_too() {
+    let Some(store) = mysql_store(&fresh_table()).await else {
+        return;
+    };
+    let limits = flash_core::Limits::default()
+        .with_max_messages(1500)
+        .with_max_bytes(1 << 20);
+    let client = ClientId::random();
+    let many: Vec<_> = (0..1200).map(|i| info(&format!("m{i}"))).collect();
+    let hour = Duration::from_secs(3600);
+    assert_eq!(
+        store.append(&client, &many, hour, &limits).await.unwrap(),
+        1200
+    );
+    assert_eq!(
+        store.append(&client, &many, hour, &limits).await.unwrap(),
+        300
+    );
+    let lease = LeaseId::random();
+    assert_eq!(
+        store.lease(&client, &lease, hour).await.unwrap().len(),
+        1500
+    );
+    assert_eq!(
+        store
+            .settle(&client, &lease, Outcome::Consumed, &many, hour, &limits)
+            .await
+            .unwrap(),
+        1200
+    );
+    assert_eq!(rows(&store).await, 1200);
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_server_is_unavailable_within_the_call_timeout() {
+    let table = fresh_table();
+    let Some(store) = mysql_store(&table).await else {
+        return;
+    };
+    hung_server(&mysql_url(), 3306, &table).await;
+    drop_table(&store).await;
+}
+
+/// The server stops a statement on its own after the call timeout (MariaDB
+/// `max_statement_time`, MySQL `max_execution_time`) and bounds lock waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_are_bounded_on_the_server() {
+    let table = fresh_table();
+    if mysql_store(&table).await.is_none() {
+        return;
+    }
+    let store = SqlStore::builder(mysql_url())
+        .table(&table)
+        .call_timeout(Duration::from_millis(1500))
+        .connect()
+        .await
+        .unwrap();
+    let pool = store.mysql_pool().unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let lock_wait: u64 = sqlx::query_scalar("SELECT @@SESSION.innodb_lock_wait_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(lock_wait, 1);
+    let limit: String =
+        match sqlx::query_scalar("SELECT CAST(@@SESSION.max_statement_time AS CHAR)")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(seconds) => seconds,
+            Err(_) => sqlx::query_scalar("SELECT CAST(@@SESSION.max_execution_time AS CHAR)")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap(),
+        };
+    assert!(limit == "1.500000" || limit == "1500", "{limit}");
+    // A statement past the limit is stopped by the server.
+    let started = std::time::Instant::now();
+    let _ = sqlx::query("SELECT SLEEP(5)").fetch_one(&mut *conn).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(conn);
+    drop_table(&store).await;
 }

@@ -57,7 +57,8 @@ async fn exhausted_pool_is_unavailable_not_a_hang() {
     let store = SqlStore::builder(postgres_url())
         .table(&table)
         .max_connections(1)
-        .acquire_timeout(Duration::from_millis(300))
+        // Not too short: a loaded machine opens a connection slowly.
+        .acquire_timeout(Duration::from_secs(1))
         .connect()
         .await
         .unwrap();
@@ -247,4 +248,53 @@ async fn concurrent_migrations_succeed() {
         return;
     }
     concurrent_migrations(&postgres_url(), &fresh_table()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_keep_the_prefix_that_fits() {
+    let Some(store) = postgres_store(&fresh_table()).await else {
+        return;
+    };
+    limits_hold(&store).await;
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_never_exceed_the_limits() {
+    let Some(store) = postgres_store(&fresh_table()).await else {
+        return;
+    };
+    concurrent_appends_hold_limits(&store).await;
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_server_is_unavailable_within_the_call_timeout() {
+    let table = fresh_table();
+    let Some(store) = postgres_store(&table).await else {
+        return;
+    };
+    hung_server(&postgres_url(), 5432, &table).await;
+    drop_table(&store).await;
+}
+
+/// The server stops a statement on its own after the call timeout (`statement_timeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_are_bounded_on_the_server() {
+    let table = fresh_table();
+    if postgres_store(&table).await.is_none() {
+        return;
+    }
+    let store = SqlStore::builder(postgres_url())
+        .table(&table)
+        .call_timeout(Duration::from_millis(1500))
+        .connect()
+        .await
+        .unwrap();
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(store.postgres_pool().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(timeout, "1500ms");
+    drop_table(&store).await;
 }

@@ -284,3 +284,60 @@ async fn foreign_rows_are_skipped() {
 async fn concurrent_migrations_succeed() {
     concurrent_migrations(&sqlite_url(&namespace()), "flash_messages").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_keep_the_prefix_that_fits() {
+    let store = sqlite_store(&namespace()).await;
+    limits_hold(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_never_exceed_the_limits() {
+    let store = sqlite_store(&namespace()).await;
+    concurrent_appends_hold_limits(&store).await;
+    // Several connections: each append still counts and inserts under SQLite's one writer.
+    let store = SqlStore::builder(sqlite_url(&namespace()))
+        .max_connections(4)
+        .connect()
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    concurrent_appends_hold_limits(&store).await;
+}
+
+/// A call waiting on another writer ends at the call timeout, before the busy timeout, and
+/// the store works once the writer is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_end_at_the_call_timeout() {
+    let ns = namespace();
+    let store = SqlStore::builder(sqlite_url(&ns))
+        .busy_timeout(Duration::from_secs(30))
+        .call_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let path = sqlite_url(&ns);
+    let mut writer = SqliteConnection::connect(&path).await.unwrap();
+    writer.execute("BEGIN IMMEDIATE").await.unwrap();
+    let client = ClientId::random();
+    let started = Instant::now();
+    let err = store
+        .append(&client, &[info("x")], HOUR, &flash_core::Limits::default())
+        .await
+        .expect_err("the other writer holds the lock");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    writer.execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        store
+            .append(&client, &[info("y")], HOUR, &flash_core::Limits::default())
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -2,11 +2,12 @@
 //! server runs beyond the conformance suite.
 #![allow(dead_code, unused_variables, clippy::unwrap_used, clippy::print_stderr)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flash_core::testkit::{Harness, Options, unavailable};
-use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Level, Message, Outcome};
+use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Level, Limits, Message, Outcome};
 use flash_sql::SqlStore;
 
 /// Tables and files of earlier runs older than this are removed when a test binary starts.
@@ -72,6 +73,21 @@ async fn drop_stale_tables(store: &SqlStore) {
         for name in names.into_iter().filter(|n| is_stale(n)) {
             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "DROP TABLE IF EXISTS \"{name}\""
+            )))
+            .execute(pool)
+            .await;
+        }
+        // The tables' append functions (`<table>_append_v1`).
+        let functions: Vec<String> = sqlx::query_scalar(
+            "SELECT proname::text FROM pg_proc \
+             WHERE pronamespace = current_schema()::regnamespace AND proname LIKE 'flash\\_t\\_%'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        for name in functions.into_iter().filter(|n| is_stale(n)) {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP FUNCTION IF EXISTS \"{name}\""
             )))
             .execute(pool)
             .await;
@@ -407,10 +423,13 @@ pub(crate) async fn keyed_semantics(store: &SqlStore) {
 
     // Many messages in one call keep their order (more than one INSERT chunk).
     let many: Vec<Message> = (0..1203).map(|i| info(&format!("m{i}"))).collect();
-    store
-        .append(&a, &many, HOUR, &flash_core::Limits::default())
-        .await
-        .expect("append");
+    let roomy = flash_core::Limits::default()
+        .with_max_messages(5000)
+        .with_max_bytes(1 << 20);
+    assert_eq!(
+        store.append(&a, &many, HOUR, &roomy).await.expect("append"),
+        1203
+    );
     let got = take(store, &a).await;
     assert_eq!(got, texts(&many));
 }
@@ -586,12 +605,16 @@ pub(crate) async fn drop_table(store: &SqlStore) {
     if let Some(pool) = store.postgres_pool() {
         let sql = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS \"{table}\""));
         sqlx::raw_sql(sql).execute(pool).await.unwrap();
+        let sql = sqlx::AssertSqlSafe(format!("DROP FUNCTION IF EXISTS \"{table}_append_v1\""));
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
     }
     #[cfg(feature = "mysql")]
     if let Some(pool) = store.mysql_pool() {
         let sql = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS `{table}`"));
         sqlx::raw_sql(sql).execute(pool).await.unwrap();
         // No other test table's name starts with this name and `_`.
+        let sql = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS `{table}_clients`"));
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
         let pattern = format!("{}\\_%", table.replace('_', "\\_"));
         drop_procedures(pool, &pattern, |_| true).await;
     }
@@ -721,4 +744,380 @@ pub(crate) async fn concurrent_migrations(url: &str, table: &str) {
         .unwrap();
     assert_eq!(take(&store, &client).await, ["x"]);
     drop_table(&store).await;
+}
+
+/// `n` messages of `size` bytes each, named `prefix0`, `prefix1`, …
+fn sized(prefix: &str, n: usize, size: usize) -> Vec<Message> {
+    (0..n)
+        .map(|i| {
+            let name = format!("{prefix}{i}");
+            info(&format!(
+                "{name}{}",
+                "x".repeat(size.saturating_sub(name.len()))
+            ))
+        })
+        .collect()
+}
+
+fn names(messages: &[String]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|t| t.trim_end_matches('x').to_owned())
+        .collect()
+}
+
+/// The limits, call by call: the prefix that fits is kept and counted (the newest refused),
+/// by count, by bytes (extra tags included) and by text length; settle's append is limited
+/// the same way; consuming frees room.
+pub(crate) async fn limits_hold(store: &SqlStore) {
+    let limits = Limits::default()
+        .with_max_messages(5)
+        .with_max_bytes(50)
+        .with_max_text_len(20);
+    let client = ClientId::random();
+
+    // Bytes: 3 × 10, then 3 more of which 2 fit (50 bytes), then nothing by count.
+    let kept = store
+        .append(&client, &sized("a", 3, 10), HOUR, &limits)
+        .await
+        .unwrap();
+    assert_eq!(kept, 3);
+    let kept = store
+        .append(&client, &sized("b", 3, 10), HOUR, &limits)
+        .await
+        .unwrap();
+    assert_eq!(kept, 2, "50 bytes at most");
+    let kept = store
+        .append(&client, &sized("c", 1, 1), HOUR, &limits)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "5 messages at most");
+
+    // Settle: a release frees nothing, so its append is refused; a consume frees all.
+    let lease = LeaseId::random();
+    let got = store.lease(&client, &lease, LEASE).await.unwrap();
+    assert_eq!(names(&texts(&got)), ["a0", "a1", "a2", "b0", "b1"]);
+    let kept = store
+        .settle(
+            &client,
+            &lease,
+            Outcome::Released,
+            &sized("d", 1, 1),
+            HOUR,
+            &limits,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "still full after a release");
+    let lease = LeaseId::random();
+    assert_eq!(store.lease(&client, &lease, LEASE).await.unwrap().len(), 5);
+    let kept = store
+        .settle(
+            &client,
+            &lease,
+            Outcome::Consumed,
+            &sized("e", 7, 2),
+            HOUR,
+            &limits,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, 5, "consuming freed the room of five");
+    assert_eq!(
+        names(&take(store, &client).await),
+        ["e0", "e1", "e2", "e3", "e4"]
+    );
+
+    // Text length: a message too long stops the prefix, even with room after it.
+    let long = info(&"y".repeat(21));
+    let batch = [info("ok"), long.clone(), info("after")];
+    let kept = store.append(&client, &batch, HOUR, &limits).await.unwrap();
+    assert_eq!(kept, 1);
+    // Extra tags count: 10 + 11 bytes is over the 20 of one message.
+    let tagged = info("0123456789").with_extra_tags("01234567890");
+    let kept = store
+        .append(&client, &[tagged], HOUR, &limits)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    // Bytes beside what is pending: "ok" (2) + 48 = 50 fits, one more byte does not.
+    let kept = store
+        .append(
+            &client,
+            &[
+                info(&"z".repeat(20)),
+                info(&"z".repeat(20)),
+                info(&"z".repeat(8)),
+                info("!"),
+            ],
+            HOUR,
+            &limits,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, 3);
+    let got = take(store, &client).await;
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0], "ok");
+    assert_eq!(got.iter().map(String::len).sum::<usize>(), 50);
+
+    // A client whose messages all expired starts afresh: its old ones take no room.
+    let short = Duration::from_millis(200);
+    assert_eq!(
+        store
+            .append(&client, &sized("f", 5, 1), short, &limits)
+            .await
+            .unwrap(),
+        5
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        store
+            .append(&client, &sized("g", 5, 1), HOUR, &limits)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        names(&take(store, &client).await),
+        ["g0", "g1", "g2", "g3", "g4"]
+    );
+}
+
+/// 16 concurrent appends (and settles that append) of one client never exceed the limits
+/// together, and what they report kept is what the store holds: several rounds, each a new
+/// client, as a race shows only now and then.
+pub(crate) async fn concurrent_appends_hold_limits(store: &SqlStore) {
+    let rounds = [
+        Limits::default().with_max_messages(10),
+        Limits::default().with_max_bytes(45),
+    ];
+    for round in 0..12 {
+        let limits = rounds[round % rounds.len()];
+        let client = ClientId::random();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let batch = sized(&format!("t{i}_"), 3, 10);
+                if i % 4 == 0 {
+                    // A settle of a lease that holds nothing, appending.
+                    store
+                        .settle(
+                            &client,
+                            &LeaseId::random(),
+                            Outcome::Consumed,
+                            &batch,
+                            HOUR,
+                            &limits,
+                        )
+                        .await
+                } else {
+                    store.append(&client, &batch, HOUR, &limits).await
+                }
+            }));
+        }
+        let mut kept = 0;
+        for task in tasks {
+            kept += task.await.unwrap().expect("concurrent append");
+        }
+        let expected = if limits.max_messages() == 10 { 10 } else { 4 };
+        assert_eq!(kept, expected, "{limits:?}");
+        assert_eq!(take(store, &client).await.len(), expected, "{limits:?}");
+    }
+}
+
+/// A TCP proxy to a real server with a switch that stops forwarding (holding what it reads)
+/// without closing anything: a server that hangs, or a network that drops everything.
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
+    forwarding: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub(crate) async fn start(upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let forwarding = Arc::new(AtomicBool::new(true));
+        let switch = forwarding.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pipe(client_read, server_write, switch.clone()));
+                tokio::spawn(pipe(server_read, client_write, switch.clone()));
+            }
+        });
+        Proxy {
+            port,
+            forwarding,
+            task,
+        }
+    }
+
+    pub(crate) fn pause(&self) {
+        self.forwarding.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn resume(&self) {
+        self.forwarding.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    forwarding: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while !forwarding.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// `url` with its `host:port` replaced by the proxy's, and that `host:port`.
+pub(crate) fn through_proxy(url: &str, default_port: u16, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => (format!("{userinfo}@"), rest),
+        None => (String::new(), rest),
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let upstream = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{default_port}")
+    };
+    (
+        format!("{scheme}://{userinfo}127.0.0.1:{port}{tail}"),
+        upstream,
+    )
+}
+
+/// How many connections the store's pool holds, idle, in use or being checked.
+fn pool_size(store: &SqlStore) -> u32 {
+    #[cfg(feature = "postgres")]
+    if let Some(pool) = store.postgres_pool() {
+        return pool.size();
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(pool) = store.mysql_pool() {
+        return pool.size();
+    }
+    0
+}
+
+/// How many idle connections the store's pool holds.
+fn pool_idle(store: &SqlStore) -> usize {
+    #[cfg(feature = "postgres")]
+    if let Some(pool) = store.postgres_pool() {
+        return pool.num_idle();
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(pool) = store.mysql_pool() {
+        return pool.num_idle();
+    }
+    0
+}
+
+/// A server that stops answering mid-use: each call fails with `Unavailable` in about the
+/// call timeout, and once the server answers again the store works again by itself, the
+/// connections the timed-out calls left closed rather than reused.
+pub(crate) async fn hung_server(url: &str, default_port: u16, table: &str) {
+    let (_, upstream) = through_proxy(url, default_port, 0);
+    let proxy = Proxy::start(upstream).await;
+    let (proxied, _) = through_proxy(url, default_port, proxy.port);
+    // Generous: a loaded test machine opens a connection slowly.
+    let call_timeout = Duration::from_secs(2);
+    let store = SqlStore::builder(proxied)
+        .table(table)
+        .call_timeout(call_timeout)
+        // No ping before use: the next call takes the idle connection as it is.
+        .ping_after_idle(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+    let client = ClientId::random();
+    assert_eq!(
+        store
+            .append(&client, &[info("before")], HOUR, &Limits::default())
+            .await
+            .unwrap(),
+        1
+    );
+
+    // sqlx checks a connection handed back with a round trip: wait for it to be idle.
+    for _ in 0..50 {
+        if pool_idle(&store) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((pool_size(&store), pool_idle(&store)), (1, 1));
+
+    proxy.pause();
+    {
+        let started = std::time::Instant::now();
+        let err = store
+            .append(&client, &[info("lost")], HOUR, &Limits::default())
+            .await
+            .expect_err("the server does not answer");
+        assert_unavailable(&err, started, call_timeout * 3);
+        assert!(started.elapsed() >= call_timeout, "{:?}", started.elapsed());
+        assert!(err.to_string().contains("no answer within"), "{err}");
+        // The connection left mid-statement is dropped at once, not kept for reuse (sqlx's
+        // own check on release would wait for the server for good, holding the slot).
+        assert_eq!(
+            pool_size(&store),
+            0,
+            "the abandoned connection is still in the pool"
+        );
+        let started = std::time::Instant::now();
+        let err = store
+            .lease(&client, &LeaseId::random(), LEASE)
+            .await
+            .expect_err("the server does not answer");
+        assert_unavailable(&err, started, call_timeout * 3);
+    }
+
+    proxy.resume();
+    assert_eq!(
+        store
+            .append(&client, &[info("after")], HOUR, &Limits::default())
+            .await
+            .expect("the server answers again"),
+        1
+    );
+    // A statement the server received late may still run, even after later ones.
+    let got = take(&store, &client).await;
+    assert_eq!(got.first().map(String::as_str), Some("before"), "{got:?}");
+    assert!(got.iter().any(|t| t == "after"), "{got:?}");
+    assert!(
+        got.iter()
+            .all(|t| ["before", "lost", "after"].contains(&t.as_str())),
+        "{got:?}"
+    );
+    store.close().await;
 }
