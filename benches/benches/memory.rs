@@ -85,6 +85,7 @@ fn main() {
         return;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a tokio runtime");
     let mut rows: Vec<(String, Count)> = Vec::new();

@@ -47,6 +47,7 @@ fn time_requests(
 
 fn overhead(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a tokio runtime");
     let cookie_storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(Codec::from(

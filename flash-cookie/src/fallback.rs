@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 use flash_core::http::HeaderMap;
-use flash_core::{Incoming, Limits, LoadToken, Loaded, Message, Overflow, Result, Storage, Update};
+use flash_core::{
+    Degraded, Identity, Incoming, Limits, LoadToken, Loaded, Message, Overflow, Result, Storage,
+    Update,
+};
 
 /// Two storages as one, with Django's `FallbackStorage` algorithm: the first (a cookie)
 /// holds the oldest messages that fit, the second (a server-side store) the rest.
@@ -70,8 +73,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
         &self,
         request: &Incoming,
         added: Vec<Message>,
-        overflow: Overflow,
-        limits: Limits,
+        (overflow, limits): (Overflow, Limits),
+        (identity, degraded): (Identity, &Degraded),
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
         let first = self.first.load(request).await?;
@@ -87,8 +90,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                     first.token,
                     Some(second.token),
                     pending,
-                    overflow,
-                    limits,
+                    (overflow, limits),
+                    (identity, degraded),
                     response,
                 )
                 .await;
@@ -109,6 +112,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                     added: to_first,
                     overflow: Overflow::Spill,
                     limits,
+                    identity,
+                    degraded: degraded.clone(),
                 },
                 response,
             )
@@ -127,6 +132,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                     added: rest,
                     overflow,
                     limits,
+                    identity,
+                    degraded: degraded.clone(),
                 },
                 response,
             )
@@ -143,8 +150,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
         first: LoadToken,
         second: Option<LoadToken>,
         pending: Vec<Message>,
-        overflow: Overflow,
-        limits: Limits,
+        (overflow, limits): (Overflow, Limits),
+        (identity, degraded): (Identity, &Degraded),
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
         let rest = self
@@ -158,6 +165,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                     added: pending,
                     overflow: Overflow::Spill,
                     limits,
+                    identity,
+                    degraded: degraded.clone(),
                 },
                 response,
             )
@@ -175,6 +184,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                             added: rest,
                             overflow,
                             limits,
+                            identity,
+                            degraded: degraded.clone(),
                         },
                         response,
                     )
@@ -192,6 +203,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                             added: rest,
                             overflow,
                             limits,
+                            identity,
+                            degraded: degraded.clone(),
                         },
                         response,
                     )
@@ -239,15 +252,24 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
     ) -> Result<Vec<Message>> {
         let overflow = update.overflow;
         let limits = update.limits;
+        // Both storages learn what happened to the client's id; one without an id ignores it.
+        let identity = update.identity;
+        let degraded = &update.degraded;
         let Some(token) = update
             .loaded
             .and_then(LoadToken::into_inner::<FallbackToken>)
         else {
-            if update.added.is_empty() {
+            if update.added.is_empty() && identity == Identity::Keep {
                 return Ok(Vec::new());
             }
             return self
-                .save_added(request, update.added, overflow, limits, response)
+                .save_added(
+                    request,
+                    update.added,
+                    (overflow, limits),
+                    (identity, degraded),
+                    response,
+                )
                 .await;
         };
         if !update.consumed && update.added.is_empty() {
@@ -265,6 +287,8 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                         added: Vec::new(),
                         overflow: Overflow::Spill,
                         limits,
+                        identity,
+                        degraded: degraded.clone(),
                     },
                     response,
                 )
@@ -280,6 +304,8 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                             added: Vec::new(),
                             overflow,
                             limits,
+                            identity,
+                            degraded: degraded.clone(),
                         },
                         response,
                     )
@@ -304,8 +330,8 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
             token.first,
             second,
             pending,
-            overflow,
-            limits,
+            (overflow, limits),
+            (identity, degraded),
             response,
         )
         .await

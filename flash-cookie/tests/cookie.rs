@@ -44,6 +44,7 @@ fn added(messages: Vec<Message>) -> Update {
         added: messages,
         overflow: Overflow::DropOldest,
         limits: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -105,6 +106,7 @@ async fn the_deletion_cookie_carries_the_same_attributes() {
         added: Vec::new(),
         overflow: Overflow::DropOldest,
         limits: Default::default(),
+        ..Default::default()
     };
     let (set, _) = save(&storage, &incoming, update).await;
     assert_eq!(set.len(), 1);
@@ -133,6 +135,7 @@ async fn consumed_without_a_cookie_writes_nothing() {
         added: Vec::new(),
         overflow: Overflow::DropOldest,
         limits: Default::default(),
+        ..Default::default()
     };
     assert_eq!(
         save(&storage, &incoming, update).await.0,
@@ -153,6 +156,7 @@ async fn loaded_and_left_alone_writes_nothing() {
         added: Vec::new(),
         overflow: Overflow::DropOldest,
         limits: Default::default(),
+        ..Default::default()
     };
     assert!(save(&storage, &incoming, update).await.0.is_empty());
 }
@@ -248,6 +252,7 @@ async fn nothing_fits_drops_everything_and_deletes_the_cookie() {
         added: texts(1, 3000),
         overflow: Overflow::DropOldest,
         limits: Default::default(),
+        ..Default::default()
     };
     let (set, dropped) = save(&storage, &incoming, update).await;
     assert_eq!(dropped, texts(1, 3000));
@@ -335,6 +340,7 @@ async fn bad_cookies_mean_no_messages_and_are_deleted() {
             added: Vec::new(),
             overflow: Overflow::DropOldest,
             limits: Default::default(),
+            ..Default::default()
         };
         let (set, _) = save(&storage, &incoming, update).await;
         assert_eq!(set.len(), 1, "{value}");

@@ -160,6 +160,7 @@ async fn store(storage: &CookieStorage, input: Vec<Message>) -> (HeaderMap, Vec<
                 added: input,
                 overflow: Overflow::DropOldest,
                 limits: Default::default(),
+                ..Default::default()
             },
             &mut response,
         )
@@ -339,6 +340,7 @@ async fn tampered_values_give_no_messages_and_are_deleted() {
                     added: Vec::new(),
                     overflow: Overflow::DropOldest,
                     limits: Default::default(),
+                    ..Default::default()
                 },
                 &mut response,
             )
@@ -533,6 +535,7 @@ async fn fallback_single_large_message_leaves_only_the_marker() {
                     overflow: Overflow::DropOldest,
                     // Django's 5000-character message, beyond the default longest text.
                     limits: flash_core::Limits::default().with_max_text_len(8192),
+                    ..Default::default()
                 },
                 &mut response,
             )

@@ -144,6 +144,7 @@ proptest! {
                     added: messages.clone(),
                     overflow,
                 limits: Default::default(),
+                ..Default::default()
                 },
                 &mut response,
             )).unwrap();

@@ -82,7 +82,7 @@ struct Shared {
 /// use std::sync::Arc;
 /// use flash_core::{Adapter, Config, Incoming, Key, KeyedStorage, MemoryStore};
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
 /// let adapter = Adapter::new(Arc::new(storage), Config::default())
 ///     .on_error(|err| eprintln!("flash messages lost: {err}"));
@@ -116,7 +116,8 @@ impl Adapter {
     }
 
     /// Calls `hook` with every error of saving messages at the response (after logging it), to
-    /// count or alert. The response is served regardless.
+    /// count or alert, and with every failure a save recovered from
+    /// ([`SaveReport::degraded`]). The response is served regardless.
     #[must_use]
     pub fn on_error(self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Self {
         let shared = &self.shared;
@@ -233,6 +234,14 @@ impl Adapter {
                 finished.saved = report.saved;
                 finished.dropped = report.dropped;
                 finished.refused = report.refused;
+                // Saved all the same (a keyed store down, the messages carried in a cookie),
+                // and logged by the storage: the application still hears of it.
+                if let Some(err) = report.degraded {
+                    if let Some(hook) = &self.shared.on_error {
+                        hook(&err);
+                    }
+                    finished.degraded = Some(err);
+                }
             }
             Err(err) => {
                 tracing::error!(error = %err, source = ?std::error::Error::source(&err),
@@ -292,12 +301,19 @@ pub struct Finished {
     pub refused: usize,
     /// The save failed: logged, passed to the hook, and the response served without it.
     pub error: Option<Error>,
+    /// The save succeeded but recovered from a failure ([`SaveReport::degraded`]): passed to
+    /// the hook as a failed save is.
+    pub degraded: Option<Error>,
 }
 
 impl Finished {
     /// Whether nothing was done: the handler neither read nor added.
     pub fn is_idle(&self) -> bool {
-        !self.saved && !self.cookie_set && !self.vary && self.error.is_none()
+        !self.saved
+            && !self.cookie_set
+            && !self.vary
+            && self.error.is_none()
+            && self.degraded.is_none()
     }
 }
 

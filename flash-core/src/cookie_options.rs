@@ -84,6 +84,22 @@ impl CookieOptions {
         self.formatted()
     }
 
+    /// Whether a cookie with these attributes may take the `__Host-` prefix: `Secure` (set, or
+    /// forced by `SameSite=None`), no `Domain`, and `Path=/`.
+    ///
+    /// ```
+    /// use flash_core::CookieOptions;
+    /// assert!(!CookieOptions::default().allows_host_prefix());
+    /// assert!(CookieOptions::default().secure(true).allows_host_prefix());
+    /// assert!(!CookieOptions::default().secure(true).domain("example.com").allows_host_prefix());
+    /// assert!(!CookieOptions::default().secure(true).path("/app").allows_host_prefix());
+    /// ```
+    pub fn allows_host_prefix(&self) -> bool {
+        (self.secure || self.same_site == Some(SameSite::None))
+            && self.domain.is_none()
+            && self.path == "/"
+    }
+
     /// The cookie `name=value` with these attributes and an optional `Max-Age`.
     pub fn build(&self, name: &str, value: String, max_age: Option<Duration>) -> Cookie<'static> {
         let mut cookie = Cookie::new(name.to_owned(), value);

@@ -1,6 +1,7 @@
 //! Server-side stores keyed by a client id, and the bridge that makes one a [`Storage`].
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,11 +9,11 @@ use async_trait::async_trait;
 use http::HeaderMap;
 
 use crate::cookie_options::CookieOptions;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
 use crate::message::Message;
 use crate::signing::Keys;
-use crate::storage::{Incoming, LoadToken, Loaded, Storage, Update};
+use crate::storage::{Carry, Degraded, Identity, Incoming, LoadToken, Loaded, Storage, Update};
 
 /// A client's random 128-bit id, carried in a signed cookie.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -193,14 +194,95 @@ impl<S: KeyedStore + ?Sized> KeyedStore for Arc<S> {
 
 /// The default name of the id cookie.
 pub const DEFAULT_ID_COOKIE: &str = "flash_id";
+/// The default name of the id cookie when its attributes allow the `__Host-` prefix
+/// (`Secure`, no `Domain`, `Path=/`): the browser then refuses it from a sibling subdomain or
+/// over plain HTTP.
+pub const HOST_ID_COOKIE: &str = "__Host-flash_id";
 /// The default time undelivered messages are kept: 7 days.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The default lease: how long a request may hold messages before they become visible again.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The default deadline of one store call: 2 seconds.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-struct KeyedToken {
+/// The carry cookie's name is the id cookie's with this suffix.
+const CARRY_SUFFIX: &str = "_carry";
+/// The longest `Set-Cookie` line browsers are sure to keep.
+const MAX_COOKIE_LINE: usize = 4096;
+
+/// A lease a request holds. Dropped while still held (the request was abandoned, or the lease
+/// call timed out and may still have been applied), it is released at once by a spawned task,
+/// so the messages come back without waiting for the lease timeout.
+struct HeldLease<S: KeyedStore> {
+    store: Arc<S>,
     client: ClientId,
-    lease: Option<LeaseId>,
+    lease: LeaseId,
+    ttl: Duration,
+    call_timeout: Duration,
+    held: bool,
+}
+
+impl<S: KeyedStore> HeldLease<S> {
+    /// The lease, which the caller now ends itself: dropping no longer releases it.
+    fn take(&mut self) -> LeaseId {
+        self.held = false;
+        self.lease
+    }
+}
+
+impl<S: KeyedStore> Drop for HeldLease<S> {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        // Without a runtime the lease simply times out.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("no runtime to release an abandoned lease; it times out");
+            return;
+        };
+        let (store, client, lease) = (self.store.clone(), self.client, self.lease);
+        let (ttl, call_timeout) = (self.ttl, self.call_timeout);
+        runtime.spawn(async move {
+            let limits = Limits::default();
+            let release = store.settle(&client, &lease, Outcome::Released, &[], ttl, &limits);
+            match tokio::time::timeout(call_timeout, release).await {
+                Ok(Ok(_)) => tracing::debug!("abandoned lease released"),
+                Ok(Err(err)) => {
+                    tracing::warn!(%err, "releasing an abandoned lease failed; it times out")
+                }
+                Err(_) => tracing::warn!("releasing an abandoned lease timed out; it times out"),
+            }
+        });
+    }
+}
+
+/// The carry cookie of a request.
+enum CarryIn {
+    Absent,
+    /// Present but not validly signed, or not messages: ignored and deleted.
+    Invalid,
+    Valid(Vec<Message>),
+}
+
+/// What one save needs besides the messages.
+struct Saving<'a> {
+    limits: &'a Limits,
+    degraded: &'a Degraded,
+    /// The request sent a carry cookie (valid or not).
+    carry_sent: bool,
+    /// The request sent an id cookie (valid or not).
+    id_sent: bool,
+}
+
+struct KeyedToken<S: KeyedStore> {
+    client: Option<ClientId>,
+    lease: Option<HeldLease<S>>,
+    /// How many of the loaded messages came from the carry cookie (after the store's).
+    carried: usize,
+    /// A carry cookie was sent (valid or not).
+    carry_sent: bool,
+    /// The store failed at load and the carried messages were shown alone.
+    load_error: Option<Error>,
 }
 
 /// A [`Storage`] over any [`KeyedStore`]: the client is identified by a random 128-bit id in a
@@ -211,41 +293,105 @@ struct KeyedToken {
 /// (`lease`) per read, and one (`settle`, which also appends) at the response of a read that
 /// found messages.
 ///
-/// The id cookie is set when a message is stored for the client and refreshed with every append
-/// (its `Max-Age` is the TTL); it is never cleared, so a message is never orphaned.
+/// # The id cookie
+///
+/// Its name is [`DEFAULT_ID_COOKIE`], or [`HOST_ID_COOKIE`] when the cookie options are
+/// `Secure` with no `Domain` and `Path=/`; a name set with [`KeyedStorage::cookie_name`] is
+/// kept as given. An id is minted only when a message is stored for a request that carries no
+/// id cookie or one that fails verification; a valid id is kept for the client's life. The
+/// cookie is set when a message is stored and refreshed with every append (its `Max-Age` is
+/// the TTL); it is never cleared by the bridge, so a message is never orphaned, unless the
+/// application forgets or rotates the id ([`Messages::forget_id`](crate::Messages::forget_id),
+/// [`Messages::rotate_id`](crate::Messages::rotate_id)).
+///
+/// # Slow or failing stores
+///
+/// Every store call has a deadline ([`KeyedStorage::call_timeout`], default
+/// [`DEFAULT_CALL_TIMEOUT`]); one that does not answer in time fails with
+/// [`ErrorKind::Unavailable`] naming the call. What the client sees:
+/// - A request that read and then was abandoned (the client went away, the handler panicked:
+///   the request handle was dropped without saving) or whose `lease` call timed out releases its
+///   lease at once, from a spawned task when a Tokio runtime is running: the messages come back
+///   on the next read, once, instead of after the lease timeout. Should the release fail, the
+///   lease timeout brings them back.
+/// - Messages added while the store is down (`append` or `settle` failing with
+///   `Unavailable`) are not lost: they ride in a second signed cookie, the id cookie's name
+///   followed by `_carry`, as long as its `Set-Cookie` line stays within 4096 bytes (the rest
+///   are reported dropped). The save succeeds, logs the failure at WARN and hands it to the
+///   application in [`SaveReport::degraded`](crate::SaveReport::degraded). The next read shows
+///   the store's messages first, then the carried ones, once; a read while the store is still
+///   down shows the carried ones alone. Carried messages not consumed move into the store as
+///   soon as it answers. A carry cookie that fails verification is ignored and deleted.
+///   The price, where exactly once cannot be had: a carried message lives in the browser, so
+///   two tabs reading at once may both show it; an `append` or `settle` that timed out but
+///   was applied after all shows its messages twice; and messages read by a request whose
+///   `settle` failed are shown again after the lease timeout. Shown twice is better than lost.
+///
+/// The deadline needs a Tokio runtime with its time driver enabled, as every Tokio-based
+/// framework runs.
 pub struct KeyedStorage<S> {
-    store: S,
+    store: Arc<S>,
     keys: Keys,
+    /// The name set by the application, if any.
+    chosen_name: Option<String>,
     cookie_name: String,
+    carry_name: String,
     cookie: CookieOptions,
     ttl: Duration,
     lease_for: Duration,
+    call_timeout: Duration,
 }
 
 impl<S: KeyedStore> KeyedStorage<S> {
     /// The bridge over `store`, signing the id cookie with `keys`.
     pub fn new(store: S, keys: impl Into<Keys>) -> Self {
         KeyedStorage {
-            store,
+            store: Arc::new(store),
             keys: keys.into(),
-            cookie_name: DEFAULT_ID_COOKIE.to_owned(),
+            chosen_name: None,
+            cookie_name: String::new(),
+            carry_name: String::new(),
             cookie: CookieOptions::default(),
             ttl: DEFAULT_TTL,
             lease_for: DEFAULT_LEASE,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
+        .named()
     }
 
-    /// Sets the id cookie's name (default [`DEFAULT_ID_COOKIE`]).
+    /// Sets the id cookie's name, kept as given (default [`DEFAULT_ID_COOKIE`], or
+    /// [`HOST_ID_COOKIE`] when the options allow the prefix).
+    ///
+    /// ```
+    /// use flash_core::{CookieOptions, Key, KeyedStorage, MemoryStore};
+    /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
+    /// assert_eq!(storage.id_cookie_name(), "flash_id");
+    /// let storage = storage.cookie_options(CookieOptions::default().secure(true));
+    /// assert_eq!(storage.id_cookie_name(), "__Host-flash_id");
+    /// assert_eq!(storage.carry_cookie_name(), "__Host-flash_id_carry");
+    /// let storage = storage.cookie_name("my_id");
+    /// assert_eq!(storage.id_cookie_name(), "my_id");
+    /// ```
     #[must_use]
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.cookie_name = name.into();
-        self
+        self.chosen_name = Some(name.into());
+        self.named()
     }
 
-    /// Sets the id cookie's attributes.
+    /// Sets the attributes of the id and carry cookies.
     #[must_use]
     pub fn cookie_options(mut self, options: CookieOptions) -> Self {
         self.cookie = options;
+        self.named()
+    }
+
+    fn named(mut self) -> Self {
+        self.cookie_name = match &self.chosen_name {
+            Some(name) => name.clone(),
+            None if self.cookie.allows_host_prefix() => HOST_ID_COOKIE.to_owned(),
+            None => DEFAULT_ID_COOKIE.to_owned(),
+        };
+        self.carry_name = format!("{}{CARRY_SUFFIX}", self.cookie_name);
         self
     }
 
@@ -264,9 +410,27 @@ impl<S: KeyedStore> KeyedStorage<S> {
         self
     }
 
+    /// Sets the deadline of each store call (default [`DEFAULT_CALL_TIMEOUT`]): a call that
+    /// has not answered by then fails with [`ErrorKind::Unavailable`].
+    #[must_use]
+    pub fn call_timeout(mut self, call_timeout: Duration) -> Self {
+        self.call_timeout = call_timeout;
+        self
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The id cookie's name.
+    pub fn id_cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// The name of the cookie that carries messages while the store is down.
+    pub fn carry_cookie_name(&self) -> &str {
+        &self.carry_name
     }
 
     /// The client id the request's cookie carries, if it is validly signed.
@@ -281,21 +445,241 @@ impl<S: KeyedStore> KeyedStorage<S> {
         self.cookie
             .append(response, &self.cookie_name, &value, Some(self.ttl));
     }
+
+    fn carry_in(&self, request: &Incoming) -> CarryIn {
+        let Some(value) = request.cookie(&self.carry_name) else {
+            return CarryIn::Absent;
+        };
+        self.keys
+            .verify_token(&self.carry_name, value)
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .map_or(CarryIn::Invalid, CarryIn::Valid)
+    }
+
+    /// Writes as many of `messages` as fit `limits` and one `Set-Cookie` line into the carry
+    /// cookie (the oldest: a prefix, as a store keeps them); returns the rest.
+    fn write_carry(
+        &self,
+        mut messages: Vec<Message>,
+        limits: &Limits,
+        carry_sent: bool,
+        response: &mut HeaderMap,
+    ) -> Vec<Message> {
+        let overhead = self.cookie.line_overhead(&self.carry_name, Some(self.ttl));
+        let value = |n: usize| {
+            let json = serde_json::to_vec(&messages[..n]).ok()?;
+            let value = self.keys.sign_token(&self.carry_name, &json);
+            (overhead + value.len() <= MAX_COOKIE_LINE).then_some(value)
+        };
+        // The line grows with each message: search the longest prefix that fits.
+        let (mut fit, mut over) = (0, limits.fitting(0, 0, &messages) + 1);
+        let mut best = None;
+        while fit + 1 < over {
+            let mid = (fit + over) / 2;
+            match value(mid) {
+                Some(v) => (fit, best) = (mid, Some(v)),
+                None => over = mid,
+            }
+        }
+        let rest = messages.split_off(fit);
+        match best {
+            Some(value) => self
+                .cookie
+                .append(response, &self.carry_name, &value, Some(self.ttl)),
+            None if carry_sent => self.cookie.append_removal(response, &self.carry_name),
+            None => {}
+        }
+        rest
+    }
+
+    /// Runs one store call under the deadline.
+    async fn call<T>(&self, what: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.call_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out(what)))
+    }
+
+    fn timed_out(&self, what: &str) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the keyed store's {what} call did not answer within {} ms",
+                self.call_timeout.as_millis()
+            ),
+        )
+    }
+
+    /// Leases the client's messages. A lease call that timed out may still have been applied:
+    /// its lease is released then.
+    async fn lease(&self, client: ClientId) -> Result<(Vec<Message>, Option<HeldLease<S>>)> {
+        let mut held = HeldLease {
+            store: self.store.clone(),
+            client,
+            lease: LeaseId::random(),
+            ttl: self.ttl,
+            call_timeout: self.call_timeout,
+            held: true,
+        };
+        let lease = self.store.lease(&client, &held.lease, self.lease_for);
+        match tokio::time::timeout(self.call_timeout, lease).await {
+            Ok(Ok(messages)) if messages.is_empty() => {
+                held.take();
+                Ok((messages, None))
+            }
+            Ok(Ok(messages)) => Ok((messages, Some(held))),
+            Ok(Err(err)) => {
+                // The store answered: nothing was leased.
+                held.take();
+                Err(err)
+            }
+            // Maybe applied after all: `held` is released as it drops.
+            Err(_) => Err(self.timed_out("lease")),
+        }
+    }
+
+    /// The failure of a save call: an unavailable store is recovered from by carrying the
+    /// messages in a cookie; anything else is returned.
+    fn recover(
+        &self,
+        err: Error,
+        carry: Vec<Message>,
+        saving: &Saving<'_>,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        let Saving {
+            limits,
+            degraded,
+            carry_sent,
+            ..
+        } = *saving;
+        if err.kind() != ErrorKind::Unavailable {
+            return Err(err);
+        }
+        tracing::warn!(
+            %err,
+            carried = carry.len(),
+            "keyed store unavailable at save: the messages ride in the carry cookie"
+        );
+        degraded.report(err);
+        Ok(self.write_carry(carry, limits, carry_sent, response))
+    }
+
+    /// Saves a request that rotated or forgot the client's id: `moving` goes to the new id.
+    async fn save_identity(
+        &self,
+        identity: Identity,
+        (old, mut lease): (Option<ClientId>, Option<HeldLease<S>>),
+        mut moving: Vec<Message>,
+        saving: &Saving<'_>,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        let Saving {
+            limits, degraded, ..
+        } = *saving;
+        if identity == Identity::Rotate(Carry::Keep)
+            && lease.is_none()
+            && let Some(old) = old
+        {
+            // Not read by the request: what is pending for the old id is leased here.
+            match self.lease(old).await {
+                Ok((mut found, held)) => {
+                    found.append(&mut moving);
+                    moving = found;
+                    lease = held;
+                }
+                Err(err) => {
+                    // Left under the old id, which the client no longer has, until the TTL.
+                    tracing::warn!(%err, "rotating the id: its pending messages stay behind");
+                    degraded.report(err);
+                }
+            }
+        }
+        let new = match identity {
+            Identity::Forget if moving.is_empty() => None,
+            _ => Some(ClientId::random()),
+        };
+        // The new id first: a failure here leaves the old messages where they were.
+        let mut dropped = Vec::new();
+        let mut carried = false;
+        if let (Some(new), false) = (new, moving.is_empty()) {
+            match self
+                .call("append", self.store.append(&new, &moving, self.ttl, limits))
+                .await
+            {
+                Ok(kept) => dropped = moving.split_off(kept.min(moving.len())),
+                Err(err) => {
+                    dropped = self.recover(err, moving, saving, response)?;
+                    carried = true;
+                }
+            }
+        }
+        if let (Some(old), Some(mut held)) = (old, lease) {
+            let lease = held.take();
+            let settled = self.call(
+                "settle",
+                self.store
+                    .settle(&old, &lease, Outcome::Consumed, &[], self.ttl, limits),
+            );
+            if let Err(err) = settled.await {
+                // They stay under the old id, which the client no longer has, until the TTL.
+                tracing::warn!(%err, "the messages of a forgotten id stay until their TTL");
+                degraded.report(err);
+            }
+        }
+        match new {
+            Some(new) => self.set_id_cookie(&new, response),
+            None if saving.id_sent => self.cookie.append_removal(response, &self.cookie_name),
+            None => {}
+        }
+        if saving.carry_sent && !carried {
+            self.cookie.append_removal(response, &self.carry_name);
+        }
+        Ok(dropped)
+    }
 }
 
 #[async_trait]
 impl<S: KeyedStore> Storage for KeyedStorage<S> {
     async fn load(&self, request: &Incoming) -> Result<Loaded> {
-        let Some(client) = self.client_id(request) else {
+        let client = self.client_id(request);
+        let carry = self.carry_in(request);
+        if client.is_none() && matches!(carry, CarryIn::Absent) {
             return Ok(Loaded::nothing());
+        }
+        let (mut messages, lease, load_error) = match client {
+            Some(client) => match (self.lease(client).await, &carry) {
+                (Ok((messages, lease)), _) => (messages, lease, None),
+                (Err(err), CarryIn::Valid(_)) if err.kind() == ErrorKind::Unavailable => {
+                    tracing::warn!(
+                        %err,
+                        "keyed store unavailable at load: showing the carried messages alone"
+                    );
+                    (Vec::new(), None, Some(err))
+                }
+                (Err(err), _) => return Err(err),
+            },
+            None => (Vec::new(), None, None),
         };
-        let lease = LeaseId::random();
-        let messages = self.store.lease(&client, &lease, self.lease_for).await?;
-        let lease = (!messages.is_empty()).then_some(lease);
+        let carry_sent = !matches!(carry, CarryIn::Absent);
+        let carried = match carry {
+            // The store's messages are older than the carried ones.
+            CarryIn::Valid(carried) => {
+                let n = carried.len();
+                messages.extend(carried);
+                n
+            }
+            _ => 0,
+        };
         Ok(Loaded {
             messages,
             complete: true,
-            token: LoadToken::new(KeyedToken { client, lease }),
+            token: LoadToken::new(KeyedToken {
+                client,
+                lease,
+                carried,
+                carry_sent,
+                load_error,
+            }),
         })
     }
 
@@ -305,52 +689,99 @@ impl<S: KeyedStore> Storage for KeyedStorage<S> {
         update: Update,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
-        let token = update.loaded.and_then(LoadToken::into_inner::<KeyedToken>);
-        let known = match &token {
-            Some(token) => Some(token.client),
-            None => self.client_id(request),
-        };
-        let outcome = if update.consumed {
-            Outcome::Consumed
-        } else {
-            Outcome::Released
-        };
-        let limits = update.limits;
-        let added = update.added;
-        let kept = match (token.and_then(|t| t.lease), known) {
-            (Some(lease), Some(client)) => {
-                let kept = self
-                    .store
-                    .settle(&client, &lease, outcome, &added, self.ttl, &limits)
-                    .await?;
-                if kept > 0 {
-                    self.set_id_cookie(&client, response);
+        let Update {
+            loaded,
+            consumed,
+            mut unread,
+            added,
+            limits,
+            identity,
+            degraded,
+            ..
+        } = update;
+        // The client, its lease, whether a carry cookie was sent, and the carried messages
+        // still pending; `unread` keeps the store's own.
+        let (known, lease, carry_sent, mut pending) =
+            match loaded.and_then(LoadToken::into_inner::<KeyedToken<S>>) {
+                Some(mut token) => {
+                    if let Some(err) = token.load_error.take() {
+                        degraded.report(err);
+                    }
+                    let carried = unread.split_off(unread.len().saturating_sub(token.carried));
+                    (token.client, token.lease.take(), token.carry_sent, carried)
                 }
-                kept
+                None => match self.carry_in(request) {
+                    CarryIn::Absent => (self.client_id(request), None, false, Vec::new()),
+                    CarryIn::Invalid => (self.client_id(request), None, true, Vec::new()),
+                    CarryIn::Valid(carried) => (self.client_id(request), None, true, carried),
+                },
+            };
+        let saving = Saving {
+            limits: &limits,
+            degraded: &degraded,
+            carry_sent,
+            id_sent: request.cookie(&self.cookie_name).is_some(),
+        };
+        if identity != Identity::Keep {
+            let moving = if identity == Identity::Rotate(Carry::Keep) {
+                unread.append(&mut pending);
+                unread.extend(added);
+                unread
+            } else {
+                added
+            };
+            return self
+                .save_identity(identity, (known, lease), moving, &saving, response)
+                .await;
+        }
+        // Carried messages not consumed go to the store with the added ones, after the
+        // store's own: they are newer.
+        pending.extend(added);
+        let stored = match (lease, known) {
+            (Some(mut held), Some(client)) => {
+                let outcome = if consumed {
+                    Outcome::Consumed
+                } else {
+                    Outcome::Released
+                };
+                let lease = held.take();
+                let settle = self
+                    .store
+                    .settle(&client, &lease, outcome, &pending, self.ttl, &limits);
+                Some((client, self.call("settle", settle).await))
             }
-            _ if added.is_empty() => {
-                if known.is_none() && request.cookie(&self.cookie_name).is_some() {
+            _ if pending.is_empty() => {
+                if known.is_none() && saving.id_sent {
                     // A cookie that does not verify is dropped rather than sent back forever.
                     self.cookie.append_removal(response, &self.cookie_name);
                 }
-                0
+                None
             }
             (_, known) => {
                 let client = known.unwrap_or_else(ClientId::random);
-                let kept = self
-                    .store
-                    .append(&client, &added, self.ttl, &limits)
-                    .await?;
+                let append = self.store.append(&client, &pending, self.ttl, &limits);
+                Some((client, self.call("append", append).await))
+            }
+        };
+        match stored {
+            Some((client, Ok(kept))) => {
                 if kept > 0 {
                     self.set_id_cookie(&client, response);
                 }
-                kept
+                if carry_sent {
+                    self.cookie.append_removal(response, &self.carry_name);
+                }
+                // What the store refused at the client's limits is reported as dropped.
+                Ok(pending.split_off(kept.min(pending.len())))
             }
-        };
-        // What the store refused at the client's limits is reported as dropped.
-        let mut refused = added;
-        refused.drain(..kept.min(refused.len()));
-        Ok(refused)
+            Some((_, Err(err))) => self.recover(err, pending, &saving, response),
+            None => {
+                if carry_sent {
+                    self.cookie.append_removal(response, &self.carry_name);
+                }
+                Ok(Vec::new())
+            }
+        }
     }
 }
 
@@ -362,6 +793,7 @@ impl<S: fmt::Debug> fmt::Debug for KeyedStorage<S> {
             .field("cookie_name", &self.cookie_name)
             .field("ttl", &self.ttl)
             .field("lease_for", &self.lease_for)
+            .field("call_timeout", &self.call_timeout)
             .finish()
     }
 }

@@ -22,8 +22,8 @@ pub use adapter::{Adapter, Finished, ResponseHeaders, vary_on_cookie};
 pub use cookie_options::{CookieOptions, append_set_cookie_line};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
-    ClientId, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, KeyedStorage, KeyedStore, LeaseId,
-    Outcome,
+    ClientId, DEFAULT_CALL_TIMEOUT, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, HOST_ID_COOKIE,
+    KeyedStorage, KeyedStore, LeaseId, Outcome,
 };
 pub use level::{Level, LevelTags, ParseLevelError};
 pub use limits::Limits;
@@ -33,8 +33,8 @@ pub use messages::{Config, Messages, SaveReport};
 pub use redact::{Redacted, redact_url};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
 pub use storage::{
-    ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, PREFETCH_HEADERS, Storage, Update,
-    append_set_cookie, is_prefetch,
+    Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow,
+    PREFETCH_HEADERS, Storage, Update, append_set_cookie, is_prefetch,
 };
 
 /// Re-exported for storages and adapters: the `async_trait` attribute the traits use.

@@ -5,11 +5,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::HeaderMap;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::level::{Level, LevelTags};
 use crate::limits::Limits;
 use crate::message::Message;
-use crate::storage::{Incoming, LoadToken, Overflow, Storage, Update};
+use crate::storage::{
+    Carry, Degraded, Identity, Incoming, LoadToken, Overflow, ReportSink, Storage, Update,
+};
 
 /// Per-application settings: the threshold below which messages are ignored and the tag map.
 ///
@@ -88,6 +90,11 @@ pub struct SaveReport {
     /// How many messages [`Messages::add`] refused at the [`Limits`] (too long, or too many or
     /// too large for one request). Their text is not kept.
     pub refused: usize,
+    /// A failure the storage recovered from, so the save still succeeded: the keyed store was
+    /// unreachable or too slow, and the messages were carried in a signed cookie until it is
+    /// back. The storage logged it at WARN; an adapter hands it to the application's error hook
+    /// as it does a failed save, and serves the response normally.
+    pub degraded: Option<Error>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -120,6 +127,10 @@ struct State {
     refused: usize,
     /// Size of the messages added so far, against the per-client byte limit.
     added_bytes: usize,
+    /// What the application asked for the client's id.
+    identity: Identity,
+    /// The first failure the storage recovered from while saving.
+    degraded: Option<Error>,
 }
 
 struct Inner {
@@ -138,7 +149,7 @@ struct Inner {
 /// [`Messages::read`] does, and [`Messages::keep`] undoes it.
 ///
 /// ```
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// use std::sync::Arc;
 /// use flash_core::{Config, Incoming, Keys, Key, KeyedStorage, Level, MemoryStore, Messages};
 ///
@@ -168,6 +179,15 @@ struct Inner {
 #[derive(Clone)]
 pub struct Messages {
     inner: Arc<Inner>,
+}
+
+impl ReportSink for Inner {
+    fn report(&self, error: Error) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.degraded.is_none() {
+            state.degraded = Some(error);
+        }
+    }
 }
 
 impl Messages {
@@ -296,6 +316,59 @@ impl Messages {
         self.add(Level::ERROR, text)
     }
 
+    /// Gives the client a new id, as at login, so that whoever knew the old one (a shared
+    /// computer, a fixed cookie) cannot read what is sent to the client from now on. With
+    /// [`Carry::Keep`] the pending messages follow the client; with [`Carry::Drop`] they are
+    /// deleted, as are the messages this request added so far. Messages added afterwards are
+    /// stored under the new id.
+    ///
+    /// With a storage that keeps no id (cookie, session), `Carry::Keep` changes nothing and
+    /// `Carry::Drop` means "no messages pending", as [`Messages::forget_id`] does.
+    ///
+    /// # Errors
+    /// With [`Carry::Drop`], when loading the pending messages fails (backend unavailable).
+    /// The id is rotated all the same; a keyed store keeps what was pending under the old id,
+    /// out of the client's reach, until its TTL.
+    pub async fn rotate_id(&self, carry: Carry) -> Result<()> {
+        self.change_identity(Identity::Rotate(carry)).await
+    }
+
+    /// Forgets the client's id, as at logout: the messages pending for it and those this
+    /// request added so far are deleted, and its id cookie is removed. Messages added
+    /// afterwards ("You are logged out.") are stored as usual, under a new id.
+    ///
+    /// With a storage that keeps no id (cookie, session) it means "no messages pending".
+    ///
+    /// # Errors
+    /// When loading the pending messages fails (backend unavailable). The id is forgotten all
+    /// the same; a keyed store keeps what was pending under it, out of the client's reach,
+    /// until its TTL.
+    pub async fn forget_id(&self) -> Result<()> {
+        self.change_identity(Identity::Forget).await
+    }
+
+    async fn change_identity(&self, identity: Identity) -> Result<()> {
+        // Asked first: should loading fail, the id still changes, and what was pending for the
+        // old one is out of the client's reach.
+        self.state().identity = identity;
+        if identity.drops_pending() {
+            // Loaded, then consumed and emptied, so every storage deletes what is pending (a
+            // keyed store settles its lease) and a later read shows none of it.
+            let loaded = self.ensure_loaded().await;
+            let mut state = self.state();
+            state.used = true;
+            if loaded.is_ok() {
+                state.loaded = Some(Vec::new());
+                state.stored = 0;
+            }
+            state.queued.clear();
+            state.now.clear();
+            state.added_bytes = 0;
+            return loaded;
+        }
+        Ok(())
+    }
+
     /// Whether this request added a message to store (Django's `added_new`).
     pub fn added_new(&self) -> bool {
         self.state().added_new
@@ -408,7 +481,11 @@ impl Messages {
     /// not saved yet. When false, an adapter can skip calling it (it would return at once).
     pub fn needs_save(&self) -> bool {
         let state = self.state();
-        !state.saved && (state.token.is_some() || state.added_new || state.read_attempted)
+        !state.saved
+            && (state.token.is_some()
+                || state.added_new
+                || state.read_attempted
+                || state.identity != Identity::Keep)
     }
 
     /// Saves at the response, writing any `Set-Cookie` into `response`. Call once, after the
@@ -446,6 +523,7 @@ impl Messages {
             saved: true,
             dropped,
             refused,
+            degraded: self.state().degraded.take(),
         })
     }
 
@@ -470,6 +548,7 @@ impl Messages {
                     saved: true,
                     dropped,
                     refused,
+                    degraded: self.state().degraded.take(),
                 }),
         })
     }
@@ -481,8 +560,10 @@ impl Messages {
             return Pending::Done(SaveReport::default());
         }
         state.saved = true;
-        let vary = state.read_attempted || state.added_new;
-        let consumed = state.used;
+        let identity = state.identity;
+        let vary = state.read_attempted || state.added_new || identity != Identity::Keep;
+        // Forgetting consumed everything pending when it was asked; `keep` cannot undo it.
+        let consumed = state.used || identity.drops_pending();
         let queued = std::mem::take(&mut state.queued);
         let now = std::mem::take(&mut state.now);
         let stored = state.stored;
@@ -504,7 +585,7 @@ impl Messages {
         };
         let token = state.token.take();
         let refused = state.refused;
-        if token.is_none() && added.is_empty() {
+        if token.is_none() && added.is_empty() && identity == Identity::Keep {
             return Pending::Done(SaveReport {
                 vary,
                 refused,
@@ -521,6 +602,8 @@ impl Messages {
                 added,
                 overflow: Overflow::DropOldest,
                 limits: self.inner.config.limits,
+                identity,
+                degraded: Degraded::to(self.inner.clone()),
             },
         }
     }
@@ -701,6 +784,79 @@ mod tests {
                 vec!["a".into(), "c".into()],
                 false
             )
+        );
+    }
+
+    #[tokio::test]
+    async fn forgetting_consumes_what_is_pending_and_what_was_added_so_far() {
+        let (messages, recorder) = handle();
+        messages.info("before");
+        messages.forget_id().await.expect("forget");
+        assert!(messages.peek().await.expect("peek").is_empty());
+        messages.info("after");
+        messages.keep();
+        assert_eq!(
+            saved(&messages, &recorder).await,
+            (vec![], vec!["after".into()], true)
+        );
+
+        // Rotating with the messages kept changes nothing the handle decides, but still
+        // reaches storage, which may keep an id.
+        let (messages, recorder) = handle();
+        assert!(!messages.needs_save());
+        messages
+            .rotate_id(Carry::Keep)
+            .await
+            .expect("rotate needs no load");
+        assert!(messages.needs_save());
+        assert_eq!(saved(&messages, &recorder).await, (vec![], vec![], false));
+
+        let (messages, recorder) = handle();
+        messages.info("dropped");
+        messages.rotate_id(Carry::Drop).await.expect("rotate");
+        assert_eq!(saved(&messages, &recorder).await, (vec![], vec![], true));
+    }
+
+    /// Saves successfully, reporting a failure it recovered from.
+    struct Recovering;
+
+    #[async_trait::async_trait]
+    impl Storage for Recovering {
+        async fn load(&self, _: &Incoming) -> Result<Loaded> {
+            Ok(Loaded::nothing())
+        }
+
+        async fn save(
+            &self,
+            _: &Incoming,
+            update: Update,
+            _: &mut HeaderMap,
+        ) -> Result<Vec<Message>> {
+            update.degraded.report(Error::new(
+                crate::ErrorKind::Unavailable,
+                "the store is down",
+            ));
+            update
+                .degraded
+                .report(Error::new(crate::ErrorKind::Backend, "second"));
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recovered_failure_is_in_the_report() {
+        let messages = Messages::new(
+            Arc::new(Recovering),
+            Incoming::default(),
+            Arc::new(Config::default()),
+        );
+        messages.info("a");
+        let report = messages.save(&mut HeaderMap::new()).await.expect("saved");
+        let degraded = report.degraded.expect("reported");
+        assert_eq!(
+            degraded.kind(),
+            crate::ErrorKind::Unavailable,
+            "the first one"
         );
     }
 }

@@ -2,12 +2,13 @@
 
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::header::{COOKIE, SET_COOKIE};
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::message::Message;
 
@@ -239,8 +240,81 @@ pub enum Overflow {
     Spill,
 }
 
+/// What the application asked for the client's identity in this request
+/// ([`Messages::rotate_id`](crate::Messages::rotate_id), [`Messages::forget_id`](crate::Messages::forget_id)).
+///
+/// A storage keyed by a client id (the keyed bridge) acts on it: `Forget` deletes what is
+/// pending for the id and removes the id cookie; `Rotate` gives the client a new random id,
+/// moving the pending messages to it ([`Carry::Keep`]) or deleting them ([`Carry::Drop`]).
+///
+/// A storage without an id (cookie, session) may ignore it: the request handle has already
+/// turned `Forget` and `Rotate(Carry::Drop)` into "no messages pending" (it loaded and consumed
+/// everything pending and dropped what was added before the call), and `Rotate(Carry::Keep)`
+/// changes nothing for it. Messages added after the call are stored as usual (under the new id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Identity {
+    /// The client keeps its id (every request that does not ask).
+    #[default]
+    Keep,
+    /// A new id (at login): the pending messages follow it or not.
+    Rotate(Carry),
+    /// No id any more (at logout): nothing pending, the id cookie removed.
+    Forget,
+}
+
+/// Whether pending messages follow a rotated id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// They move to the new id.
+    Keep,
+    /// They are deleted.
+    Drop,
+}
+
+impl Identity {
+    /// Whether the client's pending messages are deleted.
+    pub fn drops_pending(self) -> bool {
+        matches!(self, Identity::Forget | Identity::Rotate(Carry::Drop))
+    }
+}
+
+/// Where a storage reports a failure it recovered from, so the save still succeeds (the keyed
+/// bridge's store was down and the messages rode in a cookie instead). The request handle puts
+/// the first one in [`SaveReport::degraded`](crate::SaveReport::degraded); adapters hand it to
+/// the application's error hook. [`Degraded::default`] reports to nobody (the storage logs it).
+#[derive(Clone, Default)]
+pub struct Degraded(Option<Arc<dyn ReportSink>>);
+
+/// Receives what a storage reports through [`Degraded`] (the request handle's state).
+pub(crate) trait ReportSink: Send + Sync {
+    fn report(&self, error: Error);
+}
+
+impl Degraded {
+    pub(crate) fn to(sink: Arc<dyn ReportSink>) -> Self {
+        Degraded(Some(sink))
+    }
+
+    /// Reports `error`: the save succeeds, but the application should know.
+    pub fn report(&self, error: Error) {
+        if let Some(sink) = &self.0 {
+            sink.report(error);
+        }
+    }
+}
+
+impl fmt::Debug for Degraded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Degraded(reported)"
+        } else {
+            "Degraded(logged only)"
+        })
+    }
+}
+
 /// What the request did, handed to [`Storage::save`] at the response.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Update {
     /// `Some` when the request loaded: the token from [`Loaded`].
     pub loaded: Option<LoadToken>,
@@ -254,6 +328,10 @@ pub struct Update {
     pub overflow: Overflow,
     /// The bounds on the client's messages, which a keyed store enforces at append.
     pub limits: Limits,
+    /// What the application asked for the client's id (rotate at login, forget at logout).
+    pub identity: Identity,
+    /// Where to report a failure the storage recovered from.
+    pub degraded: Degraded,
 }
 
 impl Update {

@@ -516,6 +516,7 @@ async fn a_hostile_client_is_held_to_the_limits() {
                 added: burst.clone(),
                 overflow: Default::default(),
                 limits,
+                ..Default::default()
             };
             let mut response = HeaderMap::new();
             let dropped = storage

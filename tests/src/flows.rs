@@ -124,19 +124,22 @@ pub async fn post_redirect_get_once(framework: Framework, kind: Kind) {
     server.stop().await;
 }
 
-/// 200 messages added by one request all arrive, once; 200 added one per request arrive in
-/// order, once. With the cookie alone, which cannot hold 200 messages in 4 KB, the documented
-/// behaviour holds instead: the newest that fit are kept, in order, and shown once.
+/// As many messages as a client may have pending (`Limits::DEFAULT_MAX_MESSAGES`), added by one
+/// request, all arrive, once; as many added one per request arrive in order, once. With the
+/// cookie alone, bounded by 4 KB, the documented behaviour holds instead: the newest that fit are
+/// kept, in order, and shown once.
 pub async fn many_arrive_in_order_once(framework: Framework, kind: Kind) {
     let Some((server, _opened)) = start(framework, kind).await else {
         return;
     };
     let http = client();
+    const MANY: usize = flash_core::Limits::DEFAULT_MAX_MESSAGES;
+    let many = MANY.to_string();
 
     post_form(
         &http,
         &server,
-        &[("level", "info"), ("text", "bulk"), ("count", "200")],
+        &[("level", "info"), ("text", "bulk"), ("count", &many)],
     )
     .await;
     let (_, body) = get_page(&http, &server).await;
@@ -144,17 +147,17 @@ pub async fn many_arrive_in_order_once(framework: Framework, kind: Kind) {
     assert!(shown.iter().all(|i| i.html == "bulk" && i.class == "info"));
     if kind.size_bounded() {
         assert!(
-            (1..200).contains(&shown.len()),
+            (1..=MANY).contains(&shown.len()),
             "the cookie keeps what fits: {}",
             shown.len()
         );
     } else {
-        assert_eq!(shown.len(), 200, "all 200, none twice");
+        assert_eq!(shown.len(), MANY, "all of them, none twice");
     }
     let (_, body) = get_page(&http, &server).await;
     assert_eq!(page::messages(&body), None, "none twice");
 
-    let expected: Vec<String> = (0..200).map(|i| format!("m{i:03}")).collect();
+    let expected: Vec<String> = (0..MANY).map(|i| format!("m{i:03}")).collect();
     for text in &expected {
         let response = http
             .post(server.url("/api/messages"))
@@ -167,10 +170,10 @@ pub async fn many_arrive_in_order_once(framework: Framework, kind: Kind) {
     let (_, body) = get_page(&http, &server).await;
     let shown = page::texts(&body);
     if kind.size_bounded() {
-        assert!(!shown.is_empty() && shown.len() < 200);
+        assert!(!shown.is_empty() && shown.len() <= MANY);
         assert_eq!(
             shown,
-            expected[200 - shown.len()..],
+            expected[MANY - shown.len()..],
             "the newest are kept, in order"
         );
     } else {

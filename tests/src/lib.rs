@@ -8,6 +8,8 @@
 
 pub mod flows;
 pub mod page;
+pub mod proxy;
+pub mod soak;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub enum Kind {
     Sqlite,
     /// `cookie+redis://…`: cookie first, overflow into Redis.
     CookieRedis,
+    /// `cookie+postgres://…`: cookie first, overflow into PostgreSQL.
+    CookiePostgres,
     /// `memory`: the in-process keyed store (no server).
     Memory,
 }
@@ -72,6 +76,8 @@ pub struct Opened {
     pub storage: Arc<dyn Storage>,
     /// The URL it was opened from, password removed (for messages).
     pub url: String,
+    /// The fault proxy between the storage and its server, when opened through one.
+    pub proxy: Option<proxy::FaultProxy>,
     /// A server table of this test's own, dropped with it: (driver URL, table).
     table: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
@@ -183,6 +189,13 @@ fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
 /// prefix, an SQL table of its own, a temporary SQLite file). `None` when its server is
 /// unreachable outside CI (one "skipped" line printed); under `CI=true` that panics.
 pub async fn open(kind: Kind) -> Option<Opened> {
+    open_with(kind, false, &[]).await
+}
+
+/// [`open`], with the storage talking to its server through a [`proxy::FaultProxy`] when
+/// `proxied` (kept in [`Opened::proxy`]; storages without a server get none), and with extra
+/// query options (flash's, such as `lease`).
+pub async fn open_with(kind: Kind, proxied: bool, options: &[(&str, &str)]) -> Option<Opened> {
     let ns = namespace();
     let mut dir = None;
     let redis = || {
@@ -207,13 +220,16 @@ pub async fn open(kind: Kind) -> Option<Opened> {
         Kind::Sqlite => (sqlite(), None),
         Kind::Redis => (redis(), Some(("Redis", 6379))),
         Kind::CookieRedis => (format!("cookie+{}", redis()), Some(("Redis", 6379))),
-        Kind::Postgres => {
+        Kind::Postgres | Kind::CookiePostgres => {
             let server = env_url("FLASH_POSTGRES_URL", DEFAULT_POSTGRES_URL);
             own_table = Some((server.clone(), table.clone()));
-            (
-                with_query(&server, &[("table", &table)]),
-                Some(("PostgreSQL", 5432)),
-            )
+            let url = with_query(&server, &[("table", &table)]);
+            let url = if kind == Kind::CookiePostgres {
+                format!("cookie+{url}")
+            } else {
+                url
+            };
+            (url, Some(("PostgreSQL", 5432)))
         }
         Kind::Mysql => {
             let server = env_url("FLASH_MYSQL_URL", DEFAULT_MYSQL_URL);
@@ -224,11 +240,22 @@ pub async fn open(kind: Kind) -> Option<Opened> {
             )
         }
     };
+    let mut url = if options.is_empty() {
+        url
+    } else {
+        with_query(&url, options)
+    };
     let shown = redacted(&url);
+    let mut proxy = None;
     if let Some((service, port)) = probe {
         let server = url.trim_start_matches("cookie+");
         if let Err(err) = reachable(server, port).await {
             return flash_core::testkit::unavailable(&format!("{service} at {shown}"), err);
+        }
+        if proxied {
+            let (through, started) = through_proxy(&url, port).await;
+            url = through;
+            proxy = Some(started);
         }
     }
     let storage = match open_url(&url).await {
@@ -244,9 +271,33 @@ pub async fn open(kind: Kind) -> Option<Opened> {
     Some(Opened {
         storage,
         url: shown,
+        proxy,
         table: own_table,
         _dir: dir,
     })
+}
+
+/// Starts a fault proxy to the server of `url` (after an optional `cookie+`) and returns the
+/// URL pointing at the proxy instead, with the proxy.
+async fn through_proxy(url: &str, default_port: u16) -> (String, proxy::FaultProxy) {
+    let (front, server) = match url.strip_prefix("cookie+") {
+        Some(server) => ("cookie+", server),
+        None => ("", url),
+    };
+    let mut parsed = reqwest::Url::parse(server).unwrap();
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = parsed.port().unwrap_or(default_port);
+    let upstream = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .unwrap()
+        .find(std::net::SocketAddr::is_ipv4)
+        .unwrap_or_else(|| {
+            panic!("{host}:{port} has no IPv4 address (the proxy is IPv4 loopback)")
+        });
+    let started = proxy::FaultProxy::start(upstream).await.unwrap();
+    parsed.set_host(Some("127.0.0.1")).unwrap();
+    parsed.set_port(Some(started.addr().port())).unwrap();
+    (format!("{front}{parsed}"), started)
 }
 
 /// Opens a storage URL with the test secret, through the facade.

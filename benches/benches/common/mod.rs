@@ -200,6 +200,7 @@ pub(crate) fn update(messages: &[Message]) -> Update {
         added: messages.to_vec(),
         overflow: Overflow::DropOldest,
         limits: Default::default(),
+        ..Default::default()
     }
 }
 

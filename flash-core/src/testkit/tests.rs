@@ -802,3 +802,117 @@ pub async fn wrong_key_means_no_messages(factory: Factory) {
         response.set_cookies()
     );
 }
+
+/// A request that read and was dropped without saving (the client went away, the handler
+/// panicked) gives its messages back at once, not after the lease timeout (30 s here).
+pub async fn abandoned_request_releases_at_once(factory: Factory) {
+    let harness = harness!(factory);
+    if !harness.capabilities.lease_timeout {
+        return skip("abandoned_request_releases_at_once", "lease timeout");
+    }
+    let client = established(&harness).await;
+    seed(&client, &["m1", "m2"]).await;
+    let abandoned = client.request();
+    assert_eq!(texts(&abandoned.read().await.expect("read")), ["m1", "m2"]);
+    abandoned.abandon();
+    // The release runs in a spawned task: give it a moment, far below the lease timeout.
+    let mut back = Vec::new();
+    for _ in 0..50 {
+        back = read_all(&client).await;
+        if !back.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        texts(&back),
+        ["m1", "m2"],
+        "the abandoned lease was not released"
+    );
+    assert!(read_all(&client).await.is_empty(), "delivered twice");
+}
+
+/// `forget_id` (logout): nothing that was pending or added before it is shown again; what is
+/// added after it is. A keyed storage removes the id cookie, and the old id holds nothing.
+pub async fn forget_id_deletes_what_is_pending(factory: Factory) {
+    let harness = harness!(factory);
+    let keyed = harness.calls_exact;
+    let name = harness.state_cookie.clone();
+    let client = harness.client();
+    seed(&client, &["before logout"]).await;
+    let old = client.cookie(&name);
+
+    let request = client.request();
+    request.info("added before forgetting");
+    request.forget_id().await.expect("forget");
+    assert!(request.peek().await.expect("peek").is_empty());
+    request.info("logged out");
+    request.finish().await;
+    if keyed {
+        assert_ne!(client.cookie(&name), old, "the id was not changed");
+        let thief = harness.client();
+        thief.set_cookie(&name, old.as_deref().expect("an id cookie"));
+        assert!(
+            read_all(&thief).await.is_empty(),
+            "the forgotten id still holds messages"
+        );
+    }
+    assert_eq!(texts(&read_all(&client).await), ["logged out"]);
+
+    // Forgetting with nothing added afterwards: nothing pending, and no id cookie left.
+    seed(&client, &["pending"]).await;
+    let request = client.request();
+    request.forget_id().await.expect("forget");
+    let response = request.finish().await;
+    if keyed {
+        assert!(response.deletes(&name), "{:?}", response.set_cookies());
+    }
+    assert!(read_all(&client).await.is_empty());
+}
+
+/// `rotate_id` (login): with `Carry::Keep` the pending messages follow the client, in order,
+/// with those added after; with `Carry::Drop` only those added after remain. A keyed storage
+/// gives a new id, and the old one holds nothing.
+pub async fn rotate_id_moves_or_drops_what_is_pending(factory: Factory) {
+    use crate::Carry;
+    let harness = harness!(factory);
+    let keyed = harness.calls_exact;
+    let name = harness.state_cookie.clone();
+    let client = harness.client();
+    seed(&client, &["m1", "m2"]).await;
+    let old = client.cookie(&name);
+
+    // Not read by the rotating request.
+    let request = client.request();
+    request.info("m3");
+    request.rotate_id(Carry::Keep).await.expect("rotate");
+    request.info("m4");
+    request.finish().await;
+    if keyed {
+        assert_ne!(client.cookie(&name), old, "the id was not rotated");
+        let thief = harness.client();
+        thief.set_cookie(&name, old.as_deref().expect("an id cookie"));
+        assert!(
+            read_all(&thief).await.is_empty(),
+            "the old id kept messages"
+        );
+    }
+    assert_eq!(texts(&read_all(&client).await), ["m1", "m2", "m3", "m4"]);
+
+    // Peeked (not consumed) by the rotating request.
+    seed(&client, &["p1", "p2"]).await;
+    let request = client.request();
+    assert_eq!(texts(&request.peek().await.expect("peek")), ["p1", "p2"]);
+    request.rotate_id(Carry::Keep).await.expect("rotate");
+    request.finish().await;
+    assert_eq!(texts(&read_all(&client).await), ["p1", "p2"]);
+
+    // Dropped.
+    seed(&client, &["d1"]).await;
+    let request = client.request();
+    request.info("d2");
+    request.rotate_id(Carry::Drop).await.expect("rotate");
+    request.info("welcome");
+    request.finish().await;
+    assert_eq!(texts(&read_all(&client).await), ["welcome"]);
+}
