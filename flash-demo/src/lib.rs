@@ -485,17 +485,16 @@ struct AddJson {
     extra_tags: Option<String>,
 }
 
-/// Whether the request's `Content-Type` is `expected` (parameters and case aside).
-fn content_type_is(content_type: Option<&[u8]>, expected: &str) -> bool {
-    content_type
-        .and_then(|value| std::str::from_utf8(value).ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(expected))
+/// The media type of a `Content-Type` value, lowercase, without parameters.
+fn media_type(content_type: Option<&[u8]>) -> Option<String> {
+    let value = std::str::from_utf8(content_type?).ok()?;
+    let essence = value.split(';').next().unwrap_or(value);
+    Some(essence.trim().to_ascii_lowercase())
 }
 
 /// The fields of a form body; the last of a repeated field counts, unknown fields are ignored.
 fn parse_form(content_type: Option<&[u8]>, body: &[u8]) -> Result<AddForm, Reply> {
-    if !content_type_is(content_type, "application/x-www-form-urlencoded") {
+    if media_type(content_type).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(Reply::text(
             415,
             "expected a form (application/x-www-form-urlencoded)",
@@ -573,11 +572,8 @@ fn add_form(flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Resul
 }
 
 fn add_json(flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Result<(), Reply> {
-    let json = content_type
-        .and_then(|value| std::str::from_utf8(value).ok())
-        .and_then(|value| value.split(';').next())
-        .map(|essence| essence.trim().to_ascii_lowercase())
-        .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"));
+    let json = media_type(content_type)
+        .is_some_and(|media| media == "application/json" || media.ends_with("+json"));
     if !json {
         return Err(Reply::text(415, "expected JSON (application/json)"));
     }

@@ -1,5 +1,6 @@
 //! Shared support for the cross-backend integration tests: open a storage by URL (isolated per
-//! test), serve the demo app on a free port, and drive it like a browser.
+//! test), serve the demo app on a free port with either framework (axum or actix-web,
+//! [`Server::demo_on`]), and drive it like a browser.
 //!
 //! Servers come from the environment at run time (`FLASH_REDIS_URL`, `FLASH_POSTGRES_URL`,
 //! `FLASH_MYSQL_URL`); a server that cannot be reached skips the test with one line, or fails it
