@@ -29,10 +29,20 @@ impl Site {
         App::new()
             .app_data(web::Data::new(self.clone()))
             .app_data(web::PayloadConfig::new(MAX_BODY))
-            .route("/", web::get().to(index))
-            .route("/messages", web::post().to(add_form))
-            .route("/api/messages", web::get().to(list))
-            .route("/api/messages", web::post().to(add_json))
+            // One resource per path, so another method is a 405 (as on axum), and `HEAD`
+            // answers as `GET` does (as axum's `get` routes do).
+            .service(
+                web::resource("/")
+                    .route(web::get().to(index))
+                    .route(web::head().to(index)),
+            )
+            .service(web::resource("/messages").route(web::post().to(add_form)))
+            .service(
+                web::resource("/api/messages")
+                    .route(web::get().to(list))
+                    .route(web::head().to(list))
+                    .route(web::post().to(add_json)),
+            )
             .wrap(FlashMiddleware::from(self.adapter.clone()))
             // Registered last, so outermost: a refused post never reaches flash.
             .wrap(from_fn(refuse_cross_site))

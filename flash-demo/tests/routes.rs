@@ -45,6 +45,7 @@ on_both!(
     oversized_posts_on_cookie_storage,
     a_failing_storage_shows_a_generic_line_and_logs_the_details,
     the_page_names_the_framework_and_the_storage,
+    other_methods_and_paths_answer_alike,
 );
 
 fn memory() -> Arc<dyn Storage> {
@@ -449,4 +450,29 @@ async fn the_page_names_the_framework_and_the_storage(framework: Framework) {
         "{page}"
     );
     assert!(!page.contains("hunter2"));
+}
+
+/// Beyond the contract, the frameworks answer alike too: `HEAD` as `GET` without a body, another
+/// method on a route `405`, an unknown path `404`.
+async fn other_methods_and_paths_answer_alike(framework: Framework) {
+    let app = demo(framework);
+    let (status, headers, body) = send(app.http_head("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_empty(), "{body}");
+    assert!(
+        headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        send(app.get("/messages")).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        send(app.post("/").body("level=info&text=x")).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(send(app.get("/nowhere")).await.0, StatusCode::NOT_FOUND);
 }

@@ -254,6 +254,10 @@ impl Served {
         self.http.get(format!("{}{path}", self.base))
     }
 
+    pub fn http_head(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.head(format!("{}{path}", self.base))
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.post(format!("{}{path}", self.base))
     }
