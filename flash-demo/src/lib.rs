@@ -1,20 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, Form, Json, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
-use flash_axum::{Flash, FlashLayer};
-use flash_core::{Config, Level, LevelTags, Message, Storage, redact_url};
+use flash_core::{Adapter, Config, Level, LevelTags, Message, Messages, Storage, redact_url};
 use serde::{Deserialize, Serialize};
-use tower_sessions::{MemoryStore as SessionStore, SessionManagerLayer};
 
+mod on_actix;
+mod on_axum;
 pub mod secret;
+mod serve;
+
+pub use on_axum::{app, app_serving};
 
 /// The most copies one form post may add (`count`); flash's [`Limits`](flash_core::Limits)
 /// refuse what one client may not have pending long before that.
@@ -32,10 +31,78 @@ pub const UNAVAILABLE: &str = "Messages are unavailable right now.";
 /// What a cross-site form post gets (`403`).
 pub const CROSS_SITE: &str = "Cross-site form posts are refused.";
 
+/// Environment variable: the framework serving the demo, `axum` (the default) or `actix`.
+pub const ENV_FRAMEWORK: &str = "FLASH_FRAMEWORK";
+
 /// The demo's settings: threshold [`Level::DEBUG`], so every level shows, and flash's default
 /// [`Limits`](flash_core::Limits).
 pub fn config() -> Config {
     Config::default().threshold(Level::DEBUG)
+}
+
+/// The web framework serving the demo. Both serve the same routes, pages and JSON from one
+/// [`Site`]; only routing and extraction differ.
+///
+/// ```
+/// use flash_demo::Framework;
+/// assert_eq!("actix".parse::<Framework>(), Ok(Framework::Actix));
+/// assert_eq!("AXUM".parse::<Framework>(), Ok(Framework::Axum));
+/// assert!("rocket".parse::<Framework>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framework {
+    /// axum 0.8 through `flash-axum` (the default).
+    #[default]
+    Axum,
+    /// actix-web 4 through `flash-actix`.
+    Actix,
+}
+
+impl Framework {
+    /// Every framework the demo runs on.
+    pub const ALL: [Framework; 2] = [Framework::Axum, Framework::Actix];
+
+    /// Its name, as `FLASH_FRAMEWORK` and the page spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framework::Axum => "axum",
+            Framework::Actix => "actix",
+        }
+    }
+
+    /// Whether this framework can serve `storage`; the reason when not. actix-web cannot hand
+    /// flash a tower-sessions session, so the `session` storages need axum.
+    ///
+    /// # Errors
+    /// A sentence for the operator when the storage needs the other framework.
+    pub fn check(self, storage: &dyn Storage) -> Result<(), String> {
+        if self == Framework::Actix && storage.uses_extensions() {
+            return Err(
+                "the session storage keeps messages in a tower-sessions session, which \
+                 actix-web cannot provide: serve it with FLASH_FRAMEWORK=axum, or pick another \
+                 storage"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Framework {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Framework {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Framework::ALL
+            .into_iter()
+            .find(|framework| framework.name().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| format!("unknown framework {name:?}: axum or actix"))
+    }
 }
 
 /// What the page says is serving it: the web framework and the storage, its URL redacted by
@@ -86,74 +153,204 @@ impl Default for Serving {
     }
 }
 
-/// The demo app over `storage`, saying it is served by [`FRAMEWORK`] from a storage built in
-/// code; see [`app_serving`].
-pub fn app(storage: Arc<dyn Storage>) -> Router {
-    app_serving(storage, Serving::default())
+/// The demo, framework-neutral: the flash adapter over the storage (one
+/// [`flash_core::Adapter`], from which both `flash-axum`'s layer and `flash-actix`'s middleware
+/// are made), the page, and every route's logic. [`Site::axum`] and [`Site::actix`] only route
+/// requests to it. A cheap clone.
+#[derive(Clone)]
+pub struct Site {
+    adapter: Adapter,
+    pages: Arc<Pages>,
 }
 
-/// The demo app over `storage`: every route of the contract, the flash layer, an in-memory
-/// tower-sessions layer (used when the storage keeps messages in the session; it sets no
-/// cookie otherwise), a body limit of [`MAX_BODY`], and cross-site posts refused.
-pub fn app_serving(storage: Arc<dyn Storage>, serving: Serving) -> Router {
-    let state = Arc::new(Pages::new(serving));
-    Router::new()
-        .route("/", get(index))
-        .route("/messages", axum::routing::post(add_form))
-        .route("/api/messages", get(list_json).post(add_json))
-        .with_state(state)
-        .layer(FlashLayer::new(storage, config()).on_error(|err| {
+impl fmt::Debug for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Site")
+            .field("serving", &self.pages.serving)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Site {
+    /// The demo over `storage`, saying `serving` serves it; with the demo's [`config`], and a
+    /// failed save logged as lost messages.
+    pub fn new(storage: Arc<dyn Storage>, serving: Serving) -> Self {
+        let adapter = Adapter::new(storage, config()).on_error(|err| {
             tracing::warn!(error = %err, "the demo lost flash messages");
-        }))
-        .layer(SessionManagerLayer::new(SessionStore::default()).with_secure(false))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        // Outermost: a refused post reaches neither the session nor flash.
-        .layer(middleware::from_fn(refuse_cross_site))
+        });
+        Site {
+            adapter,
+            pages: Arc::new(Pages::new(serving)),
+        }
+    }
+
+    /// What the page says serves it.
+    pub fn serving(&self) -> &Serving {
+        &self.pages.serving
+    }
+
+    /// The flash adapter both frameworks' layers are made from.
+    pub fn adapter(&self) -> &Adapter {
+        &self.adapter
+    }
+
+    /// `GET /`: the page, with the pending messages (consumed).
+    async fn page(&self, flash: &Messages) -> Reply {
+        match read_views(flash).await {
+            Ok(views) => self.pages.render(&views, None),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not load flash messages");
+                self.pages.render(&[], Some(UNAVAILABLE))
+            }
+        }
+    }
+
+    /// `POST /messages`: adds `count` copies, redirects to the page.
+    fn add_form(&self, flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Reply {
+        match add_form(flash, content_type, body) {
+            Ok(()) => Reply::see_other("/"),
+            Err(refused) => refused,
+        }
+    }
+
+    /// `GET /api/messages`: the pending messages as JSON (consumed).
+    async fn list(&self, flash: &Messages) -> Reply {
+        match read_views(flash).await {
+            Ok(views) => Reply::json(
+                200,
+                &views.into_iter().map(ApiMessage::from).collect::<Vec<_>>(),
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not load flash messages");
+                Reply::json(503, &serde_json::json!({ "error": UNAVAILABLE }))
+            }
+        }
+    }
+
+    /// `POST /api/messages`: adds one message.
+    fn add_json(&self, flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Reply {
+        match add_json(flash, content_type, body) {
+            Ok(()) => Reply::status(201),
+            Err(refused) => refused,
+        }
+    }
 }
 
-/// Whether a request that changes state comes from another site.
+/// A response, framework-neutral: each framework turns it into its own.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    content_type: Option<&'static str>,
+    location: Option<&'static str>,
+    body: String,
+}
+
+impl Reply {
+    fn status(status: u16) -> Self {
+        Reply {
+            status,
+            content_type: None,
+            location: None,
+            body: String::new(),
+        }
+    }
+
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        Reply {
+            content_type: Some("text/plain; charset=utf-8"),
+            body: body.into(),
+            ..Reply::status(status)
+        }
+    }
+
+    fn html(body: String) -> Self {
+        Reply {
+            content_type: Some("text/html; charset=utf-8"),
+            body,
+            ..Reply::status(200)
+        }
+    }
+
+    fn json(status: u16, value: &impl Serialize) -> Self {
+        match serde_json::to_string(value) {
+            Ok(body) => Reply {
+                content_type: Some("application/json"),
+                body,
+                ..Reply::status(status)
+            },
+            Err(err) => {
+                tracing::error!(%err, "encoding JSON failed");
+                Reply::text(500, "the answer could not be encoded")
+            }
+        }
+    }
+
+    fn see_other(location: &'static str) -> Self {
+        Reply {
+            location: Some(location),
+            ..Reply::status(303)
+        }
+    }
+
+    fn bad_request(why: String) -> Self {
+        Reply::text(400, why)
+    }
+}
+
+/// Whether a request that changes state comes from another site, from its headers (`header`
+/// gives a header's first value by lowercase name).
 ///
 /// `Sec-Fetch-Site` (sent by every current browser) decides when present: only `same-origin`
 /// and `none` (typed, bookmarked) pass; `same-site` is refused too, since a sibling subdomain is
 /// another application. Without it, an `Origin` must name the host the request was sent to
 /// (`null` never does). A request with neither (curl, scripts, old browsers on same-origin
 /// posts) passes: a browser always sends one of them on a cross-site post.
-pub fn is_cross_site(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+///
+/// ```
+/// let headers = [("origin", "https://evil.example"), ("host", "demo.example")];
+/// let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes());
+/// assert!(flash_demo::is_cross_site(header));
+/// assert!(!flash_demo::is_cross_site(|_: &str| None));
+/// ```
+pub fn is_cross_site<'a>(header: impl Fn(&'static str) -> Option<&'a [u8]>) -> bool {
+    if let Some(site) = header("sec-fetch-site") {
+        return !matches!(site, b"same-origin" | b"none");
     }
-    let Some(origin) = headers.get(header::ORIGIN) else {
+    let Some(origin) = header("origin") else {
         return false;
     };
-    let Some(host) = headers.get(header::HOST) else {
+    let Some(host) = header("host") else {
         return true;
     };
-    let origin_host = origin
-        .to_str()
+    let origin_host = std::str::from_utf8(origin)
         .ok()
         .and_then(|o| o.split_once("://"))
         .map(|(_, rest)| rest);
-    match (origin_host, host.to_str()) {
+    match (origin_host, std::str::from_utf8(host)) {
         (Some(origin_host), Ok(host)) => !origin_host.eq_ignore_ascii_case(host),
         _ => true,
     }
 }
 
-async fn refuse_cross_site(request: Request, next: Next) -> Response {
-    let changes_state = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    if changes_state && is_cross_site(request.headers()) {
-        tracing::warn!(
-            path = request.uri().path(),
-            origin = ?request.headers().get(header::ORIGIN),
-            sec_fetch_site = ?request.headers().get("sec-fetch-site"),
-            "refused a cross-site post"
-        );
-        return (StatusCode::FORBIDDEN, CROSS_SITE).into_response();
+/// The `403` for a request of `method` to `path` that changes state and comes from another
+/// site (see [`is_cross_site`]), logged; `None` lets the request through.
+fn refuse_cross_site<'a>(
+    method: &str,
+    path: &str,
+    header: impl Fn(&'static str) -> Option<&'a [u8]>,
+) -> Option<Reply> {
+    let changes_state = !matches!(method, "GET" | "HEAD" | "OPTIONS");
+    if !changes_state || !is_cross_site(&header) {
+        return None;
     }
-    next.run(request).await
+    let shown = |name| header(name).map(String::from_utf8_lossy);
+    tracing::warn!(
+        path,
+        origin = ?shown("origin"),
+        sec_fetch_site = ?shown("sec-fetch-site"),
+        "refused a cross-site post"
+    );
+    Some(Reply::text(403, CROSS_SITE))
 }
 
 /// What a template (or the JSON API) sees of one message.
@@ -226,7 +423,7 @@ impl Pages {
         Pages { env, serving }
     }
 
-    fn render(&self, views: &[MessageView], problem: Option<&str>) -> Response {
+    fn render(&self, views: &[MessageView], problem: Option<&str>) -> Reply {
         let rendered = self.env.get_template("index.html").and_then(|page| {
             page.render(minijinja::context! {
                 messages => views,
@@ -237,34 +434,20 @@ impl Pages {
             })
         });
         match rendered {
-            Ok(html) => Html(html).into_response(),
+            Ok(html) => Reply::html(html),
             Err(err) => {
                 tracing::error!(%err, "rendering the demo page failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the page could not be rendered",
-                )
-                    .into_response()
+                Reply::text(500, "the page could not be rendered")
             }
         }
     }
 }
 
 /// Reads (consuming) every pending message as views; a storage failure is reported, not fatal.
-async fn read_views(flash: &Flash) -> Result<Vec<MessageView>, flash_core::Error> {
+async fn read_views(flash: &Messages) -> Result<Vec<MessageView>, flash_core::Error> {
     let messages = flash.read().await?;
     let tags = flash.level_tags();
     Ok(messages.iter().map(|m| MessageView::new(m, tags)).collect())
-}
-
-async fn index(State(pages): State<Arc<Pages>>, flash: Flash) -> Response {
-    match read_views(&flash).await {
-        Ok(views) => pages.render(&views, None),
-        Err(err) => {
-            tracing::warn!(error = %err, "could not load flash messages");
-            pages.render(&[], Some(UNAVAILABLE))
-        }
-    }
 }
 
 /// A level as a form or JSON field: a name or an integer.
@@ -276,23 +459,21 @@ enum LevelField {
 }
 
 impl LevelField {
-    fn parse(self) -> Result<Level, BadRequest> {
+    fn parse(self) -> Result<Level, Reply> {
         match self {
             LevelField::Number(n) => Ok(Level::new(n)),
             LevelField::Name(name) => name
                 .parse()
-                .map_err(|err: flash_core::ParseLevelError| BadRequest(err.to_string())),
+                .map_err(|err: flash_core::ParseLevelError| Reply::bad_request(err.to_string())),
         }
     }
 }
 
-#[derive(Deserialize)]
+/// The form `POST /messages` reads.
 struct AddForm {
     level: String,
     text: String,
-    #[serde(default)]
     extra_tags: Option<String>,
-    #[serde(default)]
     count: Option<String>,
 }
 
@@ -304,23 +485,49 @@ struct AddJson {
     extra_tags: Option<String>,
 }
 
-/// A request the demo refuses, with the reason.
-struct BadRequest(String);
+/// The media type of a `Content-Type` value, lowercase, without parameters.
+fn media_type(content_type: Option<&[u8]>) -> Option<String> {
+    let value = std::str::from_utf8(content_type?).ok()?;
+    let essence = value.split(';').next().unwrap_or(value);
+    Some(essence.trim().to_ascii_lowercase())
+}
 
-impl IntoResponse for BadRequest {
-    fn into_response(self) -> Response {
-        (StatusCode::BAD_REQUEST, self.0).into_response()
+/// The fields of a form body; the last of a repeated field counts, unknown fields are ignored.
+fn parse_form(content_type: Option<&[u8]>, body: &[u8]) -> Result<AddForm, Reply> {
+    if media_type(content_type).as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(Reply::text(
+            415,
+            "expected a form (application/x-www-form-urlencoded)",
+        ));
     }
+    let (mut level, mut text, mut extra_tags, mut count) = (None, None, None, None);
+    for (name, value) in form_urlencoded::parse(body) {
+        let field = match &*name {
+            "level" => &mut level,
+            "text" => &mut text,
+            "extra_tags" => &mut extra_tags,
+            "count" => &mut count,
+            _ => continue,
+        };
+        *field = Some(value.into_owned());
+    }
+    let missing = |name: &str| Reply::bad_request(format!("the form lacks the field `{name}`"));
+    Ok(AddForm {
+        level: level.ok_or_else(|| missing("level"))?,
+        text: text.ok_or_else(|| missing("text"))?,
+        extra_tags,
+        count,
+    })
 }
 
 /// The message the fields describe; a text (with its extra tags) longer than the app's
 /// [`Limits`](flash_core::Limits) allow is refused here, before any copy is made.
 fn message(
-    flash: &Flash,
+    flash: &Messages,
     level: Level,
     text: String,
     extra_tags: Option<String>,
-) -> Result<Message, BadRequest> {
+) -> Result<Message, Reply> {
     let message = Message::new(level, text);
     let message = match extra_tags {
         Some(extra) if !extra.trim().is_empty() => message.with_extra_tags(extra.trim()),
@@ -328,7 +535,7 @@ fn message(
     };
     let max = flash.config().limits().max_text_len();
     if message.size() > max {
-        return Err(BadRequest(format!(
+        return Err(Reply::bad_request(format!(
             "the text and extra tags are {} bytes; at most {max} are accepted",
             message.size()
         )));
@@ -336,7 +543,8 @@ fn message(
     Ok(message)
 }
 
-async fn add_form(flash: Flash, Form(form): Form<AddForm>) -> Result<Redirect, BadRequest> {
+fn add_form(flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Result<(), Reply> {
+    let form = parse_form(content_type, body)?;
     let level = LevelField::Name(form.level).parse()?;
     let count = match form.count.as_deref().map(str::trim) {
         None | Some("") => 1,
@@ -344,9 +552,11 @@ async fn add_form(flash: Flash, Form(form): Form<AddForm>) -> Result<Redirect, B
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_COUNT).contains(n))
-            .ok_or_else(|| BadRequest(format!("count must be 1 to {MAX_COUNT}, not {count:?}")))?,
+            .ok_or_else(|| {
+                Reply::bad_request(format!("count must be 1 to {MAX_COUNT}, not {count:?}"))
+            })?,
     };
-    let message = message(&flash, level, form.text, form.extra_tags)?;
+    let message = message(flash, level, form.text, form.extra_tags)?;
     // Flash's limits refuse the copies one client may not have pending: stop at the first.
     let added = (0..count)
         .take_while(|_| flash.add_message(message.clone()))
@@ -358,27 +568,18 @@ async fn add_form(flash: Flash, Form(form): Form<AddForm>) -> Result<Redirect, B
             "copies beyond flash's limits refused"
         );
     }
-    Ok(Redirect::to("/"))
+    Ok(())
 }
 
-async fn list_json(flash: Flash) -> Response {
-    match read_views(&flash).await {
-        Ok(views) => {
-            Json(views.into_iter().map(ApiMessage::from).collect::<Vec<_>>()).into_response()
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "could not load flash messages");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "error": UNAVAILABLE })),
-            )
-                .into_response()
-        }
+fn add_json(flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Result<(), Reply> {
+    let json = media_type(content_type)
+        .is_some_and(|media| media == "application/json" || media.ends_with("+json"));
+    if !json {
+        return Err(Reply::text(415, "expected JSON (application/json)"));
     }
-}
-
-async fn add_json(flash: Flash, Json(body): Json<AddJson>) -> Result<StatusCode, BadRequest> {
+    let body: AddJson = serde_json::from_slice(body)
+        .map_err(|err| Reply::bad_request(format!("the JSON body is not a message: {err}")))?;
     let level = body.level.parse()?;
-    flash.add_message(message(&flash, level, body.text, body.extra_tags)?);
-    Ok(StatusCode::CREATED)
+    flash.add_message(message(flash, level, body.text, body.extra_tags)?);
+    Ok(())
 }

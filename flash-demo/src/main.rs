@@ -1,8 +1,10 @@
-//! `cargo run -p flash-demo`: the demo app on http://127.0.0.1:3000.
+//! `cargo run -p flash-demo`: the demo app on http://127.0.0.1:3000, served by axum, or by
+//! actix-web with `FLASH_FRAMEWORK=actix` (or `--framework actix`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use flash_demo::Framework;
 use tracing_subscriber::EnvFilter;
 
 /// Where the demo listens unless `FLASH_ADDR` or `--addr` says otherwise.
@@ -10,8 +12,9 @@ const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 /// The demo's storage unless `FLASH_STORAGE` says otherwise: cookie first, overflow into an
 /// embedded SQLite file (nothing to install).
 const DEFAULT_STORAGE: &str = "cookie+sqlite://flash-demo.db";
-const USAGE: &str = "usage: flash-demo [--addr HOST:PORT]
-environment: FLASH_ADDR (default 127.0.0.1:3000), FLASH_STORAGE (default cookie+sqlite://flash-demo.db),
+const USAGE: &str = "usage: flash-demo [--addr HOST:PORT] [--framework axum|actix]
+environment: FLASH_ADDR (default 127.0.0.1:3000), FLASH_FRAMEWORK (axum or actix, default axum),
+             FLASH_STORAGE (default cookie+sqlite://flash-demo.db),
              FLASH_SECRET (at least 32 bytes; when unset, a random one kept in flash-demo.secret
              beside the database file), FLASH_SECRET_FILE (where to keep it instead), RUST_LOG";
 
@@ -40,9 +43,18 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// The listen address: `--addr X` or `--addr=X`, else `FLASH_ADDR`, else the default.
-fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, StartError> {
+/// What the command line and the environment ask for.
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    addr: SocketAddr,
+    framework: Framework,
+}
+
+/// The listen address: `--addr X` or `--addr=X`, else `FLASH_ADDR`, else the default; the
+/// framework: `--framework X` or `--framework=X`, else `FLASH_FRAMEWORK`, else axum.
+fn options(mut args: impl Iterator<Item = String>) -> Result<Options, StartError> {
     let mut addr = None;
+    let mut framework = None;
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             return Err(USAGE.into());
@@ -53,6 +65,13 @@ fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, Sta
             );
         } else if let Some(value) = arg.strip_prefix("--addr=") {
             addr = Some(value.to_owned());
+        } else if arg == "--framework" {
+            framework = Some(
+                args.next()
+                    .ok_or("--framework needs a value: axum or actix")?,
+            );
+        } else if let Some(value) = arg.strip_prefix("--framework=") {
+            framework = Some(value.to_owned());
         } else {
             return Err(format!("unknown argument {arg:?}\n{USAGE}").into());
         }
@@ -60,12 +79,18 @@ fn listen_addr(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, Sta
     let addr = addr
         .or_else(|| env("FLASH_ADDR"))
         .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
-    addr.parse()
-        .map_err(|err| format!("the address {addr:?} is not HOST:PORT ({err})").into())
+    let addr = addr
+        .parse()
+        .map_err(|err| format!("the address {addr:?} is not HOST:PORT ({err})"))?;
+    let framework = match framework.or_else(|| env(flash_demo::ENV_FRAMEWORK)) {
+        Some(name) => name.parse()?,
+        None => Framework::default(),
+    };
+    Ok(Options { addr, framework })
 }
 
 async fn run() -> Result<(), StartError> {
-    let addr = listen_addr(std::env::args().skip(1))?;
+    let Options { addr, framework } = options(std::env::args().skip(1))?;
     let storage_url = env(flash::ENV_STORAGE).unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
     let mut config = flash::StorageConfig::from_vars(|name| match name {
         flash::ENV_STORAGE => Some(storage_url.clone()),
@@ -78,19 +103,19 @@ async fn run() -> Result<(), StartError> {
         .open()
         .await
         .map_err(|err| format!("cannot open the storage {config}: {err}"))?;
+    framework.check(storage.as_ref())?;
     let shutdown = shutdown_signal();
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = std::net::TcpListener::bind(addr)
         .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
     let local = listener.local_addr()?;
-    let serving = flash_demo::Serving::new(&storage_url);
+    let serving = flash_demo::Serving::new(&storage_url).framework(framework.name());
     tracing::info!(
         "flash demo on http://{local} (storage: {}, framework: {}); Ctrl-C stops it",
         serving.storage(),
         serving.framework_name()
     );
-    axum::serve(listener, flash_demo::app_serving(storage, serving))
-        .with_graceful_shutdown(shutdown)
+    framework
+        .serve(storage, serving, listener, shutdown)
         .await?;
     tracing::info!("stopped");
     Ok(())
@@ -167,23 +192,23 @@ mod tests {
     }
 
     #[test]
-    fn the_address_comes_from_the_flag() {
+    fn the_address_and_framework_come_from_the_flags() {
         let expected: SocketAddr = "127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!());
-        assert_eq!(
-            listen_addr(args(&["--addr", "127.0.0.1:8080"])).ok(),
-            Some(expected)
-        );
-        assert_eq!(
-            listen_addr(args(&["--addr=127.0.0.1:8080"])).ok(),
-            Some(expected)
-        );
+        let addr = |list: &[&str]| options(args(list)).ok().map(|o| o.addr);
+        assert_eq!(addr(&["--addr", "127.0.0.1:8080"]), Some(expected));
+        assert_eq!(addr(&["--addr=127.0.0.1:8080"]), Some(expected));
+        let framework = |list: &[&str]| options(args(list)).ok().map(|o| o.framework);
+        assert_eq!(framework(&["--framework", "actix"]), Some(Framework::Actix));
+        assert_eq!(framework(&["--framework=axum"]), Some(Framework::Axum));
         for bad in [
             &["--addr"][..],
             &["--addr", "nowhere"],
             &["--port", "1"],
             &["--help"],
+            &["--framework"],
+            &["--framework", "rocket"],
         ] {
-            assert!(listen_addr(args(bad)).is_err(), "{bad:?}");
+            assert!(options(args(bad)).is_err(), "{bad:?}");
         }
     }
 }

@@ -7,22 +7,31 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Demo, post_then_get};
+use common::{BIN, Demo, Framework, post_then_get};
 
 /// The README's main command: no environment at all, so the default storage (cookie first,
 /// overflow into `flash-demo.db` in the working directory) and the development secret.
 #[tokio::test]
 async fn runs_with_the_defaults_and_stops_on_ctrl_c() {
+    defaults_then_ctrl_c(&["--addr", "127.0.0.1:0"], "axum").await;
+}
+
+/// The same on actix-web, chosen with the flag.
+#[tokio::test]
+async fn runs_on_actix_with_the_flag_and_stops_on_ctrl_c() {
+    defaults_then_ctrl_c(&["--addr", "127.0.0.1:0", "--framework", "actix"], "actix").await;
+}
+
+async fn defaults_then_ctrl_c(args: &[&str], framework: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = Demo::start(dir.path(), &[], &["--addr", "127.0.0.1:0"]);
+    let mut demo = Demo::start(dir.path(), &[], args);
     let warning = demo.wait_for("FLASH_SECRET is not set");
     assert!(warning.contains("WARN"), "{warning}");
     let base = demo.base_url();
     assert!(
-        demo.seen
-            .last()
-            .unwrap()
-            .contains("storage: cookie+sqlite://flash-demo.db"),
+        demo.seen.last().unwrap().contains(&format!(
+            "storage: cookie+sqlite://flash-demo.db, framework: {framework}"
+        )),
         "{:?}",
         demo.seen
     );
@@ -39,7 +48,13 @@ async fn runs_with_the_defaults_and_stops_on_ctrl_c() {
 }
 
 #[tokio::test]
-async fn flash_addr_and_storage_come_from_the_environment() {
+async fn flash_addr_storage_and_framework_come_from_the_environment() {
+    for framework in Framework::ALL {
+        from_the_environment(framework).await;
+    }
+}
+
+async fn from_the_environment(framework: Framework) {
     let dir = tempfile::tempdir().unwrap();
     let secret = "a secret of at least thirty-two bytes, for this test";
     let mut demo = Demo::start(
@@ -48,11 +63,19 @@ async fn flash_addr_and_storage_come_from_the_environment() {
             ("FLASH_ADDR", "127.0.0.1:0"),
             ("FLASH_STORAGE", "cookie"),
             ("FLASH_SECRET", secret),
+            ("FLASH_FRAMEWORK", framework.name()),
         ],
         &[],
     );
     let base = demo.base_url();
-    assert!(demo.seen.last().unwrap().contains("storage: cookie"));
+    assert!(
+        demo.seen
+            .last()
+            .unwrap()
+            .contains(&format!("storage: cookie, framework: {framework}")),
+        "{:?}",
+        demo.seen
+    );
     assert!(!demo.seen.join("\n").contains("FLASH_SECRET is not set"));
     assert!(
         !demo.seen.join("\n").contains(secret),
@@ -109,6 +132,14 @@ fn passwords_are_not_printed_and_bad_settings_fail_with_a_message() {
         (vec![], vec!["--addr", "not-an-address"]),
         (vec![], vec!["--bogus"]),
         (
+            vec![("FLASH_FRAMEWORK", "rocket")],
+            vec!["--addr", "127.0.0.1:0"],
+        ),
+        (
+            vec![],
+            vec!["--addr", "127.0.0.1:0", "--framework", "rocket"],
+        ),
+        (
             vec![("FLASH_SECRET", "short")],
             vec!["--addr", "127.0.0.1:0"],
         ),
@@ -117,6 +148,7 @@ fn passwords_are_not_printed_and_bad_settings_fail_with_a_message() {
             .args(&args)
             .current_dir(dir.path())
             .env_remove("FLASH_STORAGE")
+            .env_remove("FLASH_FRAMEWORK")
             .env_remove("FLASH_DEV")
             .envs(env.iter().copied())
             .env(
@@ -141,6 +173,12 @@ fn passwords_are_not_printed_and_bad_settings_fail_with_a_message() {
 /// page or the JSON error (`redis+unix://…?pass=` and a password holding `/` leaked before).
 #[tokio::test]
 async fn no_url_form_shows_its_password_with_the_server_down() {
+    for framework in Framework::ALL {
+        no_password_shown(framework).await;
+    }
+}
+
+async fn no_password_shown(framework: Framework) {
     for (url, secret) in [
         (
             "redis+unix:///nonexistent/flash-demo.sock?pass=hunter2",
@@ -156,7 +194,8 @@ async fn no_url_form_shows_its_password_with_the_server_down() {
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut demo = Demo::start(
+        let mut demo = common::start_on(
+            framework,
             dir.path(),
             &[("FLASH_STORAGE", url)],
             &["--addr", "127.0.0.1:0"],

@@ -1,76 +1,94 @@
-//! The demo's routes over the in-memory keyed store: the contract's shapes and bad input.
+//! The demo's routes over the in-memory keyed store, on both frameworks (served on loopback as
+//! the binary serves them): the contract's shapes and bad input.
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use flash_core::{Key, KeyedStorage, Keys, Level, LevelTags, MemoryStore, Message};
-use flash_demo::{MessageView, app};
-use http::header::{CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
-use http::{Request, StatusCode};
-use tower::ServiceExt as _;
+use common::{Framework, Served, send};
+use flash_core::{Key, KeyedStorage, Keys, Level, LevelTags, MemoryStore, Message, Storage};
+use flash_demo::{MessageView, Serving};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, COOKIE, HOST, HeaderMap, LOCATION, SET_COOKIE};
 
-fn demo() -> axum::Router {
-    app(Arc::new(KeyedStorage::new(
+/// Each test, once per framework.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_axum {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Framework::Axum).await;
+                }
+            )*
+        }
+
+        mod on_actix {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Framework::Actix).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    the_page_has_the_form_and_no_list_when_empty,
+    a_post_redirects_and_the_page_shows_every_copy,
+    bad_form_input_is_a_client_error,
+    bad_json_input_is_a_client_error,
+    cross_site_posts_are_refused_and_add_nothing,
+    oversized_posts_are_refused_quickly,
+    oversized_posts_on_cookie_storage,
+    a_failing_storage_shows_a_generic_line_and_logs_the_details,
+    the_page_names_the_framework_and_the_storage,
+    other_methods_and_paths_answer_alike,
+);
+
+fn memory() -> Arc<dyn Storage> {
+    Arc::new(KeyedStorage::new(
         MemoryStore::new(),
         Keys::new(Key::generate()),
-    )))
+    ))
 }
 
-async fn send(app: &axum::Router, request: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+fn demo(framework: Framework) -> Served {
+    Served::start(framework, memory(), Serving::default())
 }
 
-fn form(body: &str) -> Request<Body> {
-    Request::post("/messages")
+fn form(app: &Served, body: &str) -> reqwest::RequestBuilder {
+    app.post("/messages")
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body.to_owned()))
-        .unwrap()
+        .body(body.to_owned())
 }
 
-fn json(body: &str) -> Request<Body> {
-    Request::post("/api/messages")
+fn json(app: &Served, body: &str) -> reqwest::RequestBuilder {
+    app.post("/api/messages")
         .header(CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_owned()))
-        .unwrap()
+        .body(body.to_owned())
 }
 
-#[tokio::test]
-async fn the_page_has_the_form_and_no_list_when_empty() {
-    let (status, _, body) = send(&demo(), Request::get("/").body(Body::empty()).unwrap()).await;
+async fn the_page_has_the_form_and_no_list_when_empty(framework: Framework) {
+    let app = demo(framework);
+    let (status, _, body) = send(app.get("/")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains(r#"<form method="post" action="/messages">"#));
     assert!(!body.contains("id=\"messages\""), "{body}");
 }
 
-#[tokio::test]
-async fn a_post_redirects_and_the_page_shows_every_copy() {
-    let app = demo();
-    let (status, headers, _) = send(
+async fn a_post_redirects_and_the_page_shows_every_copy(framework: Framework) {
+    let app = demo(framework);
+    let (status, headers, _) = send(form(
         &app,
-        form("level=debug&text=a+%3Cb%3E&extra_tags=x&count=3"),
-    )
+        "level=debug&text=a+%3Cb%3E&extra_tags=x&count=3",
+    ))
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[LOCATION], "/");
-    let cookie = headers[SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let get = Request::get("/")
-        .header(COOKIE, &cookie)
-        .body(Body::empty())
-        .unwrap();
-    let (_, _, body) = send(&app, get).await;
+    let (_, _, body) = send(app.get("/").header(COOKIE, cookie_of(&headers))).await;
     assert_eq!(
         body.matches(r#"<li class="x debug">a &lt;b&gt;</li>"#)
             .count(),
@@ -79,9 +97,8 @@ async fn a_post_redirects_and_the_page_shows_every_copy() {
     );
 }
 
-#[tokio::test]
-async fn bad_form_input_is_a_client_error() {
-    let app = demo();
+async fn bad_form_input_is_a_client_error(framework: Framework) {
+    let app = demo(framework);
     for bad in [
         "level=loud&text=x",
         "level=info&text=x&count=0",
@@ -89,18 +106,25 @@ async fn bad_form_input_is_a_client_error() {
         "level=info&text=x&count=many",
         "level=info&text=x&count=-1",
         "level=99999999999&text=x",
+        "text=no+level",
+        "level=info",
     ] {
-        let (status, headers, body) = send(&app, form(bad)).await;
+        let (status, headers, body) = send(form(&app, bad)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(headers.get(SET_COOKIE).is_none(), "{bad}: nothing stored");
     }
-    let (status, _, _) = send(&app, form("text=no+level")).await;
-    assert!(status.is_client_error(), "a missing field: {status}");
+    let (status, headers, _) = send(
+        app.post("/messages")
+            .header(CONTENT_TYPE, "text/plain")
+            .body("level=info&text=x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "not a form");
+    assert!(headers.get(SET_COOKIE).is_none());
 }
 
-#[tokio::test]
-async fn bad_json_input_is_a_client_error() {
-    let app = demo();
+async fn bad_json_input_is_a_client_error(framework: Framework) {
+    let app = demo(framework);
     for bad in [
         r#"{"level": "loud", "text": "x"}"#,
         r#"{"level": 1.5, "text": "x"}"#,
@@ -109,11 +133,18 @@ async fn bad_json_input_is_a_client_error() {
         "not json",
         "[]",
     ] {
-        let (status, headers, _) = send(&app, json(bad)).await;
-        assert!(status.is_client_error(), "{bad}: {status}");
+        let (status, headers, _) = send(json(&app, bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(headers.get(SET_COOKIE).is_none(), "{bad}: nothing stored");
     }
-    let (status, _, _) = send(&app, json(r#"{"level": 35, "text": "custom"}"#)).await;
+    let (status, _, _) = send(
+        app.post("/api/messages")
+            .header(CONTENT_TYPE, "text/plain")
+            .body(r#"{"level": 35, "text": "custom"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "not JSON");
+    let (status, _, _) = send(json(&app, r#"{"level": 35, "text": "custom"}"#)).await;
     assert_eq!(status, StatusCode::CREATED);
 }
 
@@ -134,17 +165,15 @@ fn views_escape_plain_text_and_keep_trusted_html() {
     assert_eq!(trusted.escaped, "<i>ok</i>");
 }
 
-fn same_origin_form(body: &str, headers: &[(&str, &str)]) -> Request<Body> {
-    let mut request = Request::post("/messages")
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(HOST, "demo.example:3000");
+fn same_origin_form(app: &Served, body: &str, headers: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    let mut request = form(app, body).header(HOST, "demo.example:3000");
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    request.body(Body::from(body.to_owned())).unwrap()
+    request
 }
 
-fn cookie_of(headers: &http::HeaderMap) -> String {
+fn cookie_of(headers: &HeaderMap) -> String {
     headers[SET_COOKIE]
         .to_str()
         .unwrap()
@@ -154,20 +183,15 @@ fn cookie_of(headers: &http::HeaderMap) -> String {
         .to_owned()
 }
 
-async fn page(app: &axum::Router, cookie: &str) -> String {
-    let get = Request::get("/")
-        .header(COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
-    send(app, get).await.2
+async fn page(app: &Served, cookie: &str) -> String {
+    send(app.get("/").header(COOKIE, cookie)).await.2
 }
 
 /// Repro 8 of issue 12: another site's form post is refused (403) and adds nothing, while
 /// same-origin posts and posts with neither header (curl) still work.
-#[tokio::test]
-async fn cross_site_posts_are_refused_and_add_nothing() {
-    let app = demo();
-    let (status, headers, _) = send(&app, same_origin_form("level=info&text=mine", &[])).await;
+async fn cross_site_posts_are_refused_and_add_nothing(framework: Framework) {
+    let app = demo(framework);
+    let (status, headers, _) = send(same_origin_form(&app, "level=info&text=mine", &[])).await;
     assert_eq!(
         status,
         StatusCode::SEE_OTHER,
@@ -189,27 +213,22 @@ async fn cross_site_posts_are_refused_and_add_nothing() {
     ] {
         let mut with_cookie = hostile.to_vec();
         with_cookie.push(("cookie", &cookie));
-        let (status, headers, body) = send(
+        let (status, headers, body) = send(same_origin_form(
             &app,
-            same_origin_form("level=error&text=theirs", &with_cookie),
-        )
+            "level=error&text=theirs",
+            &with_cookie,
+        ))
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{hostile:?}");
         assert_eq!(body, flash_demo::CROSS_SITE);
         assert!(headers.get(SET_COOKIE).is_none(), "{hostile:?}");
         // The JSON API is refused the same way.
-        let mut request = json(r#"{"level": "error", "text": "theirs"}"#);
+        let mut request = json(&app, r#"{"level": "error", "text": "theirs"}"#);
         for (name, value) in &with_cookie {
-            request.headers_mut().insert(*name, value.parse().unwrap());
+            request = request.header(*name, *value);
         }
-        request
-            .headers_mut()
-            .insert(HOST, "demo.example:3000".parse().unwrap());
-        assert_eq!(
-            send(&app, request).await.0,
-            StatusCode::FORBIDDEN,
-            "{hostile:?}"
-        );
+        let request = request.header(HOST, "demo.example:3000");
+        assert_eq!(send(request).await.0, StatusCode::FORBIDDEN, "{hostile:?}");
     }
 
     for friendly in [
@@ -224,10 +243,11 @@ async fn cross_site_posts_are_refused_and_add_nothing() {
     ] {
         let mut with_cookie = friendly.to_vec();
         with_cookie.push(("cookie", &cookie));
-        let (status, _, body) = send(
+        let (status, _, body) = send(same_origin_form(
             &app,
-            same_origin_form("level=info&text=mine+too", &with_cookie),
-        )
+            "level=info&text=mine+too",
+            &with_cookie,
+        ))
         .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{friendly:?}: {body}");
     }
@@ -241,32 +261,39 @@ async fn cross_site_posts_are_refused_and_add_nothing() {
     assert_eq!(shown.matches("mine too").count(), 5, "{shown}");
     assert!(!shown.contains("theirs"), "a refused post added: {shown}");
     // Reading is never refused, whatever the headers.
-    let get = Request::get("/")
+    let get = app
+        .get("/")
         .header("origin", "https://evil.example")
-        .header("sec-fetch-site", "cross-site")
-        .body(Body::empty())
-        .unwrap();
-    assert_eq!(send(&app, get).await.0, StatusCode::OK);
+        .header("sec-fetch-site", "cross-site");
+    assert_eq!(send(get).await.0, StatusCode::OK);
 }
 
 /// Repro 2 of issue 12, bounded: a body past the demo's limit is a 413, a text past flash's
 /// limit is a 400 before any copy is made, and many copies of an allowed text are cut at the
 /// per-client limits. No 500, no message stored beyond the limits.
-#[tokio::test]
-async fn oversized_posts_are_refused_quickly() {
-    let app = demo();
+async fn oversized_posts_are_refused_quickly(framework: Framework) {
+    let app = demo(framework);
     let max_text = flash_core::Limits::DEFAULT_MAX_TEXT_LEN;
 
-    // 1. A body larger than MAX_BODY (a 70 KiB text): 413, nothing read, nothing stored.
+    // 1. A body larger than MAX_BODY (a 70 KiB text): 413, nothing read, nothing stored; the
+    // same on the JSON API.
     let body = format!("level=info&count=1000&text={}", "x".repeat(70 * 1024));
-    let (status, headers, _) = send(&app, form(&body)).await;
+    let (status, headers, _) = send(form(&app, &body)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(headers.get(SET_COOKIE).is_none());
+    let json_body = format!(
+        r#"{{"level": "info", "text": "{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    assert_eq!(
+        send(json(&app, &json_body)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 
     // 2. count=1000 of a text one byte past the limit: refused whole.
     let body = format!("level=info&count=1000&text={}", "x".repeat(max_text + 1));
     assert!(body.len() < flash_demo::MAX_BODY);
-    let (status, headers, said) = send(&app, form(&body)).await;
+    let (status, headers, said) = send(form(&app, &body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{said}");
     assert!(said.contains(&max_text.to_string()), "{said}");
     assert!(headers.get(SET_COOKIE).is_none());
@@ -275,13 +302,13 @@ async fn oversized_posts_are_refused_quickly() {
         "x".repeat(max_text + 1)
     );
     assert_eq!(
-        send(&app, json(&json_body)).await.0,
+        send(json(&app, &json_body)).await.0,
         StatusCode::BAD_REQUEST
     );
 
     // 3. count=1000 of a text at the limit: kept up to the bytes one client may have pending.
     let body = format!("level=info&count=1000&text={}", "y".repeat(max_text));
-    let (status, headers, _) = send(&app, form(&body)).await;
+    let (status, headers, _) = send(form(&app, &body)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let shown = page(&app, &cookie_of(&headers)).await;
     let copies = shown.matches("<li class=\"info\">yyyy").count();
@@ -292,7 +319,7 @@ async fn oversized_posts_are_refused_quickly() {
     );
 
     // 4. count=1000 of a short text: kept up to the number one client may have pending.
-    let (status, headers, _) = send(&app, form("level=info&count=1000&text=z")).await;
+    let (status, headers, _) = send(form(&app, "level=info&count=1000&text=z")).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let shown = page(&app, &cookie_of(&headers)).await;
     assert_eq!(
@@ -303,19 +330,18 @@ async fn oversized_posts_are_refused_quickly() {
 
 /// Repro 2 on cookie storage, the storage it took 5.9 GB and 93 s on: the same requests are
 /// answered without a 500, and the cookie set stays within its size.
-#[tokio::test]
-async fn oversized_posts_on_cookie_storage() {
+async fn oversized_posts_on_cookie_storage(framework: Framework) {
     let storage = flash::StorageConfig::new("cookie")
         .secret("the demo routes' test secret, 32 bytes or more")
         .open()
         .await
         .unwrap();
-    let app = app(storage);
+    let app = Served::start(framework, storage, Serving::new("cookie"));
     let max_text = flash_core::Limits::DEFAULT_MAX_TEXT_LEN;
     let body = format!("level=info&count=1000&text={}", "x".repeat(max_text + 1));
-    assert_eq!(send(&app, form(&body)).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(send(form(&app, &body)).await.0, StatusCode::BAD_REQUEST);
     let body = format!("level=info&count=1000&text={}", "y".repeat(max_text));
-    let (status, headers, _) = send(&app, form(&body)).await;
+    let (status, headers, _) = send(form(&app, &body)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     for line in headers.get_all(SET_COOKIE) {
         assert!(
@@ -351,41 +377,42 @@ impl flash_core::Storage for Broken {
     }
 }
 
+/// Everything this test binary logs (actix-web handles requests on threads of its own, so the
+/// subscriber is the global one).
+fn log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Sink(writer.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        log
+    })
+}
+
 /// End users see one generic line in the page and in the JSON error; the details (host, port,
 /// table) are in the log only.
-#[test]
-fn a_failing_storage_shows_a_generic_line_and_logs_the_details() {
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || Sink(writer.clone()))
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let app = app(Arc::new(Broken));
-        let get = Request::get("/").body(Body::empty()).unwrap();
-        let (status, _, page) = send(&app, get).await;
-        assert_eq!(status, StatusCode::OK);
-        assert!(page.contains(flash_demo::UNAVAILABLE), "{page}");
-        let get = Request::get("/api/messages").body(Body::empty()).unwrap();
-        let (status, _, body) = send(&app, get).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({ "error": flash_demo::UNAVAILABLE })
-        );
-        for shown in [&page, &body.to_string()] {
-            for detail in ["10.1.2.3", "6379", "flash_messages", "redis"] {
-                assert!(!shown.contains(detail), "{detail} shown: {shown}");
-            }
+async fn a_failing_storage_shows_a_generic_line_and_logs_the_details(framework: Framework) {
+    let log = log();
+    let app = Served::start(framework, Arc::new(Broken), Serving::default());
+    let (status, _, page) = send(app.get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(flash_demo::UNAVAILABLE), "{page}");
+    let (status, _, body) = send(app.get("/api/messages")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({ "error": flash_demo::UNAVAILABLE })
+    );
+    for shown in [&page, &body.to_string()] {
+        for detail in ["10.1.2.3", "6379", "flash_messages", "redis"] {
+            assert!(!shown.contains(detail), "{detail} shown: {shown}");
         }
-    });
+    }
     let logged = String::from_utf8(log.lock().unwrap().clone()).unwrap();
     assert!(
         logged.contains("10.1.2.3:6379 (table flash_messages)"),
@@ -393,7 +420,7 @@ fn a_failing_storage_shows_a_generic_line_and_logs_the_details() {
     );
 }
 
-struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for Sink {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -406,18 +433,16 @@ impl std::io::Write for Sink {
     }
 }
 
-/// The page says which framework and which storage serve it, the URL redacted and escaped.
-#[tokio::test]
-async fn the_page_names_the_framework_and_the_storage() {
-    let storage = Arc::new(KeyedStorage::new(
-        MemoryStore::new(),
-        Keys::new(Key::generate()),
-    ));
-    let serving = flash_demo::Serving::new("cookie+redis://:hunter2@cache:6379/0?pass=x<y")
-        .framework("actix");
-    let app = flash_demo::app_serving(storage, serving);
-    let (_, _, page) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
-    assert!(page.contains(r#"<b id="framework">actix</b>"#), "{page}");
+/// The page says which framework serves it (the one serving, whatever `Serving` said) and which
+/// storage, the URL redacted and escaped.
+async fn the_page_names_the_framework_and_the_storage(framework: Framework) {
+    let serving = Serving::new("cookie+redis://:hunter2@cache:6379/0?pass=x<y");
+    let app = Served::start(framework, memory(), serving);
+    let (_, _, page) = send(app.get("/")).await;
+    assert!(
+        page.contains(&format!(r#"<b id="framework">{}</b>"#, framework.name())),
+        "{page}"
+    );
     assert!(
         page.contains(
             r#"<code id="storage">cookie+redis:&#x2f;&#x2f;:***@cache:6379&#x2f;0?pass=***</code>"#
@@ -425,6 +450,29 @@ async fn the_page_names_the_framework_and_the_storage() {
         "{page}"
     );
     assert!(!page.contains("hunter2"));
-    let (_, _, page) = send(&demo(), Request::get("/").body(Body::empty()).unwrap()).await;
-    assert!(page.contains(r#"<b id="framework">axum</b>"#), "{page}");
+}
+
+/// Beyond the contract, the frameworks answer alike too: `HEAD` as `GET` without a body, another
+/// method on a route `405`, an unknown path `404`.
+async fn other_methods_and_paths_answer_alike(framework: Framework) {
+    let app = demo(framework);
+    let (status, headers, body) = send(app.http_head("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_empty(), "{body}");
+    assert!(
+        headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        send(app.get("/messages")).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        send(app.post("/").body("level=info&text=x")).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(send(app.get("/nowhere")).await.0, StatusCode::NOT_FOUND);
 }

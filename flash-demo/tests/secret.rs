@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Demo, browser};
+use common::{Demo, Framework, browser, start_on};
 use flash::{Config, Incoming, Level, Message, Messages, StorageConfig};
 
 /// The secret the demo signed with before, published in its source.
@@ -81,8 +81,14 @@ async fn the_secret_is_random_private_kept_and_reused() {
     assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
     demo.interrupt();
 
-    // Run 2: the same secret is read back, so the cookie of run 1 still verifies.
-    let mut demo = Demo::start(dir.path(), &[], &["--addr", "127.0.0.1:0"]);
+    // Run 2, on actix-web (the start-up is the same for both): the same secret is read back,
+    // so the cookie of run 1 still verifies.
+    let mut demo = start_on(
+        Framework::Actix,
+        dir.path(),
+        &[],
+        &["--addr", "127.0.0.1:0"],
+    );
     let said = demo.wait_for("FLASH_SECRET is not set");
     assert!(said.contains("read from"), "{said}");
     let base = demo.base_url();
@@ -139,18 +145,24 @@ async fn a_cookie_forged_with_the_published_secret_is_refused() {
     );
     demo.interrupt();
 
-    // Without FLASH_SECRET the demo's own random secret refuses it: nothing rendered.
-    let dir = tempfile::tempdir().unwrap();
-    let mut demo = Demo::start(dir.path(), &[], &["--addr", "127.0.0.1:0"]);
-    let base = demo.base_url();
-    let page = page_with_cookie(&base, &forged).await;
-    assert!(!page.contains(PAYLOAD), "the forged HTML rendered: {page}");
-    assert!(!page.contains("alert(1)"), "{page}");
-    assert!(
-        !page.contains(r#"id="messages""#),
-        "no message at all: {page}"
-    );
-    demo.interrupt();
+    // Without FLASH_SECRET the demo's own random secret refuses it: nothing rendered, on
+    // either framework.
+    for framework in Framework::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let mut demo = start_on(framework, dir.path(), &[], &["--addr", "127.0.0.1:0"]);
+        let base = demo.base_url();
+        let page = page_with_cookie(&base, &forged).await;
+        assert!(
+            !page.contains(PAYLOAD),
+            "{framework}: the forged HTML rendered: {page}"
+        );
+        assert!(!page.contains("alert(1)"), "{page}");
+        assert!(
+            !page.contains(r#"id="messages""#),
+            "{framework}: no message at all: {page}"
+        );
+        demo.interrupt();
+    }
 }
 
 /// The file is made once, whole, even by starts racing each other; a short one is refused.

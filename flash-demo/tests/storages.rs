@@ -1,13 +1,14 @@
 //! Every storage URL form works in the demo as `cargo run -p flash-demo` builds it (issue 10,
-//! part 4): the binary is started with `FLASH_STORAGE` set to each, and a browser does
-//! POST → 303 → GET (shown once) → GET (gone). Server URLs come from the environment at run
+//! part 4), on both frameworks: the binary is started with `FLASH_STORAGE` set to each and
+//! `FLASH_FRAMEWORK` to `axum` or `actix`, and a browser does POST → 303 → GET (shown once) →
+//! GET (gone). Server URLs come from the environment at run
 //! time (`FLASH_REDIS_URL`, `FLASH_REDIS_CLUSTER_URLS`, `FLASH_POSTGRES_URL`,
 //! `FLASH_MYSQL_URL`); an unreachable server is skipped with one line, and fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
 
-use common::{Demo, Started, post_then_get, unavailable};
+use common::{Framework, Started, post_then_get, start_on, unavailable};
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -59,11 +60,47 @@ fn with(url: &str, pair: &str) -> String {
     format!("{url}{separator}{pair}")
 }
 
-/// Starts the demo on `storage` and runs the flow through it; `server` names what a skip
-/// lacks (`None` for storages that need no server, which must always start).
-async fn flow(storage: &str, server: Option<&str>) {
+/// Each storage, once per framework.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_axum {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Framework::Axum).await;
+                }
+            )*
+        }
+
+        mod on_actix {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Framework::Actix).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    cookie,
+    cookie_in_django_format,
+    session,
+    memory,
+    sqlite,
+    redis_single,
+    redis_cluster_nodes,
+    postgres_table,
+    mysql_table,
+);
+
+/// Starts the demo on `framework` and `storage` and runs the flow through it; `server` names
+/// what a skip lacks (`None` for storages that need no server, which must always start).
+async fn flow(framework: Framework, storage: &str, server: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = Demo::start(
+    let mut demo = start_on(
+        framework,
         dir.path(),
         &[("FLASH_STORAGE", storage)],
         &["--addr", "127.0.0.1:0"],
@@ -82,7 +119,7 @@ async fn flow(storage: &str, server: Option<&str>) {
         demo.seen
             .last()
             .unwrap()
-            .contains(&format!("storage: {shown}")),
+            .contains(&format!("storage: {shown}, framework: {framework}")),
         "{:?}",
         demo.seen
     );
@@ -99,69 +136,91 @@ async fn flow(storage: &str, server: Option<&str>) {
         )),
         "the page names the storage: {page}"
     );
-    assert!(page.contains(r#"<b id="framework">axum</b>"#), "{page}");
+    assert!(
+        page.contains(&format!(r#"<b id="framework">{framework}</b>"#)),
+        "{page}"
+    );
     post_then_get(&base).await;
     demo.interrupt();
 }
 
-#[tokio::test]
-async fn cookie() {
-    flow("cookie", None).await;
+async fn cookie(framework: Framework) {
+    flow(framework, "cookie", None).await;
 }
 
-#[tokio::test]
-async fn cookie_in_django_format() {
-    flow("cookie?format=django", None).await;
+async fn cookie_in_django_format(framework: Framework) {
+    flow(framework, "cookie?format=django", None).await;
 }
 
-#[tokio::test]
-async fn session() {
-    flow("session", None).await;
-    flow("cookie+session", None).await;
+/// The session storages live in a tower-sessions session, which only axum provides: actix
+/// refuses them at start, with the reason.
+async fn session(framework: Framework) {
+    if framework == Framework::Actix {
+        for storage in ["session", "cookie+session"] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut demo = start_on(
+                framework,
+                dir.path(),
+                &[("FLASH_STORAGE", storage)],
+                &["--addr", "127.0.0.1:0"],
+            );
+            match demo.started() {
+                Started::Exited(said) => {
+                    assert!(said.contains("ERROR"), "{said}");
+                    assert!(said.contains("FLASH_FRAMEWORK=axum"), "{said}");
+                }
+                Started::Serving(base) => panic!("actix served {storage} at {base}"),
+            }
+        }
+        return;
+    }
+    flow(framework, "session", None).await;
+    flow(framework, "cookie+session", None).await;
 }
 
-#[tokio::test]
-async fn memory() {
-    flow("memory://", None).await;
-    flow("cookie+memory", None).await;
+async fn memory(framework: Framework) {
+    flow(framework, "memory://", None).await;
+    flow(framework, "cookie+memory", None).await;
 }
 
-#[tokio::test]
-async fn sqlite() {
+async fn sqlite(framework: Framework) {
     // A path relative to the demo's working directory (a fresh temporary one).
-    flow("sqlite://flash.db?mode=rwc", None).await;
+    flow(framework, "sqlite://flash.db?mode=rwc", None).await;
 }
 
-#[tokio::test]
-async fn redis_single() {
+async fn redis_single(framework: Framework) {
     let prefix = format!("prefix=flash-demo-{}", unique());
-    flow(&with(&redis(), &prefix), Some("redis")).await;
+    flow(framework, &with(&redis(), &prefix), Some("redis")).await;
     flow(
+        framework,
         &format!("cookie+{}", with(&redis(), &prefix)),
         Some("redis"),
     )
     .await;
 }
 
-#[tokio::test]
-async fn redis_cluster_nodes() {
+async fn redis_cluster_nodes(framework: Framework) {
     let prefix = format!("prefix=flash-demo-{}", unique());
-    flow(&with(&redis_cluster(), &prefix), Some("redis cluster")).await;
+    flow(
+        framework,
+        &with(&redis_cluster(), &prefix),
+        Some("redis cluster"),
+    )
+    .await;
 }
 
-#[tokio::test]
-async fn postgres_table() {
+async fn postgres_table(framework: Framework) {
     let table = format!("table=flash_demo_{}", unique());
-    flow(&with(&postgres(), &table), Some("postgres")).await;
+    flow(framework, &with(&postgres(), &table), Some("postgres")).await;
     flow(
+        framework,
         &format!("cookie+{}", with(&postgres(), &table)),
         Some("postgres"),
     )
     .await;
 }
 
-#[tokio::test]
-async fn mysql_table() {
+async fn mysql_table(framework: Framework) {
     let table = format!("table=flash_demo_{}", unique());
-    flow(&with(&mysql(), &table), Some("mysql")).await;
+    flow(framework, &with(&mysql(), &table), Some("mysql")).await;
 }

@@ -7,11 +7,11 @@ use reqwest::header::{CACHE_CONTROL, HeaderMap, LOCATION, VARY};
 use serde_json::{Value, json};
 
 use crate::page::{self, Item};
-use crate::{Kind, Server, client, open};
+use crate::{Framework, Kind, Server, client, open};
 
-async fn start(kind: Kind) -> Option<(Server, crate::Opened)> {
+async fn start(framework: Framework, kind: Kind) -> Option<(Server, crate::Opened)> {
     let opened = open(kind).await?;
-    let server = Server::demo(opened.storage.clone()).await;
+    let server = Server::demo_on(framework, opened.storage.clone()).await;
     Some((server, opened))
 }
 
@@ -53,8 +53,8 @@ async fn get_page(http: &reqwest::Client, server: &Server) -> (HeaderMap, String
 
 /// POST → 303 → GET shows the message once, a reload shows none, and every response that read
 /// or wrote messages carries `Vary: Cookie`.
-pub async fn post_redirect_get_once(kind: Kind) {
-    let Some((server, _opened)) = start(kind).await else {
+pub async fn post_redirect_get_once(framework: Framework, kind: Kind) {
+    let Some((server, _opened)) = start(framework, kind).await else {
         return;
     };
     let http = client();
@@ -128,8 +128,8 @@ pub async fn post_redirect_get_once(kind: Kind) {
 /// request, all arrive, once; as many added one per request arrive in order, once. With the
 /// cookie alone, bounded by 4 KB, the documented behaviour holds instead: the newest that fit are
 /// kept, in order, and shown once.
-pub async fn many_arrive_in_order_once(kind: Kind) {
-    let Some((server, _opened)) = start(kind).await else {
+pub async fn many_arrive_in_order_once(framework: Framework, kind: Kind) {
+    let Some((server, _opened)) = start(framework, kind).await else {
         return;
     };
     let http = client();
@@ -185,8 +185,8 @@ pub async fn many_arrive_in_order_once(kind: Kind) {
 }
 
 /// Text and tags are HTML-escaped on the page, returned as they were by the API.
-pub async fn text_is_escaped(kind: Kind) {
-    let Some((server, _opened)) = start(kind).await else {
+pub async fn text_is_escaped(framework: Framework, kind: Kind) {
+    let Some((server, _opened)) = start(framework, kind).await else {
         return;
     };
     let http = client();
@@ -226,8 +226,8 @@ pub async fn text_is_escaped(kind: Kind) {
 }
 
 /// A prefetch neither sees nor consumes; the next real request does.
-pub async fn prefetch_consumes_nothing(kind: Kind) {
-    let Some((server, _opened)) = start(kind).await else {
+pub async fn prefetch_consumes_nothing(framework: Framework, kind: Kind) {
+    let Some((server, _opened)) = start(framework, kind).await else {
         return;
     };
     let http = client();
@@ -257,8 +257,8 @@ pub async fn prefetch_consumes_nothing(kind: Kind) {
 }
 
 /// The JSON API: 201 on add, the array of `{level, level_tag, tags, text}` on read, consumed.
-pub async fn json_api(kind: Kind) {
-    let Some((server, _opened)) = start(kind).await else {
+pub async fn json_api(framework: Framework, kind: Kind) {
+    let Some((server, _opened)) = start(framework, kind).await else {
         return;
     };
     let http = client();
@@ -307,9 +307,9 @@ pub async fn json_api(kind: Kind) {
 /// Two tabs of one client (one cookie jar) add and read concurrently: every message is shown
 /// in exactly one of them. Only for the keyed server stores, which promise it; a cookie
 /// cannot (both tabs send the same cookie).
-pub async fn two_tabs_each_message_once(kind: Kind) {
+pub async fn two_tabs_each_message_once(framework: Framework, kind: Kind) {
     assert!(kind.exactly_once(), "only server stores promise this");
-    let Some((server, _opened)) = start(kind).await else {
+    let Some((server, _opened)) = start(framework, kind).await else {
         return;
     };
     let http = client();

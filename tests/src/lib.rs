@@ -1,5 +1,6 @@
 //! Shared support for the cross-backend integration tests: open a storage by URL (isolated per
-//! test), serve the demo app on a free port, and drive it like a browser.
+//! test), serve the demo app on a free port with either framework (axum or actix-web,
+//! [`Server::demo_on`]), and drive it like a browser.
 //!
 //! Servers come from the environment at run time (`FLASH_REDIS_URL`, `FLASH_POSTGRES_URL`,
 //! `FLASH_MYSQL_URL`); a server that cannot be reached skips the test with one line, or fails it
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flash_core::Storage;
+pub use flash_demo::Framework;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -332,9 +334,31 @@ impl Server {
         }
     }
 
-    /// Serves the demo app over `storage`.
+    /// Serves the demo app over `storage` on axum.
     pub async fn demo(storage: Arc<dyn Storage>) -> Server {
-        Server::start(flash_demo::app(storage)).await
+        Server::demo_on(Framework::Axum, storage).await
+    }
+
+    /// Serves the demo app over `storage` on `framework`, as `cargo run -p flash-demo` does
+    /// ([`Framework::serve`]).
+    pub async fn demo_on(framework: Framework, storage: Arc<dyn Storage>) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let serving = flash_demo::Serving::default();
+        let task = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = rx.await;
+            };
+            if let Err(err) = framework.serve(storage, serving, listener, stopped).await {
+                panic!("the demo on {framework} failed: {err}");
+            }
+        });
+        Server {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// The absolute URL of `path`.

@@ -1,5 +1,6 @@
 //! A real browser: headless Chromium, driven through chromedriver, fills the demo's form,
-//! follows the redirect, sees the message, reloads, and sees none.
+//! follows the redirect, sees the message, reloads, and sees none; on both frameworks (axum and
+//! actix-web).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/ensure-chromium` installs them).
 //! Without them the test is skipped with one line, or fails under `CI=true`.
@@ -11,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
-use flash_integration::{Kind, Server, open, under_ci};
+use flash_integration::{Framework, Kind, Server, open, under_ci};
 use hyper_util::client::legacy::connect::HttpConnector;
 
 fn find_program(name: &str) -> Option<std::path::PathBuf> {
@@ -74,7 +75,16 @@ impl Drop for Driver {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_posts_follows_the_redirect_and_sees_the_message_once() {
+async fn chromium_on_axum() {
+    chromium_posts_follows_the_redirect_and_sees_the_message_once(Framework::Axum).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_on_actix() {
+    chromium_posts_follows_the_redirect_and_sees_the_message_once(Framework::Actix).await;
+}
+
+async fn chromium_posts_follows_the_redirect_and_sees_the_message_once(framework: Framework) {
     let (Some(chromium), Some(chromedriver)) =
         (find_program("chromium"), find_program("chromedriver"))
     else {
@@ -90,7 +100,7 @@ async fn chromium_posts_follows_the_redirect_and_sees_the_message_once() {
     let Some(opened) = open(Kind::CookieSqlite).await else {
         return;
     };
-    let server = Server::demo(opened.storage.clone()).await;
+    let server = Server::demo_on(framework, opened.storage.clone()).await;
 
     let driver = Driver::start(&chromedriver);
     driver.wait_ready().await;
@@ -124,7 +134,7 @@ async fn chromium_posts_follows_the_redirect_and_sees_the_message_once() {
     let url = server.url("/");
     let steps = tokio::spawn({
         let browser = browser.clone();
-        async move { drive(&browser, &url).await }
+        async move { drive(&browser, &url, framework).await }
     })
     .await;
     let _ = browser.close().await;
@@ -139,8 +149,14 @@ async fn chromium_posts_follows_the_redirect_and_sees_the_message_once() {
 async fn drive(
     browser: &fantoccini::Client,
     page: &str,
+    framework: Framework,
 ) -> Result<(), fantoccini::error::CmdError> {
     browser.goto(page).await?;
+    assert_eq!(
+        browser.find(Locator::Id("framework")).await?.text().await?,
+        framework.name(),
+        "the page names the framework serving it"
+    );
     assert!(
         browser.find_all(Locator::Id("messages")).await?.is_empty(),
         "a new visitor has no messages"

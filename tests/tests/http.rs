@@ -1,46 +1,60 @@
-//! Every storage URL, through the demo app over real HTTP: POST → 303 → GET shows the message
-//! once, bulk and ordered delivery, escaping, prefetch, the JSON API, `Vary: Cookie`, and for
-//! the server stores two concurrent tabs that each message reaches exactly once.
+//! Every storage URL, through the demo app over real HTTP, on both frameworks (axum and
+//! actix-web): POST → 303 → GET shows the message once, bulk and ordered delivery, escaping,
+//! prefetch, the JSON API, `Vary: Cookie`, and for the server stores two concurrent tabs that
+//! each message reaches exactly once.
+#![allow(clippy::unwrap_used)]
 
-use flash_integration::Kind;
 use flash_integration::flows;
+use flash_integration::{Framework, Kind};
 
+/// The flows of one storage on one framework.
+macro_rules! flows_on {
+    ($framework:ident => $fw:expr, $kind:expr) => {
+        mod $framework {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn post_redirect_get_once() {
+                flows::post_redirect_get_once($fw, $kind).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn many_arrive_in_order_once() {
+                flows::many_arrive_in_order_once($fw, $kind).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn text_is_escaped() {
+                flows::text_is_escaped($fw, $kind).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn prefetch_consumes_nothing() {
+                flows::prefetch_consumes_nothing($fw, $kind).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn json_api() {
+                flows::json_api($fw, $kind).await;
+            }
+        }
+    };
+}
+
+/// Every flow of each storage, on both frameworks.
 macro_rules! every_flow {
     ($($name:ident => $kind:expr),* $(,)?) => {$(
         mod $name {
             use super::*;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn post_redirect_get_once() {
-                flows::post_redirect_get_once($kind).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn many_arrive_in_order_once() {
-                flows::many_arrive_in_order_once($kind).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn text_is_escaped() {
-                flows::text_is_escaped($kind).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn prefetch_consumes_nothing() {
-                flows::prefetch_consumes_nothing($kind).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn json_api() {
-                flows::json_api($kind).await;
-            }
+            flows_on!(axum => Framework::Axum, $kind);
+            flows_on!(actix => Framework::Actix, $kind);
         }
     )*};
 }
 
 every_flow! {
     cookie => Kind::Cookie,
-    session => Kind::Session,
     cookie_sqlite => Kind::CookieSqlite,
     redis => Kind::Redis,
     postgres => Kind::Postgres,
@@ -50,11 +64,46 @@ every_flow! {
     memory => Kind::Memory,
 }
 
+// The session storage lives in a tower-sessions session, which only axum provides.
+mod session {
+    use super::*;
+
+    flows_on!(axum => Framework::Axum, Kind::Session);
+
+    /// actix-web refuses it with a sentence rather than serving pages that never show a message.
+    #[tokio::test]
+    async fn actix_refuses_it_with_a_reason() {
+        let opened = flash_integration::open(Kind::Session).await.unwrap();
+        let refused = Framework::Actix.check(opened.storage.as_ref()).unwrap_err();
+        assert!(refused.contains("FLASH_FRAMEWORK=axum"), "{refused}");
+        assert!(Framework::Axum.check(opened.storage.as_ref()).is_ok());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let served = Framework::Actix
+            .serve(
+                opened.storage.clone(),
+                flash_demo::Serving::default(),
+                listener,
+                std::future::ready(()),
+            )
+            .await;
+        assert_eq!(served.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    }
+}
+
 macro_rules! two_tabs {
     ($($name:ident => $kind:expr),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            flows::two_tabs_each_message_once($kind).await;
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn axum() {
+                flows::two_tabs_each_message_once(Framework::Axum, $kind).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn actix() {
+                flows::two_tabs_each_message_once(Framework::Actix, $kind).await;
+            }
         }
     )*};
 }

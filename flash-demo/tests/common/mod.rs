@@ -4,8 +4,21 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use flash_core::Storage;
+pub use flash_demo::Framework;
+use flash_demo::Serving;
+use tokio::sync::oneshot;
+
+/// The binary on `framework`, chosen through `FLASH_FRAMEWORK`.
+pub fn start_on(framework: Framework, dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Demo {
+    let mut env = env.to_vec();
+    env.push(("FLASH_FRAMEWORK", framework.name()));
+    Demo::start(dir, &env, args)
+}
 
 /// The running binary; killed if the test fails before stopping it.
 pub struct Demo {
@@ -15,11 +28,13 @@ pub struct Demo {
 }
 
 impl Demo {
+    /// The binary as `cargo run -p flash-demo` starts it (axum unless `env` or `args` say).
     pub fn start(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Demo {
         let mut command = Command::new(BIN);
         command
             .args(args)
             .current_dir(dir)
+            .env_remove("FLASH_FRAMEWORK")
             .env_remove("FLASH_STORAGE")
             .env_remove("FLASH_SECRET")
             .env_remove("FLASH_ADDR")
@@ -201,4 +216,67 @@ pub fn unavailable(what: &str, said: &str) {
         panic!("{what} is unreachable under CI=true: {said}");
     }
     eprintln!("skipped: {what} is unreachable");
+}
+
+/// The demo app served in process on a free loopback port by `framework`, as the binary serves
+/// it ([`Framework::serve`]); stops when dropped.
+pub struct Served {
+    pub base: String,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Served {
+    pub fn start(framework: Framework, storage: Arc<dyn Storage>, serving: Serving) -> Served {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            framework
+                .serve(storage, serving, listener, stopped)
+                .await
+                .unwrap();
+        });
+        Served {
+            base,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            stop: Some(stop),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base))
+    }
+
+    pub fn http_head(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.head(format!("{}{path}", self.base))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Sends `request`: the status, the headers and the body as text.
+pub async fn send(
+    request: reqwest::RequestBuilder,
+) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
 }
