@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use flash_core::http::HeaderMap;
 use flash_core::{
-    Degraded, Identity, Incoming, Limits, LoadToken, Loaded, Message, Overflow, Result, Storage,
-    Update,
+    Degraded, ErrorKind, Identity, Incoming, Limits, LoadToken, Loaded, Message, Overflow, Result,
+    Storage, Update,
 };
 
 /// Two storages as one, with Django's `FallbackStorage` algorithm: the first (a cookie)
@@ -43,6 +43,7 @@ use flash_core::{
 pub struct Fallback<A, B> {
     first: A,
     second: B,
+    read_behind_empty: bool,
 }
 
 /// Each storage's own token, and how many of the loaded messages came from the first.
@@ -55,7 +56,25 @@ struct FallbackToken {
 impl<A: Storage, B: Storage> Fallback<A, B> {
     /// `first`, overflowing to `second`.
     pub fn new(first: A, second: B) -> Self {
-        Fallback { first, second }
+        Fallback {
+            first,
+            second,
+            read_behind_empty: false,
+        }
+    }
+
+    /// Whether a read also asks the second storage when the first holds nothing (default
+    /// false: Django's rule, which never looks behind an empty first).
+    ///
+    /// Turn it on when the second is a keyed server store: messages it holds while the
+    /// first is empty (its cookie was lost, or a lease cut by an outage ran out after the
+    /// cookie was emptied) are then shown at the client's next read instead of at its next
+    /// add. The price is one store call per read of a client with an empty cookie and a
+    /// valid id cookie; a client that never overflowed has no id cookie and costs nothing.
+    #[must_use]
+    pub fn read_behind_empty_first(mut self, yes: bool) -> Self {
+        self.read_behind_empty = yes;
+        self
     }
 
     /// The first storage.
@@ -81,20 +100,34 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
         if first.complete && first.messages.is_empty() {
             // The first may have lost its part (see the type's docs): what the second holds
             // goes before the new messages.
-            let second = self.second.load(request).await?;
-            let mut pending = second.messages;
-            pending.extend(added);
-            return self
-                .rewrite(
-                    request,
-                    first.token,
-                    Some(second.token),
-                    pending,
-                    (overflow, limits),
-                    (identity, degraded),
-                    response,
-                )
-                .await;
+            match self.second.load(request).await {
+                Ok(second) => {
+                    let mut pending = second.messages;
+                    pending.extend(added);
+                    return self
+                        .rewrite(
+                            request,
+                            first.token,
+                            Some(second.token),
+                            pending,
+                            (overflow, limits),
+                            (identity, degraded),
+                            response,
+                        )
+                        .await;
+                }
+                // The second is down: its older messages stay where they are, the new ones are
+                // saved as if it held none (the first takes what fits, the second's save
+                // carries the rest). Order across the outage gives way; nothing is lost.
+                Err(err) if err.kind() == ErrorKind::Unavailable => {
+                    tracing::warn!(
+                        %err,
+                        "the fallback's second storage is unavailable: saving without its messages"
+                    );
+                    degraded.report(err);
+                }
+                Err(err) => return Err(err),
+            }
         }
         let (unread, to_first, to_second) = if first.complete {
             (first.messages, added, Vec::new())
@@ -219,7 +252,8 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
     async fn load(&self, request: &Incoming) -> Result<Loaded> {
         let first = self.first.load(request).await?;
         let first_len = first.messages.len();
-        if first.complete {
+        let look_behind = self.read_behind_empty && first_len == 0;
+        if first.complete && !look_behind {
             return Ok(Loaded {
                 messages: first.messages,
                 complete: true,
@@ -230,7 +264,24 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                 }),
             });
         }
-        let second = self.second.load(request).await?;
+        let second = match self.second.load(request).await {
+            Ok(second) => second,
+            // Looking behind an empty first is a courtesy: a second that is down leaves the
+            // read as Django's would be (empty), its messages waiting for the next read.
+            Err(err) if first.complete && err.kind() == ErrorKind::Unavailable => {
+                tracing::warn!(%err, "the fallback's second storage is unavailable at read");
+                return Ok(Loaded {
+                    messages: first.messages,
+                    complete: true,
+                    token: LoadToken::new(FallbackToken {
+                        first: first.token,
+                        first_len,
+                        second: None,
+                    }),
+                });
+            }
+            Err(err) => return Err(err),
+        };
         let mut messages = first.messages;
         messages.extend(second.messages);
         Ok(Loaded {

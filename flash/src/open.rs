@@ -148,7 +148,13 @@ fn cookie_first(
     inner: Arc<dyn Storage>,
 ) -> Result<Arc<dyn Storage>> {
     let cookie = cookie(url, secrets(keys)?);
-    Ok(Arc::new(flash_cookie::Fallback::new(cookie, Shared(inner))))
+    // Behind the cookie, a keyed store's messages are shown at the next read even when the
+    // cookie is empty (lost, or emptied while an outage held a lease); the session keeps
+    // Django's rule.
+    let keyed = url.scheme != Scheme::Session;
+    Ok(Arc::new(
+        flash_cookie::Fallback::new(cookie, Shared(inner)).read_behind_empty_first(keyed),
+    ))
 }
 
 #[cfg(not(feature = "cookie"))]

