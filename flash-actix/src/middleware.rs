@@ -12,7 +12,7 @@ use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use flash_core::{Adapter, Config, Error, Messages, ResponseHeaders, Storage};
+use flash_core::{Adapter, Config, Error, Htmx, Messages, ResponseHeaders, Storage};
 
 /// The request extension the middleware inserts: the handle is made on first extraction, so a
 /// request whose handler never asks for its messages costs one small allocation.
@@ -58,6 +58,16 @@ impl FlashMiddleware {
     pub fn on_error(self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Self {
         FlashMiddleware {
             adapter: self.adapter.on_error(hook),
+        }
+    }
+
+    /// Delivers messages to htmx requests in `HX-Trigger` (opt-in): a partial htmx request
+    /// whose handler did not read gets the messages it added as one event, merged with the
+    /// handler's own `HX-Trigger`; see [`flash_core::Htmx`] for the whole rule.
+    #[must_use]
+    pub fn htmx(self, htmx: Htmx) -> Self {
+        FlashMiddleware {
+            adapter: self.adapter.htmx(htmx),
         }
     }
 

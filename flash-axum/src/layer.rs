@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
-use flash_core::{Adapter, Config, Error, Messages, Storage};
+use flash_core::{Adapter, Config, Error, Htmx, Messages, Storage};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
@@ -68,6 +68,16 @@ impl FlashLayer {
     pub fn on_error(self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Self {
         FlashLayer {
             adapter: self.adapter.on_error(hook),
+        }
+    }
+
+    /// Delivers messages to htmx requests in `HX-Trigger` (opt-in): a partial htmx request
+    /// whose handler did not read gets the messages it added as one event, merged with the
+    /// handler's own `HX-Trigger`; see [`flash_core::Htmx`] for the whole rule.
+    #[must_use]
+    pub fn htmx(self, htmx: Htmx) -> Self {
+        FlashLayer {
+            adapter: self.adapter.htmx(htmx),
         }
     }
 

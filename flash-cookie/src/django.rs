@@ -419,6 +419,7 @@ fn message_from(item: Value) -> Option<Message> {
         text,
         extra_tags,
         trusted_html: truthy(&safe),
+        data: None,
     })
 }
 
@@ -467,6 +468,13 @@ impl Parts {
             ends: Vec::with_capacity(messages.len()),
         };
         for message in messages {
+            if message.data.is_some() {
+                // Django's `Message` has no place for it: dropping it would be silent loss.
+                return Err(Error::new(
+                    ErrorKind::Encode,
+                    "a message carries data, which Django's cookie format cannot hold: use flash's own format (no `format=django`) or add the message without data",
+                ));
+            }
             let mut serializer =
                 serde_json::Serializer::with_formatter(&mut parts.buf, AsciiFormatter);
             DjangoMessage(message)

@@ -14,11 +14,15 @@ mod random;
 mod redact;
 mod signing;
 mod storage;
+mod view;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use adapter::{Adapter, Finished, ResponseHeaders, vary_on_cookie};
+pub use adapter::{
+    Adapter, Finished, Htmx, HtmxRequest, ResponseHeaders, assert_messages, next_cookie_header,
+    vary_on_cookie,
+};
 pub use cookie_options::{CookieOptions, append_set_cookie_line};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
@@ -32,6 +36,9 @@ pub use message::Message;
 pub use messages::{Config, Messages, SaveReport};
 pub use redact::{Redacted, redact_url};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
+pub use view::{HtmlMessage, MessageView};
+#[cfg(feature = "minijinja")]
+pub use view::minijinja_formatter;
 pub use storage::{
     ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, PREFETCH_HEADERS, Storage, Update,
     append_set_cookie, is_prefetch,
