@@ -42,9 +42,9 @@ impl Flash {
                 .iter()
                 .any(|name| headers.get_all(*name).any(|v| is_prefetch(v.as_bytes())));
             let mut incoming = Incoming::new(cookies, prefetch);
-            slot.0
-                .adapter
-                .capture_htmx(&mut incoming, |name| headers.get(name).map(|v| v.as_bytes()));
+            slot.0.adapter.capture_htmx(&mut incoming, |name| {
+                headers.get(name).map(|v| v.as_bytes())
+            });
             slot.0.adapter.messages(incoming)
         });
         Some(Flash(messages.clone()))

@@ -90,7 +90,11 @@ fn assert_same(ours: &[Message], django: &Value, context: &str) {
         assert_eq!(m.extra_tags, expected.extra_tags, "{context}");
         assert_eq!(m.trusted_html, expected.trusted_html, "{context}");
         let tags = flash_core::LevelTags::default();
-        assert_eq!(m.level_tag_in(&tags), d["level_tag"].as_str().unwrap(), "{context}");
+        assert_eq!(
+            m.level_tag_in(&tags),
+            d["level_tag"].as_str().unwrap(),
+            "{context}"
+        );
         assert_eq!(m.tags_in(&tags), d["tags"].as_str().unwrap(), "{context}");
     }
 }

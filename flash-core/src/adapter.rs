@@ -169,10 +169,12 @@ impl Adapter {
         }
         let kind = HtmxRequest::from_header_fn(header);
         if kind.request {
-            incoming.extensions_mut().insert(HtmxSlot(Arc::new(HtmxState {
-                kind,
-                pending: AtomicBool::new(false),
-            })));
+            incoming
+                .extensions_mut()
+                .insert(HtmxSlot(Arc::new(HtmxState {
+                    kind,
+                    pending: AtomicBool::new(false),
+                })));
         }
     }
 
@@ -353,7 +355,8 @@ impl Adapter {
         let tags = self.shared.config.level_tags();
         let header = messages.take_added_with(|added| {
             let views: Vec<MessageView> = added.iter().map(|m| m.view(tags)).collect();
-            htmx.trigger(response, &views).map(|value| (value, views.len()))
+            htmx.trigger(response, &views)
+                .map(|value| (value, views.len()))
         });
         match header {
             Some((value, count)) => {
@@ -480,11 +483,7 @@ pub struct Finished {
 impl Finished {
     /// Whether nothing was done: the handler neither read nor added.
     pub fn is_idle(&self) -> bool {
-        !self.saved
-            && !self.cookie_set
-            && !self.vary
-            && self.error.is_none()
-            && self.delivered == 0
+        !self.saved && !self.cookie_set && !self.vary && self.error.is_none() && self.delivered == 0
     }
 }
 

@@ -36,13 +36,13 @@ pub use message::Message;
 pub use messages::{Config, Messages, SaveReport};
 pub use redact::{Redacted, redact_url};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
-pub use view::{HtmlMessage, MessageView};
-#[cfg(feature = "minijinja")]
-pub use view::minijinja_formatter;
 pub use storage::{
     ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, PREFETCH_HEADERS, Storage, Update,
     append_set_cookie, is_prefetch,
 };
+#[cfg(feature = "minijinja")]
+pub use view::minijinja_formatter;
+pub use view::{HtmlMessage, MessageView};
 
 /// Re-exported for storages and adapters: the `async_trait` attribute the traits use.
 pub use async_trait::async_trait;

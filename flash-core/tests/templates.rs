@@ -4,7 +4,8 @@
 use flash_core::{HtmlMessage, Level, LevelTags, Message, MessageView};
 
 /// Django's loop, as a Django template author writes it.
-const DJANGO_LOOP: &str = r#"{% for message in messages %}<li class="{{ message.tags }}">{{ message }}</li>{% endfor %}"#;
+const DJANGO_LOOP: &str =
+    r#"{% for message in messages %}<li class="{{ message.tags }}">{{ message }}</li>{% endfor %}"#;
 
 /// The two kinds of text, under an application tag map.
 fn views() -> Vec<MessageView> {
@@ -36,7 +37,8 @@ fn assert_page(page: &str, engine: &str) {
 fn minijinja_runs_djangos_loop_unchanged() {
     let mut env = minijinja::Environment::new();
     env.set_formatter(flash_core::minijinja_formatter);
-    env.add_template("page.html", DJANGO_LOOP).expect("template");
+    env.add_template("page.html", DJANGO_LOOP)
+        .expect("template");
     let page = env
         .get_template("page.html")
         .expect("template")
@@ -71,13 +73,17 @@ fn minijinja_fields_and_data_read_through_serde() {
 #[test]
 fn minijinja_without_the_formatter_escapes_rather_than_trusts() {
     let mut env = minijinja::Environment::new();
-    env.add_template("page.html", DJANGO_LOOP).expect("template");
+    env.add_template("page.html", DJANGO_LOOP)
+        .expect("template");
     let page = env
         .get_template("page.html")
         .expect("template")
         .render(minijinja::context! { messages => views() })
         .expect("render");
-    assert!(!page.contains("<script>") && !page.contains("<a href"), "{page}");
+    assert!(
+        !page.contains("<script>") && !page.contains("<a href"),
+        "{page}"
+    );
 }
 
 #[derive(askama::Template)]

@@ -245,7 +245,9 @@ pub async fn data_travels_beside_the_text(factory: Factory) {
         Message::new(Level::INFO, "no data"),
         Message::new(Level::SUCCESS, "Deleted.")
             .with_extra_tags("undo")
-            .with_data(serde_json::json!({"undo": "/articles/7/restore", "ids": [7, 8], "é": null})),
+            .with_data(
+                serde_json::json!({"undo": "/articles/7/restore", "ids": [7, 8], "é": null}),
+            ),
         Message::new(Level::WARNING, "<b>x</b>")
             .trusted_html()
             .with_data(serde_json::json!({"nested": {"deep": true}, "n": 1.5})),
