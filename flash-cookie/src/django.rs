@@ -566,6 +566,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn data_is_refused_with_a_clear_error() {
+        let codec = DjangoCodec::new("a secret of some length for the test");
+        let with_data = [
+            Message::new(Level::INFO, "plain"),
+            Message::new(Level::INFO, "undo").with_data(serde_json::json!({"id": 7})),
+        ];
+        let err = codec.encode(&with_data, false).expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::Encode);
+        assert!(err.to_string().contains("Django"), "{err}");
+        assert!(err.to_string().contains("data"), "{err}");
+        assert!(codec.encode(&with_data[..1], false).is_ok());
+    }
+
+    #[test]
     fn base62_matches_django() {
         for (n, s) in [(0, "0"), (61, "z"), (62, "10"), (1_767_225_600, "1vb66i")] {
             let mut out = String::new();
