@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use flash_axum::{Flash, FlashLayer};
-use flash_core::{Config, Level, LevelTags, Message, Storage};
+use flash_core::{Config, Level, Message, Storage};
 use serde::{Deserialize, Serialize};
 use tower_sessions::{MemoryStore as SessionStore, SessionManagerLayer};
 
@@ -37,38 +37,8 @@ pub fn app(storage: Arc<dyn Storage>) -> Router {
         .layer(SessionManagerLayer::new(SessionStore::default()).with_secure(false))
 }
 
-/// What a template (or the JSON API) sees of one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MessageView {
-    /// The level's integer value.
-    pub level: i32,
-    /// The level's tag (`"info"`), empty for an unnamed level.
-    pub level_tag: String,
-    /// Extra tags and the level tag, for a `class` attribute.
-    pub tags: String,
-    /// The text as added.
-    pub text: String,
-    /// The text ready for HTML: escaped, unless the message is trusted HTML.
-    pub escaped: String,
-}
-
-impl MessageView {
-    /// The view of `message` under the tag map `tags`.
-    pub fn new(message: &Message, tags: &LevelTags) -> Self {
-        let escaped = if message.trusted_html {
-            message.text.clone()
-        } else {
-            minijinja::HtmlEscape(&message.text).to_string()
-        };
-        MessageView {
-            level: message.level.value(),
-            level_tag: message.level_tag_in(tags).to_owned(),
-            tags: message.tags_in(tags),
-            text: message.text.clone(),
-            escaped,
-        }
-    }
-}
+/// What a template sees of one message: flash-core's template-ready view.
+pub use flash_core::MessageView;
 
 /// The API's view: no `escaped` (JSON is not HTML).
 #[derive(Serialize)]
@@ -85,7 +55,7 @@ impl From<MessageView> for ApiMessage {
             level: view.level,
             level_tag: view.level_tag,
             tags: view.tags,
-            text: view.text,
+            text: view.message,
         }
     }
 }
@@ -99,6 +69,8 @@ struct Pages {
 impl Pages {
     fn new() -> Self {
         let mut env = minijinja::Environment::new();
+        // `{{ m }}` keeps trusted HTML; plain text is escaped as any string.
+        env.set_formatter(flash_core::minijinja_formatter);
         // A compile-time constant template: covered by every test of `GET /`.
         if let Err(err) = env.add_template("index.html", INDEX) {
             tracing::error!(%err, "the demo page template does not parse");
@@ -130,9 +102,7 @@ impl Pages {
 
 /// Reads (consuming) every pending message as views; a storage failure is reported, not fatal.
 async fn read_views(flash: &Flash) -> Result<Vec<MessageView>, flash_core::Error> {
-    let messages = flash.read().await?;
-    let tags = flash.level_tags();
-    Ok(messages.iter().map(|m| MessageView::new(m, tags)).collect())
+    flash.read_views().await
 }
 
 async fn index(State(pages): State<Arc<Pages>>, flash: Flash) -> Response {
