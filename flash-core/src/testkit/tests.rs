@@ -259,8 +259,15 @@ pub async fn data_travels_beside_the_text(factory: Factory) {
     match request.try_finish().await {
         Ok(response) => assert!(response.report.dropped.is_empty()),
         Err(err) => {
-            assert_eq!(err.kind(), crate::ErrorKind::Encode, "{err}");
-            assert!(err.to_string().contains("data"), "{err}");
+            // The cause names the data, in the error or its sources.
+            let mut chain = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                chain.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            assert_eq!(err.kind(), crate::ErrorKind::Encode, "{chain}");
+            assert!(chain.contains("data"), "{chain}");
             return;
         }
     }
