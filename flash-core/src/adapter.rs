@@ -995,6 +995,82 @@ mod tests {
         assert!(!response.contains_key(http::header::CACHE_CONTROL));
     }
 
+    fn htmx_adapter(htmx: Htmx) -> Adapter {
+        keyed().htmx(htmx)
+    }
+
+    fn htmx_handle(adapter: &Adapter, headers: &[(&'static str, &'static [u8])]) -> Messages {
+        let mut incoming = Incoming::default();
+        adapter.capture_htmx(&mut incoming, |name| {
+            headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        });
+        adapter.messages(incoming)
+    }
+
+    #[tokio::test]
+    async fn htmx_triggers_that_cannot_be_merged_leave_the_messages_stored() {
+        let adapter = htmx_adapter(Htmx::new());
+        for lines in [
+            &["{not json"][..],
+            &[r#"{"a":1}"#, "b"][..],
+            &[r#"{"a":1}"#, r#"{"b":1}"#][..],
+            &[r#"{"messages":[]}"#][..],
+        ] {
+            let messages = htmx_handle(&adapter, &[("hx-request", b"true")]);
+            messages.info("kept");
+            let mut response = Lines::default();
+            for line in lines {
+                response.append("hx-trigger", line.as_bytes());
+            }
+            let finished = adapter.finish(&messages, &mut response).await;
+            assert_eq!(finished.delivered, 0, "{lines:?}");
+            assert!(finished.saved, "{lines:?}");
+            assert_eq!(response.get("hx-trigger"), *lines);
+        }
+    }
+
+    #[tokio::test]
+    async fn htmx_header_is_ascii_json_and_read_messages_are_not_delivered() {
+        let adapter = htmx_adapter(Htmx::new().event("toast"));
+        let messages = htmx_handle(&adapter, &[("hx-request", b" true ")]);
+        messages.info("caf\u{e9} \u{1f389} \"q\"\n");
+        let mut response = Lines::default();
+        let finished = adapter.finish(&messages, &mut response).await;
+        assert_eq!(finished.delivered, 1);
+        let header = response.get("hx-trigger").remove(0);
+        assert!(
+            header.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "{header}"
+        );
+        assert!(header.contains(r"\ud83c\udf89"), "{header}");
+        let parsed: serde_json::Value = serde_json::from_str(&header).expect("json");
+        assert_eq!(parsed["toast"][0]["message"], "caf\u{e9} \u{1f389} \"q\"\n");
+
+        // A handler that read its messages showed them: nothing rides in the header.
+        let messages = htmx_handle(&adapter, &[("hx-request", b"true")]);
+        messages.info("shown");
+        let _ = messages.read().await.expect("read");
+        let mut response = Lines::default();
+        let finished = adapter.finish(&messages, &mut response).await;
+        assert_eq!(finished.delivered, 0);
+        assert!(response.get("hx-trigger").is_empty());
+    }
+
+    #[test]
+    fn next_cookie_header_applies_set_cookie_lines() {
+        let next = next_cookie_header(
+            Some("a=1; flash=old; b=2"),
+            [
+                &b"flash=new; Path=/; HttpOnly"[..],
+                b"a=; Max-Age=0; Path=/",
+                b"b=; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                b"c=3",
+            ],
+        );
+        assert_eq!(next, "flash=new; c=3");
+        assert_eq!(next_cookie_header(None, []), "");
+    }
+
     fn vary_after(values: &[&'static str]) -> Vec<String> {
         let mut headers = HeaderMap::new();
         for v in values {
