@@ -408,3 +408,29 @@ async fn assert_messages_prints_both_lists() {
     assert!(text.contains("Level::SUCCESS \"Saved.\""), "{text}");
     assert!(text.contains("Level::INFO \"Other.\""), "{text}");
 }
+
+#[tokio::test]
+async fn pending_messages_that_do_not_fit_stay_stored_as_they_were() {
+    for (name, storage) in storages() {
+        let layer =
+            FlashLayer::new(storage, Config::default()).htmx(Htmx::new().max_header_bytes(150));
+        let app = app(layer.clone());
+        let response = app
+            .clone()
+            .oneshot(request("POST", "/save", &[], None))
+            .await
+            .unwrap();
+        let cookie = next_cookie(None, &response);
+        let response = app
+            .clone()
+            .oneshot(request("POST", "/form", HTMX, Some(&cookie)))
+            .await
+            .unwrap();
+        assert!(trigger(&response).is_none(), "{name}");
+        let cookie = next_cookie(Some(&cookie), &response);
+        assert_messages(
+            &layer.messages_left(&response, Some(&cookie)).await.unwrap(),
+            &[(Level::SUCCESS, "Saved."), (Level::INFO, "from the form")],
+        );
+    }
+}
