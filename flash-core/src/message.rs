@@ -42,7 +42,7 @@ pub struct Message {
     pub level: Level,
     /// The text. Plain text unless [`Message::trusted_html`] is set: escape it when rendering.
     pub text: String,
-    /// Extra tags, space separated, put before the level tag in [`Message::tags`].
+    /// Extra tags, space separated, put before the level tag in [`Message::tags_in`].
     pub extra_tags: Option<String>,
     /// The text is trusted HTML and is rendered without escaping (Django's `mark_safe`).
     pub trusted_html: bool,
