@@ -41,7 +41,11 @@ impl Flash {
             let prefetch = PREFETCH_HEADERS
                 .iter()
                 .any(|name| headers.get_all(*name).any(|v| is_prefetch(v.as_bytes())));
-            slot.0.adapter.messages(Incoming::new(cookies, prefetch))
+            let mut incoming = Incoming::new(cookies, prefetch);
+            slot.0.adapter.capture_htmx(&mut incoming, |name| {
+                headers.get(name).map(|v| v.as_bytes())
+            });
+            slot.0.adapter.messages(incoming)
         });
         Some(Flash(messages.clone()))
     }

@@ -12,7 +12,7 @@ use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use flash_core::{Adapter, Config, Error, Messages, ResponseHeaders, Storage};
+use flash_core::{Adapter, Config, Error, Htmx, MessageView, Messages, ResponseHeaders, Storage};
 
 /// The request extension the middleware inserts: the handle is made on first extraction, so a
 /// request whose handler never asks for its messages costs one small allocation.
@@ -61,9 +61,46 @@ impl FlashMiddleware {
         }
     }
 
+    /// Delivers messages to htmx requests in `HX-Trigger` (opt-in): a partial htmx request
+    /// whose handler did not read gets the messages it added as one event, merged with the
+    /// handler's own `HX-Trigger`; see [`flash_core::Htmx`] for the whole rule.
+    #[must_use]
+    pub fn htmx(self, htmx: Htmx) -> Self {
+        FlashMiddleware {
+            adapter: self.adapter.htmx(htmx),
+        }
+    }
+
     /// The application's settings.
     pub fn config(&self) -> &Config {
         self.adapter.config()
+    }
+
+    /// The framework-neutral half of the middleware: storage, settings, hooks.
+    pub fn adapter(&self) -> &Adapter {
+        &self.adapter
+    }
+
+    /// For application tests: the messages `response` (from `actix_web::test::call_service`
+    /// on an app wrapped in this middleware) left for the client's next request, without
+    /// consuming them, on any storage: the flash cookie decoded, or the keyed store asked.
+    /// `request_cookies` is the `Cookie` header the request carried (`None` for a fresh
+    /// browser). Compare with [`flash_core::assert_messages`].
+    ///
+    /// # Errors
+    /// When the storage fails.
+    pub async fn messages_left<B>(
+        &self,
+        response: &ServiceResponse<B>,
+        request_cookies: Option<&str>,
+    ) -> Result<Vec<MessageView>, Error> {
+        let set_cookies = response
+            .headers()
+            .get_all(actix_web::http::header::SET_COOKIE)
+            .map(HeaderValue::as_bytes);
+        self.adapter
+            .messages_left(request_cookies, set_cookies)
+            .await
     }
 }
 

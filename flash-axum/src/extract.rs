@@ -41,6 +41,9 @@ impl Flash {
                 extensions.remove::<Slot>();
                 *incoming.extensions_mut() = extensions;
             }
+            adapter.capture_htmx(&mut incoming, |name| {
+                parts.headers.get(name).map(|v| v.as_bytes())
+            });
             adapter.messages(incoming)
         });
         Some(Flash(messages.clone()))

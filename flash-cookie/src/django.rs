@@ -419,6 +419,7 @@ fn message_from(item: Value) -> Option<Message> {
         text,
         extra_tags,
         trusted_html: truthy(&safe),
+        data: None,
     })
 }
 
@@ -467,6 +468,13 @@ impl Parts {
             ends: Vec::with_capacity(messages.len()),
         };
         for message in messages {
+            if message.data.is_some() {
+                // Django's `Message` has no place for it: dropping it would be silent loss.
+                return Err(Error::new(
+                    ErrorKind::Encode,
+                    "a message carries data, which Django's cookie format cannot hold: use flash's own format (no `format=django`) or add the message without data",
+                ));
+            }
             let mut serializer =
                 serde_json::Serializer::with_formatter(&mut parts.buf, AsciiFormatter);
             DjangoMessage(message)
@@ -556,6 +564,20 @@ impl serde_json::ser::Formatter for AsciiFormatter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_is_refused_with_a_clear_error() {
+        let codec = DjangoCodec::new("a secret of some length for the test");
+        let with_data = [
+            Message::new(Level::INFO, "plain"),
+            Message::new(Level::INFO, "undo").with_data(serde_json::json!({"id": 7})),
+        ];
+        let err = codec.encode(&with_data, false).expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::Encode);
+        assert!(err.to_string().contains("Django"), "{err}");
+        assert!(err.to_string().contains("data"), "{err}");
+        assert!(codec.encode(&with_data[..1], false).is_ok());
+    }
 
     #[test]
     fn base62_matches_django() {

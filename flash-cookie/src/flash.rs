@@ -426,6 +426,20 @@ mod tests {
     }
 
     #[test]
+    fn data_travels_in_the_cookie() {
+        let sent = [
+            Message::new(Level::INFO, "plain"),
+            Message::new(Level::SUCCESS, "Deleted.")
+                .with_data(serde_json::json!({"undo": "/a/7", "é": [1, null]})),
+        ];
+        let value = codec().encode("m", &sent, false).expect("encode");
+        let back = codec().decode("m", &value).expect("decode").messages;
+        assert_eq!(back, sent);
+        assert_eq!(back[0].data, None);
+        assert_eq!(back[1].data, sent[1].data);
+    }
+
+    #[test]
     fn marker_only_where_it_belongs() {
         for (json, ok) in [
             ("[]", true),

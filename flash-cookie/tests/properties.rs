@@ -36,6 +36,7 @@ fn message() -> impl Strategy<Value = Message> {
             text,
             extra_tags,
             trusted_html,
+            data: None,
         })
 }
 

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -14,13 +15,14 @@ use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::messages::{Config, Messages, SaveReport};
 use crate::storage::{Incoming, Storage};
+use crate::view::MessageView;
 
 /// The response headers of one request as an adapter exposes them to [`Adapter::finish`]:
 /// header lines as a lowercase name and the value's bytes, so a framework with its own header
 /// types (actix-web 4 uses `http` 0.2) needs no conversion of whole maps.
 ///
 /// flash writes only valid header values (visible ASCII), under the names `set-cookie`,
-/// `vary` and `cache-control`.
+/// `vary`, `cache-control` and, with [`Htmx`] delivery, `hx-trigger`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a response header map flash can write to",
     note = "implement `flash_core::ResponseHeaders` for a wrapper around your framework's response headers"
@@ -73,6 +75,7 @@ struct Shared {
     config: Arc<Config>,
     uses_extensions: bool,
     on_error: Option<ErrorHook>,
+    htmx: Option<Htmx>,
 }
 
 /// What every request of one application shares, and the rules that end a request: the
@@ -111,6 +114,7 @@ impl Adapter {
                 storage,
                 config: Arc::new(config),
                 on_error: None,
+                htmx: None,
             }),
         }
     }
@@ -127,7 +131,51 @@ impl Adapter {
                 config: shared.config.clone(),
                 uses_extensions: shared.uses_extensions,
                 on_error: Some(Arc::new(hook)),
+                htmx: shared.htmx.clone(),
             }),
+        }
+    }
+
+    /// Delivers messages to htmx requests in `HX-Trigger` (opt-in; see [`Htmx`] for the
+    /// rule). The adapter then calls [`Adapter::capture_htmx`] when it makes the handle.
+    #[must_use]
+    pub fn htmx(self, htmx: Htmx) -> Self {
+        let shared = &self.shared;
+        Adapter {
+            shared: Arc::new(Shared {
+                storage: shared.storage.clone(),
+                config: shared.config.clone(),
+                uses_extensions: shared.uses_extensions,
+                on_error: shared.on_error.clone(),
+                htmx: Some(htmx),
+            }),
+        }
+    }
+
+    /// The htmx delivery settings, when [`Adapter::htmx`] turned it on.
+    pub fn htmx_settings(&self) -> Option<&Htmx> {
+        self.shared.htmx.as_ref()
+    }
+
+    /// Notes in `incoming` which kind of htmx request this is, from the request's headers
+    /// (`header` returns the first value of a lowercase header name), when htmx delivery is on;
+    /// does nothing otherwise. Call it before [`Adapter::messages`].
+    pub fn capture_htmx<'h>(
+        &self,
+        incoming: &mut Incoming,
+        header: impl Fn(&'static str) -> Option<&'h [u8]>,
+    ) {
+        if self.shared.htmx.is_none() {
+            return;
+        }
+        let kind = HtmxRequest::from_header_fn(header);
+        if kind.request {
+            incoming
+                .extensions_mut()
+                .insert(HtmxSlot(Arc::new(HtmxState {
+                    kind,
+                    pending: AtomicBool::new(false),
+                })));
         }
     }
 
@@ -165,6 +213,33 @@ impl Adapter {
     where
         H: ResponseHeaders + ?Sized,
     {
+        if messages.needs_save() {
+            // Delivery and save happen together, in `finish`, when the storage may wait.
+            self.shared.storage.immediate()?;
+        }
+        let delivered = match self.htmx_delivery(messages) {
+            Delivery::None => 0,
+            Delivery::Added => self.deliver_added(messages, response),
+            Delivery::Pending => {
+                self.shared.storage.immediate()?;
+                // A storage that never waits loads at the first poll.
+                let mut read = std::pin::pin!(messages.read());
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match read.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(result) => self.deliver_read(messages, result, response),
+                    std::task::Poll::Pending => return None,
+                }
+            }
+        };
+        let mut finished = self.finish_now_saving(messages, response)?;
+        finished.delivered = delivered;
+        Some(finished)
+    }
+
+    fn finish_now_saving<H>(&self, messages: &Messages, response: &mut H) -> Option<Finished>
+    where
+        H: ResponseHeaders + ?Sized,
+    {
         if !messages.needs_save() {
             return Some(Finished::default());
         }
@@ -195,7 +270,24 @@ impl Adapter {
     where
         H: ResponseHeaders + ?Sized,
     {
-        if let Some(finished) = self.finish_now(messages, response) {
+        let delivered = match self.htmx_delivery(messages) {
+            Delivery::None => 0,
+            Delivery::Added => self.deliver_added(messages, response),
+            Delivery::Pending => {
+                let result = messages.read().await;
+                self.deliver_read(messages, result, response)
+            }
+        };
+        let mut finished = self.finish_saving(messages, response).await;
+        finished.delivered = delivered;
+        finished
+    }
+
+    async fn finish_saving<H>(&self, messages: &Messages, response: &mut H) -> Finished
+    where
+        H: ResponseHeaders + ?Sized,
+    {
+        if let Some(finished) = self.finish_now_saving(messages, response) {
             return finished;
         }
         let (result, cookie_set) = match response.as_http() {
@@ -211,6 +303,98 @@ impl Adapter {
             }
         };
         self.shape(result, cookie_set, response)
+    }
+
+    /// For application tests: the messages a response left for the client's next request,
+    /// as templates receive them, without consuming them. `request_cookies` is the `Cookie`
+    /// header the request was sent with (`None` for a fresh browser), `set_cookies` the
+    /// response's `Set-Cookie` lines; the next request's cookies are made from both, as a
+    /// browser makes them, and the storage is asked: the cookie decoded, or the keyed store
+    /// asked (its lease given back untouched). The adapters wrap it for their test responses;
+    /// compare with [`assert_messages`].
+    ///
+    /// # Errors
+    /// When the storage fails to load or to give its lease back.
+    pub async fn messages_left<'a>(
+        &self,
+        request_cookies: Option<&str>,
+        set_cookies: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Vec<MessageView>> {
+        let next = next_cookie_header(request_cookies, set_cookies);
+        let messages = self.messages(Incoming::new([next.as_bytes()], false));
+        let views = messages.peek_views().await?;
+        messages.save(&mut HeaderMap::new()).await?;
+        Ok(views)
+    }
+
+    /// Which htmx delivery this request gets.
+    fn htmx_delivery(&self, messages: &Messages) -> Delivery {
+        if self.shared.htmx.is_none() || messages.is_consumed() {
+            return Delivery::None;
+        }
+        match messages.incoming().extensions().get::<HtmxSlot>() {
+            Some(slot) if slot.0.kind.is_partial() => {
+                if slot.0.pending.load(Ordering::Relaxed) {
+                    Delivery::Pending
+                } else {
+                    Delivery::Added
+                }
+            }
+            _ => Delivery::None,
+        }
+    }
+
+    /// Moves the messages the handler added into `HX-Trigger` when they fit; how many.
+    fn deliver_added<H: ResponseHeaders + ?Sized>(
+        &self,
+        messages: &Messages,
+        response: &mut H,
+    ) -> usize {
+        let Some(htmx) = &self.shared.htmx else {
+            return 0;
+        };
+        let tags = self.shared.config.level_tags();
+        let header = messages.take_added_with(|added| {
+            let views: Vec<MessageView> = added.iter().map(|m| m.view(tags)).collect();
+            htmx.trigger(response, &views)
+                .map(|value| (value, views.len()))
+        });
+        match header {
+            Some((value, count)) => {
+                deliver(response, &value);
+                count
+            }
+            None => 0,
+        }
+    }
+
+    /// Delivers what a read found (pending and added) in `HX-Trigger` when it fits, else
+    /// undoes the read so everything stays stored; how many were delivered.
+    fn deliver_read<H: ResponseHeaders + ?Sized>(
+        &self,
+        messages: &Messages,
+        read: Result<Vec<Message>>,
+        response: &mut H,
+    ) -> usize {
+        let (Some(htmx), Ok(read)) = (&self.shared.htmx, read) else {
+            // A failed load consumed nothing: the save reports what it must.
+            return 0;
+        };
+        if read.is_empty() {
+            return 0;
+        }
+        let tags = self.shared.config.level_tags();
+        let views: Vec<MessageView> = read.iter().map(|m| m.view(tags)).collect();
+        match htmx.trigger(response, &views) {
+            Some(value) => {
+                deliver(response, &value);
+                views.len()
+            }
+            None => {
+                messages.keep();
+                0
+            }
+        }
     }
 
     /// The rules of the response after a save.
@@ -299,6 +483,8 @@ pub struct Finished {
     pub dropped: Vec<Message>,
     /// How many messages `add` refused at the application's limits (each logged when refused).
     pub refused: usize,
+    /// How many messages were delivered in `HX-Trigger` ([`Htmx`]) instead of being stored.
+    pub delivered: usize,
     /// The save failed: logged, passed to the hook, and the response served without it.
     pub error: Option<Error>,
     /// The save succeeded but recovered from a failure ([`SaveReport::degraded`]): passed to
@@ -314,6 +500,7 @@ impl Finished {
             && !self.vary
             && self.error.is_none()
             && self.degraded.is_none()
+            && self.delivered == 0
     }
 }
 
@@ -357,6 +544,326 @@ pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
     }
     merged.extend_from_slice(b", Cookie");
     response.insert("vary", &merged);
+}
+
+/// Delivery of messages to htmx requests in the `HX-Trigger` response header: opt-in, with
+/// [`Adapter::htmx`] (or the adapters' `htmx` option).
+///
+/// The rule, the same in every adapter:
+/// - A request sent by htmx (`HX-Request: true`) whose handler did not read its messages gets
+///   the ones the handler added (its [`Messages::add_now`] ones too) as one event, named
+///   [`Htmx::event`] (default `messages`), whose detail is the list of [`MessageView`]s. They
+///   are not stored. htmx wraps a detail that is not an object, so a listener reads
+///   `event.detail.value`:
+///   `document.body.addEventListener("messages", e => e.detail.value.forEach(show))`.
+/// - The event is merged into an `HX-Trigger` the handler set, in its JSON object form
+///   (`{"saved": {"id": 7}}`) or its comma-list form (`saved, closeModal`, whose names become
+///   keys with a `null` detail). When the handler's header cannot be merged (not JSON, an
+///   object already holding the event's name, or lines of both forms), or when the merged
+///   value would be longer than [`Htmx::max_header_bytes`] (default 4096 bytes: proxies and
+///   servers commonly cap one header line near 4–8 KiB), the messages stay stored instead,
+///   for the next page, and the handler's header is left as it was.
+/// - Messages pending from earlier requests are **not** taken: a polling or unrelated htmx
+///   request never takes a message meant for the page a redirect leads to. A handler opts in
+///   for its route with [`Messages::deliver_pending_to_htmx`]; the pending messages then ride
+///   along, consumed exactly as a read consumes them (lease and settle on server stores), or,
+///   when they would not fit, left stored as they were.
+/// - Boosted requests (`HX-Boosted`) and history restores (`HX-History-Restore-Request`) are
+///   full pages: left to the template. Requests without `HX-Request: true` are untouched.
+/// - A response that delivered messages gets `Cache-Control: private, no-store` and
+///   `Vary: Cookie`: it is one user's.
+///
+/// The value is JSON with every non-ASCII character escaped (`\u00e9`), so it is a valid
+/// header value that htmx decodes exactly.
+///
+/// ```
+/// use std::sync::Arc;
+/// use flash_core::{Adapter, Config, Htmx, Incoming, Key, KeyedStorage, MemoryStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
+/// let adapter = Adapter::new(Arc::new(storage), Config::default()).htmx(Htmx::new());
+///
+/// let mut incoming = Incoming::default();
+/// adapter.capture_htmx(&mut incoming, |name| (name == "hx-request").then_some(&b"true"[..]));
+/// let messages = adapter.messages(incoming);
+/// messages.success("Saved.");
+/// let mut response = http::HeaderMap::new();
+/// response.insert("hx-trigger", "closeModal".parse().unwrap());
+/// let finished = adapter.finish(&messages, &mut response).await;
+/// assert_eq!(finished.delivered, 1);
+/// assert!(!finished.saved); // nothing stored, no storage call
+/// assert_eq!(
+///     response["hx-trigger"],
+///     r#"{"closeModal":null,"messages":[{"extra_tags":"","level":25,"level_tag":"success","message":"Saved.","safe":false,"tags":"success"}]}"#
+/// );
+/// # });
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Htmx {
+    event: String,
+    max_header_bytes: usize,
+}
+
+impl Default for Htmx {
+    fn default() -> Self {
+        Htmx::new()
+    }
+}
+
+impl Htmx {
+    /// The default event name: `messages`.
+    pub const DEFAULT_EVENT: &'static str = "messages";
+    /// The default longest `HX-Trigger` value flash writes: 4096 bytes.
+    pub const DEFAULT_MAX_HEADER_BYTES: usize = 4096;
+
+    /// Delivery under the event `messages`, within 4096 bytes of header.
+    pub fn new() -> Self {
+        Htmx {
+            event: Self::DEFAULT_EVENT.to_owned(),
+            max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+
+    /// Sets the event's name.
+    #[must_use]
+    pub fn event(mut self, name: impl Into<String>) -> Self {
+        self.event = name.into();
+        self
+    }
+
+    /// Sets the longest `HX-Trigger` value (the handler's events and the messages) flash
+    /// writes; beyond it the messages stay stored.
+    #[must_use]
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self
+    }
+
+    /// The event's name.
+    pub fn event_name(&self) -> &str {
+        &self.event
+    }
+
+    /// The longest `HX-Trigger` value flash writes.
+    pub fn header_limit(&self) -> usize {
+        self.max_header_bytes
+    }
+
+    /// The merged `HX-Trigger` value carrying `views`, or `None` when it cannot be merged or
+    /// would be too long.
+    fn trigger<H: ResponseHeaders + ?Sized>(
+        &self,
+        response: &H,
+        views: &[MessageView],
+    ) -> Option<String> {
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        response.for_each_value("hx-trigger", &mut |value| lines.push(value.to_vec()));
+        let mut object = serde_json::Map::new();
+        let objects = lines
+            .iter()
+            .filter(|l| l.trim_ascii_start().starts_with(b"{"))
+            .count();
+        match (objects, lines.len()) {
+            (0, _) => {
+                for line in &lines {
+                    for name in std::str::from_utf8(line).ok()?.split(',') {
+                        let name = name.trim();
+                        if !name.is_empty() {
+                            object.insert(name.to_owned(), serde_json::Value::Null);
+                        }
+                    }
+                }
+            }
+            (1, 1) => object = serde_json::from_slice(&lines[0]).ok()?,
+            _ => return None,
+        }
+        if object.contains_key(&self.event) {
+            return None;
+        }
+        object.insert(self.event.clone(), serde_json::to_value(views).ok()?);
+        let value = ascii_json(&serde_json::Value::Object(object))?;
+        (value.len() <= self.max_header_bytes).then_some(value)
+    }
+}
+
+/// Which htmx request an adapter captured: what `HX-Request`, `HX-Boosted` and
+/// `HX-History-Restore-Request` said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HtmxRequest {
+    /// `HX-Request: true`: sent by htmx.
+    pub request: bool,
+    /// `HX-Boosted: true`: a boosted link or form, answered with a full page.
+    pub boosted: bool,
+    /// `HX-History-Restore-Request: true`: htmx restoring a page from history.
+    pub history_restore: bool,
+}
+
+impl HtmxRequest {
+    /// The request as its headers tell: `header` returns the first value of a lowercase name.
+    pub fn from_header_fn<'h>(header: impl Fn(&'static str) -> Option<&'h [u8]>) -> Self {
+        let yes = |name| header(name).is_some_and(|v| v.trim_ascii() == b"true");
+        HtmxRequest {
+            request: yes("hx-request"),
+            boosted: yes("hx-boosted"),
+            history_restore: yes("hx-history-restore-request"),
+        }
+    }
+
+    /// Whether the response is a partial page htmx swaps in: sent by htmx, not boosted, not a
+    /// history restore.
+    pub fn is_partial(&self) -> bool {
+        self.request && !self.boosted && !self.history_restore
+    }
+}
+
+/// What a handle carries of its htmx request (in its [`Incoming::extensions`]).
+#[derive(Clone)]
+struct HtmxSlot(Arc<HtmxState>);
+
+struct HtmxState {
+    kind: HtmxRequest,
+    /// The handler opted in: pending messages ride along.
+    pending: AtomicBool,
+}
+
+enum Delivery {
+    None,
+    Added,
+    Pending,
+}
+
+impl Messages {
+    /// For this request's route: when it is a partial htmx request and [`Htmx`] delivery is
+    /// on, the messages pending from earlier requests ride along in `HX-Trigger` with the ones
+    /// added here, consumed as a read consumes them. Call it in handlers whose htmx responses
+    /// are where the user looks for messages (a form posted in place), never in polling ones.
+    /// Does nothing for other requests.
+    pub fn deliver_pending_to_htmx(&self) {
+        if let Some(slot) = self.incoming().extensions().get::<HtmxSlot>() {
+            slot.0.pending.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The htmx request this handle belongs to, when [`Htmx`] delivery is on and it was sent
+    /// by htmx.
+    pub fn htmx_request(&self) -> Option<HtmxRequest> {
+        self.incoming()
+            .extensions()
+            .get::<HtmxSlot>()
+            .map(|slot| slot.0.kind)
+    }
+}
+
+/// Writes the delivery: the trigger, and a response only this user may see.
+fn deliver<H: ResponseHeaders + ?Sized>(response: &mut H, value: &str) {
+    response.insert("hx-trigger", value.as_bytes());
+    response.insert("cache-control", b"private, no-store");
+    vary_on_cookie(response);
+}
+
+/// Compact JSON with every character outside visible ASCII escaped: a valid header value.
+fn ascii_json(value: &serde_json::Value) -> Option<String> {
+    struct Ascii;
+    impl serde_json::ser::Formatter for Ascii {
+        fn write_string_fragment<W: ?Sized + std::io::Write>(
+            &mut self,
+            writer: &mut W,
+            fragment: &str,
+        ) -> std::io::Result<()> {
+            let mut start = 0;
+            for (i, c) in fragment.char_indices() {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    continue;
+                }
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+                start = i + c.len_utf8();
+            }
+            writer.write_all(&fragment.as_bytes()[start..])
+        }
+    }
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, Ascii);
+    serde::Serialize::serialize(value, &mut serializer).ok()?;
+    String::from_utf8(out).ok()
+}
+
+/// The `Cookie` header a browser sends after a response: `request_cookies` with the response's
+/// `Set-Cookie` lines applied (a value replaced or added, a cookie expired by `Max-Age=0` or a
+/// past `Expires` removed). Attributes other than those are not checked: this is for tests.
+pub fn next_cookie_header<'a>(
+    request_cookies: Option<&str>,
+    set_cookies: impl IntoIterator<Item = &'a [u8]>,
+) -> String {
+    let mut jar: Vec<(String, String)> = request_cookies
+        .into_iter()
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    for line in set_cookies {
+        let Ok(line) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let Ok(cookie) = cookie::Cookie::parse(line) else {
+            continue;
+        };
+        jar.retain(|(name, _)| name != cookie.name());
+        let expired = cookie.max_age().is_some_and(|age| age.is_zero())
+            || cookie
+                .expires_datetime()
+                .is_some_and(|at| at <= cookie::time::OffsetDateTime::now_utc());
+        if !expired {
+            jar.push((cookie.name().to_owned(), cookie.value().to_owned()));
+        }
+    }
+    jar.iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Asserts that `left` ([`Adapter::messages_left`]) holds exactly `expected`, as levels and
+/// texts in order (Django's `assertMessages`); on a difference the panic prints both lists.
+///
+/// ```
+/// use flash_core::{Level, LevelTags, Message, assert_messages};
+/// let left = vec![Message::new(Level::SUCCESS, "Saved.").view(&LevelTags::default())];
+/// assert_messages(&left, &[(Level::SUCCESS, "Saved.")]);
+/// let wrong = std::panic::catch_unwind(|| assert_messages(&left, &[(Level::INFO, "Saved.")]));
+/// assert!(wrong.is_err());
+/// ```
+///
+/// # Panics
+/// When the lists differ.
+#[track_caller]
+pub fn assert_messages(left: &[MessageView], expected: &[(crate::Level, &str)]) {
+    let got: Vec<(crate::Level, &str)> = left
+        .iter()
+        .map(|view| (view.level(), view.message.as_str()))
+        .collect();
+    if got != expected {
+        let list = |items: &[(crate::Level, &str)]| {
+            items
+                .iter()
+                .map(|(level, text)| format!("\n    {level:?} {text:?}"))
+                .collect::<String>()
+        };
+        panic!(
+            "the messages left for the next request differ\n  left ({}):{}\n  expected ({}):{}",
+            got.len(),
+            list(&got),
+            expected.len(),
+            list(expected),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -503,6 +1010,82 @@ mod tests {
         let finished = adapter.finish(&messages, &mut response).await;
         assert!(!finished.cookie_set && finished.vary);
         assert!(!response.contains_key(http::header::CACHE_CONTROL));
+    }
+
+    fn htmx_adapter(htmx: Htmx) -> Adapter {
+        keyed().htmx(htmx)
+    }
+
+    fn htmx_handle(adapter: &Adapter, headers: &[(&'static str, &'static [u8])]) -> Messages {
+        let mut incoming = Incoming::default();
+        adapter.capture_htmx(&mut incoming, |name| {
+            headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        });
+        adapter.messages(incoming)
+    }
+
+    #[tokio::test]
+    async fn htmx_triggers_that_cannot_be_merged_leave_the_messages_stored() {
+        let adapter = htmx_adapter(Htmx::new());
+        for lines in [
+            &["{not json"][..],
+            &[r#"{"a":1}"#, "b"][..],
+            &[r#"{"a":1}"#, r#"{"b":1}"#][..],
+            &[r#"{"messages":[]}"#][..],
+        ] {
+            let messages = htmx_handle(&adapter, &[("hx-request", b"true")]);
+            messages.info("kept");
+            let mut response = Lines::default();
+            for line in lines {
+                response.append("hx-trigger", line.as_bytes());
+            }
+            let finished = adapter.finish(&messages, &mut response).await;
+            assert_eq!(finished.delivered, 0, "{lines:?}");
+            assert!(finished.saved, "{lines:?}");
+            assert_eq!(response.get("hx-trigger"), *lines);
+        }
+    }
+
+    #[tokio::test]
+    async fn htmx_header_is_ascii_json_and_read_messages_are_not_delivered() {
+        let adapter = htmx_adapter(Htmx::new().event("toast"));
+        let messages = htmx_handle(&adapter, &[("hx-request", b" true ")]);
+        messages.info("caf\u{e9} \u{1f389} \"q\"\n");
+        let mut response = Lines::default();
+        let finished = adapter.finish(&messages, &mut response).await;
+        assert_eq!(finished.delivered, 1);
+        let header = response.get("hx-trigger").remove(0);
+        assert!(
+            header.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "{header}"
+        );
+        assert!(header.contains(r"\ud83c\udf89"), "{header}");
+        let parsed: serde_json::Value = serde_json::from_str(&header).expect("json");
+        assert_eq!(parsed["toast"][0]["message"], "caf\u{e9} \u{1f389} \"q\"\n");
+
+        // A handler that read its messages showed them: nothing rides in the header.
+        let messages = htmx_handle(&adapter, &[("hx-request", b"true")]);
+        messages.info("shown");
+        let _ = messages.read().await.expect("read");
+        let mut response = Lines::default();
+        let finished = adapter.finish(&messages, &mut response).await;
+        assert_eq!(finished.delivered, 0);
+        assert!(response.get("hx-trigger").is_empty());
+    }
+
+    #[test]
+    fn next_cookie_header_applies_set_cookie_lines() {
+        let next = next_cookie_header(
+            Some("a=1; flash=old; b=2"),
+            [
+                &b"flash=new; Path=/; HttpOnly"[..],
+                b"a=; Max-Age=0; Path=/",
+                b"b=; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                b"c=3",
+            ],
+        );
+        assert_eq!(next, "flash=new; c=3");
+        assert_eq!(next_cookie_header(None, []), "");
     }
 
     fn vary_after(values: &[&'static str]) -> Vec<String> {

@@ -14,11 +14,15 @@ mod random;
 mod redact;
 mod signing;
 mod storage;
+mod view;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use adapter::{Adapter, Finished, ResponseHeaders, vary_on_cookie};
+pub use adapter::{
+    Adapter, Finished, Htmx, HtmxRequest, ResponseHeaders, assert_messages, next_cookie_header,
+    vary_on_cookie,
+};
 pub use cookie_options::{CookieOptions, append_set_cookie_line};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
@@ -36,6 +40,9 @@ pub use storage::{
     Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow,
     PREFETCH_HEADERS, Storage, Update, append_set_cookie, is_prefetch,
 };
+#[cfg(feature = "minijinja")]
+pub use view::minijinja_formatter;
+pub use view::{HtmlMessage, MessageView};
 
 /// Re-exported for storages and adapters: the `async_trait` attribute the traits use.
 pub use async_trait::async_trait;

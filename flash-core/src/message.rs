@@ -8,33 +8,50 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::level::{Level, LevelTags};
 
-/// A flash message: a level, the text, optional extra tags, and whether the text is trusted HTML.
+/// A flash message: a level, the text, optional extra tags, whether the text is trusted HTML,
+/// and optional data beside the text (a small JSON value: an undo URL, an id to highlight).
 ///
-/// Two messages are equal when their level and text are (extra tags and the HTML flag are not
-/// compared), as in Django.
+/// Two messages are equal when their level and text are (extra tags, the HTML flag and the data
+/// are not compared), as in Django.
+///
+/// A message has no tags of its own: its level's tag depends on the application's tag map. What
+/// templates and JSON clients receive is a [`MessageView`](crate::MessageView), made with that
+/// map by [`Messages::read_views`](crate::Messages::read_views) (or
+/// [`Message::view`] given the map).
 ///
 /// ```
-/// use flash_core::{Level, Message};
-/// let m = Message::new(Level::ERROR, "Could not save.").with_extra_tags("form");
-/// assert_eq!(m.level_tag(), "error");
-/// assert_eq!(m.tags(), "form error");
+/// use flash_core::{Level, LevelTags, Message};
+/// let m = Message::new(Level::ERROR, "Could not save.")
+///     .with_extra_tags("form")
+///     .with_data(serde_json::json!({"field": "title"}));
+/// let tags = LevelTags::default().set(Level::ERROR, "danger");
+/// assert_eq!(m.tags_in(&tags), "form danger");
+/// assert_eq!(m.view(&tags).level_tag, "danger");
 /// assert_eq!(m, Message::new(Level::ERROR, "Could not save."));
 /// ```
 ///
 /// # Stored form
 ///
 /// Backends store a message as a compact JSON array: `[level, text]`, `[level, text, extra_tags]`,
-/// or `[level, text, extra_tags|null, 1]` for trusted HTML.
+/// `[level, text, extra_tags|null, 1]` for trusted HTML, and
+/// `[level, text, extra_tags|null, 0|1, data]` for a message with data. Every shorter form stays
+/// readable, so values written before data existed still load.
 #[derive(Clone)]
 pub struct Message {
     /// The level.
     pub level: Level,
     /// The text. Plain text unless [`Message::trusted_html`] is set: escape it when rendering.
     pub text: String,
-    /// Extra tags, space separated, put before the level tag in [`Message::tags`].
+    /// Extra tags, space separated, put before the level tag in [`Message::tags_in`].
     pub extra_tags: Option<String>,
     /// The text is trusted HTML and is rendered without escaping (Django's `mark_safe`).
     pub trusted_html: bool,
+    /// Data beside the text, for templates and JSON clients (never `Some(Value::Null)`: see
+    /// [`Message::with_data`]). Counted in [`Message::size`]. flash's own cookie format, the
+    /// session storage in flash's form and every keyed store carry it; Django's cookie format
+    /// cannot, and refuses a message with data with an
+    /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) error.
+    pub data: Option<serde_json::Value>,
 }
 
 impl Message {
@@ -45,7 +62,25 @@ impl Message {
             text: text.into(),
             extra_tags: None,
             trusted_html: false,
+            data: None,
         }
+    }
+
+    /// Sets the data carried beside the text, typically a small JSON object
+    /// (`json!({"undo": "/articles/7/restore"})`); `null` means no data. It weighs in
+    /// [`Message::size`] as its compact JSON, against the same [`Limits`](crate::Limits) as the
+    /// text.
+    ///
+    /// ```
+    /// use flash_core::{Level, Message};
+    /// let m = Message::new(Level::SUCCESS, "Deleted.").with_data(serde_json::json!({"id": 7}));
+    /// assert_eq!(m.size(), "Deleted.".len() + r#"{"id":7}"#.len());
+    /// assert_eq!(serde_json::to_string(&m).unwrap(), r#"[25,"Deleted.",null,0,{"id":7}]"#);
+    /// ```
+    #[must_use]
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = (!data.is_null()).then_some(data);
+        self
     }
 
     /// Sets the extra tags.
@@ -62,27 +97,27 @@ impl Message {
         self
     }
 
-    /// The bytes the message weighs against [`Limits`](crate::Limits): its text and extra tags.
+    /// The bytes the message weighs against [`Limits`](crate::Limits): its text, extra tags and
+    /// the compact JSON of its data.
     pub fn size(&self) -> usize {
-        self.text.len() + self.extra_tags.as_deref().map_or(0, str::len)
+        self.text.len()
+            + self.extra_tags.as_deref().map_or(0, str::len)
+            + self.data.as_ref().map_or(0, json_len)
     }
 
-    /// The level's tag under the default mapping.
-    pub fn level_tag(&self) -> &'static str {
-        self.level.default_tag().unwrap_or("")
-    }
-
-    /// The level's tag under `tags`.
+    /// The level's tag under the application's tag map `tags` (there is no tag without one:
+    /// an application may rename or blank any level's tag).
     pub fn level_tag_in<'a>(&self, tags: &'a LevelTags) -> &'a str {
         tags.tag(self.level)
     }
 
-    /// Extra tags and the level tag joined by one space, empty parts skipped (default mapping).
-    pub fn tags(&self) -> String {
-        self.tags_in(&LevelTags::default())
+    /// What a template or a JSON client receives of this message, under the tag map `tags`.
+    pub fn view(&self, tags: &LevelTags) -> crate::MessageView {
+        crate::MessageView::new(self, tags)
     }
 
-    /// Extra tags and the level tag joined by one space, empty parts skipped, under `tags`.
+    /// Extra tags and the level tag joined by one space, empty parts skipped, under `tags`
+    /// (Django's `message.tags`).
     ///
     /// ```
     /// use flash_core::{Level, LevelTags, Message};
@@ -120,6 +155,9 @@ impl fmt::Debug for Message {
         if self.trusted_html {
             d.field("trusted_html", &true);
         }
+        if let Some(data) = &self.data {
+            d.field("data", data);
+        }
         d.finish()
     }
 }
@@ -132,7 +170,9 @@ impl fmt::Display for Message {
 
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let len = if self.trusted_html {
+        let len = if self.data.is_some() {
+            5
+        } else if self.trusted_html {
             4
         } else if self.extra_tags.is_some() {
             3
@@ -145,8 +185,11 @@ impl Serialize for Message {
         if len >= 3 {
             seq.serialize_element(&self.extra_tags)?;
         }
-        if len == 4 {
-            seq.serialize_element(&1u8)?;
+        if len >= 4 {
+            seq.serialize_element(&u8::from(self.trusted_html))?;
+        }
+        if let Some(data) = &self.data {
+            seq.serialize_element(data)?;
         }
         seq.end()
     }
@@ -160,7 +203,7 @@ impl<'de> Deserialize<'de> for Message {
             type Value = Message;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a message array [level, text, extra_tags?, html?]")
+                f.write_str("a message array [level, text, extra_tags?, html?, data?]")
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
@@ -181,20 +224,42 @@ impl<'de> Deserialize<'de> for Message {
                         ));
                     }
                 };
+                let data = seq
+                    .next_element::<serde_json::Value>()?
+                    .filter(|data| !data.is_null());
                 if seq.next_element::<de::IgnoredAny>()?.is_some() {
-                    return Err(de::Error::invalid_length(5, &self));
+                    return Err(de::Error::invalid_length(6, &self));
                 }
                 Ok(Message {
                     level,
                     text,
                     extra_tags,
                     trusted_html,
+                    data,
                 })
             }
         }
 
         deserializer.deserialize_seq(MessageVisitor)
     }
+}
+
+/// The length of `value`'s compact JSON, without building it.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` into a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 #[cfg(test)]
@@ -210,6 +275,11 @@ mod tests {
             Message::new(Level::DEBUG, "é 🎉")
                 .with_extra_tags("a b")
                 .trusted_html(),
+            Message::new(Level::INFO, "d").with_data(serde_json::json!({"undo": "/x", "n": [1]})),
+            Message::new(Level::INFO, "d")
+                .with_extra_tags("t")
+                .trusted_html()
+                .with_data(serde_json::json!("text")),
         ];
         for m in cases {
             let json = serde_json::to_string(&m).expect("serialise");
@@ -217,7 +287,15 @@ mod tests {
             assert_eq!(back, m);
             assert_eq!(back.extra_tags, m.extra_tags);
             assert_eq!(back.trusted_html, m.trusted_html);
+            assert_eq!(back.data, m.data);
         }
+        // The forms written before data existed still load, with no data.
+        for old in [r#"[20,"a"]"#, r#"[20,"a","t"]"#, r#"[20,"a",null,1]"#] {
+            let m: Message = serde_json::from_str(old).expect("old form");
+            assert_eq!(m.data, None);
+        }
+        let m: Message = serde_json::from_str(r#"[20,"a",null,0,null]"#).expect("null data");
+        assert_eq!(m.data, None);
         assert_eq!(
             serde_json::to_string(&Message::new(Level::INFO, "a")).expect("serialise"),
             r#"[20,"a"]"#
@@ -231,7 +309,8 @@ mod tests {
             "[20]",
             r#"["20","a"]"#,
             r#"[20,"a",null,7]"#,
-            r#"[20,"a",null,1,0]"#,
+            r#"[20,"a",null,1,{},0]"#,
+            r#"[20,"a",null,2,{}]"#,
             "{}",
         ] {
             assert!(serde_json::from_str::<Message>(bad).is_err(), "{bad}");
@@ -240,13 +319,25 @@ mod tests {
 
     #[test]
     fn tags_follow_django() {
+        let tags = LevelTags::default();
         let m = Message::new(Level::DEBUG, "x").with_extra_tags("extra-tag");
-        assert_eq!(m.tags(), "extra-tag debug");
-        assert_eq!(Message::new(Level::new(1), "x").tags(), "");
+        assert_eq!(m.tags_in(&tags), "extra-tag debug");
+        assert_eq!(Message::new(Level::new(1), "x").tags_in(&tags), "");
         assert_eq!(
-            Message::new(Level::new(1), "x").with_extra_tags("t").tags(),
+            Message::new(Level::new(1), "x")
+                .with_extra_tags("t")
+                .tags_in(&tags),
             "t"
         );
-        assert_eq!(Message::new(Level::INFO, "x").tags(), "info");
+        assert_eq!(Message::new(Level::INFO, "x").tags_in(&tags), "info");
+    }
+
+    #[test]
+    fn data_weighs_in_the_size() {
+        let plain = Message::new(Level::INFO, "abc").with_extra_tags("t");
+        assert_eq!(plain.size(), 4);
+        let with = plain.clone().with_data(serde_json::json!({"k": "é"}));
+        assert_eq!(with.size(), 4 + r#"{"k":"é"}"#.len());
+        assert_eq!(plain.with_data(serde_json::Value::Null).data, None);
     }
 }

@@ -171,7 +171,7 @@ struct Inner {
 /// assert_eq!(messages.len().await?, 1);
 /// let shown = messages.read().await?;
 /// assert_eq!(shown[0].text, "Article saved.");
-/// assert_eq!(shown[0].tags(), "success");
+/// assert_eq!(messages.read_views().await?[0].tags, "success");
 /// messages.save(&mut http::HeaderMap::new()).await?;
 /// # Ok::<(), flash_core::Error>(())
 /// # }).unwrap();
@@ -606,6 +606,26 @@ impl Messages {
                 degraded: Degraded::to(self.inner.clone()),
             },
         }
+    }
+}
+
+impl Messages {
+    /// Hands `deliver` the messages this request added and has not read (its
+    /// [`Messages::add_now`] ones included), unless the messages were consumed; when it returns
+    /// `Some`, they are taken: delivered with the response (htmx's `HX-Trigger`, see
+    /// [`Htmx`](crate::Htmx)), never stored. When it returns `None` nothing changes.
+    pub fn take_added_with<T>(&self, deliver: impl FnOnce(&[Message]) -> Option<T>) -> Option<T> {
+        let mut state = self.state();
+        if state.used || state.saved || state.queued.is_empty() {
+            return None;
+        }
+        let taken = deliver(&state.queued)?;
+        // Added messages read and then kept sit in `loaded`, before the queued ones: they stay.
+        let before = state.loaded.as_ref().map_or(0, |l| l.len() - state.stored);
+        state.queued.clear();
+        state.now.retain(|&position| position < before);
+        state.added_new = before > 0;
+        Some(taken)
     }
 }
 

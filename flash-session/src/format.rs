@@ -19,6 +19,12 @@ struct Entry<'a>(&'a Message);
 impl Serialize for Entry<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let m = self.0;
+        if m.data.is_some() {
+            // Django's `Message` has no place for it: refused, never dropped in silence.
+            return Err(serde::ser::Error::custom(
+                "a message carries data, which Django's session format cannot hold",
+            ));
+        }
         let len = if m.extra_tags.is_some() { 5 } else { 4 };
         let mut seq = serializer.serialize_seq(Some(len))?;
         seq.serialize_element(MESSAGE_KEY)?;
@@ -71,6 +77,7 @@ impl<'de> Deserialize<'de> for Decoded {
                     text,
                     extra_tags,
                     trusted_html: safe.0,
+                    data: None,
                 }))
             }
         }

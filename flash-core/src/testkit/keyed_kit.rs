@@ -248,7 +248,7 @@ pub async fn append_keeps_order(factory: KeyedFactory) {
     assert!(visible(&*store, &ClientId::random()).await.is_empty());
 }
 
-/// Level, text, extra tags and the trusted-HTML flag come back as appended.
+/// Level, text, extra tags, the trusted-HTML flag and the data come back as appended.
 pub async fn append_keeps_every_field(factory: KeyedFactory) {
     let store = store!(factory, "append_keeps_every_field");
     let client = ClientId::random();
@@ -256,17 +256,21 @@ pub async fn append_keeps_every_field(factory: KeyedFactory) {
         Message::new(Level::new(29), "custom level, ünïcödé ✓ 🎉").with_extra_tags("a b"),
         Message::new(Level::ERROR, "<b>bold</b>").trusted_html(),
         Message::new(Level::DEBUG, "plain"),
+        Message::new(Level::SUCCESS, "with data")
+            .with_extra_tags("undo")
+            .with_data(serde_json::json!({"undo": "/a/7", "ids": [7, 8], "é": {"x": null}})),
     ];
     let kept = store
         .append(&client, &messages, LONG, &Limits::default())
         .await
         .expect("append");
-    assert_eq!(kept, 3);
+    assert_eq!(kept, 4);
     let leased = lease(&*store, &client, &LeaseId::random(), HOLD).await;
     assert_eq!(leased, messages);
     for (got, sent) in leased.iter().zip(&messages) {
         assert_eq!(got.extra_tags, sent.extra_tags);
         assert_eq!(got.trusted_html, sent.trusted_html);
+        assert_eq!(got.data, sent.data);
     }
 }
 

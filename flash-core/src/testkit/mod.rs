@@ -280,6 +280,7 @@ macro_rules! conformance_tests {
             tags_follow_the_tag_map,
             custom_tag_map_and_custom_levels,
             extra_tags_and_html_flag_survive,
+            data_travels_beside_the_text,
             reading_does_not_consume_until_iterated,
             existing_add_read_stores_nothing,
             existing_read_add_stores_one,

@@ -165,12 +165,13 @@ pub async fn tags_follow_the_tag_map(factory: Factory) {
     add_level_messages(&request);
     request.finish().await;
     let messages = read_all(&client).await;
-    let tags: Vec<String> = messages.iter().map(Message::tags).collect();
+    let map = LevelTags::default();
+    let tags: Vec<String> = messages.iter().map(|m| m.tags_in(&map)).collect();
     assert_eq!(
         tags,
         ["info", "", "extra-tag debug", "warning", "error", "success"]
     );
-    let level_tags: Vec<&str> = messages.iter().map(Message::level_tag).collect();
+    let level_tags: Vec<&str> = messages.iter().map(|m| m.level_tag_in(&map)).collect();
     assert_eq!(
         level_tags,
         ["info", "", "debug", "warning", "error", "success"]
@@ -229,6 +230,52 @@ pub async fn extra_tags_and_html_flag_survive(factory: Factory) {
     assert_eq!(got.len(), sent.len());
     for (got, sent) in got.iter().zip(&sent) {
         assert_eq!(got, sent);
+        assert_eq!(got.extra_tags, sent.extra_tags, "{}", sent.text);
+        assert_eq!(got.trusted_html, sent.trusted_html, "{}", sent.text);
+    }
+}
+
+/// Data beside the text comes back intact, in order, beside messages without data; a storage
+/// whose format cannot hold it (Django's) refuses the save with an `Encode` error naming the
+/// data: never a silent loss.
+pub async fn data_travels_beside_the_text(factory: Factory) {
+    let harness = harness!(factory);
+    let client = harness.client();
+    let sent = [
+        Message::new(Level::INFO, "no data"),
+        Message::new(Level::SUCCESS, "Deleted.")
+            .with_extra_tags("undo")
+            .with_data(
+                serde_json::json!({"undo": "/articles/7/restore", "ids": [7, 8], "é": null}),
+            ),
+        Message::new(Level::WARNING, "<b>x</b>")
+            .trusted_html()
+            .with_data(serde_json::json!({"nested": {"deep": true}, "n": 1.5})),
+    ];
+    let request = client.request();
+    for m in &sent {
+        assert!(request.add_message(m.clone()), "{}", m.text);
+    }
+    match request.try_finish().await {
+        Ok(response) => assert!(response.report.dropped.is_empty()),
+        Err(err) => {
+            // The cause names the data, in the error or its sources.
+            let mut chain = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                chain.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            assert_eq!(err.kind(), crate::ErrorKind::Encode, "{chain}");
+            assert!(chain.contains("data"), "{chain}");
+            return;
+        }
+    }
+    let got = read_all(&client).await;
+    assert_eq!(got.len(), sent.len());
+    for (got, sent) in got.iter().zip(&sent) {
+        assert_eq!(got, sent);
+        assert_eq!(got.data, sent.data, "{}", sent.text);
         assert_eq!(got.extra_tags, sent.extra_tags, "{}", sent.text);
         assert_eq!(got.trusted_html, sent.trusted_html, "{}", sent.text);
     }
