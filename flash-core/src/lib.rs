@@ -13,6 +13,7 @@ mod messages;
 mod random;
 mod redact;
 mod signing;
+mod simple;
 mod storage;
 
 #[cfg(feature = "testkit")]
@@ -32,6 +33,7 @@ pub use message::Message;
 pub use messages::{Config, Messages, SaveReport};
 pub use redact::{Redacted, redact_url};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
+pub use simple::{Found, ImmediateSimpleStorage, SimpleStorage, Stored};
 pub use storage::{
     ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, PREFETCH_HEADERS, Storage, Update,
     append_set_cookie, is_prefetch,
