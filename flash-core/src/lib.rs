@@ -3,6 +3,7 @@
 
 mod adapter;
 mod cookie_options;
+mod document;
 mod error;
 mod keyed;
 mod level;
@@ -21,6 +22,7 @@ pub mod testkit;
 
 pub use adapter::{Adapter, Finished, ResponseHeaders, vary_on_cookie};
 pub use cookie_options::{CookieOptions, append_set_cookie_line};
+pub use document::{DEFAULT_DOCUMENT_ATTEMPTS, DocumentStore, Documents, Versioned};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
     ClientId, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, KeyedStorage, KeyedStore, LeaseId,
