@@ -126,7 +126,7 @@ impl Stored {
 /// messages.info("Saved.");
 /// messages.save(&mut HeaderMap::new()).await?;
 /// let next = Messages::new(storage.clone(), Incoming::default(), config);
-/// assert_eq!(next.take().await?[0].text, "Saved.");
+/// assert_eq!(next.read().await?[0].text, "Saved.");
 /// next.save(&mut HeaderMap::new()).await?;
 /// assert!(storage.0.lock().unwrap().is_none());
 /// # Ok::<(), flash_core::Error>(())

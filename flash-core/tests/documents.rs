@@ -144,3 +144,46 @@ async fn a_store_that_always_loses_fails_after_the_attempts() {
         .expect_err("lost every race");
     assert_eq!(err.kind(), ErrorKind::Unavailable);
 }
+
+/// The rule the `KeyedStore` docs state: a lease that expired but whose messages nobody took
+/// again still holds them, for MemoryStore (the reference) and the document adapter alike.
+#[tokio::test]
+async fn an_expired_lease_nobody_took_again_still_holds_its_messages() {
+    use flash_core::{KeyedStore, LeaseId, Level, Limits, MemoryStore, Message, Outcome};
+    use std::time::Duration;
+
+    async fn check(store: &dyn KeyedStore, outcome: Outcome) {
+        let client = ClientId::random();
+        let long = Duration::from_secs(3600);
+        let limits = Limits::default();
+        let m = [Message::new(Level::INFO, "m1")];
+        assert_eq!(
+            store
+                .append(&client, &m, long, &limits)
+                .await
+                .expect("append"),
+            1
+        );
+        let late = LeaseId::random();
+        let held = store.lease(&client, &late, Duration::from_millis(50)).await;
+        assert_eq!(held.expect("lease").len(), 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store
+            .settle(&client, &late, outcome, &[], long, &limits)
+            .await
+            .expect("settle");
+        let next = store
+            .lease(&client, &LeaseId::random(), long)
+            .await
+            .expect("lease");
+        match outcome {
+            Outcome::Consumed => assert!(next.is_empty(), "the late consume did not delete"),
+            Outcome::Released => assert_eq!(next.len(), 1, "the late release lost it"),
+        }
+    }
+
+    for outcome in [Outcome::Consumed, Outcome::Released] {
+        check(&MemoryStore::new(), outcome).await;
+        check(&Documents::new(InMemory::default()), outcome).await;
+    }
+}

@@ -19,7 +19,9 @@ impl MapDocuments {
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<ClientId, Versioned>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
