@@ -102,14 +102,11 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
             .first
             .save(
                 request,
-                Update {
-                    loaded: Some(first.token),
-                    consumed: false,
-                    unread,
-                    added: to_first,
-                    overflow: Overflow::Spill,
-                    limits,
-                },
+                Update::new(Some(first.token))
+                    .with_unread(unread)
+                    .with_added(to_first)
+                    .with_overflow(Overflow::Spill)
+                    .with_limits(limits),
                 response,
             )
             .await?;
@@ -120,14 +117,10 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
         self.second
             .save(
                 request,
-                Update {
-                    loaded: None,
-                    consumed: false,
-                    unread: Vec::new(),
-                    added: rest,
-                    overflow,
-                    limits,
-                },
+                Update::new(None)
+                    .with_added(rest)
+                    .with_overflow(overflow)
+                    .with_limits(limits),
                 response,
             )
             .await
@@ -151,14 +144,11 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
             .first
             .save(
                 request,
-                Update {
-                    loaded: Some(first),
-                    consumed: true,
-                    unread: Vec::new(),
-                    added: pending,
-                    overflow: Overflow::Spill,
-                    limits,
-                },
+                Update::new(Some(first))
+                    .with_consumed(true)
+                    .with_added(pending)
+                    .with_overflow(Overflow::Spill)
+                    .with_limits(limits),
                 response,
             )
             .await?;
@@ -168,14 +158,11 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                 self.second
                     .save(
                         request,
-                        Update {
-                            loaded: Some(second),
-                            consumed: true,
-                            unread: Vec::new(),
-                            added: rest,
-                            overflow,
-                            limits,
-                        },
+                        Update::new(Some(second))
+                            .with_consumed(true)
+                            .with_added(rest)
+                            .with_overflow(overflow)
+                            .with_limits(limits),
                         response,
                     )
                     .await
@@ -185,14 +172,10 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                 self.second
                     .save(
                         request,
-                        Update {
-                            loaded: None,
-                            consumed: false,
-                            unread: Vec::new(),
-                            added: rest,
-                            overflow,
-                            limits,
-                        },
+                        Update::new(None)
+                            .with_added(rest)
+                            .with_overflow(overflow)
+                            .with_limits(limits),
                         response,
                     )
                     .await
@@ -207,28 +190,27 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
         let first = self.first.load(request).await?;
         let first_len = first.messages.len();
         if first.complete {
-            return Ok(Loaded {
-                messages: first.messages,
-                complete: true,
-                token: LoadToken::new(FallbackToken {
+            return Ok(Loaded::new(
+                first.messages,
+                LoadToken::new(FallbackToken {
                     first: first.token,
                     first_len,
                     second: None,
                 }),
-            });
+            ));
         }
         let second = self.second.load(request).await?;
         let mut messages = first.messages;
         messages.extend(second.messages);
-        Ok(Loaded {
+        Ok(Loaded::new(
             messages,
-            complete: second.complete,
-            token: LoadToken::new(FallbackToken {
+            LoadToken::new(FallbackToken {
                 first: first.token,
                 first_len,
                 second: Some(second.token),
             }),
-        })
+        )
+        .with_complete(second.complete))
     }
 
     async fn save(
@@ -258,14 +240,10 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
             self.first
                 .save(
                     request,
-                    Update {
-                        loaded: Some(token.first),
-                        consumed: false,
-                        unread: first_unread,
-                        added: Vec::new(),
-                        overflow: Overflow::Spill,
-                        limits,
-                    },
+                    Update::new(Some(token.first))
+                        .with_unread(first_unread)
+                        .with_overflow(Overflow::Spill)
+                        .with_limits(limits),
                     response,
                 )
                 .await?;
@@ -273,14 +251,10 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                 self.second
                     .save(
                         request,
-                        Update {
-                            loaded: Some(second),
-                            consumed: false,
-                            unread: second_unread,
-                            added: Vec::new(),
-                            overflow,
-                            limits,
-                        },
+                        Update::new(Some(second))
+                            .with_unread(second_unread)
+                            .with_overflow(overflow)
+                            .with_limits(limits),
                         response,
                     )
                     .await?;

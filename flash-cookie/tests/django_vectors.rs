@@ -13,7 +13,7 @@ use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::testkit::CountingStore;
 use flash_core::{
     Config, CookieOptions, Incoming, Key, KeyedStorage, Keys, Level, MemoryStore, Message,
-    Messages, Overflow, Storage, Update,
+    Messages, Storage, Update,
 };
 use serde_json::Value;
 
@@ -153,14 +153,7 @@ async fn store(storage: &CookieStorage, input: Vec<Message>) -> (HeaderMap, Vec<
     let unstored = storage
         .save(
             &request(None),
-            Update {
-                loaded: None,
-                consumed: false,
-                unread: Vec::new(),
-                added: input,
-                overflow: Overflow::DropOldest,
-                limits: Default::default(),
-            },
+            Update::new(None).with_added(input),
             &mut response,
         )
         .await
@@ -332,14 +325,7 @@ async fn tampered_values_give_no_messages_and_are_deleted() {
         storage
             .save(
                 &incoming,
-                Update {
-                    loaded: Some(loaded.token),
-                    consumed: false,
-                    unread: loaded.messages,
-                    added: Vec::new(),
-                    overflow: Overflow::DropOldest,
-                    limits: Default::default(),
-                },
+                Update::new(Some(loaded.token)).with_unread(loaded.messages),
                 &mut response,
             )
             .await
@@ -525,15 +511,12 @@ async fn fallback_single_large_message_leaves_only_the_marker() {
         let unstored = storage
             .save(
                 &request(None),
-                Update {
-                    loaded: None,
-                    consumed: false,
-                    unread: Vec::new(),
-                    added: vec![Message::new(Level::ERROR, text.clone()).with_extra_tags("")],
-                    overflow: Overflow::DropOldest,
+                Update::new(None)
+                    .with_added(vec![
+                        Message::new(Level::ERROR, text.clone()).with_extra_tags(""),
+                    ])
                     // Django's 5000-character message, beyond the default longest text.
-                    limits: flash_core::Limits::default().with_max_text_len(8192),
-                },
+                    .with_limits(flash_core::Limits::default().with_max_text_len(8192)),
                 &mut response,
             )
             .await

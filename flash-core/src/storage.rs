@@ -205,8 +205,9 @@ impl fmt::Debug for LoadToken {
     }
 }
 
-/// The result of [`Storage::load`].
+/// The result of [`Storage::load`]. Built with [`Loaded::new`] (fields may be added).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Loaded {
     /// The stored messages, oldest first.
     pub messages: Vec<Message>,
@@ -218,6 +219,22 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// `messages`, complete, with the `token` that [`Storage::save`] gets back.
+    pub fn new(messages: Vec<Message>, token: LoadToken) -> Self {
+        Loaded {
+            messages,
+            complete: true,
+            token,
+        }
+    }
+
+    /// Sets whether the storage held everything (false: Django's not-finished marker).
+    #[must_use]
+    pub fn with_complete(mut self, complete: bool) -> Self {
+        self.complete = complete;
+        self
+    }
+
     /// Nothing stored.
     pub fn nothing() -> Self {
         Loaded {
@@ -239,8 +256,19 @@ pub enum Overflow {
     Spill,
 }
 
-/// What the request did, handed to [`Storage::save`] at the response.
+/// What the request did, handed to [`Storage::save`] at the response. Built with
+/// [`Update::new`] and the `with_` setters (fields may be added).
+///
+/// ```
+/// use flash_core::{Level, Limits, Message, Overflow, Update};
+/// let update = Update::new(None)
+///     .with_added(vec![Message::new(Level::INFO, "hi")])
+///     .with_overflow(Overflow::Spill)
+///     .with_limits(Limits::default());
+/// assert!(!update.was_loaded() && !update.consumed);
+/// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Update {
     /// `Some` when the request loaded: the token from [`Loaded`].
     pub loaded: Option<LoadToken>,
@@ -257,6 +285,55 @@ pub struct Update {
 }
 
 impl Update {
+    /// An update for a request that loaded (`Some(token)`, the token of [`Loaded`]) or not
+    /// (`None`): not consumed, nothing unread or added, [`Overflow::DropOldest`], the default
+    /// [`Limits`].
+    pub fn new(loaded: Option<LoadToken>) -> Self {
+        Update {
+            loaded,
+            consumed: false,
+            unread: Vec::new(),
+            added: Vec::new(),
+            overflow: Overflow::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Sets whether the loaded messages were consumed.
+    #[must_use]
+    pub fn with_consumed(mut self, consumed: bool) -> Self {
+        self.consumed = consumed;
+        self
+    }
+
+    /// Sets the loaded messages still pending, oldest first.
+    #[must_use]
+    pub fn with_unread(mut self, unread: Vec<Message>) -> Self {
+        self.unread = unread;
+        self
+    }
+
+    /// Sets the messages added by the request, oldest first.
+    #[must_use]
+    pub fn with_added(mut self, added: Vec<Message>) -> Self {
+        self.added = added;
+        self
+    }
+
+    /// Sets the overflow rule.
+    #[must_use]
+    pub fn with_overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Sets the client's limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Whether the request loaded.
     pub fn was_loaded(&self) -> bool {
         self.loaded.is_some()
@@ -283,6 +360,10 @@ impl Update {
 /// The request handle ([`Messages`](crate::Messages)) calls `load` at most once per request and
 /// only when the handler reads; it calls `save` once at the response, and only when the
 /// request loaded or added messages.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a flash `Storage`",
+    note = "implement `flash_core::SimpleStorage` (Django's `_get`/`_store`) to get `Storage` with Django's update rules, or wrap a `KeyedStore` in `flash_core::KeyedStorage`"
+)]
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Reads the messages the request carries or points to.
