@@ -5,7 +5,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use flash_cookie::{Codec, CookieStorage, FlashCodec, MAX_SET_COOKIE_LEN};
-use flash_core::cookie::SameSite;
+use flash_core::SameSite;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::{

@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cookie::Cookie;
 use flash_cookie::{CookieStorage, DjangoCodec, Fallback, NOT_FINISHED};
-use flash_core::cookie::{Cookie, SameSite};
+use flash_core::SameSite;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::testkit::CountingStore;
@@ -135,7 +136,7 @@ fn assert_same_line(ours: &Cookie<'_>, django: &str, context: &str) {
         "{context}"
     );
     assert_eq!(ours.same_site(), django.same_site(), "{context}");
-    if django.secure() == Some(true) || ours.same_site() == Some(SameSite::None) {
+    if django.secure() == Some(true) || ours.same_site() == Some(cookie::SameSite::None) {
         assert_eq!(ours.secure(), Some(true), "{context}");
     } else if !is_removal(&django) {
         assert_ne!(ours.secure(), Some(true), "{context}");

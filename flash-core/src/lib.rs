@@ -21,7 +21,7 @@ mod storage;
 pub mod testkit;
 
 pub use adapter::{Adapter, Finished, ResponseHeaders, vary_on_cookie};
-pub use cookie_options::{CookieOptions, append_set_cookie_line};
+pub use cookie_options::{CookieOptions, SameSite, append_set_cookie_line};
 pub use document::{DEFAULT_DOCUMENT_ATTEMPTS, DocumentStore, Documents, Versioned};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
@@ -38,12 +38,10 @@ pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
 pub use simple::{Found, ImmediateSimpleStorage, SimpleStorage, Stored};
 pub use storage::{
     ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, PREFETCH_HEADERS, Storage, Update,
-    append_set_cookie, is_prefetch,
+    is_prefetch,
 };
 
 /// Re-exported for storages and adapters: the `async_trait` attribute the traits use.
 pub use async_trait::async_trait;
-/// Re-exported: the `cookie` crate whose types [`CookieOptions`] builds.
-pub use cookie;
 /// Re-exported: the `http` crate whose header types the storage trait uses.
 pub use http;

@@ -4,7 +4,7 @@ use std::any::Any;
 use std::fmt;
 
 use async_trait::async_trait;
-use http::header::{COOKIE, SET_COOKIE};
+use http::header::COOKIE;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::Result;
@@ -437,20 +437,6 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
 
     fn immediate(&self) -> Option<&dyn ImmediateStorage> {
         (**self).immediate()
-    }
-}
-
-/// Appends a `Set-Cookie` header for `cookie` to `response`, the value written as is (not
-/// percent-encoded): storages put only cookie-safe characters in values (base64url, and
-/// Django's `:`), and a foreign reader must see exactly those bytes.
-pub fn append_set_cookie(response: &mut HeaderMap, cookie: &cookie::Cookie<'_>) {
-    match HeaderValue::try_from(cookie.to_string()) {
-        Ok(value) => {
-            response.append(SET_COOKIE, value);
-        }
-        Err(err) => {
-            tracing::error!(%err, name = cookie.name(), "cookie is not a valid header value")
-        }
     }
 }
 
