@@ -343,3 +343,139 @@ fn now<T: SimpleStorage>(storage: &T) -> Result<&dyn ImmediateSimpleStorage> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::level::Level;
+
+    /// A storage holding one list, recording each `store` call.
+    struct Recording {
+        held: Mutex<Stored>,
+        stores: Mutex<Vec<(Vec<String>, Found)>>,
+    }
+
+    impl Recording {
+        fn new(held: Stored) -> Self {
+            Recording {
+                held: Mutex::new(held),
+                stores: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn stores(&self) -> Vec<(Vec<String>, Found)> {
+            self.stores.lock().expect("lock").clone()
+        }
+    }
+
+    #[async_trait]
+    impl SimpleStorage for Recording {
+        async fn get(&self, _: &Incoming) -> Result<Stored> {
+            let held = self.held.lock().expect("lock");
+            Ok(Stored {
+                messages: held.messages.clone(),
+                complete: held.complete,
+                found: held.found,
+            })
+        }
+
+        async fn store(
+            &self,
+            _: &Incoming,
+            messages: Vec<Message>,
+            found: Found,
+            _: Overflow,
+            _: &mut HeaderMap,
+        ) -> Result<Vec<Message>> {
+            let texts = messages.iter().map(|m| m.text.clone()).collect();
+            self.stores.lock().expect("lock").push((texts, found));
+            Ok(Vec::new())
+        }
+    }
+
+    fn infos(texts: &[&str]) -> Vec<Message> {
+        texts
+            .iter()
+            .map(|t| Message::new(Level::INFO, *t))
+            .collect()
+    }
+
+    fn texts(list: &[&str]) -> Vec<String> {
+        list.iter().map(|t| (*t).to_owned()).collect()
+    }
+
+    async fn save(storage: &Recording, update: impl FnOnce(Loaded) -> Update) {
+        let request = Incoming::default();
+        let loaded = storage.load(&request).await.expect("load");
+        storage
+            .save(&request, update(loaded), &mut HeaderMap::new())
+            .await
+            .expect("save");
+    }
+
+    #[tokio::test]
+    async fn django_update_rules() {
+        // Read and shown, then added: only what was added after.
+        let s = Recording::new(Stored::messages(infos(&["old"])));
+        save(&s, |l| {
+            Update::new(Some(l.token))
+                .with_consumed(true)
+                .with_added(infos(&["new"]))
+        })
+        .await;
+        assert_eq!(s.stores(), [(texts(&["new"]), Found::Readable)]);
+
+        // Read, not shown, added: unread then added.
+        let s = Recording::new(Stored::messages(infos(&["old"])));
+        save(&s, |l| {
+            Update::new(Some(l.token))
+                .with_unread(l.messages)
+                .with_added(infos(&["new"]))
+        })
+        .await;
+        assert_eq!(s.stores(), [(texts(&["old", "new"]), Found::Readable)]);
+
+        // Read, nothing changed: nothing written.
+        let s = Recording::new(Stored::messages(infos(&["old"])));
+        save(&s, |l| Update::new(Some(l.token)).with_unread(l.messages)).await;
+        assert!(s.stores().is_empty());
+
+        // Read an unreadable value, nothing changed: it is removed.
+        let s = Recording::new(Stored::unreadable());
+        save(&s, |l| Update::new(Some(l.token))).await;
+        assert_eq!(s.stores(), [(Vec::new(), Found::Unreadable)]);
+
+        // Read and shown everything: an empty store, which removes.
+        let s = Recording::new(Stored::messages(infos(&["old"])));
+        save(&s, |l| Update::new(Some(l.token)).with_consumed(true)).await;
+        assert_eq!(s.stores(), [(Vec::new(), Found::Readable)]);
+    }
+
+    #[tokio::test]
+    async fn an_add_without_a_read_appends_to_what_is_stored() {
+        let s = Recording::new(Stored::messages(infos(&["old"])));
+        let request = Incoming::default();
+        let update = Update::new(None).with_added(infos(&["new"]));
+        s.save(&request, update, &mut HeaderMap::new())
+            .await
+            .expect("save");
+        assert_eq!(s.stores(), [(texts(&["old", "new"]), Found::Readable)]);
+
+        // Nothing loaded, nothing added: not even a read.
+        let s = Recording::new(Stored::nothing());
+        s.save(&request, Update::new(None), &mut HeaderMap::new())
+            .await
+            .expect("save");
+        assert!(s.stores().is_empty());
+    }
+
+    #[test]
+    fn a_storage_that_waits_is_not_immediate() {
+        let s = Recording::new(Stored::nothing());
+        assert!(Storage::immediate(&s).is_none());
+        let err = s.load_now(&Incoming::default()).expect_err("not immediate");
+        assert_eq!(err.kind(), ErrorKind::Config);
+    }
+}
