@@ -8,6 +8,7 @@ use crate::flash::FlashCodec;
 
 /// What a cookie value decodes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Decoded {
     /// The messages, oldest first.
     pub messages: Vec<Message>,

@@ -138,16 +138,13 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
             .first
             .save(
                 request,
-                Update {
-                    loaded: Some(first.token),
-                    consumed: false,
-                    unread,
-                    added: to_first,
-                    overflow: Overflow::Spill,
-                    limits,
-                    identity,
-                    degraded: degraded.clone(),
-                },
+                Update::new(Some(first.token))
+                    .with_unread(unread)
+                    .with_added(to_first)
+                    .with_overflow(Overflow::Spill)
+                    .with_limits(limits)
+                    .with_identity(identity)
+                    .with_degraded(degraded.clone()),
                 response,
             )
             .await?;
@@ -158,16 +155,12 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
         self.second
             .save(
                 request,
-                Update {
-                    loaded: None,
-                    consumed: false,
-                    unread: Vec::new(),
-                    added: rest,
-                    overflow,
-                    limits,
-                    identity,
-                    degraded: degraded.clone(),
-                },
+                Update::new(None)
+                    .with_added(rest)
+                    .with_overflow(overflow)
+                    .with_limits(limits)
+                    .with_identity(identity)
+                    .with_degraded(degraded.clone()),
                 response,
             )
             .await
@@ -191,16 +184,13 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
             .first
             .save(
                 request,
-                Update {
-                    loaded: Some(first),
-                    consumed: true,
-                    unread: Vec::new(),
-                    added: pending,
-                    overflow: Overflow::Spill,
-                    limits,
-                    identity,
-                    degraded: degraded.clone(),
-                },
+                Update::new(Some(first))
+                    .with_consumed(true)
+                    .with_added(pending)
+                    .with_overflow(Overflow::Spill)
+                    .with_limits(limits)
+                    .with_identity(identity)
+                    .with_degraded(degraded.clone()),
                 response,
             )
             .await?;
@@ -210,16 +200,13 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                 self.second
                     .save(
                         request,
-                        Update {
-                            loaded: Some(second),
-                            consumed: true,
-                            unread: Vec::new(),
-                            added: rest,
-                            overflow,
-                            limits,
-                            identity,
-                            degraded: degraded.clone(),
-                        },
+                        Update::new(Some(second))
+                            .with_consumed(true)
+                            .with_added(rest)
+                            .with_overflow(overflow)
+                            .with_limits(limits)
+                            .with_identity(identity)
+                            .with_degraded(degraded.clone()),
                         response,
                     )
                     .await
@@ -229,16 +216,12 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                 self.second
                     .save(
                         request,
-                        Update {
-                            loaded: None,
-                            consumed: false,
-                            unread: Vec::new(),
-                            added: rest,
-                            overflow,
-                            limits,
-                            identity,
-                            degraded: degraded.clone(),
-                        },
+                        Update::new(None)
+                            .with_added(rest)
+                            .with_overflow(overflow)
+                            .with_limits(limits)
+                            .with_identity(identity)
+                            .with_degraded(degraded.clone()),
                         response,
                     )
                     .await
@@ -254,15 +237,14 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
         let first_len = first.messages.len();
         let look_behind = self.read_behind_empty && first_len == 0;
         if first.complete && !look_behind {
-            return Ok(Loaded {
-                messages: first.messages,
-                complete: true,
-                token: LoadToken::new(FallbackToken {
+            return Ok(Loaded::new(
+                first.messages,
+                LoadToken::new(FallbackToken {
                     first: first.token,
                     first_len,
                     second: None,
                 }),
-            });
+            ));
         }
         let second = match self.second.load(request).await {
             Ok(second) => second,
@@ -270,29 +252,28 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
             // read as Django's would be (empty), its messages waiting for the next read.
             Err(err) if first.complete && err.kind() == ErrorKind::Unavailable => {
                 tracing::warn!(%err, "the fallback's second storage is unavailable at read");
-                return Ok(Loaded {
-                    messages: first.messages,
-                    complete: true,
-                    token: LoadToken::new(FallbackToken {
+                return Ok(Loaded::new(
+                    first.messages,
+                    LoadToken::new(FallbackToken {
                         first: first.token,
                         first_len,
                         second: None,
                     }),
-                });
+                ));
             }
             Err(err) => return Err(err),
         };
         let mut messages = first.messages;
         messages.extend(second.messages);
-        Ok(Loaded {
+        Ok(Loaded::new(
             messages,
-            complete: second.complete,
-            token: LoadToken::new(FallbackToken {
+            LoadToken::new(FallbackToken {
                 first: first.token,
                 first_len,
                 second: Some(second.token),
             }),
-        })
+        )
+        .with_complete(second.complete))
     }
 
     async fn save(
@@ -331,16 +312,12 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
             self.first
                 .save(
                     request,
-                    Update {
-                        loaded: Some(token.first),
-                        consumed: false,
-                        unread: first_unread,
-                        added: Vec::new(),
-                        overflow: Overflow::Spill,
-                        limits,
-                        identity,
-                        degraded: degraded.clone(),
-                    },
+                    Update::new(Some(token.first))
+                        .with_unread(first_unread)
+                        .with_overflow(Overflow::Spill)
+                        .with_limits(limits)
+                        .with_identity(identity)
+                        .with_degraded(degraded.clone()),
                     response,
                 )
                 .await?;
@@ -348,16 +325,12 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
                 self.second
                     .save(
                         request,
-                        Update {
-                            loaded: Some(second),
-                            consumed: false,
-                            unread: second_unread,
-                            added: Vec::new(),
-                            overflow,
-                            limits,
-                            identity,
-                            degraded: degraded.clone(),
-                        },
+                        Update::new(Some(second))
+                            .with_unread(second_unread)
+                            .with_overflow(overflow)
+                            .with_limits(limits)
+                            .with_identity(identity)
+                            .with_degraded(degraded.clone()),
                         response,
                     )
                     .await?;

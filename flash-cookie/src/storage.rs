@@ -1,14 +1,14 @@
-//! The signed-cookie [`Storage`].
+//! The signed-cookie [`Storage`](flash_core::Storage).
 
 use async_trait::async_trait;
 use flash_core::http::header::SET_COOKIE;
 use flash_core::http::{HeaderMap, HeaderValue};
 use flash_core::{
-    CookieOptions, Error, ImmediateStorage, Incoming, Keys, LoadToken, Loaded, Message, Overflow,
-    Result, Storage, Update, append_set_cookie_line,
+    CookieOptions, Error, Found, ImmediateSimpleStorage, Incoming, Keys, Message, Overflow, Result,
+    SimpleStorage, Stored, append_set_cookie_line,
 };
 
-use crate::codec::{Codec, Decoded, LineParts};
+use crate::codec::{Codec, LineParts};
 use crate::flash::FlashCodec;
 
 /// The default cookie name, Django's.
@@ -58,35 +58,6 @@ pub struct CookieStorage {
     prefix: String,
     /// The deletion line, made once: a consuming read appends it by reference count.
     removal: Option<HeaderValue>,
-}
-
-/// What the request's cookie holds.
-enum Carried {
-    Absent,
-    Invalid(Error),
-    Valid(Decoded),
-}
-
-// What `load` remembers for `save`, one zero-sized type per case: a boxed zero-sized
-// token does not allocate.
-/// `load` found no cookie.
-struct NoCookie;
-/// `load` found a cookie that decoded.
-struct ValidCookie;
-/// `load` found a cookie that did not decode: the response deletes it.
-struct InvalidCookie;
-
-/// Whether the request carried a cookie and whether it was invalid, per the token of `load`.
-fn loaded_cookie(token: &LoadToken) -> Option<(bool, bool)> {
-    if token.get::<ValidCookie>().is_some() {
-        Some((true, false))
-    } else if token.get::<NoCookie>().is_some() {
-        Some((false, false))
-    } else if token.get::<InvalidCookie>().is_some() {
-        Some((true, true))
-    } else {
-        None
-    }
 }
 
 impl CookieStorage {
@@ -194,12 +165,17 @@ impl CookieStorage {
         };
     }
 
-    fn carried(&self, request: &Incoming) -> Carried {
+    /// What the request's cookie holds: an invalid cookie reads as no messages.
+    fn stored(&self, request: &Incoming) -> Stored {
         match request.cookie(&self.name) {
-            None | Some("") => Carried::Absent,
+            None | Some("") => Stored::nothing(),
             Some(value) => match self.codec.decode(&self.name, value) {
-                Ok(decoded) => Carried::Valid(decoded),
-                Err(err) => Carried::Invalid(err),
+                Ok(decoded) if decoded.complete => Stored::messages(decoded.messages),
+                Ok(decoded) => Stored::messages(decoded.messages).incomplete(),
+                Err(err) => {
+                    self.log_invalid(&err);
+                    Stored::unreadable()
+                }
             },
         }
     }
@@ -246,112 +222,52 @@ impl CookieStorage {
         if kept == (0..n) {
             return Ok(Vec::new());
         }
+        tracing::debug!(cookie = %self.name, kept = kept.len(), of = n, limit = self.limit, "flash messages do not all fit the cookie");
         let tail = messages.split_off(kept.end);
         messages.drain(kept);
         messages.extend(tail);
-        match overflow {
-            Overflow::DropOldest => tracing::warn!(
-                cookie = %self.name,
-                dropped = messages.len(),
-                kept = n - messages.len(),
-                limit = self.limit,
-                "flash messages do not fit the cookie: the oldest were dropped"
-            ),
-            Overflow::Spill => tracing::debug!(
-                cookie = %self.name,
-                spilled = messages.len(),
-                kept = n - messages.len(),
-                "flash messages overflow the cookie: the newest go to the next storage"
-            ),
-        }
         Ok(messages)
     }
 }
 
+/// Django's update rules are flash-core's ([`SimpleStorage`]); this says only how the cookie
+/// is read and written.
 #[async_trait]
-impl Storage for CookieStorage {
-    async fn load(&self, request: &Incoming) -> Result<Loaded> {
-        self.load_now(request)
+impl SimpleStorage for CookieStorage {
+    async fn get(&self, request: &Incoming) -> Result<Stored> {
+        self.get_now(request)
     }
 
-    async fn save(
+    async fn store(
         &self,
         request: &Incoming,
-        update: Update,
+        messages: Vec<Message>,
+        found: Found,
+        overflow: Overflow,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
-        self.save_now(request, update, response)
+        self.store_now(request, messages, found, overflow, response)
     }
 
-    fn immediate(&self) -> Option<&dyn ImmediateStorage> {
+    fn immediate_simple(&self) -> Option<&dyn ImmediateSimpleStorage> {
         Some(self)
     }
 }
 
 /// Everything is in the request and the response: nothing to wait for.
-impl ImmediateStorage for CookieStorage {
-    fn load_now(&self, request: &Incoming) -> Result<Loaded> {
-        Ok(match self.carried(request) {
-            Carried::Absent => Loaded {
-                messages: Vec::new(),
-                complete: true,
-                token: LoadToken::new(NoCookie),
-            },
-            Carried::Invalid(err) => {
-                self.log_invalid(&err);
-                Loaded {
-                    messages: Vec::new(),
-                    complete: true,
-                    token: LoadToken::new(InvalidCookie),
-                }
-            }
-            Carried::Valid(decoded) => Loaded {
-                messages: decoded.messages,
-                complete: decoded.complete,
-                token: LoadToken::new(ValidCookie),
-            },
-        })
+impl ImmediateSimpleStorage for CookieStorage {
+    fn get_now(&self, request: &Incoming) -> Result<Stored> {
+        Ok(self.stored(request))
     }
 
-    fn save_now(
+    fn store_now(
         &self,
-        request: &Incoming,
-        update: Update,
+        _request: &Incoming,
+        messages: Vec<Message>,
+        found: Found,
+        overflow: Overflow,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
-        let overflow = update.overflow;
-        let token = update.loaded.as_ref().and_then(loaded_cookie);
-        match token {
-            Some((present, invalid)) => {
-                if !update.consumed && update.added.is_empty() {
-                    // Loaded and left as it was: write nothing, unless what was there is bad.
-                    if invalid {
-                        self.delete(response);
-                    }
-                    return Ok(Vec::new());
-                }
-                self.write(update.into_messages(), present, overflow, response)
-            }
-            None => {
-                if update.added.is_empty() {
-                    return Ok(Vec::new());
-                }
-                // Not loaded: keep what the request carries, then the new ones (Django's rule).
-                let (mut messages, present) = match self.carried(request) {
-                    Carried::Absent => (Vec::new(), false),
-                    Carried::Invalid(err) => {
-                        self.log_invalid(&err);
-                        (Vec::new(), true)
-                    }
-                    Carried::Valid(decoded) => (decoded.messages, true),
-                };
-                if messages.is_empty() {
-                    messages = update.added;
-                } else {
-                    messages.extend(update.added);
-                }
-                self.write(messages, present, overflow, response)
-            }
-        }
+        self.write(messages, found != Found::Nothing, overflow, response)
     }
 }

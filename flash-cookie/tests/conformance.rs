@@ -46,10 +46,7 @@ mod fallback {
             .ttl(options.ttl)
             .lease_timeout(options.lease_timeout);
         let storage = Fallback::new(CookieStorage::new(options.keys("flash.cookie")), keyed);
-        let capabilities = Capabilities {
-            large_messages: true,
-            ..Capabilities::NONE
-        };
+        let capabilities = Capabilities::NONE.with_large_messages(true);
         Some(Harness::new(storage, capabilities, "messages").with_calls(calls, false))
     }
 

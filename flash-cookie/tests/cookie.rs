@@ -5,7 +5,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use flash_cookie::{Codec, CookieStorage, FlashCodec, MAX_SET_COOKIE_LEN};
-use flash_core::cookie::SameSite;
+use flash_core::SameSite;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::{
@@ -37,15 +37,7 @@ fn value_of(line: &str) -> &str {
 }
 
 fn added(messages: Vec<Message>) -> Update {
-    Update {
-        loaded: None,
-        consumed: false,
-        unread: Vec::new(),
-        added: messages,
-        overflow: Overflow::DropOldest,
-        limits: Default::default(),
-        ..Default::default()
-    }
+    Update::new(None).with_added(messages)
 }
 
 async fn save(
@@ -99,15 +91,7 @@ async fn the_deletion_cookie_carries_the_same_attributes() {
 
     let incoming = request(Some(&value));
     let loaded = storage.load(&incoming).await.unwrap();
-    let update = Update {
-        loaded: Some(loaded.token),
-        consumed: true,
-        unread: Vec::new(),
-        added: Vec::new(),
-        overflow: Overflow::DropOldest,
-        limits: Default::default(),
-        ..Default::default()
-    };
+    let update = Update::new(Some(loaded.token)).with_consumed(true);
     let (set, _) = save(&storage, &incoming, update).await;
     assert_eq!(set.len(), 1);
     for attribute in [
@@ -128,15 +112,7 @@ async fn consumed_without_a_cookie_writes_nothing() {
     let storage = CookieStorage::new(keys());
     let incoming = request(None);
     let loaded = storage.load(&incoming).await.unwrap();
-    let update = Update {
-        loaded: Some(loaded.token),
-        consumed: true,
-        unread: Vec::new(),
-        added: Vec::new(),
-        overflow: Overflow::DropOldest,
-        limits: Default::default(),
-        ..Default::default()
-    };
+    let update = Update::new(Some(loaded.token)).with_consumed(true);
     assert_eq!(
         save(&storage, &incoming, update).await.0,
         Vec::<String>::new()
@@ -149,15 +125,7 @@ async fn loaded_and_left_alone_writes_nothing() {
     let (set, _) = save(&storage, &request(None), added(texts(2, 1))).await;
     let incoming = request(Some(value_of(&set[0])));
     let loaded = storage.load(&incoming).await.unwrap();
-    let update = Update {
-        loaded: Some(loaded.token),
-        consumed: false,
-        unread: loaded.messages,
-        added: Vec::new(),
-        overflow: Overflow::DropOldest,
-        limits: Default::default(),
-        ..Default::default()
-    };
+    let update = Update::new(Some(loaded.token)).with_unread(loaded.messages);
     assert!(save(&storage, &incoming, update).await.0.is_empty());
 }
 
@@ -245,15 +213,9 @@ async fn nothing_fits_drops_everything_and_deletes_the_cookie() {
     let (set, _) = save(&storage, &request(None), added(texts(1, 1))).await;
     let incoming = request(Some(value_of(&set[0])));
     let loaded = storage.load(&incoming).await.unwrap();
-    let update = Update {
-        loaded: Some(loaded.token),
-        consumed: true,
-        unread: Vec::new(),
-        added: texts(1, 3000),
-        overflow: Overflow::DropOldest,
-        limits: Default::default(),
-        ..Default::default()
-    };
+    let update = Update::new(Some(loaded.token))
+        .with_consumed(true)
+        .with_added(texts(1, 3000));
     let (set, dropped) = save(&storage, &incoming, update).await;
     assert_eq!(dropped, texts(1, 3000));
     assert_eq!(set.len(), 1);
@@ -291,11 +253,7 @@ async fn the_set_cookie_line_never_exceeds_4096_bytes() {
 async fn spilling_keeps_the_oldest_and_marks_the_cookie() {
     let storage = CookieStorage::new(keys());
     let messages = texts(30, 100);
-    let update = Update {
-        overflow: Overflow::Spill,
-        limits: Default::default(),
-        ..added(messages.clone())
-    };
+    let update = added(messages.clone()).with_overflow(Overflow::Spill);
     let (set, rest) = save(&storage, &request(None), update).await;
     let kept = storage
         .load(&request(Some(value_of(&set[0]))))
@@ -333,15 +291,7 @@ async fn bad_cookies_mean_no_messages_and_are_deleted() {
         let incoming = request(Some(&value));
         let loaded = storage.load(&incoming).await.unwrap();
         assert!(loaded.messages.is_empty(), "{value}");
-        let update = Update {
-            loaded: Some(loaded.token),
-            consumed: false,
-            unread: Vec::new(),
-            added: Vec::new(),
-            overflow: Overflow::DropOldest,
-            limits: Default::default(),
-            ..Default::default()
-        };
+        let update = Update::new(Some(loaded.token));
         let (set, _) = save(&storage, &incoming, update).await;
         assert_eq!(set.len(), 1, "{value}");
         assert!(

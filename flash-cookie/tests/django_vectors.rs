@@ -6,14 +6,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cookie::Cookie;
 use flash_cookie::{CookieStorage, DjangoCodec, Fallback, NOT_FINISHED};
-use flash_core::cookie::{Cookie, SameSite};
+use flash_core::SameSite;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::testkit::CountingStore;
 use flash_core::{
     Config, CookieOptions, Incoming, Key, KeyedStorage, Keys, Level, MemoryStore, Message,
-    Messages, Overflow, Storage, Update,
+    Messages, Storage, Update,
 };
 use serde_json::Value;
 
@@ -141,7 +142,7 @@ fn assert_same_line(ours: &Cookie<'_>, django: &str, context: &str) {
         "{context}"
     );
     assert_eq!(ours.same_site(), django.same_site(), "{context}");
-    if django.secure() == Some(true) || ours.same_site() == Some(SameSite::None) {
+    if django.secure() == Some(true) || ours.same_site() == Some(cookie::SameSite::None) {
         assert_eq!(ours.secure(), Some(true), "{context}");
     } else if !is_removal(&django) {
         assert_ne!(ours.secure(), Some(true), "{context}");
@@ -159,15 +160,7 @@ async fn store(storage: &CookieStorage, input: Vec<Message>) -> (HeaderMap, Vec<
     let unstored = storage
         .save(
             &request(None),
-            Update {
-                loaded: None,
-                consumed: false,
-                unread: Vec::new(),
-                added: input,
-                overflow: Overflow::DropOldest,
-                limits: Default::default(),
-                ..Default::default()
-            },
+            Update::new(None).with_added(input),
             &mut response,
         )
         .await
@@ -339,15 +332,7 @@ async fn tampered_values_give_no_messages_and_are_deleted() {
         storage
             .save(
                 &incoming,
-                Update {
-                    loaded: Some(loaded.token),
-                    consumed: false,
-                    unread: loaded.messages,
-                    added: Vec::new(),
-                    overflow: Overflow::DropOldest,
-                    limits: Default::default(),
-                    ..Default::default()
-                },
+                Update::new(Some(loaded.token)).with_unread(loaded.messages),
                 &mut response,
             )
             .await
@@ -533,16 +518,12 @@ async fn fallback_single_large_message_leaves_only_the_marker() {
         let unstored = storage
             .save(
                 &request(None),
-                Update {
-                    loaded: None,
-                    consumed: false,
-                    unread: Vec::new(),
-                    added: vec![Message::new(Level::ERROR, text.clone()).with_extra_tags("")],
-                    overflow: Overflow::DropOldest,
+                Update::new(None)
+                    .with_added(vec![
+                        Message::new(Level::ERROR, text.clone()).with_extra_tags(""),
+                    ])
                     // Django's 5000-character message, beyond the default longest text.
-                    limits: flash_core::Limits::default().with_max_text_len(8192),
-                    ..Default::default()
-                },
+                    .with_limits(flash_core::Limits::default().with_max_text_len(8192)),
                 &mut response,
             )
             .await

@@ -138,15 +138,9 @@ proptest! {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let rest = runtime.block_on(storage.save(
                 &Incoming::default(),
-                Update {
-                    loaded: None,
-                    consumed: false,
-                    unread: Vec::new(),
-                    added: messages.clone(),
-                    overflow,
-                limits: Default::default(),
-                ..Default::default()
-                },
+                Update::new(None)
+.with_added(messages.clone())
+.with_overflow(overflow),
                 &mut response,
             )).unwrap();
             let kept = match response.get(SET_COOKIE) {

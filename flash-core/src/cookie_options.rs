@@ -3,12 +3,32 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use cookie::{Cookie, SameSite};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 
 /// The expiry attributes of a deletion cookie: fixed, so deleting formats no date.
 const REMOVAL: &str = "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
+
+/// The `SameSite` attribute of a cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SameSite {
+    /// `SameSite=Strict`: sent on same-site requests only.
+    Strict,
+    /// `SameSite=Lax`: also sent on top-level navigations from other sites (the default).
+    Lax,
+    /// `SameSite=None`: sent on cross-site requests too; forces `Secure`.
+    None,
+}
+
+impl std::fmt::Display for SameSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        })
+    }
+}
 
 /// Attributes of a cookie flash sets: `Path=/; HttpOnly; SameSite=Lax` by default.
 ///
@@ -18,10 +38,10 @@ const REMOVAL: &str = "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
 /// ```
 /// use flash_core::CookieOptions;
 /// let options = CookieOptions::default().secure(true).domain("example.com");
-/// let set = options.build("messages", "v".to_owned(), None).to_string();
-/// assert_eq!(set, "messages=v; HttpOnly; SameSite=Lax; Secure; Path=/; Domain=example.com");
-/// let removal = options.removal("messages").to_string();
-/// assert!(removal.contains("Max-Age=0"));
+/// let mut response = http::HeaderMap::new();
+/// options.append(&mut response, "messages", "v", None);
+/// assert_eq!(response["set-cookie"], "messages=v; HttpOnly; SameSite=Lax; Secure; Path=/; Domain=example.com");
+/// assert!(options.removal_line("messages").contains("Max-Age=0"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieOptions {
@@ -100,26 +120,30 @@ impl CookieOptions {
             && self.path == "/"
     }
 
-    /// The cookie `name=value` with these attributes and an optional `Max-Age`.
-    pub fn build(&self, name: &str, value: String, max_age: Option<Duration>) -> Cookie<'static> {
-        let mut cookie = Cookie::new(name.to_owned(), value);
+    /// The cookie `name=value` as the `cookie` crate writes it: what the fast lines are
+    /// checked against.
+    #[cfg(test)]
+    fn build(
+        &self,
+        name: &str,
+        value: String,
+        max_age: Option<Duration>,
+    ) -> cookie::Cookie<'static> {
+        let mut cookie = cookie::Cookie::new(name.to_owned(), value);
         cookie.set_path(self.path.clone());
         if let Some(domain) = &self.domain {
             cookie.set_domain(domain.clone());
         }
         cookie.set_http_only(self.http_only);
-        cookie.set_same_site(self.same_site);
+        cookie.set_same_site(self.same_site.map(|s| match s {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
+        }));
         cookie.set_secure(self.secure || self.same_site == Some(SameSite::None));
         if let Some(max_age) = max_age {
             cookie.set_max_age(cookie::time::Duration::seconds(max_age_secs(max_age)));
         }
-        cookie
-    }
-
-    /// The cookie that deletes `name`: empty, expired, with the same attributes.
-    pub fn removal(&self, name: &str) -> Cookie<'static> {
-        let mut cookie = self.build(name, String::new(), None);
-        cookie.make_removal();
         cookie
     }
 
@@ -287,7 +311,7 @@ mod tests {
             let mut headers = HeaderMap::new();
             options.append_removal(&mut headers, "n");
             let line = &lines(&headers)[0];
-            let parsed = Cookie::parse(line.as_str()).expect("parses");
+            let parsed = cookie::Cookie::parse(line.as_str()).expect("parses");
             assert_eq!(parsed.value(), "");
             assert_eq!(parsed.max_age(), Some(cookie::time::Duration::ZERO));
             assert_eq!(parsed.path(), Some(options.path.as_str()));

@@ -123,6 +123,30 @@ pub enum Outcome {
 /// - `settle` ends a lease (deleting or releasing only the messages still held by it) and
 ///   appends `append` under `limits` as `append` does, in one step; it returns how many of
 ///   `append` it kept.
+///
+/// The points an author meets, settled (the keyed-store kit, [`keyed_store_tests!`](crate::keyed_store_tests),
+/// checks them; [`MemoryStore`](crate::MemoryStore) is the reference):
+/// - **A lease that expired still holds what no other lease took.** Expiry only makes its
+///   messages leasable again; until another lease takes them, settling the expired lease
+///   consumes or releases them as if it had not expired. Once another lease took them they are
+///   that lease's: the late settle leaves them alone (and appends its `append`).
+/// - **The TTL is per client.** Every append that keeps at least one message (a settle's
+///   included) moves the client's expiry to `ttl` from now, for everything pending, leased
+///   messages included. Leasing and settling without appending do not renew it. When it
+///   passes, all of the client's messages are gone at once, even before the server deletes
+///   them: a later append or settle starts an empty queue and never brings them back.
+/// - **Time precision.** Durations are given in milliseconds; a store may keep whole seconds
+///   (rounding up). The kit expects a lease or TTL to be over at most 1 s after it is due
+///   and not to end more than 0.7 s early: coarser timers, or a clock between the
+///   application and the server that is off by more, fail it.
+/// - Limits are counted against everything pending for the client, leased messages included.
+///
+/// Without atomic server-side operations, write a [`DocumentStore`](crate::DocumentStore)
+/// instead: [`Documents`](crate::Documents) implements this trait over it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a flash `KeyedStore`",
+    note = "implement `append`, `lease` and `settle` with `#[flash_core::async_trait]`, or implement `flash_core::DocumentStore` and wrap it in `flash_core::Documents`"
+)]
 #[async_trait]
 pub trait KeyedStore: Send + Sync + 'static {
     /// Appends `messages` (never empty) to the client's queue, as many as fit `limits`.

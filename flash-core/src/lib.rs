@@ -3,6 +3,7 @@
 
 mod adapter;
 mod cookie_options;
+mod document;
 mod error;
 mod keyed;
 mod level;
@@ -13,6 +14,7 @@ mod messages;
 mod random;
 mod redact;
 mod signing;
+mod simple;
 mod storage;
 mod view;
 
@@ -23,7 +25,8 @@ pub use adapter::{
     Adapter, Finished, Htmx, HtmxRequest, ResponseHeaders, assert_messages, next_cookie_header,
     vary_on_cookie,
 };
-pub use cookie_options::{CookieOptions, append_set_cookie_line};
+pub use cookie_options::{CookieOptions, SameSite, append_set_cookie_line};
+pub use document::{DEFAULT_DOCUMENT_ATTEMPTS, DocumentStore, Documents, Versioned};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
     ClientId, DEFAULT_CALL_TIMEOUT, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, HOST_ID_COOKIE,
@@ -36,9 +39,10 @@ pub use message::Message;
 pub use messages::{Config, Messages, SaveReport};
 pub use redact::{Redacted, redact_url};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
+pub use simple::{Found, ImmediateSimpleStorage, SimpleStorage, Stored};
 pub use storage::{
     Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow,
-    PREFETCH_HEADERS, Storage, Update, append_set_cookie, is_prefetch,
+    PREFETCH_HEADERS, Storage, Update, is_prefetch,
 };
 #[cfg(feature = "minijinja")]
 pub use view::minijinja_formatter;
@@ -46,7 +50,5 @@ pub use view::{HtmlMessage, MessageView};
 
 /// Re-exported for storages and adapters: the `async_trait` attribute the traits use.
 pub use async_trait::async_trait;
-/// Re-exported: the `cookie` crate whose types [`CookieOptions`] builds.
-pub use cookie;
 /// Re-exported: the `http` crate whose header types the storage trait uses.
 pub use http;

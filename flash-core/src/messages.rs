@@ -79,6 +79,7 @@ impl Config {
 
 /// What [`Messages::save`] did, for the adapter to shape the response.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct SaveReport {
     /// The request read or wrote messages: the response must carry `Vary: Cookie`.
     pub vary: bool,

@@ -117,6 +117,10 @@ impl Key {
     }
 
     /// The MAC state keyed with this key, ready for `update`.
+    ///
+    /// For flash's own codecs (Django's salted HMAC): its type is the `hmac` crate's, which
+    /// flash-core's public API does not promise, so it is hidden.
+    #[doc(hidden)]
     pub fn mac(&self) -> HmacSha256 {
         self.mac.clone()
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::header::{COOKIE, SET_COOKIE};
+use http::header::COOKIE;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, Result};
@@ -206,8 +206,9 @@ impl fmt::Debug for LoadToken {
     }
 }
 
-/// The result of [`Storage::load`].
+/// The result of [`Storage::load`]. Built with [`Loaded::new`] (fields may be added).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Loaded {
     /// The stored messages, oldest first.
     pub messages: Vec<Message>,
@@ -219,6 +220,22 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// `messages`, complete, with the `token` that [`Storage::save`] gets back.
+    pub fn new(messages: Vec<Message>, token: LoadToken) -> Self {
+        Loaded {
+            messages,
+            complete: true,
+            token,
+        }
+    }
+
+    /// Sets whether the storage held everything (false: Django's not-finished marker).
+    #[must_use]
+    pub fn with_complete(mut self, complete: bool) -> Self {
+        self.complete = complete;
+        self
+    }
+
     /// Nothing stored.
     pub fn nothing() -> Self {
         Loaded {
@@ -313,8 +330,19 @@ impl fmt::Debug for Degraded {
     }
 }
 
-/// What the request did, handed to [`Storage::save`] at the response.
+/// What the request did, handed to [`Storage::save`] at the response. Built with
+/// [`Update::new`] and the `with_` setters (fields may be added).
+///
+/// ```
+/// use flash_core::{Level, Limits, Message, Overflow, Update};
+/// let update = Update::new(None)
+///     .with_added(vec![Message::new(Level::INFO, "hi")])
+///     .with_overflow(Overflow::Spill)
+///     .with_limits(Limits::default());
+/// assert!(!update.was_loaded() && !update.consumed);
+/// ```
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Update {
     /// `Some` when the request loaded: the token from [`Loaded`].
     pub loaded: Option<LoadToken>,
@@ -335,6 +363,71 @@ pub struct Update {
 }
 
 impl Update {
+    /// An update for a request that loaded (`Some(token)`, the token of [`Loaded`]) or not
+    /// (`None`): not consumed, nothing unread or added, [`Overflow::DropOldest`], the default
+    /// [`Limits`].
+    pub fn new(loaded: Option<LoadToken>) -> Self {
+        Update {
+            loaded,
+            consumed: false,
+            unread: Vec::new(),
+            added: Vec::new(),
+            overflow: Overflow::default(),
+            limits: Limits::default(),
+            identity: Identity::Keep,
+            degraded: Degraded::default(),
+        }
+    }
+
+    /// Sets whether the loaded messages were consumed.
+    #[must_use]
+    pub fn with_consumed(mut self, consumed: bool) -> Self {
+        self.consumed = consumed;
+        self
+    }
+
+    /// Sets the loaded messages still pending, oldest first.
+    #[must_use]
+    pub fn with_unread(mut self, unread: Vec<Message>) -> Self {
+        self.unread = unread;
+        self
+    }
+
+    /// Sets the messages added by the request, oldest first.
+    #[must_use]
+    pub fn with_added(mut self, added: Vec<Message>) -> Self {
+        self.added = added;
+        self
+    }
+
+    /// Sets the overflow rule.
+    #[must_use]
+    pub fn with_overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Sets the client's limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets what the application asked for the client's identity.
+    #[must_use]
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Sets where a recovered failure is reported.
+    #[must_use]
+    pub fn with_degraded(mut self, degraded: Degraded) -> Self {
+        self.degraded = degraded;
+        self
+    }
+
     /// Whether the request loaded.
     pub fn was_loaded(&self) -> bool {
         self.loaded.is_some()
@@ -361,6 +454,10 @@ impl Update {
 /// The request handle ([`Messages`](crate::Messages)) calls `load` at most once per request and
 /// only when the handler reads; it calls `save` once at the response, and only when the
 /// request loaded or added messages.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a flash `Storage`",
+    note = "implement `flash_core::SimpleStorage` (Django's `_get`/`_store`) to get `Storage` with Django's update rules, or wrap a `KeyedStore` in `flash_core::KeyedStorage`"
+)]
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Reads the messages the request carries or points to.
@@ -434,20 +531,6 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
 
     fn immediate(&self) -> Option<&dyn ImmediateStorage> {
         (**self).immediate()
-    }
-}
-
-/// Appends a `Set-Cookie` header for `cookie` to `response`, the value written as is (not
-/// percent-encoded): storages put only cookie-safe characters in values (base64url, and
-/// Django's `:`), and a foreign reader must see exactly those bytes.
-pub fn append_set_cookie(response: &mut HeaderMap, cookie: &cookie::Cookie<'_>) {
-    match HeaderValue::try_from(cookie.to_string()) {
-        Ok(value) => {
-            response.append(SET_COOKIE, value);
-        }
-        Err(err) => {
-            tracing::error!(%err, name = cookie.name(), "cookie is not a valid header value")
-        }
     }
 }
 

@@ -509,15 +509,9 @@ async fn a_hostile_client_is_held_to_the_limits() {
         let storage = KeyedStorage::new(store.clone(), Keys::new(Key::generate()));
         let mut request = HeaderMap::new();
         for round in 0..20 {
-            let update = Update {
-                loaded: None,
-                consumed: false,
-                unread: Vec::new(),
-                added: burst.clone(),
-                overflow: Default::default(),
-                limits,
-                ..Default::default()
-            };
+            let update = Update::new(None)
+                .with_added(burst.clone())
+                .with_limits(limits);
             let mut response = HeaderMap::new();
             let dropped = storage
                 .save(&Incoming::from_headers(&request), update, &mut response)

@@ -6,7 +6,9 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use flash_core::http::HeaderMap;
-use flash_core::{Error, ErrorKind, Incoming, LoadToken, Loaded, Message, Result, Storage, Update};
+use flash_core::{
+    Error, ErrorKind, Found, Incoming, Message, Overflow, Result, SimpleStorage, Stored,
+};
 use serde_json::Value;
 
 use crate::format;
@@ -15,20 +17,11 @@ use crate::handle::SessionHandle;
 /// The session key Django uses for messages.
 pub const DEFAULT_SESSION_KEY: &str = "_messages";
 
-/// What `load` saw, for `save`.
-#[derive(Clone, Copy)]
-struct SessionToken {
-    /// The key held a value (valid or not) when loaded.
-    present: bool,
-    /// The value could not be read: it is removed at save even when nothing changed.
-    unreadable: bool,
-}
-
-/// A [`Storage`] keeping the messages inside the request's session, under one key
+/// A [`Storage`](flash_core::Storage) keeping the messages inside the request's session, under one key
 /// (default [`DEFAULT_SESSION_KEY`]), in exactly the form Django's `SessionStorage` keeps them.
 ///
 /// The session handle `S` is looked up in the request extensions (so
-/// [`uses_extensions`](Storage::uses_extensions) is true): the session layer must run outside the
+/// [`uses_extensions`](flash_core::Storage::uses_extensions) is true): the session layer must run outside the
 /// flash layer. Without it, `load` and `save` fail with [`ErrorKind::Config`] and a message
 /// naming the missing layer.
 ///
@@ -75,35 +68,18 @@ impl<S: SessionHandle + Clone> SessionStorage<S> {
             .ok_or_else(|| Error::new(ErrorKind::Config, S::missing_layer()))
     }
 
-    async fn stored(&self, session: &S) -> Result<(SessionToken, Vec<Message>)> {
-        let mut token = SessionToken {
-            present: false,
-            unreadable: false,
-        };
+    async fn stored(&self, session: &S) -> Result<Stored> {
         let Some(value) = session.get(&self.key).await? else {
-            return Ok((token, Vec::new()));
+            return Ok(Stored::nothing());
         };
-        token.present = true;
         match format::decode(&value) {
-            Ok(messages) => Ok((token, messages)),
+            Ok(messages) => Ok(Stored::messages(messages)),
             Err(err) => {
                 // Django would fail the request; a bad value means "no messages" and is replaced.
                 tracing::warn!(key = %self.key, error = %err, "discarding unreadable session messages");
-                token.unreadable = true;
-                Ok((token, Vec::new()))
+                Ok(Stored::unreadable())
             }
         }
-    }
-
-    async fn write(&self, session: &S, messages: &[Message], present: bool) -> Result<()> {
-        if messages.is_empty() {
-            if present {
-                session.remove(&self.key).await?;
-            }
-            return Ok(());
-        }
-        let text = format::encode(messages)?;
-        session.insert(&self.key, Value::String(text)).await
     }
 }
 
@@ -131,55 +107,36 @@ impl<S> fmt::Debug for SessionStorage<S> {
     }
 }
 
+/// Django's update rules are flash-core's ([`SimpleStorage`]); this says only how the session
+/// key is read and written.
 #[async_trait]
-impl<S: SessionHandle + Clone> Storage for SessionStorage<S> {
-    async fn load(&self, request: &Incoming) -> Result<Loaded> {
-        let session = self.session(request)?;
-        let (token, messages) = self.stored(session).await?;
-        Ok(Loaded {
-            messages,
-            complete: true,
-            token: LoadToken::new(token),
-        })
+impl<S: SessionHandle + Clone> SimpleStorage for SessionStorage<S> {
+    async fn get(&self, request: &Incoming) -> Result<Stored> {
+        self.stored(self.session(request)?).await
     }
 
-    async fn save(
+    async fn store(
         &self,
         request: &Incoming,
-        update: Update,
+        messages: Vec<Message>,
+        found: Found,
+        _overflow: Overflow,
         _response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
         let session = self.session(request)?;
-        // A token of another storage (never expected) is treated as "the key may be present".
-        let token = update.loaded.as_ref().map(|t| {
-            t.get::<SessionToken>().copied().unwrap_or(SessionToken {
-                present: true,
-                unreadable: false,
-            })
-        });
-        match token {
-            // Loaded, not consumed, nothing added: the session already holds the right list.
-            Some(token) if !update.consumed && update.added.is_empty() => {
-                if token.unreadable {
-                    session.remove(&self.key).await?;
-                }
+        if messages.is_empty() {
+            if found != Found::Nothing {
+                session.remove(&self.key).await?;
             }
-            Some(token) => {
-                let messages = update.into_messages();
-                self.write(session, &messages, token.present).await?;
-            }
-            None if update.added.is_empty() => {}
-            None => {
-                // Only added: append to what the session holds.
-                let (token, mut messages) = self.stored(session).await?;
-                messages.extend(update.added);
-                self.write(session, &messages, token.present).await?;
-            }
+        } else {
+            let text = format::encode(&messages)?;
+            session.insert(&self.key, Value::String(text)).await?;
         }
+        // No size limit: everything is stored.
         Ok(Vec::new())
     }
 
-    fn uses_extensions(&self) -> bool {
+    fn reads_extensions(&self) -> bool {
         true
     }
 }

@@ -8,10 +8,7 @@ use flash_core::testkit::{Capabilities, Harness, Options};
 
 /// What a session storage gives beyond Django's semantics: room for large messages only (sessions
 /// are read and written whole, and expire with the session, not with flash's TTL).
-const SESSION: Capabilities = Capabilities {
-    large_messages: true,
-    ..Capabilities::NONE
-};
+const SESSION: Capabilities = Capabilities::NONE.with_large_messages(true);
 
 /// One session per simulated browser, as a session layer keeps one per session cookie.
 #[cfg(feature = "tower-sessions")]

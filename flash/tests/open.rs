@@ -523,10 +523,7 @@ mod conformance {
 
         async fn factory(options: Options) -> Option<Harness> {
             let storage = opened(keyed_url("cookie+memory", &options), &options).await;
-            let capabilities = Capabilities {
-                large_messages: true,
-                ..Capabilities::NONE
-            };
+            let capabilities = Capabilities::NONE.with_large_messages(true);
             Some(Harness::new(Opened(storage), capabilities, "messages"))
         }
 

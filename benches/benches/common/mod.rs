@@ -13,7 +13,7 @@ use flash_benches::{fixtures, floor};
 use flash_core::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use flash_core::http::{HeaderMap, HeaderValue, Request, Response};
 use flash_core::testkit::{CallCounts, CountingStore};
-use flash_core::{Key, KeyedStorage, Keys, MemoryStore, Message, Overflow, Storage, Update};
+use flash_core::{Key, KeyedStorage, Keys, MemoryStore, Message, Storage, Update};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -193,15 +193,7 @@ pub(crate) fn keyed_storage() -> (Arc<dyn Storage>, CallCounts) {
 
 /// The update of a request that added `messages` and did not read.
 pub(crate) fn update(messages: &[Message]) -> Update {
-    Update {
-        loaded: None,
-        consumed: false,
-        unread: Vec::new(),
-        added: messages.to_vec(),
-        overflow: Overflow::DropOldest,
-        limits: Default::default(),
-        ..Default::default()
-    }
+    Update::new(None).with_added(messages.to_vec())
 }
 
 /// The fixture messages as the peer takes them.

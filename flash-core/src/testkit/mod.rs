@@ -40,8 +40,9 @@ use crate::signing::Key;
 use crate::storage::{Incoming, Storage};
 use crate::{Config, Keys};
 
-/// What a factory is asked for.
+/// What a factory is asked for. Made by [`Options::new`] (fields may be added).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// Unique per test (and shared by the harnesses one test asks for): isolate by it.
     pub namespace: String,
@@ -84,17 +85,21 @@ impl Default for Options {
 }
 
 /// Which guarantees a storage gives; the suite skips a test whose guarantee is missing.
+///
+/// Start from [`Capabilities::ALL`] or [`Capabilities::NONE`] and change what differs:
+///
+/// ```
+/// use flash_core::testkit::Capabilities;
+/// const SESSION: Capabilities = Capabilities::NONE.with_large_messages(true);
+/// assert!(SESSION.large_messages() && !SESSION.exactly_once());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Capabilities {
-    /// Concurrent requests of one client see each message exactly once, and concurrent adds
-    /// are never lost (server-side stores; not a cookie).
-    pub exactly_once: bool,
-    /// Messages loaded by a request that died come back after the lease timeout.
-    pub lease_timeout: bool,
-    /// Undelivered messages expire after [`Options::ttl`].
-    pub ttl: bool,
-    /// Messages of 10 KB and more fit.
-    pub large_messages: bool,
+    exactly_once: bool,
+    lease_timeout: bool,
+    ttl: bool,
+    large_messages: bool,
 }
 
 impl Capabilities {
@@ -113,6 +118,55 @@ impl Capabilities {
         ttl: false,
         large_messages: false,
     };
+
+    /// Concurrent requests of one client see each message exactly once, and concurrent adds
+    /// are never lost (server-side stores; not a cookie).
+    pub const fn exactly_once(&self) -> bool {
+        self.exactly_once
+    }
+
+    /// Messages loaded by a request that died come back after the lease timeout.
+    pub const fn lease_timeout(&self) -> bool {
+        self.lease_timeout
+    }
+
+    /// Undelivered messages expire after [`Options::ttl`].
+    pub const fn ttl(&self) -> bool {
+        self.ttl
+    }
+
+    /// Messages of 10 KB and more fit.
+    pub const fn large_messages(&self) -> bool {
+        self.large_messages
+    }
+
+    /// Sets [`exactly_once`](Self::exactly_once).
+    #[must_use]
+    pub const fn with_exactly_once(mut self, yes: bool) -> Self {
+        self.exactly_once = yes;
+        self
+    }
+
+    /// Sets [`lease_timeout`](Self::lease_timeout).
+    #[must_use]
+    pub const fn with_lease_timeout(mut self, yes: bool) -> Self {
+        self.lease_timeout = yes;
+        self
+    }
+
+    /// Sets [`ttl`](Self::ttl).
+    #[must_use]
+    pub const fn with_ttl(mut self, yes: bool) -> Self {
+        self.ttl = yes;
+        self
+    }
+
+    /// Sets [`large_messages`](Self::large_messages).
+    #[must_use]
+    pub const fn with_large_messages(mut self, yes: bool) -> Self {
+        self.large_messages = yes;
+        self
+    }
 }
 
 type RequestHook = Arc<dyn Fn(u64, &mut Incoming) + Send + Sync>;

@@ -504,7 +504,7 @@ pub async fn unicode_and_emoji_survive(factory: Factory) {
 /// Texts of 10 KB and more survive (storages without a small size limit).
 pub async fn large_texts_survive(factory: Factory) {
     let harness = harness!(factory);
-    if !harness.capabilities.large_messages {
+    if !harness.capabilities.large_messages() {
         return skip("large_texts_survive", "room for large messages");
     }
     let client = harness.client();
@@ -545,7 +545,7 @@ async fn established(harness: &Harness) -> super::Client {
 /// 8 concurrent tasks × 500 rounds of one client: every message is read exactly once.
 pub async fn concurrent_reads_deliver_exactly_once(factory: Factory) {
     let harness = harness!(factory);
-    if !harness.capabilities.exactly_once {
+    if !harness.capabilities.exactly_once() {
         return skip(
             "concurrent_reads_deliver_exactly_once",
             "exactly-once delivery",
@@ -594,7 +594,7 @@ pub async fn concurrent_reads_deliver_exactly_once(factory: Factory) {
 /// Concurrent adds of one client lose nothing, and each task's messages keep their order.
 pub async fn concurrent_adds_lose_nothing(factory: Factory) {
     let harness = harness!(factory);
-    if !harness.capabilities.exactly_once {
+    if !harness.capabilities.exactly_once() {
         return skip("concurrent_adds_lose_nothing", "exactly-once delivery");
     }
     // 96 messages: within the default limit of pending messages for one client.
@@ -628,7 +628,7 @@ pub async fn concurrent_adds_lose_nothing(factory: Factory) {
 /// A message loaded but not read goes back in its place; meanwhile no other request sees it.
 pub async fn unread_messages_come_back_in_order(factory: Factory) {
     let harness = harness!(factory);
-    if !harness.capabilities.exactly_once {
+    if !harness.capabilities.exactly_once() {
         return skip(
             "unread_messages_come_back_in_order",
             "exactly-once delivery",
@@ -660,7 +660,7 @@ pub async fn dropped_request_loses_nothing(factory: Factory) {
         ..Options::new()
     };
     let harness = harness!(factory, options);
-    if !harness.capabilities.lease_timeout {
+    if !harness.capabilities.lease_timeout() {
         return skip("dropped_request_loses_nothing", "lease timeout");
     }
     let client = established(&harness).await;
@@ -679,7 +679,7 @@ pub async fn undelivered_messages_expire(factory: Factory) {
         ..Options::new()
     };
     let harness = harness!(factory, options);
-    if !harness.capabilities.ttl {
+    if !harness.capabilities.ttl() {
         return skip("undelivered_messages_expire", "TTL");
     }
     let fresh = harness.client();

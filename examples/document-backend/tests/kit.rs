@@ -1,0 +1,20 @@
+//! The example backend passes the keyed-store kit and the conformance suite.
+
+use document_backend::MapDocuments;
+use flash_core::testkit::{Harness, Options};
+
+async fn store(_: Options) -> Option<flash_core::Documents<MapDocuments>> {
+    Some(MapDocuments::keyed())
+}
+
+async fn harness(options: Options) -> Option<Harness> {
+    Some(Harness::keyed(MapDocuments::keyed(), &options))
+}
+
+mod kit {
+    flash_core::keyed_store_tests!(super::store);
+}
+
+mod conformance {
+    flash_core::conformance_tests!(super::harness);
+}
