@@ -13,15 +13,15 @@
 //!
 //! In process (`actix_web::test::init_service`, the service called directly, body collected;
 //! the test request is built inside the timed loop for every app alike) and over loopback
-//! HTTP/1.1 (each app served by `HttpServer` with one worker on 127.0.0.1, hyper's client, one
-//! keep-alive connection, one request at a time). Criterion rows `actix/<app>/<case>` and
+//! HTTP/1.1 (the four apps as scopes `/bare`, `/floor`, `/flash`, `/peer` of one `HttpServer`
+//! with one worker on 127.0.0.1, hyper's client, one keep-alive connection, one request at a
+//! time). Criterion rows `actix/<app>/<case>` and
 //! `actix-http/<app>/<case>`, then the paired runs (`flash_benches::paired`) that the targets
 //! are judged on; they go to `flash-facts/actix.json` for `scripts/bench-report`.
 #![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
 
 mod common;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::rt::SystemRunner;
-use actix_web::{App, HttpServer, test};
+use actix_web::{App, HttpServer, test, web};
 use common::actix::{self as apps, items};
 use criterion::{Criterion, criterion_group, criterion_main};
 use flash_actix::FlashMiddleware;
@@ -247,15 +247,22 @@ fn actix(c: &mut Criterion) {
         run_paired("in-process", sets, 150, 500, &mut paired);
     }
 
-    // Over loopback.
-    let flash_addr = serve!(move || App::new()
-        .wrap(middleware.clone())
-        .configure(apps::flash_routes));
-    let peer_addr = serve!(|| App::new()
-        .wrap(apps::peer_framework())
-        .configure(apps::peer_routes));
-    let bare_addr = serve!(|| App::new().configure(apps::bare_routes));
-    let floor_addr = serve!(|| App::new().configure(apps::floor_routes));
+    // Over loopback: the four apps as scopes of one server with one worker, so every case is
+    // served by the same thread (on this loaded machine, four servers' threads were woken with
+    // different delays, which showed as differences of tens of microseconds).
+    let addr = serve!(move || App::new()
+        .service(web::scope("/bare").configure(apps::bare_routes))
+        .service(web::scope("/floor").configure(apps::floor_routes))
+        .service(
+            web::scope("/flash")
+                .wrap(middleware.clone())
+                .configure(apps::flash_routes)
+        )
+        .service(
+            web::scope("/peer")
+                .wrap(apps::peer_framework())
+                .configure(apps::peer_routes)
+        ));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -264,10 +271,10 @@ fn actix(c: &mut Criterion) {
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_max_idle_per_host(1)
             .build_http();
-    let send = |addr: SocketAddr, method: &str, path: &str, cookie: Option<&str>| {
+    let send = |app: &str, method: &str, path: &str, cookie: Option<&str>| {
         let mut builder = Request::builder()
             .method(method)
-            .uri(format!("http://{addr}{path}"));
+            .uri(format!("http://{addr}/{app}{path}"));
         if let Some(cookie) = cookie {
             builder = builder.header(http::header::COOKIE, cookie);
         }
@@ -283,12 +290,8 @@ fn actix(c: &mut Criterion) {
         }
     };
     rt.block_on(async {
-        for (addr, cookie) in [
-            (flash_addr, &three),
-            (peer_addr, &peer_three),
-            (floor_addr, &three),
-        ] {
-            let (status, body) = send(addr, "GET", "/read", Some(cookie)).await;
+        for (app, cookie) in [("flash", &three), ("peer", &peer_three), ("floor", &three)] {
+            let (status, body) = send(app, "GET", "/read", Some(cookie)).await;
             assert_eq!(status, 200);
             assert_eq!(
                 items(&body),
@@ -297,23 +300,23 @@ fn actix(c: &mut Criterion) {
             );
         }
     });
-    let http_runner = |addr: SocketAddr| -> Runner<'_> {
+    let http_runner = |app: &'static str| -> Runner<'_> {
         let rt = &rt;
         let send = &send;
         Rc::new(move |iters, method, path, cookie| {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    std::hint::black_box(send(addr, method, path, cookie).await);
+                    std::hint::black_box(send(app, method, path, cookie).await);
                 }
                 start.elapsed()
             })
         })
     };
-    let flash_http = http_runner(flash_addr);
-    let peer_http = http_runner(peer_addr);
-    let bare_http = http_runner(bare_addr);
-    let floor_http = http_runner(floor_addr);
+    let flash_http = http_runner("flash");
+    let peer_http = http_runner("peer");
+    let bare_http = http_runner("bare");
+    let floor_http = http_runner("floor");
     let rows: [(&str, &Runner<'_>, &str, &str, Option<&str>); 11] = [
         ("bare/add", &bare_http, "POST", "/add", None),
         ("floor/add", &floor_http, "POST", "/add", None),

@@ -35,6 +35,13 @@ pub trait ResponseHeaders {
     /// Replaces every line of `name` with one line `name: value`.
     fn insert(&mut self, name: &'static str, value: &[u8]);
 
+    /// [`ResponseHeaders::insert`] of a value known at compile time (`Vary: Cookie`,
+    /// `Cache-Control: private, no-store`): a map whose values can borrow static bytes
+    /// overrides it to skip copying them (one allocation per line). Default: `insert`.
+    fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        self.insert(name, value.as_bytes());
+    }
+
     /// The headers as an `http` 1.x map, when they are one: storages then write into it
     /// directly instead of through a scratch map. Default: `None`.
     fn as_http(&mut self) -> Option<&mut HeaderMap> {
@@ -59,6 +66,14 @@ impl ResponseHeaders for HeaderMap {
         if let Ok(value) = HeaderValue::from_bytes(value) {
             HeaderMap::insert(self, HeaderName::from_static(name), value);
         }
+    }
+
+    fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        HeaderMap::insert(
+            self,
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
 
     fn as_http(&mut self) -> Option<&mut HeaderMap> {
@@ -249,7 +264,7 @@ impl Adapter {
             vary_on_cookie(response);
         }
         if cookie_set {
-            response.insert("cache-control", b"private, no-store");
+            response.insert_static("cache-control", "private, no-store");
         }
         finished
     }
@@ -336,7 +351,7 @@ pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
         return;
     }
     if lines == 0 {
-        response.insert("vary", b"Cookie");
+        response.insert_static("vary", "Cookie");
         return;
     }
     merged.extend_from_slice(b", Cookie");
