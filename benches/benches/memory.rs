@@ -10,6 +10,11 @@
 //! - a whole request through axum (`oneshot`, body collected): `bare/<case>` and
 //!   `flash/<case>` for add, read and idle; flash's own cost is the difference.
 //!
+//! - a whole request through actix-web (`actix_web::test::init_service`, the service called
+//!   directly, body collected; the test requests are built before the counted region, as a
+//!   server's parser would hand them over): `actix/<app>/<case>` for the bare handler, the floor
+//!   (flash's cookie by hand), flash-actix and the peer (actix-web-flash-messages 0.5).
+//!
 //! Results go to stdout and to `target/criterion/flash-facts/memory.json` for
 //! `scripts/bench-report`.
 #![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
@@ -24,6 +29,7 @@ use actix_web::dev::ResponseHead;
 use actix_web::http::StatusCode;
 use actix_web_flash_messages::storage::FlashMessageStore;
 use axum::Router;
+use common::actix as actix_apps;
 use common::{
     KEY, bare_routes, call, peer_cookie, peer_messages, peer_store, request, request_headers,
     routes, set_cookie_pair, test_request, update,
@@ -70,6 +76,36 @@ fn count_async<F: Future<Output = ()>>(rt: &tokio::runtime::Runtime, f: impl Fn(
     rt.block_on(async {
         for _ in 0..RUNS {
             f().await;
+        }
+    });
+    let stats = region.change();
+    Count {
+        allocations: (stats.allocations + stats.reallocations) as f64 / RUNS as f64,
+        bytes: (stats.bytes_allocated + stats.bytes_reallocated.max(0) as usize) as f64
+            / RUNS as f64,
+    }
+}
+
+/// Allocations per request of an in-process actix app, the requests made before the counted
+/// region (one warm-up request first).
+fn count_actix<S, R, B>(sys: &actix_web::rt::SystemRunner, app: &S, make: impl Fn() -> R) -> Count
+where
+    S: actix_web::dev::Service<
+            R,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let mut requests: Vec<R> = (0..=RUNS).map(|_| make()).collect();
+    let mut next = requests.drain(..);
+    if let Some(request) = next.next() {
+        sys.block_on(actix_apps::call_quiet(app, request));
+    }
+    let region = Region::new(GLOBAL);
+    sys.block_on(async {
+        for request in next.by_ref() {
+            actix_apps::call_quiet(app, request).await;
         }
     });
     let stats = region.change();
@@ -226,6 +262,72 @@ fn main() {
             }),
         );
     }
+
+    // --- whole requests through actix-web
+    let sys = actix_web::rt::System::new();
+    let flash_actix = sys.block_on(actix_web::test::init_service(
+        actix_web::App::new()
+            .wrap(flash_actix::FlashMiddleware::new(
+                storage.clone(),
+                Config::default(),
+            ))
+            .configure(actix_apps::flash_routes),
+    ));
+    let peer_actix = sys.block_on(actix_web::test::init_service(
+        actix_web::App::new()
+            .wrap(actix_apps::peer_framework())
+            .configure(actix_apps::peer_routes),
+    ));
+    let bare_actix = sys.block_on(actix_web::test::init_service(
+        actix_web::App::new().configure(actix_apps::bare_routes),
+    ));
+    let floor_actix = sys.block_on(actix_web::test::init_service(
+        actix_web::App::new().configure(actix_apps::floor_routes),
+    ));
+    let make = |m: &str, p: &str, c: Option<&str>| actix_apps::request(m, p, c).to_request();
+    let peer_three = sys.block_on(async {
+        let reply = actix_apps::call(&peer_actix, make("POST", "/add3", None)).await;
+        actix_apps::set_cookie_pair(&reply).expect("the peer's cookie")
+    });
+    let plain = [("add", "POST", "/add"), ("idle", "GET", "/idle")];
+    for (case, method, path) in plain {
+        record(
+            &format!("actix/bare/{case}"),
+            count_actix(&sys, &bare_actix, || make(method, path, None)),
+        );
+        if case == "add" {
+            record(
+                "actix/floor/add",
+                count_actix(&sys, &floor_actix, || make(method, path, None)),
+            );
+        }
+        record(
+            &format!("actix/flash/{case}"),
+            count_actix(&sys, &flash_actix, || make(method, path, None)),
+        );
+        record(
+            &format!("actix/peer/{case}"),
+            count_actix(&sys, &peer_actix, || make(method, path, None)),
+        );
+    }
+    record(
+        "actix/bare/read",
+        count_actix(&sys, &bare_actix, || make("GET", "/read", Some(&three))),
+    );
+    record(
+        "actix/floor/read",
+        count_actix(&sys, &floor_actix, || make("GET", "/read", Some(&three))),
+    );
+    record(
+        "actix/flash/read",
+        count_actix(&sys, &flash_actix, || make("GET", "/read", Some(&three))),
+    );
+    record(
+        "actix/peer/read",
+        count_actix(&sys, &peer_actix, || {
+            make("GET", "/read", Some(&peer_three))
+        }),
+    );
 
     let facts: serde_json::Map<String, serde_json::Value> = rows
         .iter()

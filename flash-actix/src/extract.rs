@@ -6,7 +6,7 @@ use std::ops::Deref;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::http::header::COOKIE;
+use actix_web::http::header::{COOKIE, HeaderName};
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
 use flash_core::{Incoming, Messages, PREFETCH_HEADERS, is_prefetch};
 
@@ -38,9 +38,15 @@ impl Flash {
             // The Cookie header is handed over as bytes: another cookie's non-ASCII bytes
             // never hide flash's.
             let cookies = headers.get_all(COOKIE).map(|v| v.as_bytes());
-            let prefetch = PREFETCH_HEADERS
+            // Names made once: looking up a header that is not one of `http`'s standard names
+            // by `&str` copies the name into a new allocation every time.
+            static PURPOSE: [HeaderName; 2] = [
+                HeaderName::from_static(PREFETCH_HEADERS[0]),
+                HeaderName::from_static(PREFETCH_HEADERS[1]),
+            ];
+            let prefetch = PURPOSE
                 .iter()
-                .any(|name| headers.get_all(*name).any(|v| is_prefetch(v.as_bytes())));
+                .any(|name| headers.get_all(name).any(|v| is_prefetch(v.as_bytes())));
             let mut incoming = Incoming::new(cookies, prefetch);
             slot.0.adapter.capture_htmx(&mut incoming, |name| {
                 headers.get(name).map(|v| v.as_bytes())

@@ -261,4 +261,12 @@ impl ResponseHeaders for Headers<'_> {
             self.0.insert(HeaderName::from_static(name), value);
         }
     }
+
+    fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        // Borrowed, not copied: one allocation less per line.
+        self.0.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
 }

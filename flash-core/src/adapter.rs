@@ -37,6 +37,13 @@ pub trait ResponseHeaders {
     /// Replaces every line of `name` with one line `name: value`.
     fn insert(&mut self, name: &'static str, value: &[u8]);
 
+    /// [`ResponseHeaders::insert`] of a value known at compile time (`Vary: Cookie`,
+    /// `Cache-Control: private, no-store`): a map whose values can borrow static bytes
+    /// overrides it to skip copying them (one allocation per line). Default: `insert`.
+    fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        self.insert(name, value.as_bytes());
+    }
+
     /// The headers as an `http` 1.x map, when they are one: storages then write into it
     /// directly instead of through a scratch map. Default: `None`.
     fn as_http(&mut self) -> Option<&mut HeaderMap> {
@@ -61,6 +68,14 @@ impl ResponseHeaders for HeaderMap {
         if let Ok(value) = HeaderValue::from_bytes(value) {
             HeaderMap::insert(self, HeaderName::from_static(name), value);
         }
+    }
+
+    fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        HeaderMap::insert(
+            self,
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
 
     fn as_http(&mut self) -> Option<&mut HeaderMap> {
@@ -251,9 +266,15 @@ impl Adapter {
                 (result, map.get_all(SET_COOKIE).iter().count() > before)
             }
             None => {
-                let mut scratch = HeaderMap::new();
-                let result = messages.save_now(&mut scratch)?;
-                (result, copy_cookies(&scratch, response))
+                // A scratch map kept per thread between requests, emptied after each use: its
+                // tables are allocated once, not on every request of a non-`http` framework.
+                let mut scratch = SCRATCH.take().unwrap_or_default();
+                let saved = messages
+                    .save_now(&mut scratch)
+                    .map(|result| (result, copy_cookies(&scratch, response)));
+                scratch.clear();
+                SCRATCH.set(Some(scratch));
+                saved?
             }
         };
         Some(self.shape(result, cookie_set, response))
@@ -442,7 +463,7 @@ impl Adapter {
             vary_on_cookie(response);
         }
         if cookie_set {
-            response.insert("cache-control", b"private, no-store");
+            response.insert_static("cache-control", "private, no-store");
         }
         finished
     }
@@ -456,6 +477,12 @@ impl fmt::Debug for Adapter {
             .field("on_error", &self.shared.on_error.is_some())
             .finish_non_exhaustive()
     }
+}
+
+thread_local! {
+    /// The scratch map of [`Adapter::finish_now`] for response headers that are not an `http`
+    /// map; always empty between uses.
+    static SCRATCH: std::cell::Cell<Option<HeaderMap>> = const { std::cell::Cell::new(None) };
 }
 
 /// Copies the `Set-Cookie` lines a storage wrote into a scratch map; whether there were any.
@@ -539,7 +566,7 @@ pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
         return;
     }
     if lines == 0 {
-        response.insert("vary", b"Cookie");
+        response.insert_static("vary", "Cookie");
         return;
     }
     merged.extend_from_slice(b", Cookie");
@@ -1099,6 +1126,45 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap_or("?").to_owned())
             .collect()
+    }
+
+    /// The per-thread scratch map of a non-`http` framework is empty again after each request:
+    /// one request's `Set-Cookie` never reaches the next response.
+    #[cfg(feature = "testkit")]
+    #[tokio::test]
+    async fn the_scratch_map_carries_nothing_to_the_next_request() {
+        let adapter = Adapter::new(
+            Arc::new(crate::testkit::adapter_kit::KitCookieStorage),
+            Config::default(),
+        );
+        let first = adapter.messages(Incoming::default());
+        first.success("one");
+        let mut lines = Lines::default();
+        let finished = adapter.finish_now(&first, &mut lines).expect("never waits");
+        assert!(finished.cookie_set);
+        assert_eq!(lines.get("set-cookie").len(), 1);
+
+        // A second request that reads (nothing: it brings no cookie) and adds nothing: saved
+        // through the scratch map, nothing to write.
+        let second = adapter.messages(Incoming::default());
+        assert!(second.read().await.expect("a read").is_empty());
+        let mut lines = Lines::default();
+        adapter
+            .finish_now(&second, &mut lines)
+            .expect("never waits");
+        assert!(lines.get("set-cookie").is_empty(), "{lines:?}");
+
+        // A third that adds: exactly its own line.
+        let third = adapter.messages(Incoming::default());
+        third.success("three");
+        let mut lines = Lines::default();
+        adapter.finish_now(&third, &mut lines).expect("never waits");
+        let cookies = lines.get("set-cookie");
+        assert_eq!(cookies.len(), 1, "{cookies:?}");
+        assert!(
+            cookies[0].starts_with("kit_messages=25.7468726565;"),
+            "{cookies:?}"
+        );
     }
 
     #[test]

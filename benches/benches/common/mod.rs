@@ -17,6 +17,8 @@ use flash_core::{Key, KeyedStorage, Keys, MemoryStore, Message, Storage, Update}
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+pub(crate) mod actix;
+
 /// The signing key every bench uses (raw HMAC key).
 pub(crate) const KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
 /// Django's `SECRET_KEY` of the shared vectors.
