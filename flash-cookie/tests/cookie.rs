@@ -170,7 +170,6 @@ async fn too_many_messages_keep_the_newest_and_report_the_dropped() {
         .encode("messages", one_more, false)
         .unwrap();
     assert!(bigger.len() > 2048);
-
 }
 
 #[tokio::test]

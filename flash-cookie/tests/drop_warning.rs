@@ -52,5 +52,8 @@ async fn dropped_messages_are_logged_with_their_count() {
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("WARN"), "{logs}");
-    assert!(logs.contains(&format!("dropped={}", dropped.len())), "{logs}");
+    assert!(
+        logs.contains(&format!("dropped={}", dropped.len())),
+        "{logs}"
+    );
 }

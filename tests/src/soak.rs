@@ -428,7 +428,6 @@ pub const SERVER_TEXT_LEN: usize = 200;
 
 /// Runs the plan against the demo over `kind`, its server behind a fault proxy. `None` when the
 /// server is unreachable outside CI (a "skipped" line printed); under `CI=true` that panics.
-
 pub async fn run(kind: Kind, plan: &Plan) -> Option<Report> {
     let mut plan = plan.clone();
     if !matches!(
