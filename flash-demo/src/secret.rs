@@ -59,7 +59,7 @@ pub enum Origin {
 ///
 /// # Errors
 /// When the file cannot be read or written, or holds fewer than
-/// [`MIN_KEY_LEN`](flash_core::MIN_KEY_LEN) bytes.
+/// [`MIN_KEY_LEN`] bytes.
 pub fn load_or_create(path: &Path) -> io::Result<(String, Origin)> {
     match read(path) {
         Ok(secret) => return Ok((secret, Origin::Found)),
