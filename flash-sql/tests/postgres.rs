@@ -15,6 +15,11 @@ mod conformance {
     flash_core::conformance_tests!(super::common::postgres);
 }
 
+/// flash-core's keyed-store kit: the store driven directly, every rule of the contract.
+mod keyed_kit {
+    flash_core::keyed_store_tests!(super::common::postgres_kit);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_store_semantics() {
     let Some(store) = postgres_store(&fresh_table()).await else {

@@ -16,6 +16,11 @@ mod conformance {
     flash_core::conformance_tests!(super::common::sqlite);
 }
 
+/// flash-core's keyed-store kit: the store driven directly, every rule of the contract.
+mod keyed_kit {
+    flash_core::keyed_store_tests!(super::common::sqlite_kit);
+}
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn namespace() -> String {

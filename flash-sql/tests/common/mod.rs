@@ -210,6 +210,21 @@ pub(crate) async fn sqlite(options: Options) -> Option<Harness> {
     Some(Harness::keyed(store, &options))
 }
 
+/// The store alone, for the keyed-store kit.
+pub(crate) async fn postgres_kit(options: Options) -> Option<SqlStore> {
+    postgres_store(&table_for(&options.namespace)).await
+}
+
+/// The store alone, for the keyed-store kit.
+pub(crate) async fn mysql_kit(options: Options) -> Option<SqlStore> {
+    mysql_store(&table_for(&options.namespace)).await
+}
+
+/// The store alone, for the keyed-store kit.
+pub(crate) async fn sqlite_kit(options: Options) -> Option<SqlStore> {
+    Some(sqlite_store(&options.namespace).await)
+}
+
 pub(crate) fn info(text: &str) -> Message {
     Message::new(Level::INFO, text)
 }
