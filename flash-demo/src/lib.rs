@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use flash_core::{Adapter, Config, Level, LevelTags, Message, Messages, Storage, redact_url};
+use flash_core::{Adapter, Config, Level, Message, Messages, Storage, redact_url};
 use serde::{Deserialize, Serialize};
 
 mod on_actix;
@@ -216,10 +216,7 @@ impl Site {
     /// `GET /api/messages`: the pending messages as JSON (consumed).
     async fn list(&self, flash: &Messages) -> Reply {
         match read_views(flash).await {
-            Ok(views) => Reply::json(
-                200,
-                &views.into_iter().map(ApiMessage::from).collect::<Vec<_>>(),
-            ),
+            Ok(views) => Reply::json(200, &views),
             Err(err) => {
                 tracing::warn!(error = %err, "could not load flash messages");
                 Reply::json(503, &serde_json::json!({ "error": UNAVAILABLE }))
@@ -353,58 +350,8 @@ fn refuse_cross_site<'a>(
     Some(Reply::text(403, CROSS_SITE))
 }
 
-/// What a template (or the JSON API) sees of one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MessageView {
-    /// The level's integer value.
-    pub level: i32,
-    /// The level's tag (`"info"`), empty for an unnamed level.
-    pub level_tag: String,
-    /// Extra tags and the level tag, for a `class` attribute.
-    pub tags: String,
-    /// The text as added.
-    pub text: String,
-    /// The text ready for HTML: escaped, unless the message is trusted HTML.
-    pub escaped: String,
-}
-
-impl MessageView {
-    /// The view of `message` under the tag map `tags`.
-    pub fn new(message: &Message, tags: &LevelTags) -> Self {
-        let escaped = if message.trusted_html {
-            message.text.clone()
-        } else {
-            minijinja::HtmlEscape(&message.text).to_string()
-        };
-        MessageView {
-            level: message.level.value(),
-            level_tag: message.level_tag_in(tags).to_owned(),
-            tags: message.tags_in(tags),
-            text: message.text.clone(),
-            escaped,
-        }
-    }
-}
-
-/// The API's view: no `escaped` (JSON is not HTML).
-#[derive(Serialize)]
-struct ApiMessage {
-    level: i32,
-    level_tag: String,
-    tags: String,
-    text: String,
-}
-
-impl From<MessageView> for ApiMessage {
-    fn from(view: MessageView) -> Self {
-        ApiMessage {
-            level: view.level,
-            level_tag: view.level_tag,
-            tags: view.tags,
-            text: view.text,
-        }
-    }
-}
+/// What a template (or the JSON API) sees of one message: flash-core's template-ready view.
+pub use flash_core::MessageView;
 
 const INDEX: &str = include_str!("index.html");
 
@@ -416,6 +363,8 @@ struct Pages {
 impl Pages {
     fn new(serving: Serving) -> Self {
         let mut env = minijinja::Environment::new();
+        // `{{ m }}` prints a message's text: escaped, unless it is trusted HTML.
+        env.set_formatter(flash_core::minijinja_formatter);
         // A compile-time constant template: covered by every test of `GET /`.
         if let Err(err) = env.add_template("index.html", INDEX) {
             tracing::error!(%err, "the demo page template does not parse");
@@ -445,9 +394,7 @@ impl Pages {
 
 /// Reads (consuming) every pending message as views; a storage failure is reported, not fatal.
 async fn read_views(flash: &Messages) -> Result<Vec<MessageView>, flash_core::Error> {
-    let messages = flash.read().await?;
-    let tags = flash.level_tags();
-    Ok(messages.iter().map(|m| MessageView::new(m, tags)).collect())
+    flash.read_views().await
 }
 
 /// A level as a form or JSON field: a name or an integer.

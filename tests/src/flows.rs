@@ -221,7 +221,10 @@ pub async fn text_is_escaped(framework: Framework, kind: Kind) {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed[0]["text"], evil, "JSON carries the text as it was");
+    assert_eq!(
+        listed[0]["message"], evil,
+        "JSON carries the text as it was"
+    );
     server.stop().await;
 }
 
@@ -256,7 +259,8 @@ pub async fn prefetch_consumes_nothing(framework: Framework, kind: Kind) {
     server.stop().await;
 }
 
-/// The JSON API: 201 on add, the array of `{level, level_tag, tags, text}` on read, consumed.
+/// The JSON API: 201 on add, the array of template-ready views (`level`, `level_tag`, `tags`,
+/// `extra_tags`, `message`, `safe`) on read, consumed.
 pub async fn json_api(framework: Framework, kind: Kind) {
     let Some((server, _opened)) = start(framework, kind).await else {
         return;
@@ -288,8 +292,10 @@ pub async fn json_api(framework: Framework, kind: Kind) {
     assert_eq!(
         listed,
         json!([
-            {"level": 30, "level_tag": "warning", "tags": "x warning", "text": "api"},
-            {"level": 35, "level_tag": "", "tags": "", "text": "custom"},
+            {"level": 30, "level_tag": "warning", "tags": "x warning", "extra_tags": "x",
+             "message": "api", "safe": false},
+            {"level": 35, "level_tag": "", "tags": "", "extra_tags": "", "message": "custom",
+             "safe": false},
         ])
     );
     let listed: Value = http
@@ -341,7 +347,7 @@ pub async fn two_tabs_each_message_once(framework: Framework, kind: Kind) {
                 seen.extend(
                     listed
                         .into_iter()
-                        .map(|m| m["text"].as_str().unwrap().to_owned()),
+                        .map(|m| m["message"].as_str().unwrap().to_owned()),
                 );
             }
             seen
