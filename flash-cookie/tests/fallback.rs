@@ -19,13 +19,18 @@ struct Setup {
 }
 
 fn setup(cookie: CookieStorage) -> Setup {
+    setup_reading_behind(cookie, false)
+}
+
+fn setup_reading_behind(cookie: CookieStorage, read_behind: bool) -> Setup {
     let memory = MemoryStore::new();
     let store = CountingStore::new(memory.clone());
     let calls = store.counts();
     let keyed = KeyedStorage::new(store, Keys::new(Key::generate()));
     let codec = cookie.codec().clone();
-    let harness = Harness::new(Fallback::new(cookie, keyed), Capabilities::NONE, COOKIE)
-        .with_calls(calls.clone(), false);
+    let fallback = Fallback::new(cookie, keyed).read_behind_empty_first(read_behind);
+    let harness =
+        Harness::new(fallback, Capabilities::NONE, COOKIE).with_calls(calls.clone(), false);
     Setup {
         client: harness.client(),
         harness,
@@ -153,6 +158,35 @@ async fn one_message_of_5000_leaves_only_the_marker_in_the_django_cookie() {
 
 /// A cookie without the marker never costs a store call: not to add, not to read, not to
 /// empty.
+/// A message left in the store behind a cookie that was emptied (lost, or emptied while an
+/// outage held the store's lease) is shown at the next read only when the fallback reads
+/// behind an empty first; Django's rule leaves it for the next add.
+#[tokio::test]
+async fn reading_behind_an_empty_cookie_shows_what_the_store_kept() {
+    for read_behind in [true, false] {
+        let setup = setup_reading_behind(flash_cookie(), read_behind);
+        let text = random_text(5000);
+        setup.add(std::slice::from_ref(&text)).await;
+        assert_eq!(
+            setup.in_cookie(),
+            Some((Vec::new(), true)),
+            "only the marker"
+        );
+        setup.client.set_cookie(COOKIE, "");
+        let shown = setup.read_all().await;
+        if read_behind {
+            assert_eq!(shown, [text.clone()]);
+            assert!(setup.read_all().await.is_empty(), "shown once");
+        } else {
+            assert!(
+                shown.is_empty(),
+                "Django's rule: an empty cookie hides the store"
+            );
+            assert_eq!(setup.memory.client_count(), 1, "still waiting in the store");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_cookie_without_the_marker_never_touches_the_store() {
     let setup = setup(flash_cookie());
