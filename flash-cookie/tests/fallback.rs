@@ -175,7 +175,7 @@ async fn reading_behind_an_empty_cookie_shows_what_the_store_kept() {
         setup.client.set_cookie(COOKIE, "");
         let shown = setup.read_all().await;
         if read_behind {
-            assert_eq!(shown, [text.clone()]);
+            assert_eq!(shown, std::slice::from_ref(&text));
             assert!(setup.read_all().await.is_empty(), "shown once");
         } else {
             assert!(
