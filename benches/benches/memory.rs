@@ -31,8 +31,8 @@ use actix_web_flash_messages::storage::FlashMessageStore;
 use axum::Router;
 use common::actix as actix_apps;
 use common::{
-    KEY, bare_routes, call, peer_cookie, peer_messages, peer_store, request, request_headers,
-    routes, set_cookie_pair, test_request, update,
+    KEY, bare_routes, call, floor_routes, peer_cookie, peer_messages, peer_store, request,
+    request_headers, routes, set_cookie_pair, test_request, update,
 };
 use flash_axum::FlashLayer;
 use flash_benches::{fixtures, floor};
@@ -218,6 +218,7 @@ fn main() {
     // --- whole requests through axum
     let flash_app = routes().layer(FlashLayer::new(storage.clone(), Config::default()));
     let bare_app = bare_routes();
+    let floor_app = floor_routes();
     let noop_app = bare_routes().layer(tower::util::MapRequestLayer::new(
         |r: flash_core::http::Request<axum::body::Body>| r,
     ));
@@ -225,10 +226,18 @@ fn main() {
         let (response, _) = call(&flash_app, request("POST", "/add3", None)).await;
         set_cookie_pair(response.headers()).expect("a flash cookie")
     });
-    let cases: [(&str, &Router, &str, &str, Option<&str>); 9] = [
+    let cases: [(&str, &Router, &str, &str, Option<&str>); 11] = [
         ("request/bare/add", &bare_app, "POST", "/add", None),
+        ("request/floor/add", &floor_app, "POST", "/add", None),
         ("request/flash/add", &flash_app, "POST", "/add", None),
         ("request/bare/read", &bare_app, "GET", "/read", Some(&three)),
+        (
+            "request/floor/read",
+            &floor_app,
+            "GET",
+            "/read",
+            Some(&three),
+        ),
         (
             "request/flash/read",
             &flash_app,
