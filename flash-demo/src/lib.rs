@@ -2,10 +2,11 @@
 #![deny(missing_docs)]
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use flash_core::{Adapter, Config, Level, Message, Messages, Storage, redact_url};
+use flash_core::{Adapter, Config, Htmx, Level, Message, Messages, Storage, redact_url};
 use serde::{Deserialize, Serialize};
 
 mod on_actix;
@@ -33,6 +34,20 @@ pub const CROSS_SITE: &str = "Cross-site form posts are refused.";
 
 /// Environment variable: the framework serving the demo, `axum` (the default) or `actix`.
 pub const ENV_FRAMEWORK: &str = "FLASH_FRAMEWORK";
+
+/// Environment variable: the htmx 2 file (`htmx.min.js`) the binary serves at [`HTMX_SCRIPT`]
+/// for the htmx page ([`Serving::htmx_script`]).
+pub const ENV_HTMX: &str = "FLASH_DEMO_HTMX";
+
+/// Where the htmx page loads htmx from: the demo serves the file [`Serving::htmx_script`]
+/// names there (never a CDN), or answers `404`, and the page is then a plain form.
+pub const HTMX_SCRIPT: &str = "/assets/htmx.min.js";
+
+/// The pages a form post may return to (its `next` field): the classic page and the htmx page.
+pub const PAGES: [&str; 2] = ["/", "/htmx"];
+
+/// The largest htmx file the demo serves (htmx 2's minified file is about 50 KiB).
+const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
 /// The demo's settings: threshold [`Level::DEBUG`], so every level shows, and flash's default
 /// [`Limits`](flash_core::Limits).
@@ -117,15 +132,31 @@ impl FromStr for Framework {
 pub struct Serving {
     framework: String,
     storage: String,
+    htmx_script: Option<PathBuf>,
 }
 
 impl Serving {
-    /// The storage at `storage_url` (shown redacted), served by [`FRAMEWORK`].
+    /// The storage at `storage_url` (shown redacted), served by [`FRAMEWORK`], without htmx.
     pub fn new(storage_url: &str) -> Self {
         Serving {
             framework: FRAMEWORK.to_owned(),
             storage: redact_url(storage_url.trim()),
+            htmx_script: None,
         }
+    }
+
+    /// Serves the file at `path` (htmx 2's `htmx.min.js`) at [`HTMX_SCRIPT`] for the htmx
+    /// page. It is read at each request, so a file fetched after the start is served too;
+    /// while it is absent the script is a `404` and the htmx page works as a plain form.
+    #[must_use]
+    pub fn htmx_script(mut self, path: impl Into<PathBuf>) -> Self {
+        self.htmx_script = Some(path.into());
+        self
+    }
+
+    /// The htmx file served at [`HTMX_SCRIPT`], when one was given.
+    pub fn htmx_script_path(&self) -> Option<&Path> {
+        self.htmx_script.as_deref()
     }
 
     /// Sets the framework's name.
@@ -172,12 +203,15 @@ impl fmt::Debug for Site {
 }
 
 impl Site {
-    /// The demo over `storage`, saying `serving` serves it; with the demo's [`config`], and a
-    /// failed save logged as lost messages.
+    /// The demo over `storage`, saying `serving` serves it; with the demo's [`config`], a
+    /// failed save logged as lost messages, and htmx delivery on ([`Htmx`]: a form posted by
+    /// htmx gets its messages in `HX-Trigger`).
     pub fn new(storage: Arc<dyn Storage>, serving: Serving) -> Self {
-        let adapter = Adapter::new(storage, config()).on_error(|err| {
-            tracing::warn!(error = %err, "the demo lost flash messages");
-        });
+        let adapter = Adapter::new(storage, config())
+            .htmx(Htmx::new())
+            .on_error(|err| {
+                tracing::warn!(error = %err, "the demo lost flash messages");
+            });
         Site {
             adapter,
             pages: Arc::new(Pages::new(serving)),
@@ -194,22 +228,53 @@ impl Site {
         &self.adapter
     }
 
-    /// `GET /`: the page, with the pending messages (consumed).
-    async fn page(&self, flash: &Messages) -> Reply {
+    /// `GET /` and `GET /htmx`: the page, with the pending messages (consumed).
+    async fn page(&self, page: Page, flash: &Messages) -> Reply {
         match read_views(flash).await {
-            Ok(views) => self.pages.render(&views, None),
+            Ok(views) => self.pages.render(page, &views, None),
             Err(err) => {
                 tracing::warn!(error = %err, "could not load flash messages");
-                self.pages.render(&[], Some(UNAVAILABLE))
+                self.pages.render(page, &[], Some(UNAVAILABLE))
             }
         }
     }
 
-    /// `POST /messages`: adds `count` copies, redirects to the page.
+    /// `POST /messages`: adds `count` copies, then redirects to the page the form names
+    /// (`next`, one of [`PAGES`]; `/` when absent). A form posted by htmx (not boosted) is
+    /// answered in place instead, `204 No Content`: the adapter delivers the messages in
+    /// `HX-Trigger`, so they show without a reload and are never stored.
     fn add_form(&self, flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Reply {
+        let in_place = flash.htmx_request().is_some_and(|kind| kind.is_partial());
+        if in_place {
+            // The form is where the user looks: messages still pending (added by a JSON
+            // client, say) ride along in the same event.
+            flash.deliver_pending_to_htmx();
+        }
         match add_form(flash, content_type, body) {
-            Ok(()) => Reply::see_other("/"),
+            Ok(_) if in_place => Reply::status(204),
+            Ok(next) => Reply::see_other(next),
             Err(refused) => refused,
+        }
+    }
+
+    /// `GET /assets/htmx.min.js`: the htmx file [`Serving::htmx_script`] names, or `404`.
+    async fn htmx_script(&self) -> Reply {
+        let Some(path) = self.pages.serving.htmx_script_path() else {
+            return Reply::text(404, "htmx is not served here (see FLASH_DEMO_HTMX)");
+        };
+        match read_script(path).await {
+            Ok(script) => Reply {
+                content_type: Some("text/javascript; charset=utf-8"),
+                body: script,
+                ..Reply::status(200)
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Reply::text(404, "htmx is not served here (see FLASH_DEMO_HTMX)")
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), %err, "cannot serve the htmx file");
+                Reply::text(500, "the htmx file could not be read")
+            }
         }
     }
 
@@ -350,10 +415,52 @@ fn refuse_cross_site<'a>(
     Some(Reply::text(403, CROSS_SITE))
 }
 
+/// The htmx file at `path`, when it is UTF-8 text of at most [`MAX_SCRIPT_BYTES`].
+async fn read_script(path: &Path) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt as _;
+    let file = tokio::fs::File::open(path).await?;
+    let mut script = String::new();
+    // One byte more than allowed tells a file that is too large from one that just fits.
+    let read = file
+        .take(MAX_SCRIPT_BYTES + 1)
+        .read_to_string(&mut script)
+        .await?;
+    if read as u64 > MAX_SCRIPT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_SCRIPT_BYTES} bytes: not an htmx file"
+        )));
+    }
+    Ok(script)
+}
+
 /// What a template (or the JSON API) sees of one message: flash-core's template-ready view.
 pub use flash_core::MessageView;
 
-const INDEX: &str = include_str!("index.html");
+/// The demo's templates: the layout and the form's fields both pages share, and each page.
+const TEMPLATES: [(&str, &str); 4] = [
+    ("layout.html", include_str!("layout.html")),
+    ("fields.html", include_str!("fields.html")),
+    ("index.html", include_str!("index.html")),
+    ("htmx.html", include_str!("htmx.html")),
+];
+
+/// A page of the demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    /// `GET /`: the form posts, the server redirects, the page shows the message.
+    Index,
+    /// `GET /htmx`: the form is posted by htmx, the message shows as a toast.
+    Htmx,
+}
+
+impl Page {
+    fn template(self) -> &'static str {
+        match self {
+            Page::Index => "index.html",
+            Page::Htmx => "htmx.html",
+        }
+    }
+}
 
 struct Pages {
     env: minijinja::Environment<'static>,
@@ -365,21 +472,24 @@ impl Pages {
         let mut env = minijinja::Environment::new();
         // `{{ m }}` prints a message's text: escaped, unless it is trusted HTML.
         env.set_formatter(flash_core::minijinja_formatter);
-        // A compile-time constant template: covered by every test of `GET /`.
-        if let Err(err) = env.add_template("index.html", INDEX) {
-            tracing::error!(%err, "the demo page template does not parse");
+        // Compile-time constant templates: covered by every test of `GET /` and `GET /htmx`.
+        for (name, source) in TEMPLATES {
+            if let Err(err) = env.add_template(name, source) {
+                tracing::error!(%err, name, "a demo page template does not parse");
+            }
         }
         Pages { env, serving }
     }
 
-    fn render(&self, views: &[MessageView], problem: Option<&str>) -> Reply {
-        let rendered = self.env.get_template("index.html").and_then(|page| {
-            page.render(minijinja::context! {
+    fn render(&self, page: Page, views: &[MessageView], problem: Option<&str>) -> Reply {
+        let rendered = self.env.get_template(page.template()).and_then(|template| {
+            template.render(minijinja::context! {
                 messages => views,
                 problem => problem,
                 levels => ["debug", "info", "success", "warning", "error"],
                 framework => self.serving.framework_name(),
                 storage => self.serving.storage(),
+                htmx_script => HTMX_SCRIPT,
             })
         });
         match rendered {
@@ -422,6 +532,7 @@ struct AddForm {
     text: String,
     extra_tags: Option<String>,
     count: Option<String>,
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -447,13 +558,14 @@ fn parse_form(content_type: Option<&[u8]>, body: &[u8]) -> Result<AddForm, Reply
             "expected a form (application/x-www-form-urlencoded)",
         ));
     }
-    let (mut level, mut text, mut extra_tags, mut count) = (None, None, None, None);
+    let (mut level, mut text, mut extra_tags, mut count, mut next) = (None, None, None, None, None);
     for (name, value) in form_urlencoded::parse(body) {
         let field = match &*name {
             "level" => &mut level,
             "text" => &mut text,
             "extra_tags" => &mut extra_tags,
             "count" => &mut count,
+            "next" => &mut next,
             _ => continue,
         };
         *field = Some(value.into_owned());
@@ -464,6 +576,7 @@ fn parse_form(content_type: Option<&[u8]>, body: &[u8]) -> Result<AddForm, Reply
         text: text.ok_or_else(|| missing("text"))?,
         extra_tags,
         count,
+        next,
     })
 }
 
@@ -490,8 +603,24 @@ fn message(
     Ok(message)
 }
 
-fn add_form(flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Result<(), Reply> {
+/// Adds the form's copies; the page to redirect to (its `next`, checked before anything is
+/// added).
+fn add_form(
+    flash: &Messages,
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> Result<&'static str, Reply> {
     let form = parse_form(content_type, body)?;
+    // Only the demo's own pages: a `next` naming anything else would be an open redirect.
+    let next = match form.next.as_deref().map(str::trim) {
+        None | Some("") => PAGES[0],
+        Some(next) => PAGES
+            .into_iter()
+            .find(|page| *page == next)
+            .ok_or_else(|| {
+                Reply::bad_request(format!("next must be one of {PAGES:?}, not {next:?}"))
+            })?,
+    };
     let level = LevelField::Name(form.level).parse()?;
     let count = match form.count.as_deref().map(str::trim) {
         None | Some("") => 1,
@@ -515,7 +644,7 @@ fn add_form(flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Resul
             "copies beyond flash's limits refused"
         );
     }
-    Ok(())
+    Ok(next)
 }
 
 fn add_json(flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Result<(), Reply> {

@@ -16,7 +16,15 @@ const USAGE: &str = "usage: flash-demo [--addr HOST:PORT] [--framework axum|acti
 environment: FLASH_ADDR (default 127.0.0.1:3000), FLASH_FRAMEWORK (axum or actix, default axum),
              FLASH_STORAGE (default cookie+sqlite://flash-demo.db),
              FLASH_SECRET (at least 32 bytes; when unset, a random one kept in flash-demo.secret
-             beside the database file), FLASH_SECRET_FILE (where to keep it instead), RUST_LOG";
+             beside the database file), FLASH_SECRET_FILE (where to keep it instead),
+             FLASH_DEMO_HTMX (htmx 2's htmx.min.js for the page /htmx; default: the copy
+             scripts/fetch-htmx fetches into this checkout), RUST_LOG";
+/// The htmx file `scripts/fetch-htmx` fetches into this checkout: served when `FLASH_DEMO_HTMX`
+/// is unset, so `scripts/fetch-htmx && cargo run -p flash-demo` gives the htmx page its library.
+const FETCHED_HTMX: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/browser-assets/node_modules/htmx.org/dist/htmx.min.js"
+);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -108,7 +116,19 @@ async fn run() -> Result<(), StartError> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
     let local = listener.local_addr()?;
-    let serving = flash_demo::Serving::new(&storage_url).framework(framework.name());
+    let htmx = env(flash_demo::ENV_HTMX).unwrap_or_else(|| FETCHED_HTMX.to_owned());
+    let serving = flash_demo::Serving::new(&storage_url)
+        .framework(framework.name())
+        .htmx_script(&htmx);
+    if std::path::Path::new(&htmx).is_file() {
+        tracing::info!("the htmx page /htmx loads htmx from {htmx}");
+    } else {
+        tracing::info!(
+            "no htmx file at {htmx}: the page /htmx works as a plain form (run scripts/fetch-htmx \
+             or set {})",
+            flash_demo::ENV_HTMX
+        );
+    }
     tracing::info!(
         "flash demo on http://{local} (storage: {}, framework: {}); Ctrl-C stops it",
         serving.storage(),

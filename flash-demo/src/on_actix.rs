@@ -8,7 +8,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, Responder, web};
 use flash_actix::{Flash, FlashMiddleware};
 
-use crate::{MAX_BODY, Reply, Site};
+use crate::{MAX_BODY, Page, Reply, Site};
 
 impl Site {
     /// The demo as an actix-web [`App`] (make one per worker, in `HttpServer::new`): every
@@ -35,6 +35,16 @@ impl Site {
                 web::resource("/")
                     .route(web::get().to(index))
                     .route(web::head().to(index)),
+            )
+            .service(
+                web::resource("/htmx")
+                    .route(web::get().to(htmx_page))
+                    .route(web::head().to(htmx_page)),
+            )
+            .service(
+                web::resource(crate::HTMX_SCRIPT)
+                    .route(web::get().to(htmx_script))
+                    .route(web::head().to(htmx_script)),
             )
             .service(web::resource("/messages").route(web::post().to(add_form)))
             .service(
@@ -88,7 +98,15 @@ async fn refuse_cross_site(
 }
 
 async fn index(site: web::Data<Site>, flash: Flash) -> Reply {
-    site.page(&flash).await
+    site.page(Page::Index, &flash).await
+}
+
+async fn htmx_page(site: web::Data<Site>, flash: Flash) -> Reply {
+    site.page(Page::Htmx, &flash).await
+}
+
+async fn htmx_script(site: web::Data<Site>) -> Reply {
+    site.htmx_script().await
 }
 
 async fn add_form(

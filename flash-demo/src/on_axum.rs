@@ -13,7 +13,7 @@ use flash_axum::{Flash, FlashLayer};
 use flash_core::Storage;
 use tower_sessions::{MemoryStore as SessionStore, SessionManagerLayer};
 
-use crate::{MAX_BODY, Reply, Serving, Site};
+use crate::{MAX_BODY, Page, Reply, Serving, Site};
 
 /// The demo app over `storage`, saying it is served by [`FRAMEWORK`](crate::FRAMEWORK) from a
 /// storage built in code; see [`app_serving`].
@@ -36,6 +36,8 @@ impl Site {
     pub fn axum(&self) -> Router {
         Router::new()
             .route("/", get(index))
+            .route("/htmx", get(htmx_page))
+            .route(crate::HTMX_SCRIPT, get(htmx_script))
             .route("/messages", post(add_form))
             .route("/api/messages", get(list).post(add_json))
             .with_state(self.clone())
@@ -79,7 +81,15 @@ async fn refuse_cross_site(request: Request, next: Next) -> Response {
 }
 
 async fn index(State(site): State<Site>, flash: Flash) -> Reply {
-    site.page(&flash).await
+    site.page(Page::Index, &flash).await
+}
+
+async fn htmx_page(State(site): State<Site>, flash: Flash) -> Reply {
+    site.page(Page::Htmx, &flash).await
+}
+
+async fn htmx_script(State(site): State<Site>) -> Reply {
+    site.htmx_script().await
 }
 
 async fn add_form(

@@ -46,6 +46,12 @@ on_both!(
     a_failing_storage_shows_a_generic_line_and_logs_the_details,
     the_page_names_the_framework_and_the_storage,
     other_methods_and_paths_answer_alike,
+    the_htmx_page_posts_with_htmx_and_loads_htmx_from_the_demo,
+    an_htmx_post_answers_in_place_with_the_message_in_hx_trigger,
+    a_boosted_post_is_a_full_page_and_redirects,
+    the_form_returns_to_the_page_it_names_and_nowhere_else,
+    the_htmx_script_is_the_given_file_or_a_404,
+    the_json_api_gives_the_template_ready_fields,
 );
 
 fn memory() -> Arc<dyn Storage> {
@@ -475,4 +481,329 @@ async fn other_methods_and_paths_answer_alike(framework: Framework) {
         StatusCode::METHOD_NOT_ALLOWED
     );
     assert_eq!(send(app.get("/nowhere")).await.0, StatusCode::NOT_FOUND);
+}
+
+/// A form post as htmx sends it from the demo's page: `HX-Request`, and the same-origin headers
+/// a browser adds, so it passes the cross-site rule as a real one does.
+fn htmx_form(browser: &reqwest::Client, app: &Served, body: &str) -> reqwest::RequestBuilder {
+    plain_form(browser, app, body)
+        .header("hx-request", "true")
+        .header("hx-current-url", format!("{}/htmx", app.base))
+        .header("origin", &app.base)
+        .header("sec-fetch-site", "same-origin")
+}
+
+/// A form post from `browser` (its cookie jar), without htmx.
+fn plain_form(browser: &reqwest::Client, app: &Served, body: &str) -> reqwest::RequestBuilder {
+    browser
+        .post(format!("{}/messages", app.base))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+}
+
+/// The `HX-Trigger` value as JSON.
+fn hx_trigger(headers: &HeaderMap) -> serde_json::Value {
+    let value = headers
+        .get("hx-trigger")
+        .unwrap_or_else(|| panic!("no HX-Trigger: {headers:?}"));
+    serde_json::from_slice(value.as_bytes()).unwrap()
+}
+
+/// A browser (a cookie jar) that the demo knows already (a plain post, read once), so a message
+/// stored for it would show on its next page: what makes "not shown again" meaningful.
+async fn known_client(app: &Served) -> reqwest::Client {
+    let browser = common::browser();
+    let (status, _, _) = send(plain_form(&browser, app, "level=info&text=first")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(page_texts(&browser, app).await, ["first"]);
+    browser
+}
+
+/// The texts of the messages `GET /` shows `browser` (consumed).
+async fn page_texts(browser: &reqwest::Client, app: &Served) -> Vec<String> {
+    let shown = send(browser.get(format!("{}/", app.base))).await.2;
+    let Some(list) = shown.split("<ul id=\"messages\">").nth(1) else {
+        return Vec::new();
+    };
+    let list = list.split("</ul>").next().unwrap();
+    list.split("</li>")
+        .filter_map(|item| item.split_once("\">").map(|(_, text)| text.to_owned()))
+        .collect()
+}
+
+async fn the_htmx_page_posts_with_htmx_and_loads_htmx_from_the_demo(framework: Framework) {
+    let app = demo(framework);
+    let (status, headers, body) = send(app.get("/htmx")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        body.contains(r#"<form id="htmx-form" method="post" action="/messages" hx-post="/messages" hx-swap="none">"#),
+        "posted by htmx, and a plain form without it: {body}"
+    );
+    assert!(
+        body.contains(r#"<input type="hidden" name="next" value="/htmx">"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<script src="/assets/htmx.min.js"></script>"#),
+        "htmx from the demo itself, no CDN: {body}"
+    );
+    assert!(!body.contains("https://"), "nothing from elsewhere: {body}");
+    assert!(body.contains(r#"addEventListener("messages""#), "{body}");
+    assert!(body.contains(r#"<ul id="toasts""#), "{body}");
+    assert!(!body.contains("id=\"messages\""), "{body}");
+    // A full page: messages pending (posted without htmx) show in the list, once.
+    let (_, headers, _) = send(form(&app, "level=warning&text=a+%3Cb%3E&next=%2Fhtmx")).await;
+    let cookie = cookie_of(&headers);
+    let (_, _, body) = send(app.get("/htmx").header(COOKIE, &cookie)).await;
+    assert!(
+        body.contains(r#"<li class="warning">a &lt;b&gt;</li>"#),
+        "{body}"
+    );
+    let (_, _, body) = send(app.get("/htmx").header(COOKIE, &cookie)).await;
+    assert!(!body.contains("id=\"messages\""), "{body}");
+    // Both pages link to each other.
+    for path in ["/", "/htmx"] {
+        let (_, _, body) = send(app.get(path)).await;
+        assert!(
+            body.contains(r#"<a href="/">"#) && body.contains(r#"<a href="/htmx">"#),
+            "{path}: {body}"
+        );
+    }
+}
+
+/// The issue's flow: a form posted by htmx is answered `204` (no redirect for htmx to follow
+/// blindly) with the message in `HX-Trigger` as the template-ready view, and it is delivered
+/// exactly once: the next plain page does not show it.
+async fn an_htmx_post_answers_in_place_with_the_message_in_hx_trigger(framework: Framework) {
+    for (name, storage) in [
+        ("memory", memory()),
+        (
+            "cookie",
+            flash::StorageConfig::new("cookie")
+                .secret("the demo routes' test secret, 32 bytes or more")
+                .open()
+                .await
+                .unwrap(),
+        ),
+    ] {
+        let app = Served::start(framework, storage, Serving::new(name));
+        let browser = known_client(&app).await;
+        let (status, headers, body) = send(htmx_form(
+            &browser,
+            &app,
+            "level=warning&text=Saved+%3Cb%3E%C3%A9%3C%2Fb%3E&extra_tags=toast&next=%2Fhtmx",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{name}: {body}");
+        assert!(headers.get(LOCATION).is_none(), "{name}: no redirect");
+        assert_eq!(
+            hx_trigger(&headers),
+            serde_json::json!({"messages": [{
+                "level": 30,
+                "level_tag": "warning",
+                "tags": "toast warning",
+                "extra_tags": "toast",
+                "message": "Saved <b>é</b>",
+                "safe": false,
+            }]}),
+            "{name}"
+        );
+        assert!(
+            headers[reqwest::header::CACHE_CONTROL]
+                .to_str()
+                .unwrap()
+                .contains("no-store"),
+            "{name}: one user's messages are not cached"
+        );
+        assert!(headers.get(SET_COOKIE).is_none(), "{name}: nothing stored");
+        assert!(
+            page_texts(&browser, &app).await.is_empty(),
+            "{name}: delivered once, not shown again"
+        );
+        let (_, _, json) = send(browser.get(format!("{}/api/messages", app.base))).await;
+        assert_eq!(json, "[]", "{name}");
+
+        // Without htmx the same post is stored and redirects (to the page it names).
+        let (status, headers, _) =
+            send(plain_form(&browser, &app, "level=info&text=plain&next=%2Fhtmx")).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(headers[LOCATION], "/htmx", "{name}");
+        assert!(headers.get("hx-trigger").is_none(), "{name}");
+        assert_eq!(page_texts(&browser, &app).await, ["plain"], "{name}");
+    }
+}
+
+/// Messages pending when htmx posts (added by a JSON client) ride along in the same event; and
+/// refused input is answered as without htmx, nothing delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_htmx_post_brings_the_pending_messages_along() {
+    for framework in Framework::ALL {
+        let app = demo(framework);
+        let browser = known_client(&app).await;
+        let (status, _, _) = send(
+            browser
+                .post(format!("{}/api/messages", app.base))
+                .header(CONTENT_TYPE, "application/json")
+                .body(r#"{"level": "info", "text": "from the API"}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, headers, _) =
+            send(htmx_form(&browser, &app, "level=success&text=from+the+form")).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let texts: Vec<_> = hx_trigger(&headers)["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(texts, ["from the API", "from the form"], "{framework}");
+        assert!(page_texts(&browser, &app).await.is_empty(), "{framework}");
+
+        let (status, headers, body) = send(htmx_form(&browser, &app, "level=loud&text=x")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{framework}: {body}");
+        assert!(headers.get("hx-trigger").is_none(), "{framework}");
+    }
+}
+
+/// A boosted form (`HX-Boosted`) and a history restore are full pages: redirected and stored,
+/// as without htmx, for the page to show.
+async fn a_boosted_post_is_a_full_page_and_redirects(framework: Framework) {
+    let app = demo(framework);
+    let browser = known_client(&app).await;
+    for (header, text) in [
+        ("hx-boosted", "boosted"),
+        ("hx-history-restore-request", "restored"),
+    ] {
+        let (status, headers, _) = send(
+            htmx_form(&browser, &app, &format!("level=info&text={text}")).header(header, "true"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{header}");
+        assert_eq!(headers[LOCATION], "/", "{header}");
+        assert!(headers.get("hx-trigger").is_none(), "{header}");
+        assert_eq!(page_texts(&browser, &app).await, [text], "{header}");
+    }
+    // `HX-Request` other than `true` is not htmx.
+    let (status, _, _) =
+        send(plain_form(&browser, &app, "level=info&text=x").header("hx-request", "false")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+/// `next` picks the page a plain post returns to, among the demo's own; anything else is a
+/// `400` that adds nothing (no open redirect).
+async fn the_form_returns_to_the_page_it_names_and_nowhere_else(framework: Framework) {
+    let app = demo(framework);
+    for (next, location) in [("", "/"), ("%2F", "/"), ("%2Fhtmx", "/htmx")] {
+        let (status, headers, _) = send(form(&app, &format!("level=info&text=x&next={next}"))).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(headers[LOCATION], location, "{next}");
+    }
+    for next in [
+        "https%3A%2F%2Fevil.example%2F",
+        "%2F%2Fevil.example",
+        "%2Fhtmx%2F..",
+        "%2Fapi%2Fmessages",
+    ] {
+        let (status, headers, body) =
+            send(form(&app, &format!("level=info&text=x&next={next}"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{next}");
+        assert!(body.contains("next must be one of"), "{next}: {body}");
+        assert!(headers.get(SET_COOKIE).is_none(), "{next}: nothing stored");
+    }
+}
+
+/// `/assets/htmx.min.js` is the file the demo was given, read at each request (fetched after
+/// the start, it is served), and a `404` while there is none.
+async fn the_htmx_script_is_the_given_file_or_a_404(framework: Framework) {
+    let app = demo(framework);
+    let (status, _, _) = send(app.get(flash_demo::HTMX_SCRIPT)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no file given");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("htmx.min.js");
+    let app = Served::start(
+        framework,
+        memory(),
+        Serving::default().htmx_script(&path),
+    );
+    let (status, _, _) = send(app.get(flash_demo::HTMX_SCRIPT)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "given but absent");
+    let script = "var htmx = {version: \"2.0.0-test\"}; // é\n";
+    std::fs::write(&path, script).unwrap();
+    let (status, headers, body) = send(app.get(flash_demo::HTMX_SCRIPT)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[CONTENT_TYPE], "text/javascript; charset=utf-8");
+    assert_eq!(body, script);
+    let (status, _, body) = send(app.http_head(flash_demo::HTMX_SCRIPT)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(
+        send(app.post(flash_demo::HTMX_SCRIPT)).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    // Something that is not a script file is not served as one.
+    std::fs::write(&path, vec![0xff_u8; 16]).unwrap();
+    assert_eq!(
+        send(app.get(flash_demo::HTMX_SCRIPT)).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}
+
+/// `GET /api/messages` answers the template-ready views: every field, `data` only when a
+/// message has some (set here through flash-core, as an application's handler would).
+async fn the_json_api_gives_the_template_ready_fields(framework: Framework) {
+    let storage = memory();
+    let app = Served::start(framework, storage.clone(), Serving::default());
+    // A message with data, added by another part of the application over the same storage.
+    let adapter = flash_core::Adapter::new(storage, flash_demo::config());
+    let messages = adapter.messages(flash_core::Incoming::default());
+    messages.add_message(
+        Message::new(Level::SUCCESS, "Deleted <b>7</b>.")
+            .with_extra_tags("undo")
+            .with_data(serde_json::json!({"undo": "/articles/7/restore"}))
+            .trusted_html(),
+    );
+    let mut response = http::HeaderMap::new();
+    adapter.finish(&messages, &mut response).await;
+    let cookie = cookie_of(&response);
+    let (status, _, _) = send(
+        json(&app, r#"{"level": 35, "text": "custom <i>", "extra_tags": "x"}"#)
+            .header(COOKIE, &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, headers, body) = send(app.get("/api/messages").header(COOKIE, &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[CONTENT_TYPE], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!([
+            {
+                "level": 25,
+                "level_tag": "success",
+                "tags": "undo success",
+                "extra_tags": "undo",
+                "message": "Deleted <b>7</b>.",
+                "safe": true,
+                "data": {"undo": "/articles/7/restore"},
+            },
+            {
+                "level": 35,
+                "level_tag": "",
+                "tags": "x",
+                "extra_tags": "x",
+                "message": "custom <i>",
+                "safe": false,
+            },
+        ])
+    );
+    let (_, _, body) = send(app.get("/api/messages").header(COOKIE, &cookie)).await;
+    assert_eq!(body, "[]", "consumed");
 }

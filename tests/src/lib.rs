@@ -342,10 +342,18 @@ impl Server {
     /// Serves the demo app over `storage` on `framework`, as `cargo run -p flash-demo` does
     /// ([`Framework::serve`]).
     pub async fn demo_on(framework: Framework, storage: Arc<dyn Storage>) -> Server {
+        Server::demo_serving(framework, storage, flash_demo::Serving::default()).await
+    }
+
+    /// [`Server::demo_on`], with what `serving` says (the htmx file the demo serves, say).
+    pub async fn demo_serving(
+        framework: Framework,
+        storage: Arc<dyn Storage>,
+        serving: flash_demo::Serving,
+    ) -> Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let serving = flash_demo::Serving::default();
         let task = tokio::spawn(async move {
             let stopped = async move {
                 let _ = rx.await;

@@ -1,19 +1,31 @@
-//! A real browser: headless Chromium, driven through chromedriver, fills the demo's form,
-//! follows the redirect, sees the message, reloads, and sees none; on both frameworks (axum and
-//! actix-web).
+//! A real browser: headless Chromium, driven through chromedriver, on both frameworks (axum and
+//! actix-web). On the classic page it fills the demo's form, follows the redirect, sees the
+//! message, reloads, and sees none. On the htmx page, with the real htmx library, it posts the
+//! form in place, sees the message as a toast without a reload, and then not again on `/`.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`scripts/ensure-chromium` installs them).
-//! Without them the test is skipped with one line, or fails under `CI=true`.
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/ensure-chromium` installs them),
+//! and for the htmx test htmx itself (`scripts/fetch-htmx` fetches the pinned version from npm).
+//! Without them a test is skipped with one line, or fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::error::CmdError;
 use fantoccini::{ClientBuilder, Locator};
+use flash_demo::Serving;
 use flash_integration::{Framework, Kind, Server, open, under_ci};
 use hyper_util::client::legacy::connect::HttpConnector;
+
+/// Where `scripts/fetch-htmx` puts the pinned htmx 2 release (git-ignored).
+const HTMX_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/browser-assets/node_modules/htmx.org/dist/htmx.min.js"
+);
 
 fn find_program(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -84,23 +96,72 @@ async fn chromium_on_actix() {
     chromium_posts_follows_the_redirect_and_sees_the_message_once(Framework::Actix).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_htmx_on_axum() {
+    chromium_posts_with_htmx_and_sees_a_toast_once(Framework::Axum).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_htmx_on_actix() {
+    chromium_posts_with_htmx_and_sees_a_toast_once(Framework::Actix).await;
+}
+
+/// Something a browser test needs is missing: one `skipped` line, or a failure under CI.
+fn missing(why: &str) {
+    assert!(
+        !under_ci(),
+        "{why}: the browser test cannot be skipped under CI=true"
+    );
+    eprintln!("skipped: {why}");
+}
+
+/// Chromium and chromedriver, when both are installed.
+fn chromium() -> Option<(PathBuf, PathBuf)> {
+    let found = find_program("chromium").zip(find_program("chromedriver"));
+    if found.is_none() {
+        missing("chromium or chromedriver is not installed (run scripts/ensure-chromium)");
+    }
+    found
+}
+
 async fn chromium_posts_follows_the_redirect_and_sees_the_message_once(framework: Framework) {
-    let (Some(chromium), Some(chromedriver)) =
-        (find_program("chromium"), find_program("chromedriver"))
-    else {
-        let why = "chromium or chromedriver is not installed (run scripts/ensure-chromium)";
-        assert!(
-            !under_ci(),
-            "{why}: the browser test cannot be skipped under CI=true"
-        );
-        eprintln!("skipped: {why}");
+    let Some(programs) = chromium() else {
         return;
     };
-    // The README's storage: cookie first, overflow into SQLite.
+    in_chromium(programs, framework, Serving::default(), "/", drive).await;
+}
+
+async fn chromium_posts_with_htmx_and_sees_a_toast_once(framework: Framework) {
+    let Some(programs) = chromium() else {
+        return;
+    };
+    if !Path::new(HTMX_FILE).is_file() {
+        missing(&format!(
+            "htmx is not at {HTMX_FILE} (run scripts/fetch-htmx)"
+        ));
+        return;
+    }
+    let serving = Serving::default().htmx_script(HTMX_FILE);
+    in_chromium(programs, framework, serving, "/htmx", drive_htmx).await;
+}
+
+/// Serves the demo on `framework` over the README's storage (cookie first, overflow into
+/// SQLite), opens `path` in headless Chromium and runs `steps` with the browser, the page's
+/// URL and the framework; the browser, chromedriver and the demo are stopped whatever happens.
+async fn in_chromium<F, Fut>(
+    (chromium, chromedriver): (PathBuf, PathBuf),
+    framework: Framework,
+    serving: Serving,
+    path: &str,
+    steps: F,
+) where
+    F: FnOnce(fantoccini::Client, String, Framework) -> Fut,
+    Fut: Future<Output = Result<(), CmdError>> + Send + 'static,
+{
     let Some(opened) = open(Kind::CookieSqlite).await else {
         return;
     };
-    let server = Server::demo_on(framework, opened.storage.clone()).await;
+    let server = Server::demo_serving(framework, opened.storage.clone(), serving).await;
 
     let driver = Driver::start(&chromedriver);
     driver.wait_ready().await;
@@ -131,12 +192,8 @@ async fn chromium_posts_follows_the_redirect_and_sees_the_message_once(framework
         .unwrap();
 
     // Run the steps in a task so a failed assertion still closes the browser.
-    let url = server.url("/");
-    let steps = tokio::spawn({
-        let browser = browser.clone();
-        async move { drive(&browser, &url, framework).await }
-    })
-    .await;
+    let url = server.url(path);
+    let steps = tokio::spawn(steps(browser.clone(), url, framework)).await;
     let _ = browser.close().await;
     drop(driver);
     server.stop().await;
@@ -147,11 +204,11 @@ async fn chromium_posts_follows_the_redirect_and_sees_the_message_once(framework
 }
 
 async fn drive(
-    browser: &fantoccini::Client,
-    page: &str,
+    browser: fantoccini::Client,
+    page: String,
     framework: Framework,
-) -> Result<(), fantoccini::error::CmdError> {
-    browser.goto(page).await?;
+) -> Result<(), CmdError> {
+    browser.goto(&page).await?;
     assert_eq!(
         browser.find(Locator::Id("framework")).await?.text().await?,
         framework.name(),
@@ -209,6 +266,95 @@ async fn drive(
     assert!(
         browser.find_all(Locator::Id("messages")).await?.is_empty(),
         "a reload shows no message"
+    );
+    Ok(())
+}
+
+/// The htmx page with the real htmx 2: the form is posted by htmx, the message comes back in
+/// `HX-Trigger` and shows as a toast, the page is not reloaded; then `/`, loaded plainly, shows
+/// it no more (delivered once).
+async fn drive_htmx(
+    browser: fantoccini::Client,
+    page: String,
+    framework: Framework,
+) -> Result<(), CmdError> {
+    browser.goto(&page).await?;
+    assert_eq!(
+        browser.find(Locator::Id("framework")).await?.text().await?,
+        framework.name()
+    );
+    let version = browser
+        .execute("return window.htmx ? window.htmx.version : null", vec![])
+        .await?;
+    assert!(
+        version.as_str().is_some_and(|v| v.starts_with("2.")),
+        "htmx 2 is loaded from the demo itself: {version}"
+    );
+    // Survives only if the page is not reloaded.
+    browser.execute("window.__marker = 1", vec![]).await?;
+
+    browser
+        .find(Locator::Id("text"))
+        .await?
+        .send_keys("Toast from <b>htmx</b>")
+        .await?;
+    browser
+        .find(Locator::Id("extra_tags"))
+        .await?
+        .send_keys("toast")
+        .await?;
+    browser
+        .find(Locator::Id("level"))
+        .await?
+        .select_by_value("warning")
+        .await?;
+    browser.find(Locator::Id("submit")).await?.click().await?;
+
+    let toast = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#toasts li"))
+        .await?;
+    assert_eq!(
+        toast.text().await?,
+        "Toast from <b>htmx</b>",
+        "plain text, shown as text"
+    );
+    assert_eq!(toast.attr("class").await?.as_deref(), Some("toast warning"));
+    assert_eq!(browser.find_all(Locator::Css("#toasts li")).await?.len(), 1);
+    assert_eq!(
+        browser
+            .execute("return window.__marker === 1", vec![])
+            .await?,
+        serde_json::Value::Bool(true),
+        "no full reload: the page's state is still there"
+    );
+    assert_eq!(browser.current_url().await?.path(), "/htmx");
+    assert!(
+        browser.find_all(Locator::Id("messages")).await?.is_empty(),
+        "shown as a toast, not through a redirect to the page"
+    );
+    assert_eq!(
+        browser
+            .find(Locator::Id("text"))
+            .await?
+            .prop("value")
+            .await?
+            .as_deref(),
+        Some(""),
+        "the form is reset after a successful post"
+    );
+
+    let home = browser.current_url().await?.join("/").unwrap();
+    browser.goto(home.as_str()).await?;
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form[action='/messages']"))
+        .await?;
+    assert!(
+        browser.find_all(Locator::Id("messages")).await?.is_empty(),
+        "delivered in HX-Trigger, so not shown again"
     );
     Ok(())
 }

@@ -40,6 +40,7 @@ impl Demo {
             .env_remove("FLASH_ADDR")
             .env_remove("FLASH_DEV")
             .env_remove("FLASH_SECRET_FILE")
+            .env_remove("FLASH_DEMO_HTMX")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
