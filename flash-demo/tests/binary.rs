@@ -227,3 +227,55 @@ async fn no_password_shown(framework: Framework) {
         );
     }
 }
+
+/// `FLASH_DEMO_HTMX` names the htmx file served at `/assets/htmx.min.js` (the log says so); a
+/// path with no file is a `404` and a log line saying the htmx page is a plain form.
+#[tokio::test]
+async fn the_htmx_file_comes_from_flash_demo_htmx() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("htmx.min.js");
+    std::fs::write(&script, "/* htmx */\n").unwrap();
+    let missing = dir.path().join("missing.js");
+    for (framework, path, served) in [
+        (Framework::Axum, &script, true),
+        (Framework::Actix, &missing, false),
+    ] {
+        let mut demo = common::start_on(
+            framework,
+            dir.path(),
+            &[
+                ("FLASH_STORAGE", "cookie"),
+                (
+                    "FLASH_SECRET",
+                    "a secret of at least thirty-two bytes, for this test",
+                ),
+                ("FLASH_DEMO_HTMX", path.to_str().unwrap()),
+            ],
+            &["--addr", "127.0.0.1:0"],
+        );
+        let base = demo.base_url();
+        let said = demo.seen.join("\n");
+        let expected = if served {
+            format!("the htmx page /htmx loads htmx from {}", path.display())
+        } else {
+            format!("no htmx file at {}", path.display())
+        };
+        assert!(said.contains(&expected), "{framework}: {said}");
+        let response = common::browser()
+            .get(format!("{base}/assets/htmx.min.js"))
+            .send()
+            .await
+            .unwrap();
+        if served {
+            assert_eq!(response.status(), reqwest::StatusCode::OK, "{framework}");
+            assert_eq!(response.text().await.unwrap(), "/* htmx */\n");
+        } else {
+            assert_eq!(
+                response.status(),
+                reqwest::StatusCode::NOT_FOUND,
+                "{framework}"
+            );
+        }
+        demo.interrupt();
+    }
+}

@@ -630,8 +630,12 @@ async fn an_htmx_post_answers_in_place_with_the_message_in_hx_trigger(framework:
         assert_eq!(json, "[]", "{name}");
 
         // Without htmx the same post is stored and redirects (to the page it names).
-        let (status, headers, _) =
-            send(plain_form(&browser, &app, "level=info&text=plain&next=%2Fhtmx")).await;
+        let (status, headers, _) = send(plain_form(
+            &browser,
+            &app,
+            "level=info&text=plain&next=%2Fhtmx",
+        ))
+        .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{name}");
         assert_eq!(headers[LOCATION], "/htmx", "{name}");
         assert!(headers.get("hx-trigger").is_none(), "{name}");
@@ -654,8 +658,12 @@ async fn an_htmx_post_brings_the_pending_messages_along() {
         )
         .await;
         assert_eq!(status, StatusCode::CREATED);
-        let (status, headers, _) =
-            send(htmx_form(&browser, &app, "level=success&text=from+the+form")).await;
+        let (status, headers, _) = send(htmx_form(
+            &browser,
+            &app,
+            "level=success&text=from+the+form",
+        ))
+        .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         let texts: Vec<_> = hx_trigger(&headers)["messages"]
             .as_array()
@@ -701,7 +709,8 @@ async fn a_boosted_post_is_a_full_page_and_redirects(framework: Framework) {
 async fn the_form_returns_to_the_page_it_names_and_nowhere_else(framework: Framework) {
     let app = demo(framework);
     for (next, location) in [("", "/"), ("%2F", "/"), ("%2Fhtmx", "/htmx")] {
-        let (status, headers, _) = send(form(&app, &format!("level=info&text=x&next={next}"))).await;
+        let (status, headers, _) =
+            send(form(&app, &format!("level=info&text=x&next={next}"))).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{next}");
         assert_eq!(headers[LOCATION], location, "{next}");
     }
@@ -728,11 +737,7 @@ async fn the_htmx_script_is_the_given_file_or_a_404(framework: Framework) {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("htmx.min.js");
-    let app = Served::start(
-        framework,
-        memory(),
-        Serving::default().htmx_script(&path),
-    );
+    let app = Served::start(framework, memory(), Serving::default().htmx_script(&path));
     let (status, _, _) = send(app.get(flash_demo::HTMX_SCRIPT)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "given but absent");
     let script = "var htmx = {version: \"2.0.0-test\"}; // é\n";
@@ -773,8 +778,11 @@ async fn the_json_api_gives_the_template_ready_fields(framework: Framework) {
     adapter.finish(&messages, &mut response).await;
     let cookie = cookie_of(&response);
     let (status, _, _) = send(
-        json(&app, r#"{"level": 35, "text": "custom <i>", "extra_tags": "x"}"#)
-            .header(COOKIE, &cookie),
+        json(
+            &app,
+            r#"{"level": 35, "text": "custom <i>", "extra_tags": "x"}"#,
+        )
+        .header(COOKIE, &cookie),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
