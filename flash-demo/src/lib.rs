@@ -245,13 +245,14 @@ impl Site {
     /// `HX-Trigger`, so they show without a reload and are never stored.
     fn add_form(&self, flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Reply {
         let in_place = flash.htmx_request().is_some_and(|kind| kind.is_partial());
-        if in_place {
-            // The form is where the user looks: messages still pending (added by a JSON
-            // client, say) ride along in the same event.
-            flash.deliver_pending_to_htmx();
-        }
         match add_form(flash, content_type, body) {
-            Ok(_) if in_place => Reply::status(204),
+            Ok(_) if in_place => {
+                // The form is where the user looks: messages still pending (added by a JSON
+                // client, say) ride along in the same event. Only on success: a refused post
+                // leaves them for the page.
+                flash.deliver_pending_to_htmx();
+                Reply::status(204)
+            }
             Ok(next) => Reply::see_other(next),
             Err(refused) => refused,
         }

@@ -674,9 +674,23 @@ async fn an_htmx_post_brings_the_pending_messages_along() {
         assert_eq!(texts, ["from the API", "from the form"], "{framework}");
         assert!(page_texts(&browser, &app).await.is_empty(), "{framework}");
 
+        // A refused post delivers nothing: what is pending stays for the page.
+        let (status, _, _) = send(
+            browser
+                .post(format!("{}/api/messages", app.base))
+                .header(CONTENT_TYPE, "application/json")
+                .body(r#"{"level": "info", "text": "still pending"}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
         let (status, headers, body) = send(htmx_form(&browser, &app, "level=loud&text=x")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{framework}: {body}");
         assert!(headers.get("hx-trigger").is_none(), "{framework}");
+        assert_eq!(
+            page_texts(&browser, &app).await,
+            ["still pending"],
+            "{framework}"
+        );
     }
 }
 
