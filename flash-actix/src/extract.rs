@@ -48,6 +48,9 @@ impl Flash {
                 .iter()
                 .any(|name| headers.get_all(name).any(|v| is_prefetch(v.as_bytes())));
             let mut incoming = Incoming::new(cookies, prefetch);
+            if let Some(bridge) = &slot.0.bridge {
+                bridge.hand_over(&mut incoming);
+            }
             slot.0.adapter.capture_htmx(&mut incoming, |name| {
                 headers.get(name).map(|v| v.as_bytes())
             });

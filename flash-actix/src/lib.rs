@@ -3,9 +3,35 @@
 
 mod extract;
 mod middleware;
+#[cfg(feature = "actix-session")]
+mod session;
 
 pub use extract::{Flash, MissingFlashMiddleware};
 pub use middleware::{FlashMiddleware, FlashService, ResponseFuture};
+#[cfg(feature = "actix-session")]
+pub use session::{ActixSession, ActixSessionStorage};
+
+#[cfg(feature = "actix-session")]
+use session::Bridge;
+
+/// Without the feature `actix-session` there is no session to bridge.
+#[cfg(not(feature = "actix-session"))]
+enum Bridge {}
+
+#[cfg(not(feature = "actix-session"))]
+impl Bridge {
+    fn capture(_: &actix_web::dev::ServiceRequest) -> Option<Bridge> {
+        None
+    }
+
+    fn hand_over(&self, _: &mut flash_core::Incoming) {
+        match *self {}
+    }
+
+    fn write_back(&self) {
+        match *self {}
+    }
+}
 
 /// Re-exported: the core types handlers and storages use.
 pub use flash_core::{

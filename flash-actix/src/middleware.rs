@@ -14,6 +14,8 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use flash_core::{Adapter, Config, Error, Htmx, MessageView, Messages, ResponseHeaders, Storage};
 
+use crate::Bridge;
+
 /// The request extension the middleware inserts: the handle is made on first extraction, so a
 /// request whose handler never asks for its messages costs one small allocation.
 #[derive(Clone)]
@@ -22,6 +24,8 @@ pub(crate) struct Slot(pub(crate) Rc<SlotInner>);
 pub(crate) struct SlotInner {
     pub(crate) adapter: Adapter,
     pub(crate) messages: OnceCell<Messages>,
+    /// The session bridge, when the storage keeps messages in the session.
+    pub(crate) bridge: Option<Bridge>,
 }
 
 /// The actix-web middleware giving every request its flash messages and saving them on the
@@ -39,8 +43,10 @@ pub(crate) struct SlotInner {
 /// actix-web, whose handlers turn their errors into responses), the error goes on untouched
 /// and the request's messages are not saved.
 ///
-/// Storages that read request extensions (the session storage of `flash-session`, built for
-/// tower-sessions) are not supported: actix-web's extensions are its own type.
+/// Storages that keep messages in the session (`flash-session`'s `SessionStorage`, the `flash`
+/// facade's `session`) use actix-session's session with the feature `actix-session`:
+/// actix-session's `SessionMiddleware` must then wrap this one (see
+/// [`ActixSession`](crate::ActixSession) with the feature on).
 #[derive(Clone, Debug)]
 pub struct FlashMiddleware {
     adapter: Adapter,
@@ -108,9 +114,11 @@ impl From<Adapter> for FlashMiddleware {
     /// A middleware over an [`Adapter`] already set up (storage, settings, error hook), as
     /// another framework's adapter of the same application uses it.
     fn from(adapter: Adapter) -> Self {
-        if adapter.uses_extensions() {
+        if cfg!(not(feature = "actix-session")) && adapter.uses_extensions() {
             tracing::error!(
-                "this flash storage reads request extensions (a session), which flash-actix cannot hand it; its messages will not load"
+                "this flash storage keeps messages in the session: enable flash-actix's \
+                 `actix-session` feature and wrap actix_session::SessionMiddleware outside \
+                 FlashMiddleware; its messages will not load"
             );
         }
         FlashMiddleware { adapter }
@@ -164,9 +172,15 @@ where
     }
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
+        let bridge = if self.adapter.uses_extensions() {
+            Bridge::capture(&request)
+        } else {
+            None
+        };
         let slot = Slot(Rc::new(SlotInner {
             adapter: self.adapter.clone(),
             messages: OnceCell::new(),
+            bridge,
         }));
         request.extensions_mut().insert(slot.clone());
         ResponseFuture {
@@ -220,23 +234,33 @@ where
             return Poll::Ready(Ok(response));
         };
         let adapter = slot.0.adapter.clone();
-        drop(slot);
+        // Kept only to write the session back after the save.
+        let bridged = slot.0.bridge.is_some().then_some(slot);
         // Nothing to save, or a storage that never waits: done here.
         if adapter
             .finish_now(&messages, &mut Headers(response.headers_mut()))
             .is_some()
         {
+            write_back(bridged);
             return Poll::Ready(Ok(response));
         }
         let mut saving: SaveFuture<B> = Box::pin(async move {
             adapter
                 .finish(&messages, &mut Headers(response.headers_mut()))
                 .await;
+            write_back(bridged);
             response
         });
         let polled = saving.as_mut().poll(cx);
         *this.saving = Some(saving);
         polled.map(Ok)
+    }
+}
+
+/// After flash's save: what the storage changed in the session goes back into actix-session's.
+fn write_back(slot: Option<Slot>) {
+    if let Some(bridge) = slot.as_ref().and_then(|slot| slot.0.bridge.as_ref()) {
+        bridge.write_back();
     }
 }
 

@@ -66,6 +66,53 @@ impl<S: SessionHandle + ?Sized> SessionHandle for Arc<S> {
     }
 }
 
+/// A session an adapter hands flash for a framework whose own session is not a
+/// [`SessionHandle`] (actix-session's `Session` cannot leave its thread): any handle, shared.
+///
+/// The adapter puts it in the request extensions; [`SessionStorage<S>`](crate::SessionStorage)
+/// uses it when the request holds no `S`. So one storage (`TowerSessionStorage`, the `flash`
+/// facade's `session`) keeps messages in tower-sessions' session under axum and in the session
+/// flash-actix bridges under actix-web.
+///
+/// ```
+/// use std::sync::Arc;
+/// use flash_core::{Config, Incoming, Messages, Storage};
+/// use flash_session::{BridgedSession, MemorySession, SessionStorage};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // A storage looking for a `MemorySession` finds the bridged one instead.
+/// let storage: Arc<dyn Storage> = Arc::new(SessionStorage::<MemorySession>::new());
+/// let session = MemorySession::new();
+/// let mut incoming = Incoming::default();
+/// incoming.extensions_mut().insert(BridgedSession::new(session.clone()));
+/// let messages = Messages::new(storage, incoming, Arc::new(Config::default()));
+/// messages.info("Saved.");
+/// messages.save(&mut http::HeaderMap::new()).await?;
+/// assert_eq!(session.entries()["_messages"], r#"[["__json_message", 0, 20, "Saved."]]"#);
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct BridgedSession(Arc<dyn SessionHandle>);
+
+impl BridgedSession {
+    /// Bridges `handle`.
+    pub fn new(handle: impl SessionHandle) -> Self {
+        BridgedSession(Arc::new(handle))
+    }
+
+    /// The bridged handle.
+    pub fn handle(&self) -> &dyn SessionHandle {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for BridgedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgedSession").finish_non_exhaustive()
+    }
+}
+
 /// A session kept in process memory; clones share it.
 ///
 /// For tests and examples, and for frameworks that keep their own session map: put one per

@@ -5,7 +5,7 @@ mod format;
 mod handle;
 mod store;
 
-pub use handle::{MemorySession, SessionHandle};
+pub use handle::{BridgedSession, MemorySession, SessionHandle};
 pub use store::{DEFAULT_SESSION_KEY, SessionStorage};
 
 /// [`SessionStorage`] over the session `tower_sessions::SessionManagerLayer` puts in each request

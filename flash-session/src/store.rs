@@ -12,7 +12,7 @@ use flash_core::{
 use serde_json::Value;
 
 use crate::format;
-use crate::handle::SessionHandle;
+use crate::handle::{BridgedSession, SessionHandle};
 
 /// The session key Django uses for messages.
 pub const DEFAULT_SESSION_KEY: &str = "_messages";
@@ -21,9 +21,10 @@ pub const DEFAULT_SESSION_KEY: &str = "_messages";
 /// (default [`DEFAULT_SESSION_KEY`]), in exactly the form Django's `SessionStorage` keeps them.
 ///
 /// The session handle `S` is looked up in the request extensions (so
-/// [`uses_extensions`](flash_core::Storage::uses_extensions) is true): the session layer must run outside the
-/// flash layer. Without it, `load` and `save` fail with [`ErrorKind::Config`] and a message
-/// naming the missing layer.
+/// [`uses_extensions`](flash_core::Storage::uses_extensions) is true), else a
+/// [`BridgedSession`] an adapter put there (flash-actix does, for actix-session): the session
+/// layer must run outside the flash layer. Without it, `load` and `save` fail with
+/// [`ErrorKind::Config`] and a message naming the missing layer.
 ///
 /// As in Django: no size limit, the whole list is replaced on save (a request that only adds
 /// reads the session first and appends), and the key is removed once every message is consumed.
@@ -61,14 +62,19 @@ impl<S: SessionHandle + Clone> SessionStorage<S> {
         &self.key
     }
 
-    fn session<'a>(&self, request: &'a Incoming) -> Result<&'a S> {
-        request
-            .extensions()
-            .get::<S>()
-            .ok_or_else(|| Error::new(ErrorKind::Config, S::missing_layer()))
+    /// The request's `S`, else the session an adapter bridged ([`BridgedSession`]).
+    fn session<'a>(&self, request: &'a Incoming) -> Result<&'a dyn SessionHandle> {
+        let extensions = request.extensions();
+        if let Some(session) = extensions.get::<S>() {
+            return Ok(session);
+        }
+        match extensions.get::<BridgedSession>() {
+            Some(bridged) => Ok(bridged.handle()),
+            None => Err(Error::new(ErrorKind::Config, S::missing_layer())),
+        }
     }
 
-    async fn stored(&self, session: &S) -> Result<Stored> {
+    async fn stored(&self, session: &dyn SessionHandle) -> Result<Stored> {
         let Some(value) = session.get(&self.key).await? else {
             return Ok(Stored::nothing());
         };
@@ -138,5 +144,52 @@ impl<S: SessionHandle + Clone> SimpleStorage for SessionStorage<S> {
 
     fn reads_extensions(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use flash_core::{Config, Messages, Storage};
+
+    use super::*;
+    use crate::MemorySession;
+
+    async fn add(storage: &Arc<dyn Storage>, incoming: Incoming) -> Result<()> {
+        let messages = Messages::new(storage.clone(), incoming, Arc::new(Config::default()));
+        messages.info("Saved.");
+        messages.save(&mut HeaderMap::new()).await.map(drop)
+    }
+
+    #[tokio::test]
+    async fn the_requests_own_session_wins_over_a_bridged_one() {
+        let storage: Arc<dyn Storage> = Arc::new(SessionStorage::<MemorySession>::new());
+        let own = MemorySession::new();
+        let bridged = MemorySession::new();
+
+        let mut incoming = Incoming::default();
+        incoming.extensions_mut().insert(own.clone());
+        incoming
+            .extensions_mut()
+            .insert(BridgedSession::new(bridged.clone()));
+        add(&storage, incoming).await.expect("saved");
+        assert!(own.entries().contains_key(DEFAULT_SESSION_KEY));
+        assert!(bridged.entries().is_empty());
+
+        // Without one of its own, the bridged session is used.
+        let mut incoming = Incoming::default();
+        incoming
+            .extensions_mut()
+            .insert(BridgedSession::new(bridged.clone()));
+        add(&storage, incoming).await.expect("saved");
+        assert!(bridged.entries().contains_key(DEFAULT_SESSION_KEY));
+
+        // With neither, the missing layer is named.
+        let err = add(&storage, Incoming::default())
+            .await
+            .expect_err("no session");
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.to_string().contains("MemorySession"), "{err}");
     }
 }

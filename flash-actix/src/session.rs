@@ -1,0 +1,219 @@
+//! The actix-session bridge (feature `actix-session`): flash's session storage over the
+//! `actix_session::Session` of the request.
+//!
+//! actix-session's `Session` is bound to its worker thread (`Rc<RefCell<…>>`) while flash's
+//! storages are `Send`: the middleware hands the storage a copy of the session's values
+//! ([`ActixSession`]) and, once flash has saved, writes what the storage changed back into the
+//! `Session`, which actix-session's middleware (outside flash's) then persists. The update
+//! rules stay flash-core's and flash-session's; this only carries the values across.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix_session::{Session, SessionExt as _};
+use actix_web::HttpMessage as _;
+use actix_web::dev::ServiceRequest;
+use async_trait::async_trait;
+use flash_core::{Error, ErrorKind, Incoming, Result};
+use flash_session::{BridgedSession, SessionHandle, SessionStorage};
+use serde_json::Value;
+
+/// [`SessionStorage`] over the actix-session session of each request (feature
+/// `actix-session`). Any `SessionStorage` works under [`FlashMiddleware`](crate::FlashMiddleware)
+/// (the `flash` facade's `session` too): the middleware also hands the session over as a
+/// [`BridgedSession`].
+pub type ActixSessionStorage = SessionStorage<ActixSession>;
+
+/// What to tell the developer when the request has no actix-session session.
+const MISSING: &str = "no actix-session session in the request: wrap \
+     actix_session::SessionMiddleware outside flash_actix::FlashMiddleware (in actix-web, call \
+     `.wrap(session_middleware)` after `.wrap(flash_middleware)`: the middleware registered last \
+     runs first)";
+
+/// The actix-session `Session` of one request as flash's session storage reads and writes it
+/// (feature `actix-session`): a [`flash_session::SessionHandle`] that is `Send`.
+///
+/// [`FlashMiddleware`](crate::FlashMiddleware) makes it when a handler first asks for its
+/// messages and the storage keeps them in the session: it copies the session's values (the
+/// JSON texts actix-session holds; reading them does not mark the session changed), hands the
+/// copy to the storage in the request extensions (as `ActixSession`, and as a
+/// [`BridgedSession`] for any other `SessionStorage`), and after flash's save writes the keys the
+/// storage changed back with `Session::insert` and `Session::remove`. A request whose messages
+/// were neither read nor added changes nothing, so actix-session does not rewrite the session.
+///
+/// actix-session's `SessionMiddleware` must wrap `FlashMiddleware`. When it does not (it is
+/// missing, or registered before flash's, hence inside it, where it persists the session
+/// before flash saves), every call fails with [`ErrorKind::Config`] and a message saying so:
+/// the handler's read returns it, a save hands it to the error hook, and the page is served.
+#[derive(Clone)]
+pub struct ActixSession {
+    /// `None`: no actix-session middleware outside flash's.
+    copy: Option<Arc<Mutex<Copied>>>,
+}
+
+/// The session's values when the handle was made, and what the storage changed since.
+#[derive(Default)]
+struct Copied {
+    /// actix-session's values: JSON texts.
+    values: HashMap<String, String>,
+    /// Keys set (`Some`) or removed (`None`).
+    changed: BTreeMap<String, Option<Value>>,
+}
+
+impl ActixSession {
+    fn copy_of(session: &Session) -> Self {
+        let values = session.entries().clone();
+        ActixSession {
+            copy: Some(Arc::new(Mutex::new(Copied {
+                values,
+                changed: BTreeMap::new(),
+            }))),
+        }
+    }
+
+    fn missing() -> Self {
+        ActixSession { copy: None }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Copied>> {
+        match &self.copy {
+            Some(copy) => Ok(copy.lock().unwrap_or_else(|p| p.into_inner())),
+            None => Err(Error::new(ErrorKind::Config, MISSING)),
+        }
+    }
+
+    /// Writes the keys the storage changed into `session`; a key whose value is the one the
+    /// session already holds is left alone, so the session is not marked changed for nothing.
+    fn write_back(&self, session: &Session) {
+        let Some(copy) = &self.copy else {
+            return;
+        };
+        let changed = std::mem::take(&mut copy.lock().unwrap_or_else(|p| p.into_inner()).changed);
+        for (key, value) in changed {
+            match value {
+                Some(value) => {
+                    let same = match (serde_json::to_string(&value), session.entries().get(&key)) {
+                        (Ok(text), Some(held)) => text == *held,
+                        _ => false,
+                    };
+                    if same {
+                        continue;
+                    }
+                    if let Err(err) = session.insert(key.as_str(), value) {
+                        tracing::error!(%key, error = %err,
+                            "flash messages could not be written into the actix-session session");
+                    }
+                }
+                None => {
+                    if session.contains_key(&key) {
+                        session.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ActixSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Session values can be personal data: show only the keys.
+        match self.lock() {
+            Ok(copy) => f
+                .debug_struct("ActixSession")
+                .field("keys", &copy.values.keys().collect::<Vec<_>>())
+                .field("changed", &copy.changed.keys().collect::<Vec<_>>())
+                .finish(),
+            Err(_) => f.write_str("ActixSession(missing)"),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionHandle for ActixSession {
+    async fn get(&self, key: &str) -> Result<Option<Value>> {
+        let copy = self.lock()?;
+        if let Some(changed) = copy.changed.get(key) {
+            return Ok(changed.clone());
+        }
+        copy.values
+            .get(key)
+            .map(|text| serde_json::from_str(text))
+            .transpose()
+            .map_err(|err| {
+                Error::with_source(ErrorKind::Decode, "reading the actix-session session", err)
+            })
+    }
+
+    async fn insert(&self, key: &str, value: Value) -> Result<()> {
+        self.lock()?.changed.insert(key.to_owned(), Some(value));
+        Ok(())
+    }
+
+    async fn remove(&self, key: &str) -> Result<()> {
+        self.lock()?.changed.insert(key.to_owned(), None);
+        Ok(())
+    }
+
+    fn missing_layer() -> Cow<'static, str> {
+        Cow::Borrowed(MISSING)
+    }
+}
+
+/// One request's bridge, kept by the middleware: the session actix-session's middleware
+/// loaded (found before the inner service runs), and the handle given to the storage.
+pub(crate) struct Bridge {
+    session: Option<Session>,
+    handle: OnceCell<ActixSession>,
+}
+
+impl Bridge {
+    /// The bridge of `request`, as it enters flash's middleware.
+    pub(crate) fn capture(request: &ServiceRequest) -> Option<Bridge> {
+        Some(Bridge {
+            session: outer_session(request),
+            handle: OnceCell::new(),
+        })
+    }
+
+    /// Puts the storage's handle in `incoming` (copying the session's values now).
+    pub(crate) fn hand_over(&self, incoming: &mut Incoming) {
+        let handle = self.handle.get_or_init(|| match &self.session {
+            Some(session) => ActixSession::copy_of(session),
+            None => ActixSession::missing(),
+        });
+        let extensions = incoming.extensions_mut();
+        extensions.insert(handle.clone());
+        extensions.insert(BridgedSession::new(handle.clone()));
+    }
+
+    /// After flash's save: what the storage changed goes into the actix `Session`.
+    pub(crate) fn write_back(&self) {
+        if let (Some(session), Some(handle)) = (&self.session, self.handle.get()) {
+            handle.write_back(session);
+        }
+    }
+}
+
+/// The session actix-session's middleware put in the request, when one ran before flash's.
+///
+/// actix-session keeps its state in the request extensions under a private type, and
+/// `get_session` makes a detached session when there is none: so a probe session is made in an
+/// empty map, the request's extensions are laid over it (their session, when there is one,
+/// replaces the probe), and the session the request then holds is compared with the probe.
+/// Without a session middleware the probe stays, as the session `get_session` would have made.
+fn outer_session(request: &ServiceRequest) -> Option<Session> {
+    let theirs = std::mem::take(&mut *request.extensions_mut());
+    let probe = request.get_session();
+    {
+        let mut extensions = request.extensions_mut();
+        let mut merged = std::mem::take(&mut *extensions);
+        merged.extend(theirs);
+        *extensions = merged;
+    }
+    let session = request.get_session();
+    let detached = std::ptr::eq(&*session.entries(), &*probe.entries());
+    (!detached).then_some(session)
+}
