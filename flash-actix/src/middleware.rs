@@ -46,7 +46,7 @@ pub(crate) struct SlotInner {
 /// Storages that keep messages in the session (`flash-session`'s `SessionStorage`, the `flash`
 /// facade's `session`) use actix-session's session with the feature `actix-session`:
 /// actix-session's `SessionMiddleware` must then wrap this one (see
-/// [`ActixSession`](crate::ActixSession) with the feature on).
+/// `ActixSession`, with the feature on).
 #[derive(Clone, Debug)]
 pub struct FlashMiddleware {
     adapter: Adapter,
