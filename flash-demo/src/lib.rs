@@ -9,6 +9,7 @@ use std::sync::Arc;
 use flash_core::{Adapter, Config, Htmx, Level, Message, Messages, Storage, redact_url};
 use serde::{Deserialize, Serialize};
 
+mod actix_sessions;
 mod on_actix;
 mod on_axum;
 pub mod secret;
@@ -83,23 +84,6 @@ impl Framework {
             Framework::Axum => "axum",
             Framework::Actix => "actix",
         }
-    }
-
-    /// Whether this framework can serve `storage`; the reason when not. actix-web cannot hand
-    /// flash a tower-sessions session, so the `session` storages need axum.
-    ///
-    /// # Errors
-    /// A sentence for the operator when the storage needs the other framework.
-    pub fn check(self, storage: &dyn Storage) -> Result<(), String> {
-        if self == Framework::Actix && storage.uses_extensions() {
-            return Err(
-                "the session storage keeps messages in a tower-sessions session, which \
-                 actix-web cannot provide: serve it with FLASH_FRAMEWORK=axum, or pick another \
-                 storage"
-                    .to_owned(),
-            );
-        }
-        Ok(())
     }
 }
 
@@ -192,6 +176,8 @@ impl Default for Serving {
 pub struct Site {
     adapter: Adapter,
     pages: Arc<Pages>,
+    /// actix-session's store and key, when the storage keeps messages in the session.
+    sessions: Option<actix_sessions::Sessions>,
 }
 
 impl fmt::Debug for Site {
@@ -212,9 +198,15 @@ impl Site {
             .on_error(|err| {
                 tracing::warn!(error = %err, "the demo lost flash messages");
             });
+        let sessions = if adapter.uses_extensions() {
+            actix_sessions::Sessions::new()
+        } else {
+            None
+        };
         Site {
             adapter,
             pages: Arc::new(Pages::new(serving)),
+            sessions,
         }
     }
 

@@ -111,7 +111,6 @@ async fn run() -> Result<(), StartError> {
         .open()
         .await
         .map_err(|err| format!("cannot open the storage {config}: {err}"))?;
-    framework.check(storage.as_ref())?;
     let shutdown = shutdown_signal();
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|err| format!("cannot listen on {addr}: {err}"))?;

@@ -4,7 +4,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::middleware::{Next, from_fn};
+use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, Responder, web};
 use flash_actix::{Flash, FlashMiddleware};
 
@@ -12,9 +12,9 @@ use crate::{MAX_BODY, Page, Reply, Site};
 
 impl Site {
     /// The demo as an actix-web [`App`] (make one per worker, in `HttpServer::new`): every
-    /// route of the contract, `flash-actix`'s middleware made from [`Site::adapter`], a body
-    /// limit of [`MAX_BODY`], and cross-site posts refused. The session storages need axum
-    /// (see [`Framework::check`](crate::Framework::check)).
+    /// route of the contract, `flash-actix`'s middleware made from [`Site::adapter`],
+    /// actix-session outside it when the storage keeps messages in the session (state in
+    /// memory, as on axum), a body limit of [`MAX_BODY`], and cross-site posts refused.
     pub fn actix(
         &self,
     ) -> App<
@@ -54,6 +54,12 @@ impl Site {
                     .route(web::post().to(add_json)),
             )
             .wrap(FlashMiddleware::from(self.adapter.clone()))
+            // Registered after flash's, so outside it: the session is loaded before flash reads
+            // it and saved after flash writes it.
+            .wrap(Condition::new(
+                self.sessions.is_some(),
+                crate::actix_sessions::middleware(self.sessions.as_ref()),
+            ))
             // Registered last, so outermost: a refused post never reaches flash.
             .wrap(from_fn(refuse_cross_site))
     }

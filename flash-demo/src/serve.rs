@@ -23,7 +23,7 @@ impl Framework {
     /// threads of their own).
     ///
     /// # Errors
-    /// When the framework cannot serve the storage ([`Framework::check`]) or the server fails.
+    /// When the server fails.
     pub async fn serve(
         self,
         storage: Arc<dyn Storage>,
@@ -31,8 +31,6 @@ impl Framework {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        self.check(storage.as_ref())
-            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
         let site = Site::new(storage, serving.framework(self.name()));
         match self {
             Framework::Axum => {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Framework, Started, post_then_get, start_on, unavailable};
+use common::{Framework, Served, Started, browser, post_then_get, start_on, unavailable};
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -152,30 +152,60 @@ async fn cookie_in_django_format(framework: Framework) {
     flow(framework, "cookie?format=django", None).await;
 }
 
-/// The session storages live in a tower-sessions session, which only axum provides: actix
-/// refuses them at start, with the reason.
+/// The session storages: tower-sessions' session on axum, actix-session's on actix.
 async fn session(framework: Framework) {
-    if framework == Framework::Actix {
-        for storage in ["session", "cookie+session"] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut demo = start_on(
-                framework,
-                dir.path(),
-                &[("FLASH_STORAGE", storage)],
-                &["--addr", "127.0.0.1:0"],
-            );
-            match demo.started() {
-                Started::Exited(said) => {
-                    assert!(said.contains("ERROR"), "{said}");
-                    assert!(said.contains("FLASH_FRAMEWORK=axum"), "{said}");
-                }
-                Started::Serving(base) => panic!("actix served {storage} at {base}"),
-            }
-        }
-        return;
-    }
     flow(framework, "session", None).await;
     flow(framework, "cookie+session", None).await;
+}
+
+/// The session storage served in process, on each framework.
+mod session_in_process {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_axum() {
+        super::session_in_process(super::Framework::Axum).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_actix() {
+        super::session_in_process(super::Framework::Actix).await;
+    }
+}
+
+/// More messages than a cookie holds stay in the session (its state is in memory; only its id
+/// travels), are shown once, and pages that show nothing set no cookie.
+async fn session_in_process(framework: Framework) {
+    let storage = flash::StorageConfig::new("session").open().await.unwrap();
+    let app = Served::start(framework, storage, flash_demo::Serving::new("session"));
+    let http = browser();
+    let page = |http: &reqwest::Client| http.get(format!("{}/", app.base)).send();
+    let response = page(&http).await.unwrap();
+    assert!(
+        response.headers().get("set-cookie").is_none(),
+        "{response:?}"
+    );
+
+    let text = "x".repeat(200);
+    let response = http
+        .post(format!("{}/messages", app.base))
+        .form(&[("level", "info"), ("text", text.as_str()), ("count", "40")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+    let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cookies.len(), 1, "only the session's cookie: {cookies:?}");
+    assert!(cookies[0].len() < 512, "{cookies:?}");
+
+    let body = page(&http).await.unwrap().text().await.unwrap();
+    let shown = format!(r#"<li class="info">{text}</li>"#);
+    assert_eq!(body.matches(&shown).count(), 40, "{body}");
+    let body = page(&http).await.unwrap().text().await.unwrap();
+    assert!(!body.contains(&shown), "{body}");
+    let response = page(&http).await.unwrap();
+    assert!(
+        response.headers().get("set-cookie").is_none(),
+        "{response:?}"
+    );
 }
 
 async fn memory(framework: Framework) {
