@@ -4,7 +4,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use flash_core::{Error, ErrorKind, Keys, Message, Overflow, Result, SIGNATURE_LEN};
+use flash_core::{Error, ErrorKind, Keys, Message, Overflow, Result, SIGNATURE_LEN, stored_form};
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
@@ -18,9 +18,10 @@ const SIGNATURE_B64_LEN: usize = (SIGNATURE_LEN * 4).div_ceil(3);
 /// flash's cookie format, signed with a [`Keys`] ring.
 ///
 /// The value is `base64url(json) "." base64url(mac)`, both without padding:
-/// - `json` is a compact JSON array of messages in [`Message`]'s stored form
-///   (`[level, text, extra_tags?, 1?]`), followed by a `0` when the list is not finished (the
-///   rest overflowed to the next storage of a [`Fallback`](crate::Fallback));
+/// - `json` is a compact JSON array of messages in their
+///   [storage form](flash_core::stored_form) (`[level, text, extra_tags?, 0|1?, data?]`),
+///   followed by a `0` when the list is not finished (the rest overflowed to the next storage
+///   of a [`Fallback`](crate::Fallback));
 /// - `mac` is HMAC-SHA256 over the cookie name and `json`, each length-prefixed
 ///   ([`Keys::sign`]): a value cannot be replayed under another cookie name.
 ///
@@ -232,9 +233,7 @@ impl Json {
         if self.count > 0 {
             self.buf.push(b',');
         }
-        serde_json::to_writer(&mut self.buf, message).map_err(|err| {
-            Error::with_source(ErrorKind::Encode, "cannot serialise a message", err)
-        })?;
+        stored_form::to_writer(&mut self.buf, message)?;
         self.count += 1;
         if cuttable {
             self.ends.push(self.buf.len());
@@ -360,7 +359,7 @@ impl<'de> Visitor<'de> for ItemVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
-        Message::deserialize(SeqAccessDeserializer::new(seq)).map(Item::Message)
+        stored_form::deserialize(SeqAccessDeserializer::new(seq)).map(Item::Message)
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Item, E> {
@@ -406,7 +405,7 @@ mod tests {
                 let len = copy.suffix_len(i);
                 let suffix = copy.suffix(i).to_vec();
                 assert_eq!(suffix.len(), len);
-                let back: Vec<Message> = serde_json::from_slice(&suffix).expect("valid JSON");
+                let back = stored_form::list_from_slice(&suffix).expect("valid JSON");
                 assert_eq!(back, messages[i..]);
             }
             let mut copy = Json {

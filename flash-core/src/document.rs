@@ -223,7 +223,7 @@ struct Doc {
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
-    #[serde(rename = "m")]
+    #[serde(rename = "m", with = "crate::stored_form")]
     message: Message,
     /// The lease holding it (hex), and until when (ms since the Unix epoch).
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]

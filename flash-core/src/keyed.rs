@@ -476,7 +476,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
         };
         self.keys
             .verify_token(&self.carry_name, value)
-            .and_then(|json| serde_json::from_slice(&json).ok())
+            .and_then(|json| crate::stored_form::list_from_slice(&json).ok())
             .map_or(CarryIn::Invalid, CarryIn::Valid)
     }
 
@@ -491,7 +491,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
     ) -> Vec<Message> {
         let overhead = self.cookie.line_overhead(&self.carry_name, Some(self.ttl));
         let value = |n: usize| {
-            let json = serde_json::to_vec(&messages[..n]).ok()?;
+            let json = crate::stored_form::list_to_vec(&messages[..n]).ok()?;
             let value = self.keys.sign_token(&self.carry_name, &json);
             (overhead + value.len() <= MAX_COOKIE_LINE).then_some(value)
         };

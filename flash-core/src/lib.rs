@@ -16,6 +16,7 @@ mod redact;
 mod signing;
 mod simple;
 mod storage;
+pub mod stored_form;
 mod view;
 
 #[cfg(feature = "testkit")]

@@ -2,10 +2,6 @@
 
 use std::fmt;
 
-use serde::de::{self, SeqAccess, Visitor};
-use serde::ser::SerializeSeq;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::level::{Level, LevelTags};
 
 /// A flash message: a level, the text, optional extra tags, whether the text is trusted HTML,
@@ -30,12 +26,11 @@ use crate::level::{Level, LevelTags};
 /// assert_eq!(m, Message::new(Level::ERROR, "Could not save."));
 /// ```
 ///
-/// # Stored form
+/// # Serialised
 ///
-/// Backends store a message as a compact JSON array: `[level, text]`, `[level, text, extra_tags]`,
-/// `[level, text, extra_tags|null, 1]` for trusted HTML, and
-/// `[level, text, extra_tags|null, 0|1, data]` for a message with data. Every shorter form stays
-/// readable, so values written before data existed still load.
+/// `Message` implements neither `Serialize` nor `Deserialize`: what a template or a JSON
+/// response receives is its [`MessageView`](crate::MessageView), with named fields. The compact
+/// form backends store it in is theirs, in [`stored_form`](crate::stored_form).
 #[derive(Clone)]
 pub struct Message {
     /// The level.
@@ -75,7 +70,7 @@ impl Message {
     /// use flash_core::{Level, Message};
     /// let m = Message::new(Level::SUCCESS, "Deleted.").with_data(serde_json::json!({"id": 7}));
     /// assert_eq!(m.size(), "Deleted.".len() + r#"{"id":7}"#.len());
-    /// assert_eq!(serde_json::to_string(&m).unwrap(), r#"[25,"Deleted.",null,0,{"id":7}]"#);
+    /// assert_eq!(m.view(&Default::default()).data, Some(serde_json::json!({"id": 7})));
     /// ```
     #[must_use]
     pub fn with_data(mut self, data: serde_json::Value) -> Self {
@@ -168,82 +163,6 @@ impl fmt::Display for Message {
     }
 }
 
-impl Serialize for Message {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let len = if self.data.is_some() {
-            5
-        } else if self.trusted_html {
-            4
-        } else if self.extra_tags.is_some() {
-            3
-        } else {
-            2
-        };
-        let mut seq = serializer.serialize_seq(Some(len))?;
-        seq.serialize_element(&self.level)?;
-        seq.serialize_element(&self.text)?;
-        if len >= 3 {
-            seq.serialize_element(&self.extra_tags)?;
-        }
-        if len >= 4 {
-            seq.serialize_element(&u8::from(self.trusted_html))?;
-        }
-        if let Some(data) = &self.data {
-            seq.serialize_element(data)?;
-        }
-        seq.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Message {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MessageVisitor;
-
-        impl<'de> Visitor<'de> for MessageVisitor {
-            type Value = Message;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a message array [level, text, extra_tags?, html?, data?]")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
-                let level: Level = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let text: String = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                let extra_tags: Option<String> = seq.next_element()?.flatten();
-                let trusted_html = match seq.next_element::<u8>()? {
-                    None | Some(0) => false,
-                    Some(1) => true,
-                    Some(other) => {
-                        return Err(de::Error::invalid_value(
-                            de::Unexpected::Unsigned(other.into()),
-                            &"0 or 1",
-                        ));
-                    }
-                };
-                let data = seq
-                    .next_element::<serde_json::Value>()?
-                    .filter(|data| !data.is_null());
-                if seq.next_element::<de::IgnoredAny>()?.is_some() {
-                    return Err(de::Error::invalid_length(6, &self));
-                }
-                Ok(Message {
-                    level,
-                    text,
-                    extra_tags,
-                    trusted_html,
-                    data,
-                })
-            }
-        }
-
-        deserializer.deserialize_seq(MessageVisitor)
-    }
-}
-
 /// The length of `value`'s compact JSON, without building it.
 fn json_len(value: &serde_json::Value) -> usize {
     struct Count(usize);
@@ -265,57 +184,6 @@ fn json_len(value: &serde_json::Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stored_form_round_trips() {
-        let cases = [
-            Message::new(Level::INFO, "plain"),
-            Message::new(Level::new(29), "x").with_extra_tags(""),
-            Message::new(Level::ERROR, "<b>hi</b>").trusted_html(),
-            Message::new(Level::DEBUG, "é 🎉")
-                .with_extra_tags("a b")
-                .trusted_html(),
-            Message::new(Level::INFO, "d").with_data(serde_json::json!({"undo": "/x", "n": [1]})),
-            Message::new(Level::INFO, "d")
-                .with_extra_tags("t")
-                .trusted_html()
-                .with_data(serde_json::json!("text")),
-        ];
-        for m in cases {
-            let json = serde_json::to_string(&m).expect("serialise");
-            let back: Message = serde_json::from_str(&json).expect("deserialise");
-            assert_eq!(back, m);
-            assert_eq!(back.extra_tags, m.extra_tags);
-            assert_eq!(back.trusted_html, m.trusted_html);
-            assert_eq!(back.data, m.data);
-        }
-        // The forms written before data existed still load, with no data.
-        for old in [r#"[20,"a"]"#, r#"[20,"a","t"]"#, r#"[20,"a",null,1]"#] {
-            let m: Message = serde_json::from_str(old).expect("old form");
-            assert_eq!(m.data, None);
-        }
-        let m: Message = serde_json::from_str(r#"[20,"a",null,0,null]"#).expect("null data");
-        assert_eq!(m.data, None);
-        assert_eq!(
-            serde_json::to_string(&Message::new(Level::INFO, "a")).expect("serialise"),
-            r#"[20,"a"]"#
-        );
-    }
-
-    #[test]
-    fn malformed_stored_form_is_an_error() {
-        for bad in [
-            "[]",
-            "[20]",
-            r#"["20","a"]"#,
-            r#"[20,"a",null,7]"#,
-            r#"[20,"a",null,1,{},0]"#,
-            r#"[20,"a",null,2,{}]"#,
-            "{}",
-        ] {
-            assert!(serde_json::from_str::<Message>(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn tags_follow_django() {

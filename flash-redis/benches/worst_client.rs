@@ -118,7 +118,7 @@ fn worst_client(c: &mut Criterion) {
         assert_eq!(settle.len(), LOGGED_CYCLES, "one settle call per cycle");
         let stored: usize = messages
             .iter()
-            .map(|m| serde_json::to_string(m).map_or(0, |s| s.len()))
+            .map(|m| flash_core::stored_form::to_vec(m).map_or(0, |s| s.len()))
             .sum();
         report.push((name, messages.len(), stored, lease, settle));
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use flash_core::stored_form::{self, FromStored};
 use flash_core::{
     ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, Message, Outcome, Redacted, Result,
 };
@@ -465,13 +466,7 @@ fn millis(duration: Duration) -> u128 {
 fn encode(messages: &[Message]) -> Result<Vec<(usize, String)>> {
     messages
         .iter()
-        .map(|m| {
-            serde_json::to_string(m)
-                .map(|json| (m.size(), json))
-                .map_err(|err| {
-                    Error::with_source(ErrorKind::Encode, "a flash message for redis", err)
-                })
-        })
+        .map(|m| stored_form::to_string(m).map(|json| (m.size(), json)))
         .collect()
 }
 
@@ -498,8 +493,8 @@ fn kept_count(kept: i64, offered: usize) -> usize {
 /// under the lease and is deleted with the others when the lease is consumed.
 fn decode(client: &ClientId, raw: Vec<Vec<u8>>) -> Vec<Message> {
     raw.into_iter()
-        .filter_map(|bytes| match serde_json::from_slice::<Message>(&bytes) {
-            Ok(message) => Some(message),
+        .filter_map(|bytes| match serde_json::from_slice::<FromStored>(&bytes) {
+            Ok(FromStored(message)) => Some(message),
             Err(err) => {
                 tracing::warn!(%client, error = %err, "flash-redis: skipped a stored entry that is not a message");
                 None
@@ -601,7 +596,7 @@ mod tests {
     #[test]
     fn garbage_entries_are_skipped() {
         let client = ClientId::from_bytes([1; 16]);
-        let good = serde_json::to_vec(&Message::new(flash_core::Level::INFO, "hi")).expect("json");
+        let good = stored_form::to_vec(&Message::new(flash_core::Level::INFO, "hi")).expect("json");
         let out = decode(&client, vec![b"not json".to_vec(), good, b"[1]".to_vec()]);
         assert_eq!(out, vec![Message::new(flash_core::Level::INFO, "hi")]);
     }

@@ -402,7 +402,7 @@ async fn a_hash_written_without_counters_is_counted() {
     for (i, m) in old.iter().enumerate() {
         fields.push((
             format!("m{}", i + 1),
-            serde_json::to_string(m).expect("json"),
+            flash_core::stored_form::to_string(m).expect("json"),
         ));
     }
     let () = admin.hset_multiple(&key, &fields).await.expect("HSET");
@@ -452,7 +452,7 @@ async fn stored(admin: &mut redis::aio::MultiplexedConnection, key: &str) -> (us
     let messages: Vec<Message> = all
         .iter()
         .filter(|(field, _)| field.starts_with('m'))
-        .map(|(_, value)| serde_json::from_slice(value).expect("a message"))
+        .map(|(_, value)| flash_core::stored_form::from_slice(value).expect("a message"))
         .collect();
     (messages.len(), bytes(&messages))
 }

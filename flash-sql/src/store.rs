@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use flash_core::stored_form::{self, FromStored};
 use flash_core::{
     ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, Message, Outcome, Result,
 };
@@ -518,14 +519,7 @@ impl SqlStore {
 }
 
 fn encode(messages: &[Message]) -> Result<Vec<String>> {
-    messages
-        .iter()
-        .map(|m| {
-            serde_json::to_string(m).map_err(|err| {
-                Error::with_source(ErrorKind::Encode, "cannot encode a flash message", err)
-            })
-        })
-        .collect()
+    messages.iter().map(|m| stored_form::to_string(m)).collect()
 }
 
 #[async_trait]
@@ -563,20 +557,22 @@ impl KeyedStore for SqlStore {
         rows.sort_unstable_by_key(|(id, _)| *id);
         Ok(rows
             .into_iter()
-            .filter_map(|(id, body)| match serde_json::from_str(&body) {
-                Ok(message) => Some(message),
-                Err(err) => {
-                    // A row this crate did not write: skipped here, deleted when the lease is
-                    // consumed, expired with the client otherwise.
-                    tracing::warn!(
-                        table = self.table(),
-                        id,
-                        error = %err,
-                        "flash-sql: skipping a row that is not a flash message"
-                    );
-                    None
-                }
-            })
+            .filter_map(
+                |(id, body)| match serde_json::from_str::<FromStored>(&body) {
+                    Ok(FromStored(message)) => Some(message),
+                    Err(err) => {
+                        // A row this crate did not write: skipped here, deleted when the lease is
+                        // consumed, expired with the client otherwise.
+                        tracing::warn!(
+                            table = self.table(),
+                            id,
+                            error = %err,
+                            "flash-sql: skipping a row that is not a flash message"
+                        );
+                        None
+                    }
+                },
+            )
             .collect())
     }
 
