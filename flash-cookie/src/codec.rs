@@ -98,6 +98,18 @@ impl Codec {
         }
     }
 
+    /// Whether the format keeps a message's data ([`Message::with_data`]): flash's does,
+    /// Django's has no place for it (a [`CookieStorage`](crate::CookieStorage) in Django's
+    /// format refuses such a message at add, see
+    /// [`Storage::carries_data`](flash_core::Storage::carries_data)).
+    pub fn carries_data(&self) -> bool {
+        match self {
+            Codec::Flash(_) => true,
+            #[cfg(feature = "django")]
+            Codec::Django(_) => false,
+        }
+    }
+
     /// The `Set-Cookie` line for as many of `messages` as fit in a value of `limit` bytes
     /// under `overflow`.
     pub(crate) fn pack(

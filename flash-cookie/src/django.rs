@@ -579,6 +579,66 @@ mod tests {
         assert!(codec.encode(&with_data[..1], false).is_ok());
     }
 
+    /// Through the request handle: the message with data is refused at add, with the typed
+    /// reason, and the response's cookie carries the others (nothing dropped in silence).
+    #[test]
+    fn data_is_refused_at_add_and_the_others_are_stored() {
+        use std::sync::Arc;
+
+        use flash_core::http::HeaderMap;
+        use flash_core::http::header::{COOKIE, SET_COOKIE};
+        use flash_core::{Added, Config, Incoming, Messages, Refused, Storage};
+
+        let storage = Arc::new(crate::CookieStorage::django(
+            "a secret of some length for the test",
+            [] as [&str; 0],
+        ));
+        assert!(!storage.carries_data());
+        let messages = Messages::new(
+            storage.clone(),
+            Incoming::default(),
+            Arc::new(Config::default()),
+        );
+        let undo = Message::new(Level::SUCCESS, "Deleted.").with_data(serde_json::json!({"id": 7}));
+        assert_eq!(
+            messages.try_add(Message::new(Level::INFO, "before").with_extra_tags("t")),
+            Ok(Added::Queued)
+        );
+        let refused = messages.try_add(undo.clone()).expect_err("refused at add");
+        assert_eq!(refused, Refused::DataNotSupported);
+        assert!(refused.to_string().contains("format=django"), "{refused}");
+        assert_eq!(flash_core::Error::from(refused).kind(), ErrorKind::Encode);
+        assert!(!messages.add_message(undo), "add_message says so too");
+        assert!(messages.success("after"));
+        // Shown in this request only, never stored: its data is no trouble.
+        assert_eq!(
+            messages
+                .try_add_now(Message::new(Level::INFO, "now").with_data(serde_json::json!([1]))),
+            Ok(Added::Queued)
+        );
+
+        let mut response = HeaderMap::new();
+        let report = messages
+            .save_now(&mut response)
+            .expect("a cookie never waits")
+            .expect("saved");
+        assert_eq!(report.refused, 2);
+        assert!(report.dropped.is_empty());
+        let line = response[SET_COOKIE].to_str().expect("ascii");
+        let pair = line.split(';').next().expect("a pair");
+
+        let mut request = HeaderMap::new();
+        request.insert(COOKIE, pair.parse().expect("a header"));
+        let loaded = storage
+            .immediate()
+            .expect("immediate")
+            .load_now(&Incoming::from_headers(&request))
+            .expect("loaded");
+        let texts: Vec<_> = loaded.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["before", "after"]);
+        assert_eq!(loaded.messages[0].extra_tags.as_deref(), Some("t"));
+    }
+
     #[test]
     fn base62_matches_django() {
         for (n, s) in [(0, "0"), (61, "z"), (62, "10"), (1_767_225_600, "1vb66i")] {

@@ -364,4 +364,9 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
     fn uses_extensions(&self) -> bool {
         self.first.uses_extensions() || self.second.uses_extensions()
     }
+
+    /// A message may land in either storage: data is carried only if both keep it.
+    fn carries_data(&self) -> bool {
+        self.first.carries_data() && self.second.carries_data()
+    }
 }

@@ -252,6 +252,11 @@ impl SimpleStorage for CookieStorage {
     fn immediate_simple(&self) -> Option<&dyn ImmediateSimpleStorage> {
         Some(self)
     }
+
+    /// Django's format has no place for a message's data: such a message is refused at add.
+    fn stores_data(&self) -> bool {
+        self.codec.carries_data()
+    }
 }
 
 /// Everything is in the request and the response: nothing to wait for.

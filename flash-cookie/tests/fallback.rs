@@ -474,3 +474,20 @@ fn uses_extensions_if_either_does() {
     assert!(Fallback::new(flash_cookie(), Extended).uses_extensions());
     assert!(Fallback::new(Extended, flash_cookie()).uses_extensions());
 }
+
+/// A message may land in either storage: data is carried only if both keep it, so Django's
+/// format in front (or behind) makes the composition refuse data at add.
+#[test]
+fn carries_data_only_if_both_do() {
+    let keyed = || KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
+    assert!(flash_cookie().carries_data());
+    assert!(Fallback::new(flash_cookie(), keyed()).carries_data());
+    assert!(Fallback::new(flash_cookie(), flash_cookie()).carries_data());
+    #[cfg(feature = "django")]
+    {
+        let django = || CookieStorage::django("a secret of some length for the test", [""; 0]);
+        assert!(!django().carries_data());
+        assert!(!Fallback::new(django(), keyed()).carries_data());
+        assert!(!Fallback::new(flash_cookie(), django()).carries_data());
+    }
+}

@@ -42,10 +42,11 @@ pub struct Message {
     /// The text is trusted HTML and is rendered without escaping (Django's `mark_safe`).
     pub trusted_html: bool,
     /// Data beside the text, for templates and JSON clients (never `Some(Value::Null)`: see
-    /// [`Message::with_data`]). Counted in [`Message::size`]. flash's own cookie format, the
-    /// session storage in flash's form and every keyed store carry it; Django's cookie format
-    /// cannot, and refuses a message with data with an
-    /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) error.
+    /// [`Message::with_data`]). Counted in [`Message::size`]. flash's own cookie format and
+    /// every keyed store carry it; Django's cookie and session formats cannot
+    /// ([`Storage::carries_data`](crate::Storage::carries_data) is false), and
+    /// [`Messages::try_add`](crate::Messages::try_add) refuses a message with data there
+    /// ([`Refused::DataNotSupported`](crate::Refused::DataNotSupported)).
     pub data: Option<serde_json::Value>,
 }
 

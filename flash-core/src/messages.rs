@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::HeaderMap;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::level::{Level, LevelTags};
 use crate::limits::Limits;
 use crate::message::Message;
@@ -88,14 +88,98 @@ pub struct SaveReport {
     /// Messages the storage could not keep (size limit, or the client's [`Limits`] in a keyed
     /// store), oldest first.
     pub dropped: Vec<Message>,
-    /// How many messages [`Messages::add`] refused at the [`Limits`] (too long, or too many or
-    /// too large for one request). Their text is not kept.
+    /// How many messages [`Messages::add`] refused (see [`Refused`]): beyond the [`Limits`]
+    /// (too large, or too many or too many bytes for one request), or carrying data the storage
+    /// cannot keep. Their text is not kept.
     pub refused: usize,
     /// A failure the storage recovered from, so the save still succeeded: the keyed store was
     /// unreachable or too slow, and the messages were carried in a signed cookie until it is
     /// back. The storage logged it at WARN; an adapter hands it to the application's error hook
     /// as it does a failed save, and serves the response normally.
     pub degraded: Option<Error>,
+}
+
+/// What [`Messages::try_add`] did with a message it did not refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Added {
+    /// Queued: stored at the response ([`Messages::try_add`]) or shown in this request
+    /// ([`Messages::try_add_now`]).
+    Queued,
+    /// Ignored, as Django ignores it: the text is empty.
+    EmptyText,
+    /// Ignored, as Django ignores it: the level is below the threshold ([`Messages::level`]).
+    BelowThreshold,
+}
+
+impl Added {
+    /// Whether the message was queued (what [`Messages::add_message`] returns).
+    pub fn is_queued(self) -> bool {
+        self == Added::Queued
+    }
+}
+
+/// Why [`Messages::try_add`] refused a message: it is not kept, and counted in
+/// [`SaveReport::refused`]. The text (`Display`) says what to change.
+///
+/// Converts into an [`Error`] (kind [`ErrorKind::SizeLimit`] at the limits,
+/// [`ErrorKind::Encode`] for data), so a handler can `?` it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refused {
+    /// The message alone ([`Message::size`]: its text, extra tags and data) is larger than
+    /// [`Limits::max_text_len`].
+    TooLarge,
+    /// With it, the client would have more messages or bytes pending than
+    /// [`Limits::max_messages`] or [`Limits::max_bytes`] allow.
+    TooMuchPending,
+    /// It carries data ([`Message::with_data`]) and the storage cannot keep data
+    /// ([`Storage::carries_data`] is false: Django's cookie format, `format=django`, and
+    /// Django's session format have no place for it).
+    DataNotSupported,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refused::TooLarge => {
+                "the flash message is larger than one message may be (`Limits::max_text_len`): \
+                 shorten its text or data, or raise the limit"
+            }
+            Refused::TooMuchPending => {
+                "the client would have more flash messages or bytes pending than the limits \
+                 allow (`Limits::max_messages`, `Limits::max_bytes`): add fewer, or raise them"
+            }
+            Refused::DataNotSupported => {
+                "the flash message carries data, which this storage cannot keep (Django's \
+                 cookie or session format): use flash's own cookie format (no \
+                 `format=django`) or add the message without data"
+            }
+        })
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl From<Refused> for Error {
+    fn from(refused: Refused) -> Self {
+        let kind = match refused {
+            Refused::DataNotSupported => ErrorKind::Encode,
+            Refused::TooLarge | Refused::TooMuchPending => ErrorKind::SizeLimit,
+        };
+        Error::with_source(kind, "the flash message was refused at add", refused)
+    }
+}
+
+/// [`Messages::add_message`]'s answer: whether it was queued, a refusal logged.
+fn warn_refused(result: Result<Added, Refused>) -> bool {
+    match result {
+        Ok(added) => added.is_queued(),
+        Err(refused) => {
+            tracing::warn!(reason = ?refused, "flash message refused: {refused}");
+            false
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -239,41 +323,98 @@ impl Messages {
     }
 
     /// Queues `message` for a later request. Returns whether it was kept: empty text and levels
-    /// below the threshold are ignored; a message beyond the application's [`Limits`] (text too
-    /// long, or more messages or bytes than one client may have pending) is refused and counted
-    /// in [`SaveReport::refused`].
+    /// below the threshold are ignored; a message the storage could not keep is refused (see
+    /// [`Messages::try_add`], which says why), logged at WARN and counted in
+    /// [`SaveReport::refused`].
     pub fn add_message(&self, message: Message) -> bool {
+        warn_refused(self.try_add(message))
+    }
+
+    /// Queues `message` for a later request, saying what became of it: [`Added::Queued`], or
+    /// ignored as Django ignores it ([`Added::EmptyText`], [`Added::BelowThreshold`]); or why
+    /// it was refused:
+    ///
+    /// - [`Refused::TooLarge`]: the message alone is larger than the application's
+    ///   [`Limits::max_text_len`];
+    /// - [`Refused::TooMuchPending`]: this request already added as many messages or bytes as
+    ///   one client may have pending ([`Limits::max_messages`], [`Limits::max_bytes`]);
+    /// - [`Refused::DataNotSupported`]: it carries data ([`Message::with_data`]) and the
+    ///   storage cannot keep data ([`Storage::carries_data`]: Django's cookie and session
+    ///   formats). Refused here rather than lost at the response: the other messages are stored
+    ///   as usual.
+    ///
+    /// A refused message is counted in [`SaveReport::refused`] (and so reported by the adapter);
+    /// unlike [`Messages::add_message`], `try_add` logs nothing: the caller has the reason.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use flash_core::{Added, Config, Incoming, Key, KeyedStorage, Level, Limits, MemoryStore};
+    /// use flash_core::{Message, Messages, Refused};
+    ///
+    /// let storage = Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate()));
+    /// let config = Config::default().with_limits(Limits::default().with_max_text_len(10));
+    /// let messages = Messages::new(storage, Incoming::default(), Arc::new(config));
+    ///
+    /// assert_eq!(messages.try_add(Message::new(Level::INFO, "Saved.")), Ok(Added::Queued));
+    /// assert_eq!(messages.try_add(Message::new(Level::DEBUG, "x")), Ok(Added::BelowThreshold));
+    /// let long = Message::new(Level::INFO, "far too long for ten bytes");
+    /// let refused = messages.try_add(long).unwrap_err();
+    /// assert_eq!(refused, Refused::TooLarge);
+    /// assert!(refused.to_string().contains("max_text_len"));
+    /// ```
+    ///
+    /// # Errors
+    /// The [`Refused`] reason; the message is not kept.
+    pub fn try_add(&self, message: Message) -> Result<Added, Refused> {
         self.push(message, Origin::Added)
     }
 
     /// Shows `message` in this request only: it is read with the others and never stored
-    /// (Rails' `flash.now`).
+    /// (Rails' `flash.now`). Returns whether it was kept, as [`Messages::add_message`] does.
     pub fn add_now(&self, message: Message) -> bool {
+        warn_refused(self.try_add_now(message))
+    }
+
+    /// [`Messages::add_now`], saying what became of the message as [`Messages::try_add`] does.
+    /// It is never stored, so its data is kept whatever the storage: only the [`Limits`]
+    /// refuse it.
+    ///
+    /// # Errors
+    /// The [`Refused`] reason; the message is not kept.
+    pub fn try_add_now(&self, message: Message) -> Result<Added, Refused> {
         self.push(message, Origin::Now)
     }
 
-    fn push(&self, message: Message, origin: Origin) -> bool {
+    fn push(&self, message: Message, origin: Origin) -> Result<Added, Refused> {
         if message.text.is_empty() {
-            return false;
+            return Ok(Added::EmptyText);
         }
+        // Asked before taking the lock: a wrapper may forward the call.
+        let data_refused =
+            origin == Origin::Added && message.data.is_some() && !self.inner.storage.carries_data();
         let mut state = self.state();
         if message.level < state.level.unwrap_or(self.inner.config.level()) {
-            return false;
+            return Ok(Added::BelowThreshold);
         }
         let limits = self.inner.config.limits();
         let size = message.size();
-        if limits.fitting(
+        let refused = if data_refused {
+            Some(Refused::DataNotSupported)
+        } else if size > limits.max_text_len() {
+            Some(Refused::TooLarge)
+        } else if limits.fitting(
             state.added_count(),
             state.added_bytes,
             std::slice::from_ref(&message),
         ) == 0
         {
+            Some(Refused::TooMuchPending)
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
             state.refused += 1;
-            tracing::warn!(
-                size,
-                "flash message refused: it exceeds the limits for one client"
-            );
-            return false;
+            return Err(refused);
         }
         state.added_bytes += size;
         match origin {
@@ -284,7 +425,7 @@ impl Messages {
             }
         }
         state.queued.push(message);
-        true
+        Ok(Added::Queued)
     }
 
     /// Adds a message of `level` with `text`.

@@ -160,6 +160,13 @@ pub trait SimpleStorage: Send + Sync + 'static {
         false
     }
 
+    /// Whether this storage's format keeps a message's data ([`Message::with_data`]): what
+    /// [`Storage::carries_data`] answers. Default: true; a format with no place for data
+    /// (Django's) returns false, and the request handle refuses such a message at add.
+    fn stores_data(&self) -> bool {
+        true
+    }
+
     /// The same storage as one that never waits (everything it reads and writes is in the
     /// request and the response, as a cookie's), so the request is served without a boxed
     /// future; see [`Storage::immediate`]. Default: `None`.
@@ -301,6 +308,10 @@ impl<T: SimpleStorage> Storage for T {
 
     fn uses_extensions(&self) -> bool {
         self.reads_extensions()
+    }
+
+    fn carries_data(&self) -> bool {
+        self.stores_data()
     }
 
     fn immediate(&self) -> Option<&dyn ImmediateStorage> {

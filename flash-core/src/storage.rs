@@ -478,6 +478,18 @@ pub trait Storage: Send + Sync + 'static {
         false
     }
 
+    /// Whether this storage keeps a message's data ([`Message::with_data`]). Default: true,
+    /// as flash's own cookie format and every keyed store do.
+    ///
+    /// A storage whose format has no place for data (Django's cookie format, Django's session
+    /// format) returns false: the request handle then refuses a message with data when it is
+    /// added ([`Refused::DataNotSupported`](crate::Refused::DataNotSupported)), so it is never
+    /// lost at the response, and the other messages are stored as usual. A storage that wraps
+    /// another forwards it; a composition of storages carries data only if each of them does.
+    fn carries_data(&self) -> bool {
+        true
+    }
+
     /// The same storage as one that never waits (it keeps messages in the request and
     /// response themselves, as a cookie does), so the request handle and adapters can load and
     /// save without a boxed future. Default: `None`; a storage that returns `Some` must behave
@@ -527,6 +539,10 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
 
     fn uses_extensions(&self) -> bool {
         (**self).uses_extensions()
+    }
+
+    fn carries_data(&self) -> bool {
+        (**self).carries_data()
     }
 
     fn immediate(&self) -> Option<&dyn ImmediateStorage> {

@@ -145,6 +145,12 @@ impl<S: SessionHandle + Clone> SimpleStorage for SessionStorage<S> {
     fn reads_extensions(&self) -> bool {
         true
     }
+
+    /// Django's session format has no place for a message's data: such a message is refused
+    /// at add.
+    fn stores_data(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ impl Storage for Shared {
     fn uses_extensions(&self) -> bool {
         self.0.uses_extensions()
     }
+
+    fn carries_data(&self) -> bool {
+        self.0.carries_data()
+    }
 }
 
 /// How often the memory store drops expired clients, unless the URL says `sweep=…`: a pass
@@ -79,6 +83,10 @@ impl Storage for Owning {
 
     fn uses_extensions(&self) -> bool {
         self.storage.uses_extensions()
+    }
+
+    fn carries_data(&self) -> bool {
+        self.storage.carries_data()
     }
 
     fn immediate(&self) -> Option<&dyn flash_core::ImmediateStorage> {

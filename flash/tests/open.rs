@@ -32,6 +32,10 @@ impl Storage for Opened {
     fn uses_extensions(&self) -> bool {
         self.0.uses_extensions()
     }
+
+    fn carries_data(&self) -> bool {
+        self.0.carries_data()
+    }
 }
 
 #[cfg(feature = "redis")]

@@ -335,6 +335,7 @@ macro_rules! conformance_tests {
             custom_tag_map_and_custom_levels,
             extra_tags_and_html_flag_survive,
             data_travels_beside_the_text,
+            data_is_refused_at_add_where_it_cannot_travel,
             reading_does_not_consume_until_iterated,
             existing_add_read_stores_nothing,
             existing_read_add_stores_one,

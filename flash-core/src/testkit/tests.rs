@@ -235,11 +235,19 @@ pub async fn extra_tags_and_html_flag_survive(factory: Factory) {
     }
 }
 
-/// Data beside the text comes back intact, in order, beside messages without data; a storage
-/// whose format cannot hold it (Django's) refuses the save with an `Encode` error naming the
-/// data: never a silent loss.
+/// Data beside the text ([`Message::with_data`]) travels, with the extra tags and the HTML
+/// flag, through every storage that carries data; one that cannot
+/// ([`Storage::carries_data`](crate::Storage::carries_data) is false) is checked by
+/// [`data_is_refused_at_add_where_it_cannot_travel`].
 pub async fn data_travels_beside_the_text(factory: Factory) {
     let harness = harness!(factory);
+    if !harness.storage.carries_data() {
+        skip(
+            "data_travels_beside_the_text",
+            "data (checked by data_is_refused_at_add_where_it_cannot_travel)",
+        );
+        return;
+    }
     let client = harness.client();
     let sent = [
         Message::new(Level::INFO, "no data"),
@@ -251,26 +259,20 @@ pub async fn data_travels_beside_the_text(factory: Factory) {
         Message::new(Level::WARNING, "<b>x</b>")
             .trusted_html()
             .with_data(serde_json::json!({"nested": {"deep": true}, "n": 1.5})),
+        Message::new(Level::ERROR, "a string").with_data(serde_json::json!("text 🎉")),
     ];
     let request = client.request();
     for m in &sent {
-        assert!(request.add_message(m.clone()), "{}", m.text);
+        assert_eq!(
+            request.try_add(m.clone()),
+            Ok(crate::Added::Queued),
+            "{}",
+            m.text
+        );
     }
-    match request.try_finish().await {
-        Ok(response) => assert!(response.report.dropped.is_empty()),
-        Err(err) => {
-            // The cause names the data, in the error or its sources.
-            let mut chain = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                chain.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            assert_eq!(err.kind(), crate::ErrorKind::Encode, "{chain}");
-            assert!(chain.contains("data"), "{chain}");
-            return;
-        }
-    }
+    let response = request.finish().await;
+    assert!(response.report.dropped.is_empty());
+    assert_eq!(response.report.refused, 0);
     let got = read_all(&client).await;
     assert_eq!(got.len(), sent.len());
     for (got, sent) in got.iter().zip(&sent) {
@@ -279,6 +281,56 @@ pub async fn data_travels_beside_the_text(factory: Factory) {
         assert_eq!(got.extra_tags, sent.extra_tags, "{}", sent.text);
         assert_eq!(got.trusted_html, sent.trusted_html, "{}", sent.text);
     }
+}
+
+/// A storage that cannot carry data refuses a message with data at add, with
+/// [`Refused::DataNotSupported`](crate::Refused::DataNotSupported), counts it as refused, and
+/// stores the other messages of the request: nothing is dropped in silence. One that carries
+/// data queues it. Either way a message shown in this request only (`add_now`) keeps its data.
+pub async fn data_is_refused_at_add_where_it_cannot_travel(factory: Factory) {
+    let harness = harness!(factory);
+    let carries = harness.storage.carries_data();
+    let client = harness.client();
+    let with_data =
+        Message::new(Level::SUCCESS, "Deleted.").with_data(serde_json::json!({"undo": "/a/7"}));
+    let request = client.request();
+    assert!(request.info("before"));
+    assert_eq!(
+        request.try_add(Message::new(Level::WARNING, "tagged").with_extra_tags("t")),
+        Ok(crate::Added::Queued)
+    );
+    let outcome = request.try_add(with_data.clone());
+    assert!(request.info("after"));
+    let response = request.finish().await;
+    assert!(response.report.dropped.is_empty());
+    let got = read_all(&client).await;
+    if carries {
+        assert_eq!(outcome, Ok(crate::Added::Queued));
+        assert_eq!(response.report.refused, 0);
+        assert_eq!(texts(&got), ["before", "tagged", "Deleted.", "after"]);
+        assert_eq!(got[2].data, with_data.data);
+    } else {
+        let refused = outcome.expect_err("refused at add");
+        assert_eq!(refused, crate::Refused::DataNotSupported);
+        assert!(refused.to_string().contains("without data"), "{refused}");
+        assert_eq!(response.report.refused, 1);
+        assert_eq!(texts(&got), ["before", "tagged", "after"]);
+        // add_message refuses it too, saying only false.
+        assert!(!client.request().add_message(with_data.clone()));
+    }
+    assert_eq!(got[1].extra_tags.as_deref(), Some("t"));
+
+    // Shown now and never stored: the data stays whatever the storage.
+    let request = client.request();
+    assert_eq!(
+        request.try_add_now(with_data.clone()),
+        Ok(crate::Added::Queued)
+    );
+    let shown = request.read().await.expect("read");
+    assert_eq!(texts(&shown), ["Deleted."]);
+    assert_eq!(shown[0].data, with_data.data);
+    request.finish().await;
+    assert!(read_all(&client).await.is_empty());
 }
 
 /// `len`, `is_empty`, `contains` and `peek` do not consume; reading does.
