@@ -508,7 +508,8 @@ pub struct Finished {
     /// Messages the storage could not keep (size limit, or the client's limits), oldest first;
     /// logged at `WARN`.
     pub dropped: Vec<Message>,
-    /// How many messages `add` refused at the application's limits (each logged when refused).
+    /// How many messages `add` refused: beyond the application's limits, or carrying data the
+    /// storage cannot keep (see [`Refused`](crate::Refused); `add_message` logged each).
     pub refused: usize,
     /// How many messages were delivered in `HX-Trigger` ([`Htmx`]) instead of being stored.
     pub delivered: usize,

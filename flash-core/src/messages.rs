@@ -229,7 +229,10 @@ struct Inner {
 
 /// The flash messages of one request: a cheap clone shared by the adapter and the handler.
 ///
-/// Adding is synchronous and never reads storage. Reading is explicit and async: it loads once.
+/// Adding is synchronous and never reads storage: [`Messages::add_message`] and the level
+/// shortcuts return whether the message was kept, [`Messages::try_add`] says why not (ignored
+/// as Django ignores it, or [`Refused`]: beyond the [`Limits`], or data the storage cannot
+/// keep). Reading is explicit and async: it loads once.
 /// [`Messages::len`], [`Messages::contains`] and [`Messages::peek`] do not consume;
 /// [`Messages::read`] does, and [`Messages::keep`] undoes it.
 ///
