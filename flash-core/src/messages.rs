@@ -982,6 +982,100 @@ mod tests {
         assert_eq!(saved(&messages, &recorder).await, (vec![], vec![], true));
     }
 
+    /// A storage whose format has no place for data: records what it is asked to store.
+    #[derive(Default)]
+    struct NoData(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl Storage for NoData {
+        async fn load(&self, _: &Incoming) -> Result<Loaded> {
+            Ok(Loaded::nothing())
+        }
+
+        async fn save(
+            &self,
+            _: &Incoming,
+            update: Update,
+            _: &mut HeaderMap,
+        ) -> Result<Vec<Message>> {
+            let mut saved = self.0.lock().expect("lock");
+            saved.extend(update.into_messages().into_iter().map(|m| m.text));
+            Ok(Vec::new())
+        }
+
+        fn carries_data(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn try_add_says_why() {
+        let storage = Arc::new(NoData::default());
+        let limits = Limits::default()
+            .with_max_text_len(8)
+            .with_max_messages(3)
+            .with_max_bytes(20);
+        let messages = Messages::new(
+            storage.clone(),
+            Incoming::default(),
+            Arc::new(Config::default().with_limits(limits)),
+        );
+        let info = |text: &str| Message::new(Level::INFO, text);
+        let data = serde_json::json!(7);
+        assert_eq!(messages.try_add(info("")), Ok(Added::EmptyText));
+        assert_eq!(
+            messages.try_add(Message::new(Level::DEBUG, "low")),
+            Ok(Added::BelowThreshold)
+        );
+        assert_eq!(messages.try_add(info("123456789")), Err(Refused::TooLarge));
+        assert_eq!(
+            messages.try_add(info("a").with_data(data.clone())),
+            Err(Refused::DataNotSupported)
+        );
+        assert_eq!(messages.try_add(info("12345678")), Ok(Added::Queued));
+        assert_eq!(messages.try_add(info("12345678")), Ok(Added::Queued));
+        // 16 bytes pending: 5 more exceed the 20 allowed, 4 fit; then 3 messages are the most.
+        assert_eq!(
+            messages.try_add(info("12345")),
+            Err(Refused::TooMuchPending)
+        );
+        // Shown now, never stored: its data is kept, only the limits count.
+        assert_eq!(
+            messages.try_add_now(info("now").with_data(data.clone())),
+            Ok(Added::Queued)
+        );
+        assert_eq!(messages.try_add(info("x")), Err(Refused::TooMuchPending));
+        assert!(!messages.add_message(info("y").with_data(data)));
+        assert!(!messages.add_message(info("")));
+
+        let report = messages.save(&mut HeaderMap::new()).await.expect("saved");
+        assert_eq!(report.refused, 5);
+        assert_eq!(*storage.0.lock().expect("lock"), ["12345678", "12345678"]);
+
+        for (refused, kind, names) in [
+            (
+                Refused::TooLarge,
+                crate::ErrorKind::SizeLimit,
+                "max_text_len",
+            ),
+            (
+                Refused::TooMuchPending,
+                crate::ErrorKind::SizeLimit,
+                "max_bytes",
+            ),
+            (
+                Refused::DataNotSupported,
+                crate::ErrorKind::Encode,
+                "format=django",
+            ),
+        ] {
+            assert!(refused.to_string().contains(names), "{refused}");
+            let err = Error::from(refused);
+            assert_eq!(err.kind(), kind);
+            assert!(std::error::Error::source(&err).is_some());
+        }
+    }
+
     /// Saves successfully, reporting a failure it recovered from.
     struct Recovering;
 
