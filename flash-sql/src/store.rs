@@ -519,7 +519,7 @@ impl SqlStore {
 }
 
 fn encode(messages: &[Message]) -> Result<Vec<String>> {
-    messages.iter().map(|m| stored_form::to_string(m)).collect()
+    messages.iter().map(stored_form::to_string).collect()
 }
 
 #[async_trait]
