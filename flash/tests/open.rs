@@ -315,6 +315,33 @@ async fn django_format_reads_what_django_wrote() {
     round_trip(storage, &nothing).await;
 }
 
+/// What `open` returns says whether it carries data beside the text, through the facade's
+/// wrappers and the cookie-first composition: Django's format anywhere means no, and the
+/// request handle refuses such a message at add.
+#[cfg(feature = "django")]
+#[tokio::test]
+async fn django_format_refuses_data_at_add() {
+    for (url, carries) in [
+        ("cookie", true),
+        ("memory", true),
+        ("cookie+memory", true),
+        ("cookie?format=django", false),
+        ("cookie+memory?format=django", false),
+    ] {
+        let storage = StorageConfig::new(url)
+            .secret(SECRET)
+            .open()
+            .await
+            .expect("open");
+        assert_eq!(storage.carries_data(), carries, "{url}");
+        let messages = Messages::new(storage, Incoming::default(), Arc::new(Config::default()));
+        let outcome = messages.try_add(
+            flash::Message::new(Level::INFO, "undo").with_data(serde_json::json!({"id": 7})),
+        );
+        assert_eq!(outcome.is_ok(), carries, "{url}: {outcome:?}");
+    }
+}
+
 #[cfg(feature = "session")]
 #[tokio::test]
 async fn session_with_tower_sessions() {
