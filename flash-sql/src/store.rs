@@ -557,22 +557,20 @@ impl KeyedStore for SqlStore {
         rows.sort_unstable_by_key(|(id, _)| *id);
         Ok(rows
             .into_iter()
-            .filter_map(
-                |(id, body)| match serde_json::from_str::<FromStored>(&body) {
-                    Ok(FromStored(message)) => Some(message),
-                    Err(err) => {
-                        // A row this crate did not write: skipped here, deleted when the lease is
-                        // consumed, expired with the client otherwise.
-                        tracing::warn!(
-                            table = self.table(),
-                            id,
-                            error = %err,
-                            "flash-sql: skipping a row that is not a flash message"
-                        );
-                        None
-                    }
-                },
-            )
+            .filter_map(|(id, body)| match serde_json::from_str(&body) {
+                Ok(FromStored(message)) => Some(message),
+                Err(err) => {
+                    // A row this crate did not write: skipped here, deleted when the lease is
+                    // consumed, expired with the client otherwise.
+                    tracing::warn!(
+                        table = self.table(),
+                        id,
+                        error = %err,
+                        "flash-sql: skipping a row that is not a flash message"
+                    );
+                    None
+                }
+            })
             .collect())
     }
 
