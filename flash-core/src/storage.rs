@@ -158,16 +158,26 @@ impl fmt::Debug for Incoming {
 
 /// The raw value of the cookie `name` in one `Cookie` header value, quotes removed.
 fn cookie_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let at = pair.iter().position(|&b| b == b'=')?;
-        let (n, v) = (&pair[..at], &pair[at + 1..]);
-        (n.trim_ascii() == name).then(|| {
-            let v = v.trim_ascii();
-            v.strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(v)
-        })
-    })
+    // A `Cookie` header is almost always text, and `str`'s split looks for `;` and `=` a word
+    // at a time, where a byte-wise split walks every byte of the (often ~300-byte) flash value.
+    match std::str::from_utf8(header) {
+        Ok(text) => text.split(';').find_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n.trim_ascii().as_bytes() == name).then(|| unquote(v.trim_ascii().as_bytes()))
+        }),
+        Err(_) => header.split(|&b| b == b';').find_map(|pair| {
+            let at = pair.iter().position(|&b| b == b'=')?;
+            let (n, v) = (&pair[..at], &pair[at + 1..]);
+            (n.trim_ascii() == name).then(|| unquote(v.trim_ascii()))
+        }),
+    }
+}
+
+fn unquote(value: &[u8]) -> &[u8] {
+    value
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(value)
 }
 
 /// What a storage remembers between `load` and `save` of one request (a lease, which cookie
@@ -571,6 +581,35 @@ mod tests {
         assert_eq!(req.cookie("d"), Some(""));
         assert_eq!(req.cookie("e"), None);
         assert_eq!(incoming(&[("cookie", "garbage;;=;==")]).cookie("a"), None);
+    }
+
+    #[test]
+    fn text_and_non_text_headers_find_the_same_cookie() {
+        // The text path (split on `str`) and the byte path (a header with a non-UTF-8 byte)
+        // must agree: the same header with one byte made invalid, in a cookie not asked for.
+        let headers = [
+            "a=1;b=\"two\"",
+            " c = 3 ; d=",
+            "garbage;;=;==",
+            "x=\"\";y==z; messages=\"m=1;\"",
+            "messages=abc;messages=second",
+            "=;a",
+            "",
+        ];
+        for header in headers {
+            let mut with_invalid = header.as_bytes().to_vec();
+            with_invalid.extend_from_slice(b";junk=\xff");
+            for name in ["a", "b", "c", "d", "x", "y", "messages", "", "junk2"] {
+                assert_eq!(
+                    cookie_in(header.as_bytes(), name.as_bytes()),
+                    cookie_in(&with_invalid, name.as_bytes()),
+                    "{header:?} / {name:?}"
+                );
+            }
+        }
+        assert_eq!(cookie_in(b"y==z", b"y"), Some(&b"=z"[..]));
+        assert_eq!(cookie_in(b"m=\"\"", b"m"), Some(&b""[..]));
+        assert_eq!(cookie_in(b"a=1;a=2", b"a"), Some(&b"1"[..]));
     }
 
     #[test]
