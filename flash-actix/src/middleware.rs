@@ -53,7 +53,7 @@ pub struct FlashMiddleware {
 }
 
 impl FlashMiddleware {
-    /// A middleware over `storage` with the application's `config` (threshold and tags).
+    /// A middleware over `storage` with the application's `config` (minimum level and tags).
     pub fn new(storage: Arc<dyn Storage>, config: Config) -> Self {
         FlashMiddleware::from(Adapter::new(storage, config))
     }

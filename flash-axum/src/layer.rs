@@ -44,7 +44,7 @@ pub(crate) struct SlotInner {
 /// use flash_core::{Config, Key, KeyedStorage, Keys, Level, MemoryStore};
 ///
 /// let storage = KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
-/// let layer = FlashLayer::new(Arc::new(storage), Config::default().threshold(Level::DEBUG))
+/// let layer = FlashLayer::new(Arc::new(storage), Config::default().with_level(Level::DEBUG))
 ///     .on_error(|err| eprintln!("flash messages lost: {err}"));
 /// let app: axum::Router = axum::Router::new().layer(layer);
 /// # let _ = app;
@@ -55,7 +55,7 @@ pub struct FlashLayer {
 }
 
 impl FlashLayer {
-    /// A layer over `storage` with the application's `config` (threshold and tags).
+    /// A layer over `storage` with the application's `config` (minimum level and tags).
     pub fn new(storage: Arc<dyn Storage>, config: Config) -> Self {
         FlashLayer {
             adapter: Adapter::new(storage, config),

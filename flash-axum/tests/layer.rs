@@ -32,7 +32,7 @@ async fn add(flash: Flash) -> Redirect {
 }
 
 async fn add_debug(flash: Flash) -> Redirect {
-    flash.debug("debug shows with a DEBUG threshold");
+    flash.debug("debug shows with a DEBUG minimum level");
     Redirect::to("/")
 }
 
@@ -245,21 +245,21 @@ async fn vary_is_appended_to_the_handlers() {
 }
 
 #[tokio::test]
-async fn threshold_comes_from_the_config() {
+async fn level_comes_from_the_config() {
     let (storage, _) = counting_storage();
     let default = app(storage.clone(), Config::default());
     let mut jar = Jar::default();
     let response = post_to(&default, &mut jar, "/add-debug").await;
     assert!(
         response.headers().get(SET_COOKIE).is_none(),
-        "DEBUG is below the default threshold: nothing stored"
+        "DEBUG is below the default minimum level: nothing stored"
     );
     assert!(response.headers().get(VARY).is_none());
 
-    let debug = app(storage, Config::default().threshold(Level::DEBUG));
+    let debug = app(storage, Config::default().with_level(Level::DEBUG));
     post_to(&debug, &mut jar, "/add-debug").await;
     let (_, body) = get_page(&debug, &mut jar, "/").await;
-    assert_eq!(body, "debug:debug shows with a DEBUG threshold");
+    assert_eq!(body, "debug:debug shows with a DEBUG minimum level");
 }
 
 #[tokio::test]

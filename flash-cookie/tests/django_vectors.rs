@@ -246,10 +246,10 @@ async fn cases_without_a_value_write_what_django_wrote() {
     for case in cases.as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         match name {
-            // Nothing added or everything below the threshold: no Set-Cookie at all.
+            // Nothing added or everything below the minimum level: no Set-Cookie at all.
             "empty_not_used" | "debug_filtered_default_level" => {
                 assert!(case["cookie"].is_null(), "{name}");
-                let config = Config::default().threshold(Level::new(
+                let config = Config::default().with_level(Level::new(
                     i32::try_from(case["recording_level"].as_i64().unwrap_or(20)).unwrap(),
                 ));
                 let handle =

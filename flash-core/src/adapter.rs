@@ -121,7 +121,7 @@ pub struct Adapter {
 }
 
 impl Adapter {
-    /// An adapter over `storage` with the application's `config` (threshold, tags, limits).
+    /// An adapter over `storage` with the application's `config` (minimum level, tags, limits).
     pub fn new(storage: Arc<dyn Storage>, config: Config) -> Self {
         Adapter {
             shared: Arc::new(Shared {

@@ -22,9 +22,9 @@ use std::fmt;
 pub struct Level(i32);
 
 impl Level {
-    /// Development detail, below the default threshold (10).
+    /// Development detail, below the default minimum level (10).
     pub const DEBUG: Level = Level(10);
-    /// Information for the user (20), the default threshold.
+    /// Information for the user (20), the default minimum level.
     pub const INFO: Level = Level(20);
     /// An action succeeded (25).
     pub const SUCCESS: Level = Level(25);

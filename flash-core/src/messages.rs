@@ -13,18 +13,22 @@ use crate::storage::{
     Carry, Degraded, Identity, Incoming, LoadToken, Overflow, ReportSink, Storage, Update,
 };
 
-/// Per-application settings: the threshold below which messages are ignored and the tag map.
+/// Per-application settings: the minimum level (messages below it are ignored), the tag map and
+/// the limits.
+///
+/// The minimum level is called `level` everywhere, as Django's `MESSAGE_LEVEL` and
+/// `set_level`: [`Config::with_level`] here, [`Messages::set_level`] for one request.
 ///
 /// ```
 /// use flash_core::{Config, Level, LevelTags};
 /// let config = Config::default()
-///     .threshold(Level::DEBUG)
+///     .with_level(Level::DEBUG)
 ///     .tags(LevelTags::default().set(Level::ERROR, "danger"));
 /// assert_eq!(config.level(), Level::DEBUG);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    threshold: Level,
+    level: Level,
     tags: LevelTags,
     limits: Limits,
 }
@@ -32,7 +36,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            threshold: Level::INFO,
+            level: Level::INFO,
             tags: LevelTags::default(),
             limits: Limits::default(),
         }
@@ -40,10 +44,11 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Sets the lowest level that is kept (default [`Level::INFO`]).
+    /// Sets the minimum level: messages below it are ignored (default [`Level::INFO`], Django's
+    /// `MESSAGE_LEVEL`).
     #[must_use]
-    pub fn threshold(mut self, level: Level) -> Self {
-        self.threshold = level;
+    pub fn with_level(mut self, level: Level) -> Self {
+        self.level = level;
         self
     }
 
@@ -66,9 +71,9 @@ impl Config {
         &self.limits
     }
 
-    /// The threshold.
+    /// The minimum level: messages below it are ignored.
     pub fn level(&self) -> Level {
-        self.threshold
+        self.level
     }
 
     /// The tag map.
@@ -247,7 +252,7 @@ struct Inner {
 /// // POST: add, then save into the response headers.
 /// let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());
 /// messages.success("Article saved.");
-/// messages.debug("below the threshold: ignored");
+/// messages.debug("below the minimum level: ignored");
 /// let mut response = http::HeaderMap::new();
 /// messages.save(&mut response).await?;
 /// let cookie = response["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
@@ -315,18 +320,20 @@ impl Messages {
         &self.inner.incoming
     }
 
-    /// The threshold for this request.
+    /// The minimum level for this request: the application's unless
+    /// [`set_level`](Messages::set_level) changed it (Django's `get_level`).
     pub fn level(&self) -> Level {
         self.state().level.unwrap_or(self.inner.config.level())
     }
 
-    /// Sets the threshold for this request only; `None` returns to the application's.
+    /// Sets the minimum level for this request only; `None` returns to the application's
+    /// (Django's `set_level`).
     pub fn set_level(&self, level: impl Into<Option<Level>>) {
         self.state().level = level.into();
     }
 
     /// Queues `message` for a later request. Returns whether it was kept: empty text and levels
-    /// below the threshold are ignored; a message the storage could not keep is refused (see
+    /// below the minimum level are ignored; a message the storage could not keep is refused (see
     /// [`Messages::try_add`], which says why), logged at WARN and counted in
     /// [`SaveReport::refused`].
     pub fn add_message(&self, message: Message) -> bool {

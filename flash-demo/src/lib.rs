@@ -50,10 +50,10 @@ pub const PAGES: [&str; 2] = ["/", "/htmx"];
 /// The largest htmx file the demo serves (htmx 2's minified file is about 50 KiB).
 const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
-/// The demo's settings: threshold [`Level::DEBUG`], so every level shows, and flash's default
+/// The demo's settings: minimum level [`Level::DEBUG`], so every level shows, and flash's default
 /// [`Limits`](flash_core::Limits).
 pub fn config() -> Config {
-    Config::default().threshold(Level::DEBUG)
+    Config::default().with_level(Level::DEBUG)
 }
 
 /// The web framework serving the demo. Both serve the same routes, pages and JSON from one

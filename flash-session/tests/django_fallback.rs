@@ -67,7 +67,7 @@ fn request(cookie: Option<&str>, session: &MemorySession) -> Incoming {
 }
 
 fn all_levels() -> Arc<Config> {
-    Arc::new(Config::default().threshold(Level::new(0)))
+    Arc::new(Config::default().with_level(Level::new(0)))
 }
 
 /// The `messages` value a response sets (`None`: no `Set-Cookie` at all; `Some("")`: deleted).
@@ -202,7 +202,7 @@ async fn a_message_too_large_for_the_cookie_goes_to_the_session() {
 
     // Django has no limit on a message's text: this one is above flash's default 4 KiB.
     let config = Config::default()
-        .threshold(Level::new(0))
+        .with_level(Level::new(0))
         .with_limits(Limits::default().with_max_text_len(8192));
     let post = Messages::new(storage.clone(), request(None, &session), Arc::new(config));
     assert!(post.add_message(Message::new(Level::INFO, text.clone()).with_extra_tags("")));

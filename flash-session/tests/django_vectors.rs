@@ -72,7 +72,7 @@ fn request(session: &MemorySession) -> Incoming {
 
 /// Messages at every level are kept, like Django's tests.
 fn config() -> Arc<Config> {
-    Arc::new(Config::default().threshold(Level::new(0)))
+    Arc::new(Config::default().with_level(Level::new(0)))
 }
 
 #[tokio::test]

@@ -256,8 +256,8 @@ pub async fn reload_shows_nothing<A: AdapterApp>() {
 }
 
 /// `keep` leaves what was read for the next request; `now` messages show in this request only;
-/// a message below the threshold (INFO) is ignored and writes nothing.
-pub async fn keep_now_and_threshold<A: AdapterApp>() {
+/// a message below the minimum level (INFO) is ignored and writes nothing.
+pub async fn keep_now_and_level<A: AdapterApp>() {
     let s = storages();
     for storage in [&s.keyed, &s.cookie] {
         let app = app::<A>(storage).await;
@@ -594,7 +594,7 @@ macro_rules! adapter_tests {
             $app;
             post_redirect_get_shows_once,
             reload_shows_nothing,
-            keep_now_and_threshold,
+            keep_now_and_level,
             vary_merges_with_the_handlers,
             cache_control_goes_with_a_flash_cookie,
             prefetch_neither_sees_nor_consumes,
