@@ -276,11 +276,11 @@ impl<D: DocumentStore> KeyedStore for Documents<D> {
         &self,
         client: &ClientId,
         lease: &LeaseId,
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         let id = lease.to_hex();
         self.update(client, |doc, now| {
-            let until = now.saturating_add(millis(lease_for));
+            let until = now.saturating_add(millis(lease_timeout));
             let taken: Vec<Message> = doc
                 .pending
                 .iter_mut()

@@ -118,7 +118,7 @@ pub enum Outcome {
 ///   and the write are one atomic step: concurrent appends of one client never exceed the
 ///   limits together.
 /// - `lease` takes every message of the client that is not under a live lease, in order, and
-///   hides them from other leases for `lease_for` (after that they are visible again: a request
+///   hides them from other leases for `lease_timeout` (after that they are visible again: a request
 ///   that died loses nothing).
 /// - `settle` ends a lease (deleting or releasing only the messages still held by it) and
 ///   appends `append` under `limits` as `append` does, in one step; it returns how many of
@@ -159,12 +159,12 @@ pub trait KeyedStore: Send + Sync + 'static {
         limits: &Limits,
     ) -> Result<usize>;
 
-    /// Leases the client's visible messages under `lease` for `lease_for`, oldest first.
+    /// Leases the client's visible messages under `lease` for `lease_timeout`, oldest first.
     async fn lease(
         &self,
         client: &ClientId,
         lease: &LeaseId,
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<Message>>;
 
     /// Ends `lease` with `outcome`, then appends `append` (possibly empty) as many as fit
@@ -196,9 +196,9 @@ impl<S: KeyedStore + ?Sized> KeyedStore for Arc<S> {
         &self,
         client: &ClientId,
         lease: &LeaseId,
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
-        (**self).lease(client, lease, lease_for).await
+        (**self).lease(client, lease, lease_timeout).await
     }
 
     async fn settle(
@@ -362,7 +362,7 @@ pub struct KeyedStorage<S> {
     carry_name: String,
     cookie: CookieOptions,
     ttl: Duration,
-    lease_for: Duration,
+    lease_timeout: Duration,
     call_timeout: Duration,
 }
 
@@ -377,7 +377,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
             carry_name: String::new(),
             cookie: CookieOptions::default(),
             ttl: DEFAULT_TTL,
-            lease_for: DEFAULT_LEASE,
+            lease_timeout: DEFAULT_LEASE,
             call_timeout: DEFAULT_CALL_TIMEOUT,
         }
         .named()
@@ -429,8 +429,8 @@ impl<S: KeyedStore> KeyedStorage<S> {
     /// Sets the lease timeout (default [`DEFAULT_LEASE`]): after it, messages loaded by a
     /// request that never answered are visible again. Longer than the slowest request.
     #[must_use]
-    pub fn lease_timeout(mut self, lease_for: Duration) -> Self {
-        self.lease_for = lease_for;
+    pub fn lease_timeout(mut self, lease_timeout: Duration) -> Self {
+        self.lease_timeout = lease_timeout;
         self
     }
 
@@ -544,7 +544,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
             call_timeout: self.call_timeout,
             held: true,
         };
-        let lease = self.store.lease(&client, &held.lease, self.lease_for);
+        let lease = self.store.lease(&client, &held.lease, self.lease_timeout);
         match tokio::time::timeout(self.call_timeout, lease).await {
             Ok(Ok(messages)) if messages.is_empty() => {
                 held.take();
@@ -816,7 +816,7 @@ impl<S: fmt::Debug> fmt::Debug for KeyedStorage<S> {
             .field("keys", &self.keys)
             .field("cookie_name", &self.cookie_name)
             .field("ttl", &self.ttl)
-            .field("lease_for", &self.lease_for)
+            .field("lease_timeout", &self.lease_timeout)
             .field("call_timeout", &self.call_timeout)
             .finish()
     }

@@ -258,7 +258,7 @@ impl KeyedStore for MemoryStore {
         &self,
         client: &ClientId,
         lease: &LeaseId,
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         let now = Instant::now();
         let mut state = self.lock();
@@ -271,7 +271,7 @@ impl KeyedStore for MemoryStore {
             clients.remove(client);
             return Ok(Vec::new());
         }
-        let until = now.checked_add(lease_for).unwrap_or(now + DEFAULT_FAR);
+        let until = now.checked_add(lease_timeout).unwrap_or(now + DEFAULT_FAR);
         Ok(queue
             .pending
             .iter_mut()

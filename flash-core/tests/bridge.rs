@@ -69,10 +69,10 @@ impl KeyedStore for Faulty {
         &self,
         client: &ClientId,
         lease: &LeaseId,
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         self.faults.check()?;
-        let leased = self.inner.lease(client, lease, lease_for).await;
+        let leased = self.inner.lease(client, lease, lease_timeout).await;
         self.faults.after(true).await;
         leased
     }

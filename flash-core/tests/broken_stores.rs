@@ -133,7 +133,7 @@ impl KeyedStore for Broken {
         &self,
         client: &ClientId,
         lease: &LeaseId,
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         self.leases
             .lock()
@@ -141,7 +141,7 @@ impl KeyedStore for Broken {
             .entry(*client)
             .or_default()
             .push(*lease);
-        self.inner.lease(client, lease, lease_for).await
+        self.inner.lease(client, lease, lease_timeout).await
     }
 
     async fn settle(

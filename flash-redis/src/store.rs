@@ -392,14 +392,14 @@ impl KeyedStore for RedisStore {
         &self,
         client: &ClientId,
         lease: &LeaseId,
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         let keys = self.client_keys(client);
         let mut invocation = self.inner.scripts.lease.prepare_invoke();
         invocation
             .key(&keys.messages)
             .arg(lease.to_hex())
-            .arg(millis(lease_for).to_string());
+            .arg(millis(lease_timeout).to_string());
         let raw: Vec<Vec<u8>> = self.run("lease", &invocation).await?;
         Ok(decode(client, raw))
     }

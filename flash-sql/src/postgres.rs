@@ -223,13 +223,13 @@ impl PgBackend {
         &self,
         client: &[u8; 16],
         lease: &[u8; 16],
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<(i64, String)>, sqlx::Error> {
         let mut conn = Guarded::acquire(&self.pool).await?;
         let rows = sqlx::query(self.sql.lease.clone())
             .bind(client.as_slice())
             .bind(lease.as_slice())
-            .bind(micros(lease_for))
+            .bind(micros(lease_timeout))
             .fetch_all(conn.busy()?)
             .await;
         conn.idle();

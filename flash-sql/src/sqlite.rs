@@ -213,12 +213,12 @@ impl SqliteBackend {
         &self,
         client: &[u8; 16],
         lease: &[u8; 16],
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<(i64, String)>, sqlx::Error> {
         sqlx::query(self.sql.lease.clone())
             .bind(client.as_slice())
             .bind(lease.as_slice())
-            .bind(millis(lease_for))
+            .bind(millis(lease_timeout))
             .fetch_all(&self.pool)
             .await?
             .into_iter()

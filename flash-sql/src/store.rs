@@ -546,12 +546,12 @@ impl KeyedStore for SqlStore {
         &self,
         client: &ClientId,
         lease: &LeaseId,
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         let (backend, client, lease) = (&self.inner.backend, client.as_bytes(), lease.as_bytes());
         let mut rows = self
             .run("lease", || async move {
-                dispatch!(backend, b => b.lease(client, lease, lease_for).await)
+                dispatch!(backend, b => b.lease(client, lease, lease_timeout).await)
             })
             .await?;
         rows.sort_unstable_by_key(|(id, _)| *id);

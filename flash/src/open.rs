@@ -212,7 +212,7 @@ fn keyed<S: KeyedStore>(url: &StorageUrl, store: S, secrets: &Secrets) -> Arc<dy
     if let Some(ttl) = options.ttl {
         storage = storage.ttl(ttl);
     }
-    if let Some(lease) = options.lease {
+    if let Some(lease) = options.lease_timeout {
         storage = storage.lease_timeout(lease);
     }
     Arc::new(storage)

@@ -94,7 +94,7 @@ pub(crate) struct Options {
     pub(crate) session_key: Option<String>,
     pub(crate) id_cookie: Option<String>,
     pub(crate) ttl: Option<Duration>,
-    pub(crate) lease: Option<Duration>,
+    pub(crate) lease_timeout: Option<Duration>,
     pub(crate) prefix: Option<String>,
     pub(crate) table: Option<String>,
     /// SQL and memory: `None` for the default interval, `Some(None)` when sweeping is off.
@@ -160,7 +160,7 @@ impl std::fmt::Debug for StorageUrl {
 
 const COOKIE_OPTIONS: &[&str] = &["format", "name", "max_size"];
 const ATTRIBUTE_OPTIONS: &[&str] = &["secure", "http_only", "same_site", "domain", "path"];
-const KEYED_OPTIONS: &[&str] = &["id_cookie", "ttl", "lease"];
+const KEYED_OPTIONS: &[&str] = &["id_cookie", "ttl", "lease_timeout"];
 const ALL_OPTIONS: &[&str] = &[
     "format",
     "name",
@@ -173,7 +173,7 @@ const ALL_OPTIONS: &[&str] = &[
     "key",
     "id_cookie",
     "ttl",
-    "lease",
+    "lease_timeout",
     "prefix",
     "table",
     "sweep",
@@ -399,8 +399,8 @@ fn set_option(options: &mut Options, key: &str, value: Cow<'_, str>, shown: &str
             options.ttl =
                 Some(duration(&value).ok_or_else(|| bad("a duration (`3600`, `7d`, `12h`)"))?)
         }
-        "lease" => {
-            options.lease =
+        "lease_timeout" => {
+            options.lease_timeout =
                 Some(duration(&value).ok_or_else(|| bad("a duration (`30`, `30s`, `2m`)"))?)
         }
         "prefix" => options.prefix = Some(text()?),
@@ -616,7 +616,7 @@ mod tests {
     #[test]
     fn options_are_taken_and_driver_options_handed_on() {
         let parsed = parse(
-            "cookie+postgres://u:p@h/db?sslmode=disable&table=flash_x&ttl=2d&lease=45s\
+            "cookie+postgres://u:p@h/db?sslmode=disable&table=flash_x&ttl=2d&lease_timeout=45s\
              &id_cookie=fid&max_size=1000&name=msgs&secure=true&same_site=strict\
              &domain=example.com&path=/app&http_only=no&application_name=a%20b",
         );
@@ -627,7 +627,7 @@ mod tests {
         let o = &parsed.options;
         assert_eq!(o.table.as_deref(), Some("flash_x"));
         assert_eq!(o.ttl, Some(Duration::from_secs(2 * 86_400)));
-        assert_eq!(o.lease, Some(Duration::from_secs(45)));
+        assert_eq!(o.lease_timeout, Some(Duration::from_secs(45)));
         assert_eq!(o.id_cookie.as_deref(), Some("fid"));
         assert_eq!(o.max_size, Some(1000));
         assert_eq!(o.cookie_name.as_deref(), Some("msgs"));
@@ -687,7 +687,7 @@ mod tests {
         assert!(error("cookie?max_size=-1").contains("positive"));
         assert!(error("redis://h?ttl=0").contains("duration"));
         assert!(error("redis://h?ttl=soon").contains("duration"));
-        assert!(error("redis://h?lease=").contains("duration"));
+        assert!(error("redis://h?lease_timeout=").contains("duration"));
         assert!(error("cookie?secure=maybe").contains("true or false"));
         assert!(error("cookie?same_site=loose").contains("lax, strict or none"));
         assert!(error("redis://h?prefix=").contains("non-empty"));

@@ -112,7 +112,7 @@ fn nothing(_: &mut Incoming) {}
 
 #[tokio::test]
 async fn memory() {
-    let storage = open("memory?ttl=1h&lease=10s", "memory")
+    let storage = open("memory?ttl=1h&lease_timeout=10s", "memory")
         .await
         .expect("memory");
     round_trip(storage, &nothing).await;
@@ -504,7 +504,7 @@ mod conformance {
 
     fn keyed_url(base: &str, options: &Options) -> String {
         format!(
-            "{base}?ttl={}ms&lease={}ms",
+            "{base}?ttl={}ms&lease_timeout={}ms",
             options.ttl.as_millis(),
             options.lease_timeout.as_millis()
         )

@@ -45,7 +45,7 @@ pub struct Plan {
     pub text_len: usize,
     /// What one browser waits for one response before counting it failed.
     pub request_timeout: Duration,
-    /// The storage's lease (`lease=` in its URL): how long messages read by a request whose
+    /// The storage's lease (`lease_timeout=` in its URL): how long messages read by a request whose
     /// settle was cut stay hidden.
     pub lease: Duration,
     /// The final drain after the schedule (proxy passing): every browser reads until then.
@@ -438,7 +438,7 @@ pub async fn run(kind: Kind, plan: &Plan) -> Option<Report> {
     }
     let plan = &plan;
     let lease = format!("{}ms", plan.lease.as_millis());
-    let opened = open_with(kind, true, &[("lease", &lease)]).await?;
+    let opened = open_with(kind, true, &[("lease_timeout", &lease)]).await?;
     let server = Server::demo(opened.storage.clone()).await;
     let steps = plan.steps();
     let proxied = opened.proxy.is_some();

@@ -77,10 +77,10 @@ impl<S: KeyedStore> KeyedStore for CountingStore<S> {
         &self,
         client: &ClientId,
         lease: &LeaseId,
-        lease_for: Duration,
+        lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         self.bump(1);
-        self.inner.lease(client, lease, lease_for).await
+        self.inner.lease(client, lease, lease_timeout).await
     }
 
     async fn settle(

@@ -202,9 +202,12 @@ async fn lease(
     store: &dyn KeyedStore,
     client: &ClientId,
     lease: &LeaseId,
-    lease_for: Duration,
+    lease_timeout: Duration,
 ) -> Vec<Message> {
-    store.lease(client, lease, lease_for).await.expect("lease")
+    store
+        .lease(client, lease, lease_timeout)
+        .await
+        .expect("lease")
 }
 
 /// Everything visible for `client` now, leased and released again.
