@@ -13,4 +13,4 @@ pub use codec::{Codec, Decoded};
 pub use django::{DjangoCodec, KEY_SALT, NOT_FINISHED};
 pub use fallback::Fallback;
 pub use flash::FlashCodec;
-pub use storage::{CookieStorage, DEFAULT_COOKIE_NAME, DEFAULT_MAX_VALUE_LEN, MAX_SET_COOKIE_LEN};
+pub use storage::{CookieStorage, DEFAULT_COOKIE_NAME, DEFAULT_MAX_SIZE, MAX_SET_COOKIE_LEN};

@@ -14,7 +14,7 @@ use crate::flash::FlashCodec;
 /// The default cookie name, Django's.
 pub const DEFAULT_COOKIE_NAME: &str = "messages";
 /// The default limit on the cookie value, in bytes (Django's `max_cookie_size`).
-pub const DEFAULT_MAX_VALUE_LEN: usize = 2048;
+pub const DEFAULT_MAX_SIZE: usize = 2048;
 /// The hard limit on a whole `Set-Cookie` line, in bytes, whatever the configuration
 /// (browsers keep at most 4096 bytes of name, value and attributes).
 pub const MAX_SET_COOKIE_LEN: usize = 4096;
@@ -24,7 +24,7 @@ pub const MAX_SET_COOKIE_LEN: usize = 4096;
 /// - The cookie (default name [`DEFAULT_COOKIE_NAME`]) has the [`CookieOptions`] attributes,
 ///   `Path=/; HttpOnly; SameSite=Lax` by default, and no `Max-Age` (it ends with the browser
 ///   session, as Django's).
-/// - Its value is at most [`DEFAULT_MAX_VALUE_LEN`] bytes (configurable), and the whole
+/// - Its value is at most [`DEFAULT_MAX_SIZE`] bytes (configurable), and the whole
 ///   `Set-Cookie` line never exceeds [`MAX_SET_COOKIE_LEN`] bytes.
 /// - Messages that do not fit: used alone ([`Overflow::DropOldest`]), the newest that fit are
 ///   kept and the dropped ones are returned by `save` (and logged as a `tracing` warning);
@@ -43,7 +43,7 @@ pub const MAX_SET_COOKIE_LEN: usize = 4096;
 /// let storage = CookieStorage::new(Keys::new(Key::derive("a long application secret", "flash.cookie")))
 ///     .cookie_name("flash")
 ///     .cookie_options(CookieOptions::default().secure(true))
-///     .max_value_len(3000);
+///     .max_size(3000);
 /// assert_eq!(storage.name(), "flash");
 /// ```
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ pub struct CookieStorage {
     codec: Codec,
     name: String,
     options: CookieOptions,
-    max_value_len: usize,
+    max_size: usize,
     /// The effective limit on the value: the configured one within the `Set-Cookie` cap.
     limit: usize,
     /// `name=`, the start of every line this storage writes.
@@ -72,7 +72,7 @@ impl CookieStorage {
             codec: codec.into(),
             name: DEFAULT_COOKIE_NAME.to_owned(),
             options: CookieOptions::default(),
-            max_value_len: DEFAULT_MAX_VALUE_LEN,
+            max_size: DEFAULT_MAX_SIZE,
             limit: 0,
             prefix: String::new(),
             removal: None,
@@ -118,11 +118,12 @@ impl CookieStorage {
         self
     }
 
-    /// Sets the limit on the cookie value in bytes (default [`DEFAULT_MAX_VALUE_LEN`]). The
+    /// Sets the limit on the cookie value in bytes (default [`DEFAULT_MAX_SIZE`], Django's
+    /// `max_cookie_size`; the facade's URL option `max_size=`). The
     /// whole `Set-Cookie` line stays within [`MAX_SET_COOKIE_LEN`] whatever this is.
     #[must_use]
-    pub fn max_value_len(mut self, max: usize) -> Self {
-        self.max_value_len = max;
+    pub fn max_size(mut self, max: usize) -> Self {
+        self.max_size = max;
         self.configured();
         self
     }
@@ -152,7 +153,7 @@ impl CookieStorage {
     fn configured(&mut self) {
         let overhead = self.options.line_overhead(&self.name, None);
         self.limit = self
-            .max_value_len
+            .max_size
             .min(MAX_SET_COOKIE_LEN.saturating_sub(overhead));
         self.prefix = format!("{}=", self.name);
         let removal = self.options.removal_line(&self.name);

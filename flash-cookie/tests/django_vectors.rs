@@ -175,7 +175,7 @@ fn key_derivation_is_the_one_recorded() {
     assert_eq!(meta["fixed_time"], FIXED_TIME);
     assert_eq!(meta["key_salt"], flash_cookie::KEY_SALT);
     assert_eq!(meta["not_finished"], NOT_FINISHED);
-    assert_eq!(meta["max_cookie_size"], flash_cookie::DEFAULT_MAX_VALUE_LEN);
+    assert_eq!(meta["max_cookie_size"], flash_cookie::DEFAULT_MAX_SIZE);
     let signing = meta["signing"].as_str().unwrap();
     assert!(signing.contains(
         "sha256(b'django.contrib.messages' + b'signer' + b'django.http.cookies' + SECRET_KEY)"

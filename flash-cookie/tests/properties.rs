@@ -132,7 +132,7 @@ proptest! {
         spill in any::<bool>(),
     ) {
         for codec in codecs() {
-            let storage = CookieStorage::with_codec(codec.clone()).max_value_len(limit);
+            let storage = CookieStorage::with_codec(codec.clone()).max_size(limit);
             let overflow = if spill { Overflow::Spill } else { Overflow::DropOldest };
             let mut response = HeaderMap::new();
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();

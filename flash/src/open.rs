@@ -197,7 +197,7 @@ fn cookie(url: &StorageUrl, secrets: &Secrets) -> flash_cookie::CookieStorage {
         storage = storage.cookie_name(name.clone());
     }
     if let Some(max) = options.max_size {
-        storage = storage.max_value_len(max);
+        storage = storage.max_size(max);
     }
     storage.cookie_options(options.cookie_options())
 }
