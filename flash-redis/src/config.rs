@@ -41,7 +41,7 @@ pub(crate) enum Target {
 /// # let _ = builder;
 /// ```
 #[derive(Clone)]
-pub struct RedisBuilder {
+pub struct RedisStoreBuilder {
     pub(crate) target: Target,
     pub(crate) prefix: String,
     pub(crate) connect_timeout: Duration,
@@ -49,9 +49,9 @@ pub struct RedisBuilder {
     pub(crate) operation_timeout: Duration,
 }
 
-impl RedisBuilder {
+impl RedisStoreBuilder {
     pub(crate) fn new(target: Target) -> Self {
-        RedisBuilder {
+        RedisStoreBuilder {
             target,
             prefix: DEFAULT_PREFIX.to_owned(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -167,9 +167,9 @@ impl fmt::Debug for Target {
     }
 }
 
-impl fmt::Debug for RedisBuilder {
+impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBuilder")
+        f.debug_struct("RedisStoreBuilder")
             .field("target", &self.target)
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
@@ -191,7 +191,7 @@ mod tests {
             "redis://u:hun/ter2@h",
             "redis+unix:///tmp/x.sock?pass=hunter2",
         ] {
-            let builder = RedisBuilder::new(Target::Single(url.into()));
+            let builder = RedisStoreBuilder::new(Target::Single(url.into()));
             let shown = format!("{builder:?}");
             assert!(
                 !shown.contains("hunter2") && !shown.contains("ter2"),

@@ -6,6 +6,6 @@ mod store;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
-    RedisBuilder,
+    RedisStoreBuilder,
 };
 pub use store::{ClientKeys, RedisStore};

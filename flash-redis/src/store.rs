@@ -12,7 +12,7 @@ use flash_core::{
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
 
-use crate::config::{RedisBuilder, Target};
+use crate::config::{RedisStoreBuilder, Target};
 
 /// The Lua scripts, compiled into the crate. Each is one `EVALSHA`; the `redis` crate loads a
 /// script (`SCRIPT LOAD`) and retries when the server answers `NOSCRIPT`.
@@ -99,8 +99,8 @@ impl RedisStore {
     }
 
     /// A builder for a store on the Redis server at `url`.
-    pub fn builder(url: impl Into<String>) -> RedisBuilder {
-        RedisBuilder::new(Target::Single(url.into()))
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(Target::Single(url.into()))
     }
 
     /// Connects to the Redis Cluster whose seed nodes are `urls` (any reachable subset of the
@@ -119,12 +119,12 @@ impl RedisStore {
 
     /// A builder for a store on the Redis Cluster whose seed nodes are `urls`.
     #[cfg(feature = "cluster")]
-    pub fn cluster_builder<I, U>(urls: I) -> RedisBuilder
+    pub fn cluster_builder<I, U>(urls: I) -> RedisStoreBuilder
     where
         I: IntoIterator<Item = U>,
         U: Into<String>,
     {
-        RedisBuilder::new(Target::Cluster(urls.into_iter().map(Into::into).collect()))
+        RedisStoreBuilder::new(Target::Cluster(urls.into_iter().map(Into::into).collect()))
     }
 
     /// The key prefix.
@@ -146,7 +146,7 @@ impl RedisStore {
         client_keys(&self.inner.prefix, client)
     }
 
-    pub(crate) async fn open(builder: RedisBuilder) -> Result<Self> {
+    pub(crate) async fn open(builder: RedisStoreBuilder) -> Result<Self> {
         let scripts = Scripts::new();
         let timeout = builder.operation_timeout;
         let connecting = async {
@@ -202,7 +202,7 @@ impl RedisStore {
     }
 
     #[allow(clippy::infallible_destructuring_match)] // refutable with feature `cluster`
-    pub(crate) fn open_lazy(builder: RedisBuilder) -> Result<Self> {
+    pub(crate) fn open_lazy(builder: RedisStoreBuilder) -> Result<Self> {
         let url = match &builder.target {
             Target::Single(url) => url,
             #[cfg(feature = "cluster")]
@@ -216,7 +216,7 @@ impl RedisStore {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::new(
                 ErrorKind::Config,
-                "RedisBuilder::connect_lazy must be called inside a Tokio runtime",
+                "RedisStoreBuilder::connect_lazy must be called inside a Tokio runtime",
             ));
         }
         let context = || format!("configuring {}", describe(&builder.target));
@@ -230,7 +230,7 @@ impl RedisStore {
         ))
     }
 
-    fn assemble(builder: RedisBuilder, connection: Connection, scripts: Scripts) -> Self {
+    fn assemble(builder: RedisStoreBuilder, connection: Connection, scripts: Scripts) -> Self {
         tracing::debug!(
             target = %describe(&builder.target),
             prefix = %builder.prefix,
@@ -446,7 +446,7 @@ pub(crate) fn client_keys(prefix: &str, client: &ClientId) -> ClientKeys {
     }
 }
 
-fn manager_config(builder: &RedisBuilder) -> ConnectionManagerConfig {
+fn manager_config(builder: &RedisStoreBuilder) -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(builder.connect_timeout))
         .set_response_timeout(Some(builder.response_timeout))

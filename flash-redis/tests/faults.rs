@@ -19,7 +19,7 @@ fn msg(text: &str) -> Message {
     Message::new(Level::INFO, text)
 }
 
-fn quick(url: &str) -> flash_redis::RedisBuilder {
+fn quick(url: &str) -> flash_redis::RedisStoreBuilder {
     RedisStore::builder(url)
         .prefix(format!("flash-faults-{}", common::random_hex()))
         .connect_timeout(Duration::from_millis(300))
@@ -467,7 +467,7 @@ fn assert_about_the_deadline(result: flash_core::Result<impl std::fmt::Debug>, s
     );
 }
 
-fn slow_parts(builder: flash_redis::RedisBuilder) -> flash_redis::RedisBuilder {
+fn slow_parts(builder: flash_redis::RedisStoreBuilder) -> flash_redis::RedisStoreBuilder {
     builder
         .prefix(format!("flash-faults-{}", common::random_hex()))
         .connect_timeout(Duration::from_secs(30))
