@@ -38,7 +38,7 @@ use flash_axum::FlashLayer;
 use flash_benches::{fixtures, floor};
 use flash_cookie::{Codec, CookieStorage, FlashCodec};
 use flash_core::http::HeaderMap;
-use flash_core::{Config, Incoming, Key, Keys, Storage};
+use flash_core::{Incoming, Key, Keys, MessagesConfig, Storage};
 use serde_json::json;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -216,7 +216,7 @@ fn main() {
     );
 
     // --- whole requests through axum
-    let flash_app = routes().layer(FlashLayer::new(storage.clone(), Config::default()));
+    let flash_app = routes().layer(FlashLayer::new(storage.clone(), MessagesConfig::default()));
     let bare_app = bare_routes();
     let floor_app = floor_routes();
     let noop_app = bare_routes().layer(tower::util::MapRequestLayer::new(
@@ -278,7 +278,7 @@ fn main() {
         actix_web::App::new()
             .wrap(flash_actix::FlashMiddleware::new(
                 storage.clone(),
-                Config::default(),
+                MessagesConfig::default(),
             ))
             .configure(actix_apps::flash_routes),
     ));

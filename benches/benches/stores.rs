@@ -32,8 +32,8 @@ use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::testkit::{CallCounts, CountingStore};
 use flash_core::{
-    ClientId, Config, Incoming, Key, KeyedStorage, KeyedStore, Keys, LeaseId, Level, Message,
-    Messages, Outcome, Storage,
+    ClientId, Incoming, Key, KeyedStorage, KeyedStore, Keys, LeaseId, Level, Message, Messages,
+    MessagesConfig, Outcome, Storage,
 };
 use flash_redis::RedisStore;
 use flash_sql::SqlStore;
@@ -100,7 +100,7 @@ impl tracing::Subscriber for StatementCounter {
 
 struct FlashSide {
     storage: Arc<dyn Storage>,
-    config: Arc<Config>,
+    config: Arc<MessagesConfig>,
     /// Each client's request headers (its signed id cookie).
     requests: Vec<HeaderMap>,
 }
@@ -114,7 +114,7 @@ impl FlashSide {
             store,
             Keys::new(Key::from_mac_key(b"0123456789abcdef0123456789abcdef")),
         ));
-        let config = Arc::new(Config::default());
+        let config = Arc::new(MessagesConfig::default());
         let mut requests = Vec::with_capacity(clients);
         for _ in 0..clients {
             let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());

@@ -35,6 +35,6 @@ impl Bridge {
 
 /// Re-exported: the core types handlers and storages use.
 pub use flash_core::{
-    Adapter, Config, Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages,
-    Storage,
+    Adapter, Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages,
+    MessagesConfig, Storage,
 };

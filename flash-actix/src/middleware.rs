@@ -12,7 +12,9 @@ use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use flash_core::{Adapter, Config, Error, Htmx, MessageView, Messages, ResponseHeaders, Storage};
+use flash_core::{
+    Adapter, Error, Htmx, MessageView, Messages, MessagesConfig, ResponseHeaders, Storage,
+};
 
 use crate::Bridge;
 
@@ -54,7 +56,7 @@ pub struct FlashMiddleware {
 
 impl FlashMiddleware {
     /// A middleware over `storage` with the application's `config` (minimum level and tags).
-    pub fn new(storage: Arc<dyn Storage>, config: Config) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, config: impl Into<Arc<MessagesConfig>>) -> Self {
         FlashMiddleware::from(Adapter::new(storage, config))
     }
 
@@ -78,7 +80,7 @@ impl FlashMiddleware {
     }
 
     /// The application's settings.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &MessagesConfig {
         self.adapter.config()
     }
 

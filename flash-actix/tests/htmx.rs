@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
 use flash_core::{
-    Config, Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, Storage, assert_messages,
+    Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, MessagesConfig, Storage, assert_messages,
 };
 
 fn storages() -> Vec<(&'static str, Arc<dyn Storage>)> {
@@ -78,7 +78,7 @@ fn htmx_delivery_through_actix() {
 
 async fn htmx_delivery() {
     for (name, storage) in storages() {
-        let middleware = FlashMiddleware::new(storage, Config::default()).htmx(Htmx::new());
+        let middleware = FlashMiddleware::new(storage, MessagesConfig::default()).htmx(Htmx::new());
         let app = test::init_service(
             App::new()
                 .wrap(middleware.clone())

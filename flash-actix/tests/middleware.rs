@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
-use flash_core::{Config, Key, KeyedStorage, MemoryStore};
+use flash_core::{Key, KeyedStorage, MemoryStore, MessagesConfig};
 
 async fn twice(first: Flash, second: Flash) -> HttpResponse {
     first.success("added through the first");
@@ -41,7 +41,7 @@ async fn one_handle() {
     let storage = Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate()));
     let app = test::init_service(
         App::new()
-            .wrap(FlashMiddleware::new(storage, Config::default()))
+            .wrap(FlashMiddleware::new(storage, MessagesConfig::default()))
             .route("/", web::get().to(twice)),
     )
     .await;

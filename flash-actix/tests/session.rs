@@ -13,7 +13,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{ActixSessionStorage, Flash, FlashMiddleware};
-use flash_core::{Config, ErrorKind, Level, Storage, next_cookie_header};
+use flash_core::{MessagesConfig, ErrorKind, Level, Storage, next_cookie_header};
 use flash_session::{MemorySession, SessionStorage};
 
 /// The text Django keeps under `_messages` for one success message.
@@ -92,7 +92,7 @@ type Seen = Arc<Mutex<Vec<(ErrorKind, String)>>>;
 
 fn flash_middleware(storage: Arc<dyn Storage>, seen: &Seen) -> FlashMiddleware {
     let seen = seen.clone();
-    FlashMiddleware::new(storage, Config::default().threshold(Level::DEBUG))
+    FlashMiddleware::new(storage, MessagesConfig::default().threshold(Level::DEBUG))
         .on_error(move |err| seen.lock().unwrap().push((err.kind(), err.to_string())))
 }
 

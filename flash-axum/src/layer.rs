@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
-use flash_core::{Adapter, Config, Error, Htmx, MessageView, Messages, Storage};
+use flash_core::{Adapter, Error, Htmx, MessageView, Messages, MessagesConfig, Storage};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
@@ -41,10 +41,10 @@ pub(crate) struct SlotInner {
 /// ```
 /// use std::sync::Arc;
 /// use flash_axum::FlashLayer;
-/// use flash_core::{Config, Key, KeyedStorage, Keys, Level, MemoryStore};
+/// use flash_core::{MessagesConfig, Key, KeyedStorage, Keys, Level, MemoryStore};
 ///
 /// let storage = KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
-/// let layer = FlashLayer::new(Arc::new(storage), Config::default().with_level(Level::DEBUG))
+/// let layer = FlashLayer::new(Arc::new(storage), MessagesConfig::default().with_level(Level::DEBUG))
 ///     .on_error(|err| eprintln!("flash messages lost: {err}"));
 /// let app: axum::Router = axum::Router::new().layer(layer);
 /// # let _ = app;
@@ -56,7 +56,7 @@ pub struct FlashLayer {
 
 impl FlashLayer {
     /// A layer over `storage` with the application's `config` (minimum level and tags).
-    pub fn new(storage: Arc<dyn Storage>, config: Config) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, config: impl Into<Arc<MessagesConfig>>) -> Self {
         FlashLayer {
             adapter: Adapter::new(storage, config),
         }
@@ -82,7 +82,7 @@ impl FlashLayer {
     }
 
     /// The application's settings.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &MessagesConfig {
         self.adapter.config()
     }
 

@@ -9,6 +9,6 @@ pub use layer::{FlashLayer, FlashService, ResponseFuture};
 
 /// Re-exported: the core types handlers and storages use.
 pub use flash_core::{
-    Adapter, Config, Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages,
-    Storage,
+    Adapter, Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages,
+    MessagesConfig, Storage,
 };

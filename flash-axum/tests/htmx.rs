@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
 use flash_core::{
-    Config, Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, Message, Storage, assert_messages,
+    Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, Message, MessagesConfig, Storage,
+    assert_messages,
 };
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use http::{Request, Response};
@@ -143,7 +144,7 @@ fn next_cookie(before: Option<&str>, response: &Response<Body>) -> String {
 #[tokio::test]
 async fn added_messages_ride_in_hx_trigger_and_are_not_stored() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(storage, Config::default()).htmx(Htmx::new());
+        let layer = FlashLayer::new(storage, MessagesConfig::default()).htmx(Htmx::new());
         let app = app(layer.clone());
         let response = app
             .clone()
@@ -174,7 +175,7 @@ async fn added_messages_ride_in_hx_trigger_and_are_not_stored() {
 #[tokio::test]
 async fn non_htmx_boosted_and_history_restores_are_left_alone() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(storage, Config::default()).htmx(Htmx::new());
+        let layer = FlashLayer::new(storage, MessagesConfig::default()).htmx(Htmx::new());
         let app = app(layer.clone());
         for headers in [
             &[][..],
@@ -202,7 +203,7 @@ async fn non_htmx_boosted_and_history_restores_are_left_alone() {
 #[tokio::test]
 async fn without_the_option_htmx_requests_are_untouched() {
     for (_, storage) in storages() {
-        let layer = FlashLayer::new(storage, Config::default());
+        let layer = FlashLayer::new(storage, MessagesConfig::default());
         let response = app(layer.clone())
             .oneshot(request("POST", "/in-place", HTMX, None))
             .await
@@ -218,7 +219,8 @@ async fn without_the_option_htmx_requests_are_untouched() {
 #[tokio::test]
 async fn the_handlers_trigger_is_merged_in_both_forms() {
     let (_, storage) = storages().remove(0);
-    let layer = FlashLayer::new(storage, Config::default()).htmx(Htmx::new().event("flash"));
+    let layer =
+        FlashLayer::new(storage, MessagesConfig::default()).htmx(Htmx::new().event("flash"));
     let app = app(layer.clone());
 
     let response = app
@@ -251,7 +253,7 @@ async fn what_cannot_be_delivered_stays_stored() {
     for (name, storage) in storages() {
         let layer = FlashLayer::new(
             storage,
-            Config::default().with_limits(flash_core::Limits::default()),
+            MessagesConfig::default().with_limits(flash_core::Limits::default()),
         )
         .htmx(Htmx::new().max_header_bytes(1024));
         let app = app(layer.clone());
@@ -277,7 +279,7 @@ async fn what_cannot_be_delivered_stays_stored() {
             .await
             .unwrap();
         assert!(trigger(&response).is_some(), "{name}: small enough");
-        let layer = FlashLayer::new(layer.adapter().storage().clone(), Config::default())
+        let layer = FlashLayer::new(layer.adapter().storage().clone(), MessagesConfig::default())
             .htmx(Htmx::new().max_header_bytes(100));
         let response = app_with(layer.clone(), "/in-place").await;
         assert!(trigger(&response).is_none(), "{name}");
@@ -299,7 +301,7 @@ async fn app_with(layer: FlashLayer, uri: &str) -> Response<Body> {
 #[tokio::test]
 async fn pending_messages_ride_along_only_where_the_route_opts_in() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(storage, Config::default()).htmx(Htmx::new());
+        let layer = FlashLayer::new(storage, MessagesConfig::default()).htmx(Htmx::new());
         let app = app(layer.clone());
         // A full-page POST leaves a message for the page the redirect leads to.
         let response = app
@@ -356,7 +358,7 @@ async fn pending_messages_ride_along_only_where_the_route_opts_in() {
 #[tokio::test]
 async fn the_json_helper_gives_the_template_fields() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(storage, Config::default());
+        let layer = FlashLayer::new(storage, MessagesConfig::default());
         let app = app(layer.clone());
         let response = app
             .clone()
@@ -396,7 +398,7 @@ async fn the_json_helper_gives_the_template_fields() {
 #[tokio::test]
 async fn assert_messages_prints_both_lists() {
     let (_, storage) = storages().remove(0);
-    let layer = FlashLayer::new(storage, Config::default());
+    let layer = FlashLayer::new(storage, MessagesConfig::default());
     let response = app(layer.clone())
         .oneshot(request("POST", "/save", &[], None))
         .await
@@ -412,8 +414,8 @@ async fn assert_messages_prints_both_lists() {
 #[tokio::test]
 async fn pending_messages_that_do_not_fit_stay_stored_as_they_were() {
     for (name, storage) in storages() {
-        let layer =
-            FlashLayer::new(storage, Config::default()).htmx(Htmx::new().max_header_bytes(150));
+        let layer = FlashLayer::new(storage, MessagesConfig::default())
+            .htmx(Htmx::new().max_header_bytes(150));
         let app = app(layer.clone());
         let response = app
             .clone()

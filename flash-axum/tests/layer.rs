@@ -11,8 +11,8 @@ use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
 use flash_core::testkit::{CallCounts, CountingStore};
 use flash_core::{
-    Config, Error, ErrorKind, Incoming, Key, KeyedStorage, Keys, Level, Loaded, MemoryStore,
-    Message, Storage, Update, async_trait,
+    Error, ErrorKind, Incoming, Key, KeyedStorage, Keys, Level, Loaded, MemoryStore, Message,
+    MessagesConfig, Storage, Update, async_trait,
 };
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -68,7 +68,7 @@ async fn twice(first: Flash, second: Flash) -> String {
     seen.len().to_string()
 }
 
-fn app(storage: Arc<dyn Storage>, config: Config) -> Router {
+fn app(storage: Arc<dyn Storage>, config: MessagesConfig) -> Router {
     Router::new()
         .route("/", get(show))
         .route("/add", post(add))
@@ -137,7 +137,7 @@ async fn post_to(app: &Router, jar: &mut Jar, uri: &str) -> Response<()> {
 #[tokio::test]
 async fn post_redirect_get_shows_once() {
     let (storage, calls) = counting_storage();
-    let app = app(storage, Config::default());
+    let app = app(storage, MessagesConfig::default());
     let mut jar = Jar::default();
 
     let response = post_to(&app, &mut jar, "/add").await;
@@ -170,7 +170,7 @@ async fn post_redirect_get_shows_once() {
 #[tokio::test]
 async fn idle_requests_make_no_store_call_and_add_no_header() {
     let (storage, calls) = counting_storage();
-    let app = app(storage, Config::default());
+    let app = app(storage, MessagesConfig::default());
     let mut jar = Jar::default();
     post_to(&app, &mut jar, "/add").await;
     let after_add = calls.total();
@@ -199,7 +199,7 @@ async fn idle_requests_make_no_store_call_and_add_no_header() {
 #[tokio::test]
 async fn counting_does_not_consume() {
     let (storage, _) = counting_storage();
-    let app = app(storage, Config::default());
+    let app = app(storage, MessagesConfig::default());
     let mut jar = Jar::default();
     post_to(&app, &mut jar, "/add").await;
     let (response, body) = get_page(&app, &mut jar, "/count").await;
@@ -212,7 +212,7 @@ async fn counting_does_not_consume() {
 #[tokio::test]
 async fn prefetch_sees_and_consumes_nothing() {
     let (storage, calls) = counting_storage();
-    let app = app(storage, Config::default());
+    let app = app(storage, MessagesConfig::default());
     let mut jar = Jar::default();
     post_to(&app, &mut jar, "/add").await;
     let before = calls.total();
@@ -237,7 +237,7 @@ async fn prefetch_sees_and_consumes_nothing() {
 #[tokio::test]
 async fn vary_is_appended_to_the_handlers() {
     let (storage, _) = counting_storage();
-    let app = app(storage, Config::default());
+    let app = app(storage, MessagesConfig::default());
     let mut jar = Jar::default();
     let (response, _) = get_page(&app, &mut jar, "/vary").await;
     let vary: Vec<_> = response.headers().get_all(VARY).iter().collect();
@@ -247,7 +247,7 @@ async fn vary_is_appended_to_the_handlers() {
 #[tokio::test]
 async fn level_comes_from_the_config() {
     let (storage, _) = counting_storage();
-    let default = app(storage.clone(), Config::default());
+    let default = app(storage.clone(), MessagesConfig::default());
     let mut jar = Jar::default();
     let response = post_to(&default, &mut jar, "/add-debug").await;
     assert!(
@@ -256,7 +256,7 @@ async fn level_comes_from_the_config() {
     );
     assert!(response.headers().get(VARY).is_none());
 
-    let debug = app(storage, Config::default().with_level(Level::DEBUG));
+    let debug = app(storage, MessagesConfig::default().with_level(Level::DEBUG));
     post_to(&debug, &mut jar, "/add-debug").await;
     let (_, body) = get_page(&debug, &mut jar, "/").await;
     assert_eq!(body, "debug:debug shows with a DEBUG minimum level");
@@ -265,7 +265,7 @@ async fn level_comes_from_the_config() {
 #[tokio::test]
 async fn every_extraction_shares_one_handle() {
     let (storage, _) = counting_storage();
-    let app = app(storage, Config::default());
+    let app = app(storage, MessagesConfig::default());
     let mut jar = Jar::default();
     let (_, body) = get_page(&app, &mut jar, "/twice").await;
     assert_eq!(body, "1");
@@ -310,9 +310,10 @@ impl Storage for Down {
 async fn failed_save_calls_the_hook_and_still_serves() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let hook_seen = seen.clone();
-    let layer = FlashLayer::new(Arc::new(Down), Config::default()).on_error(move |err: &Error| {
-        hook_seen.lock().unwrap().push(err.kind());
-    });
+    let layer =
+        FlashLayer::new(Arc::new(Down), MessagesConfig::default()).on_error(move |err: &Error| {
+            hook_seen.lock().unwrap().push(err.kind());
+        });
     let app = Router::new().route("/add", post(add)).layer(layer);
     let mut jar = Jar::default();
     let response = post_to(&app, &mut jar, "/add").await;
@@ -368,7 +369,7 @@ async fn extensions_reach_a_storage_that_asks_and_nothing_leaks() {
         // The session layer sits outside the flash layer and adds its handle to the request.
         let app = Router::new()
             .route("/", get(show))
-            .layer(FlashLayer::new(dyn_storage, Config::default()))
+            .layer(FlashLayer::new(dyn_storage, MessagesConfig::default()))
             .layer(axum::Extension(SessionMarker));
         let mut jar = Jar::default();
         let (response, _) = get_page(&app, &mut jar, "/").await;

@@ -587,7 +587,7 @@ mod tests {
 
         use flash_core::http::HeaderMap;
         use flash_core::http::header::{COOKIE, SET_COOKIE};
-        use flash_core::{Added, Config, Incoming, Messages, Refused, Storage};
+        use flash_core::{Added, MessagesConfig, Incoming, Messages, Refused, Storage};
 
         let storage = Arc::new(crate::CookieStorage::django(
             "a secret of some length for the test",
@@ -597,7 +597,7 @@ mod tests {
         let messages = Messages::new(
             storage.clone(),
             Incoming::default(),
-            Arc::new(Config::default()),
+            Arc::new(MessagesConfig::default()),
         );
         let undo = Message::new(Level::SUCCESS, "Deleted.").with_data(serde_json::json!({"id": 7}));
         assert_eq!(

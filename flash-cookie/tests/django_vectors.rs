@@ -13,8 +13,8 @@ use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::testkit::CountingStore;
 use flash_core::{
-    Config, CookieOptions, Incoming, Key, KeyedStorage, Keys, Level, MemoryStore, Message,
-    Messages, Storage, Update,
+    CookieOptions, Incoming, Key, KeyedStorage, Keys, Level, MemoryStore, Message, Messages,
+    MessagesConfig, Storage, Update,
 };
 use serde_json::Value;
 
@@ -249,7 +249,7 @@ async fn cases_without_a_value_write_what_django_wrote() {
             // Nothing added or everything below the minimum level: no Set-Cookie at all.
             "empty_not_used" | "debug_filtered_default_level" => {
                 assert!(case["cookie"].is_null(), "{name}");
-                let config = Config::default().with_level(Level::new(
+                let config = MessagesConfig::default().with_level(Level::new(
                     i32::try_from(case["recording_level"].as_i64().unwrap_or(20)).unwrap(),
                 ));
                 let handle =
@@ -271,7 +271,7 @@ async fn cases_without_a_value_write_what_django_wrote() {
                 let handle = Messages::new(
                     Arc::new(storage),
                     request(Some(&existing)),
-                    Arc::new(Config::default()),
+                    Arc::new(MessagesConfig::default()),
                 );
                 assert_eq!(handle.read().await.unwrap().len(), 1);
                 let mut response = HeaderMap::new();
@@ -441,7 +441,7 @@ async fn fallback_overflow_splits_as_django() {
     let input = messages(&case["input"]);
     let (storage, memory, _calls) = fallback();
     let storage = Arc::new(storage);
-    let config = Arc::new(Config::default());
+    let config = Arc::new(MessagesConfig::default());
 
     let handle = Messages::new(storage.clone(), request(None), config.clone());
     for m in input.clone() {
@@ -550,7 +550,7 @@ async fn fallback_marker_only_cookie_reads_the_store_and_no_cookie_does_not() {
     assert_eq!(marker_only["name"], "sentinel_only_cookie_plus_session");
     let (storage, _memory, calls) = fallback();
     let storage = Arc::new(storage);
-    let config = Arc::new(Config::default());
+    let config = Arc::new(MessagesConfig::default());
 
     // A request carrying the marker-only cookie adds: the cookie is left as is, the message
     // goes to the store.
@@ -640,7 +640,7 @@ async fn update_semantics_with_two_existing_follow_django() {
         let handle = Messages::new(
             Arc::new(storage(None)),
             request(Some(&value)),
-            Arc::new(Config::default()),
+            Arc::new(MessagesConfig::default()),
         );
         for action in &actions {
             match *action {

@@ -5,7 +5,8 @@
 use flash_cookie::{Codec, CookieStorage, Fallback};
 use flash_core::testkit::{CallCounts, Capabilities, Client, CountingStore, Harness};
 use flash_core::{
-    Config, DEFAULT_ID_COOKIE, Key, KeyedStorage, Keys, Limits, MemoryStore, Message, Storage,
+    DEFAULT_ID_COOKIE, Key, KeyedStorage, Keys, Limits, MemoryStore, Message, MessagesConfig,
+    Storage,
 };
 
 const COOKIE: &str = "messages";
@@ -57,8 +58,8 @@ fn random_text(len: usize) -> String {
 }
 
 /// Django's tests use a 5000-character message, beyond the default longest text.
-fn config() -> Config {
-    Config::default().with_limits(Limits::default().with_max_text_len(8192))
+fn config() -> MessagesConfig {
+    MessagesConfig::default().with_limits(Limits::default().with_max_text_len(8192))
 }
 
 impl Setup {

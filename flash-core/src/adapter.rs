@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::messages::{Config, Messages, SaveReport};
+use crate::messages::{Messages, MessagesConfig, SaveReport};
 use crate::storage::{Incoming, Storage};
 use crate::view::MessageView;
 
@@ -85,9 +85,11 @@ impl ResponseHeaders for HeaderMap {
 
 type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
-struct Shared {
+/// The settings every request of one application shares: the storage, the messages settings, the
+/// error hook and htmx delivery.
+struct AdapterSettings {
     storage: Arc<dyn Storage>,
-    config: Arc<Config>,
+    config: Arc<MessagesConfig>,
     uses_extensions: bool,
     on_error: Option<ErrorHook>,
     htmx: Option<Htmx>,
@@ -98,11 +100,11 @@ struct Shared {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{Adapter, Config, Incoming, Key, KeyedStorage, MemoryStore};
+/// use flash_core::{Adapter, MessagesConfig, Incoming, Key, KeyedStorage, MemoryStore};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
-/// let adapter = Adapter::new(Arc::new(storage), Config::default())
+/// let adapter = Adapter::new(Arc::new(storage), MessagesConfig::default())
 ///     .on_error(|err| eprintln!("flash messages lost: {err}"));
 ///
 /// let messages = adapter.messages(Incoming::new(["theme=dark"], false));
@@ -117,17 +119,17 @@ struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct Adapter {
-    shared: Arc<Shared>,
+    shared: Arc<AdapterSettings>,
 }
 
 impl Adapter {
     /// An adapter over `storage` with the application's `config` (minimum level, tags, limits).
-    pub fn new(storage: Arc<dyn Storage>, config: Config) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, config: impl Into<Arc<MessagesConfig>>) -> Self {
         Adapter {
-            shared: Arc::new(Shared {
+            shared: Arc::new(AdapterSettings {
                 uses_extensions: storage.uses_extensions(),
                 storage,
-                config: Arc::new(config),
+                config: config.into(),
                 on_error: None,
                 htmx: None,
             }),
@@ -141,7 +143,7 @@ impl Adapter {
     pub fn on_error(self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Self {
         let shared = &self.shared;
         Adapter {
-            shared: Arc::new(Shared {
+            shared: Arc::new(AdapterSettings {
                 storage: shared.storage.clone(),
                 config: shared.config.clone(),
                 uses_extensions: shared.uses_extensions,
@@ -157,7 +159,7 @@ impl Adapter {
     pub fn htmx(self, htmx: Htmx) -> Self {
         let shared = &self.shared;
         Adapter {
-            shared: Arc::new(Shared {
+            shared: Arc::new(AdapterSettings {
                 storage: shared.storage.clone(),
                 config: shared.config.clone(),
                 uses_extensions: shared.uses_extensions,
@@ -195,7 +197,7 @@ impl Adapter {
     }
 
     /// The application's settings.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &MessagesConfig {
         &self.shared.config
     }
 
@@ -606,11 +608,11 @@ pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{Adapter, Config, Htmx, Incoming, Key, KeyedStorage, MemoryStore};
+/// use flash_core::{Adapter, MessagesConfig, Htmx, Incoming, Key, KeyedStorage, MemoryStore};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
-/// let adapter = Adapter::new(Arc::new(storage), Config::default()).htmx(Htmx::new());
+/// let adapter = Adapter::new(Arc::new(storage), MessagesConfig::default()).htmx(Htmx::new());
 ///
 /// let mut incoming = Incoming::default();
 /// adapter.capture_htmx(&mut incoming, |name| (name == "hx-request").then_some(&b"true"[..]));
@@ -957,7 +959,7 @@ mod tests {
     fn keyed() -> Adapter {
         Adapter::new(
             Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate())),
-            Config::default(),
+            MessagesConfig::default(),
         )
     }
 
@@ -1000,10 +1002,11 @@ mod tests {
     async fn a_failed_save_reaches_the_hook_and_is_reported() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
-        let adapter = Adapter::new(Arc::new(FailingSave), Config::default()).on_error(move |err| {
-            assert_eq!(err.kind(), ErrorKind::Unavailable);
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
+        let adapter =
+            Adapter::new(Arc::new(FailingSave), MessagesConfig::default()).on_error(move |err| {
+                assert_eq!(err.kind(), ErrorKind::Unavailable);
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
         let messages = adapter.messages(Incoming::default());
         messages.info("lost");
         let mut response = Lines::default();
@@ -1136,7 +1139,7 @@ mod tests {
     async fn the_scratch_map_carries_nothing_to_the_next_request() {
         let adapter = Adapter::new(
             Arc::new(crate::testkit::adapter_kit::KitCookieStorage),
-            Config::default(),
+            MessagesConfig::default(),
         );
         let first = adapter.messages(Incoming::default());
         first.success("one");

@@ -37,7 +37,7 @@ pub use level::{Level, LevelTags, ParseLevelError};
 pub use limits::Limits;
 pub use memory::{DEFAULT_SWEEP_INTERVAL, MemoryStore, SweepTask};
 pub use message::Message;
-pub use messages::{Added, Config, Messages, Refused, SaveReport};
+pub use messages::{Added, Messages, MessagesConfig, Refused, SaveReport};
 pub use redact::{Redacted, redact_url};
 pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
 pub use simple::{Found, ImmediateSimpleStorage, SimpleStorage, Stored};

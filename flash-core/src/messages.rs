@@ -17,25 +17,25 @@ use crate::storage::{
 /// the limits.
 ///
 /// The minimum level is called `level` everywhere, as Django's `MESSAGE_LEVEL` and
-/// `set_level`: [`Config::with_level`] here, [`Messages::set_level`] for one request.
+/// `set_level`: [`MessagesConfig::with_level`] here, [`Messages::set_level`] for one request.
 ///
 /// ```
-/// use flash_core::{Config, Level, LevelTags};
-/// let config = Config::default()
+/// use flash_core::{MessagesConfig, Level, LevelTags};
+/// let config = MessagesConfig::default()
 ///     .with_level(Level::DEBUG)
 ///     .tags(LevelTags::default().set(Level::ERROR, "danger"));
 /// assert_eq!(config.level(), Level::DEBUG);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub struct MessagesConfig {
     level: Level,
     tags: LevelTags,
     limits: Limits,
 }
 
-impl Default for Config {
+impl Default for MessagesConfig {
     fn default() -> Self {
-        Config {
+        MessagesConfig {
             level: Level::INFO,
             tags: LevelTags::default(),
             limits: Limits::default(),
@@ -43,7 +43,7 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl MessagesConfig {
     /// Sets the minimum level: messages below it are ignored (default [`Level::INFO`], Django's
     /// `MESSAGE_LEVEL`).
     #[must_use]
@@ -225,7 +225,7 @@ struct State {
 
 struct Inner {
     storage: Arc<dyn Storage>,
-    config: Arc<Config>,
+    config: Arc<MessagesConfig>,
     incoming: Incoming,
     state: Mutex<State>,
     // Serialises the one load of the request without holding `state` across an await.
@@ -244,10 +244,10 @@ struct Inner {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use flash_core::{Config, Incoming, Keys, Key, KeyedStorage, Level, MemoryStore, Messages};
+/// use flash_core::{MessagesConfig, Incoming, Keys, Key, KeyedStorage, Level, MemoryStore, Messages};
 ///
 /// let storage = Arc::new(KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate())));
-/// let config = Arc::new(Config::default());
+/// let config = Arc::new(MessagesConfig::default());
 ///
 /// // POST: add, then save into the response headers.
 /// let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());
@@ -284,12 +284,17 @@ impl ReportSink for Inner {
 }
 
 impl Messages {
-    /// The handle for one request.
-    pub fn new(storage: Arc<dyn Storage>, incoming: Incoming, config: Arc<Config>) -> Self {
+    /// The handle for one request. `config` is a [`MessagesConfig`] or an `Arc` of one shared by
+    /// every request, as every constructor that takes the settings accepts.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        incoming: Incoming,
+        config: impl Into<Arc<MessagesConfig>>,
+    ) -> Self {
         Messages {
             inner: Arc::new(Inner {
                 storage,
-                config,
+                config: config.into(),
                 incoming,
                 state: Mutex::new(State::default()),
                 load_gate: tokio::sync::Mutex::new(()),
@@ -306,7 +311,7 @@ impl Messages {
     }
 
     /// The application settings.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &MessagesConfig {
         &self.inner.config
     }
 
@@ -358,11 +363,11 @@ impl Messages {
     ///
     /// ```
     /// # use std::sync::Arc;
-    /// use flash_core::{Added, Config, Incoming, Key, KeyedStorage, Level, Limits, MemoryStore};
+    /// use flash_core::{Added, MessagesConfig, Incoming, Key, KeyedStorage, Level, Limits, MemoryStore};
     /// use flash_core::{Message, Messages, Refused};
     ///
     /// let storage = Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate()));
-    /// let config = Config::default().with_limits(Limits::default().with_max_text_len(10));
+    /// let config = MessagesConfig::default().with_limits(Limits::default().with_max_text_len(10));
     /// let messages = Messages::new(storage, Incoming::default(), Arc::new(config));
     ///
     /// assert_eq!(messages.try_add(Message::new(Level::INFO, "Saved.")), Ok(Added::Queued));
@@ -874,7 +879,7 @@ mod tests {
         let messages = Messages::new(
             recorder.clone(),
             Incoming::default(),
-            Arc::new(Config::default()),
+            Arc::new(MessagesConfig::default()),
         );
         (messages, recorder)
     }
@@ -1025,7 +1030,7 @@ mod tests {
         let messages = Messages::new(
             storage.clone(),
             Incoming::default(),
-            Arc::new(Config::default().with_limits(limits)),
+            Arc::new(MessagesConfig::default().with_limits(limits)),
         );
         let info = |text: &str| Message::new(Level::INFO, text);
         let data = serde_json::json!(7);
@@ -1114,7 +1119,7 @@ mod tests {
         let messages = Messages::new(
             Arc::new(Recovering),
             Incoming::default(),
-            Arc::new(Config::default()),
+            Arc::new(MessagesConfig::default()),
         );
         messages.info("a");
         let report = messages.save(&mut HeaderMap::new()).await.expect("saved");

@@ -91,7 +91,7 @@ impl Stored {
 /// ```
 /// use std::sync::{Arc, Mutex};
 /// use flash_core::http::HeaderMap;
-/// use flash_core::{Config, Found, Incoming, Message, Messages, Overflow, Result, SimpleStorage, Stored};
+/// use flash_core::{MessagesConfig, Found, Incoming, Message, Messages, Overflow, Result, SimpleStorage, Stored};
 ///
 /// /// Every client shares one list: for the example only.
 /// #[derive(Default)]
@@ -121,7 +121,7 @@ impl Stored {
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let storage = Arc::new(Global::default());
-/// let config = Arc::new(Config::default());
+/// let config = Arc::new(MessagesConfig::default());
 /// let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());
 /// messages.info("Saved.");
 /// messages.save(&mut HeaderMap::new()).await?;

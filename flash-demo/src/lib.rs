@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use flash_core::{Adapter, Config, Htmx, Level, Message, Messages, Storage, redact_url};
+use flash_core::{Adapter, Htmx, Level, Message, Messages, MessagesConfig, Storage, redact_url};
 use serde::{Deserialize, Serialize};
 
 mod actix_sessions;
@@ -52,8 +52,8 @@ const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
 /// The demo's settings: minimum level [`Level::DEBUG`], so every level shows, and flash's default
 /// [`Limits`](flash_core::Limits).
-pub fn config() -> Config {
-    Config::default().with_level(Level::DEBUG)
+pub fn config() -> MessagesConfig {
+    MessagesConfig::default().with_level(Level::DEBUG)
 }
 
 /// The web framework serving the demo. Both serve the same routes, pages and JSON from one

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Demo, Framework, browser, start_on};
-use flash::{Config, Incoming, Level, Message, Messages, StorageConfig};
+use flash::{Incoming, Level, Message, Messages, MessagesConfig, StorageConfig};
 
 /// The secret the demo signed with before, published in its source.
 const PUBLISHED: &str = "flash-demo development secret: public, never use it in production";
@@ -24,7 +24,11 @@ async fn forged_cookie(secret: &str) -> String {
         .open()
         .await
         .unwrap();
-    let messages = Messages::new(storage, Incoming::default(), Arc::new(Config::default()));
+    let messages = Messages::new(
+        storage,
+        Incoming::default(),
+        Arc::new(MessagesConfig::default()),
+    );
     assert!(messages.add_message(Message::new(Level::ERROR, PAYLOAD).trusted_html()));
     let mut response = http::HeaderMap::new();
     messages.save(&mut response).await.unwrap();

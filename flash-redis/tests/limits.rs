@@ -484,7 +484,8 @@ async fn a_hostile_client_is_held_to_the_limits() {
         let harness = Harness::keyed(store.clone(), &options);
         let browser = harness.client();
         for round in 0..20 {
-            let request = browser.request_with(flash_core::Config::default().with_limits(limits));
+            let request =
+                browser.request_with(flash_core::MessagesConfig::default().with_limits(limits));
             for m in &burst {
                 request.add_message(m.clone());
             }

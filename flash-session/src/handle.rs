@@ -76,7 +76,7 @@ impl<S: SessionHandle + ?Sized> SessionHandle for Arc<S> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{Config, Incoming, Messages, Storage};
+/// use flash_core::{MessagesConfig, Incoming, Messages, Storage};
 /// use flash_session::{BridgedSession, MemorySession, SessionStorage};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -85,7 +85,7 @@ impl<S: SessionHandle + ?Sized> SessionHandle for Arc<S> {
 /// let session = MemorySession::new();
 /// let mut incoming = Incoming::default();
 /// incoming.extensions_mut().insert(BridgedSession::new(session.clone()));
-/// let messages = Messages::new(storage, incoming, Arc::new(Config::default()));
+/// let messages = Messages::new(storage, incoming, Arc::new(MessagesConfig::default()));
 /// messages.info("Saved.");
 /// messages.save(&mut http::HeaderMap::new()).await?;
 /// assert_eq!(session.entries()["_messages"], r#"[["__json_message", 0, 20, "Saved."]]"#);

@@ -16,7 +16,7 @@ pub use store::{DEFAULT_SESSION_KEY, SessionStorage};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{Config, Incoming, Messages, Storage};
+/// use flash_core::{MessagesConfig, Incoming, Messages, Storage};
 /// use flash_session::TowerSessionStorage;
 /// use tower_sessions::{MemoryStore, Session};
 ///
@@ -27,7 +27,7 @@ pub use store::{DEFAULT_SESSION_KEY, SessionStorage};
 /// let mut incoming = Incoming::default();
 /// incoming.extensions_mut().insert(session.clone());
 ///
-/// let messages = Messages::new(storage, incoming, Arc::new(Config::default()));
+/// let messages = Messages::new(storage, incoming, Arc::new(MessagesConfig::default()));
 /// messages.info("Saved.");
 /// messages.save(&mut http::HeaderMap::new()).await?;
 /// let kept = session.get_value("_messages").await.unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use flash_cookie::{CookieStorage, DjangoCodec, Fallback};
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
-use flash_core::{Config, Incoming, Level, Limits, Message, Messages, Storage};
+use flash_core::{Incoming, Level, Limits, Message, Messages, MessagesConfig, Storage};
 use flash_session::{MemorySession, SessionStorage};
 use serde::Deserialize;
 use serde_json::Value;
@@ -66,8 +66,8 @@ fn request(cookie: Option<&str>, session: &MemorySession) -> Incoming {
     incoming
 }
 
-fn all_levels() -> Arc<Config> {
-    Arc::new(Config::default().with_level(Level::new(0)))
+fn all_levels() -> Arc<MessagesConfig> {
+    Arc::new(MessagesConfig::default().with_level(Level::new(0)))
 }
 
 /// The `messages` value a response sets (`None`: no `Set-Cookie` at all; `Some("")`: deleted).
@@ -201,7 +201,7 @@ async fn a_message_too_large_for_the_cookie_goes_to_the_session() {
     let text = incompressible(5000);
 
     // Django has no limit on a message's text: this one is above flash's default 4 KiB.
-    let config = Config::default()
+    let config = MessagesConfig::default()
         .with_level(Level::new(0))
         .with_limits(Limits::default().with_max_text_len(8192));
     let post = Messages::new(storage.clone(), request(None, &session), Arc::new(config));

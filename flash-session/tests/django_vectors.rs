@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use flash_core::http::HeaderMap;
-use flash_core::{Config, Incoming, Level, Message, Messages, Storage};
+use flash_core::{Incoming, Level, Message, Messages, MessagesConfig, Storage};
 use flash_session::{MemorySession, SessionStorage};
 use serde::Deserialize;
 use serde_json::Value;
@@ -71,8 +71,8 @@ fn request(session: &MemorySession) -> Incoming {
 }
 
 /// Messages at every level are kept, like Django's tests.
-fn config() -> Arc<Config> {
-    Arc::new(Config::default().with_level(Level::new(0)))
+fn config() -> Arc<MessagesConfig> {
+    Arc::new(MessagesConfig::default().with_level(Level::new(0)))
 }
 
 #[tokio::test]

@@ -17,35 +17,6 @@ pub(crate) const ID_PURPOSE: &str = "flash.id";
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub(crate) const DEFAULT_SWEEP: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// A shared storage as a [`Storage`], to compose one chosen at run time.
-#[cfg(feature = "cookie")]
-struct Shared(Arc<dyn Storage>);
-
-#[cfg(feature = "cookie")]
-#[async_trait::async_trait]
-impl Storage for Shared {
-    async fn load(&self, request: &flash_core::Incoming) -> Result<flash_core::Loaded> {
-        self.0.load(request).await
-    }
-
-    async fn save(
-        &self,
-        request: &flash_core::Incoming,
-        update: flash_core::Update,
-        response: &mut flash_core::http::HeaderMap,
-    ) -> Result<Vec<flash_core::Message>> {
-        self.0.save(request, update, response).await
-    }
-
-    fn uses_extensions(&self) -> bool {
-        self.0.uses_extensions()
-    }
-
-    fn carries_data(&self) -> bool {
-        self.0.carries_data()
-    }
-}
-
 /// How often the memory store drops expired clients, unless the URL says `sweep=…`: a pass
 /// over the clients under the store's lock, cheap enough to run often.
 pub(crate) const DEFAULT_MEMORY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
@@ -161,7 +132,7 @@ fn cookie_first(
     // Django's rule.
     let keyed = url.scheme != Scheme::Session;
     Ok(Arc::new(
-        flash_cookie::Fallback::new(cookie, Shared(inner)).read_behind_empty_first(keyed),
+        flash_cookie::Fallback::new(cookie, inner).read_behind_empty_first(keyed),
     ))
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use flash::testkit::unavailable;
-use flash::{Config, ErrorKind, Incoming, Level, Messages, Storage, StorageConfig};
+use flash::{ErrorKind, Incoming, Level, Messages, MessagesConfig, Storage, StorageConfig};
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
 
@@ -83,7 +83,7 @@ impl Jar {
 
 /// POST adds messages, GET shows them once (in order, the HTML text intact), the next GET none.
 async fn round_trip(storage: Arc<dyn Storage>, extend: &dyn Fn(&mut Incoming)) {
-    let config = Arc::new(Config::default());
+    let config = Arc::new(MessagesConfig::default());
     let mut jar = Jar::default();
     let texts = ["Saved.", "<script>alert(1)</script>", "é 🎉"];
 
@@ -167,7 +167,11 @@ async fn cookie_and_its_options() {
         .expect("cookie");
     round_trip(storage.clone(), &nothing).await;
 
-    let post = Messages::new(storage, Incoming::default(), Arc::new(Config::default()));
+    let post = Messages::new(
+        storage,
+        Incoming::default(),
+        Arc::new(MessagesConfig::default()),
+    );
     post.info("x");
     let mut response = HeaderMap::new();
     post.save(&mut response).await.expect("save");
@@ -187,7 +191,7 @@ async fn cookie_first_overflows_into_the_store() {
     round_trip(storage.clone(), &nothing).await;
 
     // Twenty messages do not fit 300 bytes: the rest goes to the store and all come back.
-    let config = Arc::new(Config::default());
+    let config = Arc::new(MessagesConfig::default());
     let mut jar = Jar::default();
     let post = Messages::new(storage.clone(), jar.request(&nothing), config.clone());
     let texts: Vec<String> = (0..20).map(|i| format!("message number {i:02}")).collect();
@@ -219,7 +223,7 @@ async fn cookie_first_overflows_into_the_store() {
 #[tokio::test]
 async fn rotation_through_fallback_secrets() {
     let old = "the old secret of the facade test, 0123456789";
-    let config = Arc::new(Config::default());
+    let config = Arc::new(MessagesConfig::default());
     let before = StorageConfig::new("cookie")
         .secret(old)
         .open()
@@ -253,7 +257,7 @@ async fn rotation_through_fallback_secrets() {
 /// Dev mode without a secret works (an ephemeral secret), and two opens do not share it.
 #[tokio::test]
 async fn dev_mode_uses_an_ephemeral_secret() {
-    let config = Arc::new(Config::default());
+    let config = Arc::new(MessagesConfig::default());
     let first = StorageConfig::new("memory")
         .dev_mode(true)
         .open()
@@ -294,7 +298,7 @@ async fn django_format_reads_what_django_wrote() {
     let get = Messages::new(
         storage.clone(),
         jar.request(&nothing),
-        Arc::new(Config::default()),
+        Arc::new(MessagesConfig::default()),
     );
     let shown = get.read().await.expect("read");
     assert_eq!(shown.len(), 1);
@@ -309,7 +313,11 @@ async fn django_format_reads_what_django_wrote() {
         .open()
         .await
         .expect("open");
-    let get = Messages::new(other, jar.request(&nothing), Arc::new(Config::default()));
+    let get = Messages::new(
+        other,
+        jar.request(&nothing),
+        Arc::new(MessagesConfig::default()),
+    );
     assert_eq!(get.len().await.expect("len"), 0);
 
     round_trip(storage, &nothing).await;
@@ -334,7 +342,7 @@ async fn django_format_refuses_data_at_add() {
             .await
             .expect("open");
         assert_eq!(storage.carries_data(), carries, "{url}");
-        let messages = Messages::new(storage, Incoming::default(), Arc::new(Config::default()));
+        let messages = Messages::new(storage, Incoming::default(), Arc::new(MessagesConfig::default()));
         let outcome = messages.try_add(
             flash::Message::new(Level::INFO, "undo").with_data(serde_json::json!({"id": 7})),
         );

@@ -41,7 +41,7 @@ use crate::level::Level;
 use crate::limits::Limits;
 use crate::memory::MemoryStore;
 use crate::message::Message;
-use crate::messages::Config;
+use crate::messages::MessagesConfig;
 use crate::signing::Key;
 use crate::storage::{ImmediateStorage, Incoming, LoadToken, Loaded, Storage, Update};
 
@@ -220,7 +220,7 @@ fn storages() -> Storages {
 }
 
 async fn app<A: AdapterApp>(storage: &Arc<dyn Storage>) -> A {
-    A::build(Adapter::new(storage.clone(), Config::default())).await
+    A::build(Adapter::new(storage.clone(), MessagesConfig::default())).await
 }
 
 /// POST → 303 → GET shows the message once, with `Vary: Cookie`; on a storage that waits and
@@ -378,7 +378,7 @@ pub async fn failing_store_reaches_the_hook<A: AdapterApp>() {
     let failing: Arc<dyn Storage> = Arc::new(KeyedStorage::new(Down, key));
     let hooked = Arc::new(AtomicUsize::new(0));
     let kinds = hooked.clone();
-    let adapter = Adapter::new(failing, Config::default()).on_error(move |err| {
+    let adapter = Adapter::new(failing, MessagesConfig::default()).on_error(move |err| {
         if err.kind() == ErrorKind::Unavailable {
             kinds.fetch_add(1, Ordering::SeqCst);
         }

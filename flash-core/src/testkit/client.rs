@@ -10,7 +10,7 @@ use http::header::{COOKIE, SET_COOKIE};
 
 use super::Harness;
 use crate::error::Result;
-use crate::messages::{Config, Messages, SaveReport};
+use crate::messages::{Messages, MessagesConfig, SaveReport};
 use crate::storage::Incoming;
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
@@ -76,28 +76,28 @@ impl Client {
         headers
     }
 
-    /// A request with the default [`Config`].
+    /// A request with the default [`MessagesConfig`].
     pub fn request(&self) -> Request {
-        self.request_with(Config::default())
+        self.request_with(MessagesConfig::default())
     }
 
     /// A request with `config`.
-    pub fn request_with(&self, config: Config) -> Request {
+    pub fn request_with(&self, config: impl Into<Arc<MessagesConfig>>) -> Request {
         self.build(config, false)
     }
 
     /// A prefetch request (`Sec-Purpose: prefetch`).
     pub fn prefetch(&self) -> Request {
-        self.build(Config::default(), true)
+        self.build(MessagesConfig::default(), true)
     }
 
-    fn build(&self, config: Config, prefetch: bool) -> Request {
+    fn build(&self, config: impl Into<Arc<MessagesConfig>>, prefetch: bool) -> Request {
         let mut incoming = Incoming::from_headers(&self.headers(prefetch));
         if let Some(hook) = &self.harness.request_hook {
             hook(self.id, &mut incoming);
         }
         Request {
-            messages: Messages::new(self.harness.storage.clone(), incoming, Arc::new(config)),
+            messages: Messages::new(self.harness.storage.clone(), incoming, config),
             client: self.clone(),
         }
     }

@@ -38,7 +38,7 @@ pub use keyed_kit::KeyedFactory;
 use crate::keyed::{KeyedStorage, KeyedStore};
 use crate::signing::Key;
 use crate::storage::{Incoming, Storage};
-use crate::{Config, Keys};
+use crate::{Keys, MessagesConfig};
 
 /// What a factory is asked for. Made by [`Options::new`] (fields may be added).
 #[derive(Debug, Clone)]
@@ -266,9 +266,9 @@ impl Harness {
         Client::new(self.clone())
     }
 
-    /// The request handle for a request of `client` with the default [`Config`].
-    pub fn config(&self) -> Arc<Config> {
-        Arc::new(Config::default())
+    /// The request handle for a request of `client` with the default [`MessagesConfig`].
+    pub fn config(&self) -> Arc<MessagesConfig> {
+        Arc::new(MessagesConfig::default())
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{Factory, Harness, Options};
-use crate::{Config, Level, LevelTags, Message};
+use crate::{Level, LevelTags, Message, MessagesConfig};
 
 macro_rules! harness {
     ($factory:expr) => {
@@ -56,7 +56,11 @@ fn add_level_messages(messages: &crate::Messages) {
     messages.add(Level::SUCCESS, "This was a triumph.");
 }
 
-async fn stored_count_at(factory: Factory, level: Option<Level>, config: Config) -> Option<usize> {
+async fn stored_count_at(
+    factory: Factory,
+    level: Option<Level>,
+    config: MessagesConfig,
+) -> Option<usize> {
     let harness = factory.harness(Options::new()).await?;
     let client = harness.client();
     let request = client.request_with(config);
@@ -106,35 +110,38 @@ pub async fn empty_text_is_ignored(factory: Factory) {
 
 /// The default minimum level (INFO) keeps 5 of Django's six messages.
 pub async fn default_level_keeps_five(factory: Factory) {
-    if let Some(n) = stored_count_at(factory, None, Config::default()).await {
+    if let Some(n) = stored_count_at(factory, None, MessagesConfig::default()).await {
         assert_eq!(n, 5);
     }
 }
 
 /// A request minimum level of 5 keeps all six.
 pub async fn low_level_keeps_all(factory: Factory) {
-    if let Some(n) = stored_count_at(factory, Some(Level::new(5)), Config::default()).await {
+    if let Some(n) = stored_count_at(factory, Some(Level::new(5)), MessagesConfig::default()).await
+    {
         assert_eq!(n, 6);
     }
 }
 
 /// A request minimum level of WARNING keeps two.
 pub async fn high_level_keeps_two(factory: Factory) {
-    if let Some(n) = stored_count_at(factory, Some(Level::WARNING), Config::default()).await {
+    if let Some(n) = stored_count_at(factory, Some(Level::WARNING), MessagesConfig::default()).await
+    {
         assert_eq!(n, 2);
     }
 }
 
 /// A custom request minimum level of 29 keeps three.
 pub async fn custom_level_keeps_three(factory: Factory) {
-    if let Some(n) = stored_count_at(factory, Some(Level::new(29)), Config::default()).await {
+    if let Some(n) = stored_count_at(factory, Some(Level::new(29)), MessagesConfig::default()).await
+    {
         assert_eq!(n, 3);
     }
 }
 
 /// The application's minimum level applies; a request's overrides it, and `None` restores it.
 pub async fn app_level_applies(factory: Factory) {
-    let config = Config::default().with_level(Level::WARNING);
+    let config = MessagesConfig::default().with_level(Level::WARNING);
     if let Some(n) = stored_count_at(factory.clone(), None, config.clone()).await {
         assert_eq!(n, 2);
     }
@@ -148,7 +155,7 @@ pub async fn app_level_applies(factory: Factory) {
     );
     let request = harness
         .client()
-        .request_with(Config::default().with_level(Level::ERROR));
+        .request_with(MessagesConfig::default().with_level(Level::ERROR));
     assert_eq!(request.level(), Level::ERROR);
     request.set_level(Level::DEBUG);
     assert_eq!(request.level(), Level::DEBUG);
@@ -185,7 +192,7 @@ pub async fn custom_tag_map_and_custom_levels(factory: Factory) {
         .set(Level::ERROR, "bad")
         .set(Level::DEBUG, "")
         .set(Level::new(29), "custom");
-    let config = Config::default().tags(map).with_level(Level::DEBUG);
+    let config = MessagesConfig::default().tags(map).with_level(Level::DEBUG);
     let client = harness.client();
     let request = client.request_with(config.clone());
     add_level_messages(&request);
@@ -460,7 +467,7 @@ pub async fn twenty_five_messages_in_order(factory: Factory) {
     ];
     let mut expected = Vec::new();
     for r in 0..5 {
-        let request = client.request_with(Config::default().with_level(Level::DEBUG));
+        let request = client.request_with(MessagesConfig::default().with_level(Level::DEBUG));
         for level in levels {
             let text = format!("request {r} level {level}");
             assert!(request.add(level, text.clone()));
