@@ -247,7 +247,7 @@ impl Doc {
 }
 
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(duration.min(crate::MAX_SPAN).as_millis()).unwrap_or(u64::MAX)
 }
 
 fn now_ms() -> u64 {

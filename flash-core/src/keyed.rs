@@ -90,7 +90,8 @@ impl fmt::Display for LeaseId {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` as lowercase hex digits: the one hex encoder of the workspace.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -226,6 +227,10 @@ pub const HOST_ID_COOKIE: &str = "__Host-flash_id";
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The default lease: how long a request may hold messages before they become visible again.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The longest TTL or lease a store needs to honour: 100 years. A longer [`Duration`] (up to
+/// [`Duration::MAX`]) is cut to this, so `now + span` never overflows a timestamp in any store.
+/// The one "far future" of every store: memory, document, Redis and SQL clamp to it.
+pub const MAX_SPAN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// The default deadline of one store call: 2 seconds.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -31,7 +31,7 @@ pub use document::{DEFAULT_DOCUMENT_ATTEMPTS, DocumentStore, Documents, Versione
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::{
     ClientId, DEFAULT_CALL_TIMEOUT, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, HOST_ID_COOKIE,
-    KeyedStorage, KeyedStore, LeaseId, Outcome,
+    KeyedStorage, KeyedStore, LeaseId, MAX_SPAN, Outcome,
 };
 pub use level::{Level, LevelTags, ParseLevelError};
 pub use limits::Limits;

@@ -34,7 +34,7 @@ impl State {
         self.clients.retain(|_, q| q.expires > now);
         self.next_sweep = now
             .checked_add(self.sweep_interval)
-            .unwrap_or(now + DEFAULT_FAR);
+            .unwrap_or(now + crate::MAX_SPAN);
         before - self.clients.len()
     }
 
@@ -111,7 +111,7 @@ impl MemoryStore {
             let mut state = self.lock();
             let now = Instant::now();
             state.sweep_interval = interval;
-            state.next_sweep = now.checked_add(interval).unwrap_or(now + DEFAULT_FAR);
+            state.next_sweep = now.checked_add(interval).unwrap_or(now + crate::MAX_SPAN);
         }
         self
     }
@@ -182,7 +182,7 @@ impl MemoryStore {
         limits: &Limits,
         now: Instant,
     ) -> usize {
-        let expires = now.checked_add(ttl).unwrap_or(now + DEFAULT_FAR);
+        let expires = now.checked_add(ttl).unwrap_or(now + crate::MAX_SPAN);
         let queue = clients.entry(*client).or_insert_with(|| Queue {
             pending: Vec::new(),
             expires,
@@ -224,8 +224,6 @@ impl Drop for SweepTask {
         self.0.abort();
     }
 }
-
-const DEFAULT_FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -271,7 +269,9 @@ impl KeyedStore for MemoryStore {
             clients.remove(client);
             return Ok(Vec::new());
         }
-        let until = now.checked_add(lease_timeout).unwrap_or(now + DEFAULT_FAR);
+        let until = now
+            .checked_add(lease_timeout)
+            .unwrap_or(now + crate::MAX_SPAN);
         Ok(queue
             .pending
             .iter_mut()

@@ -108,6 +108,25 @@ impl Key {
         Ok(Key::from_mac_key(&bytes))
     }
 
+    /// A fresh random secret to configure (`FLASH_SECRET`, or a development secret): 64
+    /// lowercase hex digits, 32 bytes from the operating system's generator, so twice
+    /// [`MIN_KEY_LEN`].
+    ///
+    /// ```
+    /// let secret = flash_core::Key::random_secret()?;
+    /// assert_eq!(secret.len(), 64);
+    /// assert!(secret.len() >= flash_core::MIN_KEY_LEN);
+    /// # Ok::<(), flash_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) when the random generator fails.
+    pub fn random_secret() -> crate::Result<String> {
+        let mut bytes = [0u8; 32];
+        crate::random::try_fill(&mut bytes)?;
+        Ok(crate::keyed::hex(&bytes))
+    }
+
     /// A key used as the HMAC key exactly as given, with no length check (for foreign formats
     /// such as Django's, whose key derivation is fixed).
     pub fn from_mac_key(bytes: &[u8]) -> Self {

@@ -14,9 +14,6 @@ pub const FILE_NAME: &str = "flash-demo.secret";
 /// Environment variable: where to keep the secret instead.
 pub const ENV_SECRET_FILE: &str = "FLASH_SECRET_FILE";
 
-/// Random bytes in a made secret (written as hex, so twice as many characters).
-const RANDOM_BYTES: usize = 32;
-
 /// Where the secret for `storage_url` is kept: beside the database file when the storage is an
 /// SQLite file (`sqlite://dir/flash.db`, `cookie+sqlite:…`), else in the working directory.
 ///
@@ -117,9 +114,7 @@ fn read(path: &Path) -> io::Result<String> {
 }
 
 fn random_secret() -> io::Result<String> {
-    let mut bytes = [0u8; RANDOM_BYTES];
-    getrandom::fill(&mut bytes).map_err(io::Error::other)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    flash_core::Key::random_secret().map_err(io::Error::other)
 }
 
 fn write_private(path: &Path, secret: &str) -> io::Result<()> {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flash_core::stored_form::{self, FromStored};
 use flash_core::{
-    ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, Message, Outcome, Redacted, Result,
+    ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, MAX_SPAN, Message, Outcome, Redacted,
+    Result,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
@@ -81,8 +82,9 @@ pub struct ClientKeys {
     pub operations: String,
 }
 
-/// Longest TTL or lease sent to the server: 100 years (a longer `Duration` is clamped).
-const MAX_MILLIS: u128 = 100 * 365 * 24 * 3600 * 1000;
+/// Longest TTL or lease sent to the server: flash-core's [`MAX_SPAN`] (a longer `Duration` is
+/// clamped).
+const MAX_MILLIS: u128 = MAX_SPAN.as_millis();
 /// Shortest time a retried write is recognised as already applied.
 const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -455,7 +457,7 @@ fn manager_config(builder: &RedisStoreBuilder) -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
-/// Milliseconds, rounded up (a lease or TTL is never shorter than asked), at most 100 years.
+/// Milliseconds, rounded up (a lease or TTL is never shorter than asked), at most [`MAX_SPAN`].
 fn millis(duration: Duration) -> u128 {
     let nanos = duration.as_nanos();
     nanos.div_ceil(1_000_000).min(MAX_MILLIS)

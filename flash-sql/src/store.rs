@@ -74,18 +74,18 @@ impl Backend {
     }
 }
 
-/// The longest TTL or lease a row is given: longer ones are cut to this (100 years), so the
-/// timestamp arithmetic never overflows on any server.
-pub(crate) const MAX_SPAN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// The longest TTL or lease a row is given: longer ones are cut to flash-core's (100 years), so
+/// the timestamp arithmetic never overflows on any server.
+pub(crate) use flash_core::MAX_SPAN;
 
 /// A span in whole microseconds, at most [`MAX_SPAN`].
 pub(crate) fn micros(span: Duration) -> i64 {
     i64::try_from(span.min(MAX_SPAN).as_micros()).unwrap_or(i64::MAX)
 }
 
-/// `bytes` as lowercase hex digits, for literals in `EXPLAIN`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A client id as lowercase hex digits, for literals in `EXPLAIN`.
+pub(crate) fn hex(client: &[u8; 16]) -> String {
+    ClientId::from_bytes(*client).to_hex()
 }
 
 /// Messages to append, as the statements take them: bodies, sizes and running totals of the

@@ -30,15 +30,7 @@ impl Secret {
 
     /// A fresh random secret for one process (development mode).
     fn ephemeral() -> Result<Self> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|err| {
-            Error::with_source(
-                ErrorKind::Config,
-                "no OS randomness for the development secret",
-                err,
-            )
-        })?;
-        Ok(Secret(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+        Key::random_secret().map(Secret)
     }
 }
 

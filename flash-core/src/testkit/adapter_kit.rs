@@ -515,7 +515,7 @@ impl KitCookieStorage {
         messages
             .iter()
             .map(|m| {
-                let hex: String = m.text.bytes().map(|b| format!("{b:02x}")).collect();
+                let hex = crate::keyed::hex(m.text.as_bytes());
                 format!("{}.{hex}", m.level.value())
             })
             .collect::<Vec<_>>()

@@ -62,7 +62,7 @@ impl Options {
     pub fn new() -> Self {
         let mut bytes = [0u8; 8];
         crate::random::fill(&mut bytes);
-        let namespace: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let namespace = crate::keyed::hex(&bytes);
         Options {
             secret: format!("conformance-secret-{namespace}-0123456789abcdef"),
             namespace,
