@@ -282,13 +282,14 @@ pub mod floor {
 
 /// The server a bench needs, from the same variables as the tests, read at run time.
 pub fn server_url(var: &str) -> String {
+    use flash_core::testkit::urls;
     let default = match var {
-        "FLASH_REDIS_URL" => "redis://127.0.0.1:6379",
-        "FLASH_POSTGRES_URL" => "postgres://postgres@127.0.0.1:5432/test",
-        "FLASH_MYSQL_URL" => "mysql://root@127.0.0.1:3306/test",
+        urls::ENV_REDIS => urls::DEFAULT_REDIS,
+        urls::ENV_POSTGRES => urls::DEFAULT_POSTGRES,
+        urls::ENV_MYSQL => urls::DEFAULT_MYSQL,
         _ => "",
     };
-    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+    urls::var(var, default)
 }
 
 /// Where criterion writes its results: `CRITERION_HOME`, else `$CARGO_TARGET_DIR/criterion`,

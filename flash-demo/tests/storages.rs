@@ -9,13 +9,7 @@
 mod common;
 
 use common::{Framework, Served, Started, browser, post_then_get, start_on, unavailable};
-
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
+use flash_core::testkit::urls;
 
 /// A prefix or table name of this run, so runs in parallel and in a row do not meet.
 fn unique() -> String {
@@ -23,35 +17,20 @@ fn unique() -> String {
 }
 
 fn redis() -> String {
-    var("FLASH_REDIS_URL", "redis://127.0.0.1:6379")
+    urls::redis()
 }
 
 /// `redis+cluster://a:1,b:2,c:3` from the tests' list of node URLs.
 fn redis_cluster() -> String {
-    let nodes: Vec<String> = var(
-        "FLASH_REDIS_CLUSTER_URLS",
-        "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003",
-    )
-    .split(',')
-    .map(|node| {
-        let node = node.trim();
-        node.split_once("://")
-            .map_or(node, |(_, rest)| rest)
-            .to_owned()
-    })
-    .collect();
-    format!("redis+cluster://{}", nodes.join(","))
+    urls::redis_cluster_url()
 }
 
 fn postgres() -> String {
-    var(
-        "FLASH_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-    )
+    urls::postgres()
 }
 
 fn mysql() -> String {
-    var("FLASH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+    urls::mysql()
 }
 
 /// `url` with flash's option `pair` added to its query.

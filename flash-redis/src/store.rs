@@ -613,8 +613,7 @@ mod retried_calls {
     const LONG: Duration = Duration::from_secs(600);
 
     async fn store() -> Option<RedisStore> {
-        let url = std::env::var("FLASH_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let url = flash_core::testkit::urls::redis();
         let prefix = format!("flash-unit-{}", &LeaseId::random().to_hex()[..16]);
         match RedisStore::builder(&url).prefix(prefix).connect().await {
             Ok(store) => Some(store),

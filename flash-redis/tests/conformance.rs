@@ -7,8 +7,7 @@ mod standalone {
     use flash_redis::RedisStore;
 
     async fn redis(options: Options) -> Option<Harness> {
-        let url = std::env::var("FLASH_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let url = flash_core::testkit::urls::redis();
         match RedisStore::builder(&url)
             .prefix(format!("flash-conformance-{}", options.namespace))
             .connect()
@@ -28,13 +27,7 @@ mod cluster {
     use flash_redis::RedisStore;
 
     async fn redis_cluster(options: Options) -> Option<Harness> {
-        let urls: Vec<String> = std::env::var("FLASH_REDIS_CLUSTER_URLS")
-            .unwrap_or_else(|_| {
-                "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".to_owned()
-            })
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .collect();
+        let urls = flash_core::testkit::urls::redis_cluster();
         match RedisStore::cluster_builder(urls.clone())
             .prefix(format!("flash-conformance-{}", options.namespace))
             .connect()

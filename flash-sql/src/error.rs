@@ -264,8 +264,7 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[tokio::test]
     async fn postgres_codes() {
-        let url = std::env::var("FLASH_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let url = flash_core::testkit::urls::postgres();
         let Ok(pool) = sqlx::PgPool::connect(&url).await else {
             flash_core::testkit::unavailable::<()>("PostgreSQL", "connect failed");
             return;
@@ -291,8 +290,7 @@ mod tests {
     #[cfg(feature = "mysql")]
     #[tokio::test]
     async fn mysql_numbers() {
-        let url = std::env::var("FLASH_MYSQL_URL")
-            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned());
+        let url = flash_core::testkit::urls::mysql();
         let Ok(pool) = sqlx::MySqlPool::connect(&url).await else {
             flash_core::testkit::unavailable::<()>("MariaDB/MySQL", "connect failed");
             return;

@@ -24,10 +24,10 @@ const BAD_TABLES: &[&str] = &[
 fn urls() -> Vec<&'static str> {
     let mut urls = Vec::new();
     if cfg!(feature = "postgres") {
-        urls.push("postgres://postgres@127.0.0.1:5432/test");
+        urls.push(flash_core::testkit::urls::DEFAULT_POSTGRES);
     }
     if cfg!(feature = "mysql") {
-        urls.push("mysql://root@127.0.0.1:3306/test");
+        urls.push(flash_core::testkit::urls::DEFAULT_MYSQL);
     }
     if cfg!(feature = "sqlite") {
         urls.push("sqlite::memory:");

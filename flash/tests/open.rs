@@ -390,7 +390,7 @@ async fn session_with_tower_sessions() {
 
 #[cfg(feature = "redis")]
 fn redis_url() -> String {
-    std::env::var("FLASH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    flash_core::testkit::urls::redis()
 }
 
 #[cfg(feature = "redis")]
@@ -428,18 +428,10 @@ async fn redis_unreachable_is_unavailable() {
 #[cfg(feature = "redis-cluster")]
 #[tokio::test]
 async fn redis_cluster() {
-    let nodes = std::env::var("FLASH_REDIS_CLUSTER_URLS").unwrap_or_else(|_| {
-        "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".to_owned()
-    });
-    let hosts: Vec<&str> = nodes
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.split_once("://").map_or(s, |(_, rest)| rest))
-        .collect();
+    let nodes = flash_core::testkit::urls::redis_cluster().join(",");
     let url = format!(
-        "redis+cluster://{}?prefix=flash-facade-{}&ttl=60",
-        hosts.join(","),
+        "{}?prefix=flash-facade-{}&ttl=60",
+        flash_core::testkit::urls::redis_cluster_url(),
         random_hex()
     );
     if let Some(storage) = open(&url, &format!("redis cluster at {nodes}")).await {
@@ -467,16 +459,14 @@ async fn sql_round_trips(base: &str, what: &str) {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres() {
-    let base = std::env::var("FLASH_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let base = flash_core::testkit::urls::postgres();
     sql_round_trips(&base, &format!("postgres at {base}")).await;
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test]
 async fn mysql() {
-    let base = std::env::var("FLASH_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned());
+    let base = flash_core::testkit::urls::mysql();
     sql_round_trips(&base, &format!("mysql at {base}")).await;
 }
 

@@ -21,13 +21,6 @@ pub use flash_demo::Framework;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The default Redis URL.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-/// The default PostgreSQL URL.
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-/// The default MySQL / MariaDB URL.
-pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
-
 /// The secret every test storage signs with.
 pub const SECRET: &str = "flash-integration-secret-0123456789abcdef";
 
@@ -130,13 +123,6 @@ async fn drop_table(url: &str, table: &str) -> Result<(), sqlx::Error> {
     }
 }
 
-fn env_url(var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
 /// A fresh namespace for one test: lowercase hex, safe in keys and table names.
 pub fn namespace() -> String {
     // 6 random bytes are plenty.
@@ -199,7 +185,7 @@ pub async fn open_with(kind: Kind, proxied: bool, options: &[(&str, &str)]) -> O
     let mut dir = None;
     let redis = || {
         with_query(
-            &env_url("FLASH_REDIS_URL", DEFAULT_REDIS_URL),
+            &flash_core::testkit::urls::redis(),
             &[("prefix", &format!("flash-it:{ns}:"))],
         )
     };
@@ -220,7 +206,7 @@ pub async fn open_with(kind: Kind, proxied: bool, options: &[(&str, &str)]) -> O
         Kind::Redis => (redis(), Some(("Redis", 6379))),
         Kind::CookieRedis => (format!("cookie+{}", redis()), Some(("Redis", 6379))),
         Kind::Postgres | Kind::CookiePostgres => {
-            let server = env_url("FLASH_POSTGRES_URL", DEFAULT_POSTGRES_URL);
+            let server = flash_core::testkit::urls::postgres();
             own_table = Some((server.clone(), table.clone()));
             let url = with_query(&server, &[("table", &table)]);
             let url = if kind == Kind::CookiePostgres {
@@ -231,7 +217,7 @@ pub async fn open_with(kind: Kind, proxied: bool, options: &[(&str, &str)]) -> O
             (url, Some(("PostgreSQL", 5432)))
         }
         Kind::Mysql => {
-            let server = env_url("FLASH_MYSQL_URL", DEFAULT_MYSQL_URL);
+            let server = flash_core::testkit::urls::mysql();
             own_table = Some((server.clone(), table.clone()));
             (
                 with_query(&server, &[("table", &table)]),

@@ -26,6 +26,7 @@ mod client;
 mod counting;
 pub mod keyed_kit;
 pub mod tests;
+pub mod urls;
 
 use std::future::Future;
 use std::sync::Arc;

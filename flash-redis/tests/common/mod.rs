@@ -11,19 +11,12 @@ use flash_redis::RedisStore;
 
 /// `FLASH_REDIS_URL`, read at run time.
 pub fn redis_url() -> String {
-    std::env::var("FLASH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    flash_core::testkit::urls::redis()
 }
 
 /// `FLASH_REDIS_CLUSTER_URLS` (comma separated), read at run time.
 pub fn cluster_urls() -> Vec<String> {
-    std::env::var("FLASH_REDIS_CLUSTER_URLS")
-        .unwrap_or_else(|_| {
-            "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".to_owned()
-        })
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
+    flash_core::testkit::urls::redis_cluster()
 }
 
 /// A random hex string (for prefixes, user names).

@@ -16,13 +16,11 @@ const STALE: Duration = Duration::from_secs(15 * 60);
 pub(crate) const TABLE_PREFIX: &str = "flash_t_";
 
 pub(crate) fn postgres_url() -> String {
-    std::env::var("FLASH_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    flash_core::testkit::urls::postgres()
 }
 
 pub(crate) fn mysql_url() -> String {
-    std::env::var("FLASH_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+    flash_core::testkit::urls::mysql()
 }
 
 fn now_secs() -> u64 {
