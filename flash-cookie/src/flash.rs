@@ -2,9 +2,7 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use flash_core::{Error, ErrorKind, Keys, Message, Overflow, Result, SIGNATURE_LEN, stored_form};
+use flash_core::{Error, ErrorKind, Keys, Message, Overflow, Result, stored_form};
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
@@ -12,8 +10,6 @@ use crate::codec::{Decoded, LineParts, Packed};
 
 /// The not-finished marker: a trailing `0` after the message arrays.
 const MARKER: u8 = b'0';
-/// The base64url length of a signature.
-const SIGNATURE_B64_LEN: usize = (SIGNATURE_LEN * 4).div_ceil(3);
 
 /// flash's cookie format, signed with a [`Keys`] ring.
 ///
@@ -72,30 +68,7 @@ impl FlashCodec {
     /// unknown key or for another cookie name; [`ErrorKind::Decode`] when it is validly signed
     /// but not a list of messages.
     pub fn decode(&self, name: &str, value: &str) -> Result<Decoded> {
-        let (payload, signature) = value
-            .rsplit_once('.')
-            .ok_or_else(|| integrity("no signature separator"))?;
-        if signature.len() != SIGNATURE_B64_LEN {
-            return Err(integrity("the signature has the wrong length"));
-        }
-        let mut mac = [0u8; SIGNATURE_LEN + 1];
-        match URL_SAFE_NO_PAD.decode_slice(signature, &mut mac) {
-            Ok(SIGNATURE_LEN) => {}
-            Ok(_) => return Err(integrity("the signature has the wrong length")),
-            Err(err) => {
-                return Err(Error::with_source(
-                    ErrorKind::Integrity,
-                    "the signature is not base64url",
-                    err,
-                ));
-            }
-        }
-        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|err| {
-            Error::with_source(ErrorKind::Integrity, "the payload is not base64url", err)
-        })?;
-        if !self.keys.verify(name, &json, &mac[..SIGNATURE_LEN]) {
-            return Err(integrity("the signature does not match any key"));
-        }
+        let json = self.keys.open_token(name, value)?;
         let payload: Payload = serde_json::from_slice(&json).map_err(|err| {
             Error::with_source(
                 ErrorKind::Decode,
@@ -174,10 +147,7 @@ impl FlashCodec {
 
     /// Appends the value for `json` to `out`.
     fn seal_into(&self, name: &str, json: &[u8], out: &mut String) {
-        let mac = self.keys.sign(name, json);
-        URL_SAFE_NO_PAD.encode_string(json, out);
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(mac, out);
+        self.keys.sign_token_into(name, json, out);
     }
 }
 
@@ -189,13 +159,9 @@ impl fmt::Debug for FlashCodec {
     }
 }
 
-fn integrity(context: &'static str) -> Error {
-    Error::new(ErrorKind::Integrity, context)
-}
-
 /// The length of the value whose JSON is `json_len` bytes long.
 fn value_len(json_len: usize) -> usize {
-    (json_len * 4).div_ceil(3) + 1 + SIGNATURE_B64_LEN
+    Keys::token_len(json_len)
 }
 
 /// The JSON array of messages: `[` then the messages separated by `,`; with `cuttable`, the

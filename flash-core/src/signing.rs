@@ -14,6 +14,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// Length in bytes of a signature (HMAC-SHA256).
 pub const SIGNATURE_LEN: usize = 32;
 
+/// The base64url length of a signature, without padding.
+const SIGNATURE_B64_LEN: usize = (SIGNATURE_LEN * 4).div_ceil(3);
+
 /// The shortest raw key accepted, in bytes.
 pub const MIN_KEY_LEN: usize = 32;
 
@@ -222,23 +225,74 @@ impl Keys {
         })
     }
 
-    /// `base64url(payload) "." base64url(signature)`: a signed token for the cookie `name`.
+    /// `base64url(payload) "." base64url(signature)`, both without padding: a signed token for
+    /// the cookie `name` (flash's cookie format and the keyed stores' id cookie).
+    ///
+    /// ```
+    /// use flash_core::{Key, Keys};
+    /// let keys = Keys::new(Key::derive("a long application secret, from the environment", "x"));
+    /// let token = keys.sign_token("messages", b"[]");
+    /// assert_eq!(keys.open_token("messages", &token)?, b"[]");
+    /// assert!(keys.open_token("other", &token).is_err());
+    /// # Ok::<(), flash_core::Error>(())
+    /// ```
     pub fn sign_token(&self, name: &str, payload: &[u8]) -> String {
-        let signature = self.sign(name, payload);
-        let mut out = String::with_capacity((payload.len() + SIGNATURE_LEN) * 4 / 3 + 4);
-        URL_SAFE_NO_PAD.encode_string(payload, &mut out);
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature, &mut out);
+        let mut out = String::with_capacity(Keys::token_len(payload.len()));
+        self.sign_token_into(name, payload, &mut out);
         out
+    }
+
+    /// The length of the token [`Keys::sign_token`] makes for a payload of `payload_len` bytes.
+    pub const fn token_len(payload_len: usize) -> usize {
+        (payload_len * 4).div_ceil(3) + 1 + SIGNATURE_B64_LEN
+    }
+
+    /// Appends the token [`Keys::sign_token`] makes to `out`.
+    pub fn sign_token_into(&self, name: &str, payload: &[u8], out: &mut String) {
+        let signature = self.sign(name, payload);
+        URL_SAFE_NO_PAD.encode_string(payload, out);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, out);
     }
 
     /// The payload of a token made by [`Keys::sign_token`] for `name`, or `None` when it is
     /// malformed, tampered with or signed by an unknown key.
     pub fn verify_token(&self, name: &str, token: &str) -> Option<Vec<u8>> {
-        let (payload, signature) = token.rsplit_once('.')?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        self.verify(name, &payload, &signature).then_some(payload)
+        self.open_token(name, token).ok()
+    }
+
+    /// As [`Keys::verify_token`], saying why a token is refused.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Integrity`] when the token has no separator, a signature of the wrong
+    /// length or not in base64url, a payload not in base64url, or a signature no key made.
+    pub fn open_token(&self, name: &str, token: &str) -> crate::Result<Vec<u8>> {
+        let integrity = |context: &'static str| Error::new(ErrorKind::Integrity, context);
+        let (payload, signature) = token
+            .rsplit_once('.')
+            .ok_or_else(|| integrity("no signature separator"))?;
+        if signature.len() != SIGNATURE_B64_LEN {
+            return Err(integrity("the signature has the wrong length"));
+        }
+        let mut mac = [0u8; SIGNATURE_LEN + 1];
+        match URL_SAFE_NO_PAD.decode_slice(signature, &mut mac) {
+            Ok(SIGNATURE_LEN) => {}
+            Ok(_) => return Err(integrity("the signature has the wrong length")),
+            Err(err) => {
+                return Err(Error::with_source(
+                    ErrorKind::Integrity,
+                    "the signature is not base64url",
+                    err,
+                ));
+            }
+        }
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|err| {
+            Error::with_source(ErrorKind::Integrity, "the payload is not base64url", err)
+        })?;
+        if !self.verify(name, &payload, &mac[..SIGNATURE_LEN]) {
+            return Err(integrity("the signature does not match any key"));
+        }
+        Ok(payload)
     }
 }
 
