@@ -262,32 +262,14 @@ impl DjangoCodec {
         let (signed, signature) = value
             .rsplit_once(':')
             .ok_or_else(|| integrity("no signature separator"))?;
-        if signature.len() != SIGNATURE_B64_LEN {
-            return Err(integrity("the signature has the wrong length"));
-        }
-        let mut expected = [0u8; SIGNATURE_LEN + 1];
-        match B64.decode_slice(signature, &mut expected) {
-            Ok(SIGNATURE_LEN) => {}
-            Ok(_) => return Err(integrity("the signature has the wrong length")),
-            Err(err) => {
-                return Err(Error::with_source(
-                    ErrorKind::Integrity,
-                    "the signature is not base64url",
-                    err,
-                ));
-            }
-        }
-        // Django compares the base64 text; only a canonical encoding can equal its output.
-        let mut canonical = [0u8; SIGNATURE_B64_LEN];
-        let canonical_ok = B64
-            .encode_slice(&expected[..SIGNATURE_LEN], &mut canonical)
-            .is_ok_and(|len| len == SIGNATURE_B64_LEN && canonical == signature.as_bytes());
+        // Django compares the base64 text: only the canonical encoding is accepted.
+        let expected = flash_core::decode_signature(signature)?;
         let verified = self.keys.all().iter().any(|key| {
             let mut mac = key.mac();
             mac.update(signed.as_bytes());
-            mac.verify_slice(&expected[..SIGNATURE_LEN]).is_ok()
+            mac.verify_slice(&expected).is_ok()
         });
-        if verified && canonical_ok {
+        if verified {
             Ok(signed)
         } else {
             Err(integrity("the signature does not match any key"))

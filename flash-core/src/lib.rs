@@ -39,7 +39,7 @@ pub use memory::{DEFAULT_SWEEP_INTERVAL, MemoryStore, SweepTask};
 pub use message::Message;
 pub use messages::{Added, Messages, MessagesConfig, Refused, SaveReport};
 pub use redact::{Redacted, redact_url};
-pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN};
+pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN, decode_signature};
 pub use simple::{Found, ImmediateSimpleStorage, SimpleStorage, Stored};
 pub use storage::{
     Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow,

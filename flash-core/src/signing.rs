@@ -17,6 +17,41 @@ pub const SIGNATURE_LEN: usize = 32;
 /// The base64url length of a signature, without padding.
 const SIGNATURE_B64_LEN: usize = (SIGNATURE_LEN * 4).div_ceil(3);
 
+/// A signature written in base64url without padding (43 characters), as flash's tokens and
+/// Django's signed cookies carry it. Only the canonical text is accepted, so a signature has one
+/// spelling (Django compares the text).
+///
+/// ```
+/// use flash_core::{SIGNATURE_LEN, decode_signature};
+/// assert_eq!(decode_signature(&"A".repeat(43))?, [0; SIGNATURE_LEN]);
+/// assert!(decode_signature("AAAA").is_err());
+/// assert!(decode_signature(&"B".repeat(43)).is_err(), "not canonical");
+/// # Ok::<(), flash_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`ErrorKind::Integrity`] when the text has the wrong length or is not canonical base64url.
+pub fn decode_signature(text: &str) -> crate::Result<[u8; SIGNATURE_LEN]> {
+    let wrong_length = || Error::new(ErrorKind::Integrity, "the signature has the wrong length");
+    if text.len() != SIGNATURE_B64_LEN {
+        return Err(wrong_length());
+    }
+    let mut bytes = [0u8; SIGNATURE_LEN + 1];
+    match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+        Ok(SIGNATURE_LEN) => {
+            let mut signature = [0u8; SIGNATURE_LEN];
+            signature.copy_from_slice(&bytes[..SIGNATURE_LEN]);
+            Ok(signature)
+        }
+        Ok(_) => Err(wrong_length()),
+        Err(err) => Err(Error::with_source(
+            ErrorKind::Integrity,
+            "the signature is not base64url",
+            err,
+        )),
+    }
+}
+
 /// The shortest raw key accepted, in bytes.
 pub const MIN_KEY_LEN: usize = 32;
 
@@ -271,25 +306,11 @@ impl Keys {
         let (payload, signature) = token
             .rsplit_once('.')
             .ok_or_else(|| integrity("no signature separator"))?;
-        if signature.len() != SIGNATURE_B64_LEN {
-            return Err(integrity("the signature has the wrong length"));
-        }
-        let mut mac = [0u8; SIGNATURE_LEN + 1];
-        match URL_SAFE_NO_PAD.decode_slice(signature, &mut mac) {
-            Ok(SIGNATURE_LEN) => {}
-            Ok(_) => return Err(integrity("the signature has the wrong length")),
-            Err(err) => {
-                return Err(Error::with_source(
-                    ErrorKind::Integrity,
-                    "the signature is not base64url",
-                    err,
-                ));
-            }
-        }
+        let mac = decode_signature(signature)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|err| {
             Error::with_source(ErrorKind::Integrity, "the payload is not base64url", err)
         })?;
-        if !self.verify(name, &payload, &mac[..SIGNATURE_LEN]) {
+        if !self.verify(name, &payload, &mac) {
             return Err(integrity("the signature does not match any key"));
         }
         Ok(payload)
