@@ -88,6 +88,7 @@ pub struct StorageConfig {
     secret: Option<Secret>,
     fallbacks: Vec<Secret>,
     dev: bool,
+    migrate: bool,
 }
 
 impl StorageConfig {
@@ -98,6 +99,7 @@ impl StorageConfig {
             secret: None,
             fallbacks: Vec::new(),
             dev: false,
+            migrate: true,
         }
     }
 
@@ -203,6 +205,17 @@ impl StorageConfig {
     #[must_use]
     pub fn dev_mode(mut self, dev: bool) -> Self {
         self.dev = dev;
+        self
+    }
+
+    /// Whether [`open`](StorageConfig::open) creates or upgrades an SQL store's table (its
+    /// `migrate`): **on by default**, so a first start just works. Turn it off when tables are
+    /// a deployment step of their own (run `flash_sql::SqlStore::migrate` there, with a user
+    /// that may create tables) and the application's user may not. The URL option `migrate=`
+    /// overrides this. Other storages have no table and ignore it.
+    #[must_use]
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
         self
     }
 
@@ -333,7 +346,8 @@ impl StorageConfig {
     }
 
     /// Opens the storage: connects to its server (and, for SQL, creates or upgrades the table by
-    /// running the store's migration), ready to hand to an adapter.
+    /// running the store's migration unless [`migrate`](StorageConfig::migrate) or the URL's
+    /// `migrate=false` turned that off), ready to hand to an adapter.
     ///
     /// # Errors
     /// [`ErrorKind::Config`] as [`validate`](StorageConfig::validate) says, or for a bad driver
@@ -341,7 +355,8 @@ impl StorageConfig {
     /// when the migration fails.
     pub async fn open(&self) -> Result<Arc<dyn Storage>> {
         let (url, secrets) = self.resolve()?;
-        let storage = crate::open::build(&url, secrets.as_ref()).await?;
+        let migrate = url.options.migrate.unwrap_or(self.migrate);
+        let storage = crate::open::build(&url, secrets.as_ref(), migrate).await?;
         tracing::info!(storage = %self, "flash storage opened");
         Ok(storage)
     }
@@ -361,6 +376,7 @@ impl fmt::Debug for StorageConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("fallback_secrets", &self.fallbacks.len())
             .field("dev", &self.dev)
+            .field("migrate", &self.migrate)
             .finish()
     }
 }

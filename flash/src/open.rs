@@ -103,9 +103,13 @@ fn secrets(secrets: Option<&Secrets>) -> Result<&Secrets> {
 }
 
 /// Builds the storage `url` names, owning the background tasks it started.
-pub(crate) async fn build(url: &StorageUrl, keys: Option<&Secrets>) -> Result<Arc<dyn Storage>> {
+pub(crate) async fn build(
+    url: &StorageUrl,
+    keys: Option<&Secrets>,
+    migrate: bool,
+) -> Result<Arc<dyn Storage>> {
     let mut tasks = Vec::new();
-    let inner = build_inner(url, keys, &mut tasks).await?;
+    let inner = build_inner(url, keys, migrate, &mut tasks).await?;
     let storage = if url.cookie_first {
         cookie_first(url, keys, inner)?
     } else {
@@ -130,7 +134,7 @@ fn cookie_first(
     // Behind the cookie, a keyed store's messages are shown at the next read even when the
     // cookie is empty (lost, or emptied while an outage held a lease); the session keeps
     // Django's rule.
-    let keyed = url.scheme != Scheme::Session;
+    let keyed = url.scheme.is_keyed();
     Ok(Arc::new(
         flash_cookie::Fallback::new(cookie, inner).read_behind_empty_first(keyed),
     ))
@@ -192,8 +196,11 @@ fn keyed<S: KeyedStore>(url: &StorageUrl, store: S, secrets: &Secrets) -> Arc<dy
 async fn build_inner(
     url: &StorageUrl,
     keys: Option<&Secrets>,
+    migrate: bool,
     tasks: &mut Vec<AbortOnDrop>,
 ) -> Result<Arc<dyn Storage>> {
+    // Only the SQL stores have a table to create.
+    let _ = migrate;
     match url.scheme {
         #[cfg(feature = "cookie")]
         Scheme::Cookie => Ok(Arc::new(cookie(url, secrets(keys)?))),
@@ -237,7 +244,9 @@ async fn build_inner(
                 builder = builder.table(table.clone());
             }
             let store = builder.connect().await?;
-            store.migrate().await?;
+            if migrate {
+                store.migrate().await?;
+            }
             if let Some(every) = url.options.sweep.unwrap_or(Some(DEFAULT_SWEEP)) {
                 let task = store.spawn_sweeper(every)?;
                 tasks.push(AbortOnDrop(task.abort_handle()));

@@ -19,59 +19,140 @@ pub(crate) enum Scheme {
     Sqlite,
 }
 
+/// One row of [`SCHEMES`]: everything the facade knows of a backend but how to build it.
+pub(crate) struct SchemeRow {
+    scheme: Scheme,
+    /// How a URL may spell it, lowercase; the first is its name in messages.
+    spellings: &'static [&'static str],
+    /// The Cargo feature of the `flash` crate that compiles it in (`None`: always there).
+    feature: Option<&'static str>,
+    /// Whether that feature is on.
+    compiled: bool,
+    /// A server address follows the scheme (`redis://host…`); otherwise only `?options`.
+    address: bool,
+    /// A server-side store keyed by a client id (through `flash_core::KeyedStorage`): it takes
+    /// the id cookie's options, `ttl` and `lease_timeout`.
+    keyed: bool,
+    /// The options of its own, beyond the cookie and keyed ones.
+    options: &'static [&'static str],
+}
+
+const SQL_OPTIONS: &[&str] = &["table", "sweep", "migrate"];
+
+/// Every backend a storage URL can name, in the order of [`Scheme`]: the one table the parser,
+/// the option check, the feature check and the messages read.
+const SCHEMES: [SchemeRow; 8] = [
+    SchemeRow {
+        scheme: Scheme::Cookie,
+        spellings: &["cookie"],
+        feature: Some("cookie"),
+        compiled: cfg!(feature = "cookie"),
+        address: false,
+        keyed: false,
+        options: &[],
+    },
+    SchemeRow {
+        scheme: Scheme::Session,
+        spellings: &["session"],
+        feature: Some("session"),
+        compiled: cfg!(feature = "session"),
+        address: false,
+        keyed: false,
+        options: &["key"],
+    },
+    SchemeRow {
+        scheme: Scheme::Memory,
+        spellings: &["memory"],
+        feature: None,
+        compiled: true,
+        address: false,
+        keyed: true,
+        options: &["sweep"],
+    },
+    SchemeRow {
+        scheme: Scheme::Redis,
+        spellings: &["redis", "rediss", "redis+unix", "unix"],
+        feature: Some("redis"),
+        compiled: cfg!(feature = "redis"),
+        address: true,
+        keyed: true,
+        options: &["prefix"],
+    },
+    SchemeRow {
+        scheme: Scheme::RedisCluster,
+        spellings: &["redis+cluster", "rediss+cluster"],
+        feature: Some("redis-cluster"),
+        compiled: cfg!(feature = "redis-cluster"),
+        address: true,
+        keyed: true,
+        options: &["prefix"],
+    },
+    SchemeRow {
+        scheme: Scheme::Postgres,
+        spellings: &["postgres", "postgresql"],
+        feature: Some("postgres"),
+        compiled: cfg!(feature = "postgres"),
+        address: true,
+        keyed: true,
+        options: SQL_OPTIONS,
+    },
+    SchemeRow {
+        scheme: Scheme::Mysql,
+        spellings: &["mysql", "mariadb"],
+        feature: Some("mysql"),
+        compiled: cfg!(feature = "mysql"),
+        address: true,
+        keyed: true,
+        options: SQL_OPTIONS,
+    },
+    SchemeRow {
+        scheme: Scheme::Sqlite,
+        spellings: &["sqlite"],
+        feature: Some("sqlite"),
+        compiled: cfg!(feature = "sqlite"),
+        address: true,
+        keyed: true,
+        options: SQL_OPTIONS,
+    },
+];
+
 impl Scheme {
+    fn row(self) -> &'static SchemeRow {
+        // `SCHEMES` is in the order of the enum (checked by a test).
+        &SCHEMES[self as usize]
+    }
+
+    /// The scheme a URL spells `text` (any case).
+    fn from_spelling(text: &str) -> Option<Scheme> {
+        let text = text.to_ascii_lowercase();
+        SCHEMES
+            .iter()
+            .find(|row| row.spellings.contains(&text.as_str()))
+            .map(|row| row.scheme)
+    }
+
     /// The Cargo feature of the `flash` crate that compiles this backend in.
     pub(crate) fn feature(self) -> Option<&'static str> {
-        match self {
-            Scheme::Cookie => Some("cookie"),
-            Scheme::Session => Some("session"),
-            Scheme::Memory => None,
-            Scheme::Redis => Some("redis"),
-            Scheme::RedisCluster => Some("redis-cluster"),
-            Scheme::Postgres => Some("postgres"),
-            Scheme::Mysql => Some("mysql"),
-            Scheme::Sqlite => Some("sqlite"),
-        }
+        self.row().feature
     }
 
     /// Whether the backend is compiled in.
     pub(crate) fn compiled(self) -> bool {
-        match self {
-            Scheme::Cookie => cfg!(feature = "cookie"),
-            Scheme::Session => cfg!(feature = "session"),
-            Scheme::Memory => true,
-            Scheme::Redis => cfg!(feature = "redis"),
-            Scheme::RedisCluster => cfg!(feature = "redis-cluster"),
-            Scheme::Postgres => cfg!(feature = "postgres"),
-            Scheme::Mysql => cfg!(feature = "mysql"),
-            Scheme::Sqlite => cfg!(feature = "sqlite"),
-        }
+        self.row().compiled
     }
 
     fn name(self) -> &'static str {
-        match self {
-            Scheme::Cookie => "cookie",
-            Scheme::Session => "session",
-            Scheme::Memory => "memory",
-            Scheme::Redis => "redis",
-            Scheme::RedisCluster => "redis+cluster",
-            Scheme::Postgres => "postgres",
-            Scheme::Mysql => "mysql",
-            Scheme::Sqlite => "sqlite",
-        }
+        self.row().spellings[0]
     }
 
     /// A server-side store keyed by a client id (through `flash_core::KeyedStorage`).
     pub(crate) fn is_keyed(self) -> bool {
-        !matches!(self, Scheme::Cookie | Scheme::Session)
+        self.row().keyed
     }
 
-    fn is_sql(self) -> bool {
-        matches!(self, Scheme::Postgres | Scheme::Mysql | Scheme::Sqlite)
-    }
-
-    fn is_redis(self) -> bool {
-        matches!(self, Scheme::Redis | Scheme::RedisCluster)
+    /// A server address follows the scheme.
+    fn has_address(self) -> bool {
+        self.row().address
     }
 }
 
@@ -99,6 +180,8 @@ pub(crate) struct Options {
     pub(crate) table: Option<String>,
     /// SQL and memory: `None` for the default interval, `Some(None)` when sweeping is off.
     pub(crate) sweep: Option<Option<Duration>>,
+    /// SQL: whether `open` creates or upgrades the table (`None`: as `StorageConfig::migrate`).
+    pub(crate) migrate: Option<bool>,
     pub(crate) secure: Option<bool>,
     pub(crate) http_only: Option<bool>,
     pub(crate) same_site: Option<SameSite>,
@@ -177,6 +260,7 @@ const ALL_OPTIONS: &[&str] = &[
     "prefix",
     "table",
     "sweep",
+    "migrate",
 ];
 
 fn config_error(message: String) -> Error {
@@ -194,25 +278,18 @@ impl StorageUrl {
         };
         let scheme_end = rest.find([':', '?']).unwrap_or(rest.len());
         let scheme_text = &rest[..scheme_end];
-        let scheme = match scheme_text.to_ascii_lowercase().as_str() {
-            "cookie" => Scheme::Cookie,
-            "session" => Scheme::Session,
-            "memory" => Scheme::Memory,
-            "redis" | "rediss" | "redis+unix" | "unix" => Scheme::Redis,
-            "redis+cluster" | "rediss+cluster" => Scheme::RedisCluster,
-            "postgres" | "postgresql" => Scheme::Postgres,
-            "mysql" | "mariadb" => Scheme::Mysql,
-            "sqlite" => Scheme::Sqlite,
-            "" => {
+        let scheme = match Scheme::from_spelling(scheme_text) {
+            Some(scheme) => scheme,
+            None if scheme_text.is_empty() => {
                 return Err(config_error(format!(
                     "the storage URL `{shown}` is empty; use one of: cookie, cookie?format=django, \
                      session, memory, redis://…, redis+cluster://…, postgres://…, mysql://…, \
                      sqlite://…, or cookie+<one of those> for cookie-first overflow"
                 )));
             }
-            other => {
+            None => {
                 return Err(config_error(format!(
-                    "unknown storage `{other}` in `{shown}`; use one of: cookie, session, memory, \
+                    "unknown storage `{scheme_text}` in `{shown}`; use one of: cookie, session, memory, \
                      redis://, rediss://, redis+cluster://, postgres://, mysql://, sqlite://, \
                      or cookie+<url>"
                 )));
@@ -229,7 +306,7 @@ impl StorageUrl {
             None => (rest, ""),
         };
         let after_scheme = &base[scheme_end.min(base.len())..];
-        if !scheme.is_keyed() || scheme == Scheme::Memory {
+        if !scheme.has_address() {
             // `cookie`, `cookie:`, `cookie://`: nothing may follow the scheme but the query.
             if !matches!(after_scheme, "" | ":" | "://") {
                 return Err(config_error(format!(
@@ -239,10 +316,7 @@ impl StorageUrl {
             }
         }
 
-        if scheme.is_keyed()
-            && scheme != Scheme::Memory
-            && (!after_scheme.starts_with(':') || after_scheme.len() < 2)
-        {
+        if scheme.has_address() && (!after_scheme.starts_with(':') || after_scheme.len() < 2) {
             return Err(config_error(format!(
                 "`{shown}` has no address: write it as {}://host…",
                 scheme.name()
@@ -256,7 +330,7 @@ impl StorageUrl {
                 continue;
             };
             if !ALL_OPTIONS.contains(&key.as_ref()) {
-                if scheme.is_keyed() && scheme != Scheme::Memory {
+                if scheme.has_address() {
                     // The driver's own option (`sslmode`, `db`, …): handed on untouched.
                     driver_pairs.push(raw);
                     continue;
@@ -278,7 +352,7 @@ impl StorageUrl {
 
         let mut driver_url = String::new();
         let mut nodes = Vec::new();
-        if scheme.is_keyed() && scheme != Scheme::Memory {
+        if scheme.has_address() {
             let driver_query = driver_pairs.join("&");
             let driver_scheme = match scheme_text.to_ascii_lowercase() {
                 // sqlx knows MariaDB as `mysql://`.
@@ -344,21 +418,10 @@ fn accepted(scheme: Scheme, cookie_first: bool) -> Vec<&'static str> {
     if cookie_first || scheme == Scheme::Cookie || scheme.is_keyed() {
         keys.extend(ATTRIBUTE_OPTIONS);
     }
-    if scheme == Scheme::Session {
-        keys.push("key");
-    }
     if scheme.is_keyed() {
         keys.extend(KEYED_OPTIONS);
     }
-    if scheme.is_redis() {
-        keys.push("prefix");
-    }
-    if scheme.is_sql() {
-        keys.push("table");
-    }
-    if scheme.is_sql() || scheme == Scheme::Memory {
-        keys.push("sweep");
-    }
+    keys.extend(scheme.row().options);
     keys
 }
 
@@ -413,6 +476,7 @@ fn set_option(options: &mut Options, key: &str, value: Cow<'_, str>, shown: &str
                 ),
             })
         }
+        "migrate" => options.migrate = Some(boolean(&value).ok_or_else(|| bad("true or false"))?),
         "secure" => options.secure = Some(boolean(&value).ok_or_else(|| bad("true or false"))?),
         "http_only" => {
             options.http_only = Some(boolean(&value).ok_or_else(|| bad("true or false"))?)
@@ -596,6 +660,51 @@ mod tests {
             assert_eq!(parsed.cookie_first, cookie_first, "{url}");
             assert_eq!(parsed.driver_url, driver, "{url}");
         }
+    }
+
+    #[test]
+    fn the_scheme_table_is_in_the_enum_order_and_every_spelling_parses() {
+        for (i, row) in SCHEMES.iter().enumerate() {
+            assert_eq!(row.scheme as usize, i, "{}", row.spellings[0]);
+            assert_eq!(row.scheme.row().spellings, row.spellings);
+            for spelling in row.spellings {
+                assert_eq!(
+                    Scheme::from_spelling(spelling),
+                    Some(row.scheme),
+                    "{spelling}"
+                );
+                assert_eq!(
+                    Scheme::from_spelling(&spelling.to_ascii_uppercase()),
+                    Some(row.scheme)
+                );
+            }
+            for option in row.options {
+                assert!(ALL_OPTIONS.contains(option), "{option}");
+            }
+        }
+        assert_eq!(Scheme::from_spelling("mongodb"), None);
+    }
+
+    #[test]
+    fn migrate_is_an_sql_option() {
+        assert_eq!(parse("sqlite://f.db").options.migrate, None);
+        assert_eq!(
+            parse("sqlite://f.db?migrate=false").options.migrate,
+            Some(false)
+        );
+        assert_eq!(
+            parse("cookie+postgres://h/db?migrate=off&sslmode=disable")
+                .options
+                .migrate,
+            Some(false)
+        );
+        assert_eq!(
+            parse("mariadb://h/db?migrate=1").options.migrate,
+            Some(true)
+        );
+        assert!(error("redis://h?migrate=false").contains("does not apply"));
+        assert!(error("memory?migrate=false").contains("does not apply"));
+        assert!(error("sqlite://f.db?migrate=later").contains("true or false"));
     }
 
     #[test]

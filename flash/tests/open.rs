@@ -480,6 +480,51 @@ async fn sqlite() {
     assert!(file.exists(), "open creates the database file");
 }
 
+/// `migrate` is on by default; `migrate=false` in the URL or `StorageConfig::migrate(false)`
+/// opens without creating the table, and a store call then fails with a `Config` error that says
+/// to migrate. The URL's option wins over the builder's.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_migrate_can_be_turned_off() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let base = format!("sqlite://{}", dir.path().join("flash.db").display());
+    let off = [
+        StorageConfig::new(format!("{base}?migrate=false&sweep=off")),
+        StorageConfig::new(format!("{base}?sweep=off")).migrate(false),
+    ];
+    for config in off {
+        let storage = config
+            .secret(SECRET)
+            .open()
+            .await
+            .expect("opens without a table");
+        let messages = Messages::new(storage, Incoming::default(), MessagesConfig::default());
+        messages.success("no table yet");
+        let err = messages
+            .save(&mut HeaderMap::new())
+            .await
+            .expect_err("the table was not created");
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(err.to_string().contains("migrate"), "{err}");
+    }
+    // The URL's `migrate=true` overrides the builder: the table is created.
+    let storage = StorageConfig::new(format!("{base}?migrate=true&sweep=off"))
+        .migrate(false)
+        .secret(SECRET)
+        .open()
+        .await
+        .expect("opens and migrates");
+    round_trip(storage, &nothing).await;
+    // Once the table exists, opening without migrating works.
+    let storage = StorageConfig::new(format!("{base}?sweep=off"))
+        .migrate(false)
+        .secret(SECRET)
+        .open()
+        .await
+        .expect("opens");
+    round_trip(storage, &nothing).await;
+}
+
 /// An SQL URL whose table name is not a plain identifier is a configuration error, before any
 /// statement runs.
 #[cfg(feature = "sqlite")]
