@@ -636,7 +636,10 @@ impl Messages {
 
     /// Whether [`Messages::save`] may have anything to do: the request read or added and has
     /// not saved yet. When false, an adapter can skip calling it (it would return at once).
-    pub fn needs_save(&self) -> bool {
+    ///
+    /// Crate-private: a speed hook of [`Adapter::finish_now`](crate::Adapter::finish_now), the
+    /// one way adapters end a request; `save` alone is always correct.
+    pub(crate) fn needs_save(&self) -> bool {
         let state = self.state();
         !state.saved
             && (state.token.is_some()
@@ -688,9 +691,9 @@ impl Messages {
     /// ([`Storage::immediate`]), so an adapter needs no boxed future; `None`, having done
     /// nothing, when the storage may wait.
     ///
-    /// # Errors
-    /// As [`Messages::save`].
-    pub fn save_now(&self, response: &mut HeaderMap) -> Option<Result<SaveReport>> {
+    /// Crate-private: adapters reach it through
+    /// [`Adapter::finish_now`](crate::Adapter::finish_now), which also shapes the response.
+    pub(crate) fn save_now(&self, response: &mut HeaderMap) -> Option<Result<SaveReport>> {
         let storage = self.inner.storage.immediate()?;
         Some(match self.begin_save() {
             Pending::Done(report) => Ok(report),

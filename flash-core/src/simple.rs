@@ -169,7 +169,9 @@ pub trait SimpleStorage: Send + Sync + 'static {
 
     /// The same storage as one that never waits (everything it reads and writes is in the
     /// request and the response, as a cookie's), so the request is served without a boxed
-    /// future; see [`Storage::immediate`]. Default: `None`.
+    /// future. Default: `None`. Optional and for speed only, under the rules of
+    /// [`Storage::immediate`]: `None` is always correct, and a `Some` behaves exactly as `get`
+    /// and `store`.
     fn immediate_simple(&self) -> Option<&dyn ImmediateSimpleStorage> {
         None
     }

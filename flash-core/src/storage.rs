@@ -502,14 +502,27 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The same storage as one that never waits (it keeps messages in the request and
     /// response themselves, as a cookie does), so the request handle and adapters can load and
-    /// save without a boxed future. Default: `None`; a storage that returns `Some` must behave
-    /// exactly as its `load` and `save` do.
+    /// save without a boxed future. Default: `None`.
+    ///
+    /// Part of the contract, and optional: it exists only for speed. `async_trait` boxes one
+    /// future per `load` and per `save`; for a cookie, whose work is a few microseconds, those
+    /// allocations are a measurable share of a request (see BENCHMARKS.md), so
+    /// [`Messages`](crate::Messages) and [`Adapter::finish_now`](crate::Adapter::finish_now)
+    /// take this path when it is offered. The rules:
+    /// - `None` is always correct; a storage that may wait (a network, a lock held across an
+    ///   await) must return `None`.
+    /// - A storage that returns `Some` returns it on every call, and the
+    ///   [`ImmediateStorage`] behaves exactly as `load` and `save` do: the conformance suite
+    ///   drives such a storage through this path.
+    /// - A wrapper that forwards `load` and `save` to an inner storage forwards this too, or
+    ///   leaves the default (slower, still correct).
     fn immediate(&self) -> Option<&dyn ImmediateStorage> {
         None
     }
 }
 
-/// A storage whose `load` and `save` never wait: what [`Storage::immediate`] hands out.
+/// A storage whose `load` and `save` never wait: what [`Storage::immediate`] hands out (see its
+/// rules: optional, for speed only, and exactly as `load` and `save`).
 ///
 /// The cookie storage is one: everything it reads and writes is in the request and the
 /// response, so boxing a future per call would only cost time (~2 allocations a request).
