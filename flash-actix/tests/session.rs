@@ -13,7 +13,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{ActixSessionStorage, Flash, FlashMiddleware};
-use flash_core::{MessagesConfig, ErrorKind, Level, Storage, next_cookie_header};
+use flash_core::{ErrorKind, Level, MessagesConfig, Storage, next_cookie_header};
 use flash_session::{MemorySession, SessionStorage};
 
 /// The text Django keeps under `_messages` for one success message.
@@ -92,7 +92,7 @@ type Seen = Arc<Mutex<Vec<(ErrorKind, String)>>>;
 
 fn flash_middleware(storage: Arc<dyn Storage>, seen: &Seen) -> FlashMiddleware {
     let seen = seen.clone();
-    FlashMiddleware::new(storage, MessagesConfig::default().threshold(Level::DEBUG))
+    FlashMiddleware::new(storage, MessagesConfig::default().with_level(Level::DEBUG))
         .on_error(move |err| seen.lock().unwrap().push((err.kind(), err.to_string())))
 }
 
@@ -387,8 +387,7 @@ fn any_session_storage_and_the_cookie_first_fallback_use_the_bridge() {
         assert!(seen.lock().unwrap().is_empty());
 
         // Cookie first: one message fits the cookie; the rest overflows into the session.
-        let cookie =
-            flash_cookie::CookieStorage::new(flash_core::Key::generate()).max_value_len(120);
+        let cookie = flash_cookie::CookieStorage::new(flash_core::Key::generate()).max_size(120);
         let storage = flash_cookie::Fallback::new(cookie, ActixSessionStorage::new());
         let app = test::init_service(
             App::new()

@@ -47,9 +47,8 @@ fn expiry(now: Instant, ttl: &time::Duration) -> Instant {
 
 /// A new session id: 32 random bytes, hex.
 fn new_key() -> Result<SessionKey, anyhow::Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no OS randomness: {err}"))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = flash_core::Key::random_secret()
+        .map_err(|err| anyhow::anyhow!("no OS randomness: {err}"))?;
     Ok(SessionKey::try_from(hex)?)
 }
 

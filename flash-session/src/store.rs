@@ -157,13 +157,17 @@ impl<S: SessionHandle + Clone> SimpleStorage for SessionStorage<S> {
 mod tests {
     use std::sync::Arc;
 
-    use flash_core::{MessagesConfig, Messages, Storage};
+    use flash_core::{Messages, MessagesConfig, Storage};
 
     use super::*;
     use crate::MemorySession;
 
     async fn add(storage: &Arc<dyn Storage>, incoming: Incoming) -> Result<()> {
-        let messages = Messages::new(storage.clone(), incoming, Arc::new(MessagesConfig::default()));
+        let messages = Messages::new(
+            storage.clone(),
+            incoming,
+            Arc::new(MessagesConfig::default()),
+        );
         messages.info("Saved.");
         messages.save(&mut HeaderMap::new()).await.map(drop)
     }

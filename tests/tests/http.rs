@@ -64,30 +64,12 @@ every_flow! {
     memory => Kind::Memory,
 }
 
-// The session storage lives in a tower-sessions session, which only axum provides.
+// The session storage: a tower-sessions session on axum, actix-session's on actix-web.
 mod session {
     use super::*;
 
     flows_on!(axum => Framework::Axum, Kind::Session);
-
-    /// actix-web refuses it with a sentence rather than serving pages that never show a message.
-    #[tokio::test]
-    async fn actix_refuses_it_with_a_reason() {
-        let opened = flash_integration::open(Kind::Session).await.unwrap();
-        let refused = Framework::Actix.check(opened.storage.as_ref()).unwrap_err();
-        assert!(refused.contains("FLASH_FRAMEWORK=axum"), "{refused}");
-        assert!(Framework::Axum.check(opened.storage.as_ref()).is_ok());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let served = Framework::Actix
-            .serve(
-                opened.storage.clone(),
-                flash_demo::Serving::default(),
-                listener,
-                std::future::ready(()),
-            )
-            .await;
-        assert_eq!(served.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
-    }
+    flows_on!(actix => Framework::Actix, Kind::Session);
 }
 
 macro_rules! two_tabs {
