@@ -563,13 +563,13 @@ mod tests {
 
     /// Through the request handle: the message with data is refused at add, with the typed
     /// reason, and the response's cookie carries the others (nothing dropped in silence).
-    #[test]
-    fn data_is_refused_at_add_and_the_others_are_stored() {
+    #[tokio::test]
+    async fn data_is_refused_at_add_and_the_others_are_stored() {
         use std::sync::Arc;
 
         use flash_core::http::HeaderMap;
         use flash_core::http::header::{COOKIE, SET_COOKIE};
-        use flash_core::{Added, MessagesConfig, Incoming, Messages, Refused, Storage};
+        use flash_core::{Added, Incoming, Messages, MessagesConfig, Refused, Storage};
 
         let storage = Arc::new(crate::CookieStorage::django(
             "a secret of some length for the test",
@@ -600,10 +600,7 @@ mod tests {
         );
 
         let mut response = HeaderMap::new();
-        let report = messages
-            .save_now(&mut response)
-            .expect("a cookie never waits")
-            .expect("saved");
+        let report = messages.save(&mut response).await.expect("saved");
         assert_eq!(report.refused, 2);
         assert!(report.dropped.is_empty());
         let line = response[SET_COOKIE].to_str().expect("ascii");

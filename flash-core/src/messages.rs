@@ -113,8 +113,8 @@ pub enum Added {
     Queued,
     /// Ignored, as Django ignores it: the text is empty.
     EmptyText,
-    /// Ignored, as Django ignores it: the level is below the threshold ([`Messages::level`]).
-    BelowThreshold,
+    /// Ignored, as Django ignores it: the level is below the minimum level ([`Messages::level`]).
+    BelowLevel,
 }
 
 impl Added {
@@ -346,7 +346,7 @@ impl Messages {
     }
 
     /// Queues `message` for a later request, saying what became of it: [`Added::Queued`], or
-    /// ignored as Django ignores it ([`Added::EmptyText`], [`Added::BelowThreshold`]); or why
+    /// ignored as Django ignores it ([`Added::EmptyText`], [`Added::BelowLevel`]); or why
     /// it was refused:
     ///
     /// - [`Refused::TooLarge`]: the message alone is larger than the application's
@@ -371,7 +371,7 @@ impl Messages {
     /// let messages = Messages::new(storage, Incoming::default(), Arc::new(config));
     ///
     /// assert_eq!(messages.try_add(Message::new(Level::INFO, "Saved.")), Ok(Added::Queued));
-    /// assert_eq!(messages.try_add(Message::new(Level::DEBUG, "x")), Ok(Added::BelowThreshold));
+    /// assert_eq!(messages.try_add(Message::new(Level::DEBUG, "x")), Ok(Added::BelowLevel));
     /// let long = Message::new(Level::INFO, "far too long for ten bytes");
     /// let refused = messages.try_add(long).unwrap_err();
     /// assert_eq!(refused, Refused::TooLarge);
@@ -409,7 +409,7 @@ impl Messages {
             origin == Origin::Added && message.data.is_some() && !self.inner.storage.carries_data();
         let mut state = self.state();
         if message.level < state.level.unwrap_or(self.inner.config.level()) {
-            return Ok(Added::BelowThreshold);
+            return Ok(Added::BelowLevel);
         }
         let limits = self.inner.config.limits();
         let size = message.size();
@@ -1040,7 +1040,7 @@ mod tests {
         assert_eq!(messages.try_add(info("")), Ok(Added::EmptyText));
         assert_eq!(
             messages.try_add(Message::new(Level::DEBUG, "low")),
-            Ok(Added::BelowThreshold)
+            Ok(Added::BelowLevel)
         );
         assert_eq!(messages.try_add(info("123456789")), Err(Refused::TooLarge));
         assert_eq!(

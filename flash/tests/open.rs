@@ -342,7 +342,11 @@ async fn django_format_refuses_data_at_add() {
             .await
             .expect("open");
         assert_eq!(storage.carries_data(), carries, "{url}");
-        let messages = Messages::new(storage, Incoming::default(), Arc::new(MessagesConfig::default()));
+        let messages = Messages::new(
+            storage,
+            Incoming::default(),
+            Arc::new(MessagesConfig::default()),
+        );
         let outcome = messages.try_add(
             flash::Message::new(Level::INFO, "undo").with_data(serde_json::json!({"id": 7})),
         );
