@@ -29,6 +29,21 @@ pub(crate) fn is_retryable(err: &sqlx::Error) -> bool {
     matches!(code, "40001" | "40P01")
 }
 
+/// Whether `err` is SQLite's plain "database is locked" (`SQLITE_BUSY`), which it also answers
+/// at once, without the busy handler, where waiting could deadlock.
+#[cfg(feature = "sqlite")]
+pub(crate) fn is_sqlite_busy(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+        && db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff)
+            == Some(SQLITE_BUSY)
+}
+
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
 const SQLITE_READONLY: i32 = 8;

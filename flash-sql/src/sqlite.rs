@@ -46,6 +46,10 @@ struct Statements {
     insert_head: String,
 }
 
+/// Attempts at creating the table when SQLite answers "locked" without waiting (about 1 s of
+/// pauses in all).
+const MIGRATE_ATTEMPTS: u32 = 9;
+
 fn sql(text: String) -> SqlStr {
     AssertSqlSafe(text).into_sql_str()
 }
@@ -97,6 +101,23 @@ impl SqliteBackend {
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), sqlx::Error> {
+        // Connections opening a new database file at the same moment all switch it to WAL;
+        // SQLite answers some of them "database is locked" at once, without waiting out the
+        // busy timeout, because waiting could deadlock. Its documented answer is to try again.
+        let mut attempt = 1;
+        loop {
+            match self.migrate_once().await {
+                Err(err) if attempt < MIGRATE_ATTEMPTS && crate::error::is_sqlite_busy(&err) => {
+                    tracing::debug!(table = %self.table, attempt, error = %err, "flash-sql: migrate again");
+                    tokio::time::sleep(crate::error::backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn migrate_once(&self) -> Result<(), sqlx::Error> {
         let t = &self.table;
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
