@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::message_list::MessageList;
 use crate::messages::{Messages, MessagesConfig, SaveReport};
 use crate::storage::{Incoming, Storage};
 use crate::view::MessageView;
@@ -396,7 +397,7 @@ impl Adapter {
     fn deliver_read<H: ResponseHeaders + ?Sized>(
         &self,
         messages: &Messages,
-        read: Result<Vec<Message>>,
+        read: Result<MessageList>,
         response: &mut H,
     ) -> usize {
         let (Some(htmx), Ok(read)) = (&self.shared.htmx, read) else {

@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::level::{Level, LevelTags};
 use crate::limits::Limits;
 use crate::message::Message;
+use crate::message_list::MessageList;
 use crate::storage::{
     Carry, Degraded, Identity, Incoming, LoadToken, Overflow, ReportSink, Storage, Update,
 };
@@ -199,7 +200,7 @@ enum Origin {
 struct State {
     /// `Some` once loaded: the `stored` messages of storage, followed by added ones moved here
     /// by a read (Django's `_loaded_messages`).
-    loaded: Option<Vec<Message>>,
+    loaded: Option<Arc<Vec<Message>>>,
     /// How many of `loaded` came from storage (a prefix).
     stored: usize,
     token: Option<LoadToken>,
@@ -515,7 +516,7 @@ impl Messages {
             let mut state = self.state();
             state.used = true;
             if loaded.is_ok() {
-                state.loaded = Some(Vec::new());
+                state.loaded = Some(MessageList::empty_shared());
                 state.stored = 0;
             }
             state.queued.clear();
@@ -541,7 +542,7 @@ impl Messages {
             if self.inner.incoming.is_prefetch() {
                 // A prefetch neither sees nor consumes: behave as if nothing was stored,
                 // without touching storage.
-                state.loaded = Some(Vec::new());
+                state.loaded = Some(MessageList::empty_shared());
                 return Ok(());
             }
             if let Some(storage) = self.inner.storage.immediate() {
@@ -574,7 +575,7 @@ impl Messages {
     pub async fn len(&self) -> Result<usize> {
         self.ensure_loaded().await?;
         let state = self.state();
-        Ok(state.loaded.as_ref().map_or(0, Vec::len) + state.queued.len())
+        Ok(state.loaded.as_ref().map_or(0, |l| l.len()) + state.queued.len())
     }
 
     /// Whether there is no pending message, without consuming.
@@ -606,22 +607,32 @@ impl Messages {
     }
 
     fn all(state: &State) -> impl Iterator<Item = &Message> {
-        state.loaded.iter().flatten().chain(&state.queued)
+        state
+            .loaded
+            .iter()
+            .flat_map(|l| l.iter())
+            .chain(&state.queued)
     }
 
     /// Every pending message, oldest first, consuming them (Django's iteration): at the response
     /// only messages added after this are stored. Reading again returns them again.
     ///
+    /// The [`MessageList`] is shared with the handle, not copied: the handle keeps the
+    /// messages for [`Messages::keep`], [`Messages::len`] and a second read.
+    ///
     /// # Errors
     /// When loading fails; nothing is consumed then.
-    pub async fn read(&self) -> Result<Vec<Message>> {
+    pub async fn read(&self) -> Result<MessageList> {
         self.ensure_loaded().await?;
         let mut state = self.state();
         let state = &mut *state;
         state.used = true;
-        let loaded = state.loaded.get_or_insert_with(Vec::new);
-        loaded.append(&mut state.queued);
-        Ok(loaded.clone())
+        let loaded = state.loaded.get_or_insert_with(MessageList::empty_shared);
+        if !state.queued.is_empty() {
+            // Copies only when an earlier read's list is still held.
+            Arc::make_mut(loaded).append(&mut state.queued);
+        }
+        Ok(MessageList(Arc::clone(loaded)))
     }
 
     /// Undoes consumption for this request: every message read stays pending.
@@ -728,7 +739,9 @@ impl Messages {
         let now = std::mem::take(&mut state.now);
         let stored = state.stored;
         let (unread, added) = match state.loaded.take() {
-            Some(mut loaded) if !consumed => {
+            Some(loaded) if !consumed => {
+                // Moved out, unless the application still holds what it read.
+                let mut loaded = Arc::unwrap_or_clone(loaded);
                 let read_before = loaded.split_off(stored);
                 let added = if read_before.is_empty() {
                     queued
@@ -808,7 +821,7 @@ impl State {
     fn set_loaded(&mut self, messages: Vec<Message>, token: LoadToken) {
         // Messages added before the load go after the stored ones, and are still queued.
         self.stored = messages.len();
-        self.loaded = Some(messages);
+        self.loaded = Some(MessageList::share(messages));
         self.token = Some(token);
     }
 }
@@ -832,7 +845,7 @@ impl fmt::Debug for Messages {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state();
         f.debug_struct("Messages")
-            .field("loaded", &state.loaded.as_ref().map(Vec::len))
+            .field("loaded", &state.loaded.as_ref().map(|l| l.len()))
             .field("queued", &state.queued.len())
             .field("used", &state.used)
             .finish_non_exhaustive()
@@ -899,6 +912,36 @@ mod tests {
             .expect("lock")
             .take()
             .expect("save called")
+    }
+
+    #[tokio::test]
+    async fn a_held_read_list_never_changes_and_keep_still_stores_everything() {
+        let texts = |list: &[Message]| list.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+        let (messages, recorder) = handle();
+        let first = messages.read().await.expect("read");
+        assert_eq!(texts(&first), ["s1", "s2"]);
+        // Shared with the handle, not copied.
+        assert!(Arc::ptr_eq(
+            &first.0,
+            messages.state().loaded.as_ref().expect("loaded")
+        ));
+        messages.info("a");
+        let second = messages.read().await.expect("read");
+        // The list the application holds is not touched by a later read.
+        assert_eq!(texts(&first), ["s1", "s2"]);
+        assert_eq!(texts(&second), ["s1", "s2", "a"]);
+        messages.info("b");
+        messages.keep();
+        // Still held while saving: the handle's own messages are copied, not taken.
+        assert_eq!(
+            saved(&messages, &recorder).await,
+            (
+                vec!["s1".into(), "s2".into()],
+                vec!["a".into(), "b".into()],
+                false
+            )
+        );
+        assert_eq!(texts(&second), ["s1", "s2", "a"]);
     }
 
     #[tokio::test]

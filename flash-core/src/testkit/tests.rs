@@ -41,7 +41,7 @@ async fn read_all(client: &super::Client) -> Vec<Message> {
     let request = client.request();
     let messages = request.read().await.expect("read");
     request.finish().await;
-    messages
+    messages.into_vec()
 }
 
 /// Django's six-message set: INFO, 29, DEBUG with `extra-tag`, WARNING, ERROR, SUCCESS.
