@@ -107,7 +107,11 @@ impl Incoming {
     /// When the name appears more than once, the first is taken (the browser sends the most
     /// specific first).
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        std::str::from_utf8(self.cookie_bytes(name)?).ok()
+        match self.find_cookie(name)? {
+            // Found in a header already checked as text: no second check of the value.
+            CookieValue::Text(value) => Some(value),
+            CookieValue::Bytes(value) => std::str::from_utf8(value).ok(),
+        }
     }
 
     /// The raw bytes of the request cookie `name` (surrounding double quotes removed), if
@@ -120,6 +124,13 @@ impl Incoming {
     /// assert_eq!(incoming.cookie_bytes("flash_id"), Some(&b"\xff\xfe"[..]));
     /// ```
     pub fn cookie_bytes(&self, name: &str) -> Option<&[u8]> {
+        match self.find_cookie(name)? {
+            CookieValue::Text(value) => Some(value.as_bytes()),
+            CookieValue::Bytes(value) => Some(value),
+        }
+    }
+
+    fn find_cookie(&self, name: &str) -> Option<CookieValue<'_>> {
         self.cookie
             .iter()
             .chain(&self.more_cookies)
@@ -156,28 +167,41 @@ impl fmt::Debug for Incoming {
     }
 }
 
+/// A cookie's value as found: in a header that is text, or in one that is not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum CookieValue<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
 /// The raw value of the cookie `name` in one `Cookie` header value, quotes removed.
-fn cookie_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+fn cookie_in<'a>(header: &'a [u8], name: &[u8]) -> Option<CookieValue<'a>> {
     // A `Cookie` header is almost always text, and `str`'s split looks for `;` and `=` a word
     // at a time, where a byte-wise split walks every byte of the (often ~300-byte) flash value.
     match std::str::from_utf8(header) {
         Ok(text) => text.split(';').find_map(|pair| {
             let (n, v) = pair.split_once('=')?;
-            (n.trim_ascii().as_bytes() == name).then(|| unquote(v.trim_ascii().as_bytes()))
+            let v = v.trim_ascii();
+            (n.trim_ascii().as_bytes() == name).then(|| {
+                CookieValue::Text(
+                    v.strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v),
+                )
+            })
         }),
         Err(_) => header.split(|&b| b == b';').find_map(|pair| {
             let at = pair.iter().position(|&b| b == b'=')?;
-            let (n, v) = (&pair[..at], &pair[at + 1..]);
-            (n.trim_ascii() == name).then(|| unquote(v.trim_ascii()))
+            let (n, v) = (&pair[..at], pair[at + 1..].trim_ascii());
+            (n.trim_ascii() == name).then(|| {
+                CookieValue::Bytes(
+                    v.strip_prefix(b"\"")
+                        .and_then(|v| v.strip_suffix(b"\""))
+                        .unwrap_or(v),
+                )
+            })
         }),
     }
-}
-
-fn unquote(value: &[u8]) -> &[u8] {
-    value
-        .strip_prefix(b"\"")
-        .and_then(|v| v.strip_suffix(b"\""))
-        .unwrap_or(value)
 }
 
 /// What a storage remembers between `load` and `save` of one request (a lease, which cookie
@@ -613,16 +637,26 @@ mod tests {
             let mut with_invalid = header.as_bytes().to_vec();
             with_invalid.extend_from_slice(b";junk=\xff");
             for name in ["a", "b", "c", "d", "x", "y", "messages", "", "junk2"] {
-                assert_eq!(
-                    cookie_in(header.as_bytes(), name.as_bytes()),
+                let as_bytes = |found: Option<CookieValue<'_>>| {
+                    found.map(|value| match value {
+                        CookieValue::Text(text) => text.as_bytes().to_vec(),
+                        CookieValue::Bytes(bytes) => bytes.to_vec(),
+                    })
+                };
+                assert!(!matches!(
                     cookie_in(&with_invalid, name.as_bytes()),
+                    Some(CookieValue::Text(_))
+                ));
+                assert_eq!(
+                    as_bytes(cookie_in(header.as_bytes(), name.as_bytes())),
+                    as_bytes(cookie_in(&with_invalid, name.as_bytes())),
                     "{header:?} / {name:?}"
                 );
             }
         }
-        assert_eq!(cookie_in(b"y==z", b"y"), Some(&b"=z"[..]));
-        assert_eq!(cookie_in(b"m=\"\"", b"m"), Some(&b""[..]));
-        assert_eq!(cookie_in(b"a=1;a=2", b"a"), Some(&b"1"[..]));
+        assert_eq!(cookie_in(b"y==z", b"y"), Some(CookieValue::Text("=z")));
+        assert_eq!(cookie_in(b"m=\"\"", b"m"), Some(CookieValue::Text("")));
+        assert_eq!(cookie_in(b"a=1;a=2", b"a"), Some(CookieValue::Text("1")));
     }
 
     #[test]
