@@ -408,7 +408,7 @@ impl Adapter {
             return 0;
         }
         let tags = self.shared.config.level_tags();
-        let views: Vec<MessageView> = read.iter().map(|m| m.view(tags)).collect();
+        let views = read.views(tags);
         match htmx.trigger(response, &views) {
             Some(value) => {
                 deliver(response, &value);

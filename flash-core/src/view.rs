@@ -212,13 +212,7 @@ impl Messages {
     /// # Errors
     /// When loading fails; nothing is consumed then.
     pub async fn read_views(&self) -> Result<Vec<MessageView>> {
-        let tags = self.level_tags();
-        Ok(self
-            .read()
-            .await?
-            .iter()
-            .map(|m| MessageView::new(m, tags))
-            .collect())
+        Ok(self.read().await?.views(self.level_tags()))
     }
 
     /// Every pending message as [`Messages::read_views`] gives them, without consuming them.
