@@ -30,13 +30,13 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use flash_benches::server_url;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
-use flash_core::testkit::{CallCounts, CountingStore};
 use flash_core::{
     ClientId, Incoming, Key, KeyedStorage, KeyedStore, Keys, LeaseId, Level, Message, Messages,
     MessagesConfig, Outcome, Storage,
 };
 use flash_redis::RedisStore;
 use flash_sql::SqlStore;
+use flash_testkit::{CallCounts, CountingStore};
 use redis::AsyncCommands as _;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, Executor, SqlSafeStr, SqlStr};

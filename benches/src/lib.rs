@@ -282,7 +282,7 @@ pub mod floor {
 
 /// The server a bench needs, from the same variables as the tests, read at run time.
 pub fn server_url(var: &str) -> String {
-    use flash_core::testkit::urls;
+    use flash_testkit::urls;
     let default = match var {
         urls::ENV_REDIS => urls::DEFAULT_REDIS,
         urls::ENV_POSTGRES => urls::DEFAULT_POSTGRES,

@@ -12,9 +12,7 @@ use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use flash_core::{
-    Adapter, Error, Htmx, MessageView, Messages, MessagesConfig, ResponseHeaders, Storage,
-};
+use flash_core::{Adapter, Error, Htmx, Messages, MessagesConfig, ResponseHeaders, Storage};
 
 use crate::Bridge;
 
@@ -87,28 +85,6 @@ impl FlashMiddleware {
     /// The framework-neutral half of the middleware: storage, settings, hooks.
     pub fn adapter(&self) -> &Adapter {
         &self.adapter
-    }
-
-    /// For application tests: the messages `response` (from `actix_web::test::call_service`
-    /// on an app wrapped in this middleware) left for the client's next request, without
-    /// consuming them, on any storage: the flash cookie decoded, or the keyed store asked.
-    /// `request_cookies` is the `Cookie` header the request carried (`None` for a fresh
-    /// browser). Compare with [`flash_core::assert_messages`].
-    ///
-    /// # Errors
-    /// When the storage fails.
-    pub async fn messages_left<B>(
-        &self,
-        response: &ServiceResponse<B>,
-        request_cookies: Option<&str>,
-    ) -> Result<Vec<MessageView>, Error> {
-        let set_cookies = response
-            .headers()
-            .get_all(actix_web::http::header::SET_COOKIE)
-            .map(HeaderValue::as_bytes);
-        self.adapter
-            .messages_left(request_cookies, set_cookies)
-            .await
     }
 }
 

@@ -9,8 +9,19 @@ use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
 use flash_core::{
-    Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, MessagesConfig, Storage, assert_messages,
+    Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, MessageView, MessagesConfig, Storage,
 };
+use flash_testkit::assert_messages;
+
+/// What `response` left for the next request (`flash_testkit::messages_left`).
+async fn left<B>(
+    middleware: &FlashMiddleware,
+    response: &ServiceResponse<B>,
+    request_cookies: Option<&str>,
+) -> flash_core::Result<Vec<MessageView>> {
+    let set_cookies = response.headers().get_all(header::SET_COOKIE);
+    flash_testkit::messages_left(middleware.adapter(), request_cookies, set_cookies).await
+}
 
 fn storages() -> Vec<(&'static str, Arc<dyn Storage>)> {
     vec![
@@ -62,7 +73,7 @@ fn trigger<B>(response: &ServiceResponse<B>) -> Option<serde_json::Value> {
 }
 
 fn next_cookie<B>(before: Option<&str>, response: &ServiceResponse<B>) -> String {
-    flash_core::next_cookie_header(
+    flash_testkit::next_cookie_header(
         before,
         response
             .headers()
@@ -112,10 +123,7 @@ async fn htmx_delivery() {
         assert_eq!(detail["closeModal"], serde_json::Value::Null, "{name}");
         assert_eq!(detail["messages"][0]["message"], "In place.", "{name}");
         assert_eq!(detail["messages"][0]["tags"], "info", "{name}");
-        assert_messages(
-            &middleware.messages_left(&response, None).await.unwrap(),
-            &[],
-        );
+        assert_messages(&left(&middleware, &response, None).await.unwrap(), &[]);
 
         // Boosted: a full page, left alone.
         let boosted = &[("hx-request", "true"), ("hx-boosted", "true")][..];
@@ -126,7 +134,7 @@ async fn htmx_delivery() {
             "{name}"
         );
         assert_messages(
-            &middleware.messages_left(&response, None).await.unwrap(),
+            &left(&middleware, &response, None).await.unwrap(),
             &[(Level::INFO, "In place.")],
         );
 
@@ -138,10 +146,7 @@ async fn htmx_delivery() {
         assert!(trigger(&response).is_none(), "{name}");
         let cookie = next_cookie(Some(&cookie), &response);
         assert_messages(
-            &middleware
-                .messages_left(&response, Some(&cookie))
-                .await
-                .unwrap(),
+            &left(&middleware, &response, Some(&cookie)).await.unwrap(),
             &[(Level::SUCCESS, "Saved.")],
         );
         // ... but rides along where the route opts in, consumed.
@@ -153,10 +158,7 @@ async fn htmx_delivery() {
         );
         let cookie = next_cookie(Some(&cookie), &response);
         assert_messages(
-            &middleware
-                .messages_left(&response, Some(&cookie))
-                .await
-                .unwrap(),
+            &left(&middleware, &response, Some(&cookie)).await.unwrap(),
             &[],
         );
 

@@ -4,8 +4,8 @@
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
-use flash_core::testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
 use flash_core::{Adapter, Level, Message};
+use flash_testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
 
 #[derive(serde::Deserialize)]
 struct AddQuery {
@@ -97,4 +97,4 @@ impl AdapterApp for Kit {
     }
 }
 
-flash_core::adapter_tests!(Kit);
+flash_testkit::adapter_tests!(Kit);

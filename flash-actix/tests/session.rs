@@ -13,8 +13,9 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{ActixSessionStorage, Flash, FlashMiddleware};
-use flash_core::{ErrorKind, Level, MessagesConfig, Storage, next_cookie_header};
+use flash_core::{ErrorKind, Level, MessagesConfig, Storage};
 use flash_session::{MemorySession, SessionStorage};
+use flash_testkit::next_cookie_header;
 
 /// The text Django keeps under `_messages` for one success message.
 const DJANGO_SAVED: &str = r#"[["__json_message", 0, 25, "Article saved."]]"#;

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
-use flash_core::{Adapter, Error, Htmx, MessageView, Messages, MessagesConfig, Storage};
+use flash_core::{Adapter, Error, Htmx, Messages, MessagesConfig, Storage};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
@@ -89,29 +89,6 @@ impl FlashLayer {
     /// The framework-neutral half of the layer: storage, settings, hooks.
     pub fn adapter(&self) -> &Adapter {
         &self.adapter
-    }
-
-    /// For application tests: the messages `response` (made by a router under this layer,
-    /// with `tower::ServiceExt::oneshot`) left for the client's next request, without
-    /// consuming them, on any storage: the flash cookie decoded, or the keyed store asked.
-    /// `request_cookies` is the `Cookie` header the request carried (`None` for a fresh
-    /// browser). Compare with [`flash_core::assert_messages`].
-    ///
-    /// # Errors
-    /// When the storage fails.
-    pub async fn messages_left<B>(
-        &self,
-        response: &http::Response<B>,
-        request_cookies: Option<&str>,
-    ) -> Result<Vec<MessageView>, Error> {
-        let set_cookies = response
-            .headers()
-            .get_all(http::header::SET_COOKIE)
-            .iter()
-            .map(http::HeaderValue::as_bytes);
-        self.adapter
-            .messages_left(request_cookies, set_cookies)
-            .await
     }
 }
 

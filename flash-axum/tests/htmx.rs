@@ -10,12 +10,23 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
 use flash_core::{
-    Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, Message, MessagesConfig, Storage,
-    assert_messages,
+    Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, Message, MessageView, MessagesConfig,
+    Storage,
 };
+use flash_testkit::assert_messages;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use http::{Request, Response};
 use tower::ServiceExt as _;
+
+/// What `response` left for the next request (`flash_testkit::messages_left`).
+async fn left<B>(
+    layer: &FlashLayer,
+    response: &Response<B>,
+    request_cookies: Option<&str>,
+) -> flash_core::Result<Vec<MessageView>> {
+    let set_cookies = response.headers().get_all(SET_COOKIE);
+    flash_testkit::messages_left(layer.adapter(), request_cookies, set_cookies).await
+}
 
 fn storages() -> Vec<(&'static str, Arc<dyn Storage>)> {
     vec![
@@ -131,7 +142,7 @@ fn trigger(response: &Response<Body>) -> Option<serde_json::Value> {
 
 /// The cookie header after `response`, as a browser would send it next.
 fn next_cookie(before: Option<&str>, response: &Response<Body>) -> String {
-    flash_core::next_cookie_header(
+    flash_testkit::next_cookie_header(
         before,
         response
             .headers()
@@ -168,7 +179,7 @@ async fn added_messages_ride_in_hx_trigger_and_are_not_stored() {
             "{name}"
         );
         assert!(response.headers().get(SET_COOKIE).is_none(), "{name}");
-        assert_messages(&layer.messages_left(&response, None).await.unwrap(), &[]);
+        assert_messages(&left(&layer, &response, None).await.unwrap(), &[]);
     }
 }
 
@@ -193,7 +204,7 @@ async fn non_htmx_boosted_and_history_restores_are_left_alone() {
                 .unwrap();
             assert!(trigger(&response).is_none(), "{name} {headers:?}");
             assert_messages(
-                &layer.messages_left(&response, None).await.unwrap(),
+                &left(&layer, &response, None).await.unwrap(),
                 &[(Level::SUCCESS, "Saved.")],
             );
         }
@@ -210,7 +221,7 @@ async fn without_the_option_htmx_requests_are_untouched() {
             .unwrap();
         assert!(trigger(&response).is_none());
         assert_messages(
-            &layer.messages_left(&response, None).await.unwrap(),
+            &left(&layer, &response, None).await.unwrap(),
             &[(Level::SUCCESS, "Deleted <b>7</b>.")],
         );
     }
@@ -269,7 +280,7 @@ async fn what_cannot_be_delivered_stays_stored() {
             "{name}"
         );
         assert_messages(
-            &layer.messages_left(&response, None).await.unwrap(),
+            &left(&layer, &response, None).await.unwrap(),
             &[(Level::INFO, "kept")],
         );
         // Beyond the header limit.
@@ -284,7 +295,7 @@ async fn what_cannot_be_delivered_stays_stored() {
         let response = app_with(layer.clone(), "/in-place").await;
         assert!(trigger(&response).is_none(), "{name}");
         assert_eq!(
-            layer.messages_left(&response, None).await.unwrap().len(),
+            left(&layer, &response, None).await.unwrap().len(),
             1,
             "{name}"
         );
@@ -320,7 +331,7 @@ async fn pending_messages_ride_along_only_where_the_route_opts_in() {
         assert!(trigger(&response).is_none(), "{name}");
         let cookie = next_cookie(Some(&cookie), &response);
         assert_messages(
-            &layer.messages_left(&response, Some(&cookie)).await.unwrap(),
+            &left(&layer, &response, Some(&cookie)).await.unwrap(),
             &[(Level::SUCCESS, "Saved.")],
         );
 
@@ -339,10 +350,7 @@ async fn pending_messages_ride_along_only_where_the_route_opts_in() {
             .collect();
         assert_eq!(texts, ["Saved.", "from the form"], "{name}");
         let cookie = next_cookie(Some(&cookie), &response);
-        assert_messages(
-            &layer.messages_left(&response, Some(&cookie)).await.unwrap(),
-            &[],
-        );
+        assert_messages(&left(&layer, &response, Some(&cookie)).await.unwrap(), &[]);
         let response = app
             .clone()
             .oneshot(request("GET", "/", &[], Some(&cookie)))
@@ -403,7 +411,7 @@ async fn assert_messages_prints_both_lists() {
         .oneshot(request("POST", "/save", &[], None))
         .await
         .unwrap();
-    let left = layer.messages_left(&response, None).await.unwrap();
+    let left = left(&layer, &response, None).await.unwrap();
     let panic = std::panic::catch_unwind(|| assert_messages(&left, &[(Level::INFO, "Other.")]))
         .unwrap_err();
     let text = panic.downcast_ref::<String>().unwrap();
@@ -431,7 +439,7 @@ async fn pending_messages_that_do_not_fit_stay_stored_as_they_were() {
         assert!(trigger(&response).is_none(), "{name}");
         let cookie = next_cookie(Some(&cookie), &response);
         assert_messages(
-            &layer.messages_left(&response, Some(&cookie)).await.unwrap(),
+            &left(&layer, &response, Some(&cookie)).await.unwrap(),
             &[(Level::SUCCESS, "Saved."), (Level::INFO, "from the form")],
         );
     }

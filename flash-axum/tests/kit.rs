@@ -7,8 +7,8 @@ use axum::extract::Query;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
-use flash_core::testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
 use flash_core::{Adapter, Level, Message};
+use flash_testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
 use http::header::VARY;
 use http::{HeaderValue, Request};
 use tower::ServiceExt as _;
@@ -97,4 +97,4 @@ impl AdapterApp for App {
     }
 }
 
-flash_core::adapter_tests!(App);
+flash_testkit::adapter_tests!(App);

@@ -9,11 +9,11 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
-use flash_core::testkit::{CallCounts, CountingStore};
 use flash_core::{
     Error, ErrorKind, Incoming, Key, KeyedStorage, Keys, Level, Loaded, MemoryStore, Message,
     MessagesConfig, Storage, Update, async_trait,
 };
+use flash_testkit::{CallCounts, CountingStore};
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, Request, Response, StatusCode};
 use tower::ServiceExt as _;

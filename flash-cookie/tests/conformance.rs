@@ -5,28 +5,28 @@
 /// one browser, and has no room for large messages: it declares no capability.
 mod cookie {
     use flash_cookie::CookieStorage;
-    use flash_core::testkit::{Capabilities, Harness, Options};
+    use flash_testkit::{Capabilities, Harness, Options};
 
     async fn cookie(options: Options) -> Option<Harness> {
         let storage = CookieStorage::new(options.keys("flash.cookie"));
         Some(Harness::new(storage, Capabilities::NONE, "messages"))
     }
 
-    flash_core::conformance_tests!(cookie);
+    flash_testkit::conformance_tests!(cookie);
 }
 
 /// Django's cookie format, with the options' secret as Django's `SECRET_KEY`.
 #[cfg(feature = "django")]
 mod django {
     use flash_cookie::CookieStorage;
-    use flash_core::testkit::{Capabilities, Harness, Options};
+    use flash_testkit::{Capabilities, Harness, Options};
 
     async fn django(options: Options) -> Option<Harness> {
         let storage = CookieStorage::django(&options.secret, [] as [&str; 0]);
         Some(Harness::new(storage, Capabilities::NONE, "messages"))
     }
 
-    flash_core::conformance_tests!(django);
+    flash_testkit::conformance_tests!(django);
 }
 
 /// A cookie in front of a keyed memory store: large messages overflow to the store. Two tabs
@@ -36,8 +36,8 @@ mod django {
 /// `tests/fallback.rs` counts the calls of each placement exactly.
 mod fallback {
     use flash_cookie::{CookieStorage, Fallback};
-    use flash_core::testkit::{Capabilities, CountingStore, Harness, Options};
     use flash_core::{KeyedStorage, MemoryStore};
+    use flash_testkit::{Capabilities, CountingStore, Harness, Options};
 
     async fn fallback(options: Options) -> Option<Harness> {
         let store = CountingStore::new(MemoryStore::new());
@@ -50,5 +50,5 @@ mod fallback {
         Some(Harness::new(storage, capabilities, "messages").with_calls(calls, false))
     }
 
-    flash_core::conformance_tests!(fallback);
+    flash_testkit::conformance_tests!(fallback);
 }

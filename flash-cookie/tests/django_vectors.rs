@@ -11,11 +11,11 @@ use flash_cookie::{CookieStorage, DjangoCodec, Fallback, NOT_FINISHED};
 use flash_core::SameSite;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
-use flash_core::testkit::CountingStore;
 use flash_core::{
     CookieOptions, Incoming, Key, KeyedStorage, Keys, Level, MemoryStore, Message, Messages,
     MessagesConfig, Storage, Update,
 };
+use flash_testkit::CountingStore;
 use serde_json::Value;
 
 const SECRET: &str = "interop-test-secret-key-0123456789";
@@ -402,7 +402,7 @@ type Composed = Fallback<CookieStorage, KeyedStorage<CountingStore<MemoryStore>>
 
 /// Django's cookie in front of a keyed memory store; the store (clones share messages) and
 /// its call counts.
-fn fallback() -> (Composed, MemoryStore, flash_core::testkit::CallCounts) {
+fn fallback() -> (Composed, MemoryStore, flash_testkit::CallCounts) {
     let memory = MemoryStore::new();
     let store = CountingStore::new(memory.clone());
     let calls = store.counts();

@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use flash_cookie::{Codec, CookieStorage, Fallback};
-use flash_core::testkit::{CallCounts, Capabilities, Client, CountingStore, Harness};
 use flash_core::{
     DEFAULT_ID_COOKIE, Key, KeyedStorage, Keys, Limits, MemoryStore, Message, MessagesConfig,
     Storage,
 };
+use flash_testkit::{CallCounts, Capabilities, Client, CountingStore, Harness};
 
 const COOKIE: &str = "messages";
 

@@ -329,28 +329,6 @@ impl Adapter {
         self.shape(result, cookie_set, response)
     }
 
-    /// For application tests: the messages a response left for the client's next request,
-    /// as templates receive them, without consuming them. `request_cookies` is the `Cookie`
-    /// header the request was sent with (`None` for a fresh browser), `set_cookies` the
-    /// response's `Set-Cookie` lines; the next request's cookies are made from both, as a
-    /// browser makes them, and the storage is asked: the cookie decoded, or the keyed store
-    /// asked (its lease given back untouched). The adapters wrap it for their test responses;
-    /// compare with [`assert_messages`].
-    ///
-    /// # Errors
-    /// When the storage fails to load or to give its lease back.
-    pub async fn messages_left<'a>(
-        &self,
-        request_cookies: Option<&str>,
-        set_cookies: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<Vec<MessageView>> {
-        let next = next_cookie_header(request_cookies, set_cookies);
-        let messages = self.messages(Incoming::new([next.as_bytes()], false));
-        let views = messages.peek_views().await?;
-        messages.save(&mut HeaderMap::new()).await?;
-        Ok(views)
-    }
-
     /// Which htmx delivery this request gets.
     fn htmx_delivery(&self, messages: &Messages) -> Delivery {
         if self.shared.htmx.is_none() || messages.is_consumed() {
@@ -824,79 +802,6 @@ fn ascii_json(value: &serde_json::Value) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The `Cookie` header a browser sends after a response: `request_cookies` with the response's
-/// `Set-Cookie` lines applied (a value replaced or added, a cookie expired by `Max-Age=0` or a
-/// past `Expires` removed). Attributes other than those are not checked: this is for tests.
-pub fn next_cookie_header<'a>(
-    request_cookies: Option<&str>,
-    set_cookies: impl IntoIterator<Item = &'a [u8]>,
-) -> String {
-    let mut jar: Vec<(String, String)> = request_cookies
-        .into_iter()
-        .flat_map(|header| header.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            Some((name.to_owned(), value.to_owned()))
-        })
-        .collect();
-    for line in set_cookies {
-        let Ok(line) = std::str::from_utf8(line) else {
-            continue;
-        };
-        let Ok(cookie) = cookie::Cookie::parse(line) else {
-            continue;
-        };
-        jar.retain(|(name, _)| name != cookie.name());
-        let expired = cookie.max_age().is_some_and(|age| age.is_zero())
-            || cookie
-                .expires_datetime()
-                .is_some_and(|at| at <= cookie::time::OffsetDateTime::now_utc());
-        if !expired {
-            jar.push((cookie.name().to_owned(), cookie.value().to_owned()));
-        }
-    }
-    jar.iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// Asserts that `left` ([`Adapter::messages_left`]) holds exactly `expected`, as levels and
-/// texts in order (Django's `assertMessages`); on a difference the panic prints both lists.
-///
-/// ```
-/// use flash_core::{Level, LevelTags, Message, assert_messages};
-/// let left = vec![Message::new(Level::SUCCESS, "Saved.").view(&LevelTags::default())];
-/// assert_messages(&left, &[(Level::SUCCESS, "Saved.")]);
-/// let wrong = std::panic::catch_unwind(|| assert_messages(&left, &[(Level::INFO, "Saved.")]));
-/// assert!(wrong.is_err());
-/// ```
-///
-/// # Panics
-/// When the lists differ.
-#[track_caller]
-pub fn assert_messages(left: &[MessageView], expected: &[(crate::Level, &str)]) {
-    let got: Vec<(crate::Level, &str)> = left
-        .iter()
-        .map(|view| (view.level(), view.message.as_str()))
-        .collect();
-    if got != expected {
-        let list = |items: &[(crate::Level, &str)]| {
-            items
-                .iter()
-                .map(|(level, text)| format!("\n    {level:?} {text:?}"))
-                .collect::<String>()
-        };
-        panic!(
-            "the messages left for the next request differ\n  left ({}):{}\n  expected ({}):{}",
-            got.len(),
-            list(&got),
-            expected.len(),
-            list(expected),
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1105,21 +1010,6 @@ mod tests {
         assert!(response.get("hx-trigger").is_empty());
     }
 
-    #[test]
-    fn next_cookie_header_applies_set_cookie_lines() {
-        let next = next_cookie_header(
-            Some("a=1; flash=old; b=2"),
-            [
-                &b"flash=new; Path=/; HttpOnly"[..],
-                b"a=; Max-Age=0; Path=/",
-                b"b=; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-                b"c=3",
-            ],
-        );
-        assert_eq!(next, "flash=new; c=3");
-        assert_eq!(next_cookie_header(None, []), "");
-    }
-
     fn vary_after(values: &[&'static str]) -> Vec<String> {
         let mut headers = HeaderMap::new();
         for v in values {
@@ -1131,45 +1021,6 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap_or("?").to_owned())
             .collect()
-    }
-
-    /// The per-thread scratch map of a non-`http` framework is empty again after each request:
-    /// one request's `Set-Cookie` never reaches the next response.
-    #[cfg(feature = "testkit")]
-    #[tokio::test]
-    async fn the_scratch_map_carries_nothing_to_the_next_request() {
-        let adapter = Adapter::new(
-            Arc::new(crate::testkit::adapter_kit::KitCookieStorage),
-            MessagesConfig::default(),
-        );
-        let first = adapter.messages(Incoming::default());
-        first.success("one");
-        let mut lines = Lines::default();
-        let finished = adapter.finish_now(&first, &mut lines).expect("never waits");
-        assert!(finished.cookie_set);
-        assert_eq!(lines.get("set-cookie").len(), 1);
-
-        // A second request that reads (nothing: it brings no cookie) and adds nothing: saved
-        // through the scratch map, nothing to write.
-        let second = adapter.messages(Incoming::default());
-        assert!(second.read().await.expect("a read").is_empty());
-        let mut lines = Lines::default();
-        adapter
-            .finish_now(&second, &mut lines)
-            .expect("never waits");
-        assert!(lines.get("set-cookie").is_empty(), "{lines:?}");
-
-        // A third that adds: exactly its own line.
-        let third = adapter.messages(Incoming::default());
-        third.success("three");
-        let mut lines = Lines::default();
-        adapter.finish_now(&third, &mut lines).expect("never waits");
-        let cookies = lines.get("set-cookie");
-        assert_eq!(cookies.len(), 1, "{cookies:?}");
-        assert!(
-            cookies[0].starts_with("kit_messages=25.7468726565;"),
-            "{cookies:?}"
-        );
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub enum Outcome {
 ///   appends `append` under `limits` as `append` does, in one step; it returns how many of
 ///   `append` it kept.
 ///
-/// The points an author meets, settled (the keyed-store kit, [`keyed_store_tests!`](crate::keyed_store_tests),
+/// The points an author meets, settled (the keyed-store kit, `flash_testkit::keyed_store_tests!`,
 /// checks them; [`MemoryStore`](crate::MemoryStore) is the reference):
 /// - **A lease that expired still holds what no other lease took.** Expiry only makes its
 ///   messages leasable again; until another lease takes them, settling the expired lease

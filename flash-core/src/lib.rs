@@ -20,13 +20,7 @@ mod storage;
 pub mod stored_form;
 mod view;
 
-#[cfg(feature = "testkit")]
-pub mod testkit;
-
-pub use adapter::{
-    Adapter, Finished, Htmx, HtmxRequest, ResponseHeaders, assert_messages, next_cookie_header,
-    vary_on_cookie,
-};
+pub use adapter::{Adapter, Finished, Htmx, HtmxRequest, ResponseHeaders, vary_on_cookie};
 pub use cookie_options::{CookieOptions, SameSite, append_set_cookie_line};
 pub use document::{DEFAULT_DOCUMENT_ATTEMPTS, DocumentStore, Documents, Versioned};
 pub use error::{Error, ErrorKind, Result};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flash_core::testkit::{Capabilities, Client, Harness};
 use flash_core::{
     ClientId, CookieOptions, Error, ErrorKind, Key, KeyedStorage, KeyedStore, LeaseId, Limits,
     MemoryStore, Message, Outcome, Result, async_trait,
 };
+use flash_testkit::{Capabilities, Client, Harness};
 
 /// What the store does now: answer, fail as unreachable, or answer only after a pause (having
 /// done the work, as a server whose reply is late).

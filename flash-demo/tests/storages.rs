@@ -9,7 +9,7 @@
 mod common;
 
 use common::{Framework, Served, Started, browser, post_then_get, start_on, unavailable};
-use flash_core::testkit::urls;
+use flash_testkit::urls;
 
 /// A prefix or table name of this run, so runs in parallel and in a row do not meet.
 fn unique() -> String {

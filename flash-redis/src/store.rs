@@ -613,11 +613,11 @@ mod retried_calls {
     const LONG: Duration = Duration::from_secs(600);
 
     async fn store() -> Option<RedisStore> {
-        let url = flash_core::testkit::urls::redis();
+        let url = flash_testkit::urls::redis();
         let prefix = format!("flash-unit-{}", &LeaseId::random().to_hex()[..16]);
         match RedisStore::builder(&url).prefix(prefix).connect().await {
             Ok(store) => Some(store),
-            Err(err) => flash_core::testkit::unavailable(&format!("redis at {url}"), err),
+            Err(err) => flash_testkit::unavailable(&format!("redis at {url}"), err),
         }
     }
 

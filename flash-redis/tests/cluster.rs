@@ -8,9 +8,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use flash_core::testkit::unavailable;
 use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Level, Message, Outcome};
 use flash_redis::RedisStore;
+use flash_testkit::unavailable;
 use redis::aio::MultiplexedConnection;
 
 const LONG: Duration = Duration::from_secs(600);

@@ -3,11 +3,11 @@
 //! as the key prefix.
 
 mod standalone {
-    use flash_core::testkit::{Harness, Options, unavailable};
     use flash_redis::RedisStore;
+    use flash_testkit::{Harness, Options, unavailable};
 
     async fn redis(options: Options) -> Option<Harness> {
-        let url = flash_core::testkit::urls::redis();
+        let url = flash_testkit::urls::redis();
         match RedisStore::builder(&url)
             .prefix(format!("flash-conformance-{}", options.namespace))
             .connect()
@@ -18,16 +18,16 @@ mod standalone {
         }
     }
 
-    flash_core::conformance_tests!(redis);
+    flash_testkit::conformance_tests!(redis);
 }
 
 #[cfg(feature = "cluster")]
 mod cluster {
-    use flash_core::testkit::{Harness, Options, unavailable};
     use flash_redis::RedisStore;
+    use flash_testkit::{Harness, Options, unavailable};
 
     async fn redis_cluster(options: Options) -> Option<Harness> {
-        let urls = flash_core::testkit::urls::redis_cluster();
+        let urls = flash_testkit::urls::redis_cluster();
         match RedisStore::cluster_builder(urls.clone())
             .prefix(format!("flash-conformance-{}", options.namespace))
             .connect()
@@ -38,5 +38,5 @@ mod cluster {
         }
     }
 
-    flash_core::conformance_tests!(redis_cluster);
+    flash_testkit::conformance_tests!(redis_cluster);
 }

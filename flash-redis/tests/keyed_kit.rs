@@ -5,8 +5,8 @@
 mod common;
 
 mod standalone {
-    use flash_core::testkit::{Options, unavailable};
     use flash_redis::RedisStore;
+    use flash_testkit::{Options, unavailable};
 
     async fn redis(options: Options) -> Option<RedisStore> {
         let url = super::common::redis_url();
@@ -20,13 +20,13 @@ mod standalone {
         }
     }
 
-    flash_core::keyed_store_tests!(redis);
+    flash_testkit::keyed_store_tests!(redis);
 }
 
 #[cfg(feature = "cluster")]
 mod cluster {
-    use flash_core::testkit::{Options, unavailable};
     use flash_redis::RedisStore;
+    use flash_testkit::{Options, unavailable};
 
     async fn redis_cluster(options: Options) -> Option<RedisStore> {
         let urls = super::common::cluster_urls();
@@ -40,5 +40,5 @@ mod cluster {
         }
     }
 
-    flash_core::keyed_store_tests!(redis_cluster);
+    flash_testkit::keyed_store_tests!(redis_cluster);
 }

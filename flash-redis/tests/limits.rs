@@ -8,12 +8,12 @@ mod common;
 
 use std::time::Duration;
 
-use flash_core::testkit::{Harness, Options};
 use flash_core::{
     ClientId, Incoming, Key, KeyedStorage, KeyedStore, Keys, LeaseId, Level, Limits, Message,
     Outcome, Storage, Update,
 };
 use flash_redis::RedisStore;
+use flash_testkit::{Harness, Options};
 use http::HeaderMap;
 use redis::AsyncCommands as _;
 
@@ -345,10 +345,9 @@ mod cluster {
             .await
         {
             Ok(store) => Some(store),
-            Err(err) => flash_core::testkit::unavailable(
-                &format!("redis cluster at {}", urls.join(",")),
-                err,
-            ),
+            Err(err) => {
+                flash_testkit::unavailable(&format!("redis cluster at {}", urls.join(",")), err)
+            }
         }
     }
 

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Logged, OwnServer, log_every_command, take_slowlog};
-use flash_core::testkit::{Harness, Options};
 use flash_core::{ClientId, KeyedStore, LeaseId, Level, Message, Outcome};
 use flash_redis::RedisStore;
+use flash_testkit::{Harness, Options};
 
 const LONG: Duration = Duration::from_secs(600);
 

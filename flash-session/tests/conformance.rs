@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
-use flash_core::testkit::{Capabilities, Harness, Options};
+use flash_testkit::{Capabilities, Harness, Options};
 
 /// What a session storage gives beyond Django's semantics: room for large messages only (sessions
 /// are read and written whole, and expire with the session, not with flash's TTL).
@@ -50,7 +50,7 @@ mod memory_session {
         )
     }
 
-    flash_core::conformance_tests!(factory);
+    flash_testkit::conformance_tests!(factory);
 }
 
 #[cfg(feature = "tower-sessions")]
@@ -67,5 +67,5 @@ mod tower_session {
         Some(Harness::new(TowerSessionStorage::new(), SESSION, "").with_request_hook(hook))
     }
 
-    flash_core::conformance_tests!(factory);
+    flash_testkit::conformance_tests!(factory);
 }

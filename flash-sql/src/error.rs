@@ -279,9 +279,9 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[tokio::test]
     async fn postgres_codes() {
-        let url = flash_core::testkit::urls::postgres();
+        let url = flash_testkit::urls::postgres();
         let Ok(pool) = sqlx::PgPool::connect(&url).await else {
-            flash_core::testkit::unavailable::<()>("PostgreSQL", "connect failed");
+            flash_testkit::unavailable::<()>("PostgreSQL", "connect failed");
             return;
         };
         for (code, kind, retry) in [
@@ -305,9 +305,9 @@ mod tests {
     #[cfg(feature = "mysql")]
     #[tokio::test]
     async fn mysql_numbers() {
-        let url = flash_core::testkit::urls::mysql();
+        let url = flash_testkit::urls::mysql();
         let Ok(pool) = sqlx::MySqlPool::connect(&url).await else {
-            flash_core::testkit::unavailable::<()>("MariaDB/MySQL", "connect failed");
+            flash_testkit::unavailable::<()>("MariaDB/MySQL", "connect failed");
             return;
         };
         for (number, kind, retry) in [

@@ -24,10 +24,10 @@ const BAD_TABLES: &[&str] = &[
 fn urls() -> Vec<&'static str> {
     let mut urls = Vec::new();
     if cfg!(feature = "postgres") {
-        urls.push(flash_core::testkit::urls::DEFAULT_POSTGRES);
+        urls.push(flash_testkit::urls::DEFAULT_POSTGRES);
     }
     if cfg!(feature = "mysql") {
-        urls.push(flash_core::testkit::urls::DEFAULT_MYSQL);
+        urls.push(flash_testkit::urls::DEFAULT_MYSQL);
     }
     if cfg!(feature = "sqlite") {
         urls.push("sqlite::memory:");

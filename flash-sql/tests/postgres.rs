@@ -12,12 +12,12 @@ use flash_core::{ClientId, KeyedStore, LeaseId};
 use flash_sql::{Driver, SqlStore};
 
 mod conformance {
-    flash_core::conformance_tests!(super::common::postgres);
+    flash_testkit::conformance_tests!(super::common::postgres);
 }
 
 /// flash-core's keyed-store kit: the store driven directly, every rule of the contract.
 mod keyed_kit {
-    flash_core::keyed_store_tests!(super::common::postgres_kit);
+    flash_testkit::keyed_store_tests!(super::common::postgres_kit);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,18 +7,18 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use flash_core::testkit::Options;
 use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Outcome};
 use flash_sql::{Driver, SqlStore};
+use flash_testkit::Options;
 use sqlx::{Connection, Executor, SqliteConnection};
 
 mod conformance {
-    flash_core::conformance_tests!(super::common::sqlite);
+    flash_testkit::conformance_tests!(super::common::sqlite);
 }
 
 /// flash-core's keyed-store kit: the store driven directly, every rule of the contract.
 mod keyed_kit {
-    flash_core::keyed_store_tests!(super::common::sqlite_kit);
+    flash_testkit::keyed_store_tests!(super::common::sqlite_kit);
 }
 
 const HOUR: Duration = Duration::from_secs(3600);

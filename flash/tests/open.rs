@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use flash::testkit::unavailable;
 use flash::{ErrorKind, Incoming, Level, Messages, MessagesConfig, Storage, StorageConfig};
+use flash_testkit::unavailable;
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
 
@@ -394,7 +394,7 @@ async fn session_with_tower_sessions() {
 
 #[cfg(feature = "redis")]
 fn redis_url() -> String {
-    flash_core::testkit::urls::redis()
+    flash_testkit::urls::redis()
 }
 
 #[cfg(feature = "redis")]
@@ -432,10 +432,10 @@ async fn redis_unreachable_is_unavailable() {
 #[cfg(feature = "redis-cluster")]
 #[tokio::test]
 async fn redis_cluster() {
-    let nodes = flash_core::testkit::urls::redis_cluster().join(",");
+    let nodes = flash_testkit::urls::redis_cluster().join(",");
     let url = format!(
         "{}?prefix=flash-facade-{}&ttl=60",
-        flash_core::testkit::urls::redis_cluster_url(),
+        flash_testkit::urls::redis_cluster_url(),
         random_hex()
     );
     if let Some(storage) = open(&url, &format!("redis cluster at {nodes}")).await {
@@ -463,14 +463,14 @@ async fn sql_round_trips(base: &str, what: &str) {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres() {
-    let base = flash_core::testkit::urls::postgres();
+    let base = flash_testkit::urls::postgres();
     sql_round_trips(&base, &format!("postgres at {base}")).await;
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test]
 async fn mysql() {
-    let base = flash_core::testkit::urls::mysql();
+    let base = flash_testkit::urls::mysql();
     sql_round_trips(&base, &format!("mysql at {base}")).await;
 }
 
@@ -547,7 +547,7 @@ async fn sqlite_bad_table_is_a_config_error() {
 /// The suite through `open`, for the storages that need no server.
 mod conformance {
     use super::*;
-    use flash::testkit::{Capabilities, Harness, Options};
+    use flash_testkit::{Capabilities, Harness, Options};
 
     fn keyed_url(base: &str, options: &Options) -> String {
         format!(
@@ -576,7 +576,7 @@ mod conformance {
             Some(Harness::new(Opened(storage), Capabilities::ALL, "flash_id"))
         }
 
-        flash::conformance_tests!(factory);
+        flash_testkit::conformance_tests!(factory);
     }
 
     #[cfg(feature = "cookie")]
@@ -592,7 +592,7 @@ mod conformance {
             ))
         }
 
-        flash::conformance_tests!(factory);
+        flash_testkit::conformance_tests!(factory);
     }
 
     #[cfg(feature = "cookie")]
@@ -605,6 +605,6 @@ mod conformance {
             Some(Harness::new(Opened(storage), capabilities, "messages"))
         }
 
-        flash::conformance_tests!(factory);
+        flash_testkit::conformance_tests!(factory);
     }
 }

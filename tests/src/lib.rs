@@ -185,7 +185,7 @@ pub async fn open_with(kind: Kind, proxied: bool, options: &[(&str, &str)]) -> O
     let mut dir = None;
     let redis = || {
         with_query(
-            &flash_core::testkit::urls::redis(),
+            &flash_testkit::urls::redis(),
             &[("prefix", &format!("flash-it:{ns}:"))],
         )
     };
@@ -206,7 +206,7 @@ pub async fn open_with(kind: Kind, proxied: bool, options: &[(&str, &str)]) -> O
         Kind::Redis => (redis(), Some(("Redis", 6379))),
         Kind::CookieRedis => (format!("cookie+{}", redis()), Some(("Redis", 6379))),
         Kind::Postgres | Kind::CookiePostgres => {
-            let server = flash_core::testkit::urls::postgres();
+            let server = flash_testkit::urls::postgres();
             own_table = Some((server.clone(), table.clone()));
             let url = with_query(&server, &[("table", &table)]);
             let url = if kind == Kind::CookiePostgres {
@@ -217,7 +217,7 @@ pub async fn open_with(kind: Kind, proxied: bool, options: &[(&str, &str)]) -> O
             (url, Some(("PostgreSQL", 5432)))
         }
         Kind::Mysql => {
-            let server = flash_core::testkit::urls::mysql();
+            let server = flash_testkit::urls::mysql();
             own_table = Some((server.clone(), table.clone()));
             (
                 with_query(&server, &[("table", &table)]),
@@ -235,7 +235,7 @@ pub async fn open_with(kind: Kind, proxied: bool, options: &[(&str, &str)]) -> O
     if let Some((service, port)) = probe {
         let server = url.trim_start_matches("cookie+");
         if let Err(err) = reachable(server, port).await {
-            return flash_core::testkit::unavailable(&format!("{service} at {shown}"), err);
+            return flash_testkit::unavailable(&format!("{service} at {shown}"), err);
         }
         if proxied {
             let (through, started) = through_proxy(&url, port).await;
@@ -246,7 +246,7 @@ pub async fn open_with(kind: Kind, proxied: bool, options: &[(&str, &str)]) -> O
     let storage = match open_url(&url).await {
         Ok(storage) => storage,
         Err(err) if err.kind() == flash_core::ErrorKind::Unavailable => {
-            return flash_core::testkit::unavailable(&shown, err);
+            return flash_testkit::unavailable(&shown, err);
         }
         Err(err) => panic!(
             "opening {shown}: {err} ({:?})",

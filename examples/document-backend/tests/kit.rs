@@ -1,7 +1,7 @@
 //! The example backend passes the keyed-store kit and the conformance suite.
 
 use document_backend::MapDocuments;
-use flash_core::testkit::{Harness, Options};
+use flash_testkit::{Harness, Options};
 
 async fn store(_: Options) -> Option<flash_core::Documents<MapDocuments>> {
     Some(MapDocuments::keyed())
@@ -12,9 +12,9 @@ async fn harness(options: Options) -> Option<Harness> {
 }
 
 mod kit {
-    flash_core::keyed_store_tests!(super::store);
+    flash_testkit::keyed_store_tests!(super::store);
 }
 
 mod conformance {
-    flash_core::conformance_tests!(super::harness);
+    flash_testkit::conformance_tests!(super::harness);
 }

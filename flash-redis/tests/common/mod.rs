@@ -6,17 +6,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flash_core::testkit::unavailable;
 use flash_redis::RedisStore;
+use flash_testkit::unavailable;
 
 /// `FLASH_REDIS_URL`, read at run time.
 pub fn redis_url() -> String {
-    flash_core::testkit::urls::redis()
+    flash_testkit::urls::redis()
 }
 
 /// `FLASH_REDIS_CLUSTER_URLS` (comma separated), read at run time.
 pub fn cluster_urls() -> Vec<String> {
-    flash_core::testkit::urls::redis_cluster()
+    flash_testkit::urls::redis_cluster()
 }
 
 /// A random hex string (for prefixes, user names).

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flash_core::testkit::{Harness, Options, unavailable};
 use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Level, Limits, Message, Outcome};
 use flash_sql::SqlStore;
+use flash_testkit::{Harness, Options, unavailable};
 
 /// Tables and files of earlier runs older than this are removed when a test binary starts.
 const STALE: Duration = Duration::from_secs(15 * 60);
@@ -16,11 +16,11 @@ const STALE: Duration = Duration::from_secs(15 * 60);
 pub(crate) const TABLE_PREFIX: &str = "flash_t_";
 
 pub(crate) fn postgres_url() -> String {
-    flash_core::testkit::urls::postgres()
+    flash_testkit::urls::postgres()
 }
 
 pub(crate) fn mysql_url() -> String {
-    flash_core::testkit::urls::mysql()
+    flash_testkit::urls::mysql()
 }
 
 fn now_secs() -> u64 {

@@ -3,7 +3,7 @@
 //! default. `scripts/redis-cluster` starts the default cluster on ports 7001-7003.
 //!
 //! ```
-//! use flash_core::testkit::urls;
+//! use flash_testkit::urls;
 //! assert!(urls::redis().starts_with("redis"));
 //! assert!(!urls::redis_cluster().is_empty());
 //! assert!(urls::redis_cluster_url().starts_with("redis+cluster://"));

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{Factory, Harness, Options};
-use crate::{Level, LevelTags, Message, MessagesConfig};
+use flash_core::{Level, LevelTags, Message, MessagesConfig};
 
 macro_rules! harness {
     ($factory:expr) => {
@@ -45,7 +45,7 @@ async fn read_all(client: &super::Client) -> Vec<Message> {
 }
 
 /// Django's six-message set: INFO, 29, DEBUG with `extra-tag`, WARNING, ERROR, SUCCESS.
-fn add_level_messages(messages: &crate::Messages) {
+fn add_level_messages(messages: &flash_core::Messages) {
     messages.add(Level::INFO, "A generic info message");
     messages.add(Level::new(29), "Some custom level");
     messages.add_message(
@@ -149,7 +149,7 @@ pub async fn app_level_applies(factory: Factory) {
         assert_eq!(n, 6);
     }
     let harness = Harness::new(
-        crate::KeyedStorage::new(crate::MemoryStore::new(), crate::Key::generate()),
+        flash_core::KeyedStorage::new(flash_core::MemoryStore::new(), flash_core::Key::generate()),
         super::Capabilities::ALL,
         "",
     );
@@ -244,7 +244,7 @@ pub async fn extra_tags_and_html_flag_survive(factory: Factory) {
 
 /// Data beside the text ([`Message::with_data`]) travels, with the extra tags and the HTML
 /// flag, through every storage that carries data; one that cannot
-/// ([`Storage::carries_data`](crate::Storage::carries_data) is false) is checked by
+/// ([`Storage::carries_data`](flash_core::Storage::carries_data) is false) is checked by
 /// [`data_is_refused_at_add_where_it_cannot_travel`].
 pub async fn data_travels_beside_the_text(factory: Factory) {
     let harness = harness!(factory);
@@ -272,7 +272,7 @@ pub async fn data_travels_beside_the_text(factory: Factory) {
     for m in &sent {
         assert_eq!(
             request.try_add(m.clone()),
-            Ok(crate::Added::Queued),
+            Ok(flash_core::Added::Queued),
             "{}",
             m.text
         );
@@ -291,7 +291,7 @@ pub async fn data_travels_beside_the_text(factory: Factory) {
 }
 
 /// A storage that cannot carry data refuses a message with data at add, with
-/// [`Refused::DataNotSupported`](crate::Refused::DataNotSupported), counts it as refused, and
+/// [`Refused::DataNotSupported`](flash_core::Refused::DataNotSupported), counts it as refused, and
 /// stores the other messages of the request: nothing is dropped in silence. One that carries
 /// data queues it. Either way a message shown in this request only (`add_now`) keeps its data.
 pub async fn data_is_refused_at_add_where_it_cannot_travel(factory: Factory) {
@@ -304,7 +304,7 @@ pub async fn data_is_refused_at_add_where_it_cannot_travel(factory: Factory) {
     assert!(request.info("before"));
     assert_eq!(
         request.try_add(Message::new(Level::WARNING, "tagged").with_extra_tags("t")),
-        Ok(crate::Added::Queued)
+        Ok(flash_core::Added::Queued)
     );
     let outcome = request.try_add(with_data.clone());
     assert!(request.info("after"));
@@ -312,13 +312,13 @@ pub async fn data_is_refused_at_add_where_it_cannot_travel(factory: Factory) {
     assert!(response.report.dropped.is_empty());
     let got = read_all(&client).await;
     if carries {
-        assert_eq!(outcome, Ok(crate::Added::Queued));
+        assert_eq!(outcome, Ok(flash_core::Added::Queued));
         assert_eq!(response.report.refused, 0);
         assert_eq!(texts(&got), ["before", "tagged", "Deleted.", "after"]);
         assert_eq!(got[2].data, with_data.data);
     } else {
         let refused = outcome.expect_err("refused at add");
-        assert_eq!(refused, crate::Refused::DataNotSupported);
+        assert_eq!(refused, flash_core::Refused::DataNotSupported);
         assert!(refused.to_string().contains("without data"), "{refused}");
         assert_eq!(response.report.refused, 1);
         assert_eq!(texts(&got), ["before", "tagged", "after"]);
@@ -331,7 +331,7 @@ pub async fn data_is_refused_at_add_where_it_cannot_travel(factory: Factory) {
     let request = client.request();
     assert_eq!(
         request.try_add_now(with_data.clone()),
-        Ok(crate::Added::Queued)
+        Ok(flash_core::Added::Queued)
     );
     let shown = request.read().await.expect("read");
     assert_eq!(texts(&shown), ["Deleted."]);
@@ -419,9 +419,7 @@ pub async fn no_update_writes_nothing(factory: Factory) {
     let harness = harness!(factory);
     let client = harness.client();
 
-    let idle = client.request();
-    assert!(!idle.needs_save());
-    let response = idle.finish().await;
+    let response = client.request().finish().await;
     assert!(response.set_cookies().is_empty());
     assert!(!response.report.saved);
     assert!(!response.report.vary);
@@ -437,10 +435,6 @@ pub async fn no_update_writes_nothing(factory: Factory) {
 
     let request = client.request();
     assert_eq!(request.len().await.expect("len"), 2);
-    assert!(
-        request.needs_save(),
-        "a request that read must reach save (to settle, to vary)"
-    );
     let response = request.finish().await;
     assert!(
         response.set_cookies().is_empty(),
@@ -573,7 +567,7 @@ pub async fn large_texts_survive(factory: Factory) {
         .collect();
     let refs: Vec<&str> = big.iter().map(String::as_str).collect();
     seed(&client, &refs).await;
-    assert!(big[0].len() >= 4000 && big[0].len() <= crate::Limits::DEFAULT_MAX_TEXT_LEN);
+    assert!(big[0].len() >= 4000 && big[0].len() <= flash_core::Limits::DEFAULT_MAX_TEXT_LEN);
     assert_eq!(texts(&read_all(&client).await), refs);
 }
 
@@ -980,7 +974,7 @@ pub async fn forget_id_deletes_what_is_pending(factory: Factory) {
 /// with those added after; with `Carry::Drop` only those added after remain. A keyed storage
 /// gives a new id, and the old one holds nothing.
 pub async fn rotate_id_moves_or_drops_what_is_pending(factory: Factory) {
-    use crate::Carry;
+    use flash_core::Carry;
     let harness = harness!(factory);
     let keyed = harness.calls_exact;
     let name = harness.state_cookie.clone();

@@ -1,10 +1,10 @@
 //! The keyed-store kit on `MemoryStore`, driven directly.
 
 use flash_core::MemoryStore;
-use flash_core::testkit::Options;
+use flash_testkit::Options;
 
 async fn memory(_: Options) -> Option<MemoryStore> {
     Some(MemoryStore::new())
 }
 
-flash_core::keyed_store_tests!(memory);
+flash_testkit::keyed_store_tests!(memory);

@@ -1,27 +1,8 @@
-//! The conformance suite every flash storage runs (feature `testkit`).
-//!
-//! A backend supplies a factory, an `async fn(Options) -> Option<Harness>`, and expands the
-//! suite into one `#[test]` per behaviour:
-//!
-//! ```ignore
-//! use flash_core::testkit::{Harness, Options};
-//! async fn memory(options: Options) -> Option<Harness> {
-//!     Some(Harness::keyed(flash_core::MemoryStore::new(), &options))
-//! }
-//! flash_core::conformance_tests!(memory);
-//! ```
-//!
-//! The factory isolates each call by [`Options::namespace`] (a key prefix, a table), signs
-//! with [`Options::secret`], and returns `None` (through [`unavailable`]) when its server cannot
-//! be reached: outside CI the test is then skipped with one line on stderr; under `CI=true` it
-//! fails. A backend declares in [`Capabilities`] which delivery guarantees it gives; the suite
-//! skips the rest by name.
-//!
-//! A [`KeyedStore`] also runs the keyed-store kit, [`keyed_store_tests!`](crate::keyed_store_tests),
-//! which checks the store's own contract (leases, settles, TTL, limits) without the bridge.
+#![doc = include_str!("../README.md")]
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod adapter_kit;
+mod app;
 mod client;
 mod counting;
 pub mod keyed_kit;
@@ -32,14 +13,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use app::{assert_messages, messages_left, next_cookie_header};
 pub use client::{Client, Request, Response};
 pub use counting::{CallCounts, CountingStore};
 pub use keyed_kit::KeyedFactory;
 
-use crate::keyed::{KeyedStorage, KeyedStore};
-use crate::signing::Key;
-use crate::storage::{Incoming, Storage};
-use crate::{Keys, MessagesConfig};
+use flash_core::Key;
+use flash_core::{Incoming, Storage};
+use flash_core::{KeyedStorage, KeyedStore};
+use flash_core::{Keys, MessagesConfig};
 
 /// What a factory is asked for. Made by [`Options::new`] (fields may be added).
 #[derive(Debug, Clone)]
@@ -61,9 +43,9 @@ pub struct Options {
 impl Options {
     /// Defaults with a fresh namespace and secret.
     pub fn new() -> Self {
-        let mut bytes = [0u8; 8];
-        crate::random::fill(&mut bytes);
-        let namespace = crate::keyed::hex(&bytes);
+        // 16 hex digits of a fresh random id: short enough for a table name.
+        let mut namespace = flash_core::ClientId::random().to_hex();
+        namespace.truncate(16);
         Options {
             secret: format!("conformance-secret-{namespace}-0123456789abcdef"),
             namespace,
@@ -90,7 +72,7 @@ impl Default for Options {
 /// Start from [`Capabilities::ALL`] or [`Capabilities::NONE`] and change what differs:
 ///
 /// ```
-/// use flash_core::testkit::Capabilities;
+/// use flash_testkit::Capabilities;
 /// const SESSION: Capabilities = Capabilities::NONE.with_large_messages(true);
 /// assert!(SESSION.large_messages() && !SESSION.exactly_once());
 /// ```
@@ -370,10 +352,10 @@ macro_rules! __conformance_tests {
         $(
             #[test]
             fn $name() {
-                $crate::testkit::run(
+                $crate::run(
                     stringify!($name),
                     $factory,
-                    $crate::testkit::tests::$name,
+                    $crate::tests::$name,
                 );
             }
         )*

@@ -1,9 +1,9 @@
 //! The keyed-store kit: the [`KeyedStore`] contract, checked on the store directly (not
-//! through the [`KeyedStorage`](crate::KeyedStorage) bridge), one public async function per
+//! through the [`KeyedStorage`](flash_core::KeyedStorage) bridge), one public async function per
 //! rule; [`keyed_store_tests!`](crate::keyed_store_tests) expands them into tests.
 //!
 //! The functions are public so that a test can also run one by hand, for example to show that
-//! a store that breaks a rule makes it panic (`flash-core/tests/broken_stores.rs`).
+//! a store that breaks a rule makes it panic (`flash-testkit/tests/broken_stores.rs`).
 //!
 //! Every test works on fresh random [`ClientId`]s, so tests sharing one server never see each
 //! other's messages; timing tests sleep a few seconds at most.
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Options;
-use crate::keyed::{ClientId, KeyedStore, LeaseId, Outcome};
-use crate::{Level, Limits, Message};
+use flash_core::{ClientId, KeyedStore, LeaseId, Outcome};
+use flash_core::{Level, Limits, Message};
 
 type BoxedKeyedFactory = Arc<
     dyn Fn(Options) -> Pin<Box<dyn Future<Output = Option<Arc<dyn KeyedStore>>> + Send>>
@@ -84,11 +84,10 @@ where
 /// reached, best through [`unavailable`](super::unavailable): the test is then skipped with one
 /// line on stderr, and fails under `CI=true`.
 ///
-/// In a backend's `tests/keyed_kit.rs` (needs `flash-core` with feature `testkit` as a
-/// dev-dependency):
+/// In a backend's `tests/keyed_kit.rs` (needs `flash-testkit` as a dev-dependency):
 ///
 /// ```ignore
-/// use flash_core::testkit::{Options, unavailable};
+/// use flash_testkit::{Options, unavailable};
 ///
 /// async fn store(options: Options) -> Option<my_backend::MyStore> {
 ///     let url = std::env::var("MY_URL").unwrap_or_else(|_| "my://127.0.0.1".into());
@@ -98,10 +97,10 @@ where
 ///     }
 /// }
 ///
-/// flash_core::keyed_store_tests!(store);
+/// flash_testkit::keyed_store_tests!(store);
 /// ```
 ///
-/// The tests are the public functions of [`testkit::keyed_kit`](crate::testkit::keyed_kit),
+/// The tests are the public functions of [`testkit::keyed_kit`](crate::keyed_kit),
 /// which a test can also call by hand with a [`KeyedFactory`].
 #[macro_export]
 macro_rules! keyed_store_tests {
@@ -142,7 +141,7 @@ macro_rules! __keyed_store_tests {
         $(
             #[test]
             fn $name() {
-                $crate::testkit::keyed_kit::run($factory, $crate::testkit::keyed_kit::$name);
+                $crate::keyed_kit::run($factory, $crate::keyed_kit::$name);
             }
         )*
     };

@@ -8,11 +8,11 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use flash_core::testkit::KeyedFactory;
-use flash_core::testkit::keyed_kit as kit;
 use flash_core::{
     ClientId, KeyedStore, LeaseId, Limits, MemoryStore, Message, Outcome, Result, async_trait,
 };
+use flash_testkit::KeyedFactory;
+use flash_testkit::keyed_kit as kit;
 
 /// The rule a [`Broken`] store breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use flash_core::testkit::{Harness, Options};
 use flash_core::{ClientId, DocumentStore, Documents, Result, Versioned};
+use flash_testkit::{Harness, Options};
 
 /// One document per client in a map, each write bumping the version.
 #[derive(Default, Clone)]
@@ -53,7 +53,7 @@ async fn documents(_: Options) -> Option<Documents<InMemory>> {
 }
 
 mod kit {
-    flash_core::keyed_store_tests!(super::documents);
+    flash_testkit::keyed_store_tests!(super::documents);
 }
 
 async fn bridged(options: Options) -> Option<Harness> {
@@ -64,7 +64,7 @@ async fn bridged(options: Options) -> Option<Harness> {
 }
 
 mod conformance {
-    flash_core::conformance_tests!(super::bridged);
+    flash_testkit::conformance_tests!(super::bridged);
 }
 
 /// A document that is not flash's counts as empty and is replaced by the next write.

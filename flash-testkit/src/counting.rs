@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
-use crate::keyed::{ClientId, KeyedStore, LeaseId, Outcome};
-use crate::limits::Limits;
-use crate::message::Message;
+use flash_core::Limits;
+use flash_core::Message;
+use flash_core::Result;
+use flash_core::{ClientId, KeyedStore, LeaseId, Outcome};
 
 /// Calls made to a [`CountingStore`], by kind.
 #[derive(Debug, Clone, Default)]

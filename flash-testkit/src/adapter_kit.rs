@@ -1,13 +1,13 @@
 //! The adapter kit: the behaviour every framework adapter must show, run through the framework
-//! itself (feature `testkit`).
+//! itself.
 //!
 //! An adapter's test implements [`AdapterApp`] for a small app of its framework, built over the
 //! [`Adapter`] the kit hands it, and expands the kit with [`adapter_tests!`](crate::adapter_tests):
 //!
 //! ```ignore
 //! struct App(/* the framework's test service */);
-//! impl flash_core::testkit::adapter_kit::AdapterApp for App { /* build, send */ }
-//! flash_core::adapter_tests!(App);
+//! impl flash_testkit::adapter_kit::AdapterApp for App { /* build, send */ }
+//! flash_testkit::adapter_tests!(App);
 //! ```
 //!
 //! # The routes the app must serve
@@ -34,16 +34,16 @@ use async_trait::async_trait;
 use http::HeaderMap;
 
 use super::{CallCounts, CountingStore};
-use crate::adapter::Adapter;
-use crate::error::{Error, ErrorKind, Result};
-use crate::keyed::{ClientId, KeyedStorage, KeyedStore, LeaseId, Outcome};
-use crate::level::Level;
-use crate::limits::Limits;
-use crate::memory::MemoryStore;
-use crate::message::Message;
-use crate::messages::MessagesConfig;
-use crate::signing::Key;
-use crate::storage::{ImmediateStorage, Incoming, LoadToken, Loaded, Storage, Update};
+use flash_core::Adapter;
+use flash_core::Key;
+use flash_core::Level;
+use flash_core::Limits;
+use flash_core::MemoryStore;
+use flash_core::Message;
+use flash_core::MessagesConfig;
+use flash_core::{ClientId, KeyedStorage, KeyedStore, LeaseId, Outcome};
+use flash_core::{Error, ErrorKind, Result};
+use flash_core::{ImmediateStorage, Incoming, LoadToken, Loaded, Storage, Update};
 
 /// A request the kit sends to the app.
 #[derive(Debug, Clone)]
@@ -90,7 +90,7 @@ impl KitResponse {
 /// [`tokio::task::LocalSet`] (frameworks such as actix-web are single-threaded per worker).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an adapter kit app",
-    note = "implement `flash_core::testkit::adapter_kit::AdapterApp`: build the kit's routes over the `Adapter` and send a `KitRequest` through them"
+    note = "implement `flash_testkit::adapter_kit::AdapterApp`: build the kit's routes over the `Adapter` and send a `KitRequest` through them"
 )]
 pub trait AdapterApp: Sized {
     /// The app with the kit's routes, its flash layer or middleware made from `adapter`
@@ -515,7 +515,7 @@ impl KitCookieStorage {
         messages
             .iter()
             .map(|m| {
-                let hex = crate::keyed::hex(m.text.as_bytes());
+                let hex: String = m.text.bytes().map(|b| format!("{b:02x}")).collect();
                 format!("{}.{hex}", m.level.value())
             })
             .collect::<Vec<_>>()
@@ -529,11 +529,7 @@ impl ImmediateStorage for KitCookieStorage {
             .cookie(KIT_COOKIE)
             .map(Self::decode)
             .unwrap_or_default();
-        Ok(Loaded {
-            messages,
-            complete: true,
-            token: LoadToken::empty(),
-        })
+        Ok(Loaded::new(messages, LoadToken::empty()))
     }
 
     fn save_now(
@@ -586,7 +582,7 @@ impl Storage for KitCookieStorage {
 }
 
 /// Expands the adapter kit into one `#[test]` per behaviour for `$app`, a type implementing
-/// [`AdapterApp`](crate::testkit::adapter_kit::AdapterApp).
+/// [`AdapterApp`](crate::adapter_kit::AdapterApp).
 #[macro_export]
 macro_rules! adapter_tests {
     ($app:ty) => {
@@ -613,8 +609,8 @@ macro_rules! __adapter_tests {
         $(
             #[test]
             fn $name() {
-                $crate::testkit::adapter_kit::run(
-                    $crate::testkit::adapter_kit::$name::<$app>(),
+                $crate::adapter_kit::run(
+                    $crate::adapter_kit::$name::<$app>(),
                 );
             }
         )*
