@@ -137,6 +137,36 @@ impl Incoming {
             .find_map(|header| cookie_in(header.as_bytes(), name.as_bytes()))
     }
 
+    /// The same request without the cookies `names` (its prefetch mark and extensions kept):
+    /// what one storage of a composition sees when a cookie belongs to the other.
+    ///
+    /// ```
+    /// let incoming = flash_core::Incoming::new(["a=1; messages=x; b=2", "messages=y"], true);
+    /// let without = incoming.without_cookies(&["messages"]);
+    /// assert_eq!(without.cookie("messages"), None);
+    /// assert_eq!((without.cookie("a"), without.cookie("b")), (Some("1"), Some("2")));
+    /// assert!(without.is_prefetch());
+    /// ```
+    pub fn without_cookies(&self, names: &[&str]) -> Incoming {
+        let kept = self.cookie.iter().chain(&self.more_cookies).map(|header| {
+            let pairs = header.as_bytes().split(|&b| b == b';').filter(|pair| {
+                let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+                !names.iter().any(|n| n.as_bytes() == name.trim_ascii())
+            });
+            let mut value = Vec::with_capacity(header.len());
+            for pair in pairs {
+                if !value.is_empty() {
+                    value.push(b';');
+                }
+                value.extend_from_slice(pair);
+            }
+            value
+        });
+        let mut incoming = Incoming::new(kept, self.prefetch);
+        incoming.extensions = self.extensions.clone();
+        incoming
+    }
+
     /// Whether the request is a browser prefetch, which must neither see nor consume messages.
     pub fn is_prefetch(&self) -> bool {
         self.prefetch

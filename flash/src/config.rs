@@ -18,6 +18,12 @@ pub const ENV_SECRET: &str = "FLASH_SECRET";
 pub const ENV_SECRET_FALLBACKS: &str = "FLASH_SECRET_FALLBACKS";
 /// Environment variable: `1` allows a missing or short secret (development only).
 pub const ENV_DEV: &str = "FLASH_DEV";
+/// Environment variable: the storage URL being left, read and drained but never written
+/// while switching storage (see [`StorageConfig::previous`]).
+pub const ENV_STORAGE_PREVIOUS: &str = "FLASH_STORAGE_PREVIOUS";
+/// Environment variable: the secret the previous storage signed with, when the switch also
+/// changes the secret (see [`StorageConfig::previous_secret`]).
+pub const ENV_SECRET_PREVIOUS: &str = "FLASH_SECRET_PREVIOUS";
 
 /// A secret string whose `Debug` shows nothing of it.
 #[derive(Clone)]
@@ -89,6 +95,8 @@ pub struct StorageConfig {
     fallbacks: Vec<Secret>,
     dev: bool,
     migrate: bool,
+    previous: Option<String>,
+    previous_secret: Option<Secret>,
 }
 
 impl StorageConfig {
@@ -100,17 +108,27 @@ impl StorageConfig {
             fallbacks: Vec::new(),
             dev: false,
             migrate: true,
+            previous: None,
+            previous_secret: None,
         }
     }
 
     /// Reads `FLASH_STORAGE` (default [`DEFAULT_STORAGE`]), `FLASH_SECRET`,
-    /// `FLASH_SECRET_FALLBACKS` (comma separated) and `FLASH_DEV`.
+    /// `FLASH_SECRET_FALLBACKS` (comma separated), `FLASH_DEV`, and, while switching storage,
+    /// `FLASH_STORAGE_PREVIOUS` and `FLASH_SECRET_PREVIOUS`.
     ///
     /// # Errors
     /// [`ErrorKind::Config`] when a variable is not valid UTF-8 or `FLASH_DEV` is not a boolean.
     pub fn from_env() -> Result<Self> {
         let mut values = Vec::new();
-        for name in [ENV_STORAGE, ENV_SECRET, ENV_SECRET_FALLBACKS, ENV_DEV] {
+        for name in [
+            ENV_STORAGE,
+            ENV_SECRET,
+            ENV_SECRET_FALLBACKS,
+            ENV_DEV,
+            ENV_STORAGE_PREVIOUS,
+            ENV_SECRET_PREVIOUS,
+        ] {
             match std::env::var(name) {
                 Ok(value) => values.push((name, value)),
                 Err(std::env::VarError::NotPresent) => {}
@@ -171,6 +189,12 @@ impl StorageConfig {
             })?;
             config = config.dev_mode(dev);
         }
+        if let Some(previous) = lookup(ENV_STORAGE_PREVIOUS).filter(|v| !v.trim().is_empty()) {
+            config = config.previous(previous);
+        }
+        if let Some(secret) = lookup(ENV_SECRET_PREVIOUS).filter(|v| !v.is_empty()) {
+            config = config.previous_secret(secret);
+        }
         Ok(config)
     }
 
@@ -219,6 +243,39 @@ impl StorageConfig {
         self
     }
 
+    /// The storage being left (`FLASH_STORAGE_PREVIOUS`): while it is set, a read shows what
+    /// it still holds for the browser, before what the current storage holds, once, and
+    /// drains it there; nothing new is ever written to it. Any storage URL, in any pair with
+    /// the current one. See the crate docs, "Switching storage", for when to remove it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = flash::StorageConfig::new("cookie+memory")
+    ///     .secret("a secret of at least 32 bytes, from a vault")
+    ///     .previous("cookie?format=django")
+    ///     .previous_secret("the Django project's SECRET_KEY, 32 bytes or more");
+    /// config.validate()?;
+    /// let storage = config.open().await?;
+    /// # let _ = storage;
+    /// # Ok::<(), flash::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn previous(mut self, url: impl Into<String>) -> Self {
+        self.previous = Some(url.into());
+        self
+    }
+
+    /// The secret the previous storage signed with (`FLASH_SECRET_PREVIOUS`), when the switch
+    /// also changes the secret (Django's `SECRET_KEY` when leaving Django's cookie): it only
+    /// verifies what the previous storage holds, never the current's cookies. Without it the
+    /// previous storage verifies with the current secret and its fallbacks.
+    #[must_use]
+    pub fn previous_secret(mut self, secret: impl Into<String>) -> Self {
+        self.previous_secret = Some(Secret(secret.into()));
+        self
+    }
+
     /// Whether development mode is on.
     pub fn is_dev(&self) -> bool {
         self.dev
@@ -230,11 +287,70 @@ impl StorageConfig {
     /// [`ErrorKind::Config`] naming what to fix: an unknown storage or option, a backend whose
     /// Cargo feature is off, a missing or short secret.
     pub fn validate(&self) -> Result<()> {
-        self.resolve().map(drop)
+        self.resolve()?;
+        self.resolve_previous().map(drop)
     }
 
     pub(crate) fn resolve(&self) -> Result<(StorageUrl, Option<Secrets>)> {
         let url = StorageUrl::parse(&self.url)?;
+        Self::compiled(&url, &self.url)?;
+        let secrets = if url.needs_secret() {
+            Some(self.secrets()?)
+        } else {
+            self.check_given()?;
+            None
+        };
+        Ok((url, secrets))
+    }
+
+    /// The previous storage (`None` when not switching) and the secrets it verifies with.
+    pub(crate) fn resolve_previous(&self) -> Result<Option<(StorageUrl, Option<Secrets>)>> {
+        let Some(text) = &self.previous else {
+            return Ok(None);
+        };
+        let url = StorageUrl::parse(text).map_err(|err| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{ENV_STORAGE_PREVIOUS}: {}", err.context()),
+            )
+        })?;
+        Self::compiled(&url, text)?;
+        let same_secret = match (&self.previous_secret, &self.secret) {
+            (None, _) => true,
+            (Some(previous), Some(current)) => previous.0 == current.0,
+            (Some(_), None) => false,
+        };
+        if same_secret && url == StorageUrl::parse(&self.url)? {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{ENV_STORAGE_PREVIOUS} `{}` is the current storage: set it to the storage \
+                     being left, or unset it",
+                    Redacted(text.trim())
+                ),
+            ));
+        }
+        if !url.needs_secret() {
+            return Ok(Some((url, None)));
+        }
+        let secrets = match &self.previous_secret {
+            Some(secret) if secret.0.len() < MIN_KEY_LEN && !self.dev => {
+                return Err(self.short(
+                    &format!("the previous secret ({ENV_SECRET_PREVIOUS})"),
+                    secret.0.len(),
+                ));
+            }
+            Some(secret) => Secrets {
+                current: secret.clone(),
+                fallbacks: Vec::new(),
+            },
+            None => self.secrets()?,
+        };
+        Ok(Some((url, Some(secrets))))
+    }
+
+    /// Refuses a URL whose backends are not compiled in, naming the features to turn on.
+    fn compiled(url: &StorageUrl, text: &str) -> Result<()> {
         let missing = url.missing_features();
         if !missing.is_empty() {
             let (noun, names) = match missing.as_slice() {
@@ -258,19 +374,13 @@ impl StorageConfig {
                     "the storage `{}` needs the {names} {noun} of the flash crate, not compiled \
                      in: enable {} in Cargo.toml, e.g. \
                      flash = {{ version = \"{}\", features = [{list}] }}",
-                    Redacted(self.url.trim()),
+                    Redacted(text.trim()),
                     if missing.len() == 1 { "it" } else { "them" },
                     env!("CARGO_PKG_VERSION"),
                 ),
             ));
         }
-        let secrets = if url.needs_secret() {
-            Some(self.secrets()?)
-        } else {
-            self.check_given()?;
-            None
-        };
-        Ok((url, secrets))
+        Ok(())
     }
 
     fn short(&self, what: &str, len: usize) -> Error {
@@ -355,9 +465,25 @@ impl StorageConfig {
     /// when the migration fails.
     pub async fn open(&self) -> Result<Arc<dyn Storage>> {
         let (url, secrets) = self.resolve()?;
+        let previous = self.resolve_previous()?;
         let migrate = url.options.migrate.unwrap_or(self.migrate);
         let storage = crate::open::build(&url, secrets.as_ref(), migrate).await?;
-        tracing::info!(storage = %self, "flash storage opened");
+        let Some((previous_url, previous_secrets)) = previous else {
+            tracing::info!(storage = %self, "flash storage opened");
+            return Ok(storage);
+        };
+        let shown = self.previous.as_deref().unwrap_or_default().trim();
+        let storage = crate::open::with_previous(
+            storage,
+            (&url, secrets.as_ref()),
+            (&previous_url, previous_secrets.as_ref()),
+        )
+        .await?;
+        tracing::info!(
+            storage = %self,
+            previous = %Redacted(shown),
+            "flash storage opened, draining the previous storage"
+        );
         Ok(storage)
     }
 }
@@ -377,6 +503,14 @@ impl fmt::Debug for StorageConfig {
             .field("fallback_secrets", &self.fallbacks.len())
             .field("dev", &self.dev)
             .field("migrate", &self.migrate)
+            .field(
+                "previous",
+                &self.previous.as_deref().map(|p| Redacted(p.trim())),
+            )
+            .field(
+                "previous_secret",
+                &self.previous_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

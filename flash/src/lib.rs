@@ -3,6 +3,7 @@
 
 mod config;
 mod open;
+mod previous;
 mod url;
 
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use std::sync::Arc;
 pub use flash_core::*;
 
 pub use config::{
-    DEFAULT_STORAGE, ENV_DEV, ENV_SECRET, ENV_SECRET_FALLBACKS, ENV_STORAGE, StorageConfig,
+    DEFAULT_STORAGE, ENV_DEV, ENV_SECRET, ENV_SECRET_FALLBACKS, ENV_SECRET_PREVIOUS, ENV_STORAGE,
+    ENV_STORAGE_PREVIOUS, StorageConfig,
 };
+pub use previous::{PREVIOUS_LOG_TARGET, WithPrevious};
 
 #[cfg(feature = "cookie")]
 pub use flash_cookie::{CookieStorage, Fallback};

@@ -263,3 +263,249 @@ async fn build_inner(
         )),
     }
 }
+
+/// What one cookie of a storage is, for the switch's plan.
+#[derive(Debug, Clone, PartialEq)]
+enum CookieRole {
+    /// It holds the messages, in this format.
+    Messages(crate::url::CookieFormat),
+    /// It holds the client id of a keyed store.
+    Id,
+    /// It holds the messages a keyed store could not take (its carry cookie).
+    Carry,
+}
+
+/// One cookie a storage reads and writes.
+#[derive(Debug)]
+struct CookieUse {
+    name: String,
+    role: CookieRole,
+}
+
+/// The cookies the storage at `url` uses (a session's cookie is the framework's, not flash's).
+fn cookies_of(url: &StorageUrl) -> Vec<CookieUse> {
+    let mut cookies = Vec::new();
+    if url.cookie_first || url.scheme == Scheme::Cookie {
+        #[cfg(feature = "cookie")]
+        let default = flash_cookie::DEFAULT_COOKIE_NAME;
+        #[cfg(not(feature = "cookie"))]
+        let default = "messages";
+        cookies.push(CookieUse {
+            name: url
+                .options
+                .cookie_name
+                .clone()
+                .unwrap_or_else(|| default.to_owned()),
+            role: CookieRole::Messages(url.options.format),
+        });
+    }
+    if url.scheme.is_keyed() {
+        // The bridge's own naming rule (the `__Host-` prefix when the options allow it).
+        let mut storage = KeyedStorage::new(MemoryStore::new(), flash_core::Key::generate())
+            .cookie_options(url.options.cookie_options());
+        if let Some(name) = &url.options.id_cookie {
+            storage = storage.cookie_name(name.clone());
+        }
+        cookies.push(CookieUse {
+            name: storage.id_cookie_name().to_owned(),
+            role: CookieRole::Id,
+        });
+        cookies.push(CookieUse {
+            name: storage.carry_cookie_name().to_owned(),
+            role: CookieRole::Carry,
+        });
+    }
+    cookies
+}
+
+/// Whether the two URLs name one server-side store (the same rows or keys).
+fn same_store(a: &StorageUrl, b: &StorageUrl) -> bool {
+    // Each `memory` is a store of its own.
+    a.scheme.is_keyed()
+        && a.scheme != Scheme::Memory
+        && a.scheme == b.scheme
+        && a.driver_url == b.driver_url
+        && a.nodes == b.nodes
+        && a.options.prefix == b.options.prefix
+        && a.options.table == b.options.table
+}
+
+/// How the previous storage is composed with the current one.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Cookies the current storage reads as its own: the previous never sees them.
+    hidden: Vec<String>,
+    /// Every cookie the current storage uses.
+    current: Vec<String>,
+    /// The current storage would overwrite a cookie the previous keeps messages or ids in.
+    drain_before_add: bool,
+    /// The previous storage's server-side store is the current's: only its cookie is drained.
+    cookie_only: bool,
+}
+
+/// Plans the switch from `previous` to `current`. A cookie both use is the current's: the
+/// previous never sees it when the current reads it as its own (same role, format and a key
+/// the current verifies), and an add drains the previous first when the current would
+/// overwrite it (another format or key). An id cookie both verify points both stores at one
+/// client: both read it, the current keeps it.
+fn plan(
+    (current, current_secrets): (&StorageUrl, Option<&Secrets>),
+    (previous, previous_secrets): (&StorageUrl, Option<&Secrets>),
+) -> Plan {
+    let verifies = match (current_secrets, previous_secrets) {
+        (Some(current), Some(previous)) => std::iter::once(&current.current)
+            .chain(&current.fallbacks)
+            .any(|s| s.as_str() == previous.current.as_str()),
+        _ => false,
+    };
+    let current_cookies = cookies_of(current);
+    let mut plan = Plan {
+        current: current_cookies.iter().map(|c| c.name.clone()).collect(),
+        cookie_only: same_store(current, previous),
+        ..Plan::default()
+    };
+    for cookie in cookies_of(previous) {
+        if plan.cookie_only && cookie.role != CookieRole::Messages(previous.options.format) {
+            continue;
+        }
+        let Some(theirs) = current_cookies.iter().find(|c| c.name == cookie.name) else {
+            continue;
+        };
+        match (&cookie.role, theirs.role == cookie.role && verifies) {
+            (CookieRole::Id, true) => {}
+            (_, true) => plan.hidden.push(cookie.name),
+            (_, false) => plan.drain_before_add = true,
+        }
+    }
+    plan
+}
+
+/// Wraps `current` so that it drains the storage at `previous`, never writing to it. The
+/// previous storage opens without migration or sweeper; one that cannot be reached now is
+/// opened again at a later read.
+pub(crate) async fn with_previous(
+    current_storage: Arc<dyn Storage>,
+    current: (&StorageUrl, Option<&Secrets>),
+    previous: (&StorageUrl, Option<&Secrets>),
+) -> Result<Arc<dyn Storage>> {
+    let plan = plan(current, previous);
+    let (previous_url, previous_secrets) = previous;
+    let mut url = previous_url.clone();
+    // Never write to the previous storage: no table created, no sweeper deleting.
+    url.options.sweep = Some(None);
+    url.options.migrate = Some(false);
+    if plan.cookie_only {
+        if !url.cookie_first {
+            tracing::info!(
+                target: crate::previous::PREVIOUS_LOG_TARGET,
+                "the previous storage's store is the current one: nothing to drain"
+            );
+            return Ok(current_storage);
+        }
+        url.cookie_first = false;
+        url.scheme = Scheme::Cookie;
+    }
+    let read_by_current = cookies_of(&url)
+        .iter()
+        .all(|c| plan.hidden.contains(&c.name));
+    if url.scheme == Scheme::Cookie && read_by_current {
+        tracing::info!(
+            target: crate::previous::PREVIOUS_LOG_TARGET,
+            "the current storage reads the previous storage's cookie itself: nothing to drain"
+        );
+        return Ok(current_storage);
+    }
+    let previous_storage = match build(&url, previous_secrets, false).await {
+        Ok(storage) => storage,
+        Err(err) if err.kind() == ErrorKind::Unavailable => {
+            tracing::warn!(
+                target: crate::previous::PREVIOUS_LOG_TARGET,
+                %err,
+                "the previous storage cannot be reached: the current one serves alone, the \
+                 previous is tried again at later reads"
+            );
+            Arc::new(Reopening::new(url, previous_secrets.cloned()))
+        }
+        Err(err) => return Err(err),
+    };
+    Ok(Arc::new(
+        crate::previous::WithPrevious::new(current_storage, previous_storage)
+            .hide_from_previous(plan.hidden)
+            .current_cookies(plan.current)
+            .drain_before_add(plan.drain_before_add),
+    ))
+}
+
+/// How long a previous storage that could not be opened waits before the next attempt.
+const REOPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A previous storage that could not be reached at start: opened at a read, at most one
+/// attempt every [`REOPEN_AFTER`] and one at a time; meanwhile each read fails at once as
+/// unavailable (which the composition reports and reads past), so no request waits on it.
+struct Reopening {
+    url: StorageUrl,
+    secrets: Option<Secrets>,
+    opened: std::sync::OnceLock<Arc<dyn Storage>>,
+    /// When it was last tried; held while an attempt runs.
+    tried: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Reopening {
+    fn new(url: StorageUrl, secrets: Option<Secrets>) -> Self {
+        Reopening {
+            url,
+            secrets,
+            opened: std::sync::OnceLock::new(),
+            tried: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn storage(&self) -> Result<Arc<dyn Storage>> {
+        if let Some(storage) = self.opened.get() {
+            return Ok(storage.clone());
+        }
+        let not_yet = || {
+            Error::new(
+                ErrorKind::Unavailable,
+                "the previous storage could not be reached; it is tried again shortly",
+            )
+        };
+        let Ok(mut tried) = self.tried.try_lock() else {
+            return Err(not_yet());
+        };
+        if tried.elapsed() < REOPEN_AFTER {
+            return Err(not_yet());
+        }
+        *tried = tokio::time::Instant::now();
+        let storage = build(&self.url, self.secrets.as_ref(), false).await?;
+        tracing::info!(
+            target: crate::previous::PREVIOUS_LOG_TARGET,
+            "the previous storage is reachable again"
+        );
+        Ok(self.opened.get_or_init(|| storage).clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for Reopening {
+    async fn load(&self, request: &flash_core::Incoming) -> Result<flash_core::Loaded> {
+        self.storage().await?.load(request).await
+    }
+
+    async fn save(
+        &self,
+        request: &flash_core::Incoming,
+        update: flash_core::Update,
+        response: &mut flash_core::http::HeaderMap,
+    ) -> Result<Vec<flash_core::Message>> {
+        // A save follows a load that succeeded: the storage is open.
+        match self.opened.get() {
+            Some(storage) => storage.save(request, update, response).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn uses_extensions(&self) -> bool {
+        self.url.scheme == Scheme::Session
+    }
+}
