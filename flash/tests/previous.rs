@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use flash::testkit::{unavailable, urls};
 use flash::{ErrorKind, Incoming, Messages, MessagesConfig, Storage, StorageConfig};
+use flash_testkit::{unavailable, urls};
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
 
