@@ -34,7 +34,7 @@ use common::actix::{self as apps, items};
 use criterion::{Criterion, criterion_group, criterion_main};
 use flash_actix::FlashMiddleware;
 use flash_cookie::{Codec, CookieStorage, FlashCodec};
-use flash_core::{Key, Keys, MessagesConfig, Storage};
+use flash_core::{Key, Keys, MessagesConfig, storage::Storage};
 use http::Request;
 use http_body_util::BodyExt;
 

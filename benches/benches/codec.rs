@@ -30,7 +30,10 @@ use flash_benches::{fixtures, floor};
 use flash_cookie::{Codec, CookieStorage, DjangoCodec, FlashCodec};
 use flash_core::http::HeaderMap;
 use flash_core::http::header::SET_COOKIE;
-use flash_core::{Incoming, Key, Keys, Message, Storage};
+use flash_core::{
+    Key, Keys, Message,
+    storage::{Incoming, Storage},
+};
 
 const NAME: &str = "messages";
 const SIZES: [usize; 2] = [3, 20];
@@ -465,7 +468,7 @@ fn cookie_crate_line(name: &'static str, value: String) -> cookie::Cookie<'stati
         .build()
 }
 
-fn empty_update() -> flash_core::Update {
+fn empty_update() -> flash_core::storage::Update {
     update(&[])
 }
 

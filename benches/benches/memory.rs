@@ -38,7 +38,10 @@ use flash_axum::FlashLayer;
 use flash_benches::{fixtures, floor};
 use flash_cookie::{Codec, CookieStorage, FlashCodec};
 use flash_core::http::HeaderMap;
-use flash_core::{Incoming, Key, Keys, MessagesConfig, Storage};
+use flash_core::{
+    Key, Keys, MessagesConfig,
+    storage::{Incoming, Storage},
+};
 use serde_json::json;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 

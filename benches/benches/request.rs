@@ -24,7 +24,7 @@ use common::{
 use criterion::{Criterion, criterion_group, criterion_main};
 use flash_axum::FlashLayer;
 use flash_cookie::{Codec, CookieStorage, FlashCodec};
-use flash_core::{Key, Keys, MessagesConfig, Storage};
+use flash_core::{Key, Keys, MessagesConfig, storage::Storage};
 use http::header::SET_COOKIE;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use flash_benches::server_url;
-use flash_core::{ClientId, KeyedStore, LeaseId, Level, Message, Outcome};
+use flash_core::{
+    Level, Message,
+    storage::{ClientId, KeyedStore, LeaseId, Outcome},
+};
 use flash_redis::RedisStore;
 use flash_sql::SqlStore;
 use redis::AsyncCommands as _;

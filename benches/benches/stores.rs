@@ -31,8 +31,8 @@ use flash_benches::server_url;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::{
-    ClientId, Incoming, Key, KeyedStorage, KeyedStore, Keys, LeaseId, Level, Message, Messages,
-    MessagesConfig, Outcome, Storage,
+    Key, Keys, Level, Message, Messages, MessagesConfig,
+    storage::{ClientId, Incoming, KeyedStorage, KeyedStore, LeaseId, Outcome, Storage},
 };
 use flash_redis::RedisStore;
 use flash_sql::SqlStore;

@@ -8,7 +8,11 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{COOKIE, HeaderName};
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
-use flash_core::{Incoming, Messages, PREFETCH_HEADERS, is_prefetch};
+use flash_core::{
+    Messages,
+    adapter::{PREFETCH_HEADERS, is_prefetch},
+    storage::Incoming,
+};
 
 use crate::middleware::Slot;
 

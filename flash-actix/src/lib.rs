@@ -24,7 +24,7 @@ impl Bridge {
         None
     }
 
-    fn hand_over(&self, _: &mut flash_core::Incoming) {
+    fn hand_over(&self, _: &mut flash_core::storage::Incoming) {
         match *self {}
     }
 
@@ -35,6 +35,6 @@ impl Bridge {
 
 /// Re-exported: the core types handlers and storages use.
 pub use flash_core::{
-    Adapter, Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages,
-    MessagesConfig, Storage,
+    Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages, MessagesConfig,
+    adapter::Adapter, storage::Storage,
 };

@@ -12,7 +12,11 @@ use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use flash_core::{Adapter, Error, Htmx, Messages, MessagesConfig, ResponseHeaders, Storage};
+use flash_core::{
+    Error, Htmx, Messages, MessagesConfig,
+    adapter::{Adapter, ResponseHeaders},
+    storage::Storage,
+};
 
 use crate::Bridge;
 
@@ -32,7 +36,7 @@ pub(crate) struct SlotInner {
 /// response: `App::new().wrap(FlashMiddleware::new(storage, config))`.
 ///
 /// Handlers reach the messages with the [`Flash`](crate::Flash) extractor. The response is
-/// ended by [`flash_core::Adapter::finish`]: what the request added or did not consume is
+/// ended by [`flash_core::adapter::Adapter::finish`]: what the request added or did not consume is
 /// saved, `Vary: Cookie` is merged into the handler's `Vary` when messages were read or
 /// written, and `Cache-Control: private, no-store` is set with a flash cookie. A request whose
 /// handler never touches its messages makes no storage call and gets no extra header.

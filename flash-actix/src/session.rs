@@ -17,7 +17,7 @@ use actix_session::{Session, SessionExt as _};
 use actix_web::HttpMessage as _;
 use actix_web::dev::ServiceRequest;
 use async_trait::async_trait;
-use flash_core::{Error, ErrorKind, Incoming, Result};
+use flash_core::{Error, ErrorKind, Result, storage::Incoming};
 use flash_session::{BridgedSession, SessionHandle, SessionStorage};
 use serde_json::Value;
 

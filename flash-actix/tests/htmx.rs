@@ -9,7 +9,8 @@ use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
 use flash_core::{
-    Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, MessageView, MessagesConfig, Storage,
+    Htmx, Key, Keys, Level, MessageView, MessagesConfig,
+    storage::{KeyedStorage, MemoryStore, Storage},
 };
 use flash_testkit::assert_messages;
 

@@ -4,7 +4,7 @@
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
-use flash_core::{Adapter, Level, Message};
+use flash_core::{Level, Message, adapter::Adapter};
 use flash_testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
 
 #[derive(serde::Deserialize)]

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
-use flash_core::{Key, KeyedStorage, MemoryStore, MessagesConfig};
+use flash_core::{
+    Key, MessagesConfig,
+    storage::{KeyedStorage, MemoryStore},
+};
 
 async fn twice(first: Flash, second: Flash) -> HttpResponse {
     first.success("added through the first");

@@ -13,7 +13,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{ActixSessionStorage, Flash, FlashMiddleware};
-use flash_core::{ErrorKind, Level, MessagesConfig, Storage};
+use flash_core::{ErrorKind, Level, MessagesConfig, storage::Storage};
 use flash_session::{MemorySession, SessionStorage};
 use flash_testkit::next_cookie_header;
 

@@ -5,7 +5,7 @@ use std::ops::Deref;
 
 use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response};
-use flash_core::{Incoming, Messages};
+use flash_core::{Messages, storage::Incoming};
 use http::StatusCode;
 use http::request::Parts;
 

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
-use flash_core::{Adapter, Error, Htmx, Messages, MessagesConfig, Storage};
+use flash_core::{Error, Htmx, Messages, MessagesConfig, adapter::Adapter, storage::Storage};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
@@ -25,7 +25,7 @@ pub(crate) struct SlotInner {
 /// A plain tower layer over `http` requests and responses: it serves any tower-based stack,
 /// not only axum. Handlers reach the messages with the [`Flash`](crate::Flash) extractor (or
 /// [`Flash::from_parts`](crate::Flash::from_parts) in other tower services). The response is
-/// ended by [`flash_core::Adapter::finish`]: what the request added or did not consume is
+/// ended by [`flash_core::adapter::Adapter::finish`]: what the request added or did not consume is
 /// saved, `Vary: Cookie` is merged into the handler's `Vary` when messages were read or
 /// written, and `Cache-Control: private, no-store` is set with a flash cookie. A request whose
 /// handler never touches its messages makes no storage call and gets no extra header.
@@ -41,7 +41,7 @@ pub(crate) struct SlotInner {
 /// ```
 /// use std::sync::Arc;
 /// use flash_axum::FlashLayer;
-/// use flash_core::{MessagesConfig, Key, KeyedStorage, Keys, Level, MemoryStore};
+/// use flash_core::{MessagesConfig, Key, Keys, Level, storage::{KeyedStorage, MemoryStore}};
 ///
 /// let storage = KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
 /// let layer = FlashLayer::new(Arc::new(storage), MessagesConfig::default().with_level(Level::DEBUG))

@@ -9,6 +9,6 @@ pub use layer::{FlashLayer, FlashService, ResponseFuture};
 
 /// Re-exported: the core types handlers and storages use.
 pub use flash_core::{
-    Adapter, Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages,
-    MessagesConfig, Storage,
+    Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages, MessagesConfig,
+    adapter::Adapter, storage::Storage,
 };

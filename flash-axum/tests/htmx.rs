@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
 use flash_core::{
-    Htmx, Key, KeyedStorage, Keys, Level, MemoryStore, Message, MessageView, MessagesConfig,
-    Storage,
+    Htmx, Key, Keys, Level, Message, MessageView, MessagesConfig,
+    storage::{KeyedStorage, MemoryStore, Storage},
 };
 use flash_testkit::assert_messages;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};

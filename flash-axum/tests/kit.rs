@@ -7,7 +7,7 @@ use axum::extract::Query;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
-use flash_core::{Adapter, Level, Message};
+use flash_core::{Level, Message, adapter::Adapter};
 use flash_testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
 use http::header::VARY;
 use http::{HeaderValue, Request};

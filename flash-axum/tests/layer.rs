@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
 use flash_core::{
-    Error, ErrorKind, Incoming, Key, KeyedStorage, Keys, Level, Loaded, MemoryStore, Message,
-    MessagesConfig, Storage, Update, async_trait,
+    Error, ErrorKind, Key, Keys, Level, Message, MessagesConfig, async_trait,
+    storage::{Incoming, KeyedStorage, Loaded, MemoryStore, Storage, Update},
 };
 use flash_testkit::{CallCounts, CountingStore};
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use flash_cookie::FlashCodec;
-use flash_core::stored_form::{AsStoredList, FromStoredList};
+use flash_core::storage::stored_form::{AsStoredList, FromStoredList};
 use flash_core::{Key, Keys, Level, Message};
 use hmac::Mac as _;
 

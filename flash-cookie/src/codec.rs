@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use flash_core::{Message, Overflow, Result};
+use flash_core::{Message, Result, storage::Overflow};
 
 use crate::flash::FlashCodec;
 
@@ -101,7 +101,7 @@ impl Codec {
     /// Whether the format keeps a message's data ([`Message::with_data`]): flash's does,
     /// Django's has no place for it (a [`CookieStorage`](crate::CookieStorage) in Django's
     /// format refuses such a message at add, see
-    /// [`Storage::carries_data`](flash_core::Storage::carries_data)).
+    /// [`Storage::carries_data`](flash_core::storage::Storage::carries_data)).
     pub fn carries_data(&self) -> bool {
         match self {
             Codec::Flash(_) => true,

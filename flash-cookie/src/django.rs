@@ -9,7 +9,10 @@ use base64::Engine as _;
 use base64::alphabet::URL_SAFE;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use flash_core::{Error, ErrorKind, Key, Keys, Level, Message, Overflow, Result, SIGNATURE_LEN};
+use flash_core::{
+    Error, ErrorKind, Key, Keys, Level, Message, Result,
+    storage::{Overflow, SIGNATURE_LEN},
+};
 use hmac::Mac as _;
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::Value;
@@ -263,7 +266,7 @@ impl DjangoCodec {
             .rsplit_once(':')
             .ok_or_else(|| integrity("no signature separator"))?;
         // Django compares the base64 text: only the canonical encoding is accepted.
-        let expected = flash_core::decode_signature(signature)?;
+        let expected = flash_core::storage::decode_signature(signature)?;
         let verified = self.keys.all().iter().any(|key| {
             let mut mac = key.mac();
             mac.update(signed.as_bytes());
@@ -569,7 +572,10 @@ mod tests {
 
         use flash_core::http::HeaderMap;
         use flash_core::http::header::{COOKIE, SET_COOKIE};
-        use flash_core::{Added, Incoming, Messages, MessagesConfig, Refused, Storage};
+        use flash_core::{
+            Added, Messages, MessagesConfig, Refused,
+            storage::{Incoming, Storage},
+        };
 
         let storage = Arc::new(crate::CookieStorage::django(
             "a secret of some length for the test",

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use flash_core::http::HeaderMap;
 use flash_core::{
-    Degraded, ErrorKind, Identity, Incoming, Limits, LoadToken, Loaded, Message, Overflow, Result,
-    Storage, Update,
+    ErrorKind, Limits, Message, Result,
+    storage::{Degraded, Identity, Incoming, LoadToken, Loaded, Overflow, Storage, Update},
 };
 
 /// Two storages as one, with Django's `FallbackStorage` algorithm: the first (a cookie)
@@ -30,14 +30,14 @@ use flash_core::{
 ///
 /// ```
 /// use flash_cookie::{CookieStorage, Fallback};
-/// use flash_core::{Key, KeyedStorage, Keys, MemoryStore};
+/// use flash_core::{Key, Keys, storage::{KeyedStorage, MemoryStore}};
 ///
 /// let secret = "a long application secret, from the environment";
 /// let storage = Fallback::new(
 ///     CookieStorage::new(Keys::new(Key::derive(secret, "flash.cookie"))),
 ///     KeyedStorage::new(MemoryStore::new(), Keys::new(Key::derive(secret, "flash.id"))),
 /// );
-/// # let _: &dyn flash_core::Storage = &storage;
+/// # let _: &dyn flash_core::storage::Storage = &storage;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Fallback<A, B> {

@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use flash_core::{Error, ErrorKind, Keys, Message, Overflow, Result, stored_form};
+use flash_core::{
+    Error, ErrorKind, Keys, Message, Result,
+    storage::{Overflow, stored_form},
+};
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
@@ -15,7 +18,7 @@ const MARKER: u8 = b'0';
 ///
 /// The value is `base64url(json) "." base64url(mac)`, both without padding:
 /// - `json` is a compact JSON array of messages in their
-///   [storage form](flash_core::stored_form) (`[level, text, extra_tags?, 0|1?, data?]`),
+///   [storage form](flash_core::storage::stored_form) (`[level, text, extra_tags?, 0|1?, data?]`),
 ///   followed by a `0` when the list is not finished (the rest overflowed to the next storage
 ///   of a [`Fallback`](crate::Fallback));
 /// - `mac` is HMAC-SHA256 over the cookie name and `json`, each length-prefixed

@@ -1,11 +1,14 @@
-//! The signed-cookie [`Storage`](flash_core::Storage).
+//! The signed-cookie [`Storage`](flash_core::storage::Storage).
 
 use async_trait::async_trait;
 use flash_core::http::header::SET_COOKIE;
 use flash_core::http::{HeaderMap, HeaderValue};
 use flash_core::{
-    CookieOptions, Error, Found, ImmediateSimpleStorage, Incoming, Keys, Message, Overflow, Result,
-    SimpleStorage, Stored, append_set_cookie_line,
+    CookieOptions, Error, Keys, Message, Result,
+    storage::{
+        Found, ImmediateSimpleStorage, Incoming, Overflow, SimpleStorage, Stored,
+        append_set_cookie_line,
+    },
 };
 
 use crate::codec::{Codec, LineParts};

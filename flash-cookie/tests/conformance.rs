@@ -36,7 +36,7 @@ mod django {
 /// `tests/fallback.rs` counts the calls of each placement exactly.
 mod fallback {
     use flash_cookie::{CookieStorage, Fallback};
-    use flash_core::{KeyedStorage, MemoryStore};
+    use flash_core::storage::{KeyedStorage, MemoryStore};
     use flash_testkit::{Capabilities, CountingStore, Harness, Options};
 
     async fn fallback(options: Options) -> Option<Harness> {

@@ -6,7 +6,8 @@ use flash_core::SameSite;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::{
-    CookieOptions, ErrorKind, Incoming, Key, Keys, Level, Message, Overflow, Storage, Update,
+    CookieOptions, ErrorKind, Key, Keys, Level, Message,
+    storage::{Incoming, Overflow, Storage, Update},
 };
 
 fn keys() -> Keys {

@@ -12,8 +12,8 @@ use flash_core::SameSite;
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::{
-    CookieOptions, Incoming, Key, KeyedStorage, Keys, Level, MemoryStore, Message, Messages,
-    MessagesConfig, Storage, Update,
+    CookieOptions, Key, Keys, Level, Message, Messages, MessagesConfig,
+    storage::{Incoming, KeyedStorage, MemoryStore, Storage, Update},
 };
 use flash_testkit::CountingStore;
 use serde_json::Value;
@@ -412,7 +412,7 @@ fn fallback() -> (Composed, MemoryStore, flash_testkit::CallCounts) {
 
 /// A browser's jar for the fallback tests: `messages` and the id cookie.
 fn carry(previous: &Incoming, response: &HeaderMap) -> Incoming {
-    let mut jar: Vec<(String, String)> = ["messages", flash_core::DEFAULT_ID_COOKIE]
+    let mut jar: Vec<(String, String)> = ["messages", flash_core::storage::DEFAULT_ID_COOKIE]
         .iter()
         .filter_map(|n| previous.cookie(n).map(|v| ((*n).to_owned(), v.to_owned())))
         .collect();
@@ -600,10 +600,10 @@ async fn fallback_marker_only_cookie_reads_the_store_and_no_cookie_does_not() {
     let leases = calls.leases();
     let only_id = {
         let mut headers = HeaderMap::new();
-        let id = next.cookie(flash_core::DEFAULT_ID_COOKIE).unwrap();
+        let id = next.cookie(flash_core::storage::DEFAULT_ID_COOKIE).unwrap();
         headers.insert(
             COOKIE,
-            format!("{}={id}", flash_core::DEFAULT_ID_COOKIE)
+            format!("{}={id}", flash_core::storage::DEFAULT_ID_COOKIE)
                 .parse()
                 .unwrap(),
         );

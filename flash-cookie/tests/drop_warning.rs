@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use flash_cookie::CookieStorage;
 use flash_core::http::HeaderMap;
-use flash_core::{Incoming, Key, Keys, Level, Message, Storage, Update};
+use flash_core::{
+    Key, Keys, Level, Message,
+    storage::{Incoming, Storage, Update},
+};
 
 /// Captures what the storage logs.
 #[derive(Clone, Default)]

@@ -4,8 +4,8 @@
 
 use flash_cookie::{Codec, CookieStorage, Fallback};
 use flash_core::{
-    DEFAULT_ID_COOKIE, Key, KeyedStorage, Keys, Limits, MemoryStore, Message, MessagesConfig,
-    Storage,
+    Key, Keys, Limits, Message, MessagesConfig,
+    storage::{DEFAULT_ID_COOKIE, KeyedStorage, MemoryStore, Storage},
 };
 use flash_testkit::{CallCounts, Capabilities, Client, CountingStore, Harness};
 
@@ -456,13 +456,16 @@ fn uses_extensions_if_either_does() {
     struct Extended;
     #[flash_core::async_trait]
     impl Storage for Extended {
-        async fn load(&self, _: &flash_core::Incoming) -> flash_core::Result<flash_core::Loaded> {
-            Ok(flash_core::Loaded::nothing())
+        async fn load(
+            &self,
+            _: &flash_core::storage::Incoming,
+        ) -> flash_core::Result<flash_core::storage::Loaded> {
+            Ok(flash_core::storage::Loaded::nothing())
         }
         async fn save(
             &self,
-            _: &flash_core::Incoming,
-            _: flash_core::Update,
+            _: &flash_core::storage::Incoming,
+            _: flash_core::storage::Update,
             _: &mut flash_core::http::HeaderMap,
         ) -> flash_core::Result<Vec<Message>> {
             Ok(Vec::new())

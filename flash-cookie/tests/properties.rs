@@ -7,7 +7,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use flash_cookie::{Codec, CookieStorage, Decoded, FlashCodec, MAX_SET_COOKIE_LEN};
 use flash_core::http::HeaderMap;
 use flash_core::http::header::SET_COOKIE;
-use flash_core::{Incoming, Key, Keys, Level, Message, Overflow, Storage, Update};
+use flash_core::{
+    Key, Keys, Level, Message,
+    storage::{Incoming, Overflow, Storage, Update},
+};
 use proptest::prelude::*;
 
 fn keys() -> Keys {

@@ -16,6 +16,7 @@ use crate::message::Message;
 use crate::message_list::MessageList;
 use crate::messages::{Messages, MessagesConfig, SaveReport};
 use crate::storage::{Incoming, Storage};
+pub use crate::storage_trait::{PREFETCH_HEADERS, is_prefetch};
 use crate::view::MessageView;
 
 /// The response headers of one request as an adapter exposes them to [`Adapter::finish`]:
@@ -26,7 +27,7 @@ use crate::view::MessageView;
 /// `vary`, `cache-control` and, with [`Htmx`] delivery, `hx-trigger`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a response header map flash can write to",
-    note = "implement `flash_core::ResponseHeaders` for a wrapper around your framework's response headers"
+    note = "implement `flash_core::adapter::ResponseHeaders` for a wrapper around your framework's response headers"
 )]
 pub trait ResponseHeaders {
     /// Calls `each` with every value of the header `name`, in order.
@@ -101,7 +102,7 @@ struct AdapterSettings {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{Adapter, MessagesConfig, Incoming, Key, KeyedStorage, MemoryStore};
+/// use flash_core::{MessagesConfig, Key, adapter::Adapter, storage::{Incoming, KeyedStorage, MemoryStore}};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
@@ -521,8 +522,8 @@ impl Finished {
 /// let mut headers = http::HeaderMap::new();
 /// headers.append("vary", "Accept-Encoding".parse().unwrap());
 /// headers.append("vary", "Origin".parse().unwrap());
-/// flash_core::vary_on_cookie(&mut headers);
-/// flash_core::vary_on_cookie(&mut headers);
+/// flash_core::adapter::vary_on_cookie(&mut headers);
+/// flash_core::adapter::vary_on_cookie(&mut headers);
 /// assert_eq!(headers.get_all("vary").iter().collect::<Vec<_>>(), ["Accept-Encoding, Origin, Cookie"]);
 /// ```
 pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
@@ -587,7 +588,7 @@ pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{Adapter, MessagesConfig, Htmx, Incoming, Key, KeyedStorage, MemoryStore};
+/// use flash_core::{MessagesConfig, Htmx, Key, adapter::Adapter, storage::{Incoming, KeyedStorage, MemoryStore}};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());

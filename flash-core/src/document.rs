@@ -43,7 +43,7 @@ impl Versioned {
 /// use std::collections::HashMap;
 /// use std::sync::Mutex;
 /// use std::time::SystemTime;
-/// use flash_core::{ClientId, DocumentStore, Documents, Result, Versioned};
+/// use flash_core::{Result, storage::{ClientId, DocumentStore, Documents, Versioned}};
 ///
 /// #[derive(Default)]
 /// struct InMemory(Mutex<HashMap<ClientId, Versioned>>);
@@ -78,7 +78,7 @@ impl Versioned {
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a flash `DocumentStore`",
-    note = "implement `get`, `put` (write if the version is still the expected one) and `delete` (the same condition) with `#[flash_core::async_trait]`, then wrap the store in `flash_core::Documents` to get a `KeyedStore`"
+    note = "implement `get`, `put` (write if the version is still the expected one) and `delete` (the same condition) with `#[flash_core::async_trait]`, then wrap the store in `flash_core::storage::Documents` to get a `KeyedStore`"
 )]
 #[async_trait]
 pub trait DocumentStore: Send + Sync + 'static {
@@ -223,7 +223,7 @@ struct Doc {
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
-    #[serde(rename = "m", with = "crate::stored_form")]
+    #[serde(rename = "m", with = "crate::storage::stored_form")]
     message: Message,
     /// The lease holding it (hex), and until when (ms since the Unix epoch).
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
@@ -247,7 +247,7 @@ impl Doc {
 }
 
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.min(crate::MAX_SPAN).as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(duration.min(crate::storage::MAX_SPAN).as_millis()).unwrap_or(u64::MAX)
 }
 
 fn now_ms() -> u64 {

@@ -126,7 +126,7 @@ pub enum Outcome {
 ///   `append` it kept.
 ///
 /// The points an author meets, settled (the keyed-store kit, `flash_testkit::keyed_store_tests!`,
-/// checks them; [`MemoryStore`](crate::MemoryStore) is the reference):
+/// checks them; [`MemoryStore`](crate::storage::MemoryStore) is the reference):
 /// - **A lease that expired still holds what no other lease took.** Expiry only makes its
 ///   messages leasable again; until another lease takes them, settling the expired lease
 ///   consumes or releases them as if it had not expired. Once another lease took them they are
@@ -142,11 +142,11 @@ pub enum Outcome {
 ///   application and the server that is off by more, fail it.
 /// - Limits are counted against everything pending for the client, leased messages included.
 ///
-/// Without atomic server-side operations, write a [`DocumentStore`](crate::DocumentStore)
-/// instead: [`Documents`](crate::Documents) implements this trait over it.
+/// Without atomic server-side operations, write a [`DocumentStore`](crate::storage::DocumentStore)
+/// instead: [`Documents`](crate::storage::Documents) implements this trait over it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a flash `KeyedStore`",
-    note = "implement `append`, `lease` and `settle` with `#[flash_core::async_trait]`, or implement `flash_core::DocumentStore` and wrap it in `flash_core::Documents`"
+    note = "implement `append`, `lease` and `settle` with `#[flash_core::async_trait]`, or implement `flash_core::storage::DocumentStore` and wrap it in `flash_core::storage::Documents`"
 )]
 #[async_trait]
 pub trait KeyedStore: Send + Sync + 'static {
@@ -392,7 +392,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
     /// [`HOST_ID_COOKIE`] when the options allow the prefix).
     ///
     /// ```
-    /// use flash_core::{CookieOptions, Key, KeyedStorage, MemoryStore};
+    /// use flash_core::{CookieOptions, Key, storage::{KeyedStorage, MemoryStore}};
     /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
     /// assert_eq!(storage.id_cookie_name(), "flash_id");
     /// let storage = storage.cookie_options(CookieOptions::default().secure(true));
@@ -481,7 +481,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
         };
         self.keys
             .verify_token(&self.carry_name, value)
-            .and_then(|json| crate::stored_form::list_from_slice(&json).ok())
+            .and_then(|json| crate::storage::stored_form::list_from_slice(&json).ok())
             .map_or(CarryIn::Invalid, CarryIn::Valid)
     }
 
@@ -496,7 +496,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
     ) -> Vec<Message> {
         let overhead = self.cookie.line_overhead(&self.carry_name, Some(self.ttl));
         let value = |n: usize| {
-            let json = crate::stored_form::list_to_vec(&messages[..n]).ok()?;
+            let json = crate::storage::stored_form::list_to_vec(&messages[..n]).ok()?;
             let value = self.keys.sign_token(&self.carry_name, &json);
             (overhead + value.len() <= MAX_COOKIE_LINE).then_some(value)
         };

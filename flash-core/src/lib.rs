@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
-mod adapter;
 mod cookie_options;
 mod document;
 mod error;
@@ -16,31 +15,58 @@ mod random;
 mod redact;
 mod signing;
 mod simple;
-mod storage;
-pub mod stored_form;
+#[path = "storage.rs"]
+mod storage_trait;
 mod view;
 
-pub use adapter::{Adapter, Finished, Htmx, HtmxRequest, ResponseHeaders, vary_on_cookie};
-pub use cookie_options::{CookieOptions, SameSite, append_set_cookie_line};
-pub use document::{DEFAULT_DOCUMENT_ATTEMPTS, DocumentStore, Documents, Versioned};
+pub mod adapter;
+
+pub mod storage {
+    //! For backend authors: the three ways a store plugs in, and everything a backend is made of.
+    //!
+    //! | Your store has | Implement |
+    //! |---|---|
+    //! | per-client state carried by the request (a cookie, a session) | [`SimpleStorage`] |
+    //! | a conditional write on one document or row per client | [`DocumentStore`], wrapped in [`Documents`] |
+    //! | server-side atomic operations (scripts, statements) | [`KeyedStore`] |
+    //!
+    //! A [`KeyedStore`] (a [`Documents`] included) serves requests through [`KeyedStorage`],
+    //! which gives each client a signed id cookie; [`MemoryStore`] is the in-process reference.
+    //! Any of them is a [`Storage`], the trait the request handle drives; [`Incoming`] is the
+    //! request as a storage sees it. Messages are written down in the [`stored_form`]; signed
+    //! values use the helpers here and the application's [`Keys`](crate::Keys). The kits that
+    //! check a backend are in the crate `flash-testkit`.
+
+    pub use crate::cookie_options::append_set_cookie_line;
+    pub use crate::document::{DEFAULT_DOCUMENT_ATTEMPTS, DocumentStore, Documents, Versioned};
+    pub use crate::keyed::{
+        ClientId, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, HOST_ID_COOKIE, KeyedStorage,
+        KeyedStore, LeaseId, MAX_SPAN, Outcome,
+    };
+    pub use crate::memory::{DEFAULT_SWEEP_INTERVAL, MemoryStore};
+    pub use crate::redact::{Redacted, redact_url};
+    pub use crate::signing::{MIN_KEY_LEN, SIGNATURE_LEN, decode_signature};
+    pub use crate::simple::{Found, ImmediateSimpleStorage, SimpleStorage, Stored};
+    pub(crate) use crate::storage_trait::ReportSink;
+    pub use crate::storage_trait::{
+        Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow,
+        Storage, Update,
+    };
+
+    pub mod stored_form;
+}
+
+pub use adapter::Htmx;
+pub use cookie_options::{CookieOptions, SameSite};
 pub use error::{Error, ErrorKind, Result};
-pub use keyed::{
-    ClientId, DEFAULT_CALL_TIMEOUT, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, HOST_ID_COOKIE,
-    KeyedStorage, KeyedStore, LeaseId, MAX_SPAN, Outcome,
-};
+pub use keyed::DEFAULT_CALL_TIMEOUT;
 pub use level::{Level, LevelTags, ParseLevelError};
 pub use limits::Limits;
-pub use memory::{DEFAULT_SWEEP_INTERVAL, MemoryStore, SweepTask};
+pub use memory::SweepTask;
 pub use message::Message;
 pub use message_list::MessageList;
 pub use messages::{Added, Messages, MessagesConfig, Refused, SaveReport};
-pub use redact::{Redacted, redact_url};
-pub use signing::{Key, Keys, MIN_KEY_LEN, SIGNATURE_LEN, decode_signature};
-pub use simple::{Found, ImmediateSimpleStorage, SimpleStorage, Stored};
-pub use storage::{
-    Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow,
-    PREFETCH_HEADERS, Storage, Update, is_prefetch,
-};
+pub use signing::{Key, Keys};
 #[cfg(feature = "minijinja")]
 pub use view::minijinja_formatter;
 pub use view::{HtmlMessage, MessageView};

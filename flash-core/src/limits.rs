@@ -21,7 +21,7 @@
 /// assert_eq!(limits.max_text_len(), Limits::DEFAULT_MAX_TEXT_LEN);
 /// ```
 ///
-/// [`KeyedStore`]: crate::KeyedStore
+/// [`KeyedStore`]: crate::storage::KeyedStore
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
     max_text_len: usize,

@@ -34,7 +34,7 @@ impl State {
         self.clients.retain(|_, q| q.expires > now);
         self.next_sweep = now
             .checked_add(self.sweep_interval)
-            .unwrap_or(now + crate::MAX_SPAN);
+            .unwrap_or(now + crate::storage::MAX_SPAN);
         before - self.clients.len()
     }
 
@@ -64,7 +64,7 @@ impl State {
 /// swept on a schedule with [`sweep_every`](Self::sweep_every).
 ///
 /// ```
-/// use flash_core::{KeyedStorage, Keys, Key, MemoryStore};
+/// use flash_core::{Keys, Key, storage::{KeyedStorage, MemoryStore}};
 /// let storage = KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
 /// # let _ = storage;
 /// ```
@@ -101,7 +101,7 @@ impl MemoryStore {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use flash_core::MemoryStore;
+    /// use flash_core::storage::MemoryStore;
     /// let store = MemoryStore::new().with_sweep_interval(Duration::from_secs(10));
     /// # let _ = store;
     /// ```
@@ -111,7 +111,9 @@ impl MemoryStore {
             let mut state = self.lock();
             let now = Instant::now();
             state.sweep_interval = interval;
-            state.next_sweep = now.checked_add(interval).unwrap_or(now + crate::MAX_SPAN);
+            state.next_sweep = now
+                .checked_add(interval)
+                .unwrap_or(now + crate::storage::MAX_SPAN);
         }
         self
     }
@@ -137,7 +139,7 @@ impl MemoryStore {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// use std::time::Duration;
-    /// use flash_core::MemoryStore;
+    /// use flash_core::storage::MemoryStore;
     /// let store = MemoryStore::new();
     /// let sweeper = store.sweep_every(Duration::from_secs(60));
     /// // ... serve requests; dropping `sweeper` stops the task.
@@ -182,7 +184,9 @@ impl MemoryStore {
         limits: &Limits,
         now: Instant,
     ) -> usize {
-        let expires = now.checked_add(ttl).unwrap_or(now + crate::MAX_SPAN);
+        let expires = now
+            .checked_add(ttl)
+            .unwrap_or(now + crate::storage::MAX_SPAN);
         let queue = clients.entry(*client).or_insert_with(|| Queue {
             pending: Vec::new(),
             expires,
@@ -271,7 +275,7 @@ impl KeyedStore for MemoryStore {
         }
         let until = now
             .checked_add(lease_timeout)
-            .unwrap_or(now + crate::MAX_SPAN);
+            .unwrap_or(now + crate::storage::MAX_SPAN);
         Ok(queue
             .pending
             .iter_mut()

@@ -30,7 +30,7 @@ use crate::level::{Level, LevelTags};
 ///
 /// `Message` implements neither `Serialize` nor `Deserialize`: what a template or a JSON
 /// response receives is its [`MessageView`](crate::MessageView), with named fields. The compact
-/// form backends store it in is theirs, in [`stored_form`](crate::stored_form).
+/// form backends store it in is theirs, in [`stored_form`](crate::storage::stored_form).
 #[derive(Clone)]
 pub struct Message {
     /// The level.
@@ -44,7 +44,7 @@ pub struct Message {
     /// Data beside the text, for templates and JSON clients (never `Some(Value::Null)`: see
     /// [`Message::with_data`]). Counted in [`Message::size`]. flash's own cookie format and
     /// every keyed store carry it; Django's cookie and session formats cannot
-    /// ([`Storage::carries_data`](crate::Storage::carries_data) is false), and
+    /// ([`Storage::carries_data`](crate::storage::Storage::carries_data) is false), and
     /// [`Messages::try_add`](crate::Messages::try_add) refuses a message with data there
     /// ([`Refused::DataNotSupported`](crate::Refused::DataNotSupported)).
     pub data: Option<serde_json::Value>,

@@ -245,7 +245,7 @@ struct Inner {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use flash_core::{MessagesConfig, Incoming, Keys, Key, KeyedStorage, Level, MemoryStore, Messages};
+/// use flash_core::{MessagesConfig, Keys, Key, Level, Messages, storage::{Incoming, KeyedStorage, MemoryStore}};
 ///
 /// let storage = Arc::new(KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate())));
 /// let config = Arc::new(MessagesConfig::default());
@@ -364,7 +364,7 @@ impl Messages {
     ///
     /// ```
     /// # use std::sync::Arc;
-    /// use flash_core::{Added, MessagesConfig, Incoming, Key, KeyedStorage, Level, Limits, MemoryStore};
+    /// use flash_core::{Added, MessagesConfig, Key, Level, Limits, storage::{Incoming, KeyedStorage, MemoryStore}};
     /// use flash_core::{Message, Messages, Refused};
     ///
     /// let storage = Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate()));
@@ -648,7 +648,7 @@ impl Messages {
     /// Whether [`Messages::save`] may have anything to do: the request read or added and has
     /// not saved yet. When false, an adapter can skip calling it (it would return at once).
     ///
-    /// Crate-private: a speed hook of [`Adapter::finish_now`](crate::Adapter::finish_now), the
+    /// Crate-private: a speed hook of [`Adapter::finish_now`](crate::adapter::Adapter::finish_now), the
     /// one way adapters end a request; `save` alone is always correct.
     pub(crate) fn needs_save(&self) -> bool {
         let state = self.state();
@@ -703,7 +703,7 @@ impl Messages {
     /// nothing, when the storage may wait.
     ///
     /// Crate-private: adapters reach it through
-    /// [`Adapter::finish_now`](crate::Adapter::finish_now), which also shapes the response.
+    /// [`Adapter::finish_now`](crate::adapter::Adapter::finish_now), which also shapes the response.
     pub(crate) fn save_now(&self, response: &mut HeaderMap) -> Option<Result<SaveReport>> {
         let storage = self.inner.storage.immediate()?;
         Some(match self.begin_save() {

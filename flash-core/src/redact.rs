@@ -14,7 +14,7 @@ const HIDDEN: &str = "***";
 /// hidden rather than shown.
 ///
 /// ```
-/// use flash_core::redact_url;
+/// use flash_core::storage::redact_url;
 /// assert_eq!(redact_url("redis://:hunter2@cache:6379/0"), "redis://:***@cache:6379/0");
 /// assert_eq!(redact_url("postgres://app:p/ss@db/flash"), "postgres://app:***@db/flash");
 /// assert_eq!(
@@ -29,7 +29,7 @@ pub fn redact_url(url: &str) -> String {
 /// A URL shown with its secrets hidden (see [`redact_url`]), without allocating.
 ///
 /// ```
-/// use flash_core::Redacted;
+/// use flash_core::storage::Redacted;
 /// assert_eq!(format!("{}", Redacted("redis://hunter2@cache")), "redis://***@cache");
 /// ```
 #[derive(Clone, Copy)]

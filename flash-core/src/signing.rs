@@ -22,7 +22,7 @@ const SIGNATURE_B64_LEN: usize = (SIGNATURE_LEN * 4).div_ceil(3);
 /// spelling (Django compares the text).
 ///
 /// ```
-/// use flash_core::{SIGNATURE_LEN, decode_signature};
+/// use flash_core::{storage::{SIGNATURE_LEN, decode_signature}};
 /// assert_eq!(decode_signature(&"A".repeat(43))?, [0; SIGNATURE_LEN]);
 /// assert!(decode_signature("AAAA").is_err());
 /// assert!(decode_signature(&"B".repeat(43)).is_err(), "not canonical");
@@ -153,7 +153,7 @@ impl Key {
     /// ```
     /// let secret = flash_core::Key::random_secret()?;
     /// assert_eq!(secret.len(), 64);
-    /// assert!(secret.len() >= flash_core::MIN_KEY_LEN);
+    /// assert!(secret.len() >= flash_core::storage::MIN_KEY_LEN);
     /// # Ok::<(), flash_core::Error>(())
     /// ```
     ///

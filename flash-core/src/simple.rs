@@ -85,13 +85,13 @@ impl Stored {
 ///
 /// What this gives is Django's semantics, per request: two concurrent requests of one client
 /// may both show a message, and an add may be lost to a concurrent rewrite. For exactly-once
-/// delivery write a [`DocumentStore`](crate::DocumentStore) or a
-/// [`KeyedStore`](crate::KeyedStore).
+/// delivery write a [`DocumentStore`](crate::storage::DocumentStore) or a
+/// [`KeyedStore`](crate::storage::KeyedStore).
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
 /// use flash_core::http::HeaderMap;
-/// use flash_core::{MessagesConfig, Found, Incoming, Message, Messages, Overflow, Result, SimpleStorage, Stored};
+/// use flash_core::{MessagesConfig, Message, Messages, Result, storage::{Found, Incoming, Overflow, SimpleStorage, Stored}};
 ///
 /// /// Every client shares one list: for the example only.
 /// #[derive(Default)]

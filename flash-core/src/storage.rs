@@ -18,7 +18,7 @@ use crate::message::Message;
 /// hide flash's; only the value of the cookie asked for must be text.
 ///
 /// ```
-/// use flash_core::Incoming;
+/// use flash_core::storage::Incoming;
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert("cookie", "a=1; messages=\"abc\"".parse().unwrap());
 /// headers.insert("sec-purpose", "prefetch".parse().unwrap());
@@ -50,9 +50,9 @@ pub const PREFETCH_HEADERS: [&str; 2] = ["sec-purpose", "purpose"];
 /// `prefetch;prerender`, any case).
 ///
 /// ```
-/// assert!(flash_core::is_prefetch(b"prefetch;prerender"));
-/// assert!(flash_core::is_prefetch(b" Prefetch "));
-/// assert!(!flash_core::is_prefetch(b"prerender"));
+/// assert!(flash_core::adapter::is_prefetch(b"prefetch;prerender"));
+/// assert!(flash_core::adapter::is_prefetch(b" Prefetch "));
+/// assert!(!flash_core::adapter::is_prefetch(b"prerender"));
 /// ```
 pub fn is_prefetch(value: &[u8]) -> bool {
     let first = value.split(|&b| b == b';').next().unwrap_or_default();
@@ -119,7 +119,7 @@ impl Incoming {
     /// present but unreadable.
     ///
     /// ```
-    /// let incoming = flash_core::Incoming::new([&b"flash_id=\xff\xfe"[..]], false);
+    /// let incoming = flash_core::storage::Incoming::new([&b"flash_id=\xff\xfe"[..]], false);
     /// assert_eq!(incoming.cookie("flash_id"), None);
     /// assert_eq!(incoming.cookie_bytes("flash_id"), Some(&b"\xff\xfe"[..]));
     /// ```
@@ -398,7 +398,7 @@ impl fmt::Debug for Degraded {
 /// [`Update::new`] and the `with_` setters (fields may be added).
 ///
 /// ```
-/// use flash_core::{Level, Limits, Message, Overflow, Update};
+/// use flash_core::{Level, Limits, Message, storage::{Overflow, Update}};
 /// let update = Update::new(None)
 ///     .with_added(vec![Message::new(Level::INFO, "hi")])
 ///     .with_overflow(Overflow::Spill)
@@ -520,7 +520,7 @@ impl Update {
 /// request loaded or added messages.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a flash `Storage`",
-    note = "implement `flash_core::SimpleStorage` (Django's `_get`/`_store`) to get `Storage` with Django's update rules, or wrap a `KeyedStore` in `flash_core::KeyedStorage`"
+    note = "implement `flash_core::storage::SimpleStorage` (Django's `_get`/`_store`) to get `Storage` with Django's update rules, or wrap a `KeyedStore` in `flash_core::storage::KeyedStorage`"
 )]
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -561,7 +561,7 @@ pub trait Storage: Send + Sync + 'static {
     /// Part of the contract, and optional: it exists only for speed. `async_trait` boxes one
     /// future per `load` and per `save`; for a cookie, whose work is a few microseconds, those
     /// allocations are a measurable share of a request (see BENCHMARKS.md), so
-    /// [`Messages`](crate::Messages) and [`Adapter::finish_now`](crate::Adapter::finish_now)
+    /// [`Messages`](crate::Messages) and [`Adapter::finish_now`](crate::adapter::Adapter::finish_now)
     /// take this path when it is offered. The rules:
     /// - `None` is always correct; a storage that may wait (a network, a lock held across an
     ///   await) must return `None`.

@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use flash_core::{Adapter, Incoming, MessagesConfig, ResponseHeaders};
+use flash_core::{
+    MessagesConfig,
+    adapter::{Adapter, ResponseHeaders},
+    storage::Incoming,
+};
 
 /// Response headers as `(name, value)` lines, as a framework without `http` types keeps them.
 #[derive(Debug, Default)]

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flash_core::{
-    ClientId, CookieOptions, Error, ErrorKind, Key, KeyedStorage, KeyedStore, LeaseId, Limits,
-    MemoryStore, Message, Outcome, Result, async_trait,
+    CookieOptions, Error, ErrorKind, Key, Limits, Message, Result, async_trait,
+    storage::{ClientId, KeyedStorage, KeyedStore, LeaseId, MemoryStore, Outcome},
 };
 use flash_testkit::{Capabilities, Client, Harness};
 
@@ -432,7 +432,7 @@ async fn rotating_while_the_store_is_down_carries_the_messages() {
     let request = client.request();
     request.info("welcome");
     request
-        .rotate_id(flash_core::Carry::Keep)
+        .rotate_id(flash_core::storage::Carry::Keep)
         .await
         .expect("rotating needs no read");
     let response = request.finish().await;

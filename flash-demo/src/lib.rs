@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use flash_core::{Adapter, Htmx, Level, Message, Messages, MessagesConfig, Storage, redact_url};
+use flash_core::{
+    Htmx, Level, Message, Messages, MessagesConfig,
+    adapter::Adapter,
+    storage::{Storage, redact_url},
+};
 use serde::{Deserialize, Serialize};
 
 mod actix_sessions;
@@ -105,7 +109,7 @@ impl FromStr for Framework {
 }
 
 /// What the page says is serving it: the web framework and the storage, its URL redacted by
-/// [`flash_core::redact_url`].
+/// [`flash_core::storage::redact_url`].
 ///
 /// ```
 /// let serving = flash_demo::Serving::new("redis://:hunter2@127.0.0.1:6379").framework("actix");
@@ -169,7 +173,7 @@ impl Default for Serving {
 }
 
 /// The demo, framework-neutral: the flash adapter over the storage (one
-/// [`flash_core::Adapter`], from which both `flash-axum`'s layer and `flash-actix`'s middleware
+/// [`flash_core::adapter::Adapter`], from which both `flash-axum`'s layer and `flash-actix`'s middleware
 /// are made), the page, and every route's logic. [`Site::axum`] and [`Site::actix`] only route
 /// requests to it. A cheap clone.
 #[derive(Clone)]

@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
-use flash_core::Storage;
+use flash_core::storage::Storage;
 use tower_sessions::{MemoryStore as SessionStore, SessionManagerLayer};
 
 use crate::{MAX_BODY, Page, Reply, Serving, Site};

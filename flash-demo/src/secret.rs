@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use flash_core::MIN_KEY_LEN;
+use flash_core::storage::MIN_KEY_LEN;
 
 /// The secret file's name, beside the SQLite database file (or in the working directory).
 pub const FILE_NAME: &str = "flash-demo.secret";

@@ -7,7 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use common::{Framework, Served, send};
-use flash_core::{Key, KeyedStorage, Keys, Level, LevelTags, MemoryStore, Message, Storage};
+use flash_core::{
+    Key, Keys, Level, LevelTags, Message,
+    storage::{KeyedStorage, MemoryStore, Storage},
+};
 use flash_demo::{MessageView, Serving};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, HOST, HeaderMap, LOCATION, SET_COOKIE};
@@ -362,8 +365,11 @@ async fn oversized_posts_on_cookie_storage(framework: Framework) {
 struct Broken;
 
 #[flash_core::async_trait]
-impl flash_core::Storage for Broken {
-    async fn load(&self, _: &flash_core::Incoming) -> flash_core::Result<flash_core::Loaded> {
+impl flash_core::storage::Storage for Broken {
+    async fn load(
+        &self,
+        _: &flash_core::storage::Incoming,
+    ) -> flash_core::Result<flash_core::storage::Loaded> {
         Err(flash_core::Error::new(
             flash_core::ErrorKind::Unavailable,
             "connecting to redis at redis://:***@10.1.2.3:6379 (table flash_messages) failed",
@@ -372,8 +378,8 @@ impl flash_core::Storage for Broken {
 
     async fn save(
         &self,
-        _: &flash_core::Incoming,
-        _: flash_core::Update,
+        _: &flash_core::storage::Incoming,
+        _: flash_core::storage::Update,
         _: &mut http::HeaderMap,
     ) -> flash_core::Result<Vec<Message>> {
         Err(flash_core::Error::new(
@@ -780,8 +786,8 @@ async fn the_json_api_gives_the_template_ready_fields(framework: Framework) {
     let storage = memory();
     let app = Served::start(framework, storage.clone(), Serving::default());
     // A message with data, added by another part of the application over the same storage.
-    let adapter = flash_core::Adapter::new(storage, flash_demo::config());
-    let messages = adapter.messages(flash_core::Incoming::default());
+    let adapter = flash_core::adapter::Adapter::new(storage, flash_demo::config());
+    let messages = adapter.messages(flash_core::storage::Incoming::default());
     messages.add_message(
         Message::new(Level::SUCCESS, "Deleted <b>7</b>.")
             .with_extra_tags("undo")

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Demo, Framework, browser, start_on};
-use flash::{Incoming, Level, Message, Messages, MessagesConfig, StorageConfig};
+use flash::{Level, Message, Messages, MessagesConfig, StorageConfig, storage::Incoming};
 
 /// The secret the demo signed with before, published in its source.
 const PUBLISHED: &str = "flash-demo development secret: public, never use it in production";

@@ -13,7 +13,7 @@ use flash_testkit::urls;
 
 /// A prefix or table name of this run, so runs in parallel and in a row do not meet.
 fn unique() -> String {
-    flash_core::LeaseId::random().to_hex()[..12].to_owned()
+    flash_core::storage::LeaseId::random().to_hex()[..12].to_owned()
 }
 
 fn redis() -> String {
@@ -93,7 +93,7 @@ async fn flow(framework: Framework, storage: &str, server: Option<&str>) {
             _ => panic!("the demo did not start on {storage}: {said}"),
         },
     };
-    let shown = flash_core::redact_url(storage);
+    let shown = flash_core::storage::redact_url(storage);
     assert!(
         demo.seen
             .last()

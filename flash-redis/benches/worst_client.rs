@@ -17,7 +17,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use flash_core::{ClientId, KeyedStore, LeaseId, Level, Limits, Message, Outcome};
+use flash_core::{
+    Level, Limits, Message,
+    storage::{ClientId, KeyedStore, LeaseId, Outcome},
+};
 use flash_redis::RedisStore;
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -118,7 +121,7 @@ fn worst_client(c: &mut Criterion) {
         assert_eq!(settle.len(), LOGGED_CYCLES, "one settle call per cycle");
         let stored: usize = messages
             .iter()
-            .map(|m| flash_core::stored_form::to_vec(m).map_or(0, |s| s.len()))
+            .map(|m| flash_core::storage::stored_form::to_vec(m).map_or(0, |s| s.len()))
             .sum();
         report.push((name, messages.len(), stored, lease, settle));
     }

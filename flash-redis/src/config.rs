@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use flash_core::{Error, ErrorKind, Redacted, Result};
+use flash_core::{Error, ErrorKind, Result, storage::Redacted};
 
 use crate::store::RedisStore;
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flash_core::stored_form::{self, FromStored};
+use flash_core::storage::stored_form::{self, FromStored};
 use flash_core::{
-    ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, MAX_SPAN, Message, Outcome, Redacted,
-    Result,
+    Error, ErrorKind, Limits, Message, Result,
+    storage::{ClientId, KeyedStore, LeaseId, MAX_SPAN, Outcome, Redacted},
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};

@@ -8,7 +8,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Level, Message, Outcome};
+use flash_core::{
+    ErrorKind, Level, Message,
+    storage::{ClientId, KeyedStore, LeaseId, Outcome},
+};
 use flash_redis::RedisStore;
 use flash_testkit::unavailable;
 use redis::aio::MultiplexedConnection;

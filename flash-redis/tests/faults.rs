@@ -7,7 +7,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Level, Message, Outcome};
+use flash_core::{
+    ErrorKind, Level, Message,
+    storage::{ClientId, KeyedStore, LeaseId, Outcome},
+};
 use flash_redis::RedisStore;
 use redis::aio::MultiplexedConnection;
 

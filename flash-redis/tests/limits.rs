@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use flash_core::{
-    ClientId, Incoming, Key, KeyedStorage, KeyedStore, Keys, LeaseId, Level, Limits, Message,
-    Outcome, Storage, Update,
+    Key, Keys, Level, Limits, Message,
+    storage::{ClientId, Incoming, KeyedStorage, KeyedStore, LeaseId, Outcome, Storage, Update},
 };
 use flash_redis::RedisStore;
 use flash_testkit::{Harness, Options};
@@ -401,7 +401,7 @@ async fn a_hash_written_without_counters_is_counted() {
     for (i, m) in old.iter().enumerate() {
         fields.push((
             format!("m{}", i + 1),
-            flash_core::stored_form::to_string(m).expect("json"),
+            flash_core::storage::stored_form::to_string(m).expect("json"),
         ));
     }
     let () = admin.hset_multiple(&key, &fields).await.expect("HSET");
@@ -451,7 +451,7 @@ async fn stored(admin: &mut redis::aio::MultiplexedConnection, key: &str) -> (us
     let messages: Vec<Message> = all
         .iter()
         .filter(|(field, _)| field.starts_with('m'))
-        .map(|(_, value)| flash_core::stored_form::from_slice(value).expect("a message"))
+        .map(|(_, value)| flash_core::storage::stored_form::from_slice(value).expect("a message"))
         .collect();
     (messages.len(), bytes(&messages))
 }
@@ -499,7 +499,7 @@ async fn a_hostile_client_is_held_to_the_limits() {
         }
         if fit == 0 {
             assert_eq!(
-                browser.cookie(flash_core::DEFAULT_ID_COOKIE),
+                browser.cookie(flash_core::storage::DEFAULT_ID_COOKIE),
                 None,
                 "nothing kept"
             );

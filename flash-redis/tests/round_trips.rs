@@ -8,7 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Logged, OwnServer, log_every_command, take_slowlog};
-use flash_core::{ClientId, KeyedStore, LeaseId, Level, Message, Outcome};
+use flash_core::{
+    Level, Message,
+    storage::{ClientId, KeyedStore, LeaseId, Outcome},
+};
 use flash_redis::RedisStore;
 use flash_testkit::{Harness, Options};
 

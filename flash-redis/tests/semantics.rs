@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use flash_core::{ClientId, KeyedStore, LeaseId, Level, MemoryStore, Message, Outcome};
+use flash_core::{
+    Level, Message,
+    storage::{ClientId, KeyedStore, LeaseId, MemoryStore, Outcome},
+};
 use redis::AsyncCommands;
 
 const LONG: Duration = Duration::from_secs(600);

@@ -76,7 +76,7 @@ impl<S: SessionHandle + ?Sized> SessionHandle for Arc<S> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{MessagesConfig, Incoming, Messages, Storage};
+/// use flash_core::{MessagesConfig, Messages, storage::{Incoming, Storage}};
 /// use flash_session::{BridgedSession, MemorySession, SessionStorage};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

@@ -16,7 +16,7 @@ pub use store::{DEFAULT_SESSION_KEY, SessionStorage};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{MessagesConfig, Incoming, Messages, Storage};
+/// use flash_core::{MessagesConfig, Messages, storage::{Incoming, Storage}};
 /// use flash_session::TowerSessionStorage;
 /// use tower_sessions::{MemoryStore, Session};
 ///

@@ -7,7 +7,8 @@ use std::marker::PhantomData;
 use async_trait::async_trait;
 use flash_core::http::HeaderMap;
 use flash_core::{
-    Error, ErrorKind, Found, Incoming, Message, Overflow, Result, SimpleStorage, Stored,
+    Error, ErrorKind, Message, Result,
+    storage::{Found, Incoming, Overflow, SimpleStorage, Stored},
 };
 use serde_json::Value;
 
@@ -17,11 +18,11 @@ use crate::handle::{BridgedSession, SessionHandle};
 /// The session key Django uses for messages.
 pub const DEFAULT_SESSION_KEY: &str = "_messages";
 
-/// A [`Storage`](flash_core::Storage) keeping the messages inside the request's session, under one key
+/// A [`Storage`](flash_core::storage::Storage) keeping the messages inside the request's session, under one key
 /// (default [`DEFAULT_SESSION_KEY`]), in exactly the form Django's `SessionStorage` keeps them.
 ///
 /// The session handle `S` is looked up in the request extensions (so
-/// [`uses_extensions`](flash_core::Storage::uses_extensions) is true), else a
+/// [`uses_extensions`](flash_core::storage::Storage::uses_extensions) is true), else a
 /// [`BridgedSession`] an adapter put there (flash-actix does, for actix-session): the session
 /// layer must run outside the flash layer. Without it, `load` and `save` fail with
 /// [`ErrorKind::Config`] and a message naming the missing layer.
@@ -157,7 +158,7 @@ impl<S: SessionHandle + Clone> SimpleStorage for SessionStorage<S> {
 mod tests {
     use std::sync::Arc;
 
-    use flash_core::{Messages, MessagesConfig, Storage};
+    use flash_core::{Messages, MessagesConfig, storage::Storage};
 
     use super::*;
     use crate::MemorySession;

@@ -14,7 +14,7 @@ const SESSION: Capabilities = Capabilities::NONE.with_large_messages(true);
 #[cfg(feature = "tower-sessions")]
 fn per_client<S: Clone + Send + Sync + 'static>(
     new: impl Fn() -> S + Send + Sync + 'static,
-) -> impl Fn(u64, &mut flash_core::Incoming) + Send + Sync + 'static {
+) -> impl Fn(u64, &mut flash_core::storage::Incoming) + Send + Sync + 'static {
     let sessions: std::sync::Arc<Mutex<HashMap<u64, S>>> = std::sync::Arc::default();
     move |client, incoming| {
         let session = sessions
@@ -35,7 +35,7 @@ mod memory_session {
 
     async fn factory(_options: Options) -> Option<Harness> {
         // Shared by every harness of a test, so a browser keeps its session across harnesses.
-        let hook = |client: u64, incoming: &mut flash_core::Incoming| {
+        let hook = |client: u64, incoming: &mut flash_core::storage::Incoming| {
             let session = SESSIONS
                 .lock()
                 .expect("sessions")

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use flash_cookie::{CookieStorage, DjangoCodec, Fallback};
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
-use flash_core::{Incoming, Level, Limits, Message, Messages, MessagesConfig, Storage};
+use flash_core::{
+    Level, Limits, Message, Messages, MessagesConfig,
+    storage::{Incoming, Storage},
+};
 use flash_session::{MemorySession, SessionStorage};
 use serde::Deserialize;
 use serde_json::Value;

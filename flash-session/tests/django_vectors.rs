@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use flash_core::http::HeaderMap;
-use flash_core::{Incoming, Level, Message, Messages, MessagesConfig, Storage};
+use flash_core::{
+    Level, Message, Messages, MessagesConfig,
+    storage::{Incoming, Storage},
+};
 use flash_session::{MemorySession, SessionStorage};
 use serde::Deserialize;
 use serde_json::Value;

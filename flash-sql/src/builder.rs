@@ -3,7 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use flash_core::{Error, ErrorKind, Redacted, Result, redact_url};
+use flash_core::{
+    Error, ErrorKind, Result,
+    storage::{Redacted, redact_url},
+};
 
 use crate::store::{DEFAULT_CALL_TIMEOUT, Driver, SqlStore};
 use crate::table::{DEFAULT_TABLE, TableName};

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use flash_core::Outcome;
+use flash_core::storage::Outcome;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, MySql, Row, SqlSafeStr, SqlStr};
 

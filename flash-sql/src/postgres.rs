@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flash_core::Outcome;
+use flash_core::storage::Outcome;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr, SqlStr};
 

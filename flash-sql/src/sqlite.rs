@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flash_core::Outcome;
+use flash_core::storage::Outcome;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };

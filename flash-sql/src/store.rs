@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flash_core::stored_form::{self, FromStored};
+use flash_core::storage::stored_form::{self, FromStored};
 use flash_core::{
-    ClientId, Error, ErrorKind, KeyedStore, LeaseId, Limits, Message, Outcome, Result,
+    Error, ErrorKind, Limits, Message, Result,
+    storage::{ClientId, KeyedStore, LeaseId, Outcome},
 };
 
 use crate::builder::SqlStoreBuilder;
@@ -76,7 +77,7 @@ impl Backend {
 
 /// The longest TTL or lease a row is given: longer ones are cut to flash-core's (100 years), so
 /// the timestamp arithmetic never overflows on any server.
-pub(crate) use flash_core::MAX_SPAN;
+pub(crate) use flash_core::storage::MAX_SPAN;
 
 /// A span in whole microseconds, at most [`MAX_SPAN`].
 pub(crate) fn micros(span: Duration) -> i64 {
@@ -225,7 +226,7 @@ pub(crate) struct Inner {
 ///
 /// Build it with [`SqlStore::connect`] or [`SqlStore::builder`] (the URL's scheme picks the
 /// driver), or around a pool of your own with `SqlStore::from_postgres_pool` and friends; create
-/// its table with [`SqlStore::migrate`]; put it behind [`flash_core::KeyedStorage`]. Clones
+/// its table with [`SqlStore::migrate`]; put it behind [`flash_core::storage::KeyedStorage`]. Clones
 /// share the pool.
 ///
 /// See the crate documentation for the schema, the statements each call runs and what each
@@ -353,7 +354,7 @@ impl SqlStore {
         self.inner.backend.driver()
     }
 
-    /// Where the database is: the URL with its secrets hidden by [`flash_core::redact_url`].
+    /// Where the database is: the URL with its secrets hidden by [`flash_core::storage::redact_url`].
     pub fn location(&self) -> &str {
         &self.inner.location
     }

@@ -147,7 +147,10 @@ fn printed(err: &flash_core::Error) -> String {
 #[cfg(all(feature = "postgres", feature = "mysql"))]
 #[tokio::test]
 async fn odd_passwords_are_never_printed() {
-    use flash_core::{ClientId, KeyedStore, Limits, Message};
+    use flash_core::{
+        Limits, Message,
+        storage::{ClientId, KeyedStore},
+    };
     for (url, password) in [
         ("postgres://u:pa/ss@127.0.0.1:1/db", "pa/ss"),
         ("mysql://root:hun@ter2@127.0.0.1:1/test", "hun@ter2"),

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Outcome};
+use flash_core::{
+    ErrorKind,
+    storage::{ClientId, KeyedStore, LeaseId, Outcome},
+};
 use flash_sql::{Driver, SqlStore};
 
 mod conformance {
@@ -224,7 +227,7 @@ async fn foreign_rows_are_skipped() {
         .settle(
             &client,
             &lease,
-            flash_core::Outcome::Consumed,
+            flash_core::storage::Outcome::Consumed,
             &[],
             Duration::from_secs(3600),
             &flash_core::Limits::default(),

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use flash_core::{ClientId, KeyedStore, LeaseId};
+use flash_core::storage::{ClientId, KeyedStore, LeaseId};
 use flash_sql::{Driver, SqlStore};
 
 mod conformance {
@@ -163,7 +163,7 @@ async fn foreign_rows_are_skipped() {
         .settle(
             &client,
             &lease,
-            flash_core::Outcome::Consumed,
+            flash_core::storage::Outcome::Consumed,
             &[],
             Duration::from_secs(3600),
             &flash_core::Limits::default(),

@@ -7,7 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Outcome};
+use flash_core::{
+    ErrorKind,
+    storage::{ClientId, KeyedStore, LeaseId, Outcome},
+};
 use flash_sql::{Driver, SqlStore};
 use flash_testkit::Options;
 use sqlx::{Connection, Executor, SqliteConnection};

@@ -34,16 +34,16 @@ use async_trait::async_trait;
 use http::HeaderMap;
 
 use super::{CallCounts, CountingStore};
-use flash_core::Adapter;
 use flash_core::Key;
 use flash_core::Level;
 use flash_core::Limits;
-use flash_core::MemoryStore;
 use flash_core::Message;
 use flash_core::MessagesConfig;
-use flash_core::{ClientId, KeyedStorage, KeyedStore, LeaseId, Outcome};
+use flash_core::adapter::Adapter;
+use flash_core::storage::MemoryStore;
+use flash_core::storage::{ClientId, KeyedStorage, KeyedStore, LeaseId, Outcome};
+use flash_core::storage::{ImmediateStorage, Incoming, LoadToken, Loaded, Storage, Update};
 use flash_core::{Error, ErrorKind, Result};
-use flash_core::{ImmediateStorage, Incoming, LoadToken, Loaded, Storage, Update};
 
 /// A request the kit sends to the app.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! For application tests: what a response left for the client's next request, and Django's
 //! `assertMessages`.
 
-use flash_core::{Adapter, Incoming, Level, MessageView, Result};
+use flash_core::{Level, MessageView, Result, adapter::Adapter, storage::Incoming};
 
 /// The messages a response left for the client's next request, as templates receive them,
 /// without consuming them, on any storage: the cookie decoded, or the keyed store asked (its

@@ -9,8 +9,8 @@ use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
 
 use super::Harness;
-use flash_core::Incoming;
 use flash_core::Result;
+use flash_core::storage::Incoming;
 use flash_core::{Messages, MessagesConfig, SaveReport};
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use flash_core::Limits;
 use flash_core::Message;
 use flash_core::Result;
-use flash_core::{ClientId, KeyedStore, LeaseId, Outcome};
+use flash_core::storage::{ClientId, KeyedStore, LeaseId, Outcome};
 
 /// Calls made to a [`CountingStore`], by kind.
 #[derive(Debug, Clone, Default)]

@@ -19,8 +19,8 @@ pub use counting::{CallCounts, CountingStore};
 pub use keyed_kit::KeyedFactory;
 
 use flash_core::Key;
-use flash_core::{Incoming, Storage};
-use flash_core::{KeyedStorage, KeyedStore};
+use flash_core::storage::{Incoming, Storage};
+use flash_core::storage::{KeyedStorage, KeyedStore};
 use flash_core::{Keys, MessagesConfig};
 
 /// What a factory is asked for. Made by [`Options::new`] (fields may be added).
@@ -44,7 +44,7 @@ impl Options {
     /// Defaults with a fresh namespace and secret.
     pub fn new() -> Self {
         // 16 hex digits of a fresh random id: short enough for a table name.
-        let mut namespace = flash_core::ClientId::random().to_hex();
+        let mut namespace = flash_core::storage::ClientId::random().to_hex();
         namespace.truncate(16);
         Options {
             secret: format!("conformance-secret-{namespace}-0123456789abcdef"),

@@ -149,7 +149,10 @@ pub async fn app_level_applies(factory: Factory) {
         assert_eq!(n, 6);
     }
     let harness = Harness::new(
-        flash_core::KeyedStorage::new(flash_core::MemoryStore::new(), flash_core::Key::generate()),
+        flash_core::storage::KeyedStorage::new(
+            flash_core::storage::MemoryStore::new(),
+            flash_core::Key::generate(),
+        ),
         super::Capabilities::ALL,
         "",
     );
@@ -244,7 +247,7 @@ pub async fn extra_tags_and_html_flag_survive(factory: Factory) {
 
 /// Data beside the text ([`Message::with_data`]) travels, with the extra tags and the HTML
 /// flag, through every storage that carries data; one that cannot
-/// ([`Storage::carries_data`](flash_core::Storage::carries_data) is false) is checked by
+/// ([`Storage::carries_data`](flash_core::storage::Storage::carries_data) is false) is checked by
 /// [`data_is_refused_at_add_where_it_cannot_travel`].
 pub async fn data_travels_beside_the_text(factory: Factory) {
     let harness = harness!(factory);
@@ -974,7 +977,7 @@ pub async fn forget_id_deletes_what_is_pending(factory: Factory) {
 /// with those added after; with `Carry::Drop` only those added after remain. A keyed storage
 /// gives a new id, and the old one holds nothing.
 pub async fn rotate_id_moves_or_drops_what_is_pending(factory: Factory) {
-    use flash_core::Carry;
+    use flash_core::storage::Carry;
     let harness = harness!(factory);
     let keyed = harness.calls_exact;
     let name = harness.state_cookie.clone();

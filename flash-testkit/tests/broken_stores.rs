@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use flash_core::{
-    ClientId, KeyedStore, LeaseId, Limits, MemoryStore, Message, Outcome, Result, async_trait,
+    Limits, Message, Result, async_trait,
+    storage::{ClientId, KeyedStore, LeaseId, MemoryStore, Outcome},
 };
 use flash_testkit::KeyedFactory;
 use flash_testkit::keyed_kit as kit;

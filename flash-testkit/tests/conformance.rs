@@ -1,6 +1,6 @@
 //! The conformance suite on `MemoryStore` through the keyed bridge.
 
-use flash_core::MemoryStore;
+use flash_core::storage::MemoryStore;
 use flash_testkit::{Harness, Options};
 
 async fn memory(options: Options) -> Option<Harness> {

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use flash_core::{ClientId, DocumentStore, Documents, Result, Versioned};
+use flash_core::{
+    Result,
+    storage::{ClientId, DocumentStore, Documents, Versioned},
+};
 use flash_testkit::{Harness, Options};
 
 /// One document per client in a map, each write bumping the version.
@@ -70,7 +73,10 @@ mod conformance {
 /// A document that is not flash's counts as empty and is replaced by the next write.
 #[tokio::test]
 async fn an_unreadable_document_counts_as_empty() {
-    use flash_core::{KeyedStore, LeaseId, Level, Limits, Message};
+    use flash_core::{
+        Level, Limits, Message,
+        storage::{KeyedStore, LeaseId},
+    };
     use std::time::Duration;
 
     let docs = InMemory::default();
@@ -110,7 +116,7 @@ async fn an_unreadable_document_counts_as_empty() {
 /// A store that always loses the race makes the adapter give up with an error, not spin.
 #[tokio::test]
 async fn a_store_that_always_loses_fails_after_the_attempts() {
-    use flash_core::{ErrorKind, KeyedStore, Level, Limits, Message};
+    use flash_core::{ErrorKind, Level, Limits, Message, storage::KeyedStore};
     use std::time::Duration;
 
     struct Busy;
@@ -149,7 +155,10 @@ async fn a_store_that_always_loses_fails_after_the_attempts() {
 /// again still holds them, for MemoryStore (the reference) and the document adapter alike.
 #[tokio::test]
 async fn an_expired_lease_nobody_took_again_still_holds_its_messages() {
-    use flash_core::{KeyedStore, LeaseId, Level, Limits, MemoryStore, Message, Outcome};
+    use flash_core::{
+        Level, Limits, Message,
+        storage::{KeyedStore, LeaseId, MemoryStore, Outcome},
+    };
     use std::time::Duration;
 
     async fn check(store: &dyn KeyedStore, outcome: Outcome) {

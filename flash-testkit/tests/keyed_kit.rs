@@ -1,6 +1,6 @@
 //! The keyed-store kit on `MemoryStore`, driven directly.
 
-use flash_core::MemoryStore;
+use flash_core::storage::MemoryStore;
 use flash_testkit::Options;
 
 async fn memory(_: Options) -> Option<MemoryStore> {

@@ -3,7 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use flash_core::{Error, ErrorKind, Key, Keys, MIN_KEY_LEN, Redacted, Result, Storage};
+use flash_core::{
+    Error, ErrorKind, Key, Keys, Result,
+    storage::{MIN_KEY_LEN, Redacted, Storage},
+};
 
 use crate::url::{StorageUrl, boolean};
 

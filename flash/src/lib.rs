@@ -8,6 +8,8 @@ mod url;
 
 use std::sync::Arc;
 
+use flash_core::storage::Storage;
+
 pub use flash_core::*;
 
 pub use config::{

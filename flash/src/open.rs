@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use flash_core::{Error, ErrorKind, KeyedStorage, KeyedStore, MemoryStore, Result, Storage};
+use flash_core::{
+    Error, ErrorKind, Result,
+    storage::{KeyedStorage, KeyedStore, MemoryStore, Storage},
+};
 
 use crate::config::Secrets;
 use crate::url::{Scheme, StorageUrl};
@@ -39,14 +42,17 @@ struct Owning {
 
 #[async_trait::async_trait]
 impl Storage for Owning {
-    async fn load(&self, request: &flash_core::Incoming) -> Result<flash_core::Loaded> {
+    async fn load(
+        &self,
+        request: &flash_core::storage::Incoming,
+    ) -> Result<flash_core::storage::Loaded> {
         self.storage.load(request).await
     }
 
     async fn save(
         &self,
-        request: &flash_core::Incoming,
-        update: flash_core::Update,
+        request: &flash_core::storage::Incoming,
+        update: flash_core::storage::Update,
         response: &mut flash_core::http::HeaderMap,
     ) -> Result<Vec<flash_core::Message>> {
         self.storage.save(request, update, response).await
@@ -60,7 +66,7 @@ impl Storage for Owning {
         self.storage.carries_data()
     }
 
-    fn immediate(&self) -> Option<&dyn flash_core::ImmediateStorage> {
+    fn immediate(&self) -> Option<&dyn flash_core::storage::ImmediateStorage> {
         self.storage.immediate()
     }
 }

@@ -4,7 +4,10 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use flash_core::SameSite;
-use flash_core::{CookieOptions, Error, ErrorKind, Redacted, Result, redact_url};
+use flash_core::{
+    CookieOptions, Error, ErrorKind, Result,
+    storage::{Redacted, redact_url},
+};
 
 /// A backend a storage URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +33,7 @@ pub(crate) struct SchemeRow {
     compiled: bool,
     /// A server address follows the scheme (`redis://host…`); otherwise only `?options`.
     address: bool,
-    /// A server-side store keyed by a client id (through `flash_core::KeyedStorage`): it takes
+    /// A server-side store keyed by a client id (through `flash_core::storage::KeyedStorage`): it takes
     /// the id cookie's options, `ttl` and `lease_timeout`.
     keyed: bool,
     /// The options of its own, beyond the cookie and keyed ones.
@@ -145,7 +148,7 @@ impl Scheme {
         self.row().spellings[0]
     }
 
-    /// A server-side store keyed by a client id (through `flash_core::KeyedStorage`).
+    /// A server-side store keyed by a client id (through `flash_core::storage::KeyedStorage`).
     pub(crate) fn is_keyed(self) -> bool {
         self.row().keyed
     }

@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use flash::{ErrorKind, Incoming, Level, Messages, MessagesConfig, Storage, StorageConfig};
+use flash::{
+    ErrorKind, Level, Messages, MessagesConfig, StorageConfig,
+    storage::{Incoming, Storage},
+};
 use flash_testkit::unavailable;
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
@@ -16,14 +19,14 @@ struct Opened(Arc<dyn Storage>);
 
 #[flash::async_trait]
 impl Storage for Opened {
-    async fn load(&self, request: &Incoming) -> flash::Result<flash::Loaded> {
+    async fn load(&self, request: &Incoming) -> flash::Result<flash::storage::Loaded> {
         self.0.load(request).await
     }
 
     async fn save(
         &self,
         request: &Incoming,
-        update: flash::Update,
+        update: flash::storage::Update,
         response: &mut HeaderMap,
     ) -> flash::Result<Vec<flash::Message>> {
         self.0.save(request, update, response).await
@@ -40,7 +43,7 @@ impl Storage for Opened {
 
 #[cfg(feature = "redis")]
 fn random_hex() -> String {
-    flash::LeaseId::random().to_hex()[..12].to_owned()
+    flash::storage::LeaseId::random().to_hex()[..12].to_owned()
 }
 
 /// Opens `url`; `None` (skipped, or failed under CI) when its server is unreachable.

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use flash::{ErrorKind, StorageConfig, redact_url};
+use flash::{ErrorKind, StorageConfig, storage::redact_url};
 
 const SECRET: &str = "the signing secret, never shown: 0123456789abcdef";
 

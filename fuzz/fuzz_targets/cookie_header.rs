@@ -6,7 +6,7 @@
 //! also split on `\n` into several `Cookie` header lines (HTTP/2 may send more than one).
 #![no_main]
 
-use flash_core::Incoming;
+use flash_core::storage::Incoming;
 use libfuzzer_sys::fuzz_target;
 
 /// The value of `name` read the slow, obvious way: the first `name=` pair of any line.

@@ -8,7 +8,7 @@
 //! In modes 1 and 2 the password must never appear unless the rest of the input holds it.
 #![no_main]
 
-use flash::{StorageConfig, redact_url};
+use flash::{StorageConfig, storage::redact_url};
 use libfuzzer_sys::fuzz_target;
 
 const SIGNING: &str = "the fuzz target's signing secret, 32 bytes or more";

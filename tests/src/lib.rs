@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flash_core::Storage;
+use flash_core::storage::Storage;
 pub use flash_demo::Framework;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -126,7 +126,7 @@ async fn drop_table(url: &str, table: &str) -> Result<(), sqlx::Error> {
 /// A fresh namespace for one test: lowercase hex, safe in keys and table names.
 pub fn namespace() -> String {
     // 6 random bytes are plenty.
-    flash_core::LeaseId::random().to_hex()[..12].to_owned()
+    flash_core::storage::LeaseId::random().to_hex()[..12].to_owned()
 }
 
 /// Whether a TCP connection to the URL's host and port succeeds within a second.

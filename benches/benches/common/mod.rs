@@ -12,7 +12,10 @@ use flash_axum::Flash;
 use flash_benches::{fixtures, floor};
 use flash_core::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use flash_core::http::{HeaderMap, HeaderValue, Request, Response};
-use flash_core::{Key, KeyedStorage, Keys, MemoryStore, Message, Storage, Update};
+use flash_core::{
+    Key, Keys, Message,
+    storage::{KeyedStorage, MemoryStore, Storage, Update},
+};
 use flash_testkit::{CallCounts, CountingStore};
 use http_body_util::BodyExt;
 use tower::ServiceExt;

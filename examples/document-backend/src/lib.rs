@@ -1,12 +1,15 @@
 //! An example flash backend written only against flash-core's public API: one document per
 //! client in a map, with a version compared on every write, as DynamoDB, MongoDB or a SQL row
-//! would keep it. [`flash_core::Documents`] turns it into an exactly-once keyed store.
+//! would keep it. [`flash_core::storage::Documents`] turns it into an exactly-once keyed store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use flash_core::{ClientId, DocumentStore, Documents, Result, Versioned};
+use flash_core::{
+    Result,
+    storage::{ClientId, DocumentStore, Documents, Versioned},
+};
 
 /// Documents in process memory; clones share them.
 #[derive(Debug, Clone, Default)]

@@ -3,7 +3,7 @@
 use document_backend::MapDocuments;
 use flash_testkit::{Harness, Options};
 
-async fn store(_: Options) -> Option<flash_core::Documents<MapDocuments>> {
+async fn store(_: Options) -> Option<flash_core::storage::Documents<MapDocuments>> {
     Some(MapDocuments::keyed())
 }
 

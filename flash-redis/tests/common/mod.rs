@@ -21,7 +21,7 @@ pub fn cluster_urls() -> Vec<String> {
 
 /// A random hex string (for prefixes, user names).
 pub fn random_hex() -> String {
-    flash_core::LeaseId::random().to_hex()[..16].to_owned()
+    flash_core::storage::LeaseId::random().to_hex()[..16].to_owned()
 }
 
 /// A store on `FLASH_REDIS_URL` with a fresh prefix, or `None` (skipped) when it is down.

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flash_core::{ClientId, ErrorKind, KeyedStore, LeaseId, Level, Limits, Message, Outcome};
+use flash_core::{
+    ErrorKind, Level, Limits, Message,
+    storage::{ClientId, KeyedStore, LeaseId, Outcome},
+};
 use flash_sql::SqlStore;
 use flash_testkit::{Harness, Options, unavailable};
 

@@ -1,7 +1,7 @@
 //! The storage form of a message, for backends: not for templates or API clients.
 //!
 //! flash's own formats (its signed cookie, every keyed store, the carry cookie of
-//! [`KeyedStorage`](crate::KeyedStorage), [`Documents`](crate::Documents)) keep a message as a
+//! [`KeyedStorage`](crate::storage::KeyedStorage), [`Documents`](crate::storage::Documents)) keep a message as a
 //! compact JSON array, the shortest of:
 //!
 //! - `[level, text]`;
@@ -20,7 +20,7 @@
 //! [`Messages::read_views`](crate::Messages::read_views)).
 //!
 //! ```
-//! use flash_core::{Level, Message, stored_form};
+//! use flash_core::{Level, Message, storage::stored_form};
 //!
 //! let m = Message::new(Level::SUCCESS, "Deleted.").with_data(serde_json::json!({"id": 7}));
 //! let bytes = stored_form::to_vec(&m)?;
@@ -39,13 +39,14 @@
 //! wrappers [`AsStored`] (to write) and [`FromStored`] (to read) with any serde format:
 //!
 //! ```
-//! use flash_core::{Level, Message, stored_form::{self, AsStored, FromStored}};
+//! use flash_core::storage::stored_form::{self, AsStored, FromStored};
+//! use flash_core::{Level, Message};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize)]
 //! struct Row {
 //!     id: u64,
-//!     #[serde(with = "flash_core::stored_form")]
+//!     #[serde(with = "flash_core::storage::stored_form")]
 //!     message: Message,
 //! }
 //!
@@ -101,7 +102,7 @@ impl From<FromStoredList> for Vec<Message> {
     }
 }
 
-/// Serialises `message` in its storage form: for `#[serde(with = "flash_core::stored_form")]`
+/// Serialises `message` in its storage form: for `#[serde(with = "flash_core::storage::stored_form")]`
 /// on a [`Message`] field.
 ///
 /// # Errors
@@ -111,7 +112,7 @@ pub fn serialize<S: Serializer>(message: &Message, serializer: S) -> Result<S::O
 }
 
 /// Deserialises a message from its storage form: for
-/// `#[serde(with = "flash_core::stored_form")]` on a [`Message`] field.
+/// `#[serde(with = "flash_core::storage::stored_form")]` on a [`Message`] field.
 ///
 /// # Errors
 /// When the input is not a message in its storage form.
