@@ -8,10 +8,11 @@ const HIDDEN: &str = "***";
 ///
 /// The one redactor of the flash crates: the facade, every backend and the demo show URLs
 /// through it. It hides the password of `user:password@`, a lone `secret@` (Redis reads it as
-/// the password), the userinfo up to the **last** `@` (so a password holding an unencoded `/`
-/// or `@` is hidden whole), and the value of every query option whose name speaks of a secret
-/// (`password`, `pass`, `pwd`, `secret`, `token`, `auth`, `key`, …). What cannot be parsed is
-/// hidden rather than shown.
+/// the password), the user info up to the **last** `@` of the URL (so a password holding an
+/// unencoded `/`, `?`, `#` or `@` is hidden whole: the facade reads the user info the same
+/// way), and the value of every query option whose name speaks of a secret (`password`,
+/// `pass`, `pwd`, `secret`, `token`, `auth`, `key`, …). A user info that is not a plain
+/// `user:` is hidden whole. An `@` in a query value must be written `%40`.
 ///
 /// ```
 /// use flash_core::storage::redact_url;
@@ -38,46 +39,68 @@ pub struct Redacted<'a>(pub &'a str);
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = self.0;
-        let (scheme, rest) = match url.split_once("://") {
-            Some((scheme, rest)) => (Some(scheme), rest),
+        let Some((scheme, rest)) = url.split_once("://") else {
             // `sqlite:flash.db?…`, `cookie?…`: no authority, only a query to look at.
-            None => (None, url),
+            return match url.split_once('?') {
+                Some((body, query)) => {
+                    write!(f, "{body}?")?;
+                    write_query(f, query)
+                }
+                None => f.write_str(url),
+            };
         };
-        let (body, query) = match rest.split_once('?') {
-            Some((body, query)) => (body, Some(query)),
-            None => (rest, None),
-        };
-        if let Some(scheme) = scheme {
-            write!(f, "{scheme}://")?;
-            match body.rfind('@') {
-                Some(at) => {
-                    let (userinfo, host) = (&body[..at], &body[at..]);
-                    match userinfo.split_once(':') {
-                        Some((user, _)) => write!(f, "{user}:{HIDDEN}")?,
-                        None if names_users(scheme) => f.write_str(userinfo)?,
-                        None => f.write_str(HIDDEN)?,
+        write!(f, "{scheme}://")?;
+        // The user info runs to the last `@` of the whole URL, as flash's URL reader takes it:
+        // a password may hold any character (`?`, `#`, `/` and `@` included), and whatever
+        // reading a driver would make of it, the password lies before that `@`.
+        let after = match split_userinfo(rest) {
+            Some((userinfo, after)) => {
+                match userinfo.split_once(':') {
+                    Some((user, _)) if is_plain_name(user) => write!(f, "{user}:{HIDDEN}")?,
+                    None if names_users(scheme) && is_plain_name(userinfo) => {
+                        f.write_str(userinfo)?
                     }
-                    f.write_str(host)?;
+                    _ => f.write_str(HIDDEN)?,
                 }
-                None => f.write_str(body)?,
+                f.write_str("@")?;
+                after
             }
-        } else {
-            f.write_str(body)?;
-        }
-        if let Some(query) = query {
-            f.write_str("?")?;
-            for (i, pair) in query.split('&').enumerate() {
-                if i > 0 {
-                    f.write_str("&")?;
-                }
-                match pair.split_once('=') {
-                    Some((name, _)) if is_secret(name) => write!(f, "{name}={HIDDEN}")?,
-                    _ => f.write_str(pair)?,
-                }
+            None => rest,
+        };
+        match after.split_once('?') {
+            Some((host, query)) => {
+                write!(f, "{host}?")?;
+                write_query(f, query)
             }
+            None => f.write_str(after),
         }
-        Ok(())
     }
+}
+
+/// `rest` (what follows `scheme://`) cut at its last `@`: the user info, and the host, path and
+/// query after it (the facade's URL reader cuts at the same place).
+fn split_userinfo(rest: &str) -> Option<(&str, &str)> {
+    rest.rsplit_once('@')
+}
+
+/// The query's options, each whose name speaks of a secret with its value hidden.
+fn write_query(f: &mut fmt::Formatter<'_>, query: &str) -> fmt::Result {
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            f.write_str("&")?;
+        }
+        match pair.split_once('=') {
+            Some((name, _)) if is_secret(name) => write!(f, "{name}={HIDDEN}")?,
+            _ => f.write_str(pair)?,
+        }
+    }
+    Ok(())
+}
+
+/// A user name that can be shown: nothing in it that could begin a password, a path or a
+/// query (so a user info that is not `user:password` is hidden whole).
+fn is_plain_name(name: &str) -> bool {
+    !name.contains(['/', '?', '#', '&', '=', '@', ':']) && !name.chars().any(char::is_whitespace)
 }
 
 impl fmt::Debug for Redacted<'_> {
@@ -127,6 +150,14 @@ mod tests {
             ("redis://u:pa/ss@cache:6379/1", "redis://u:***@cache:6379/1"),
             ("redis://u:p@ss@cache:6379", "redis://u:***@cache:6379"),
             ("redis://u:p@/ss@cache:6379", "redis://u:***@cache:6379"),
+            // An unencoded `?` or `#` in the password does not start the query.
+            (
+                "redis://:S3cr3t?Pw@x@127.0.0.1:6390",
+                "redis://:***@127.0.0.1:6390",
+            ),
+            ("redis://u:p#w?d=1@h/0?db=1", "redis://u:***@h/0?db=1"),
+            ("redis://S3?cr3t@h", "redis://***@h"),
+            ("postgres://a?b:pw@h/db", "postgres://***@h/db"),
             (
                 "redis+unix:///run/r.sock?pass=hunter2",
                 "redis+unix:///run/r.sock?pass=***",
@@ -191,6 +222,10 @@ mod tests {
             "postgres://u:hunter2@h/db?password=hunter2",
             "mysql://u:hunter2@h",
             "cookie+redis+cluster://:hunter2@h:1,h:2",
+            "redis://:hun?ter2@x@h:1",
+            "redis://u:hun#ter2@h",
+            "redis://hun?ter2@h",
+            "postgres://u:hun ter2@h",
         ] {
             assert!(
                 !redact_url(url).contains("hunter2"),

@@ -304,10 +304,7 @@ impl StorageUrl {
             )));
         }
 
-        let (base, query) = match rest.split_once('?') {
-            Some((base, query)) => (base, query),
-            None => (rest, ""),
-        };
+        let (base, query) = split_query(rest);
         let after_scheme = &base[scheme_end.min(base.len())..];
         if !scheme.has_address() {
             // `cookie`, `cookie:`, `cookie://`: nothing may follow the scheme but the query.
@@ -362,7 +359,7 @@ impl StorageUrl {
                 s if s == "mariadb" => "mysql".to_owned(),
                 s => s,
             };
-            let base = format!("{driver_scheme}{after_scheme}");
+            let base = format!("{driver_scheme}{}", encode_userinfo(after_scheme));
             let with_query = |base: &str| {
                 if driver_query.is_empty() {
                     base.to_owned()
@@ -518,8 +515,72 @@ pub(crate) fn boolean(text: &str) -> Option<bool> {
     }
 }
 
-/// `redis+cluster://a:7001,b:7002` → `redis://a:7001`, `redis://b:7002` (credentials of the first
-/// node carried to the others that have none).
+/// `url` cut before its query. After `scheme://` the user info runs to the last `@` (the one
+/// reading `flash_core::redact_url` shares), so a password holding an unencoded `?`, `#`, `/`
+/// or `@` is read whole; an `@` in a query value is written `%40`.
+fn split_query(url: &str) -> (&str, &str) {
+    let from = match url.find("://") {
+        Some(i) => url[i..].rfind('@').map_or(i, |at| i + at),
+        None => 0,
+    };
+    match url[from..].find('?') {
+        Some(q) => (&url[..from + q], &url[from + q + 1..]),
+        None => (url, ""),
+    }
+}
+
+/// `://user:password@host…` with the user info percent-encoded where a driver's URL parser
+/// would otherwise end it early (`/`, `?`, `#`, …), so the driver reads the same password the
+/// facade did. `%` is kept: a password written percent-encoded stays as it was.
+fn encode_userinfo(after_scheme: &str) -> Cow<'_, str> {
+    let Some(rest) = after_scheme.strip_prefix("://") else {
+        return Cow::Borrowed(after_scheme);
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return Cow::Borrowed(after_scheme);
+    };
+    let special = |c: char| {
+        c.is_ascii_control()
+            || !c.is_ascii()
+            || matches!(
+                c,
+                ' ' | '"'
+                    | '#'
+                    | '/'
+                    | '<'
+                    | '>'
+                    | '?'
+                    | '['
+                    | '\\'
+                    | ']'
+                    | '^'
+                    | '`'
+                    | '{'
+                    | '|'
+                    | '}'
+            )
+    };
+    if !userinfo.contains(special) {
+        return Cow::Borrowed(after_scheme);
+    }
+    let mut encoded = String::from("://");
+    for c in userinfo.chars() {
+        if special(c) {
+            let mut buf = [0; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            encoded.push(c);
+        }
+    }
+    encoded.push('@');
+    encoded.push_str(host);
+    Cow::Owned(encoded)
+}
+
+/// `redis+cluster://:pw@a:7001,b:7002` → `redis://:pw@a:7001`, `redis://:pw@b:7002`: the user
+/// info (up to the last `@`) is every node's.
 fn cluster_nodes(base: &str, shown: &str) -> Result<Vec<String>> {
     let (scheme, rest) = base.split_once("://").ok_or_else(|| {
         config_error(format!(
@@ -531,24 +592,20 @@ fn cluster_nodes(base: &str, shown: &str) -> Result<Vec<String>> {
     } else {
         "redis"
     };
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((info, rest)) => (Some(info), rest),
+        None => (None, rest),
+    };
     let (hosts, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    let mut userinfo: Option<&str> = None;
     let mut nodes = Vec::new();
-    for host in hosts.split(',').map(str::trim) {
-        if host.is_empty() {
+    for addr in hosts.split(',').map(str::trim) {
+        if addr.is_empty() {
             return Err(config_error(format!("`{shown}` has an empty node address")));
         }
-        let (info, addr) = match host.rsplit_once('@') {
-            Some((info, addr)) => (Some(info), addr),
-            None => (None, host),
-        };
-        if userinfo.is_none() {
-            userinfo = info;
-        }
-        let node = match info.or(userinfo) {
+        let node = match userinfo {
             Some(info) => format!("{node_scheme}://{info}@{addr}{path}"),
             None => format!("{node_scheme}://{addr}{path}"),
         };
@@ -723,6 +780,31 @@ mod tests {
         assert_eq!(parsed.options.prefix.as_deref(), Some("p"));
         assert_eq!(parse("rediss+cluster://a:1").nodes, ["rediss://a:1"]);
         assert!(error("redis+cluster://a:1,,b:2").contains("empty node"));
+        assert_eq!(
+            parse("redis+cluster://:p,w@a:1,b:2").nodes,
+            ["redis://:p,w@a:1", "redis://:p,w@b:2"]
+        );
+    }
+
+    /// A password may hold any character: the user info runs to the last `@`, and the driver
+    /// gets it percent-encoded where its parser would cut it.
+    #[test]
+    fn a_password_holding_url_delimiters_is_read_whole() {
+        let parsed = parse("redis://:S3cr3t?Pw@x@127.0.0.1:6390?prefix=p&db=1");
+        assert_eq!(
+            parsed.driver_url,
+            "redis://:S3cr3t%3FPw@x@127.0.0.1:6390?db=1"
+        );
+        assert_eq!(parsed.options.prefix.as_deref(), Some("p"));
+        assert_eq!(
+            parse("postgres://u:a/b#c d@h/db").driver_url,
+            "postgres://u:a%2Fb%23c%20d@h/db"
+        );
+        assert_eq!(parse("redis://:p%3Fw@h").driver_url, "redis://:p%3Fw@h");
+        assert_eq!(
+            parse("rediss+cluster://:a?b,c@h:1,h:2").nodes,
+            ["rediss://:a%3Fb,c@h:1", "rediss://:a%3Fb,c@h:2"]
+        );
     }
 
     #[test]

@@ -46,10 +46,10 @@ const SECRET_OPTIONS: &[&str] = &[
     "sslpassword",
 ];
 
-/// Password characters: anything a careless operator types, but not `?`, `#` or whitespace
-/// (which end the user info in every URL reader).
+/// Password characters: anything a careless operator types, `?`, `#` and whitespace included
+/// (the facade and the redactor read the user info up to the last `@`).
 const PASSWORD_CHARS: &[u8] =
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/@:,%+=-_.!$&'()*;~";
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/@:,%+=-_.!$&'()*;~?# \t";
 
 /// Everything the configuration shows of `url`; `validate` must not panic.
 fn shown(url: &str) -> String {
