@@ -9,7 +9,7 @@ use std::sync::Arc;
 use flash_core::{
     Htmx, Level, Message, Messages, MessagesConfig,
     adapter::Adapter,
-    storage::{Storage, redact_url},
+    storage::{Carry, Storage, redact_url},
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,10 @@ pub const FRAMEWORK: &str = "axum";
 
 /// What end users see when the storage fails; the details go to the log.
 pub const UNAVAILABLE: &str = "Messages are unavailable right now.";
+
+/// The header every response of the demo carries: browsers must not guess a type (a `400`
+/// echoing input is text, never HTML or script).
+pub const NOSNIFF: (&str, &str) = ("x-content-type-options", "nosniff");
 
 /// What a cross-site form post gets (`403`).
 pub const CROSS_SITE: &str = "Cross-site form posts are refused.";
@@ -254,6 +258,33 @@ impl Site {
         }
     }
 
+    /// `POST /sign-in`: what an application does at login, for flash: [`Messages::rotate_id`],
+    /// so the client's id (a server store's `flash_id` cookie) is new. Whoever knew the old
+    /// one (a shared computer, or a validly signed id planted from a sibling subdomain:
+    /// cookie tossing) reads nothing sent to the client from now on; what was pending follows
+    /// the client ([`Carry::Keep`]). The demo has no accounts: this is the flash half of a
+    /// login. Redirects to `/`.
+    async fn sign_in(&self, flash: &Messages) -> Reply {
+        match flash.rotate_id(Carry::Keep).await {
+            Ok(()) => {
+                flash.success("Signed in: your flash id is new.");
+            }
+            Err(err) => tracing::warn!(error = %err, "could not rotate the flash id"),
+        }
+        Reply::see_other(PAGES[0])
+    }
+
+    /// `POST /sign-out`: what an application does at logout, for flash:
+    /// [`Messages::forget_id`] deletes what was pending and drops the id; the message added
+    /// afterwards is stored under a new one. Redirects to `/`.
+    async fn sign_out(&self, flash: &Messages) -> Reply {
+        if let Err(err) = flash.forget_id().await {
+            tracing::warn!(error = %err, "could not forget the flash id");
+        }
+        flash.info("Signed out.");
+        Reply::see_other(PAGES[0])
+    }
+
     /// `GET /assets/htmx.min.js`: the htmx file [`Serving::htmx_script`] names, or `404`.
     async fn htmx_script(&self) -> Reply {
         let Some(path) = self.pages.serving.htmx_script_path() else {
@@ -357,18 +388,23 @@ impl Reply {
 }
 
 /// Whether a request that changes state comes from another site, from its headers (`header`
-/// gives a header's first value by lowercase name).
+/// gives a header's first value by lowercase name). The demo serves plain `http`.
 ///
 /// `Sec-Fetch-Site` (sent by every current browser) decides when present: only `same-origin`
 /// and `none` (typed, bookmarked) pass; `same-site` is refused too, since a sibling subdomain is
-/// another application. Without it, an `Origin` must name the host the request was sent to
-/// (`null` never does). A request with neither (curl, scripts, old browsers on same-origin
-/// posts) passes: a browser always sends one of them on a cross-site post.
+/// another application. Without it, an `Origin` must name this very origin: scheme (`http`),
+/// host and port (a missing port is the scheme's default) all equal to the request's, as
+/// browsers compare origins; `null` never does. A request with neither (curl, scripts, old
+/// browsers on same-origin posts) passes: a browser always sends one of them on a cross-site
+/// post.
 ///
 /// ```
-/// let headers = [("origin", "https://evil.example"), ("host", "demo.example")];
+/// let headers = [("origin", "https://demo.example"), ("host", "demo.example")];
 /// let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes());
-/// assert!(flash_demo::is_cross_site(header));
+/// assert!(flash_demo::is_cross_site(header), "another scheme is another origin");
+/// let headers = [("origin", "http://demo.example:80"), ("host", "demo.example")];
+/// let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes());
+/// assert!(!flash_demo::is_cross_site(header));
 /// assert!(!flash_demo::is_cross_site(|_: &str| None));
 /// ```
 pub fn is_cross_site<'a>(header: impl Fn(&'static str) -> Option<&'a [u8]>) -> bool {
@@ -381,13 +417,57 @@ pub fn is_cross_site<'a>(header: impl Fn(&'static str) -> Option<&'a [u8]>) -> b
     let Some(host) = header("host") else {
         return true;
     };
-    let origin_host = std::str::from_utf8(origin)
+    let ours = std::str::from_utf8(host)
         .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest);
-    match (origin_host, std::str::from_utf8(host)) {
-        (Some(origin_host), Ok(host)) => !origin_host.eq_ignore_ascii_case(host),
+        .and_then(|host| Origin::parse(SCHEME, host));
+    let theirs = std::str::from_utf8(origin).ok().and_then(|origin| {
+        let (scheme, rest) = origin.split_once("://")?;
+        Origin::parse(scheme, rest)
+    });
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) => ours != theirs,
         _ => true,
+    }
+}
+
+/// The scheme the demo serves (it has no TLS of its own).
+const SCHEME: &str = "http";
+
+/// A web origin: scheme, host and port, compared as browsers compare them.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// `host[:port]` (or `[v6][:port]`) served over `scheme` (`http` or `https`, whose default
+    /// port fills a missing one); `None` for anything else (a path, user info, another scheme).
+    fn parse(scheme: &str, authority: &str) -> Option<Origin> {
+        let scheme = scheme.to_ascii_lowercase();
+        let default = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        if authority.is_empty() || authority.contains(['/', '@', '?', '#', ' ', '\\']) {
+            return None;
+        }
+        let (host, port) = match authority.rfind(':') {
+            Some(colon) if !authority[colon..].contains(']') => {
+                (&authority[..colon], authority[colon + 1..].parse().ok()?)
+            }
+            _ => (authority, default),
+        };
+        if host.is_empty() {
+            return None;
+        }
+        Some(Origin {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
 }
 

@@ -4,7 +4,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::middleware::{Condition, Next, from_fn};
+use actix_web::middleware::{Condition, DefaultHeaders, Next, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, Responder, web};
 use flash_actix::{Flash, FlashMiddleware};
 
@@ -47,6 +47,8 @@ impl Site {
                     .route(web::head().to(htmx_script)),
             )
             .service(web::resource("/messages").route(web::post().to(add_form)))
+            .service(web::resource("/sign-in").route(web::post().to(sign_in)))
+            .service(web::resource("/sign-out").route(web::post().to(sign_out)))
             .service(
                 web::resource("/api/messages")
                     .route(web::get().to(list))
@@ -60,8 +62,10 @@ impl Site {
                 self.sessions.is_some(),
                 crate::actix_sessions::middleware(self.sessions.as_ref()),
             ))
-            // Registered last, so outermost: a refused post never reaches flash.
+            // A refused post never reaches flash.
             .wrap(from_fn(refuse_cross_site))
+            // Registered last, so outermost: every response, refusals and 404s included.
+            .wrap(DefaultHeaders::new().add(crate::NOSNIFF))
     }
 }
 
@@ -101,6 +105,14 @@ async fn refuse_cross_site(
         }
         None => Ok(next.call(request).await?.map_into_left_body()),
     }
+}
+
+async fn sign_in(site: web::Data<Site>, flash: Flash) -> Reply {
+    site.sign_in(&flash).await
+}
+
+async fn sign_out(site: web::Data<Site>, flash: Flash) -> Reply {
+    site.sign_out(&flash).await
 }
 
 async fn index(site: web::Data<Site>, flash: Flash) -> Reply {

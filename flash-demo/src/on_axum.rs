@@ -39,13 +39,17 @@ impl Site {
             .route("/htmx", get(htmx_page))
             .route(crate::HTMX_SCRIPT, get(htmx_script))
             .route("/messages", post(add_form))
+            .route("/sign-in", post(sign_in))
+            .route("/sign-out", post(sign_out))
             .route("/api/messages", get(list).post(add_json))
             .with_state(self.clone())
             .layer(FlashLayer::from(self.adapter.clone()))
             .layer(SessionManagerLayer::new(SessionStore::default()).with_secure(false))
             .layer(DefaultBodyLimit::max(MAX_BODY))
-            // Outermost: a refused post reaches neither the session nor flash.
+            // A refused post reaches neither the session nor flash.
             .layer(middleware::from_fn(refuse_cross_site))
+            // Outermost: every response, refusals and 404s included.
+            .layer(middleware::map_response(nosniff))
     }
 }
 
@@ -78,6 +82,23 @@ async fn refuse_cross_site(request: Request, next: Next) -> Response {
         Some(reply) => reply.into_response(),
         None => next.run(request).await,
     }
+}
+
+async fn nosniff(mut response: Response) -> Response {
+    let (name, value) = crate::NOSNIFF;
+    response.headers_mut().insert(
+        header::HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    );
+    response
+}
+
+async fn sign_in(State(site): State<Site>, flash: Flash) -> Reply {
+    site.sign_in(&flash).await
+}
+
+async fn sign_out(State(site): State<Site>, flash: Flash) -> Reply {
+    site.sign_out(&flash).await
 }
 
 async fn index(State(site): State<Site>, flash: Flash) -> Reply {

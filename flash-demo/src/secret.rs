@@ -85,8 +85,12 @@ pub fn load_or_create(path: &Path) -> io::Result<(String, Origin)> {
     }
 }
 
+/// The secret in `path`, refused unless only this user can read it: not a symbolic link (it
+/// could lead to anyone's file), owned by the user the demo runs as, and no permission for the
+/// group or others. Anyone who can read the secret can forge cookies the demo trusts.
 fn read(path: &Path) -> io::Result<String> {
-    let secret = fs::read_to_string(path)?.trim().to_owned();
+    let text = read_private(path)?;
+    let secret = text.trim().to_owned();
     if secret.len() < MIN_KEY_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -98,19 +102,80 @@ fn read(path: &Path) -> io::Result<String> {
             ),
         ));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = fs::metadata(path)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format!("{:o}", mode & 0o777),
-                "the secret file can be read by other users: chmod 600 it"
-            );
-        }
-    }
     Ok(secret)
+}
+
+#[cfg(unix)]
+fn read_private(path: &Path) -> io::Result<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+
+    use rustix::fs::{Mode, OFlags};
+
+    let unsafe_file = |why: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} {why}: anyone who can read it can sign cookies the demo trusts. Refused; \
+                 fix: {}",
+                path.display(),
+                fix(path, &why)
+            ),
+        )
+    };
+    // Opened without following a symbolic link, then checked through the open file: what is
+    // checked is what is read.
+    let fd = match rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(unsafe_file("is a symbolic link".to_owned()));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut file = fs::File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(unsafe_file("is not a regular file".to_owned()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(unsafe_file(format!(
+            "is owned by user {} (the demo runs as user {me})",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(unsafe_file(format!(
+            "has mode {mode:o}: the group or other users may read or change it"
+        )));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+#[cfg(not(unix))]
+fn read_private(path: &Path) -> io::Result<String> {
+    fs::read_to_string(path)
+}
+
+/// How to make the file at `path` safe again, for the refusal's message.
+#[cfg(unix)]
+fn fix(path: &Path, why: &str) -> String {
+    let shown = path.display();
+    if why.starts_with("has mode") {
+        format!("`chmod 600 {shown}`")
+    } else {
+        format!(
+            "delete {shown} (the demo makes a new private one at its next start), or point \
+             {ENV_SECRET_FILE} at a file of your own with mode 600, or set FLASH_SECRET"
+        )
+    }
 }
 
 fn random_secret() -> io::Result<String> {

@@ -212,6 +212,12 @@ async fn cross_site_posts_are_refused_and_add_nothing(framework: Framework) {
         &[("origin", "https://evil.example")][..],
         &[("origin", "http://demo.example:3001")],
         &[("origin", "http://demo.example.evil:3000")],
+        // Issue 20, repro 5: the scheme is part of the origin.
+        &[("origin", "https://demo.example:3000")],
+        &[("origin", "HTTPS://Demo.Example:3000")],
+        &[("origin", "ftp://demo.example:3000")],
+        &[("origin", "http://demo.example")],
+        &[("origin", "http://user@demo.example:3000")],
         &[("origin", "null")],
         &[("sec-fetch-site", "cross-site")],
         &[("sec-fetch-site", "same-site")],
@@ -242,7 +248,7 @@ async fn cross_site_posts_are_refused_and_add_nothing(framework: Framework) {
 
     for friendly in [
         &[("origin", "http://demo.example:3000")][..],
-        &[("origin", "HTTPS://Demo.Example:3000")],
+        &[("origin", "HTTP://Demo.Example:3000")],
         &[("sec-fetch-site", "same-origin")],
         &[("sec-fetch-site", "none")],
         &[

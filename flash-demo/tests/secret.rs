@@ -75,6 +75,10 @@ async fn the_secret_is_random_private_kept_and_reused() {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "mode {:o}", mode & 0o777);
+        // Issue 20, repro 7: the SQLite file of the default storage is private too.
+        let db = dir.path().join("flash-demo.db");
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "flash-demo.db: mode {:o}", mode & 0o777);
     }
     let response = http
         .post(format!("{base}/messages"))
@@ -200,4 +204,67 @@ fn load_or_create_makes_one_secret_and_refuses_a_short_file() {
     std::fs::write(&path, "short\n").unwrap();
     let err = load_or_create(&path).unwrap_err();
     assert!(err.to_string().contains("delete it"), "{err}");
+}
+
+/// Issue 20, repro 3: a secret file anyone else can read, owned by another user, or a symbolic
+/// link (to a file that is itself private) is refused, with the fix in the message; the demo
+/// does not start on it.
+#[cfg(unix)]
+#[test]
+fn a_secret_file_others_could_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use flash_demo::secret::load_or_create;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flash-demo.secret");
+    let (secret, _) = load_or_create(&path).unwrap();
+
+    for mode in [0o644, 0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = load_or_create(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{mode:o}");
+        let said = err.to_string();
+        assert!(said.contains(&format!("mode {mode:o}")), "{said}");
+        assert!(said.contains("chmod 600"), "the fix: {said}");
+        assert!(!said.contains(&secret), "{said}");
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(load_or_create(&path).unwrap().0, secret);
+
+    // A link to a private file: whoever controls the link picks the secret.
+    let link = dir.path().join("link.secret");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let err = load_or_create(&link).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(err.to_string().contains("FLASH_SECRET_FILE"), "the fix: {err}");
+
+    // Owned by another user (as root: hand the file to `nobody`; otherwise a root-owned file).
+    let foreign = dir.path().join("foreign.secret");
+    std::fs::copy(&path, &foreign).unwrap();
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let foreign = match std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)) {
+        Ok(()) => foreign,
+        Err(_) => std::path::PathBuf::from("/etc/passwd"),
+    };
+    let err = load_or_create(&foreign).unwrap_err();
+    assert!(err.to_string().contains("owned by user"), "{err}");
+}
+
+/// The binary refuses to start on a secret file others can read (both frameworks share the
+/// start), naming the fix.
+#[cfg(unix)]
+#[test]
+fn the_demo_does_not_start_on_a_readable_secret_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    for framework in [Framework::Axum, Framework::Actix] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flash-demo.secret");
+        std::fs::write(&path, format!("{}\n", "ab".repeat(32))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut demo = start_on(framework, dir.path(), &[], &["--addr", "127.0.0.1:0"]);
+        let said = demo.wait_for("chmod 600");
+        assert!(said.contains("Refused"), "{said}");
+        let status = demo.child.wait().unwrap();
+        assert!(!status.success(), "{framework:?} started on a 0644 secret");
+    }
 }

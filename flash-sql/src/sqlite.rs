@@ -323,6 +323,9 @@ pub(crate) fn pool(
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(settings.busy_timeout);
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if !in_memory && (!url.contains("mode=") || url.contains("mode=rwc")) {
+        create_private(options.get_filename());
+    }
     let mut pool = SqlitePoolOptions::new()
         .max_connections(settings.max_connections.unwrap_or(1))
         .acquire_timeout(settings.acquire_timeout)
@@ -334,4 +337,23 @@ pub(crate) fn pool(
     }
     let pool = pool.connect_lazy_with(options.clone());
     Ok((pool, options))
+}
+
+/// Creates the database file, empty (SQLite's own start), readable by its owner only, when it
+/// does not exist yet: the messages it will hold are no one else's business, and SQLite gives
+/// its `-wal` and `-shm` files the database file's mode. An existing file is left as it is;
+/// a failure here is SQLite's to report when it opens the file.
+fn create_private(path: &std::path::Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => tracing::debug!(path = %path.display(), "flash-sql: created the SQLite file (mode 0600)"),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => tracing::debug!(path = %path.display(), %err, "flash-sql: cannot create the SQLite file"),
+    }
 }

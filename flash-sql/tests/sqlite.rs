@@ -349,3 +349,43 @@ async fn calls_end_at_the_call_timeout() {
         1
     );
 }
+
+/// Issue 20, repro 7: a database file the store creates is its owner's only (mode 0600), and
+/// so are SQLite's `-wal` and `-shm` files beside it; an existing file keeps its mode.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_database_file_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    let store = SqlStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+        .append(
+            &ClientId::random(),
+            &[info("private")],
+            HOUR,
+            &flash_core::Limits::default(),
+        )
+        .await
+        .unwrap();
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "{:o}", mode(&path));
+    for side in ["new.db-wal", "new.db-shm"] {
+        let side = dir.path().join(side);
+        if side.exists() {
+            assert_eq!(mode(&side), 0o600, "{}: {:o}", side.display(), mode(&side));
+        }
+    }
+
+    let existing = dir.path().join("existing.db");
+    std::fs::write(&existing, b"").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let store = SqlStore::connect(&format!("sqlite://{}?mode=rwc", existing.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(mode(&existing), 0o640, "an existing file's mode is the operator's");
+}
