@@ -75,10 +75,15 @@ async fn every_response_says_nosniff(framework: Framework) {
             form(&app, "/messages", "level=<script>&text=x"),
             StatusCode::BAD_REQUEST,
         ),
-        (form(&app, "/messages", "level=info&text=ok"), StatusCode::SEE_OTHER),
+        (
+            form(&app, "/messages", "level=info&text=ok"),
+            StatusCode::SEE_OTHER,
+        ),
         (form(&app, "/messages", &big), StatusCode::PAYLOAD_TOO_LARGE),
         (
-            app.post("/messages").header(CONTENT_TYPE, "text/plain").body("x"),
+            app.post("/messages")
+                .header(CONTENT_TYPE, "text/plain")
+                .body("x"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
@@ -159,15 +164,13 @@ async fn sign_in_gives_a_new_id_so_a_planted_one_reads_nothing(framework: Framew
     assert!(page(&app, &planted).await.contains("bait"));
 
     // The victim, carrying the planted id, signs in.
-    let (status, headers, _) =
-        send(form(&app, "/sign-in", "").header(COOKIE, &planted)).await;
+    let (status, headers, _) = send(form(&app, "/sign-in", "").header(COOKIE, &planted)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let own = flash_id(&headers).expect("sign-in sets a new flash_id");
     assert_ne!(own, planted, "the id is rotated at sign-in");
-    let (status, _, _) = send(
-        form(&app, "/messages", "level=warning&text=victim+secret").header(COOKIE, &own),
-    )
-    .await;
+    let (status, _, _) =
+        send(form(&app, "/messages", "level=warning&text=victim+secret").header(COOKIE, &own))
+            .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 
     // The attacker, with the planted id, reads nothing of it.

@@ -78,7 +78,12 @@ async fn the_secret_is_random_private_kept_and_reused() {
         // Issue 20, repro 7: the SQLite file of the default storage is private too.
         let db = dir.path().join("flash-demo.db");
         let mode = std::fs::metadata(&db).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "flash-demo.db: mode {:o}", mode & 0o777);
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "flash-demo.db: mode {:o}",
+            mode & 0o777
+        );
     }
     let response = http
         .post(format!("{base}/messages"))
@@ -236,7 +241,10 @@ fn a_secret_file_others_could_read_is_refused() {
     std::os::unix::fs::symlink(&path, &link).unwrap();
     let err = load_or_create(&link).unwrap_err();
     assert!(err.to_string().contains("symbolic link"), "{err}");
-    assert!(err.to_string().contains("FLASH_SECRET_FILE"), "the fix: {err}");
+    assert!(
+        err.to_string().contains("FLASH_SECRET_FILE"),
+        "the fix: {err}"
+    );
 
     // Owned by another user (as root: hand the file to `nobody`; otherwise a root-owned file).
     let foreign = dir.path().join("foreign.secret");

@@ -352,8 +352,12 @@ fn create_private(path: &std::path::Path) {
         options.mode(0o600);
     }
     match options.open(path) {
-        Ok(_) => tracing::debug!(path = %path.display(), "flash-sql: created the SQLite file (mode 0600)"),
+        Ok(_) => {
+            tracing::debug!(path = %path.display(), "flash-sql: created the SQLite file (mode 0600)")
+        }
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(err) => tracing::debug!(path = %path.display(), %err, "flash-sql: cannot create the SQLite file"),
+        Err(err) => {
+            tracing::debug!(path = %path.display(), %err, "flash-sql: cannot create the SQLite file")
+        }
     }
 }

@@ -371,7 +371,8 @@ async fn a_new_database_file_is_private() {
         )
         .await
         .unwrap();
-    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600, "{:o}", mode(&path));
     for side in ["new.db-wal", "new.db-shm"] {
         let side = dir.path().join(side);
@@ -387,5 +388,9 @@ async fn a_new_database_file_is_private() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    assert_eq!(mode(&existing), 0o640, "an existing file's mode is the operator's");
+    assert_eq!(
+        mode(&existing),
+        0o640,
+        "an existing file's mode is the operator's"
+    );
 }
