@@ -516,7 +516,7 @@ pub(crate) fn boolean(text: &str) -> Option<bool> {
 }
 
 /// `url` cut before its query. After `scheme://` the user info runs to the last `@` (the one
-/// reading `flash_core::redact_url` shares), so a password holding an unencoded `?`, `#`, `/`
+/// reading `flash_core::storage::redact_url` shares), so a password holding an unencoded `?`, `#`, `/`
 /// or `@` is read whole; an `@` in a query value is written `%40`.
 fn split_query(url: &str) -> (&str, &str) {
     let from = match url.find("://") {
