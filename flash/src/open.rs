@@ -494,14 +494,17 @@ impl Reopening {
 
 #[async_trait::async_trait]
 impl Storage for Reopening {
-    async fn load(&self, request: &flash_core::Incoming) -> Result<flash_core::Loaded> {
+    async fn load(
+        &self,
+        request: &flash_core::storage::Incoming,
+    ) -> Result<flash_core::storage::Loaded> {
         self.storage().await?.load(request).await
     }
 
     async fn save(
         &self,
-        request: &flash_core::Incoming,
-        update: flash_core::Update,
+        request: &flash_core::storage::Incoming,
+        update: flash_core::storage::Update,
         response: &mut flash_core::http::HeaderMap,
     ) -> Result<Vec<flash_core::Message>> {
         // A save follows a load that succeeded: the storage is open.

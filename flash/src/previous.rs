@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use flash_core::http::header::SET_COOKIE;
 use flash_core::http::{HeaderMap, HeaderValue};
-use flash_core::{Error, Identity, Incoming, LoadToken, Loaded, Message, Result, Storage, Update};
+use flash_core::storage::{Identity, Incoming, LoadToken, Loaded, Storage, Update};
+use flash_core::{Error, Message, Result};
 
 /// The `tracing` target of the drain's log lines: `RUST_LOG=flash::previous=info` shows each
 /// drain with its count.

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use flash::{ErrorKind, Incoming, Messages, MessagesConfig, Storage, StorageConfig};
+use flash::storage::{Incoming, Storage};
+use flash::{ErrorKind, Messages, MessagesConfig, StorageConfig};
 use flash_testkit::{unavailable, urls};
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
@@ -46,7 +47,7 @@ impl Jar {
 }
 
 fn unique() -> String {
-    flash::LeaseId::random().to_hex()[..12].to_owned()
+    flash::storage::LeaseId::random().to_hex()[..12].to_owned()
 }
 
 /// Opens `config`; `None` (skipped, or failed under CI) when a server is unreachable.
@@ -484,7 +485,7 @@ impl<S> Counting<S> {
 
 #[flash::async_trait]
 impl<S: Storage> Storage for Counting<S> {
-    async fn load(&self, request: &Incoming) -> flash::Result<flash::Loaded> {
+    async fn load(&self, request: &Incoming) -> flash::Result<flash::storage::Loaded> {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.load(request).await
     }
@@ -492,7 +493,7 @@ impl<S: Storage> Storage for Counting<S> {
     async fn save(
         &self,
         request: &Incoming,
-        update: flash::Update,
+        update: flash::storage::Update,
         response: &mut HeaderMap,
     ) -> flash::Result<Vec<flash::Message>> {
         self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -508,7 +509,7 @@ struct Failing {
 
 #[flash::async_trait]
 impl Storage for Failing {
-    async fn load(&self, request: &Incoming) -> flash::Result<flash::Loaded> {
+    async fn load(&self, request: &Incoming) -> flash::Result<flash::storage::Loaded> {
         if self.loads_fail {
             return Err(flash::Error::new(
                 ErrorKind::Unavailable,
@@ -521,7 +522,7 @@ impl Storage for Failing {
     async fn save(
         &self,
         _: &Incoming,
-        _: flash::Update,
+        _: flash::storage::Update,
         _: &mut HeaderMap,
     ) -> flash::Result<Vec<flash::Message>> {
         Err(flash::Error::new(
@@ -531,8 +532,10 @@ impl Storage for Failing {
     }
 }
 
-fn memory(store: &flash::MemoryStore) -> flash::KeyedStorage<flash::MemoryStore> {
-    flash::KeyedStorage::new(
+fn memory(
+    store: &flash::storage::MemoryStore,
+) -> flash::storage::KeyedStorage<flash::storage::MemoryStore> {
+    flash::storage::KeyedStorage::new(
         store.clone(),
         flash::Keys::new(flash::Key::derive(SECRET, "flash.id")),
     )
@@ -542,7 +545,10 @@ fn memory(store: &flash::MemoryStore) -> flash::KeyedStorage<flash::MemoryStore>
 /// calls neither storage's `load`, and an add never reaches the previous one.
 #[tokio::test]
 async fn memory_to_memory_and_who_is_called() {
-    let (a, b) = (flash::MemoryStore::new(), flash::MemoryStore::new());
+    let (a, b) = (
+        flash::storage::MemoryStore::new(),
+        flash::storage::MemoryStore::new(),
+    );
     let old: Arc<dyn Storage> = Arc::new(memory(&a));
     let mut jar = Jar::default();
     request(&old, &mut jar, &["one", "two"], false).await;
@@ -582,7 +588,10 @@ async fn memory_to_memory_and_who_is_called() {
 /// into the current one, before its own, and the previous is drained all the same.
 #[tokio::test]
 async fn messages_not_consumed_move_into_the_current_storage() {
-    let (a, b) = (flash::MemoryStore::new(), flash::MemoryStore::new());
+    let (a, b) = (
+        flash::storage::MemoryStore::new(),
+        flash::storage::MemoryStore::new(),
+    );
     let old: Arc<dyn Storage> = Arc::new(memory(&a));
     let mut jar = Jar::default();
     request(&old, &mut jar, &["one", "two"], false).await;
@@ -623,7 +632,10 @@ async fn messages_not_consumed_move_into_the_current_storage() {
 /// reaches the hook; at settle, its messages stay there (shown again later, never lost).
 #[tokio::test]
 async fn a_failing_previous_storage_is_reported_and_read_past() {
-    let (a, b) = (flash::MemoryStore::new(), flash::MemoryStore::new());
+    let (a, b) = (
+        flash::storage::MemoryStore::new(),
+        flash::storage::MemoryStore::new(),
+    );
     let old: Arc<dyn Storage> = Arc::new(memory(&a));
     let mut jar = Jar::default();
     request(&old, &mut jar, &["old"], false).await;
