@@ -6,15 +6,14 @@ use std::ops::Deref;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{COOKIE, HeaderName};
-use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
-use flash_core::{
-    Messages,
-    adapter::{PREFETCH_HEADERS, is_prefetch},
-    storage::Incoming,
-};
+use std::rc::Rc;
 
-use crate::middleware::Slot;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
+use flash_core::Messages;
+use flash_core::adapter::{RequestParts, Slot};
+
+use crate::Bridge;
+use crate::middleware::Headers;
 
 /// The flash messages of the current request, as an actix-web extractor.
 ///
@@ -36,31 +35,15 @@ impl Flash {
     /// The handle of `request`, made on first use; `None` when no
     /// [`FlashMiddleware`](crate::FlashMiddleware) is installed. For other middleware.
     pub fn from_http_request(request: &HttpRequest) -> Option<Flash> {
-        let slot = request.extensions().get::<Slot>()?.clone();
-        let messages = slot.0.messages.get_or_init(|| {
-            let headers = request.headers();
-            // The Cookie header is handed over as bytes: another cookie's non-ASCII bytes
-            // never hide flash's.
-            let cookies = headers.get_all(COOKIE).map(|v| v.as_bytes());
-            // Names made once: looking up a header that is not one of `http`'s standard names
-            // by `&str` copies the name into a new allocation every time.
-            static PURPOSE: [HeaderName; 2] = [
-                HeaderName::from_static(PREFETCH_HEADERS[0]),
-                HeaderName::from_static(PREFETCH_HEADERS[1]),
-            ];
-            let prefetch = PURPOSE
-                .iter()
-                .any(|name| headers.get_all(name).any(|v| is_prefetch(v.as_bytes())));
-            let mut incoming = Incoming::new(cookies, prefetch);
-            if let Some(bridge) = &slot.0.bridge {
-                bridge.hand_over(&mut incoming);
-            }
-            slot.0.adapter.capture_htmx(&mut incoming, |name| {
-                headers.get(name).map(|v| v.as_bytes())
-            });
-            slot.0.adapter.messages(incoming)
-        });
-        Some(Flash(messages.clone()))
+        let extensions = request.extensions();
+        let slot = extensions.get::<Slot>()?;
+        // The session bridge's handle, when the storage keeps messages in the session.
+        let bridged = extensions
+            .get::<Rc<Bridge>>()
+            .map(|bridge| bridge.extensions());
+        let headers = Headers(request.headers());
+        let parts = RequestParts::new(request.method().as_str(), &headers, bridged.as_ref());
+        slot.messages(parts).map(Flash)
     }
 }
 

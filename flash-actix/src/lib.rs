@@ -7,7 +7,7 @@ mod middleware;
 mod session;
 
 pub use extract::{Flash, MissingFlashMiddleware};
-pub use middleware::{FlashMiddleware, FlashService, ResponseFuture};
+pub use middleware::{Answer, FlashMiddleware, FlashService, ResponseFuture};
 #[cfg(feature = "actix-session")]
 pub use session::{ActixSession, ActixSessionStorage};
 
@@ -20,11 +20,14 @@ enum Bridge {}
 
 #[cfg(not(feature = "actix-session"))]
 impl Bridge {
-    fn capture(_: &actix_web::dev::ServiceRequest) -> Option<Bridge> {
+    fn capture(
+        _: &actix_web::dev::ServiceRequest,
+        _: &flash_core::adapter::Adapter,
+    ) -> Option<Bridge> {
         None
     }
 
-    fn hand_over(&self, _: &mut flash_core::storage::Incoming) {
+    fn extensions(&self) -> flash_core::http::Extensions {
         match *self {}
     }
 

@@ -1,6 +1,5 @@
 //! The middleware: one request handle per request, the request ended by flash-core's contract.
 
-use std::cell::OnceCell;
 use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -12,31 +11,20 @@ use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use flash_core::{
-    Error, Htmx, Messages, MessagesConfig,
-    adapter::{Adapter, ResponseHeaders},
-    storage::Storage,
+use flash_core::adapter::{
+    Adapter, Finishing, HandlerResponse, InFlight, RequestHeaders, ResponseHeaders,
 };
+use flash_core::http;
+use flash_core::storage::Storage;
+use flash_core::{Error, Htmx, MessagesConfig};
 
 use crate::Bridge;
-
-/// The request extension the middleware inserts: the handle is made on first extraction, so a
-/// request whose handler never asks for its messages costs one small allocation.
-#[derive(Clone)]
-pub(crate) struct Slot(pub(crate) Rc<SlotInner>);
-
-pub(crate) struct SlotInner {
-    pub(crate) adapter: Adapter,
-    pub(crate) messages: OnceCell<Messages>,
-    /// The session bridge, when the storage keeps messages in the session.
-    pub(crate) bridge: Option<Bridge>,
-}
 
 /// The actix-web middleware giving every request its flash messages and saving them on the
 /// response: `App::new().wrap(FlashMiddleware::new(storage, config))`.
 ///
 /// Handlers reach the messages with the [`Flash`](crate::Flash) extractor. The response is
-/// ended by [`flash_core::adapter::Adapter::finish`]: what the request added or did not consume is
+/// ended by [`flash_core::adapter::InFlight::finish`]: what the request added or did not consume is
 /// saved, `Vary: Cookie` is merged into the handler's `Vary` when messages were read or
 /// written, and `Cache-Control: private, no-store` is set with a flash cookie. A request whose
 /// handler never touches its messages makes no storage call and gets no extra header.
@@ -154,43 +142,38 @@ where
     }
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        let bridge = if self.adapter.uses_extensions() {
-            Bridge::capture(&request)
-        } else {
-            None
-        };
-        let slot = Slot(Rc::new(SlotInner {
-            adapter: self.adapter.clone(),
-            messages: OnceCell::new(),
-            bridge,
-        }));
-        request.extensions_mut().insert(slot.clone());
+        let in_flight = self.adapter.begin();
+        let bridge = Bridge::capture(&request, &self.adapter).map(Rc::new);
+        request.extensions_mut().insert(in_flight.slot());
+        if let Some(bridge) = &bridge {
+            request.extensions_mut().insert(bridge.clone());
+        }
         ResponseFuture {
             future: self.service.call(request),
-            slot: Some(slot),
-            saving: None,
+            in_flight: Some(in_flight),
+            bridge,
+            finishing: None,
+            failing: None,
         }
     }
 }
 
-type SaveFuture<B> = Pin<Box<dyn Future<Output = ServiceResponse<B>>>>;
-
 pin_project_lite::pin_project! {
-    /// The response future of [`FlashService`]: the handler's, then the save. A request that
-    /// did nothing with its messages, or whose storage never waits (a cookie), is ended
-    /// without a boxed future.
+    /// The response future of [`FlashService`]: the handler's, then flash's end of the request.
     pub struct ResponseFuture<F, B> {
         #[pin]
         future: F,
-        slot: Option<Slot>,
-        saving: Option<SaveFuture<B>>,
+        in_flight: Option<InFlight>,
+        bridge: Option<Rc<Bridge>>,
+        finishing: Option<Finishing<Answer<B>>>,
+        failing: Option<(Finishing<http::Response<()>>, actix_web::Error)>,
     }
 }
 
 impl<F, B> fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("saving", &self.saving.is_some())
+            .field("finishing", &self.finishing.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -198,81 +181,96 @@ impl<F, B> fmt::Debug for ResponseFuture<F, B> {
 impl<F, B> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
-    B: 'static,
 {
     type Output = Result<ServiceResponse<B>, actix_web::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Some(saving) = this.saving {
-            return saving.as_mut().poll(cx).map(Ok);
+        if let Some(in_flight) = this.in_flight.take() {
+            match this.future.poll(cx) {
+                Poll::Pending => {
+                    *this.in_flight = Some(in_flight);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(response)) => {
+                    *this.finishing = Some(in_flight.finish(Answer(response)));
+                }
+                // No response to carry a cookie: the storage is settled on a stand-in `500`.
+                Poll::Ready(Err(error)) => {
+                    let mut stand_in = http::Response::new(());
+                    *stand_in.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                    *this.failing = Some((in_flight.finish(stand_in), error));
+                }
+            }
         }
-        let mut response = ready!(this.future.poll(cx))?;
-        let Some(slot) = this.slot.take() else {
-            return Poll::Ready(Ok(response));
-        };
-        // The handler never asked for its messages: nothing to do.
-        let Some(messages) = slot.0.messages.get().cloned() else {
-            return Poll::Ready(Ok(response));
-        };
-        let adapter = slot.0.adapter.clone();
-        // Kept only to write the session back after the save.
-        let bridged = slot.0.bridge.is_some().then_some(slot);
-        // Nothing to save, or a storage that never waits: done here.
-        if adapter
-            .finish_now(&messages, &mut Headers(response.headers_mut()))
-            .is_some()
-        {
-            write_back(bridged);
-            return Poll::Ready(Ok(response));
+        if let Some((finishing, _)) = this.failing {
+            ready!(Pin::new(finishing).poll(cx));
+            let (_, error) = this.failing.take().expect("set above");
+            return Poll::Ready(Err(error));
         }
-        let mut saving: SaveFuture<B> = Box::pin(async move {
-            adapter
-                .finish(&messages, &mut Headers(response.headers_mut()))
-                .await;
-            write_back(bridged);
-            response
-        });
-        let polled = saving.as_mut().poll(cx);
-        *this.saving = Some(saving);
-        polled.map(Ok)
+        let finishing = this.finishing.as_mut().expect("set above");
+        let Answer(response) = ready!(Pin::new(finishing).poll(cx));
+        if let Some(bridge) = this.bridge.take() {
+            bridge.write_back();
+        }
+        Poll::Ready(Ok(response))
     }
 }
 
-/// After flash's save: what the storage changed in the session goes back into actix-session's.
-fn write_back(slot: Option<Slot>) {
-    if let Some(bridge) = slot.as_ref().and_then(|slot| slot.0.bridge.as_ref()) {
-        bridge.write_back();
+/// The handler's response as flash-core ends it: actix-web's headers are `http` 0.2.
+pub struct Answer<B>(ServiceResponse<B>);
+
+impl<B> HandlerResponse for Answer<B> {
+    fn status(&self) -> u16 {
+        self.0.status().as_u16()
+    }
+
+    /// actix-web keeps the handler's error in the response it became.
+    fn is_handler_error(&self) -> bool {
+        self.0.response().error().is_some()
     }
 }
 
-/// actix-web's response headers (`http` 0.2) as flash-core writes to them.
-struct Headers<'a>(&'a mut HeaderMap);
-
-impl ResponseHeaders for Headers<'_> {
+impl<B> ResponseHeaders for Answer<B> {
     fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
-        for value in self.0.get_all(name) {
-            each(value.as_bytes());
-        }
+        self.0
+            .headers()
+            .get_all(name)
+            .for_each(|v| each(v.as_bytes()));
     }
 
     fn append(&mut self, name: &'static str, value: &[u8]) {
         if let Ok(value) = HeaderValue::from_bytes(value) {
-            self.0.append(HeaderName::from_static(name), value);
+            self.0
+                .headers_mut()
+                .append(HeaderName::from_static(name), value);
         }
     }
 
     fn insert(&mut self, name: &'static str, value: &[u8]) {
         if let Ok(value) = HeaderValue::from_bytes(value) {
-            self.0.insert(HeaderName::from_static(name), value);
+            self.0
+                .headers_mut()
+                .insert(HeaderName::from_static(name), value);
         }
     }
 
     fn insert_static(&mut self, name: &'static str, value: &'static str) {
         // Borrowed, not copied: one allocation less per line.
-        self.0.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        let value = HeaderValue::from_static(value);
+        self.0
+            .headers_mut()
+            .insert(HeaderName::from_static(name), value);
+    }
+}
+
+/// actix-web's request headers as flash-core reads them.
+pub(crate) struct Headers<'a>(pub(crate) &'a HeaderMap);
+
+impl RequestHeaders for Headers<'_> {
+    fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
+        // A static name: looking a non-standard name up by `&str` would allocate.
+        let name = HeaderName::from_static(name);
+        self.0.get_all(name).for_each(|v| each(v.as_bytes()));
     }
 }

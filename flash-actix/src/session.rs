@@ -17,7 +17,8 @@ use actix_session::{Session, SessionExt as _};
 use actix_web::HttpMessage as _;
 use actix_web::dev::ServiceRequest;
 use async_trait::async_trait;
-use flash_core::{Error, ErrorKind, Result, storage::Incoming};
+use flash_core::adapter::Adapter;
+use flash_core::{Error, ErrorKind, Result};
 use flash_session::{BridgedSession, SessionHandle, SessionStorage};
 use serde_json::Value;
 
@@ -170,23 +171,26 @@ pub(crate) struct Bridge {
 }
 
 impl Bridge {
-    /// The bridge of `request`, as it enters flash's middleware.
-    pub(crate) fn capture(request: &ServiceRequest) -> Option<Bridge> {
-        Some(Bridge {
+    /// The bridge of `request`, as it enters flash's middleware, when the storage keeps
+    /// messages in the session.
+    pub(crate) fn capture(request: &ServiceRequest, adapter: &Adapter) -> Option<Bridge> {
+        adapter.uses_extensions().then(|| Bridge {
             session: outer_session(request),
             handle: OnceCell::new(),
         })
     }
 
-    /// Puts the storage's handle in `incoming` (copying the session's values now).
-    pub(crate) fn hand_over(&self, incoming: &mut Incoming) {
+    /// The extensions the storage reads: the session's handle (its values copied at the first
+    /// call), as `ActixSession` and as a [`BridgedSession`].
+    pub(crate) fn extensions(&self) -> flash_core::http::Extensions {
         let handle = self.handle.get_or_init(|| match &self.session {
             Some(session) => ActixSession::copy_of(session),
             None => ActixSession::missing(),
         });
-        let extensions = incoming.extensions_mut();
+        let mut extensions = flash_core::http::Extensions::new();
         extensions.insert(handle.clone());
         extensions.insert(BridgedSession::new(handle.clone()));
+        extensions
     }
 
     /// After flash's save: what the storage changed goes into the actix `Session`.

@@ -5,11 +5,10 @@ use std::ops::Deref;
 
 use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response};
-use flash_core::{Messages, storage::Incoming};
+use flash_core::Messages;
+use flash_core::adapter::{RequestParts, Slot};
 use http::StatusCode;
 use http::request::Parts;
-
-use crate::layer::Slot;
 
 /// The flash messages of the current request, as an axum extractor.
 ///
@@ -32,21 +31,7 @@ impl Flash {
     /// [`FlashLayer`](crate::FlashLayer) is installed. For middleware that holds [`Parts`].
     pub fn from_parts(parts: &Parts) -> Option<Flash> {
         let slot = parts.extensions.get::<Slot>()?;
-        let messages = slot.0.messages.get_or_init(|| {
-            let adapter = &slot.0.adapter;
-            let mut incoming = Incoming::from_headers(&parts.headers);
-            if adapter.uses_extensions() {
-                let mut extensions = parts.extensions.clone();
-                // The slot owns the handle that owns these extensions: no cycle.
-                extensions.remove::<Slot>();
-                *incoming.extensions_mut() = extensions;
-            }
-            adapter.capture_htmx(&mut incoming, |name| {
-                parts.headers.get(name).map(|v| v.as_bytes())
-            });
-            adapter.messages(incoming)
-        });
-        Some(Flash(messages.clone()))
+        slot.messages(RequestParts::from(parts)).map(Flash)
     }
 }
 

@@ -3,29 +3,21 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use flash_core::{Error, Htmx, Messages, MessagesConfig, adapter::Adapter, storage::Storage};
+use flash_core::adapter::{Adapter, Finishing, InFlight};
+use flash_core::storage::Storage;
+use flash_core::{Error, Htmx, MessagesConfig};
 use http::{Request, Response};
 use tower::{Layer, Service};
-
-/// The request extension the layer inserts: the request handle is made on first extraction,
-/// so a request whose handler never asks for its messages costs one small allocation.
-#[derive(Clone)]
-pub(crate) struct Slot(pub(crate) Arc<SlotInner>);
-
-pub(crate) struct SlotInner {
-    pub(crate) adapter: Adapter,
-    pub(crate) messages: OnceLock<Messages>,
-}
 
 /// A tower [`Layer`] giving every request its flash messages and saving them on the response.
 ///
 /// A plain tower layer over `http` requests and responses: it serves any tower-based stack,
 /// not only axum. Handlers reach the messages with the [`Flash`](crate::Flash) extractor (or
 /// [`Flash::from_parts`](crate::Flash::from_parts) in other tower services). The response is
-/// ended by [`flash_core::adapter::Adapter::finish`]: what the request added or did not consume is
+/// ended by [`flash_core::adapter::InFlight::finish`]: what the request added or did not consume is
 /// saved, `Vary: Cookie` is merged into the handler's `Vary` when messages were read or
 /// written, and `Cache-Control: private, no-store` is set with a flash cookie. A request whose
 /// handler never touches its messages makes no storage call and gets no extra header.
@@ -129,103 +121,91 @@ impl<S: fmt::Debug> fmt::Debug for FlashService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for FlashService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let slot = Arc::new(SlotInner {
-            adapter: self.adapter.clone(),
-            messages: OnceLock::new(),
-        });
-        request.extensions_mut().insert(Slot(slot.clone()));
+        let in_flight = self.adapter.begin();
+        request.extensions_mut().insert(in_flight.slot());
         ResponseFuture {
             state: State::Handler {
                 future: self.inner.call(request),
-                slot: Some(slot),
+                in_flight: Some(in_flight),
             },
         }
     }
 }
 
-type SaveFuture<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
-
 pin_project_lite::pin_project! {
-    /// The response future of [`FlashService`]: the handler's, then the save.
-    pub struct ResponseFuture<F, B> {
+    /// The response future of [`FlashService`]: the handler's, then flash's end of the request.
+    pub struct ResponseFuture<F, B, E> {
         #[pin]
-        state: State<F, B>,
+        state: State<F, B, E>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
-    enum State<F, B> {
-        Handler {
-            #[pin]
-            future: F,
-            slot: Option<Arc<SlotInner>>,
-        },
-        Saving {
-            future: SaveFuture<B>,
-        },
+    enum State<F, B, E> {
+        Handler { #[pin] future: F, in_flight: Option<InFlight> },
+        Finishing { future: Finishing<Response<B>> },
+        // The service failed without a response: the request is ended on a stand-in `500`.
+        Failing { future: Finishing<Response<()>>, error: Option<E> },
     }
 }
 
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: Send + 'static,
 {
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Handler { future, slot } => {
-                    let response = ready!(future.poll(cx))?;
-                    let Some(slot) = slot.take() else {
-                        return Poll::Ready(Ok(response));
+            let next = match this.state.as_mut().project() {
+                StateProj::Handler { future, in_flight } => {
+                    let result = ready!(future.poll(cx));
+                    let Some(in_flight) = in_flight.take() else {
+                        return Poll::Ready(result);
                     };
-                    // The handler never asked for its messages: nothing to do.
-                    let Some(messages) = slot.messages.get().cloned() else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    let adapter = slot.adapter.clone();
-                    drop(slot);
-                    let mut response = response;
-                    // Nothing to save, or a storage that never waits (cookies): done here,
-                    // with no boxed future.
-                    if adapter
-                        .finish_now(&messages, response.headers_mut())
-                        .is_some()
-                    {
-                        return Poll::Ready(Ok(response));
+                    match result {
+                        Ok(response) => State::Finishing {
+                            future: in_flight.finish(response),
+                        },
+                        Err(error) => State::Failing {
+                            future: in_flight.finish(stand_in_500()),
+                            error: Some(error),
+                        },
                     }
-                    this.state.set(State::Saving {
-                        future: Box::pin(async move {
-                            adapter.finish(&messages, response.headers_mut()).await;
-                            response
-                        }),
-                    });
                 }
-                StateProj::Saving { future } => {
-                    return Poll::Ready(Ok(ready!(future.as_mut().poll(cx))));
+                StateProj::Finishing { future } => {
+                    return Poll::Ready(Ok(ready!(Pin::new(future).poll(cx))));
                 }
-            }
+                StateProj::Failing { future, error } => {
+                    ready!(Pin::new(future).poll(cx));
+                    return Poll::Ready(Err(error.take().expect("polled after completion")));
+                }
+            };
+            this.state.set(next);
         }
     }
+}
+
+fn stand_in_500() -> Response<()> {
+    let mut response = Response::new(());
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response
 }

@@ -1,8 +1,86 @@
-//! The adapter contract: everything a response needs that does not depend on the framework.
+//! The adapter contract: what a framework adapter does, and the rules flash-core applies for it.
 //!
-//! An adapter captures the request ([`Incoming`]), gets the handle from [`Adapter::messages`],
-//! gives it to the handler, and ends the request with [`Adapter::finish_now`] or
-//! [`Adapter::finish`] over its response headers ([`ResponseHeaders`]).
+//! # What an adapter does
+//!
+//! 1. **Its middleware, when a request arrives:** `let in_flight = adapter.begin();` and put
+//!    `in_flight.slot()` (a [`Slot`]) in the request's extensions.
+//! 2. **Its extractor:** `slot.messages(RequestParts::new(method, &headers, Some(&extensions)))`
+//!    returns the request's handle ([`Messages`]), made on the first call from everything the
+//!    framework has of the request; `None` means no middleware is installed.
+//! 3. **Its middleware, when the handler has answered:** `in_flight.finish(response).await`
+//!    (or [`InFlight::finish_headers`] from an `async fn`), with the response the handler
+//!    returned, or the response the handler's error became: never skipped, never `?`-ed past.
+//!
+//! That is all: an adapter copies no extensions, parses no header, decides nothing. A framework
+//! whose types are not `http` 1.x wraps its headers ([`RequestHeaders`], [`ResponseHeaders`])
+//! and its response ([`HandlerResponse`]). The adapter kit (`flash-testkit`) checks each rule
+//! below through the framework itself.
+//!
+//! # The rules flash-core applies
+//!
+//! - **Reading the request.** The `Cookie` headers (as bytes: another cookie's non-ASCII bytes
+//!   never hide flash's); a prefetch (`Sec-Purpose`/`Purpose: prefetch`), a `HEAD` and an
+//!   `OPTIONS` request only look: their reads see nothing and consume nothing, with no storage
+//!   call (a link checker, a monitor or a CORS preflight never takes a page's messages); htmx's
+//!   `HX-Request`, `HX-Boosted` and `HX-History-Restore-Request` when [`Htmx`] delivery is on.
+//! - **Extensions, without a cycle.** The request's extensions are copied into the handle only
+//!   when the storage reads them ([`Storage::uses_extensions`], a session), at the handler's
+//!   first use. The [`Slot`] holds the request's state weakly, and only the [`InFlight`] the
+//!   middleware keeps owns it: no copy of the extensions can keep the handle alive, and the
+//!   handle and the copied extensions are freed when the request ends.
+//! - **What was added is not lost**, whatever the response: a `4xx`, a `5xx` or the handler's
+//!   error all save what the handler added.
+//! - **What a failed request read is not consumed.** A request failed when its status is `5xx`
+//!   or its handler returned an error ([`HandlerResponse::failed`]): its page was not shown, so
+//!   what it read stays for the next page (a keyed store's lease is released, untouched,
+//!   before the response is served; a cookie is rewritten unchanged). A `4xx` page is a page
+//!   (a form shown again with its errors): what it read is consumed. Where a framework has no
+//!   handler error distinct from a response (axum: a handler's `Err` is a response), its status
+//!   alone decides. A failed request delivers nothing to htmx: its messages stay stored.
+//! - **`Vary: Cookie`** on every response whose messages were read or written, error responses
+//!   included, merged into the handler's `Vary`; `Cache-Control: private, no-store` with a
+//!   flash cookie.
+//! - **The storage is done when the response is served**: the save (a keyed store's settle or
+//!   release) completes inside [`InFlight::finish`], never in a task left behind, so the next
+//!   request of the client sees its outcome.
+//! - A failed save is logged (target `flash_core::adapter`, level `ERROR`), handed to
+//!   [`Adapter::on_error`], and the response served all the same.
+//!
+//! A framework whose middleware can see no response at all (a tower service's `Err`) has no
+//! response to carry a cookie; its adapter ends the request with a stand-in `500` response, so
+//! the storage is still settled (nothing consumed, a keyed store keeps what was added) and
+//! only the cookie's part is lost with the response that never was.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use flash_core::MessagesConfig;
+//! use flash_core::adapter::{Adapter, RequestParts, Slot};
+//! use flash_core::storage::{KeyedStorage, MemoryStore};
+//! use flash_core::Key;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let adapter = Adapter::new(
+//!     Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate())),
+//!     MessagesConfig::default(),
+//! );
+//! // The middleware: a request arrives.
+//! let mut request = http::Request::post("/articles").body(()).unwrap();
+//! let in_flight = adapter.begin();
+//! request.extensions_mut().insert(in_flight.slot());
+//!
+//! // The extractor, in the handler.
+//! let (parts, ()) = request.into_parts();
+//! let slot = parts.extensions.get::<Slot>().unwrap();
+//! let messages = slot.messages(RequestParts::from(&parts)).unwrap();
+//! messages.success("Saved.");
+//!
+//! // The middleware: the handler answered.
+//! let response = http::Response::builder().status(303).body(()).unwrap();
+//! let response = in_flight.finish(response).await;
+//! assert!(response.headers().contains_key("set-cookie"));
+//! assert_eq!(response.headers()["vary"], "Cookie");
+//! # });
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,7 +95,11 @@ use crate::message_list::MessageList;
 use crate::messages::{Messages, MessagesConfig, SaveReport};
 use crate::storage::{Incoming, Storage};
 pub use crate::storage_trait::{PREFETCH_HEADERS, is_prefetch};
+
+mod request;
+
 use crate::view::MessageView;
+pub use request::{Finishing, HandlerResponse, InFlight, RequestHeaders, RequestParts, Slot};
 
 /// The response headers of one request as an adapter exposes them to [`Adapter::finish`]:
 /// header lines as a lowercase name and the value's bytes, so a framework with its own header
@@ -102,18 +184,23 @@ struct AdapterSettings {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{MessagesConfig, Key, adapter::Adapter, storage::{Incoming, KeyedStorage, MemoryStore}};
+/// use flash_core::{Key, MessagesConfig};
+/// use flash_core::adapter::{Adapter, RequestParts};
+/// use flash_core::storage::{KeyedStorage, MemoryStore};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
 /// let adapter = Adapter::new(Arc::new(storage), MessagesConfig::default())
 ///     .on_error(|err| eprintln!("flash messages lost: {err}"));
 ///
-/// let messages = adapter.messages(Incoming::new(["theme=dark"], false));
+/// let in_flight = adapter.begin();
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("cookie", "theme=dark".parse().unwrap());
+/// let messages = in_flight.slot().messages(RequestParts::new("POST", &headers, None)).unwrap();
 /// messages.success("Saved.");
 /// let mut response = http::HeaderMap::new();
 /// response.insert("vary", "Accept-Encoding".parse().unwrap());
-/// let report = adapter.finish(&messages, &mut response).await;
+/// let report = in_flight.finish_headers(303, false, &mut response).await;
 /// assert!(report.saved && report.cookie_set);
 /// assert_eq!(response["vary"], "Accept-Encoding, Cookie");
 /// assert_eq!(response["cache-control"], "private, no-store");
@@ -156,7 +243,7 @@ impl Adapter {
     }
 
     /// Delivers messages to htmx requests in `HX-Trigger` (opt-in; see [`Htmx`] for the
-    /// rule). The adapter then calls [`Adapter::capture_htmx`] when it makes the handle.
+    /// rule): the handle reads the request's htmx headers when it is made.
     #[must_use]
     pub fn htmx(self, htmx: Htmx) -> Self {
         let shared = &self.shared;
@@ -177,24 +264,15 @@ impl Adapter {
     }
 
     /// Notes in `incoming` which kind of htmx request this is, from the request's headers
-    /// (`header` returns the first value of a lowercase header name), when htmx delivery is on;
-    /// does nothing otherwise. Call it before [`Adapter::messages`].
-    pub fn capture_htmx<'h>(
+    /// (`header` returns the first value of a lowercase header name), when htmx delivery is on.
+    #[cfg(test)]
+    pub(crate) fn capture_htmx<'h>(
         &self,
         incoming: &mut Incoming,
         header: impl Fn(&'static str) -> Option<&'h [u8]>,
     ) {
-        if self.shared.htmx.is_none() {
-            return;
-        }
-        let kind = HtmxRequest::from_header_fn(header);
-        if kind.request {
-            incoming
-                .extensions_mut()
-                .insert(HtmxSlot(Arc::new(HtmxState {
-                    kind,
-                    pending: AtomicBool::new(false),
-                })));
+        if self.shared.htmx.is_some() {
+            capture_htmx_kind(incoming, HtmxRequest::from_header_fn(header));
         }
     }
 
@@ -208,14 +286,14 @@ impl Adapter {
         &self.shared.storage
     }
 
-    /// Whether the storage reads request extensions (a session): the adapter then copies them
-    /// into [`Incoming::extensions_mut`] before calling [`Adapter::messages`].
+    /// Whether the storage reads request extensions (a session): [`Slot::messages`] then
+    /// copies the request's extensions into the handle.
     pub fn uses_extensions(&self) -> bool {
         self.shared.uses_extensions
     }
 
-    /// The handle for one request, to give the handler. Make it lazily, on the handler's first
-    /// use, so a request that never asks costs nothing.
+    /// A handle outside any request's adapter flow (a test, a job): `incoming` as given, no
+    /// htmx, no end rules. Adapters make handles with [`Slot::messages`] instead.
     pub fn messages(&self, incoming: Incoming) -> Messages {
         Messages::new(
             self.shared.storage.clone(),
@@ -224,35 +302,128 @@ impl Adapter {
         )
     }
 
-    /// Ends the request without waiting when that is possible: returns `None`, having done
-    /// nothing, only when the storage must be awaited (then call [`Adapter::finish`]). With a
-    /// storage that never waits (a cookie), or a handle with nothing to save, the adapter needs
-    /// no boxed future.
-    pub fn finish_now<H>(&self, messages: &Messages, response: &mut H) -> Option<Finished>
+    /// Ends the request without waiting when that is possible; `None` when the storage must be
+    /// awaited (then call [`Adapter::finish`]).
+    #[cfg(test)]
+    pub(crate) fn finish_now<H>(&self, messages: &Messages, response: &mut H) -> Option<Finished>
     where
         H: ResponseHeaders + ?Sized,
     {
         if messages.needs_save() {
-            // Delivery and save happen together, in `finish`, when the storage may wait.
             self.shared.storage.immediate()?;
         }
-        let delivered = match self.htmx_delivery(messages) {
+        self.end_now(messages, false, response).ok()
+    }
+
+    /// Ends a request that did not fail: [`Adapter::end`].
+    #[cfg(test)]
+    pub(crate) async fn finish<H>(&self, messages: &Messages, response: &mut H) -> Finished
+    where
+        H: ResponseHeaders + ?Sized,
+    {
+        self.end(messages, false, response).await
+    }
+
+    /// Ends the request: applies the failure rule (a failed request consumes nothing), delivers
+    /// to htmx, saves what the handle says must be saved (nothing, and no storage call, when
+    /// the handler neither read nor added), writes the storage's `Set-Cookie` lines, merges
+    /// `Vary: Cookie` into the handler's `Vary` when messages were read or written (and when
+    /// the save failed), sets `Cache-Control: private, no-store` when a flash cookie was set,
+    /// logs dropped messages, and logs a failed save through `tracing` (target
+    /// `flash_core::adapter`, level `ERROR`) and hands it to the [`Adapter::on_error`] hook.
+    /// The response is always to be served.
+    pub(crate) async fn end<H>(
+        &self,
+        messages: &Messages,
+        failed: bool,
+        response: &mut H,
+    ) -> Finished
+    where
+        H: ResponseHeaders + ?Sized,
+    {
+        match self.end_now(messages, failed, response) {
+            Ok(finished) => finished,
+            Err(waiting) => {
+                let detached = waiting.run(messages.clone()).await;
+                self.apply(detached, response)
+            }
+        }
+    }
+
+    /// Everything of [`Adapter::end`] that needs no waiting; what is left when the storage must
+    /// be awaited (nothing of it done yet but the synchronous htmx delivery of added messages).
+    fn end_now<H>(
+        &self,
+        messages: &Messages,
+        failed: bool,
+        response: &mut H,
+    ) -> std::result::Result<Finished, Waiting>
+    where
+        H: ResponseHeaders + ?Sized,
+    {
+        if failed {
+            // The page that read them was not shown: nothing is consumed.
+            messages.keep();
+        }
+        let delivery = if failed {
+            Delivery::None
+        } else {
+            self.htmx_delivery(messages)
+        };
+        let mut pending = false;
+        let delivered = match delivery {
             Delivery::None => 0,
             Delivery::Added => self.deliver_added(messages, response),
-            Delivery::Pending => {
-                self.shared.storage.immediate()?;
+            Delivery::Pending if self.shared.storage.immediate().is_some() => {
                 // A storage that never waits loads at the first poll.
                 let mut read = std::pin::pin!(messages.read());
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
                 match read.as_mut().poll(&mut cx) {
                     std::task::Poll::Ready(result) => self.deliver_read(messages, result, response),
-                    std::task::Poll::Pending => return None,
+                    std::task::Poll::Pending => {
+                        pending = true;
+                        0
+                    }
                 }
             }
+            Delivery::Pending => {
+                pending = true;
+                0
+            }
         };
-        let mut finished = self.finish_now_saving(messages, response)?;
+        if !pending && let Some(mut finished) = self.finish_now_saving(messages, response) {
+            finished.delivered = delivered;
+            return Ok(finished);
+        }
+        // The handler's `HX-Trigger`, which a delivery after the read merges with.
+        let mut triggers = HeaderMap::new();
+        if pending {
+            response.for_each_value("hx-trigger", &mut |value| {
+                ResponseHeaders::append(&mut triggers, "hx-trigger", value);
+            });
+        }
+        Err(Waiting {
+            adapter: self.clone(),
+            delivered,
+            pending,
+            triggers,
+        })
+    }
+
+    /// Writes what the waiting part of [`Adapter::end`] did into the response.
+    fn apply<H>(&self, detached: Detached, response: &mut H) -> Finished
+    where
+        H: ResponseHeaders + ?Sized,
+    {
+        let mut delivered = detached.delivered;
+        if let Some((value, count)) = &detached.delivery {
+            deliver(response, value);
+            delivered += count;
+        }
+        let cookie_set = copy_cookies(&detached.scratch, response);
+        let mut finished = self.shape(detached.saved, cookie_set, response);
         finished.delivered = delivered;
-        Some(finished)
+        finished
     }
 
     fn finish_now_saving<H>(&self, messages: &Messages, response: &mut H) -> Option<Finished>
@@ -282,52 +453,6 @@ impl Adapter {
             }
         };
         Some(self.shape(result, cookie_set, response))
-    }
-
-    /// Ends the request: saves what the handle says must be saved (nothing, and no storage
-    /// call, when the handler neither read nor added), writes the storage's `Set-Cookie` lines,
-    /// merges `Vary: Cookie` into the handler's `Vary` when messages were read or written (and
-    /// when the save failed), sets `Cache-Control: private, no-store` when a flash cookie was
-    /// set, logs dropped messages, and logs a failed save through `tracing` (target
-    /// `flash_core::adapter`, level `ERROR`) and hands it to the [`Adapter::on_error`] hook. The
-    /// response is always to be served.
-    pub async fn finish<H>(&self, messages: &Messages, response: &mut H) -> Finished
-    where
-        H: ResponseHeaders + ?Sized,
-    {
-        let delivered = match self.htmx_delivery(messages) {
-            Delivery::None => 0,
-            Delivery::Added => self.deliver_added(messages, response),
-            Delivery::Pending => {
-                let result = messages.read().await;
-                self.deliver_read(messages, result, response)
-            }
-        };
-        let mut finished = self.finish_saving(messages, response).await;
-        finished.delivered = delivered;
-        finished
-    }
-
-    async fn finish_saving<H>(&self, messages: &Messages, response: &mut H) -> Finished
-    where
-        H: ResponseHeaders + ?Sized,
-    {
-        if let Some(finished) = self.finish_now_saving(messages, response) {
-            return finished;
-        }
-        let (result, cookie_set) = match response.as_http() {
-            Some(map) => {
-                let before = map.get_all(SET_COOKIE).iter().count();
-                let result = messages.save(map).await;
-                (result, map.get_all(SET_COOKIE).iter().count() > before)
-            }
-            None => {
-                let mut scratch = HeaderMap::new();
-                let result = messages.save(&mut scratch).await;
-                (result, copy_cookies(&scratch, response))
-            }
-        };
-        self.shape(result, cookie_set, response)
     }
 
     /// Which htmx delivery this request gets.
@@ -379,23 +504,37 @@ impl Adapter {
         read: Result<MessageList>,
         response: &mut H,
     ) -> usize {
+        match self.trigger_for(messages, read, response) {
+            Some((value, count)) => {
+                deliver(response, &value);
+                count
+            }
+            None => 0,
+        }
+    }
+
+    /// The `HX-Trigger` value carrying what a read found, merged with the handler's (in
+    /// `response`), and how many messages; `None`, with the read undone when there was
+    /// something to deliver, when it does not fit.
+    fn trigger_for<H: ResponseHeaders + ?Sized>(
+        &self,
+        messages: &Messages,
+        read: Result<MessageList>,
+        response: &H,
+    ) -> Option<(String, usize)> {
         let (Some(htmx), Ok(read)) = (&self.shared.htmx, read) else {
             // A failed load consumed nothing: the save reports what it must.
-            return 0;
+            return None;
         };
         if read.is_empty() {
-            return 0;
+            return None;
         }
-        let tags = self.shared.config.level_tags();
-        let views = read.views(tags);
+        let views = read.views(self.shared.config.level_tags());
         match htmx.trigger(response, &views) {
-            Some(value) => {
-                deliver(response, &value);
-                views.len()
-            }
+            Some(value) => Some((value, views.len())),
             None => {
                 messages.keep();
-                0
+                None
             }
         }
     }
@@ -588,19 +727,22 @@ pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use flash_core::{MessagesConfig, Htmx, Key, adapter::Adapter, storage::{Incoming, KeyedStorage, MemoryStore}};
+/// use flash_core::{Htmx, Key, MessagesConfig};
+/// use flash_core::adapter::{Adapter, RequestParts};
+/// use flash_core::storage::{KeyedStorage, MemoryStore};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
 /// let adapter = Adapter::new(Arc::new(storage), MessagesConfig::default()).htmx(Htmx::new());
 ///
-/// let mut incoming = Incoming::default();
-/// adapter.capture_htmx(&mut incoming, |name| (name == "hx-request").then_some(&b"true"[..]));
-/// let messages = adapter.messages(incoming);
+/// let in_flight = adapter.begin();
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("hx-request", "true".parse().unwrap());
+/// let messages = in_flight.slot().messages(RequestParts::new("POST", &headers, None)).unwrap();
 /// messages.success("Saved.");
 /// let mut response = http::HeaderMap::new();
 /// response.insert("hx-trigger", "closeModal".parse().unwrap());
-/// let finished = adapter.finish(&messages, &mut response).await;
+/// let finished = in_flight.finish_headers(200, false, &mut response).await;
 /// assert_eq!(finished.delivered, 1);
 /// assert!(!finished.saved); // nothing stored, no storage call
 /// assert_eq!(
@@ -725,6 +867,58 @@ impl HtmxRequest {
     /// history restore.
     pub fn is_partial(&self) -> bool {
         self.request && !self.boosted && !self.history_restore
+    }
+}
+
+/// Notes in `incoming` that it is an htmx request of `kind` (nothing for other requests).
+fn capture_htmx_kind(incoming: &mut Incoming, kind: HtmxRequest) {
+    if kind.request {
+        incoming
+            .extensions_mut()
+            .insert(HtmxSlot(Arc::new(HtmxState {
+                kind,
+                pending: AtomicBool::new(false),
+            })));
+    }
+}
+
+/// What is left of [`Adapter::end`] when the storage must be awaited: it owns what it needs
+/// (the response stays with the adapter), so it runs in a `Send` future of its own.
+struct Waiting {
+    adapter: Adapter,
+    delivered: usize,
+    /// The handler asked for pending messages in `HX-Trigger`: read first.
+    pending: bool,
+    /// The handler's `HX-Trigger` lines, when `pending`.
+    triggers: HeaderMap,
+}
+
+/// What the waiting part did, for [`Adapter::apply`] to write into the response.
+struct Detached {
+    delivered: usize,
+    /// The `HX-Trigger` value carrying what the read found, and how many messages.
+    delivery: Option<(String, usize)>,
+    saved: Result<SaveReport>,
+    /// The `Set-Cookie` lines the storage wrote.
+    scratch: HeaderMap,
+}
+
+impl Waiting {
+    async fn run(self, messages: Messages) -> Detached {
+        let delivery = if self.pending {
+            let read = messages.read().await;
+            self.adapter.trigger_for(&messages, read, &self.triggers)
+        } else {
+            None
+        };
+        let mut scratch = HeaderMap::new();
+        let saved = messages.save(&mut scratch).await;
+        Detached {
+            delivered: self.delivered,
+            delivery,
+            saved,
+            scratch,
+        }
     }
 }
 

@@ -167,9 +167,17 @@ impl Incoming {
         incoming
     }
 
-    /// Whether the request is a browser prefetch, which must neither see nor consume messages.
+    /// Whether the request only looks: a browser prefetch, or (when an adapter made the handle
+    /// through [`Slot::messages`](crate::adapter::Slot::messages)) a `HEAD` or `OPTIONS`
+    /// request. Its reads see nothing and consume nothing, without a storage call; what it adds
+    /// is saved.
     pub fn is_prefetch(&self) -> bool {
         self.prefetch
+    }
+
+    /// Marks the request as one that only looks ([`Incoming::is_prefetch`]).
+    pub(crate) fn set_prefetch(&mut self) {
+        self.prefetch = true;
     }
 
     /// Request extensions a storage needs (a session handle, for session storage). Adapters copy

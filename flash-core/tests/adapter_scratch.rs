@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use flash_core::{
-    MessagesConfig,
-    adapter::{Adapter, ResponseHeaders},
-    storage::Incoming,
-};
+use std::future::Future as _;
+use std::task::{Context, Poll, Waker};
+
+use flash_core::adapter::{Adapter, HandlerResponse, InFlight, RequestParts, ResponseHeaders};
+use flash_core::{Messages, MessagesConfig};
 
 /// Response headers as `(name, value)` lines, as a framework without `http` types keeps them.
 #[derive(Debug, Default)]
@@ -39,6 +39,32 @@ impl Lines {
     }
 }
 
+impl HandlerResponse for Lines {
+    fn status(&self) -> u16 {
+        200
+    }
+}
+
+/// Ends the request, asserting the end needs no waiting (a storage that never waits).
+fn finish_at_once(in_flight: InFlight, lines: Lines) -> Lines {
+    let mut finishing = std::pin::pin!(in_flight.finish(lines));
+    match finishing
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(lines) => lines,
+        Poll::Pending => panic!("a storage that never waits made the end wait"),
+    }
+}
+
+fn handle(in_flight: &InFlight) -> Messages {
+    let headers = flash_core::http::HeaderMap::new();
+    in_flight
+        .slot()
+        .messages(RequestParts::new("GET", &headers, None))
+        .expect("in flight")
+}
+
 /// The per-thread scratch map of a non-`http` framework is empty again after each request:
 /// one request's `Set-Cookie` never reaches the next response.
 #[tokio::test]
@@ -47,28 +73,23 @@ async fn the_scratch_map_carries_nothing_to_the_next_request() {
         Arc::new(flash_testkit::adapter_kit::KitCookieStorage),
         MessagesConfig::default(),
     );
-    let first = adapter.messages(Incoming::default());
-    first.success("one");
-    let mut lines = Lines::default();
-    let finished = adapter.finish_now(&first, &mut lines).expect("never waits");
-    assert!(finished.cookie_set);
+    let first = adapter.begin();
+    handle(&first).success("one");
+    let lines = finish_at_once(first, Lines::default());
     assert_eq!(lines.get("set-cookie").len(), 1);
+    assert_eq!(lines.get("cache-control"), ["private, no-store"]);
 
     // A second request that reads (nothing: it brings no cookie) and adds nothing: saved
     // through the scratch map, nothing to write.
-    let second = adapter.messages(Incoming::default());
-    assert!(second.read().await.expect("a read").is_empty());
-    let mut lines = Lines::default();
-    adapter
-        .finish_now(&second, &mut lines)
-        .expect("never waits");
+    let second = adapter.begin();
+    assert!(handle(&second).read().await.expect("a read").is_empty());
+    let lines = finish_at_once(second, Lines::default());
     assert!(lines.get("set-cookie").is_empty(), "{lines:?}");
 
     // A third that adds: exactly its own line.
-    let third = adapter.messages(Incoming::default());
-    third.success("three");
-    let mut lines = Lines::default();
-    adapter.finish_now(&third, &mut lines).expect("never waits");
+    let third = adapter.begin();
+    handle(&third).success("three");
+    let lines = finish_at_once(third, Lines::default());
     let cookies = lines.get("set-cookie");
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(

@@ -793,7 +793,10 @@ async fn the_json_api_gives_the_template_ready_fields(framework: Framework) {
     let app = Served::start(framework, storage.clone(), Serving::default());
     // A message with data, added by another part of the application over the same storage.
     let adapter = flash_core::adapter::Adapter::new(storage, flash_demo::config());
-    let messages = adapter.messages(flash_core::storage::Incoming::default());
+    let in_flight = adapter.begin();
+    let request = http::HeaderMap::new();
+    let parts = flash_core::adapter::RequestParts::new("POST", &request, None);
+    let messages = in_flight.slot().messages(parts).unwrap();
     messages.add_message(
         Message::new(Level::SUCCESS, "Deleted <b>7</b>.")
             .with_extra_tags("undo")
@@ -801,7 +804,7 @@ async fn the_json_api_gives_the_template_ready_fields(framework: Framework) {
             .trusted_html(),
     );
     let mut response = http::HeaderMap::new();
-    adapter.finish(&messages, &mut response).await;
+    in_flight.finish_headers(303, false, &mut response).await;
     let cookie = cookie_of(&response);
     let (status, _, _) = send(
         json(

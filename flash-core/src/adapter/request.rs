@@ -1,0 +1,372 @@
+//! The two calls an adapter makes: the handle from the request's parts, the end of the request
+//! from the handler's response. Everything between is flash-core's.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, Weak};
+use std::task::{Context, Poll};
+
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
+
+use super::{Adapter, Finished, ResponseHeaders};
+use crate::messages::Messages;
+use crate::storage::Incoming;
+use crate::storage_trait::{PREFETCH_HEADERS, is_prefetch};
+
+/// The request headers of one request as an adapter hands them to [`Slot::messages`]: an
+/// `http` 1.x [`HeaderMap`] as it is, other frameworks' maps (actix-web 4 uses `http` 0.2)
+/// through a small wrapper.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request header map flash can read",
+    note = "implement `flash_core::adapter::RequestHeaders` for a wrapper around your framework's request headers"
+)]
+pub trait RequestHeaders {
+    /// Calls `each` with every value of the header `name` (lowercase), in order.
+    fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8]));
+
+    /// The headers as an `http` 1.x map, when they are one: the `Cookie` values are then shared,
+    /// not copied. Default: `None`.
+    fn as_http(&self) -> Option<&HeaderMap> {
+        None
+    }
+}
+
+impl RequestHeaders for HeaderMap {
+    fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
+        for value in self.get_all(HeaderName::from_static(name)) {
+            each(value.as_bytes());
+        }
+    }
+
+    fn as_http(&self) -> Option<&HeaderMap> {
+        Some(self)
+    }
+}
+
+/// What flash needs of a request, as its framework holds it: the method, the headers and the
+/// request extensions. [`Slot::messages`] makes the request's handle from it.
+///
+/// Hand over everything the framework has: the core decides what to read (the `Cookie`
+/// headers, a prefetch's `Sec-Purpose`, htmx's `HX-*` headers, `HEAD` and `OPTIONS`) and what
+/// to copy (the extensions, only when the storage reads them, never flash's own [`Slot`]).
+pub struct RequestParts<'a> {
+    method: &'a str,
+    headers: &'a dyn RequestHeaders,
+    extensions: Option<&'a Extensions>,
+}
+
+impl<'a> RequestParts<'a> {
+    /// A request's `method` (`"GET"`), its `headers`, and its `extensions` when the framework
+    /// keeps them in an `http` 1.x [`Extensions`] (`None` for a framework that cannot copy its
+    /// own, such as actix-web, whose adapter hands over what its storages need instead).
+    pub fn new(
+        method: &'a str,
+        headers: &'a dyn RequestHeaders,
+        extensions: Option<&'a Extensions>,
+    ) -> Self {
+        RequestParts {
+            method,
+            headers,
+            extensions,
+        }
+    }
+
+    /// Whether the method only looks: `HEAD` and `OPTIONS` read without consuming, as a
+    /// prefetch does (a link checker or a CORS preflight never takes a page's messages).
+    fn is_safe_look(&self) -> bool {
+        matches!(self.method, "HEAD" | "OPTIONS")
+    }
+
+    /// Whether the first value of `name` is `true`.
+    fn says_true(&self, name: &'static str) -> bool {
+        let mut first = None;
+        self.headers.for_each_value(name, &mut |value| {
+            first.get_or_insert(value.trim_ascii() == b"true");
+        });
+        first == Some(true)
+    }
+}
+
+impl<'a> From<&'a http::request::Parts> for RequestParts<'a> {
+    /// The parts of an `http` 1.x request (axum's, tower's): method, headers and extensions.
+    fn from(parts: &'a http::request::Parts) -> Self {
+        RequestParts::new(
+            parts.method.as_str(),
+            &parts.headers,
+            Some(&parts.extensions),
+        )
+    }
+}
+
+impl fmt::Debug for RequestParts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values can be credentials: only the method.
+        f.debug_struct("RequestParts")
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state one request shares between its [`InFlight`] and its [`Slot`]s.
+struct Shared {
+    adapter: Adapter,
+    messages: OnceLock<Messages>,
+}
+
+/// One request in flight, from [`Adapter::begin`] to [`InFlight::finish`]: the adapter's
+/// middleware keeps it (it is not `Clone`), puts its [`Slot`] in the request, and ends the
+/// request with it.
+#[must_use = "a request begun is ended with `finish`"]
+pub struct InFlight {
+    shared: Arc<Shared>,
+}
+
+/// The request extension that reaches the request's handle: put in the request by the
+/// adapter's middleware ([`InFlight::slot`]), read by its extractor ([`Slot::messages`]).
+///
+/// It holds the request's state weakly: only the [`InFlight`] owns it, so no copy of the request
+/// extensions can keep the handle alive (no cycle, however the extensions are copied), and
+/// everything is freed when the request ends.
+#[derive(Clone)]
+pub struct Slot(Weak<Shared>);
+
+impl Adapter {
+    /// Begins a request: an adapter's middleware calls it when a request arrives, puts
+    /// [`InFlight::slot`] in the request's extensions, runs the handler, and ends the request
+    /// with [`InFlight::finish`]. Costs one small allocation; the handle is made only when the
+    /// handler asks for it.
+    pub fn begin(&self) -> InFlight {
+        InFlight {
+            shared: Arc::new(Shared {
+                adapter: self.clone(),
+                messages: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The handle for `request`, made by the rules of the contract.
+    fn handle_for(&self, request: &RequestParts<'_>) -> Messages {
+        let mut incoming = match request.headers.as_http() {
+            Some(map) => Incoming::from_headers(map),
+            None => {
+                let mut cookies: Vec<HeaderValue> = Vec::new();
+                request.headers.for_each_value("cookie", &mut |value| {
+                    cookies.extend(HeaderValue::from_bytes(value).ok());
+                });
+                let mut prefetch = false;
+                for name in PREFETCH_HEADERS {
+                    request.headers.for_each_value(name, &mut |value| {
+                        prefetch |= is_prefetch(value);
+                    });
+                }
+                Incoming::new(cookies, prefetch)
+            }
+        };
+        if request.is_safe_look() {
+            incoming.set_prefetch();
+        }
+        if self.shared.uses_extensions
+            && let Some(extensions) = request.extensions
+        {
+            let mut copy = extensions.clone();
+            // Weak, so harmless; but it is not the storage's.
+            copy.remove::<Slot>();
+            *incoming.extensions_mut() = copy;
+        }
+        if self.shared.htmx.is_some() {
+            let kind = super::HtmxRequest {
+                request: request.says_true("hx-request"),
+                boosted: request.says_true("hx-boosted"),
+                history_restore: request.says_true("hx-history-restore-request"),
+            };
+            super::capture_htmx_kind(&mut incoming, kind);
+        }
+        self.messages(incoming)
+    }
+}
+
+impl InFlight {
+    /// The request extension to put in the request before the handler runs.
+    pub fn slot(&self) -> Slot {
+        Slot(Arc::downgrade(&self.shared))
+    }
+
+    /// The adapter the request was begun with.
+    pub fn adapter(&self) -> &Adapter {
+        &self.shared.adapter
+    }
+
+    /// Ends the request with the handler's `response` and hands the response back, ready to
+    /// serve: the future is ready at its first poll, with no allocation, when the handler never
+    /// asked for its messages or the storage never waits.
+    ///
+    /// The rules it applies (see the [adapter contract](crate::adapter)): what the handler added is
+    /// saved; what it read is consumed unless the request failed ([`HandlerResponse::failed`]:
+    /// a `5xx`, or the handler's error); `Vary: Cookie` when messages were read or written;
+    /// `Cache-Control: private, no-store` with a flash cookie; htmx delivery. The storage is
+    /// done (a keyed store's lease settled) when the future completes.
+    pub fn finish<R: HandlerResponse>(self, mut response: R) -> Finishing<R> {
+        let failed = response.failed();
+        let Some(messages) = self.shared.messages.get().cloned() else {
+            return Finishing::ready(response);
+        };
+        let adapter = self.shared.adapter.clone();
+        drop(self);
+        match adapter.end_now(&messages, failed, &mut response) {
+            Ok(_) => Finishing::ready(response),
+            Err(waiting) => Finishing {
+                response: Some(response),
+                waiting: Some((adapter, Box::pin(waiting.run(messages)))),
+            },
+        }
+    }
+
+    /// [`InFlight::finish`] for middleware written as an `async fn`, over the response's
+    /// `status`, whether the handler failed (`handler_error`: it returned its error, which the
+    /// adapter turned into this response) and its `headers`. Returns what was done.
+    pub async fn finish_headers<H>(
+        self,
+        status: u16,
+        handler_error: bool,
+        headers: &mut H,
+    ) -> Finished
+    where
+        H: ResponseHeaders + ?Sized,
+    {
+        let Some(messages) = self.shared.messages.get().cloned() else {
+            return Finished::default();
+        };
+        let adapter = self.shared.adapter.clone();
+        drop(self);
+        adapter
+            .end(&messages, handler_error || status >= 500, headers)
+            .await
+    }
+}
+
+impl fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlight")
+            .field("asked", &self.shared.messages.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    /// The request's handle, made from `request` the first time (every later call, by any
+    /// extractor of the request, returns the same handle); `None` once the request has ended.
+    pub fn messages(&self, request: RequestParts<'_>) -> Option<Messages> {
+        let shared = self.0.upgrade()?;
+        let messages = shared
+            .messages
+            .get_or_init(|| shared.adapter.handle_for(&request));
+        Some(messages.clone())
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("in_flight", &(self.0.strong_count() > 0))
+            .finish()
+    }
+}
+
+/// The handler's response as [`InFlight::finish`] takes it: its headers
+/// ([`ResponseHeaders`]), its status, and whether it is the handler's error. Implemented for
+/// `http` 1.x responses; an adapter implements it for a wrapper of its framework's response.
+pub trait HandlerResponse: ResponseHeaders {
+    /// The status code.
+    fn status(&self) -> u16;
+
+    /// Whether the handler returned an error that the adapter (or the framework) turned into
+    /// this response. Default: `false`.
+    fn is_handler_error(&self) -> bool {
+        false
+    }
+
+    /// Whether the request failed: a `5xx`, or the handler's error. What a failed request read
+    /// is not consumed: its page was not shown.
+    fn failed(&self) -> bool {
+        self.status() >= 500 || self.is_handler_error()
+    }
+}
+
+impl<B> ResponseHeaders for http::Response<B> {
+    fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
+        ResponseHeaders::for_each_value(self.headers(), name, each);
+    }
+
+    fn append(&mut self, name: &'static str, value: &[u8]) {
+        ResponseHeaders::append(self.headers_mut(), name, value);
+    }
+
+    fn insert(&mut self, name: &'static str, value: &[u8]) {
+        ResponseHeaders::insert(self.headers_mut(), name, value);
+    }
+
+    fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        self.headers_mut().insert_static(name, value);
+    }
+
+    fn as_http(&mut self) -> Option<&mut HeaderMap> {
+        Some(self.headers_mut())
+    }
+}
+
+impl<B> HandlerResponse for http::Response<B> {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+type Detaching = Pin<Box<dyn Future<Output = super::Detached> + Send>>;
+
+/// The future of [`InFlight::finish`]: the response, once flash is done with it.
+#[must_use = "futures do nothing unless polled"]
+pub struct Finishing<R> {
+    response: Option<R>,
+    waiting: Option<(Adapter, Detaching)>,
+}
+
+impl<R> Finishing<R> {
+    fn ready(response: R) -> Self {
+        Finishing {
+            response: Some(response),
+            waiting: None,
+        }
+    }
+}
+
+// The response is moved, never pinned.
+impl<R> Unpin for Finishing<R> {}
+
+impl<R: HandlerResponse> Future for Finishing<R> {
+    type Output = R;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+        let this = self.get_mut();
+        if let Some((adapter, waiting)) = &mut this.waiting {
+            let detached = std::task::ready!(waiting.as_mut().poll(cx));
+            let adapter = adapter.clone();
+            this.waiting = None;
+            if let Some(response) = &mut this.response {
+                adapter.apply(detached, response);
+            }
+        }
+        Poll::Ready(
+            this.response
+                .take()
+                .expect("a Finishing future polled after it completed"),
+        )
+    }
+}
+
+impl<R> fmt::Debug for Finishing<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Finishing")
+            .field("waiting", &self.waiting.is_some())
+            .finish_non_exhaustive()
+    }
+}
