@@ -15,18 +15,32 @@ use http::header::{COOKIE, SET_COOKIE};
 const SECRET: &str = "the facade's test secret, long enough 0123456789";
 const NEW_SECRET: &str = "the secret after the switch, also long enough 987";
 
-/// A browser's cookie jar, reduced to what flash sets.
-#[derive(Default, Clone)]
-struct Jar(Vec<(String, String)>);
+/// A browser's cookie jar, reduced to what flash sets, and its session (as a session layer
+/// would attach it to each request).
+#[derive(Clone)]
+struct Jar(Vec<(String, String)>, tower_sessions::Session);
+
+impl Default for Jar {
+    fn default() -> Self {
+        Jar::with(Vec::new())
+    }
+}
 
 impl Jar {
+    fn with(cookies: Vec<(String, String)>) -> Self {
+        let store = Arc::new(tower_sessions::MemoryStore::default());
+        Jar(cookies, tower_sessions::Session::new(None, store, None))
+    }
+
     fn request(&self) -> Incoming {
         let mut headers = HeaderMap::new();
         if !self.0.is_empty() {
             let line: Vec<String> = self.0.iter().map(|(n, v)| format!("{n}={v}")).collect();
             headers.insert(COOKIE, line.join("; ").parse().expect("cookie header"));
         }
-        Incoming::from_headers(&headers)
+        let mut incoming = Incoming::from_headers(&headers);
+        incoming.extensions_mut().insert(self.1.clone());
+        incoming
     }
 
     fn apply(&mut self, response: &HeaderMap) {
@@ -219,6 +233,22 @@ async fn cookie_to_cookie_first_reads_the_same_cookie() {
 }
 
 #[tokio::test]
+async fn session_to_cookie() {
+    pair("session", "cookie").await;
+}
+
+#[tokio::test]
+async fn cookie_to_session() {
+    pair("cookie", "session").await;
+}
+
+#[tokio::test]
+async fn session_to_redis_and_cookie_first_session_to_postgres() {
+    pair("session", &redis()).await;
+    pair("cookie+session", &postgres()).await;
+}
+
+#[tokio::test]
 async fn cookie_to_memory() {
     pair("cookie", "memory").await;
 }
@@ -377,7 +407,7 @@ async fn djangos_own_cookie_to_flash_cookie() {
             .flatten()
             .filter_map(|m| m["message"].as_str().map(str::to_owned))
             .collect();
-        let mut jar = Jar(vec![("messages".to_owned(), value.to_owned())]);
+        let mut jar = Jar::with(vec![("messages".to_owned(), value.to_owned())]);
         let (shown, response, degraded) = request(&storage, &mut jar, &[], true).await;
         assert!(degraded.is_none(), "{}: {degraded:?}", case["name"]);
         assert_eq!(shown, expected, "{}", case["name"]);
@@ -408,7 +438,7 @@ async fn the_previous_storage_down_does_not_break_the_current() {
         .open()
         .await
         .expect("opens with the previous storage down");
-    let mut jar = Jar(vec![("flash_id".to_owned(), "anything".to_owned())]);
+    let mut jar = Jar::with(vec![("flash_id".to_owned(), "anything".to_owned())]);
     let (_, _, degraded) = request(&storage, &mut jar, &["a", "b"], false).await;
     assert!(
         degraded.is_none(),
