@@ -204,7 +204,10 @@ impl Site {
         let adapter = Adapter::new(storage, config())
             .htmx(Htmx::new())
             .on_error(|err| {
-                tracing::warn!(error = %err, "the demo lost flash messages");
+                // Failed saves (messages lost) and failures a save recovered from (a keyed store
+                // down, its messages carried in a cookie; a previous storage that could not be
+                // drained, its messages waiting there) alike.
+                tracing::warn!(error = %err, "the demo's error hook: a flash storage failed");
             });
         let sessions = if adapter.uses_extensions() {
             actix_sessions::Sessions::new()

@@ -17,6 +17,9 @@ environment: FLASH_ADDR (default 127.0.0.1:3000), FLASH_FRAMEWORK (axum or actix
              FLASH_STORAGE (default cookie+sqlite://flash-demo.db),
              FLASH_SECRET (at least 32 bytes; when unset, a random one kept in flash-demo.secret
              beside the database file), FLASH_SECRET_FILE (where to keep it instead),
+             FLASH_STORAGE_PREVIOUS (the storage being left when FLASH_STORAGE changes: read and
+             drained, never written, so no pending message is lost; remove it once its longest
+             TTL has passed), FLASH_SECRET_PREVIOUS (the secret it signed with, if it changed),
              FLASH_DEMO_HTMX (htmx 2's htmx.min.js for the page /htmx; default: the copy
              scripts/fetch-htmx fetches into this checkout), RUST_LOG";
 /// The htmx file `scripts/fetch-htmx` fetches into this checkout: served when `FLASH_DEMO_HTMX`
