@@ -141,7 +141,7 @@ impl Incoming {
     /// what one storage of a composition sees when a cookie belongs to the other.
     ///
     /// ```
-    /// let incoming = flash_core::Incoming::new(["a=1; messages=x; b=2", "messages=y"], true);
+    /// let incoming = flash_core::storage::Incoming::new(["a=1; messages=x; b=2", "messages=y"], true);
     /// let without = incoming.without_cookies(&["messages"]);
     /// assert_eq!(without.cookie("messages"), None);
     /// assert_eq!((without.cookie("a"), without.cookie("b")), (Some("1"), Some("2")));

@@ -19,7 +19,7 @@ use reqwest::cookie::CookieStore;
 const SECRET: &str = "the demo's secret for the switch tests, 32 bytes or more";
 
 fn unique() -> String {
-    flash_core::LeaseId::random().to_hex()[..12].to_owned()
+    flash_core::storage::LeaseId::random().to_hex()[..12].to_owned()
 }
 
 /// `url` with flash's option `pair` added to its query.
@@ -165,7 +165,7 @@ async fn held(url: &str, secret: &str, cookies: Option<&str>) -> Vec<String> {
     }
     let messages = flash::Messages::new(
         storage,
-        flash::Incoming::from_headers(&headers),
+        flash::storage::Incoming::from_headers(&headers),
         Arc::new(flash::MessagesConfig::default()),
     );
     let pending = messages.peek().await.unwrap();
