@@ -450,11 +450,20 @@ async fn redis_capacity() {
         median(&mut ratio_pipe)
     );
     println!();
-    println!("flash's commands per cycle: {}", mix_line(&flash_mix, cycles));
-    println!("floor's commands per cycle: {}", mix_line(&floor_mix, cycles));
+    println!(
+        "flash's commands per cycle: {}",
+        mix_line(&flash_mix, cycles)
+    );
+    println!(
+        "floor's commands per cycle: {}",
+        mix_line(&floor_mix, cycles)
+    );
     let mut ratio_list: Vec<String> = ratio.iter().map(|r| format!("{r:.2}")).collect();
     ratio_list.sort();
-    println!("CPU ratio per round (flash / floor): {}", ratio_list.join(" "));
+    println!(
+        "CPU ratio per round (flash / floor): {}",
+        ratio_list.join(" ")
+    );
 }
 
 fn main() {

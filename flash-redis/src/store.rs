@@ -442,7 +442,8 @@ impl KeyedStore for RedisStore {
         }
         let messages = raw.split_off(3);
         let mut answer = raw.into_iter();
-        let (Some(sha1), Some(value), Some(deadline)) = (answer.next(), answer.next(), answer.next())
+        let (Some(sha1), Some(value), Some(deadline)) =
+            (answer.next(), answer.next(), answer.next())
         else {
             return Ok(Vec::new());
         };

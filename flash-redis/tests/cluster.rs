@@ -71,10 +71,8 @@ async fn clients_spread_over_the_masters_with_their_keys_in_one_slot() {
         let mut holders = Vec::new();
         for (url, node) in nodes.iter_mut() {
             // READONLY-free check: a master answers EXISTS for its own slots, MOVED otherwise.
-            let exists: redis::RedisResult<bool> = redis::cmd("EXISTS")
-                .arg(&key)
-                .query_async(node)
-                .await;
+            let exists: redis::RedisResult<bool> =
+                redis::cmd("EXISTS").arg(&key).query_async(node).await;
             if exists == Ok(true) {
                 holders.push(url.clone());
             }

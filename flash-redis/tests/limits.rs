@@ -387,7 +387,9 @@ async fn stored(admin: &mut redis::aio::MultiplexedConnection, key: &str) -> (us
     let messages: Vec<Message> = common::stored(admin, key)
         .await
         .iter()
-        .map(|(_, value, _)| flash_core::storage::stored_form::from_slice(value).expect("a message"))
+        .map(|(_, value, _)| {
+            flash_core::storage::stored_form::from_slice(value).expect("a message")
+        })
         .collect();
     (messages.len(), bytes(&messages))
 }
@@ -483,7 +485,10 @@ async fn a_hostile_client_is_held_to_the_limits() {
             assert_eq!(stored(&mut admin, key).await, (fit, fit * TEN_KB));
             let len: usize = admin.strlen(key).await.expect("STRLEN");
             // Besides the messages, at most 32 recent writes of about 20 bytes each.
-            assert!(len < 100 + 32 * 24 + fit * (TEN_KB + 10), "{len} bytes stored");
+            assert!(
+                len < 100 + 32 * 24 + fit * (TEN_KB + 10),
+                "{len} bytes stored"
+            );
         }
     }
 }

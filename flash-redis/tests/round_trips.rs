@@ -282,7 +282,11 @@ async fn a_prg_cycle_costs_at_most_8_commands() {
         .await
         .expect("append");
     assert_eq!(
-        store.lease(&client, &lease, LONG).await.expect("lease").len(),
+        store
+            .lease(&client, &lease, LONG)
+            .await
+            .expect("lease")
+            .len(),
         1
     );
     store

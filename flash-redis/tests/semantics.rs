@@ -584,10 +584,7 @@ async fn foreign_data_under_the_prefix_is_skipped_not_fatal() {
         .await
         .expect_err("not flash data");
     assert_eq!(err.kind(), flash_core::ErrorKind::Backend);
-    let kept: String = admin
-        .get(store.client_key(&broken))
-        .await
-        .expect("GET");
+    let kept: String = admin.get(store.client_key(&broken)).await.expect("GET");
     assert_eq!(kept, "a string");
     let hash = ClientId::random();
     let () = admin
