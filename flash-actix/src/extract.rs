@@ -42,7 +42,10 @@ impl Flash {
             .get::<Rc<Bridge>>()
             .map(|bridge| bridge.extensions());
         let headers = Headers(request.headers());
-        let parts = RequestParts::new(request.method().as_str(), &headers, bridged.as_ref());
+        let uri = request.uri();
+        let target = uri.path_and_query().map_or_else(|| uri.path(), |pq| pq.as_str());
+        let parts = RequestParts::new(request.method().as_str(), &headers, bridged.as_ref())
+            .with_target(target);
         slot.messages(parts).map(Flash)
     }
 }

@@ -10,25 +10,18 @@ use flash_axum::{Flash, FlashLayer};
 use flash_core::{Level, Message, adapter::Adapter};
 use flash_testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
 use http::header::VARY;
-use http::{HeaderValue, Request, StatusCode};
+use http::{HeaderValue, Request};
 use tower::ServiceExt as _;
 
 #[derive(serde::Deserialize)]
 struct AddQuery {
     text: String,
     level: Option<i32>,
-    fail: Option<u16>,
 }
 
-async fn add(
-    flash: Flash,
-    Query(query): Query<AddQuery>,
-) -> Result<Redirect, (StatusCode, &'static str)> {
+async fn add(flash: Flash, Query(query): Query<AddQuery>) -> Redirect {
     flash.add(Level::new(query.level.unwrap_or(25)), query.text);
-    match query.fail {
-        Some(status) => Err((StatusCode::from_u16(status).unwrap(), "failed")),
-        None => Ok(Redirect::to("/")),
-    }
+    Redirect::to("/")
 }
 
 #[derive(serde::Deserialize)]
@@ -36,14 +29,9 @@ struct ShowQuery {
     now: Option<String>,
     keep: Option<String>,
     vary: Option<String>,
-    status: Option<u16>,
-    fail: Option<u16>,
 }
 
-async fn show(
-    flash: Flash,
-    Query(query): Query<ShowQuery>,
-) -> Result<Response, (StatusCode, &'static str)> {
+async fn show(flash: Flash, Query(query): Query<ShowQuery>) -> Response {
     if let Some(text) = query.now {
         flash.add_now(Message::new(Level::INFO, text));
     }
@@ -57,17 +45,13 @@ async fn show(
     if query.keep.as_deref() == Some("1") {
         flash.keep();
     }
-    if let Some(status) = query.fail {
-        return Err((StatusCode::from_u16(status).unwrap(), "failed"));
-    }
-    let status = StatusCode::from_u16(query.status.unwrap_or(200)).unwrap();
-    let mut response = (status, body).into_response();
+    let mut response = body.into_response();
     if let Some(vary) = query.vary {
         response
             .headers_mut()
             .insert(VARY, HeaderValue::from_str(&vary).unwrap());
     }
-    Ok(response)
+    response
 }
 
 async fn idle(_flash: Flash) -> &'static str {
@@ -79,7 +63,7 @@ struct App(Router);
 impl AdapterApp for App {
     async fn build(adapter: Adapter) -> Self {
         App(Router::new()
-            .route("/", get(show).options(show))
+            .route("/", get(show))
             .route("/add", post(add))
             .route("/idle", get(idle))
             .layer(FlashLayer::from(adapter)))
@@ -87,9 +71,6 @@ impl AdapterApp for App {
 
     async fn send(&self, request: KitRequest) -> KitResponse {
         let mut builder = Request::builder().method(request.method).uri(&request.uri);
-        if let Some(session) = request.session {
-            builder = builder.extension(session);
-        }
         for (name, value) in &request.headers {
             builder = builder.header(name, HeaderValue::from_bytes(value).unwrap());
         }

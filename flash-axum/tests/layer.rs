@@ -199,7 +199,9 @@ async fn idle_requests_make_no_store_call_and_add_no_header() {
 #[tokio::test]
 async fn counting_does_not_consume() {
     let (storage, _) = counting_storage();
-    let app = app(storage, MessagesConfig::default());
+    // `/add` redirects to `/`: unaddressed, so that `/count` sees what it added.
+    let config = MessagesConfig::default().with_addressing(flash_core::Addressing::off());
+    let app = app(storage, config);
     let mut jar = Jar::default();
     post_to(&app, &mut jar, "/add").await;
     let (response, body) = get_page(&app, &mut jar, "/count").await;

@@ -405,6 +405,7 @@ fn message_from(item: Value) -> Option<Message> {
         extra_tags,
         trusted_html: truthy(&safe),
         data: None,
+        address: None,
     })
 }
 

@@ -23,7 +23,9 @@ mod django {
 
     async fn django(options: Options) -> Option<Harness> {
         let storage = CookieStorage::django(&options.secret, [] as [&str; 0]);
-        Some(Harness::new(storage, Capabilities::NONE, "messages"))
+        // Django's format has no place for an address yet: its messages are unaddressed.
+        let capabilities = Capabilities::NONE.with_addresses(false);
+        Some(Harness::new(storage, capabilities, "messages"))
     }
 
     flash_testkit::conformance_tests!(django);

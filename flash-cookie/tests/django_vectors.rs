@@ -73,6 +73,7 @@ fn message(v: &Value) -> Message {
         extra_tags: v["extra_tags"].as_str().map(str::to_owned),
         trusted_html: v["safe"].as_bool().unwrap(),
         data: None,
+        address: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn message() -> impl Strategy<Value = Message> {
             extra_tags,
             trusted_html,
             data: None,
+            address: None,
         })
 }
 

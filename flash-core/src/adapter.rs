@@ -94,7 +94,7 @@ use crate::message::Message;
 use crate::message_list::MessageList;
 use crate::messages::{Messages, MessagesConfig, SaveReport};
 use crate::storage::{Incoming, Storage};
-pub use crate::storage_trait::{PREFETCH_HEADERS, is_prefetch};
+pub use crate::storage_trait::{PREFETCH_HEADERS, is_page_load, is_prefetch};
 
 mod request;
 
@@ -365,6 +365,19 @@ impl Adapter {
             // The page that read them was not shown: nothing is consumed.
             messages.keep();
         }
+        // A redirect addresses what the request added to the redirect's page, and hands on
+        // what was for this page and not read: loaded first.
+        let mut load_first = false;
+        if !failed && redirecting(messages, response) {
+            if self.shared.storage.immediate().is_some() {
+                // A storage that never waits loads at the first poll.
+                let mut load = std::pin::pin!(messages.load_for_redirect());
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                load_first = load.as_mut().poll(&mut cx).is_pending();
+            } else {
+                load_first = true;
+            }
+        }
         let delivery = if failed {
             Delivery::None
         } else {
@@ -391,7 +404,10 @@ impl Adapter {
                 0
             }
         };
-        if !pending && let Some(mut finished) = self.finish_now_saving(messages, response) {
+        if !pending
+            && !load_first
+            && let Some(mut finished) = self.finish_now_saving(messages, response)
+        {
             finished.delivered = delivered;
             return Ok(finished);
         }
@@ -406,6 +422,7 @@ impl Adapter {
             adapter: self.clone(),
             delivered,
             pending,
+            load_first,
             triggers,
         })
     }
@@ -889,6 +906,9 @@ struct Waiting {
     delivered: usize,
     /// The handler asked for pending messages in `HX-Trigger`: read first.
     pending: bool,
+    /// The response redirects: the stored messages are loaded first, to hand on those
+    /// addressed to this page.
+    load_first: bool,
     /// The handler's `HX-Trigger` lines, when `pending`.
     triggers: HeaderMap,
 }
@@ -905,6 +925,9 @@ struct Detached {
 
 impl Waiting {
     async fn run(self, messages: Messages) -> Detached {
+        if self.load_first {
+            messages.load_for_redirect().await;
+        }
         let delivery = if self.pending {
             let read = messages.read().await;
             self.adapter.trigger_for(&messages, read, &self.triggers)
@@ -958,6 +981,20 @@ impl Messages {
             .get::<HtmxSlot>()
             .map(|slot| slot.0.kind)
     }
+}
+
+/// Whether the response redirects (the status the adapter told, and a `Location`), noted in
+/// the handle; true when the stored messages must be loaded to hand on those addressed to this
+/// page.
+fn redirecting<H: ResponseHeaders + ?Sized>(messages: &Messages, response: &H) -> bool {
+    if !messages.is_redirect_status() {
+        return false;
+    }
+    let mut location = None;
+    response.for_each_value("location", &mut |value| {
+        location.get_or_insert_with(|| value.to_vec());
+    });
+    location.is_some_and(|location| messages.redirecting(&location))
 }
 
 /// Writes the delivery: the trigger, and a response only this user may see.

@@ -736,7 +736,14 @@ impl<S: KeyedStore> Storage for KeyedStorage<S> {
                     if let Some(err) = token.load_error.take() {
                         degraded.report(err);
                     }
-                    let carried = unread.split_off(unread.len().saturating_sub(token.carried));
+                    // A consumed update's `unread` is what stays (messages addressed to another
+                    // page): all of it goes back to the store, after the settle deletes what
+                    // the lease held. Otherwise the carried ones are its tail.
+                    let carried = if consumed {
+                        std::mem::take(&mut unread)
+                    } else {
+                        unread.split_off(unread.len().saturating_sub(token.carried))
+                    };
                     (token.client, token.lease.take(), token.carry_sent, carried)
                 }
                 None => match self.carry_in(request) {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod address;
 mod cookie_options;
 mod document;
 mod error;
@@ -57,13 +58,14 @@ pub mod storage {
 }
 
 pub use adapter::Htmx;
+pub use address::{Addressing, DEFAULT_ADDRESS_LOADS, DEFAULT_ADDRESS_TIME};
 pub use cookie_options::{CookieOptions, SameSite};
 pub use error::{Error, ErrorKind, Result};
 pub use keyed::DEFAULT_CALL_TIMEOUT;
 pub use level::{Level, LevelTags, ParseLevelError};
 pub use limits::Limits;
 pub use memory::SweepTask;
-pub use message::Message;
+pub use message::{Address, Message};
 pub use message_list::MessageList;
 pub use messages::{Added, Messages, MessagesConfig, Refused, SaveReport};
 pub use signing::{Key, Keys};

@@ -48,6 +48,76 @@ pub struct Message {
     /// [`Messages::try_add`](crate::Messages::try_add) refuses a message with data there
     /// ([`Refused::DataNotSupported`](crate::Refused::DataNotSupported)).
     pub data: Option<serde_json::Value>,
+    /// The page the message is for ([`Address`]): only a page load of that path shows it, until
+    /// its bound passes. `None`: any read shows it. Set by the request handle when the response
+    /// redirects (see [`Addressing`](crate::Addressing)), or by the application with
+    /// [`Message::addressed_to`].
+    pub address: Option<Address>,
+}
+
+/// Where a message is to be shown: the page at one path, until a bound (a number of page loads
+/// of other pages, or a time), after which any read shows it.
+///
+/// Reads by other requests (another path, an htmx or `fetch` request, a `HEAD`) neither show
+/// nor consume an addressed message; the target's page load shows it once. See
+/// [`Addressing`](crate::Addressing) for why, and how to turn it off.
+///
+/// ```
+/// use flash_core::{Address, Level, Message};
+/// let m = Message::new(Level::INFO, "Order placed.").addressed_to("/orders/7");
+/// assert_eq!(m.address.as_ref().map(Address::path), Some("/orders/7"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    pub(crate) path: String,
+    /// Page loads of other pages still waited through; at 0 the message is unaddressed.
+    pub(crate) loads_left: u16,
+    /// Unix time in milliseconds after which the message is unaddressed; 0 until the request
+    /// handle sets the bound from [`Addressing`](crate::Addressing).
+    pub(crate) until_ms: u64,
+}
+
+impl Address {
+    /// The page at `path` (a path, with a query only when the application addresses by query:
+    /// [`Addressing::with_query`](crate::Addressing::with_query)); the bound is set from the
+    /// application's [`Addressing`](crate::Addressing) when the message is added.
+    pub fn new(path: impl Into<String>) -> Self {
+        Address {
+            path: path.into(),
+            loads_left: 0,
+            until_ms: 0,
+        }
+    }
+
+    /// The page, as the request's path (and query, when addressed by query) spells it.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// How many page loads of other pages it still waits through.
+    pub fn loads_left(&self) -> u16 {
+        self.loads_left
+    }
+
+    /// When it stops waiting for its page (`None` before the bound is set).
+    pub fn until(&self) -> Option<std::time::SystemTime> {
+        (self.until_ms > 0)
+            .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.until_ms))
+    }
+
+    /// An address with its bound as stored: for storages that decode it.
+    pub fn from_stored(path: impl Into<String>, loads_left: u16, until_ms: u64) -> Self {
+        Address {
+            path: path.into(),
+            loads_left,
+            until_ms,
+        }
+    }
+
+    /// Unix time in milliseconds after which it is unaddressed: for storages that encode it.
+    pub fn until_ms(&self) -> u64 {
+        self.until_ms
+    }
 }
 
 impl Message {
@@ -59,7 +129,17 @@ impl Message {
             extra_tags: None,
             trusted_html: false,
             data: None,
+            address: None,
         }
+    }
+
+    /// Addresses the message to the page at `path`: only a page load of that path shows it,
+    /// until the application's bound passes ([`Addressing`](crate::Addressing)). A response that
+    /// redirects leaves an explicit address alone.
+    #[must_use]
+    pub fn addressed_to(mut self, path: impl Into<String>) -> Self {
+        self.address = Some(Address::new(path));
+        self
     }
 
     /// Sets the data carried beside the text, typically a small JSON object
@@ -153,6 +233,9 @@ impl fmt::Debug for Message {
         }
         if let Some(data) = &self.data {
             d.field("data", data);
+        }
+        if let Some(address) = &self.address {
+            d.field("address", &address.path);
         }
         d.finish()
     }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::HeaderMap;
 
+use crate::address::{Addressing, Standing, is_redirect, now_ms, standing};
 use crate::error::{Error, ErrorKind, Result};
 use crate::level::{Level, LevelTags};
 use crate::limits::Limits;
@@ -32,6 +33,7 @@ pub struct MessagesConfig {
     level: Level,
     tags: LevelTags,
     limits: Limits,
+    addressing: Addressing,
 }
 
 impl Default for MessagesConfig {
@@ -40,6 +42,7 @@ impl Default for MessagesConfig {
             level: Level::INFO,
             tags: LevelTags::default(),
             limits: Limits::default(),
+            addressing: Addressing::default(),
         }
     }
 }
@@ -70,6 +73,19 @@ impl MessagesConfig {
     /// The bounds on one client's messages.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Sets the rule for addressed messages (default [`Addressing::default`]: what a redirect
+    /// adds is for the redirect's page; [`Addressing::off`] turns it off).
+    #[must_use]
+    pub fn with_addressing(mut self, addressing: Addressing) -> Self {
+        self.addressing = addressing;
+        self
+    }
+
+    /// The rule for addressed messages.
+    pub fn addressing(&self) -> &Addressing {
+        &self.addressing
     }
 
     /// The minimum level: messages below it are ignored.
@@ -143,9 +159,6 @@ pub enum Refused {
     /// ([`Storage::carries_data`] is false: Django's cookie format, `format=django`, and
     /// Django's session format have no place for it).
     DataNotSupported,
-    /// The storage can never hold it, even alone ([`Storage::can_hold`] is false): it is
-    /// larger than a cookie's value limit and there is no store to overflow into.
-    TooLargeForStorage,
 }
 
 impl fmt::Display for Refused {
@@ -164,11 +177,6 @@ impl fmt::Display for Refused {
                  cookie or session format): use flash's own cookie format (no \
                  `format=django`) or add the message without data"
             }
-            Refused::TooLargeForStorage => {
-                "the flash message is larger than this storage can ever hold (a cookie's value \
-                 limit, with no store to overflow into): shorten it, or let large messages \
-                 overflow to a server store (`cookie+<store>`)"
-            }
         })
     }
 }
@@ -179,9 +187,7 @@ impl From<Refused> for Error {
     fn from(refused: Refused) -> Self {
         let kind = match refused {
             Refused::DataNotSupported => ErrorKind::Encode,
-            Refused::TooLarge | Refused::TooMuchPending | Refused::TooLargeForStorage => {
-                ErrorKind::SizeLimit
-            }
+            Refused::TooLarge | Refused::TooMuchPending => ErrorKind::SizeLimit,
         };
         Error::with_source(kind, "the flash message was refused at add", refused)
     }
@@ -232,6 +238,21 @@ struct State {
     identity: Identity,
     /// The first failure the storage recovered from while saving.
     degraded: Option<Error>,
+    /// Stored messages addressed to another page (or to this one, for a request that is not a
+    /// page load), with their place among the stored ones: neither shown nor consumed.
+    held: Vec<(usize, Message)>,
+    /// Positions in `loaded` of the stored messages addressed to this page: handed on when
+    /// the request redirects without consuming them.
+    for_page: Vec<usize>,
+    /// What is stored changed without being consumed (a page load counted against a held
+    /// message's bound): the storage rewrites it.
+    rewrite: bool,
+    /// The application asked that this request address nothing.
+    unaddressed: bool,
+    /// The response's status, as the adapter told it.
+    status: Option<u16>,
+    /// The page the response redirects to, as an address path.
+    redirect: Option<String>,
 }
 
 struct Inner {
@@ -364,10 +385,6 @@ impl Messages {
     ///   [`Limits::max_text_len`];
     /// - [`Refused::TooMuchPending`]: this request already added as many messages or bytes as
     ///   one client may have pending ([`Limits::max_messages`], [`Limits::max_bytes`]);
-    /// - [`Refused::TooLargeForStorage`]: the storage could never hold it, even alone
-    ///   ([`Storage::can_hold`]: a cookie with no store to overflow into, and a message larger
-    ///   than its value limit). Refused here, with a reason to show, rather than dropped at
-    ///   the response;
     /// - [`Refused::DataNotSupported`]: it carries data ([`Message::with_data`]) and the
     ///   storage cannot keep data ([`Storage::carries_data`]: Django's cookie and session
     ///   formats). Refused here rather than lost at the response: the other messages are stored
@@ -415,14 +432,14 @@ impl Messages {
         self.push(message, Origin::Now)
     }
 
-    fn push(&self, message: Message, origin: Origin) -> Result<Added, Refused> {
+    fn push(&self, mut message: Message, origin: Origin) -> Result<Added, Refused> {
+        self.inner.config.addressing.bound(&mut message);
         if message.text.is_empty() {
             return Ok(Added::EmptyText);
         }
         // Asked before taking the lock: a wrapper may forward the call.
         let data_refused =
             origin == Origin::Added && message.data.is_some() && !self.inner.storage.carries_data();
-        let never_held = origin == Origin::Added && !self.inner.storage.can_hold(&message);
         let mut state = self.state();
         if message.level < state.level.unwrap_or(self.inner.config.level()) {
             return Ok(Added::BelowLevel);
@@ -433,8 +450,6 @@ impl Messages {
             Some(Refused::DataNotSupported)
         } else if size > limits.max_text_len() {
             Some(Refused::TooLarge)
-        } else if never_held {
-            Some(Refused::TooLargeForStorage)
         } else if limits.fitting(
             state.added_count(),
             state.added_bytes,
@@ -538,10 +553,65 @@ impl Messages {
             }
             state.queued.clear();
             state.now.clear();
+            state.held.clear();
+            state.for_page.clear();
             state.added_bytes = 0;
             return loaded;
         }
         Ok(())
+    }
+
+    /// Leaves what this request adds unaddressed even if the response redirects: any read
+    /// shows it (see [`Addressing`]). Messages addressed with [`Message::addressed_to`] keep
+    /// their address.
+    pub fn leave_unaddressed(&self) {
+        self.state().unaddressed = true;
+    }
+
+    /// Tells the handle the response's status, before the request ends: a redirect (with a
+    /// `Location`, which [`Adapter::finish`](crate::Adapter::finish) reads from the response
+    /// headers) addresses what the request added to the redirect's page. For adapters.
+    pub fn set_response_status(&self, status: u16) {
+        self.state().status = Some(status);
+    }
+
+    /// Whether the adapter said the response is a redirect.
+    pub(crate) fn is_redirect_status(&self) -> bool {
+        self.state().status.is_some_and(is_redirect)
+    }
+
+    /// Records that the response redirects to `location` when its status is a redirect:
+    /// returns whether the stored messages must be loaded first (to hand on the ones addressed
+    /// to this page, which the handler did not read).
+    pub(crate) fn redirecting(&self, location: &[u8]) -> bool {
+        let incoming = &self.inner.incoming;
+        let (Some(from), Ok(location)) = (incoming.target(), std::str::from_utf8(location)) else {
+            return false;
+        };
+        let addressing = &self.inner.config.addressing;
+        let mut state = self.state();
+        if !state.status.is_some_and(is_redirect) || state.saved {
+            return false;
+        }
+        state.redirect = addressing.target_of(location, from);
+        state.redirect.is_some()
+            && addressing.on_redirect()
+            && incoming.is_page_load()
+            && incoming.is_get()
+            && !incoming.is_prefetch()
+            && state.loaded.is_none()
+    }
+
+    /// Loads for [`Messages::redirecting`]; a failure leaves the stored messages where they
+    /// are (addressed to this page until their bound).
+    pub(crate) async fn load_for_redirect(&self) {
+        // The redirect's body shows no message: no `Vary: Cookie` for this load.
+        let attempted = self.state().read_attempted;
+        let loaded = self.ensure_loaded().await;
+        self.state().read_attempted = attempted;
+        if let Err(err) = loaded {
+            tracing::warn!(%err, "cannot hand on messages addressed to a page that redirects");
+        }
     }
 
     /// Whether this request added a message to store (Django's `added_new`).
@@ -565,7 +635,7 @@ impl Messages {
             if let Some(storage) = self.inner.storage.immediate() {
                 // It never waits: loading under the state lock makes it happen once.
                 let loaded = storage.load_now(&self.inner.incoming)?;
-                state.set_loaded(loaded.messages, loaded.token);
+                state.set_loaded(loaded.messages, loaded.token, &self.inner.incoming);
                 return Ok(());
             }
         }
@@ -581,7 +651,8 @@ impl Messages {
             .as_ref()
             .load(&self.inner.incoming)
             .await?;
-        self.state().set_loaded(loaded.messages, loaded.token);
+        self.state()
+            .set_loaded(loaded.messages, loaded.token, &self.inner.incoming);
         Ok(())
     }
 
@@ -755,7 +826,11 @@ impl Messages {
         let queued = std::mem::take(&mut state.queued);
         let now = std::mem::take(&mut state.now);
         let stored = state.stored;
-        let (unread, added) = match state.loaded.take() {
+        let held = std::mem::take(&mut state.held);
+        let redirect = state.redirect.take();
+        let addressing = &self.inner.config.addressing;
+        let mut rewrite = state.rewrite;
+        let (unread, mut added) = match state.loaded.take() {
             Some(loaded) if !consumed => {
                 // Moved out, unless the application still holds what it read.
                 let mut loaded = Arc::unwrap_or_clone(loaded);
@@ -767,12 +842,39 @@ impl Messages {
                     added.extend(queued);
                     added
                 };
-                (loaded, without_now(added, &now, 0))
+                if let Some(target) = &redirect {
+                    // This page redirects unread: what was for it is for its redirect's page.
+                    for &at in &state.for_page {
+                        loaded[at].address = Some(addressing.address(target.clone()));
+                        rewrite = true;
+                    }
+                }
+                (merge_held(loaded, held), without_now(added, &now, 0))
             }
-            // What was read is consumed, with the messages added before the read.
-            Some(loaded) => (Vec::new(), without_now(queued, &now, loaded.len() - stored)),
+            // What was read is consumed, with the messages added before the read; what was
+            // held for another page stays.
+            Some(loaded) => {
+                if !held.is_empty() {
+                    rewrite = true;
+                }
+                (
+                    held.into_iter().map(|(_, m)| m).collect(),
+                    without_now(queued, &now, loaded.len() - stored),
+                )
+            }
             None => (Vec::new(), without_now(queued, &now, 0)),
         };
+        if let Some(target) = &redirect
+            && addressing.on_redirect()
+            && !state.unaddressed
+        {
+            for message in added.iter_mut().filter(|m| m.address.is_none()) {
+                message.address = Some(addressing.address(target.clone()));
+            }
+        }
+        // A rewrite replaces what is stored with `unread` (and the added ones): storages
+        // rewrite on a consumed update.
+        let consumed = consumed || rewrite;
         let token = state.token.take();
         let refused = state.refused;
         if token.is_none() && added.is_empty() && identity == Identity::Keep {
@@ -830,17 +932,67 @@ enum Pending {
 }
 
 impl State {
+    /// Sets aside the messages addressed elsewhere; returns the ones this request shows.
+    fn hold_addressed(&mut self, messages: Vec<Message>, incoming: &Incoming) -> Vec<Message> {
+        let now = now_ms();
+        let mut shown = Vec::with_capacity(messages.len());
+        for (place, mut message) in messages.into_iter().enumerate() {
+            match standing(&message, incoming, now) {
+                Standing::Shown => shown.push(message),
+                Standing::ForThisPage => {
+                    self.for_page.push(shown.len());
+                    shown.push(message);
+                }
+                Standing::Held => {
+                    if incoming.is_page_load()
+                        && let Some(address) = &mut message.address
+                    {
+                        // A page load of another page: one nearer the bound.
+                        address.loads_left -= 1;
+                        self.rewrite = true;
+                    }
+                    self.held.push((place, message));
+                }
+            }
+        }
+        shown
+    }
+
     /// How many messages were added so far (read or not).
     fn added_count(&self) -> usize {
         self.loaded.as_ref().map_or(0, |l| l.len() - self.stored) + self.queued.len()
     }
 
-    fn set_loaded(&mut self, messages: Vec<Message>, token: LoadToken) {
+    fn set_loaded(&mut self, mut messages: Vec<Message>, token: LoadToken, incoming: &Incoming) {
+        if incoming.target().is_some() && messages.iter().any(|m| m.address.is_some()) {
+            messages = self.hold_addressed(messages, incoming);
+        }
         // Messages added before the load go after the stored ones, and are still queued.
         self.stored = messages.len();
         self.loaded = Some(MessageList::share(messages));
         self.token = Some(token);
     }
+}
+
+/// The shown stored messages `shown` and the `held` ones (with their places among the stored)
+/// back in their stored order.
+fn merge_held(shown: Vec<Message>, held: Vec<(usize, Message)>) -> Vec<Message> {
+    if held.is_empty() {
+        return shown;
+    }
+    let mut all = Vec::with_capacity(shown.len() + held.len());
+    let mut shown = shown.into_iter();
+    for (place, message) in held {
+        while all.len() < place {
+            match shown.next() {
+                Some(m) => all.push(m),
+                None => break,
+            }
+        }
+        all.push(message);
+    }
+    all.extend(shown);
+    all
 }
 
 /// `added`, whose first message is the `offset`-th added, without those added with

@@ -40,6 +40,14 @@ pub struct Incoming {
     more_cookies: Vec<HeaderValue>,
     extensions: Extensions,
     prefetch: bool,
+    /// The request's path and query, when the adapter gave them: what addressed messages are
+    /// matched against.
+    target: Option<Box<str>>,
+    /// A top-level page load (a browser navigation, not htmx or `fetch`): only one shows a
+    /// message addressed to its path.
+    page_load: bool,
+    /// The method is `GET`: a page that may hand messages on when it redirects.
+    get: bool,
 }
 
 /// The request headers that mark a prefetch, lowercase: `Sec-Purpose` and the older `Purpose`.
@@ -59,6 +67,28 @@ pub fn is_prefetch(value: &[u8]) -> bool {
     first.trim_ascii().eq_ignore_ascii_case(b"prefetch")
 }
 
+/// Whether a request is a top-level page load, from its headers (`header` returns the first
+/// value of a lowercase name): not sent by htmx (`HX-Request: true`, unless `HX-Boosted`: a
+/// boosted link loads a page), and a browser navigation when the browser says
+/// (`Sec-Fetch-Mode: navigate`, or no `Sec-Fetch-Mode` at all: older clients, curl).
+///
+/// ```
+/// let headers = |pairs: &'static [(&'static str, &'static str)]| {
+///     move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes())
+/// };
+/// assert!(flash_core::is_page_load(headers(&[("sec-fetch-mode", "navigate")])));
+/// assert!(flash_core::is_page_load(headers(&[])));
+/// assert!(!flash_core::is_page_load(headers(&[("sec-fetch-mode", "cors")])));
+/// assert!(!flash_core::is_page_load(headers(&[("hx-request", "true")])));
+/// ```
+pub fn is_page_load<'h>(header: impl Fn(&'static str) -> Option<&'h [u8]>) -> bool {
+    let yes = |name| header(name).is_some_and(|v: &[u8]| v.trim_ascii() == b"true");
+    if yes("hx-request") && !yes("hx-boosted") {
+        return false;
+    }
+    header("sec-fetch-mode").is_none_or(|mode| mode.trim_ascii().eq_ignore_ascii_case(b"navigate"))
+}
+
 impl Incoming {
     /// Captures a request from the values of its `Cookie` headers, as bytes, and whether it is
     /// a prefetch (see [`is_prefetch`]): what an adapter whose framework does not use `http`
@@ -76,6 +106,9 @@ impl Incoming {
             more_cookies: values.collect(),
             extensions: Extensions::new(),
             prefetch,
+            target: None,
+            page_load: true,
+            get: false,
         }
     }
 
@@ -99,7 +132,53 @@ impl Incoming {
             more_cookies: cookies.cloned().collect(),
             extensions: Extensions::new(),
             prefetch,
+            target: None,
+            page_load: is_page_load(|name| headers.get(name).map(HeaderValue::as_bytes)),
+            get: false,
         }
+    }
+
+    /// Sets the request's method, path and query (the request line's target: `/orders/7?tab=2`),
+    /// which addressed messages are matched against. A `HEAD` or `OPTIONS` request is never a
+    /// page load. Without it, the request shows every message, addressed or not (what a
+    /// storage-only caller gets).
+    #[must_use]
+    pub fn with_target(mut self, method: &str, path_and_query: &str) -> Self {
+        if !method.eq_ignore_ascii_case("GET") && !method.eq_ignore_ascii_case("POST") {
+            self.page_load = false;
+        }
+        self.get = method.eq_ignore_ascii_case("GET");
+        self.target = Some(path_and_query.into());
+        self
+    }
+
+    /// Whether the adapter said the method is `GET` ([`Incoming::with_target`]).
+    pub(crate) fn is_get(&self) -> bool {
+        self.get
+    }
+
+    /// Sets whether the request is a page load (see [`is_page_load`]); the adapter's headers
+    /// say it when it used [`Incoming::from_headers`].
+    #[must_use]
+    pub fn with_page_load(mut self, page_load: bool) -> Self {
+        self.page_load = page_load;
+        self
+    }
+
+    /// The request's path and query, when the adapter set them ([`Incoming::with_target`]).
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    /// The request's path, without the query, when the adapter set it.
+    pub fn path(&self) -> Option<&str> {
+        self.target()
+            .map(|t| t.split(['?', '#']).next().unwrap_or(t))
+    }
+
+    /// Whether the request is a page load: only one shows a message addressed to its path.
+    pub fn is_page_load(&self) -> bool {
+        self.page_load
     }
 
     /// The value of the request cookie `name` (surrounding double quotes removed), if present
@@ -201,6 +280,7 @@ impl fmt::Debug for Incoming {
                 &(usize::from(self.cookie.is_some()) + self.more_cookies.len()),
             )
             .field("prefetch", &self.prefetch)
+            .field("page_load", &self.page_load)
             .finish_non_exhaustive()
     }
 }
@@ -562,17 +642,6 @@ pub trait Storage: Send + Sync + 'static {
         true
     }
 
-    /// Whether this storage could hold `message` at all, were it the only one pending.
-    /// Default: true. A storage with a hard size bound and nowhere to overflow (a cookie
-    /// alone) returns false for a message larger than that bound: the request handle then
-    /// refuses it at add ([`Refused::TooLargeForStorage`](crate::Refused::TooLargeForStorage)),
-    /// with a reason the application can show, instead of accepting it and losing it at the
-    /// response. A wrapper forwards it; a composition can hold what either part can.
-    fn can_hold(&self, message: &Message) -> bool {
-        let _ = message;
-        true
-    }
-
     /// The same storage as one that never waits (it keeps messages in the request and
     /// response themselves, as a cookie does), so the request handle and adapters can load and
     /// save without a boxed future. Default: `None`.
@@ -639,10 +708,6 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
 
     fn carries_data(&self) -> bool {
         (**self).carries_data()
-    }
-
-    fn can_hold(&self, message: &Message) -> bool {
-        (**self).can_hold(message)
     }
 
     fn immediate(&self) -> Option<&dyn ImmediateStorage> {
@@ -744,7 +809,7 @@ mod tests {
         assert_eq!(req.cookie("id"), Some("first"));
         assert_eq!(
             format!("{req:?}"),
-            "Incoming { cookie_headers: 1, prefetch: false, .. }"
+            "Incoming { cookie_headers: 1, prefetch: false, page_load: true, .. }"
         );
     }
 

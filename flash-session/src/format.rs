@@ -78,6 +78,7 @@ impl<'de> Deserialize<'de> for Decoded {
                     extra_tags,
                     trusted_html: safe.0,
                     data: None,
+                    address: None,
                 }))
             }
         }

@@ -91,8 +91,43 @@ impl Client {
         self.build(MessagesConfig::default(), true)
     }
 
+    /// A browser's page load (`GET`, `Sec-Fetch-Mode: navigate`) of `target` (path and
+    /// query), with `config`: what shows a message addressed to its path.
+    pub fn page(&self, target: &str, config: impl Into<Arc<MessagesConfig>>) -> Request {
+        self.to(target, "GET", Some("navigate"), config)
+    }
+
+    /// A script's `fetch` of `target` (`Sec-Fetch-Mode: cors`), with `config`.
+    pub fn fetch(&self, target: &str, config: impl Into<Arc<MessagesConfig>>) -> Request {
+        self.to(target, "GET", Some("cors"), config)
+    }
+
+    /// A request of `method` to `target` (path and query) with `Sec-Fetch-Mode: mode` (none
+    /// when `None`), with `config`.
+    pub fn to(
+        &self,
+        target: &str,
+        method: &str,
+        mode: Option<&str>,
+        config: impl Into<Arc<MessagesConfig>>,
+    ) -> Request {
+        let mut headers = self.headers(false);
+        if let Some(mode) = mode {
+            headers.insert("sec-fetch-mode", mode.parse().expect("header"));
+        }
+        let incoming = Incoming::from_headers(&headers).with_target(method, target);
+        self.build_from(incoming, config)
+    }
+
     fn build(&self, config: impl Into<Arc<MessagesConfig>>, prefetch: bool) -> Request {
-        let mut incoming = Incoming::from_headers(&self.headers(prefetch));
+        self.build_from(Incoming::from_headers(&self.headers(prefetch)), config)
+    }
+
+    fn build_from(
+        &self,
+        mut incoming: Incoming,
+        config: impl Into<Arc<MessagesConfig>>,
+    ) -> Request {
         if let Some(hook) = &self.harness.request_hook {
             hook(self.id, &mut incoming);
         }
@@ -162,6 +197,33 @@ impl Request {
         let report = self.messages.save(&mut headers).await?;
         self.client.apply(&headers);
         Ok(Response { headers, report })
+    }
+
+    /// Ends the request with a `303 See Other` to `location`, as an adapter ends it
+    /// ([`Adapter::finish`](flash_core::Adapter::finish)), applies the response to the jar and
+    /// returns it.
+    ///
+    /// # Panics
+    /// When saving fails.
+    pub async fn redirect(self, location: &str) -> Response {
+        let adapter = flash_core::Adapter::new(
+            self.client.harness.storage.clone(),
+            self.messages.config().clone(),
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::LOCATION, location.parse().expect("location"));
+        self.messages.set_response_status(303);
+        let finished = adapter.finish(&self.messages, &mut headers).await;
+        assert!(
+            finished.error.is_none(),
+            "saving failed: {:?}",
+            finished.error
+        );
+        self.client.apply(&headers);
+        Response {
+            headers,
+            report: SaveReport::default(),
+        }
     }
 
     /// Drops the request between load and save, as a crashed worker would.

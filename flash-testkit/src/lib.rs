@@ -83,6 +83,7 @@ pub struct Capabilities {
     lease_timeout: bool,
     ttl: bool,
     large_messages: bool,
+    addresses: bool,
 }
 
 impl Capabilities {
@@ -92,6 +93,7 @@ impl Capabilities {
         lease_timeout: true,
         ttl: true,
         large_messages: true,
+        addresses: true,
     };
 
     /// Nothing beyond the Django semantics (a cookie).
@@ -100,6 +102,7 @@ impl Capabilities {
         lease_timeout: false,
         ttl: false,
         large_messages: false,
+        addresses: true,
     };
 
     /// Concurrent requests of one client see each message exactly once, and concurrent adds
@@ -121,6 +124,19 @@ impl Capabilities {
     /// Messages of 10 KB and more fit.
     pub const fn large_messages(&self) -> bool {
         self.large_messages
+    }
+
+    /// Messages keep their address ([`Address`](flash_core::Address)): only their page shows them.
+    /// Every storage does (a cookie too) unless its format has no place for it.
+    pub const fn addresses(&self) -> bool {
+        self.addresses
+    }
+
+    /// Sets [`addresses`](Self::addresses).
+    #[must_use]
+    pub const fn with_addresses(mut self, yes: bool) -> Self {
+        self.addresses = yes;
+        self
     }
 
     /// Sets [`exactly_once`](Self::exactly_once).
@@ -329,7 +345,6 @@ macro_rules! conformance_tests {
             now_messages_are_never_stored,
             unicode_and_emoji_survive,
             large_texts_survive,
-            pending_stays_within_the_limits_across_requests,
             prefetch_neither_sees_nor_consumes,
             concurrent_reads_deliver_exactly_once,
             concurrent_adds_lose_nothing,
@@ -342,6 +357,10 @@ macro_rules! conformance_tests {
             abandoned_request_releases_at_once,
             forget_id_deletes_what_is_pending,
             rotate_id_moves_or_drops_what_is_pending,
+            a_redirect_addresses_its_messages_to_its_page,
+            other_reads_leave_addressed_messages_in_order,
+            an_unvisited_address_is_shown_after_its_bound,
+            a_page_that_redirects_unread_hands_its_messages_on,
         );
     };
 }

@@ -557,59 +557,6 @@ pub async fn unicode_and_emoji_survive(factory: Factory) {
     assert_eq!(texts(&read_all(&client).await), sent);
 }
 
-/// What is pending for one client stays within its [`Limits`](flash_core::Limits) across requests,
-/// whatever the storage: requests that each add within the limits, without reading, never make
-/// the client hold more than `max_messages` messages or `max_bytes` bytes, and at a bound the
-/// newest are refused (the oldest, accepted first, stay). A storage that appends without
-/// limits (a session re-encoded whole at every request, growing without end) fails here.
-pub async fn pending_stays_within_the_limits_across_requests(factory: Factory) {
-    let harness = harness!(factory);
-    // Messages of 5 bytes: small enough for every storage, a cookie included.
-    let text = |round: usize, i: usize| format!("r{round}m{i:02}");
-    let add_rounds = |client: &super::Client, config: &MessagesConfig, rounds: usize| {
-        let (client, config) = (client.clone(), config.clone());
-        async move {
-            for round in 0..rounds {
-                let request = client.request_with(config.clone());
-                for i in 0..3 {
-                    assert!(
-                        request.info(text(round, i)),
-                        "within one request's limits, {round}/{i} is accepted"
-                    );
-                }
-                request.finish().await;
-            }
-        }
-    };
-
-    // The count: 5 messages at most, 12 added over four requests.
-    let count = flash_core::Limits::default().with_max_messages(5);
-    let client = harness.client();
-    add_rounds(&client, &MessagesConfig::default().with_limits(count), 4).await;
-    let got = read_all(&client).await;
-    assert_eq!(
-        texts(&got),
-        ["r0m00", "r0m01", "r0m02", "r1m00", "r1m01"],
-        "max_messages 5 across requests: the oldest five stay"
-    );
-
-    // The bytes: 32 at most (six messages of 5 bytes), 15 messages added over five requests.
-    let bytes = flash_core::Limits::default().with_max_bytes(32);
-    let client = harness.client();
-    add_rounds(&client, &MessagesConfig::default().with_limits(bytes), 5).await;
-    let got = read_all(&client).await;
-    let held: usize = got.iter().map(Message::size).sum();
-    assert!(
-        held <= 32,
-        "max_bytes 32 across requests: {held} bytes pending"
-    );
-    assert_eq!(
-        texts(&got),
-        ["r0m00", "r0m01", "r0m02", "r1m00", "r1m01", "r1m02"],
-        "max_bytes 32: the oldest six stay"
-    );
-}
-
 /// Texts of 10 KB and more survive (storages without a small size limit).
 pub async fn large_texts_survive(factory: Factory) {
     let harness = harness!(factory);
@@ -1071,4 +1018,190 @@ pub async fn rotate_id_moves_or_drops_what_is_pending(factory: Factory) {
     request.info("welcome");
     request.finish().await;
     assert_eq!(texts(&read_all(&client).await), ["welcome"]);
+}
+
+/// Reads (consuming) what a request shows, and ends it.
+async fn shown(request: super::Request) -> Vec<String> {
+    let messages = request.read().await.expect("read");
+    request.finish().await;
+    messages.iter().map(|m| m.text.clone()).collect()
+}
+
+fn addressed(harness: &Harness, test: &str) -> bool {
+    if !harness.capabilities.addresses() {
+        skip(test, "addressed messages");
+        return false;
+    }
+    true
+}
+
+/// POST → 303 → reads by a `fetch`, a `HEAD`, a page load of another path and a request with
+/// no path's page... before the target's page load: only the target shows the message, once.
+pub async fn a_redirect_addresses_its_messages_to_its_page(factory: Factory) {
+    let harness = harness!(factory);
+    if !addressed(&harness, "a_redirect_addresses_its_messages_to_its_page") {
+        return;
+    }
+    let client = harness.client();
+    let config = MessagesConfig::default();
+    let post = client.to("/articles", "POST", Some("navigate"), config.clone());
+    post.success("Saved.");
+    post.redirect("/articles/7?tab=2").await;
+
+    assert!(
+        shown(client.fetch("/api/messages", config.clone()))
+            .await
+            .is_empty()
+    );
+    assert!(
+        shown(client.fetch("/articles/7", config.clone()))
+            .await
+            .is_empty()
+    );
+    let head = client.to("/articles/7", "HEAD", None, config.clone());
+    assert!(shown(head).await.is_empty());
+    assert!(shown(client.page("/", config.clone())).await.is_empty());
+    assert_eq!(
+        shown(client.page("/articles/7", config.clone())).await,
+        ["Saved."]
+    );
+    assert!(
+        shown(client.page("/articles/7", config.clone()))
+            .await
+            .is_empty()
+    );
+    assert!(shown(client.page("/", config)).await.is_empty());
+}
+
+/// Reads by other requests show the unaddressed messages and leave the addressed ones, in
+/// their order, for their page.
+pub async fn other_reads_leave_addressed_messages_in_order(factory: Factory) {
+    let harness = harness!(factory);
+    if !addressed(&harness, "other_reads_leave_addressed_messages_in_order") {
+        return;
+    }
+    let client = harness.client();
+    let config = MessagesConfig::default();
+    seed(&client, &["plain 1"]).await;
+    let post = client.to("/form", "POST", Some("navigate"), config.clone());
+    post.info("for b 1");
+    post.add_message(Message::new(Level::INFO, "for c").addressed_to("/c"));
+    post.info("for b 2");
+    post.redirect("/b").await;
+    seed(&client, &["plain 2"]).await;
+
+    // A fetch shows and consumes the unaddressed ones only.
+    assert_eq!(
+        shown(client.fetch("/b", config.clone())).await,
+        ["plain 1", "plain 2"]
+    );
+    // A request that reads and keeps, and adds: the addressed ones stay where they were.
+    let keeping = client.page("/a", config.clone());
+    assert!(keeping.read().await.expect("read").is_empty());
+    keeping.keep();
+    keeping.info("plain 3");
+    keeping.finish().await;
+    assert_eq!(
+        shown(client.page("/b", config.clone())).await,
+        ["for b 1", "for b 2", "plain 3"]
+    );
+    assert_eq!(shown(client.page("/c", config.clone())).await, ["for c"]);
+    assert!(shown(client.page("/c", config)).await.is_empty());
+}
+
+/// A message whose page is never visited is shown by a read once its bound passes: in page
+/// loads of other pages, or in time.
+pub async fn an_unvisited_address_is_shown_after_its_bound(factory: Factory) {
+    let harness = harness!(factory);
+    if !addressed(&harness, "an_unvisited_address_is_shown_after_its_bound") {
+        return;
+    }
+    let client = harness.client();
+    let by_loads = MessagesConfig::default().with_addressing(
+        flash_core::Addressing::default()
+            .with_loads(2)
+            .with_time(Duration::from_secs(3600)),
+    );
+    let post = client.to("/form", "POST", Some("navigate"), by_loads.clone());
+    post.info("lost page");
+    post.redirect("/never").await;
+    // Fetches do not count; page loads of other pages do.
+    assert!(
+        shown(client.fetch("/api", by_loads.clone()))
+            .await
+            .is_empty()
+    );
+    assert!(shown(client.page("/a", by_loads.clone())).await.is_empty());
+    assert!(
+        shown(client.fetch("/api", by_loads.clone()))
+            .await
+            .is_empty()
+    );
+    assert!(shown(client.page("/b", by_loads.clone())).await.is_empty());
+    assert_eq!(
+        shown(client.fetch("/api", by_loads.clone())).await,
+        ["lost page"]
+    );
+    assert!(shown(client.page("/never", by_loads)).await.is_empty());
+
+    let by_time = MessagesConfig::default()
+        .with_addressing(flash_core::Addressing::default().with_time(Duration::from_millis(300)));
+    let post = client.to("/form", "POST", Some("navigate"), by_time.clone());
+    post.info("late");
+    post.redirect("/never").await;
+    assert!(
+        shown(client.fetch("/api", by_time.clone()))
+            .await
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(shown(client.fetch("/api", by_time)).await, ["late"]);
+}
+
+/// A page that redirects without reading hands its messages on to its own redirect's page;
+/// `leave_unaddressed` and `Addressing::off` leave what a request adds for any read.
+pub async fn a_page_that_redirects_unread_hands_its_messages_on(factory: Factory) {
+    let harness = harness!(factory);
+    if !addressed(
+        &harness,
+        "a_page_that_redirects_unread_hands_its_messages_on",
+    ) {
+        return;
+    }
+    let client = harness.client();
+    let config = MessagesConfig::default();
+    let post = client.to("/login", "POST", Some("navigate"), config.clone());
+    post.success("Welcome.");
+    post.redirect("/articles").await;
+    // `/articles` → `/articles/`, the handler never touching its messages.
+    client
+        .page("/articles", config.clone())
+        .redirect("/articles/")
+        .await;
+    assert!(
+        shown(client.page("/articles", config.clone()))
+            .await
+            .is_empty()
+    );
+    assert!(
+        shown(client.fetch("/articles/", config.clone()))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        shown(client.page("/articles/", config.clone())).await,
+        ["Welcome."]
+    );
+
+    let post = client.to("/x", "POST", Some("navigate"), config.clone());
+    post.leave_unaddressed();
+    post.info("anywhere");
+    post.redirect("/y").await;
+    assert_eq!(shown(client.fetch("/api", config)).await, ["anywhere"]);
+
+    let off = MessagesConfig::default().with_addressing(flash_core::Addressing::off());
+    let post = client.to("/x", "POST", Some("navigate"), off.clone());
+    post.info("off");
+    post.redirect("/y").await;
+    assert_eq!(shown(client.fetch("/api", off)).await, ["off"]);
 }

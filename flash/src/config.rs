@@ -347,16 +347,7 @@ impl StorageConfig {
                 current: secret.clone(),
                 fallbacks: Vec::new(),
             },
-            None => self.secrets().map_err(|err| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "{ENV_STORAGE_PREVIOUS} `{}`: {}",
-                        Redacted(text.trim()),
-                        err.context()
-                    ),
-                )
-            })?,
+            None => self.secrets()?,
         };
         Ok(Some((url, Some(secrets))))
     }

@@ -12,7 +12,7 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 use super::{Adapter, Finished, ResponseHeaders};
 use crate::messages::Messages;
 use crate::storage::Incoming;
-use crate::storage_trait::{PREFETCH_HEADERS, is_prefetch};
+use crate::storage_trait::{PREFETCH_HEADERS, is_page_load, is_prefetch};
 
 /// The request headers of one request as an adapter hands them to [`Slot::messages`]: an
 /// `http` 1.x [`HeaderMap`] as it is, other frameworks' maps (actix-web 4 uses `http` 0.2)
@@ -54,6 +54,7 @@ pub struct RequestParts<'a> {
     method: &'a str,
     headers: &'a dyn RequestHeaders,
     extensions: Option<&'a Extensions>,
+    target: Option<&'a str>,
 }
 
 impl<'a> RequestParts<'a> {
@@ -69,7 +70,17 @@ impl<'a> RequestParts<'a> {
             method,
             headers,
             extensions,
+            target: None,
         }
+    }
+
+    /// Sets the request's target, its path and query as the request line has them
+    /// (`/orders/7?tab=2`): what addressed messages are matched against
+    /// ([`Addressing`](crate::Addressing)). Without it the request shows every message.
+    #[must_use]
+    pub fn with_target(mut self, path_and_query: &'a str) -> Self {
+        self.target = Some(path_and_query);
+        self
     }
 
     /// Whether the method only looks: `HEAD` and `OPTIONS` read without consuming, as a
@@ -95,6 +106,12 @@ impl<'a> From<&'a http::request::Parts> for RequestParts<'a> {
             parts.method.as_str(),
             &parts.headers,
             Some(&parts.extensions),
+        )
+        .with_target(
+            parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path(), |pq| pq.as_str()),
         )
     }
 }
@@ -160,9 +177,30 @@ impl Adapter {
                         prefetch |= is_prefetch(value);
                     });
                 }
-                Incoming::new(cookies, prefetch)
+                let first = |name| {
+                    let mut first = None;
+                    request.headers.for_each_value(name, &mut |value| {
+                        first.get_or_insert_with(|| value.to_vec());
+                    });
+                    first
+                };
+                let (hx, boosted, mode) = (
+                    first("hx-request"),
+                    first("hx-boosted"),
+                    first("sec-fetch-mode"),
+                );
+                let page_load = is_page_load(|name| match name {
+                    "hx-request" => hx.as_deref(),
+                    "hx-boosted" => boosted.as_deref(),
+                    "sec-fetch-mode" => mode.as_deref(),
+                    _ => None,
+                });
+                Incoming::new(cookies, prefetch).with_page_load(page_load)
             }
         };
+        if let Some(target) = request.target {
+            incoming = incoming.with_target(request.method, target);
+        }
         if request.is_safe_look() {
             incoming.set_prefetch();
         }
@@ -211,6 +249,7 @@ impl InFlight {
         let Some(messages) = self.shared.messages.get().cloned() else {
             return Finishing::ready(response);
         };
+        messages.set_response_status(response.status());
         let adapter = self.shared.adapter.clone();
         drop(self);
         match adapter.end_now(&messages, failed, &mut response) {
@@ -237,6 +276,7 @@ impl InFlight {
         let Some(messages) = self.shared.messages.get().cloned() else {
             return Finished::default();
         };
+        messages.set_response_status(status);
         let adapter = self.shared.adapter.clone();
         drop(self);
         adapter

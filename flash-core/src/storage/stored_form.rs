@@ -7,10 +7,14 @@
 //! - `[level, text]`;
 //! - `[level, text, extra_tags]`;
 //! - `[level, text, extra_tags|null, 1]` for trusted HTML;
-//! - `[level, text, extra_tags|null, 0|1, data]` for a message with data.
+//! - `[level, text, extra_tags|null, 0|1, data]` for a message with data;
+//! - `[level, text, extra_tags|null, 0|1, data|null, [path, loads_left, until_ms]]` for a
+//!   message addressed to a page ([`Address`](crate::Address)).
 //!
 //! Every shorter form stays readable (`null` data reads as none), so values written before data
-//! existed still load. Anything else (another length, a level that is not an integer, a flag
+//! or addresses existed still load. A value written with an address is not readable by a
+//! version before 0.x that added it (it has one element more): roll an upgrade out before
+//! relying on addressed messages across versions. Anything else (another length, a level that is not an integer, a flag
 //! that is not `0` or `1`) is an error, never a panic.
 //!
 //! This form is private to the backends that write it. [`Message`] itself implements neither
@@ -70,7 +74,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::level::Level;
-use crate::message::Message;
+use crate::message::{Address, Message};
 
 /// Writes a message in its storage form through serde (`serde_json::to_writer(&mut buf,
 /// &AsStored(&message))`): borrows, copies nothing.
@@ -200,7 +204,9 @@ fn decode_error(err: serde_json::Error) -> Error {
 impl Serialize for AsStored<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let m = self.0;
-        let len = if m.data.is_some() {
+        let len = if m.address.is_some() {
+            6
+        } else if m.data.is_some() {
             5
         } else if m.trusted_html {
             4
@@ -218,8 +224,11 @@ impl Serialize for AsStored<'_> {
         if len >= 4 {
             seq.serialize_element(&u8::from(m.trusted_html))?;
         }
-        if let Some(data) = &m.data {
-            seq.serialize_element(data)?;
+        if len >= 5 {
+            seq.serialize_element(&m.data)?;
+        }
+        if let Some(address) = &m.address {
+            seq.serialize_element(&(&address.path, address.loads_left, address.until_ms))?;
         }
         seq.end()
     }
@@ -268,7 +277,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
     type Value = Message;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a message array [level, text, extra_tags?, html?, data?]")
+        f.write_str("a message array [level, text, extra_tags?, html?, data?, address?]")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
@@ -292,8 +301,15 @@ impl<'de> Visitor<'de> for MessageVisitor {
         let data = seq
             .next_element::<serde_json::Value>()?
             .filter(|data| !data.is_null());
+        let address =
+            seq.next_element::<(String, u16, u64)>()?
+                .map(|(path, loads_left, until_ms)| Address {
+                    path,
+                    loads_left,
+                    until_ms,
+                });
         if seq.next_element::<de::IgnoredAny>()?.is_some() {
-            return Err(de::Error::invalid_length(6, &self));
+            return Err(de::Error::invalid_length(7, &self));
         }
         Ok(Message {
             level,
@@ -301,6 +317,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
             extra_tags,
             trusted_html,
             data,
+            address,
         })
     }
 }
@@ -323,6 +340,7 @@ mod tests {
                 .with_extra_tags("t")
                 .trusted_html()
                 .with_data(serde_json::json!("text")),
+            Message::new(Level::INFO, "to").addressed_to("/orders/7?tab=1"),
         ];
         for m in &cases {
             let json = to_string(m).expect("serialise");
@@ -331,6 +349,7 @@ mod tests {
             assert_eq!(back.extra_tags, m.extra_tags);
             assert_eq!(back.trusted_html, m.trusted_html);
             assert_eq!(back.data, m.data);
+            assert_eq!(back.address, m.address);
             assert_eq!(to_vec(m).expect("serialise"), json.as_bytes());
         }
         let list = list_to_vec(&cases).expect("serialise");
@@ -357,6 +376,13 @@ mod tests {
             (
                 Message::new(Level::SUCCESS, "Deleted.").with_data(serde_json::json!({"id": 7})),
                 r#"[25,"Deleted.",null,0,{"id":7}]"#,
+            ),
+            (
+                Message {
+                    address: Some(Address::from_stored("/a/", 3, 1_700_000_000_000)),
+                    ..Message::new(Level::INFO, "a")
+                },
+                r#"[20,"a",null,0,null,["/a/",3,1700000000000]]"#,
             ),
         ];
         for (m, json) in exact {
@@ -387,6 +413,9 @@ mod tests {
             r#"["20","a"]"#,
             r#"[20,"a",null,7]"#,
             r#"[20,"a",null,1,{},0]"#,
+            r#"[20,"a",null,1,{},["/",1,2],0]"#,
+            r#"[20,"a",null,1,{},["/",1]]"#,
+            r#"[20,"a",null,1,{},["/",-1,2]]"#,
             r#"[20,"a",null,2,{}]"#,
             "{}",
             "",
