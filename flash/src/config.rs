@@ -347,7 +347,16 @@ impl StorageConfig {
                 current: secret.clone(),
                 fallbacks: Vec::new(),
             },
-            None => self.secrets()?,
+            None => self.secrets().map_err(|err| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{ENV_STORAGE_PREVIOUS} `{}`: {}",
+                        Redacted(text.trim()),
+                        err.context()
+                    ),
+                )
+            })?,
         };
         Ok(Some((url, Some(secrets))))
     }

@@ -461,6 +461,14 @@ async fn bad_previous_storages_are_refused_at_start() {
         error(config("cookie").previous("cookie").previous_secret("short"))
             .contains("previous secret")
     );
+    let missing = StorageConfig::new("session").previous("cookie").validate();
+    let missing = missing
+        .expect_err("the previous cookie needs a secret")
+        .to_string();
+    assert!(
+        missing.contains("FLASH_STORAGE_PREVIOUS `cookie`"),
+        "{missing}"
+    );
     config("cookie")
         .previous("cookie")
         .previous_secret("another secret, at least 32 bytes long")
@@ -716,4 +724,35 @@ async fn a_failing_previous_storage_is_reported_and_read_past() {
         .collect();
     messages.save(&mut HeaderMap::new()).await.expect("save");
     assert_eq!(shown, ["old", "newer"], "nothing lost");
+}
+
+/// More than the cookie holds: the previous `cookie+<store>` gives the cookie's head and the
+/// store's tail, in order, before the current storage's messages.
+#[tokio::test]
+async fn an_overflowing_cookie_first_previous_keeps_its_order() {
+    let dir = tempfile::tempdir().expect("dir");
+    let before = format!("cookie+{}?max_size=300", sqlite(&dir));
+    let Some(old) = open(&config(&before), "sqlite").await else {
+        return;
+    };
+    let after = redis();
+    let Some(new) = open(&config(&after).previous(&before), "redis").await else {
+        return;
+    };
+    let texts: Vec<String> = (0..12).map(|i| format!("message number {i:02}")).collect();
+    let added: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut jar = Jar::default();
+    request(&old, &mut jar, &added, false).await;
+    assert!(
+        jar.names().contains(&"flash_id".to_owned()),
+        "it overflowed"
+    );
+    request(&new, &mut jar, &["after the switch"], false).await;
+    let (shown, _, degraded) = request(&new, &mut jar, &[], true).await;
+    assert!(degraded.is_none(), "{degraded:?}");
+    let mut expected = texts.clone();
+    expected.push("after the switch".to_owned());
+    assert_eq!(shown, expected);
+    let (shown, _, _) = request(&new, &mut jar, &[], true).await;
+    assert!(shown.is_empty(), "{shown:?}");
 }
