@@ -43,7 +43,9 @@ impl Flash {
             .map(|bridge| bridge.extensions());
         let headers = Headers(request.headers());
         let uri = request.uri();
-        let target = uri.path_and_query().map_or_else(|| uri.path(), |pq| pq.as_str());
+        let target = uri
+            .path_and_query()
+            .map_or_else(|| uri.path(), |pq| pq.as_str());
         let parts = RequestParts::new(request.method().as_str(), &headers, bridged.as_ref())
             .with_target(target);
         slot.messages(parts).map(Flash)
