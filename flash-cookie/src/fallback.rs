@@ -129,11 +129,18 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                 Err(err) => return Err(err),
             }
         }
-        let (unread, to_first, to_second) = if first.complete {
+        let (unread, mut to_first, to_second) = if first.complete {
             (first.messages, added, Vec::new())
         } else {
             (first.messages, Vec::new(), added)
         };
+        // The client's limits bound both storages together: what the first holds and what
+        // it sends on count against what the second may keep.
+        let beyond = to_first.split_off(limits.fitting(unread.len(), bytes(&unread), &to_first));
+        let given = (
+            unread.len() + to_first.len(),
+            bytes(&unread) + bytes(&to_first),
+        );
         let mut rest = self
             .first
             .save(
@@ -148,22 +155,25 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                 response,
             )
             .await?;
+        let left = left_beside(limits, given, &rest);
         rest.extend(to_second);
         if rest.is_empty() {
-            return Ok(rest);
+            return Ok(beyond);
         }
-        self.second
+        let dropped = self
+            .second
             .save(
                 request,
                 Update::new(None)
                     .with_added(rest)
                     .with_overflow(overflow)
-                    .with_limits(limits)
+                    .with_limits(left)
                     .with_identity(identity)
                     .with_degraded(degraded.clone()),
                 response,
             )
-            .await
+            .await?;
+        Ok(joined(dropped, beyond))
     }
 
     /// Replaces the first storage's content by the oldest of `pending` that fit and gives the
@@ -180,6 +190,10 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
         (identity, degraded): (Identity, &Degraded),
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
+        // Everything the client has pending: the newest beyond its limits are dropped.
+        let mut pending = pending;
+        let beyond = pending.split_off(limits.fitting(0, 0, &pending));
+        let given = (pending.len(), bytes(&pending));
         let rest = self
             .first
             .save(
@@ -194,7 +208,8 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                 response,
             )
             .await?;
-        match second {
+        let left = left_beside(limits, given, &rest);
+        let dropped = match second {
             // The second was read: its messages were in `pending`; it keeps only the rest.
             Some(second) => {
                 self.second
@@ -204,14 +219,14 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                             .with_consumed(true)
                             .with_added(rest)
                             .with_overflow(overflow)
-                            .with_limits(limits)
+                            .with_limits(left)
                             .with_identity(identity)
                             .with_degraded(degraded.clone()),
                         response,
                     )
-                    .await
+                    .await?
             }
-            None if rest.is_empty() => Ok(rest),
+            None if rest.is_empty() => rest,
             None => {
                 self.second
                     .save(
@@ -219,15 +234,37 @@ impl<A: Storage, B: Storage> Fallback<A, B> {
                         Update::new(None)
                             .with_added(rest)
                             .with_overflow(overflow)
-                            .with_limits(limits)
+                            .with_limits(left)
                             .with_identity(identity)
                             .with_degraded(degraded.clone()),
                         response,
                     )
-                    .await
+                    .await?
             }
-        }
+        };
+        Ok(joined(dropped, beyond))
     }
+}
+
+/// The bytes of `messages` as [`Limits`] count them.
+fn bytes(messages: &[Message]) -> usize {
+    messages.iter().map(Message::size).sum()
+}
+
+/// The part of `limits` left for the second storage, once the first kept what it was
+/// `given` (a count and bytes) but `rest`, which it sends on.
+fn left_beside(limits: Limits, given: (usize, usize), rest: &[Message]) -> Limits {
+    let kept = given.0.saturating_sub(rest.len());
+    let kept_bytes = given.1.saturating_sub(bytes(rest));
+    limits
+        .with_max_messages(limits.max_messages().saturating_sub(kept))
+        .with_max_bytes(limits.max_bytes().saturating_sub(kept_bytes))
+}
+
+/// What neither storage kept, oldest first.
+fn joined(mut dropped: Vec<Message>, beyond: Vec<Message>) -> Vec<Message> {
+    dropped.extend(beyond);
+    dropped
 }
 
 #[async_trait]
@@ -363,6 +400,11 @@ impl<A: Storage, B: Storage> Storage for Fallback<A, B> {
 
     fn uses_extensions(&self) -> bool {
         self.first.uses_extensions() || self.second.uses_extensions()
+    }
+
+    /// A message too large for the first goes to the second.
+    fn can_hold(&self, message: &Message) -> bool {
+        self.first.can_hold(message) || self.second.can_hold(message)
     }
 
     /// A message may land in either storage: data is carried only if both keep it.

@@ -261,6 +261,30 @@ impl SimpleStorage for CookieStorage {
     fn stores_data(&self) -> bool {
         self.codec.carries_data()
     }
+
+    /// Whether a cookie holding only `message` fits the value limit: a message that never
+    /// fits is refused at add rather than dropped at the response.
+    fn can_hold(&self, message: &Message) -> bool {
+        // Most messages are far below the limit whatever their characters: JSON escapes a
+        // byte into six at most, base64 adds a third, the signature and framing stay below
+        // 256 bytes. Only a message near the limit is encoded to be sure.
+        if message.size().saturating_mul(8).saturating_add(256) <= self.limit {
+            return true;
+        }
+        let line = LineParts {
+            prefix: &self.prefix,
+            suffix: self.options.attributes(),
+        };
+        self.codec
+            .pack(
+                &self.name,
+                std::slice::from_ref(message),
+                Overflow::DropOldest,
+                self.limit,
+                line,
+            )
+            .is_ok_and(|packed| !packed.kept.is_empty())
+    }
 }
 
 /// Everything is in the request and the response: nothing to wait for.

@@ -21,21 +21,55 @@ struct Queue {
     expires: Instant,
 }
 
+impl Queue {
+    fn bytes(&self) -> usize {
+        self.pending.iter().map(|p| p.message.size()).sum()
+    }
+}
+
 struct State {
     clients: HashMap<ClientId, Queue>,
+    /// The bytes of every pending message of every client ([`Message::size`]).
+    bytes: usize,
+    max_clients: usize,
+    max_bytes: usize,
     sweep_interval: Duration,
     next_sweep: Instant,
+    last_sweep: Instant,
 }
 
 impl State {
     /// Removes expired clients; returns how many were removed.
     fn sweep(&mut self, now: Instant) -> usize {
         let before = self.clients.len();
-        self.clients.retain(|_, q| q.expires > now);
+        let mut freed = 0;
+        self.clients.retain(|_, q| {
+            let keep = q.expires > now;
+            if !keep {
+                freed += q.bytes();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        self.last_sweep = now;
         self.next_sweep = now
             .checked_add(self.sweep_interval)
             .unwrap_or(now + crate::storage::MAX_SPAN);
         before - self.clients.len()
+    }
+
+    /// Removes `client` and what it had pending.
+    fn remove(&mut self, client: &ClientId) {
+        if let Some(queue) = self.clients.remove(client) {
+            self.bytes -= queue.bytes();
+        }
+    }
+
+    /// Removes `client` when it has expired.
+    fn remove_expired(&mut self, client: &ClientId, now: Instant) {
+        if self.clients.get(client).is_some_and(|q| q.expires <= now) {
+            self.remove(client);
+        }
     }
 
     /// Sweeps when the interval has passed since the last sweep: a client that never comes
@@ -76,12 +110,20 @@ pub struct MemoryStore {
 /// How often, at most, a [`MemoryStore`] call sweeps expired clients by default: one minute.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
+/// A full store sweeps expired clients at most this often: a flood at the bound must not buy
+/// a pass over every client with each request.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 impl Default for MemoryStore {
     fn default() -> Self {
         let now = Instant::now();
         MemoryStore {
             state: Arc::new(Mutex::new(State {
                 clients: HashMap::new(),
+                bytes: 0,
+                max_clients: Self::DEFAULT_MAX_CLIENTS,
+                max_bytes: Self::DEFAULT_MAX_BYTES,
+                last_sweep: now,
                 sweep_interval: DEFAULT_SWEEP_INTERVAL,
                 next_sweep: now + DEFAULT_SWEEP_INTERVAL,
             })),
@@ -90,6 +132,14 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
+    /// The most clients a store holds messages for by default: 10,000.
+    pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+
+    /// The most bytes of messages ([`Message::size`]) a store holds for all its clients
+    /// together by default: 16 MiB (with the default [`Limits`], 256 clients at their full
+    /// 64 KiB, or 10,000 clients averaging 1.6 KiB).
+    pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -118,9 +168,42 @@ impl MemoryStore {
         self
     }
 
+    /// Sets the most clients the store holds messages for (default [`MemoryStore::DEFAULT_MAX_CLIENTS`]).
+    /// When it is full, expired clients are swept at once; if none has expired, messages for
+    /// a new client are refused (the append keeps none), and the clients already there are
+    /// served as before. Shared by clones.
+    #[must_use]
+    pub fn with_max_clients(self, clients: usize) -> Self {
+        self.lock().max_clients = clients;
+        self
+    }
+
+    /// Sets the most bytes of messages ([`Message::size`]) held for all clients together
+    /// (default [`MemoryStore::DEFAULT_MAX_BYTES`]). With the per-client [`Limits`] this bounds the
+    /// store's memory whatever clients send: an append that would pass it keeps only the
+    /// messages that fit (the newest are refused), after sweeping expired clients. Shared by
+    /// clones.
+    ///
+    /// ```
+    /// use flash_core::MemoryStore;
+    /// let store = MemoryStore::new().with_max_clients(1000).with_max_bytes(8 << 20);
+    /// # let _ = store;
+    /// ```
+    #[must_use]
+    pub fn with_max_bytes(self, bytes: usize) -> Self {
+        self.lock().max_bytes = bytes;
+        self
+    }
+
     /// The number of clients with messages (expired ones included until swept).
     pub fn client_count(&self) -> usize {
         self.lock().clients.len()
+    }
+
+    /// The bytes of messages held for all clients ([`Message::size`]; expired ones included
+    /// until swept).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Removes expired clients now; returns how many were removed.
@@ -175,24 +258,54 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends what fits `limits` beside the client's pending messages; returns how many.
+    /// Appends what fits `limits` beside the client's pending messages, and the store's own
+    /// bounds (clients, bytes); returns how many.
     fn push(
-        clients: &mut HashMap<ClientId, Queue>,
+        state: &mut State,
         client: &ClientId,
         messages: &[Message],
         ttl: Duration,
         limits: &Limits,
         now: Instant,
     ) -> usize {
+        let new_client = !state.clients.contains_key(client);
+        let total: usize = messages.iter().map(Message::size).sum();
+        let full = (new_client && state.clients.len() >= state.max_clients)
+            || state.bytes.saturating_add(total) > state.max_bytes;
+        if full && now.saturating_duration_since(state.last_sweep) >= FULL_SWEEP_EVERY {
+            // Full: what has expired makes room first.
+            state.sweep(now);
+        }
+        if new_client && state.clients.len() >= state.max_clients {
+            tracing::warn!(
+                clients = state.clients.len(),
+                "memory store full (max_clients): messages for a new client refused"
+            );
+            return 0;
+        }
         let expires = now
             .checked_add(ttl)
             .unwrap_or(now + crate::storage::MAX_SPAN);
-        let queue = clients.entry(*client).or_insert_with(|| Queue {
+        let room = state.max_bytes.saturating_sub(state.bytes);
+        let queue = state.clients.entry(*client).or_insert_with(|| Queue {
             pending: Vec::new(),
             expires,
         });
-        let bytes = queue.pending.iter().map(|p| p.message.size()).sum();
-        let kept = limits.fitting(queue.pending.len(), bytes, messages);
+        let bytes = queue.bytes();
+        let mut kept = limits.fitting(queue.pending.len(), bytes, messages);
+        // The store's own bound on all clients' bytes: a prefix that fits the room left.
+        let mut added = 0;
+        for (i, message) in messages[..kept].iter().enumerate() {
+            if added + message.size() > room {
+                tracing::warn!(
+                    refused = kept - i,
+                    "memory store full (max_bytes): the newest messages refused"
+                );
+                kept = i;
+                break;
+            }
+            added += message.size();
+        }
         if kept > 0 {
             queue.expires = expires;
         }
@@ -202,8 +315,10 @@ impl MemoryStore {
                 message: m.clone(),
                 lease: None,
             }));
-        if queue.pending.is_empty() {
-            clients.remove(client);
+        let empty = queue.pending.is_empty();
+        state.bytes += added;
+        if empty {
+            state.clients.remove(client);
         }
         kept
     }
@@ -249,11 +364,8 @@ impl KeyedStore for MemoryStore {
         let now = Instant::now();
         let mut state = self.lock();
         state.sweep_if_due(now);
-        let clients = &mut state.clients;
-        if clients.get(client).is_some_and(|q| q.expires <= now) {
-            clients.remove(client);
-        }
-        Ok(Self::push(clients, client, messages, ttl, limits, now))
+        state.remove_expired(client, now);
+        Ok(Self::push(&mut state, client, messages, ttl, limits, now))
     }
 
     async fn lease(
@@ -265,14 +377,10 @@ impl KeyedStore for MemoryStore {
         let now = Instant::now();
         let mut state = self.lock();
         state.sweep_if_due(now);
-        let clients = &mut state.clients;
-        let Some(queue) = clients.get_mut(client) else {
+        state.remove_expired(client, now);
+        let Some(queue) = state.clients.get_mut(client) else {
             return Ok(Vec::new());
         };
-        if queue.expires <= now {
-            clients.remove(client);
-            return Ok(Vec::new());
-        }
         let until = now
             .checked_add(lease_timeout)
             .unwrap_or(now + crate::storage::MAX_SPAN);
@@ -299,30 +407,37 @@ impl KeyedStore for MemoryStore {
         let now = Instant::now();
         let mut state = self.lock();
         state.sweep_if_due(now);
-        let clients = &mut state.clients;
         // An expired client's messages are gone even before a sweep: the append below must
         // not bring them back.
-        if clients.get(client).is_some_and(|q| q.expires <= now) {
-            clients.remove(client);
-        }
-        if let Some(queue) = clients.get_mut(client) {
+        state.remove_expired(client, now);
+        let mut freed = 0;
+        let mut emptied = false;
+        if let Some(queue) = state.clients.get_mut(client) {
             let held = |p: &Pending| p.lease.is_some_and(|(id, _)| id == *lease);
             match outcome {
-                Outcome::Consumed => queue.pending.retain(|p| !held(p)),
+                Outcome::Consumed => queue.pending.retain(|p| {
+                    let consumed = held(p);
+                    if consumed {
+                        freed += p.message.size();
+                    }
+                    !consumed
+                }),
                 Outcome::Released => queue
                     .pending
                     .iter_mut()
                     .filter(|p| held(p))
                     .for_each(|p| p.lease = None),
             }
-            if queue.pending.is_empty() && append.is_empty() {
-                clients.remove(client);
-            }
+            emptied = queue.pending.is_empty() && append.is_empty();
+        }
+        state.bytes -= freed;
+        if emptied {
+            state.clients.remove(client);
         }
         if append.is_empty() {
             return Ok(0);
         }
-        Ok(Self::push(clients, client, append, ttl, limits, now))
+        Ok(Self::push(&mut state, client, append, ttl, limits, now))
     }
 }
 
@@ -342,6 +457,80 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(kept, 1);
+    }
+
+    /// Issue 20, repro 6: the store's own bounds hold whatever clients send. A new client
+    /// beyond `max_clients` is refused; an append past `max_bytes` keeps the prefix that fits;
+    /// consumed and expired messages give their room back.
+    #[tokio::test]
+    async fn the_store_holds_at_most_its_clients_and_bytes() {
+        let store = MemoryStore::new().with_max_clients(3).with_max_bytes(100);
+        let ten = || Message::new(Level::INFO, "0123456789");
+        let clients: Vec<ClientId> = (0..3).map(|_| ClientId::random()).collect();
+        for client in &clients {
+            add(&store, client, "0123456789", LONG).await;
+        }
+        let append = |client: ClientId, n: usize| {
+            let store = store.clone();
+            async move {
+                store
+                    .append(&client, &vec![ten(); n], LONG, &Limits::default())
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(append(ClientId::random(), 1).await, 0, "a fourth client");
+        assert_eq!(store.client_count(), 3);
+        assert_eq!(store.bytes(), 30);
+        assert_eq!(
+            append(clients[0], 10).await,
+            7,
+            "the prefix that fits 100 bytes"
+        );
+        assert_eq!(store.bytes(), 100);
+        assert_eq!(append(clients[1], 1).await, 0, "full");
+
+        // Consuming gives the room back.
+        let lease = LeaseId::random();
+        assert_eq!(
+            store.lease(&clients[0], &lease, LONG).await.unwrap().len(),
+            8
+        );
+        store
+            .settle(
+                &clients[0],
+                &lease,
+                Outcome::Consumed,
+                &[],
+                LONG,
+                &Limits::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.bytes(), 20);
+        assert_eq!(store.client_count(), 2);
+        assert_eq!(
+            append(ClientId::random(), 2).await,
+            2,
+            "room for a new client"
+        );
+        assert_eq!(store.bytes(), 40);
+
+        // Expired clients make room when the store is full (swept at most once a second).
+        let store = MemoryStore::new().with_max_clients(1);
+        let short = Duration::from_millis(10);
+        store
+            .append(&ClientId::random(), &[ten()], short, &Limits::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(FULL_SWEEP_EVERY + Duration::from_millis(50)).await;
+        let kept = store
+            .append(&ClientId::random(), &[ten()], LONG, &Limits::default())
+            .await
+            .unwrap();
+        assert_eq!(kept, 1, "the expired client was swept to make room");
+        assert_eq!(store.client_count(), 1);
+        assert_eq!(store.bytes(), 10);
     }
 
     /// A client that never returns is removed by other clients' calls once the sweep interval

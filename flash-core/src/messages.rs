@@ -159,6 +159,9 @@ pub enum Refused {
     /// ([`Storage::carries_data`] is false: Django's cookie format, `format=django`, and
     /// Django's session format have no place for it).
     DataNotSupported,
+    /// The storage can never hold it, even alone ([`Storage::can_hold`] is false): it is
+    /// larger than a cookie's value limit and there is no store to overflow into.
+    TooLargeForStorage,
 }
 
 impl fmt::Display for Refused {
@@ -177,6 +180,11 @@ impl fmt::Display for Refused {
                  cookie or session format): use flash's own cookie format (no \
                  `format=django`) or add the message without data"
             }
+            Refused::TooLargeForStorage => {
+                "the flash message is larger than this storage can ever hold (a cookie's value \
+                 limit, with no store to overflow into): shorten it, or let large messages \
+                 overflow to a server store (`cookie+<store>`)"
+            }
         })
     }
 }
@@ -187,7 +195,9 @@ impl From<Refused> for Error {
     fn from(refused: Refused) -> Self {
         let kind = match refused {
             Refused::DataNotSupported => ErrorKind::Encode,
-            Refused::TooLarge | Refused::TooMuchPending => ErrorKind::SizeLimit,
+            Refused::TooLarge | Refused::TooMuchPending | Refused::TooLargeForStorage => {
+                ErrorKind::SizeLimit
+            }
         };
         Error::with_source(kind, "the flash message was refused at add", refused)
     }
@@ -385,6 +395,10 @@ impl Messages {
     ///   [`Limits::max_text_len`];
     /// - [`Refused::TooMuchPending`]: this request already added as many messages or bytes as
     ///   one client may have pending ([`Limits::max_messages`], [`Limits::max_bytes`]);
+    /// - [`Refused::TooLargeForStorage`]: the storage could never hold it, even alone
+    ///   ([`Storage::can_hold`]: a cookie with no store to overflow into, and a message larger
+    ///   than its value limit). Refused here, with a reason to show, rather than dropped at
+    ///   the response;
     /// - [`Refused::DataNotSupported`]: it carries data ([`Message::with_data`]) and the
     ///   storage cannot keep data ([`Storage::carries_data`]: Django's cookie and session
     ///   formats). Refused here rather than lost at the response: the other messages are stored
@@ -440,6 +454,7 @@ impl Messages {
         // Asked before taking the lock: a wrapper may forward the call.
         let data_refused =
             origin == Origin::Added && message.data.is_some() && !self.inner.storage.carries_data();
+        let never_held = origin == Origin::Added && !self.inner.storage.can_hold(&message);
         let mut state = self.state();
         if message.level < state.level.unwrap_or(self.inner.config.level()) {
             return Ok(Added::BelowLevel);
@@ -450,6 +465,8 @@ impl Messages {
             Some(Refused::DataNotSupported)
         } else if size > limits.max_text_len() {
             Some(Refused::TooLarge)
+        } else if never_held {
+            Some(Refused::TooLargeForStorage)
         } else if limits.fitting(
             state.added_count(),
             state.added_bytes,

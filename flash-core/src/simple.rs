@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use http::HeaderMap;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::Limits;
 use crate::message::Message;
 use crate::storage::{ImmediateStorage, Incoming, LoadToken, Loaded, Overflow, Storage, Update};
 
@@ -167,6 +168,14 @@ pub trait SimpleStorage: Send + Sync + 'static {
         true
     }
 
+    /// Whether this storage could hold `message` alone: what [`Storage::can_hold`] answers.
+    /// Default: true; a storage with a hard size bound (a cookie) says false for a message
+    /// larger than it, which is then refused at add.
+    fn can_hold(&self, message: &Message) -> bool {
+        let _ = message;
+        true
+    }
+
     /// The same storage as one that never waits (everything it reads and writes is in the
     /// request and the response, as a cookie's), so the request is served without a boxed
     /// future. Default: `None`. Optional and for speed only, under the rules of
@@ -267,6 +276,24 @@ fn appended(stored: Stored, added: Vec<Message>) -> (Vec<Message>, Found) {
     (messages, stored.found)
 }
 
+/// `messages` (everything that will be pending for the client) cut to `limits`: the oldest
+/// that fit are kept, the newest beyond a bound are returned, never stored. Checked here,
+/// where the whole list is known, because a request's own adds are only what it added: a
+/// client posting again and again would otherwise grow a session or a cookie without end.
+fn within_limits(messages: &mut Vec<Message>, limits: &Limits) -> Vec<Message> {
+    let fitting = limits.fitting(0, 0, messages);
+    if fitting == messages.len() {
+        return Vec::new();
+    }
+    let beyond = messages.split_off(fitting);
+    tracing::warn!(
+        refused = beyond.len(),
+        kept = fitting,
+        "flash messages beyond the client's limits were dropped at store"
+    );
+    beyond
+}
+
 fn log_left_out(left: &[Message], overflow: Overflow) {
     if left.is_empty() {
         return;
@@ -295,17 +322,18 @@ impl<T: SimpleStorage> Storage for T {
         update: Update,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
-        let overflow = update.overflow;
-        let (messages, found) = match step(update) {
+        let (overflow, limits) = (update.overflow, update.limits);
+        let (mut messages, found) = match step(update) {
             Step::Nothing => return Ok(Vec::new()),
             Step::Store(messages, found) => (messages, found),
             Step::Append(added) => appended(self.get(request).await?, added),
         };
+        let beyond = within_limits(&mut messages, &limits);
         let left = self
             .store(request, messages, found, overflow, response)
             .await?;
         log_left_out(&left, overflow);
-        Ok(left)
+        Ok(joined(left, beyond))
     }
 
     fn uses_extensions(&self) -> bool {
@@ -314,6 +342,10 @@ impl<T: SimpleStorage> Storage for T {
 
     fn carries_data(&self) -> bool {
         self.stores_data()
+    }
+
+    fn can_hold(&self, message: &Message) -> bool {
+        SimpleStorage::can_hold(self, message)
     }
 
     fn immediate(&self) -> Option<&dyn ImmediateStorage> {
@@ -336,16 +368,27 @@ impl<T: SimpleStorage> ImmediateStorage for T {
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
         let now = now(self)?;
-        let overflow = update.overflow;
-        let (messages, found) = match step(update) {
+        let (overflow, limits) = (update.overflow, update.limits);
+        let (mut messages, found) = match step(update) {
             Step::Nothing => return Ok(Vec::new()),
             Step::Store(messages, found) => (messages, found),
             Step::Append(added) => appended(now.get_now(request)?, added),
         };
+        let beyond = within_limits(&mut messages, &limits);
         let left = now.store_now(request, messages, found, overflow, response)?;
         log_left_out(&left, overflow);
-        Ok(left)
+        Ok(joined(left, beyond))
     }
+}
+
+/// What was not stored, oldest first: what the storage left out (it is older than what the
+/// limits cut), then what was beyond the limits.
+fn joined(mut left: Vec<Message>, beyond: Vec<Message>) -> Vec<Message> {
+    if left.is_empty() {
+        return beyond;
+    }
+    left.extend(beyond);
+    left
 }
 
 fn now<T: SimpleStorage>(storage: &T) -> Result<&dyn ImmediateSimpleStorage> {

@@ -643,6 +643,17 @@ pub trait Storage: Send + Sync + 'static {
         true
     }
 
+    /// Whether this storage could hold `message` at all, were it the only one pending.
+    /// Default: true. A storage with a hard size bound and nowhere to overflow (a cookie
+    /// alone) returns false for a message larger than that bound: the request handle then
+    /// refuses it at add ([`Refused::TooLargeForStorage`](crate::Refused::TooLargeForStorage)),
+    /// with a reason the application can show, instead of accepting it and losing it at the
+    /// response. A wrapper forwards it; a composition can hold what either part can.
+    fn can_hold(&self, message: &Message) -> bool {
+        let _ = message;
+        true
+    }
+
     /// The same storage as one that never waits (it keeps messages in the request and
     /// response themselves, as a cookie does), so the request handle and adapters can load and
     /// save without a boxed future. Default: `None`.
@@ -709,6 +720,10 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
 
     fn carries_data(&self) -> bool {
         (**self).carries_data()
+    }
+
+    fn can_hold(&self, message: &Message) -> bool {
+        (**self).can_hold(message)
     }
 
     fn immediate(&self) -> Option<&dyn ImmediateStorage> {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use flash_core::{
-    Htmx, Level, Message, Messages, MessagesConfig,
+    Htmx, Level, Message, Messages, MessagesConfig, Refused,
     adapter::Adapter,
     storage::{Carry, Storage, redact_url},
 };
@@ -748,9 +748,14 @@ fn add_form(
     };
     let message = message(flash, level, form.text, form.extra_tags)?;
     // Flash's limits refuse the copies one client may not have pending: stop at the first.
-    let added = (0..count)
-        .take_while(|_| flash.add_message(message.clone()))
-        .count();
+    let mut added = 0;
+    while added < count {
+        match flash.try_add(message.clone()) {
+            Ok(_) => added += 1,
+            Err(Refused::TooMuchPending) => break,
+            Err(refused) => return Err(refused_reply(refused)),
+        }
+    }
     if added < count {
         tracing::info!(
             added,
@@ -770,6 +775,20 @@ fn add_json(flash: &Messages, content_type: Option<&[u8]>, body: &[u8]) -> Resul
     let body: AddJson = serde_json::from_slice(body)
         .map_err(|err| Reply::bad_request(format!("the JSON body is not a message: {err}")))?;
     let level = body.level.parse()?;
-    flash.add_message(message(flash, level, body.text, body.extra_tags)?);
-    Ok(())
+    match flash.try_add(message(flash, level, body.text, body.extra_tags)?) {
+        Ok(_) => Ok(()),
+        Err(refused) => Err(refused_reply(refused)),
+    }
+}
+
+/// A message flash refused at add, answered with flash's reason: `413` when the storage can
+/// never hold it (a cookie too small, no store to overflow into), `400` otherwise. Nothing
+/// is reported as waiting that will not arrive.
+fn refused_reply(refused: Refused) -> Reply {
+    let status = match refused {
+        Refused::TooLargeForStorage | Refused::TooLarge => 413,
+        _ => 400,
+    };
+    tracing::info!(reason = ?refused, "a flash message refused at add");
+    Reply::text(status, format!("not added: {refused}"))
 }

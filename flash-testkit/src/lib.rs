@@ -345,6 +345,7 @@ macro_rules! conformance_tests {
             now_messages_are_never_stored,
             unicode_and_emoji_survive,
             large_texts_survive,
+            pending_stays_within_the_limits_across_requests,
             prefetch_neither_sees_nor_consumes,
             concurrent_reads_deliver_exactly_once,
             concurrent_adds_lose_nothing,

@@ -557,6 +557,59 @@ pub async fn unicode_and_emoji_survive(factory: Factory) {
     assert_eq!(texts(&read_all(&client).await), sent);
 }
 
+/// What is pending for one client stays within its [`Limits`](flash_core::Limits) across requests,
+/// whatever the storage: requests that each add within the limits, without reading, never make
+/// the client hold more than `max_messages` messages or `max_bytes` bytes, and at a bound the
+/// newest are refused (the oldest, accepted first, stay). A storage that appends without
+/// limits (a session re-encoded whole at every request, growing without end) fails here.
+pub async fn pending_stays_within_the_limits_across_requests(factory: Factory) {
+    let harness = harness!(factory);
+    // Messages of 5 bytes: small enough for every storage, a cookie included.
+    let text = |round: usize, i: usize| format!("r{round}m{i:02}");
+    let add_rounds = |client: &super::Client, config: &MessagesConfig, rounds: usize| {
+        let (client, config) = (client.clone(), config.clone());
+        async move {
+            for round in 0..rounds {
+                let request = client.request_with(config.clone());
+                for i in 0..3 {
+                    assert!(
+                        request.info(text(round, i)),
+                        "within one request's limits, {round}/{i} is accepted"
+                    );
+                }
+                request.finish().await;
+            }
+        }
+    };
+
+    // The count: 5 messages at most, 12 added over four requests.
+    let count = flash_core::Limits::default().with_max_messages(5);
+    let client = harness.client();
+    add_rounds(&client, &MessagesConfig::default().with_limits(count), 4).await;
+    let got = read_all(&client).await;
+    assert_eq!(
+        texts(&got),
+        ["r0m00", "r0m01", "r0m02", "r1m00", "r1m01"],
+        "max_messages 5 across requests: the oldest five stay"
+    );
+
+    // The bytes: 32 at most (six messages of 5 bytes), 15 messages added over five requests.
+    let bytes = flash_core::Limits::default().with_max_bytes(32);
+    let client = harness.client();
+    add_rounds(&client, &MessagesConfig::default().with_limits(bytes), 5).await;
+    let got = read_all(&client).await;
+    let held: usize = got.iter().map(Message::size).sum();
+    assert!(
+        held <= 32,
+        "max_bytes 32 across requests: {held} bytes pending"
+    );
+    assert_eq!(
+        texts(&got),
+        ["r0m00", "r0m01", "r0m02", "r1m00", "r1m01", "r1m02"],
+        "max_bytes 32: the oldest six stay"
+    );
+}
+
 /// Texts of 10 KB and more survive (storages without a small size limit).
 pub async fn large_texts_survive(factory: Factory) {
     let harness = harness!(factory);

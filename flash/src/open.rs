@@ -66,6 +66,10 @@ impl Storage for Owning {
         self.storage.carries_data()
     }
 
+    fn can_hold(&self, message: &flash_core::Message) -> bool {
+        self.storage.can_hold(message)
+    }
+
     fn immediate(&self) -> Option<&dyn flash_core::storage::ImmediateStorage> {
         self.storage.immediate()
     }
