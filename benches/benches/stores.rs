@@ -268,9 +268,16 @@ struct RedisRaw {
     connection: redis::aio::ConnectionManager,
     lease: redis::Script,
     settle: redis::Script,
-    keys: Vec<(String, String)>,
+    keys: Vec<String>,
     ids: Ids,
     body: String,
+}
+
+/// The application's clock in ms, as flash-redis sends it.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 const LUA_COMMON: &str = include_str!("../../flash-redis/src/lua/common.lua");
@@ -292,12 +299,11 @@ impl RedisRaw {
         let body = body();
         let mut keys = Vec::with_capacity(clients);
         for _ in 0..clients {
-            let tag = format!("{{{prefix}:{}}}", hex(&ids.next()));
-            let (m, o) = (format!("{tag}:m"), format!("{tag}:o"));
+            let key = format!("{prefix}:{}", hex(&ids.next()));
             let _: (i64, i64) = append
-                .key(&m)
-                .key(&o)
-                .arg(hex(&ids.next()))
+                .key(&key)
+                .arg(now_ms())
+                .arg(&ids.next()[8..])
                 .arg(DEDUPE_MS)
                 .arg(TTL.as_millis() as u64)
                 .arg(&REDIS_LIMITS)
@@ -305,7 +311,7 @@ impl RedisRaw {
                 .arg(&body)
                 .invoke_async(&mut connection)
                 .await?;
-            keys.push((m, o));
+            keys.push(key);
         }
         Ok(Arc::new(RedisRaw {
             connection,
@@ -318,26 +324,32 @@ impl RedisRaw {
     }
 
     async fn run(&self, client: usize) -> usize {
-        let (m, o) = &self.keys[client];
-        let lease = hex(&self.ids.next());
+        let key = &self.keys[client];
+        let lease = self.ids.next();
         let mut connection = self.connection.clone();
         let leased: Vec<Vec<u8>> = self
             .lease
-            .key(m)
-            .arg(&lease)
+            .key(key)
+            .arg(now_ms())
+            .arg(&lease[8..])
             .arg(LEASE.as_millis() as u64)
+            .arg(DEDUPE_MS)
             .invoke_async(&mut connection)
             .await
             .expect("raw lease");
         let _: (i64, i64) = self
             .settle
-            .key(m)
-            .key(o)
-            .arg(hex(&self.ids.next()))
+            .key(key)
+            .arg(now_ms())
+            .arg(&self.ids.next()[8..])
             .arg(DEDUPE_MS)
-            .arg(&lease)
+            .arg(&lease[8..])
             .arg("consumed")
             .arg(TTL.as_millis() as u64)
+            // Appending: the lease's answer about consuming alone is not used.
+            .arg("")
+            .arg("")
+            .arg("")
             .arg(&REDIS_LIMITS)
             .arg(TEXT.len())
             .arg(&self.body)

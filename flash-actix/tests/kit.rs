@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
 use flash_core::{Level, Message, adapter::Adapter};
@@ -11,14 +12,22 @@ use flash_testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
 struct AddQuery {
     text: String,
     level: Option<i32>,
+    fail: Option<u16>,
 }
 
-async fn add(flash: Flash, query: web::Query<AddQuery>) -> HttpResponse {
+fn handler_error(status: u16) -> actix_web::Error {
+    actix_web::error::InternalError::new("failed", StatusCode::from_u16(status).unwrap()).into()
+}
+
+async fn add(flash: Flash, query: web::Query<AddQuery>) -> actix_web::Result<HttpResponse> {
     let query = query.into_inner();
     flash.add(Level::new(query.level.unwrap_or(25)), query.text);
-    HttpResponse::SeeOther()
+    if let Some(status) = query.fail {
+        return Err(handler_error(status));
+    }
+    Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/"))
-        .finish()
+        .finish())
 }
 
 #[derive(serde::Deserialize)]
@@ -26,9 +35,11 @@ struct ShowQuery {
     now: Option<String>,
     keep: Option<String>,
     vary: Option<String>,
+    status: Option<u16>,
+    fail: Option<u16>,
 }
 
-async fn show(flash: Flash, query: web::Query<ShowQuery>) -> HttpResponse {
+async fn show(flash: Flash, query: web::Query<ShowQuery>) -> actix_web::Result<HttpResponse> {
     let query = query.into_inner();
     if let Some(text) = query.now {
         flash.add_now(Message::new(Level::INFO, text));
@@ -43,11 +54,15 @@ async fn show(flash: Flash, query: web::Query<ShowQuery>) -> HttpResponse {
     if query.keep.as_deref() == Some("1") {
         flash.keep();
     }
-    let mut response = HttpResponse::Ok();
+    if let Some(status) = query.fail {
+        return Err(handler_error(status));
+    }
+    let mut response =
+        HttpResponse::build(StatusCode::from_u16(query.status.unwrap_or(200)).unwrap());
     if let Some(vary) = query.vary {
         response.insert_header((header::VARY, vary));
     }
-    response.body(body)
+    Ok(response.body(body))
 }
 
 async fn idle(_flash: Flash) -> &'static str {
@@ -57,6 +72,10 @@ async fn idle(_flash: Flash) -> &'static str {
 struct Kit(Adapter);
 
 impl AdapterApp for Kit {
+    // actix-web's extensions are neither `Clone` nor `Send`: storages reach the session through
+    // the actix-session bridge (tests/session.rs).
+    const COPIES_EXTENSIONS: bool = false;
+
     async fn build(adapter: Adapter) -> Self {
         Kit(adapter)
     }
@@ -66,22 +85,26 @@ impl AdapterApp for Kit {
             App::new()
                 .wrap(FlashMiddleware::from(self.0.clone()))
                 .route("/", web::get().to(show))
+                .route("/", web::head().to(show))
+                .route("/", web::method(Method::OPTIONS).to(show))
                 .route("/add", web::post().to(add))
                 .route("/idle", web::get().to(idle)),
         )
         .await;
-        let mut builder = match request.method {
-            "POST" => test::TestRequest::post(),
-            _ => test::TestRequest::get(),
-        }
-        .uri(&request.uri);
+        let mut builder = test::TestRequest::default()
+            .method(Method::from_bytes(request.method.as_bytes()).unwrap())
+            .uri(&request.uri);
         for (name, value) in &request.headers {
             builder = builder.append_header((
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),
                 HeaderValue::from_bytes(value).unwrap(),
             ));
         }
-        let response = test::call_service(&app, builder.to_request()).await;
+        let request_ = builder.to_request();
+        if let Some(session) = request.session {
+            actix_web::HttpMessage::extensions_mut(&request_).insert(session);
+        }
+        let response = test::call_service(&app, request_).await;
         let status = response.status().as_u16();
         let headers = response
             .headers()

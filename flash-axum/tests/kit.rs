@@ -10,18 +10,25 @@ use flash_axum::{Flash, FlashLayer};
 use flash_core::{Level, Message, adapter::Adapter};
 use flash_testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
 use http::header::VARY;
-use http::{HeaderValue, Request};
+use http::{HeaderValue, Request, StatusCode};
 use tower::ServiceExt as _;
 
 #[derive(serde::Deserialize)]
 struct AddQuery {
     text: String,
     level: Option<i32>,
+    fail: Option<u16>,
 }
 
-async fn add(flash: Flash, Query(query): Query<AddQuery>) -> Redirect {
+async fn add(
+    flash: Flash,
+    Query(query): Query<AddQuery>,
+) -> Result<Redirect, (StatusCode, &'static str)> {
     flash.add(Level::new(query.level.unwrap_or(25)), query.text);
-    Redirect::to("/")
+    match query.fail {
+        Some(status) => Err((StatusCode::from_u16(status).unwrap(), "failed")),
+        None => Ok(Redirect::to("/")),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -29,9 +36,14 @@ struct ShowQuery {
     now: Option<String>,
     keep: Option<String>,
     vary: Option<String>,
+    status: Option<u16>,
+    fail: Option<u16>,
 }
 
-async fn show(flash: Flash, Query(query): Query<ShowQuery>) -> Response {
+async fn show(
+    flash: Flash,
+    Query(query): Query<ShowQuery>,
+) -> Result<Response, (StatusCode, &'static str)> {
     if let Some(text) = query.now {
         flash.add_now(Message::new(Level::INFO, text));
     }
@@ -45,13 +57,17 @@ async fn show(flash: Flash, Query(query): Query<ShowQuery>) -> Response {
     if query.keep.as_deref() == Some("1") {
         flash.keep();
     }
-    let mut response = body.into_response();
+    if let Some(status) = query.fail {
+        return Err((StatusCode::from_u16(status).unwrap(), "failed"));
+    }
+    let status = StatusCode::from_u16(query.status.unwrap_or(200)).unwrap();
+    let mut response = (status, body).into_response();
     if let Some(vary) = query.vary {
         response
             .headers_mut()
             .insert(VARY, HeaderValue::from_str(&vary).unwrap());
     }
-    response
+    Ok(response)
 }
 
 async fn idle(_flash: Flash) -> &'static str {
@@ -63,7 +79,7 @@ struct App(Router);
 impl AdapterApp for App {
     async fn build(adapter: Adapter) -> Self {
         App(Router::new()
-            .route("/", get(show))
+            .route("/", get(show).options(show))
             .route("/add", post(add))
             .route("/idle", get(idle))
             .layer(FlashLayer::from(adapter)))
@@ -71,6 +87,9 @@ impl AdapterApp for App {
 
     async fn send(&self, request: KitRequest) -> KitResponse {
         let mut builder = Request::builder().method(request.method).uri(&request.uri);
+        if let Some(session) = request.session {
+            builder = builder.extension(session);
+        }
         for (name, value) in &request.headers {
             builder = builder.header(name, HeaderValue::from_bytes(value).unwrap());
         }

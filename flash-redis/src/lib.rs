@@ -8,4 +8,4 @@ pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
     RedisStoreBuilder,
 };
-pub use store::{ClientKeys, RedisStore};
+pub use store::RedisStore;

@@ -1,10 +1,13 @@
 //! The store: [`KeyedStore`] on Redis, one Lua script per operation.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use flash_core::storage::stored_form::{self, FromStored};
 use flash_core::{
     Error, ErrorKind, Limits, Message, Result,
@@ -59,7 +62,23 @@ struct Inner {
     prefix: String,
     operation_timeout: Duration,
     scripts: Scripts,
+    /// What each lease that took messages answered about consuming them, until its settle.
+    consumed: Mutex<HashMap<(ClientId, LeaseId), Consumed>>,
 }
+
+/// A lease's answer about its own end: the client's value as the lease wrote it (its SHA-1),
+/// and the value once the lease is consumed (empty: no key) with its deadline. A settle that
+/// consumes and appends nothing sends them, and finishes in one command when the value did
+/// not change meanwhile.
+struct Consumed {
+    sha1: Vec<u8>,
+    value: Vec<u8>,
+    deadline: Vec<u8>,
+}
+
+/// At most this many leases awaiting their settle are remembered (a few MB); past it the
+/// memory starts over, and the settles of the leases forgotten take one command more.
+const MAX_REMEMBERED_LEASES: usize = 65_536;
 
 /// A [`KeyedStore`] on Redis or Redis Cluster: exactly-once delivery with leases, one round trip
 /// per call, and a TTL on every client's messages.
@@ -69,17 +88,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
-}
-
-/// The Redis keys that hold one client's state (all in one cluster slot).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientKeys {
-    /// The hash of the client's messages, their leases and its sequence counter:
-    /// `{<prefix>:<client hex>}:m`.
-    pub messages: String,
-    /// The sorted set of recently applied operation ids, which makes a retried write apply
-    /// once: `{<prefix>:<client hex>}:o`.
-    pub operations: String,
 }
 
 /// Longest TTL or lease sent to the server: flash-core's [`MAX_SPAN`] (a longer `Duration` is
@@ -143,9 +151,10 @@ impl RedisStore {
         }
     }
 
-    /// The keys that hold `client`'s state.
-    pub fn client_keys(&self, client: &ClientId) -> ClientKeys {
-        client_keys(&self.inner.prefix, client)
+    /// The one key that holds all of `client`'s state: `<prefix>:<client id in base64url>`
+    /// (a string; see the crate docs for its value).
+    pub fn client_key(&self, client: &ClientId) -> String {
+        client_key(&self.inner.prefix, client)
     }
 
     pub(crate) async fn open(builder: RedisStoreBuilder) -> Result<Self> {
@@ -245,6 +254,7 @@ impl RedisStore {
                 prefix: builder.prefix,
                 operation_timeout: builder.operation_timeout,
                 scripts,
+                consumed: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -305,6 +315,26 @@ impl RedisStore {
         }
     }
 
+    fn remember_consumed(&self, client: &ClientId, lease: &LeaseId, consumed: Consumed) {
+        let mut map = self
+            .inner
+            .consumed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_REMEMBERED_LEASES {
+            map.clear();
+        }
+        map.insert((*client, *lease), consumed);
+    }
+
+    fn take_consumed(&self, client: &ClientId, lease: &LeaseId) -> Option<Consumed> {
+        self.inner
+            .consumed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(*client, *lease))
+    }
+
     fn dedupe_window_ms(&self) -> u128 {
         millis(MIN_DEDUPE_WINDOW.max(self.inner.operation_timeout * 2))
     }
@@ -327,12 +357,11 @@ impl RedisStore {
             return Ok((false, 0));
         }
         let encoded = encode(messages)?;
-        let keys = self.client_keys(client);
         let mut invocation = self.inner.scripts.append.prepare_invoke();
         invocation
-            .key(&keys.messages)
-            .key(&keys.operations)
-            .arg(op.to_hex())
+            .key(self.client_key(client))
+            .arg(now_ms())
+            .arg(short_id(op))
             .arg(self.dedupe_window_ms().to_string())
             .arg(millis(ttl).to_string());
         limit_args(&mut invocation, limits, &encoded);
@@ -355,20 +384,24 @@ impl RedisStore {
     ) -> Result<(bool, usize)> {
         let append = &append[..limits.fitting(0, 0, append)];
         let encoded = encode(append)?;
-        let keys = self.client_keys(client);
         let outcome = match outcome {
             Outcome::Consumed => "consumed",
             Outcome::Released => "released",
         };
+        let consumed = self.take_consumed(client, lease);
         let mut invocation = self.inner.scripts.settle.prepare_invoke();
         invocation
-            .key(&keys.messages)
-            .key(&keys.operations)
-            .arg(op.to_hex())
+            .key(self.client_key(client))
+            .arg(now_ms())
+            .arg(short_id(op))
             .arg(self.dedupe_window_ms().to_string())
-            .arg(lease.to_hex())
+            .arg(short_id(lease))
             .arg(outcome)
             .arg(millis(ttl).to_string());
+        match &consumed {
+            Some(c) => invocation.arg(&c.sha1).arg(&c.value).arg(&c.deadline),
+            None => invocation.arg("").arg("").arg(""),
+        };
         limit_args(&mut invocation, limits, &encoded);
         let (applied, kept): (i64, i64) = self.run("settle", &invocation).await?;
         Ok((applied == 1, kept_count(kept, append.len())))
@@ -396,14 +429,34 @@ impl KeyedStore for RedisStore {
         lease: &LeaseId,
         lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
-        let keys = self.client_keys(client);
         let mut invocation = self.inner.scripts.lease.prepare_invoke();
         invocation
-            .key(&keys.messages)
-            .arg(lease.to_hex())
-            .arg(millis(lease_timeout).to_string());
-        let raw: Vec<Vec<u8>> = self.run("lease", &invocation).await?;
-        Ok(decode(client, raw))
+            .key(self.client_key(client))
+            .arg(now_ms())
+            .arg(short_id(lease))
+            .arg(millis(lease_timeout).to_string())
+            .arg(self.dedupe_window_ms().to_string());
+        let mut raw: Vec<Vec<u8>> = self.run("lease", &invocation).await?;
+        if raw.len() < 3 {
+            return Ok(Vec::new());
+        }
+        let messages = raw.split_off(3);
+        let mut answer = raw.into_iter();
+        let (Some(sha1), Some(value), Some(deadline)) =
+            (answer.next(), answer.next(), answer.next())
+        else {
+            return Ok(Vec::new());
+        };
+        self.remember_consumed(
+            client,
+            lease,
+            Consumed {
+                sha1,
+                value,
+                deadline,
+            },
+        );
+        Ok(decode(client, messages))
     }
 
     async fn settle(
@@ -440,12 +493,25 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-pub(crate) fn client_keys(prefix: &str, client: &ClientId) -> ClientKeys {
-    let tag = format!("{{{prefix}:{}}}", client.to_hex());
-    ClientKeys {
-        messages: format!("{tag}:m"),
-        operations: format!("{tag}:o"),
-    }
+pub(crate) fn client_key(prefix: &str, client: &ClientId) -> String {
+    // base64url, not hex: 22 characters instead of 32 keep `flash:<id>` within a 32-byte
+    // allocation, 16 bytes less per client.
+    format!("{prefix}:{}", URL_SAFE_NO_PAD.encode(client.as_bytes()))
+}
+
+/// The application's clock in ms: the scripts' one time (see the crate docs, "TTL and time").
+fn now_ms() -> String {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        .to_string()
+}
+
+/// The 8 bytes of an operation or lease id the scripts keep: one client never has enough live
+/// ids at once for 64 random bits to collide.
+fn short_id(id: &LeaseId) -> &[u8] {
+    &id.as_bytes()[..8]
 }
 
 fn manager_config(builder: &RedisStoreBuilder) -> ConnectionManagerConfig {
@@ -484,8 +550,7 @@ fn limit_args(invocation: &mut ScriptInvocation<'_>, limits: &Limits, encoded: &
     }
 }
 
-/// How many were kept, from a script's answer: a retry of an operation applied by an earlier
-/// version of the scripts (which kept everything) answers -1.
+/// How many were kept, from a script's answer (never more than offered, never negative).
 fn kept_count(kept: i64, offered: usize) -> usize {
     usize::try_from(kept).map_or(offered, |kept| kept.min(offered))
 }
@@ -564,12 +629,11 @@ mod tests {
     }
 
     #[test]
-    fn keys_share_one_hash_tag() {
+    fn one_short_key_per_client() {
         let client = ClientId::from_bytes([0xab; 16]);
-        let keys = client_keys("app", &client);
-        let tag = format!("{{app:{}}}", "ab".repeat(16));
-        assert_eq!(keys.messages, format!("{tag}:m"));
-        assert_eq!(keys.operations, format!("{tag}:o"));
+        assert_eq!(client_key("app", &client), "app:q6urq6urq6urq6urq6urqw");
+        // `flash:` and the id fit a 32-byte allocation (3 bytes of header, 1 of terminator).
+        assert_eq!(client_key("flash", &client).len(), 28);
     }
 
     #[test]

@@ -330,7 +330,7 @@ async fn a_late_settle_touches_only_what_its_lease_still_holds() {
 }
 
 #[tokio::test]
-async fn the_ttl_is_refreshed_by_appends_only_and_consuming_all_deletes_the_key() {
+async fn the_ttl_is_refreshed_by_appends_only_and_consuming_all_leaves_only_the_dedupe_window() {
     let Some(store) = common::store().await else {
         return;
     };
@@ -338,7 +338,7 @@ async fn the_ttl_is_refreshed_by_appends_only_and_consuming_all_deletes_the_key(
         return;
     };
     let client = ClientId::random();
-    let key = store.client_keys(&client).messages;
+    let key = store.client_key(&client);
     store
         .append(&client, &[], LONG, &flash_core::Limits::default())
         .await
@@ -406,8 +406,13 @@ async fn the_ttl_is_refreshed_by_appends_only_and_consuming_all_deletes_the_key(
         .await
         .expect("settle");
     assert!(
-        !admin.exists::<_, bool>(&key).await.expect("EXISTS"),
-        "nothing left, no key"
+        common::stored(&mut admin, &key).await.is_empty(),
+        "nothing left"
+    );
+    let left: i64 = admin.pttl(&key).await.expect("PTTL");
+    assert!(
+        (1..=60_000).contains(&left),
+        "only the recent writes remain, for the dedupe window: {left} ms"
     );
 }
 
@@ -531,27 +536,13 @@ async fn foreign_data_under_the_prefix_is_skipped_not_fatal() {
         return;
     };
     let client = ClientId::random();
-    let key = store.client_keys(&client).messages;
+    let key = store.client_key(&client);
     store
         .append(&client, &[msg("a")], LONG, &flash_core::Limits::default())
         .await
         .expect("append");
-    let () = admin
-        .hset(&key, "m1000", "not a message")
-        .await
-        .expect("HSET");
-    let () = admin
-        .hset(&key, "m1001", &b"\xff\xfe binary"[..])
-        .await
-        .expect("HSET");
-    let () = admin
-        .hset(&key, "l7", "garbage lease for a missing message")
-        .await
-        .expect("HSET");
-    let () = admin
-        .hset(&key, "zz", "an unknown field")
-        .await
-        .expect("HSET");
+    common::inject(&mut admin, &key, 13, b"not a message").await;
+    common::inject(&mut admin, &key, 9, b"\xff\xfe binary").await;
     store
         .append(&client, &[msg("b")], LONG, &flash_core::Limits::default())
         .await
@@ -570,15 +561,16 @@ async fn foreign_data_under_the_prefix_is_skipped_not_fatal() {
         )
         .await
         .expect("settle");
-    let left: Vec<String> = admin.hkeys(&key).await.expect("HKEYS");
+    let left = common::stored(&mut admin, &key).await;
     assert!(
-        !left.iter().any(|f| f.starts_with('m')),
+        left.is_empty(),
         "consuming the lease also removed the garbage it held: {left:?}"
     );
-    // A key of the wrong type is a backend error, not a panic.
+    // A key that does not hold flash's data is a backend error, not a panic, and no write
+    // overwrites it.
     let broken = ClientId::random();
     let () = admin
-        .set(store.client_keys(&broken).messages, "a string")
+        .set(store.client_key(&broken), "a string")
         .await
         .expect("SET");
     let err = store
@@ -587,6 +579,23 @@ async fn foreign_data_under_the_prefix_is_skipped_not_fatal() {
         .expect_err("WRONGTYPE");
     assert_eq!(err.kind(), flash_core::ErrorKind::Backend);
     assert!(std::error::Error::source(&err).is_some());
+    let err = store
+        .append(&broken, &[msg("x")], LONG, &flash_core::Limits::default())
+        .await
+        .expect_err("not flash data");
+    assert_eq!(err.kind(), flash_core::ErrorKind::Backend);
+    let kept: String = admin.get(store.client_key(&broken)).await.expect("GET");
+    assert_eq!(kept, "a string");
+    let hash = ClientId::random();
+    let () = admin
+        .hset(store.client_key(&hash), "f", "v")
+        .await
+        .expect("HSET");
+    let err = store
+        .lease(&hash, &LeaseId::random(), LONG)
+        .await
+        .expect_err("WRONGTYPE");
+    assert_eq!(err.kind(), flash_core::ErrorKind::Backend);
 }
 
 #[tokio::test]

@@ -16,9 +16,12 @@
 //!
 //! | route | the handler |
 //! |---|---|
-//! | `POST /add?text=T` (optional `&level=N`) | adds a message of level `N` (default 25, success) with text `T`, and answers `303 See Other` with `Location: /` and an empty body |
-//! | `GET /` (optional `?now=T`, `&keep=1`, `&vary=V`) | with `now`, shows `T` at level 20 in this request only (`add_now`); reads every message (consuming them); with `keep=1`, keeps them; with `vary`, sets the response header `Vary: V`; answers `200` with one line per message, `{level} {text}\n` (`25 saved\n`), or, when reading fails, `200` with the body `unavailable\n` |
+//! | `POST /add?text=T` (optional `&level=N`, `&fail=S`) | adds a message of level `N` (default 25, success) with text `T`, and answers `303 See Other` with `Location: /` and an empty body; with `fail`, returns instead the handler's error with status `S` (the framework's error type: poem's `Err(poem::Error)`, actix-web's `Err(actix_web::Error)`, axum's `Err((StatusCode, …))`) |
+//! | `GET`, `HEAD` and `OPTIONS /` (optional `?now=T`, `&keep=1`, `&vary=V`, `&status=S`, `&fail=S`) | with `now`, shows `T` at level 20 in this request only (`add_now`); reads every message (consuming them); with `keep=1`, keeps them; with `vary`, sets the response header `Vary: V`; answers `200` (with `status`, `S`) with one line per message, `{level} {text}\n` (`25 saved\n`), or, when reading fails, `200` with the body `unavailable\n`; with `fail`, after reading, returns the handler's error with status `S` instead |
 //! | `GET /idle` | takes the handle (extracts it) and does nothing with it; answers `200` with the body `idle` |
+//!
+//! Every request may carry a [`KitSession`] ([`KitRequest::session`]): the app puts it in the
+//! request's extensions before flash's middleware runs, as a session middleware would.
 //!
 //! The kit runs each behaviour on a storage that waits (a keyed [`MemoryStore`] behind
 //! [`KeyedStorage`], calls counted) and, where it makes sense, on one that never waits
@@ -38,12 +41,12 @@ use flash_core::Key;
 use flash_core::Level;
 use flash_core::Limits;
 use flash_core::Message;
-use flash_core::MessagesConfig;
 use flash_core::adapter::Adapter;
 use flash_core::storage::MemoryStore;
 use flash_core::storage::{ClientId, KeyedStorage, KeyedStore, LeaseId, Outcome};
 use flash_core::storage::{ImmediateStorage, Incoming, LoadToken, Loaded, Storage, Update};
 use flash_core::{Error, ErrorKind, Result};
+use flash_core::{Htmx, MessagesConfig};
 
 /// A request the kit sends to the app.
 #[derive(Debug, Clone)]
@@ -54,6 +57,8 @@ pub struct KitRequest {
     pub uri: String,
     /// Header lines: a lowercase name and the value's bytes (which may be non-ASCII).
     pub headers: Vec<(String, Vec<u8>)>,
+    /// A request extension for the app to put in the request, outside flash's middleware.
+    pub session: Option<KitSession>,
 }
 
 /// The app's answer.
@@ -93,6 +98,12 @@ impl KitResponse {
     note = "implement `flash_testkit::adapter_kit::AdapterApp`: build the kit's routes over the `Adapter` and send a `KitRequest` through them"
 )]
 pub trait AdapterApp: Sized {
+    /// Whether the adapter hands the request's extensions to storages that read them. `false`
+    /// only for a framework whose extensions cannot be copied (actix-web's are neither `Clone`
+    /// nor `Send`); its storages then reach their state through the adapter's own bridge, and
+    /// the kit skips [`a_storage_reads_the_requests_extension`].
+    const COPIES_EXTENSIONS: bool = true;
+
     /// The app with the kit's routes, its flash layer or middleware made from `adapter`
     /// (which carries the storage, the config and the error hook).
     fn build(adapter: Adapter) -> impl Future<Output = Self>;
@@ -140,6 +151,7 @@ impl<'a, A: AdapterApp> Browser<'a, A> {
             method,
             uri: uri.to_owned(),
             headers,
+            session: None,
         }
     }
 
@@ -169,8 +181,10 @@ impl<'a, A: AdapterApp> Browser<'a, A> {
         // to the handler (the kit's handlers set no Cache-Control).
         assert_eq!(
             response.header("cache-control").as_deref(),
-            (!cookies.is_empty()).then_some("private, no-store"),
-            "Cache-Control goes with a flash cookie and only with one: {response:?}"
+            (!cookies.is_empty() || !response.values("hx-trigger").is_empty())
+                .then_some("private, no-store"),
+            "Cache-Control goes with a flash cookie or an htmx delivery, and only with them: \
+             {response:?}"
         );
         let vary = response.values("vary").join(", ");
         let named = vary
@@ -453,6 +467,244 @@ pub async fn other_cookies_bytes_never_hide_flash<A: AdapterApp>() {
     }
 }
 
+/// htmx delivery: a partial htmx request gets the messages it added in `HX-Trigger`, not
+/// stored; a boosted one (a full page) stores them.
+pub async fn htmx_requests_get_their_messages_in_hx_trigger<A: AdapterApp>() {
+    let s = storages();
+    let adapter = Adapter::new(s.keyed.clone(), MessagesConfig::default()).htmx(Htmx::new());
+    let app = A::build(adapter).await;
+    let mut browser = Browser::new(&app);
+    let mut request = browser.request("POST", "/add?text=toast");
+    request
+        .headers
+        .push(("hx-request".to_owned(), b"true".to_vec()));
+    let delivered = browser.send(request).await;
+    let trigger = delivered.header("hx-trigger").unwrap_or_default();
+    assert!(trigger.contains("\"toast\""), "HX-Trigger: {delivered:?}");
+    assert_eq!(vary(&delivered), "Cookie", "{delivered:?}");
+    assert_eq!(browser.get("/").await.body, "", "delivered, so not stored");
+    let mut request = browser.request("POST", "/add?text=page");
+    request
+        .headers
+        .push(("hx-request".to_owned(), b"true".to_vec()));
+    request
+        .headers
+        .push(("hx-boosted".to_owned(), b"true".to_vec()));
+    let boosted = browser.send(request).await;
+    assert!(boosted.values("hx-trigger").is_empty(), "{boosted:?}");
+    assert_eq!(browser.get("/").await.body, "25 page\n");
+}
+
+/// A storage that keeps messages in a request extension ([`KitSession`], as a session storage
+/// does) finds it: the adapter hands the request's extensions over.
+pub async fn a_storage_reads_the_requests_extension<A: AdapterApp>() {
+    if !A::COPIES_EXTENSIONS {
+        return;
+    }
+    let storage: Arc<dyn Storage> = Arc::new(KitSessionStorage);
+    let app = app::<A>(&storage).await;
+    let browser = Browser::new(&app);
+    let session = KitSession::new();
+    let mut request = browser.request("POST", "/add?text=in-session");
+    request.session = Some(session.clone());
+    let posted = app.send(request).await;
+    assert_eq!(posted.status, 303, "{posted:?}");
+    assert_eq!(session.texts(), ["in-session"], "saved into the extension");
+    let mut request = browser.request("GET", "/");
+    request.session = Some(session.clone());
+    assert_eq!(app.send(request).await.body, "25 in-session\n");
+    assert!(session.texts().is_empty(), "consumed from the extension");
+}
+
+/// After each request the handle and every copy of the request's extensions are freed: no
+/// cycle keeps them (a storage's handle count and a drop counter on the extension).
+pub async fn the_handle_and_extensions_are_freed<A: AdapterApp>() {
+    let s = storages();
+    let session_storage: Arc<dyn Storage> = Arc::new(KitSessionStorage);
+    for storage in [&s.keyed, &s.cookie, &session_storage] {
+        let app = app::<A>(storage).await;
+        let baseline = Arc::strong_count(storage);
+        let browser = Browser::new(&app);
+        let session = KitSession::new();
+        for (method, uri) in [
+            ("GET", "/idle"),
+            ("POST", "/add?text=a"),
+            ("GET", "/"),
+            ("GET", "/?fail=500"),
+        ] {
+            let mut request = browser.request(method, uri);
+            request.session = Some(session.clone());
+            app.send(request).await;
+        }
+        assert_eq!(
+            Arc::strong_count(storage),
+            baseline,
+            "a request's handle outlived it (a cycle through the request extensions?)"
+        );
+        assert_eq!(
+            session.live_copies(),
+            1,
+            "a copy of the request's extensions outlived the request"
+        );
+    }
+}
+
+/// The handler's error: what it added is saved (`4xx` error), what it read is not consumed
+/// (`5xx` error), and both responses vary on the cookie.
+pub async fn a_handler_error_loses_nothing<A: AdapterApp>() {
+    let s = storages();
+    for storage in [&s.keyed, &s.cookie] {
+        let app = app::<A>(storage).await;
+        let mut browser = Browser::new(&app);
+        let request = browser.request("POST", "/add?text=kept&fail=400");
+        let failed = browser.send(request).await;
+        assert_eq!(failed.status, 400, "{failed:?}");
+        assert_eq!(vary(&failed), "Cookie", "{failed:?}");
+        let read = browser.get("/?fail=500").await;
+        assert_eq!(read.status, 500, "{read:?}");
+        assert_eq!(
+            vary(&read),
+            "Cookie",
+            "the error response read messages: {read:?}"
+        );
+        assert_eq!(browser.get("/").await.body, "25 kept\n", "lost or consumed");
+        assert_eq!(browser.get("/").await.body, "");
+    }
+}
+
+/// A `5xx` response (not an error of the handler): what the request read is not consumed.
+pub async fn a_5xx_response_consumes_nothing<A: AdapterApp>() {
+    let s = storages();
+    for storage in [&s.keyed, &s.cookie] {
+        let app = app::<A>(storage).await;
+        let mut browser = Browser::new(&app);
+        browser.post("/add?text=a").await;
+        let crashed = browser.get("/?status=503").await;
+        assert_eq!(crashed.status, 503);
+        assert_eq!(crashed.body, "25 a\n");
+        assert_eq!(vary(&crashed), "Cookie");
+        assert_eq!(browser.get("/").await.body, "25 a\n");
+        // A 4xx page is a page: what it showed is consumed.
+        browser.post("/add?text=b").await;
+        assert_eq!(browser.get("/?status=422").await.body, "25 b\n");
+        assert_eq!(browser.get("/").await.body, "");
+    }
+}
+
+/// `HEAD` and `OPTIONS` read without consuming, with no store call.
+pub async fn head_and_options_never_consume<A: AdapterApp>() {
+    let s = storages();
+    let app = app::<A>(&s.keyed).await;
+    let mut browser = Browser::new(&app);
+    browser.post("/add?text=a").await;
+    let before = s.calls.total();
+    for method in ["HEAD", "OPTIONS"] {
+        let request = browser.request(method, "/");
+        let response = browser.send(request).await;
+        assert!(response.status < 300, "{method}: {response:?}");
+    }
+    assert_eq!(s.calls.total(), before, "HEAD or OPTIONS called the store");
+    assert_eq!(browser.get("/").await.body, "25 a\n");
+}
+
+/// A session-like request extension for [`KitSessionStorage`]: messages kept in memory shared
+/// by its clones, and a count of the clones alive (to see a copy outlive its request).
+#[derive(Debug)]
+pub struct KitSession {
+    messages: Arc<std::sync::Mutex<Vec<Message>>>,
+    live: Arc<AtomicUsize>,
+}
+
+impl KitSession {
+    /// A new, empty session.
+    pub fn new() -> Self {
+        KitSession {
+            messages: Arc::default(),
+            live: Arc::new(AtomicUsize::new(1)),
+        }
+    }
+
+    /// How many clones of it are alive.
+    pub fn live_copies(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    fn texts(&self) -> Vec<String> {
+        let messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        messages.iter().map(|m| m.text.clone()).collect()
+    }
+}
+
+impl Default for KitSession {
+    fn default() -> Self {
+        KitSession::new()
+    }
+}
+
+impl Clone for KitSession {
+    fn clone(&self) -> Self {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        KitSession {
+            messages: self.messages.clone(),
+            live: self.live.clone(),
+        }
+    }
+}
+
+impl Drop for KitSession {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A storage keeping messages in the request's [`KitSession`] extension (as a session storage
+/// does); a request without one loads nothing and saves nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct KitSessionStorage;
+
+#[async_trait]
+impl Storage for KitSessionStorage {
+    async fn load(&self, request: &Incoming) -> Result<Loaded> {
+        let messages = match request.extensions().get::<KitSession>() {
+            Some(session) => session
+                .messages
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            None => Vec::new(),
+        };
+        Ok(Loaded::new(messages, LoadToken::empty()))
+    }
+
+    async fn save(
+        &self,
+        request: &Incoming,
+        update: Update,
+        _: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        let Some(session) = request.extensions().get::<KitSession>() else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "no KitSession in the request",
+            ));
+        };
+        let mut held = session.messages.lock().unwrap_or_else(|p| p.into_inner());
+        let messages = if update.was_loaded() {
+            update.into_messages()
+        } else {
+            let mut messages = held.clone();
+            messages.extend(update.added);
+            messages
+        };
+        *held = messages;
+        Ok(Vec::new())
+    }
+
+    fn uses_extensions(&self) -> bool {
+        true
+    }
+}
+
 /// A keyed store whose server is down: every call fails with [`ErrorKind::Unavailable`].
 #[derive(Debug, Clone, Copy)]
 pub struct Down;
@@ -598,6 +850,12 @@ macro_rules! adapter_tests {
             failing_store_reaches_the_hook,
             two_tabs_read_each_message_once,
             other_cookies_bytes_never_hide_flash,
+            htmx_requests_get_their_messages_in_hx_trigger,
+            a_storage_reads_the_requests_extension,
+            the_handle_and_extensions_are_freed,
+            a_handler_error_loses_nothing,
+            a_5xx_response_consumes_nothing,
+            head_and_options_never_consume,
         );
     };
 }

@@ -193,7 +193,12 @@ pub async fn take_slowlog(admin: &mut redis::aio::MultiplexedConnection) -> Vec<
             };
             let id: i64 = redis::from_redis_value_ref(&fields[0]).expect("id");
             let micros: u64 = redis::from_redis_value_ref(&fields[2]).expect("duration");
-            let args: Vec<String> = redis::from_redis_value_ref(&fields[3]).expect("args");
+            // Binary arguments (ids, packed values) are shown lossily.
+            let args: Vec<Vec<u8>> = redis::from_redis_value_ref(&fields[3]).expect("args");
+            let args = args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
             let addr: String = redis::from_redis_value_ref(&fields[4]).expect("addr");
             (id, Logged { args, addr, micros })
         })
@@ -212,4 +217,45 @@ pub async fn log_every_command(admin: &mut redis::aio::MultiplexedConnection, on
         .query_async(admin)
         .await
         .expect("CONFIG SET");
+}
+
+/// The messages a client's key holds, read behind the store's back: (size, stored form,
+/// lease holder) each, oldest first; empty without a key.
+pub async fn stored(
+    admin: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> Vec<(i64, Vec<u8>, i64)> {
+    redis::Script::new(
+        r"local raw = redis.call('GET', KEYS[1])
+        if not raw then return {} end
+        local _, _, _, msgs = cmsgpack.unpack(raw)
+        local out = {}
+        for i = 1, #msgs, 3 do out[#out + 1] = { msgs[i], msgs[i + 1], msgs[i + 2] } end
+        return out",
+    )
+    .key(key)
+    .invoke_async(admin)
+    .await
+    .expect("reading a client's key")
+}
+
+/// Puts an entry that is not a message (`value`, counted as `size`) at the end of a client's
+/// queue, behind the store's back.
+pub async fn inject(
+    admin: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    size: i64,
+    value: &[u8],
+) {
+    let () = redis::Script::new(
+        r"local e, o, l, m = cmsgpack.unpack(redis.call('GET', KEYS[1]))
+        m[#m + 1] = tonumber(ARGV[1]); m[#m + 1] = ARGV[2]; m[#m + 1] = 0
+        redis.call('SET', KEYS[1], cmsgpack.pack(e, o, l, m), 'KEEPTTL')",
+    )
+    .key(key)
+    .arg(size)
+    .arg(value)
+    .invoke_async(admin)
+    .await
+    .expect("injecting an entry");
 }
