@@ -97,11 +97,16 @@ const MISSING: &str = "the Flash extractor needs flash_poem::FlashMiddleware: ad
 impl<'a> FromRequest<'a> for Flash {
     async fn from_request(request: &'a Request, _: &mut RequestBody) -> poem::Result<Self> {
         let extensions = request.extensions();
+        let uri = request.uri();
+        let target = uri
+            .path_and_query()
+            .map_or_else(|| uri.path(), |pq| pq.as_str());
         let parts = RequestParts::new(
             request.method().as_str(),
             request.headers(),
             Some(extensions),
-        );
+        )
+        .with_target(target);
         match extensions
             .get::<Slot>()
             .and_then(|slot| slot.messages(parts))

@@ -10,6 +10,7 @@ use http::header::{COOKIE, SET_COOKIE};
 
 use super::Harness;
 use flash_core::Result;
+use flash_core::adapter::{Adapter, InFlight, RequestParts};
 use flash_core::storage::Incoming;
 use flash_core::{Messages, MessagesConfig, SaveReport};
 
@@ -115,8 +116,20 @@ impl Client {
         if let Some(mode) = mode {
             headers.insert("sec-fetch-mode", mode.parse().expect("header"));
         }
-        let incoming = Incoming::from_headers(&headers).with_target(method, target);
-        self.build_from(incoming, config)
+        // Through the adapter contract, as a framework's request arrives: the handle is made
+        // from the request's parts, and `Request::redirect` ends it with its response.
+        let mut incoming = Incoming::default();
+        if let Some(hook) = &self.harness.request_hook {
+            hook(self.id, &mut incoming);
+        }
+        let extensions = incoming.extensions().clone();
+        let in_flight = Adapter::new(self.harness.storage.clone(), config).begin();
+        let parts = RequestParts::new(method, &headers, Some(&extensions)).with_target(target);
+        Request {
+            messages: in_flight.slot().messages(parts).expect("in flight"),
+            client: self.clone(),
+            in_flight: Some(in_flight),
+        }
     }
 
     fn build(&self, config: impl Into<Arc<MessagesConfig>>, prefetch: bool) -> Request {
@@ -134,6 +147,7 @@ impl Client {
         Request {
             messages: Messages::new(self.harness.storage.clone(), incoming, config),
             client: self.clone(),
+            in_flight: None,
         }
     }
 
@@ -167,6 +181,8 @@ pub struct Request {
     /// The request's handle.
     pub messages: Messages,
     client: Client,
+    /// The adapter's request, when made through the contract ([`Client::to`]).
+    in_flight: Option<InFlight>,
 }
 
 impl Deref for Request {
@@ -200,20 +216,18 @@ impl Request {
     }
 
     /// Ends the request with a `303 See Other` to `location`, as an adapter ends it
-    /// ([`Adapter::finish`](flash_core::Adapter::finish)), applies the response to the jar and
+    /// ([`InFlight::finish_headers`]), applies the response to the jar and
     /// returns it.
     ///
     /// # Panics
     /// When saving fails.
     pub async fn redirect(self, location: &str) -> Response {
-        let adapter = flash_core::Adapter::new(
-            self.client.harness.storage.clone(),
-            self.messages.config().clone(),
-        );
+        let in_flight = self
+            .in_flight
+            .expect("a request made by `Client::to`, `page` or `fetch`");
         let mut headers = HeaderMap::new();
         headers.insert(http::header::LOCATION, location.parse().expect("location"));
-        self.messages.set_response_status(303);
-        let finished = adapter.finish(&self.messages, &mut headers).await;
+        let finished = in_flight.finish_headers(303, false, &mut headers).await;
         assert!(
             finished.error.is_none(),
             "saving failed: {:?}",
