@@ -539,6 +539,13 @@ impl Adapter {
         read: Result<MessageList>,
         response: &H,
     ) -> Option<(String, usize)> {
+        if let (Some(_), Err(err)) = (&self.shared.htmx, &read) {
+            // Nothing was consumed: the messages stay pending for the next page; say so.
+            tracing::warn!(
+                error = %err,
+                "flash: reading the pending messages for htmx delivery failed; they stay pending"
+            );
+        }
         let (Some(htmx), Ok(read)) = (&self.shared.htmx, read) else {
             // A failed load consumed nothing: the save reports what it must.
             return None;

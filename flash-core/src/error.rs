@@ -55,6 +55,7 @@ pub struct Error {
     kind: ErrorKind,
     context: Cow<'static, str>,
     source: Option<Source>,
+    recovered: bool,
 }
 
 impl Error {
@@ -64,6 +65,7 @@ impl Error {
             kind,
             context: context.into(),
             source: None,
+            recovered: false,
         }
     }
 
@@ -77,6 +79,7 @@ impl Error {
             kind,
             context: context.into(),
             source: Some(source.into()),
+            recovered: false,
         }
     }
 
@@ -89,6 +92,21 @@ impl Error {
     pub fn context(&self) -> &str {
         &self.context
     }
+
+    /// Whether the operation succeeded all the same: a save that recovered from this failure
+    /// ([`SaveReport::degraded`](crate::SaveReport::degraded): the messages carried in a
+    /// cookie while the keyed store is down, or left under an old id). An error hook uses it
+    /// to say what happened: recovered (the context says how), or lost.
+    pub fn is_recovered(&self) -> bool {
+        self.recovered
+    }
+
+    /// This error, marked as recovered from ([`Error::is_recovered`]).
+    #[must_use]
+    pub fn recovered(mut self) -> Self {
+        self.recovered = true;
+        self
+    }
 }
 
 impl fmt::Debug for Error {
@@ -97,6 +115,9 @@ impl fmt::Debug for Error {
         d.field("kind", &self.kind).field("context", &self.context);
         if let Some(source) = &self.source {
             d.field("source", source);
+        }
+        if self.recovered {
+            d.field("recovered", &true);
         }
         d.finish()
     }

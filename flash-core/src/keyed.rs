@@ -249,6 +249,8 @@ struct HeldLease<S: KeyedStore> {
     ttl: Duration,
     call_timeout: Duration,
     held: bool,
+    /// When the lease was taken, to tell a settle that comes after its lease timeout.
+    taken: std::time::Instant,
 }
 
 impl<S: KeyedStore> HeldLease<S> {
@@ -521,11 +523,46 @@ impl<S: KeyedStore> KeyedStorage<S> {
         rest
     }
 
-    /// Runs one store call under the deadline.
-    async fn call<T>(&self, what: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
-        tokio::time::timeout(self.call_timeout, call)
+    /// Runs one store call under the deadline (see [`KeyedStorage::timed`]).
+    async fn call<T>(
+        &self,
+        what: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.timed(what, call)
             .await
-            .unwrap_or_else(|_| Err(self.timed_out(what)))
+            .unwrap_or_else(|| Err(self.timed_out(what)))
+    }
+
+    /// Runs one store call under the deadline (`None` when it passed), timed and traced: its
+    /// latency and failures go to the `metrics` facade ([`observe`](crate::observe)), and a
+    /// `flash_store_call` span carries the backend, the call and its outcome (never a message
+    /// or a secret).
+    async fn timed<T>(
+        &self,
+        what: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Option<Result<T>> {
+        use tracing::Instrument as _;
+        let backend = crate::observe::backend_name::<S>();
+        let span = tracing::debug_span!(
+            "flash_store_call",
+            backend,
+            call = what,
+            outcome = tracing::field::Empty
+        );
+        async move {
+            let timed = crate::observe::StoreCall::start(backend, what);
+            let answer = tokio::time::timeout(self.call_timeout, call).await.ok();
+            timed.finish(
+                answer
+                    .as_ref()
+                    .map(|r| r.as_ref().map(drop).map_err(Error::kind)),
+            );
+            answer
+        }
+        .instrument(span)
+        .await
     }
 
     fn timed_out(&self, what: &str) -> Error {
@@ -548,9 +585,10 @@ impl<S: KeyedStore> KeyedStorage<S> {
             ttl: self.ttl,
             call_timeout: self.call_timeout,
             held: true,
+            taken: std::time::Instant::now(),
         };
         let lease = self.store.lease(&client, &held.lease, self.lease_timeout);
-        match tokio::time::timeout(self.call_timeout, lease).await {
+        match self.timed("lease", lease).await.ok_or(()) {
             Ok(Ok(messages)) if messages.is_empty() => {
                 held.take();
                 Ok((messages, None))
@@ -584,13 +622,29 @@ impl<S: KeyedStore> KeyedStorage<S> {
         if err.kind() != ErrorKind::Unavailable {
             return Err(err);
         }
+        let offered = carry.len();
+        let dropped = self.write_carry(carry, limits, carry_sent, response);
+        let carried = offered - dropped.len();
+        crate::observe::carried(carried);
         tracing::warn!(
             %err,
-            carried = carry.len(),
+            carried,
+            dropped = dropped.len(),
             "keyed store unavailable at save: the messages ride in the carry cookie"
         );
-        degraded.report(err);
-        Ok(self.write_carry(carry, limits, carry_sent, response))
+        // The hook's words: carried, not lost (and how many did not fit, if any).
+        degraded.report(Error::with_source(
+            ErrorKind::Unavailable,
+            format!(
+                "{}; {carried} flash messages are carried in the signed `{}` cookie until \
+                 the store answers, {} dropped",
+                err.context(),
+                self.carry_name,
+                dropped.len()
+            ),
+            err,
+        ));
+        Ok(dropped)
     }
 
     /// Saves a request that rotated or forgot the client's id: `moving` goes to the new id.
@@ -780,6 +834,10 @@ impl<S: KeyedStore> Storage for KeyedStorage<S> {
                 } else {
                     Outcome::Released
                 };
+                if held.taken.elapsed() > self.lease_timeout {
+                    // The request outlived its lease: another may have shown these messages.
+                    crate::observe::lease_expired(crate::observe::backend_name::<S>());
+                }
                 let lease = held.take();
                 let settle = self
                     .store

@@ -21,6 +21,7 @@ mod storage_trait;
 mod view;
 
 pub mod adapter;
+pub mod observe;
 
 pub mod storage {
     //! For backend authors: the three ways a store plugs in, and everything a backend is made of.

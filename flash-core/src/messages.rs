@@ -479,8 +479,10 @@ impl Messages {
         };
         if let Some(refused) = refused {
             state.refused += 1;
+            crate::observe::refused(refused);
             return Err(refused);
         }
+        crate::observe::added();
         state.added_bytes += size;
         match origin {
             Origin::Added => state.added_new = true,
@@ -794,6 +796,7 @@ impl Messages {
                     .await?
             }
         };
+        crate::observe::dropped(dropped.len());
         Ok(SaveReport {
             vary,
             saved: true,
@@ -819,6 +822,7 @@ impl Messages {
                 update,
             } => storage
                 .save_now(&self.inner.incoming, update, response)
+                .inspect(|dropped| crate::observe::dropped(dropped.len()))
                 .map(|dropped| SaveReport {
                     vary,
                     saved: true,
@@ -871,6 +875,9 @@ impl Messages {
             // What was read is consumed, with the messages added before the read; what was
             // held for another page stays.
             Some(loaded) => {
+                if state.used {
+                    crate::observe::shown(loaded.len());
+                }
                 if !held.is_empty() {
                     rewrite = true;
                 }
@@ -929,6 +936,7 @@ impl Messages {
             return None;
         }
         let taken = deliver(&state.queued)?;
+        crate::observe::shown(state.queued.len());
         // Added messages read and then kept sit in `loaded`, before the queued ones: they stay.
         let before = state.loaded.as_ref().map_or(0, |l| l.len() - state.stored);
         state.queued.clear();

@@ -466,6 +466,7 @@ impl Degraded {
 
     /// Reports `error`: the save succeeds, but the application should know.
     pub fn report(&self, error: Error) {
+        let error = error.recovered();
         if let Some(sink) = &self.0 {
             sink.report(error);
         }

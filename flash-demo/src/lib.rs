@@ -14,6 +14,8 @@ use flash_core::{
 use serde::{Deserialize, Serialize};
 
 mod actix_sessions;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod on_actix;
 mod on_axum;
 pub mod secret;
@@ -125,6 +127,7 @@ pub struct Serving {
     framework: String,
     storage: String,
     htmx_script: Option<PathBuf>,
+    metrics: bool,
 }
 
 impl Serving {
@@ -134,7 +137,18 @@ impl Serving {
             framework: FRAMEWORK.to_owned(),
             storage: redact_url(storage_url.trim()),
             htmx_script: None,
+            metrics: false,
         }
+    }
+
+    /// Serves `GET /metrics`: flash's counters and histograms ([`flash_core::observe`]) in
+    /// Prometheus' text format, from the process's recorder (installed by the first call).
+    /// The binary turns it on; without the `metrics` feature `/metrics` stays a `404`.
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn with_metrics(mut self) -> Self {
+        self.metrics = metrics::handle().is_some();
+        self
     }
 
     /// Serves the file at `path` (htmx 2's `htmx.min.js`) at [`HTMX_SCRIPT`] for the htmx
@@ -204,10 +218,15 @@ impl Site {
         let adapter = Adapter::new(storage, config())
             .htmx(Htmx::new())
             .on_error(|err| {
-                // Failed saves (messages lost) and failures a save recovered from (a keyed store
-                // down, its messages carried in a cookie; a previous storage that could not be
-                // drained, its messages waiting there) alike.
-                tracing::warn!(error = %err, "the demo's error hook: a flash storage failed");
+                // Failed saves (the messages are lost) and failures a save recovered from
+                // (`is_recovered`: a keyed store down, its messages carried in a cookie; a
+                // previous storage not drained, its messages waiting there): the words say
+                // which, the error says how.
+                if err.is_recovered() {
+                    tracing::warn!(error = %err, "flash: saved despite a storage failure");
+                } else {
+                    tracing::error!(error = %err, "flash: this request's messages are lost");
+                }
             });
         let sessions = if adapter.uses_extensions() {
             actix_sessions::Sessions::new()
@@ -286,6 +305,21 @@ impl Site {
         }
         flash.info("Signed out.");
         Reply::see_other(PAGES[0])
+    }
+
+    /// `GET /metrics`: Prometheus' text format, when [`Serving::with_metrics`] is on.
+    fn metrics(&self) -> Reply {
+        #[cfg(feature = "metrics")]
+        if self.pages.serving.metrics
+            && let Some(handle) = metrics::handle()
+        {
+            return Reply {
+                content_type: Some("text/plain; version=0.0.4; charset=utf-8"),
+                body: handle.render(),
+                ..Reply::status(200)
+            };
+        }
+        Reply::text(404, "no metrics here (the demo's `metrics` feature)")
     }
 
     /// `GET /assets/htmx.min.js`: the htmx file [`Serving::htmx_script`] names, or `404`.

@@ -122,6 +122,8 @@ async fn run() -> Result<(), StartError> {
     let serving = flash_demo::Serving::new(&storage_url)
         .framework(framework.name())
         .htmx_script(&htmx);
+    #[cfg(feature = "metrics")]
+    let serving = serving.with_metrics();
     if std::path::Path::new(&htmx).is_file() {
         tracing::info!("the htmx page /htmx loads htmx from {htmx}");
     } else {

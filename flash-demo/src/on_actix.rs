@@ -47,6 +47,11 @@ impl Site {
                     .route(web::head().to(htmx_script)),
             )
             .service(web::resource("/messages").route(web::post().to(add_form)))
+            .service(
+                web::resource("/metrics")
+                    .route(web::get().to(metrics))
+                    .route(web::head().to(metrics)),
+            )
             .service(web::resource("/sign-in").route(web::post().to(sign_in)))
             .service(web::resource("/sign-out").route(web::post().to(sign_out)))
             .service(
@@ -105,6 +110,10 @@ async fn refuse_cross_site(
         }
         None => Ok(next.call(request).await?.map_into_left_body()),
     }
+}
+
+async fn metrics(site: web::Data<Site>) -> Reply {
+    site.metrics()
 }
 
 async fn sign_in(site: web::Data<Site>, flash: Flash) -> Reply {

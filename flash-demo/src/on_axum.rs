@@ -39,6 +39,7 @@ impl Site {
             .route("/htmx", get(htmx_page))
             .route(crate::HTMX_SCRIPT, get(htmx_script))
             .route("/messages", post(add_form))
+            .route("/metrics", get(metrics))
             .route("/sign-in", post(sign_in))
             .route("/sign-out", post(sign_out))
             .route("/api/messages", get(list).post(add_json))
@@ -91,6 +92,10 @@ async fn nosniff(mut response: Response) -> Response {
         HeaderValue::from_static(value),
     );
     response
+}
+
+async fn metrics(State(site): State<Site>) -> Reply {
+    site.metrics()
 }
 
 async fn sign_in(State(site): State<Site>, flash: Flash) -> Reply {

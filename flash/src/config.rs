@@ -494,7 +494,7 @@ impl StorageConfig {
         tracing::info!(
             storage = %self,
             previous = %Redacted(shown),
-            "flash storage opened, draining the previous storage"
+            "flash storage opened, switching from a previous storage"
         );
         Ok(storage)
     }
