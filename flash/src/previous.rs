@@ -399,4 +399,9 @@ impl<C: Storage, P: Storage> Storage for WithPrevious<C, P> {
     fn carries_data(&self) -> bool {
         self.current.carries_data()
     }
+
+    /// New messages go to the current storage only.
+    fn can_hold(&self, message: &Message) -> bool {
+        self.current.can_hold(message)
+    }
 }
