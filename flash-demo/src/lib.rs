@@ -18,6 +18,7 @@ mod actix_sessions;
 mod metrics;
 mod on_actix;
 mod on_axum;
+mod on_poem;
 pub mod secret;
 mod serve;
 
@@ -43,7 +44,8 @@ pub const NOSNIFF: (&str, &str) = ("x-content-type-options", "nosniff");
 /// What a cross-site form post gets (`403`).
 pub const CROSS_SITE: &str = "Cross-site form posts are refused.";
 
-/// Environment variable: the framework serving the demo, `axum` (the default) or `actix`.
+/// Environment variable: the framework serving the demo, `axum` (the default), `actix` or
+/// `poem`.
 pub const ENV_FRAMEWORK: &str = "FLASH_FRAMEWORK";
 
 /// Environment variable: the htmx 2 file (`htmx.min.js`) the binary serves at [`HTMX_SCRIPT`]
@@ -82,17 +84,20 @@ pub enum Framework {
     Axum,
     /// actix-web 4 through `flash-actix`.
     Actix,
+    /// poem 3 through `flash-poem`.
+    Poem,
 }
 
 impl Framework {
     /// Every framework the demo runs on.
-    pub const ALL: [Framework; 2] = [Framework::Axum, Framework::Actix];
+    pub const ALL: [Framework; 3] = [Framework::Axum, Framework::Actix, Framework::Poem];
 
     /// Its name, as `FLASH_FRAMEWORK` and the page spell it.
     pub fn name(self) -> &'static str {
         match self {
             Framework::Axum => "axum",
             Framework::Actix => "actix",
+            Framework::Poem => "poem",
         }
     }
 }
@@ -110,7 +115,7 @@ impl FromStr for Framework {
         Framework::ALL
             .into_iter()
             .find(|framework| framework.name().eq_ignore_ascii_case(name.trim()))
-            .ok_or_else(|| format!("unknown framework {name:?}: axum or actix"))
+            .ok_or_else(|| format!("unknown framework {name:?}: axum, actix or poem"))
     }
 }
 

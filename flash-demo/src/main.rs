@@ -1,5 +1,5 @@
 //! `cargo run -p flash-demo`: the demo app on http://127.0.0.1:3000, served by axum, or by
-//! actix-web with `FLASH_FRAMEWORK=actix` (or `--framework actix`).
+//! actix-web with `FLASH_FRAMEWORK=actix` (or `--framework actix`), on poem with `FLASH_FRAMEWORK=poem`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -12,8 +12,8 @@ const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 /// The demo's storage unless `FLASH_STORAGE` says otherwise: cookie first, overflow into an
 /// embedded SQLite file (nothing to install).
 const DEFAULT_STORAGE: &str = "cookie+sqlite://flash-demo.db";
-const USAGE: &str = "usage: flash-demo [--addr HOST:PORT] [--framework axum|actix]
-environment: FLASH_ADDR (default 127.0.0.1:3000), FLASH_FRAMEWORK (axum or actix, default axum),
+const USAGE: &str = "usage: flash-demo [--addr HOST:PORT] [--framework axum|actix|poem]
+environment: FLASH_ADDR (default 127.0.0.1:3000), FLASH_FRAMEWORK (axum, actix or poem, default axum),
              FLASH_STORAGE (default cookie+sqlite://flash-demo.db),
              FLASH_SECRET (at least 32 bytes; when unset, a random one kept in flash-demo.secret
              beside the database file), FLASH_SECRET_FILE (where to keep it instead),
@@ -79,7 +79,7 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, StartError
         } else if arg == "--framework" {
             framework = Some(
                 args.next()
-                    .ok_or("--framework needs a value: axum or actix")?,
+                    .ok_or("--framework needs a value: axum, actix or poem")?,
             );
         } else if let Some(value) = arg.strip_prefix("--framework=") {
             framework = Some(value.to_owned());

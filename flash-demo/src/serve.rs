@@ -54,6 +54,13 @@ impl Framework {
                 });
                 server.await
             }
+            Framework::Poem => {
+                listener.set_nonblocking(true)?;
+                let acceptor = poem::listener::TcpAcceptor::from_std(listener)?;
+                poem::Server::new_with_acceptor(acceptor)
+                    .run_with_graceful_shutdown(site.poem(), shutdown, Some(SHUTDOWN_GRACE))
+                    .await
+            }
         }
     }
 }

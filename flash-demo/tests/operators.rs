@@ -34,6 +34,15 @@ macro_rules! on_both {
                 }
             )*
         }
+
+        mod on_poem {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Framework::Poem).await;
+                }
+            )*
+        }
     };
 }
 

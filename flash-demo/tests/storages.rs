@@ -59,6 +59,15 @@ macro_rules! on_both {
                 }
             )*
         }
+
+        mod on_poem {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Framework::Poem).await;
+                }
+            )*
+        }
     };
 }
 
@@ -147,6 +156,11 @@ mod session_in_process {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_actix() {
         super::session_in_process(super::Framework::Actix).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_poem() {
+        super::session_in_process(super::Framework::Poem).await;
     }
 }
 

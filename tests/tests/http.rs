@@ -49,6 +49,7 @@ macro_rules! every_flow {
 
             flows_on!(axum => Framework::Axum, $kind);
             flows_on!(actix => Framework::Actix, $kind);
+            flows_on!(poem => Framework::Poem, $kind);
         }
     )*};
 }
@@ -64,12 +65,14 @@ every_flow! {
     memory => Kind::Memory,
 }
 
-// The session storage: a tower-sessions session on axum, actix-session's on actix-web.
+// The session storage: a tower-sessions session on axum, actix-session's on actix-web, poem's
+// own on poem.
 mod session {
     use super::*;
 
     flows_on!(axum => Framework::Axum, Kind::Session);
     flows_on!(actix => Framework::Actix, Kind::Session);
+    flows_on!(poem => Framework::Poem, Kind::Session);
 }
 
 macro_rules! two_tabs {
@@ -85,6 +88,11 @@ macro_rules! two_tabs {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn actix() {
                 flows::two_tabs_each_message_once(Framework::Actix, $kind).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn poem() {
+                flows::two_tabs_each_message_once(Framework::Poem, $kind).await;
             }
         }
     )*};
