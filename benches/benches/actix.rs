@@ -146,7 +146,7 @@ fn actix(c: &mut Criterion) {
     }
     let sys = actix_web::rt::System::new();
     let storage = || -> Arc<dyn Storage> {
-        Arc::new(CookieStorage::with_codec(Codec::from(FlashCodec::new(
+        Arc::new(CookieStorage::from_codec(Codec::from(FlashCodec::new(
             Keys::new(Key::from_mac_key(&common::KEY)),
         ))))
     };

@@ -45,8 +45,8 @@ fn codecs(c: &mut Criterion) {
     let flash = Codec::from(FlashCodec::new(Keys::new(Key::from_mac_key(&KEY))));
     let django_floor = floor::DjangoFloor::new(DJANGO_SECRET);
     let django = Codec::from(DjangoCodec::new(DJANGO_SECRET));
-    let flash_storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(flash.clone()));
-    let django_storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(django.clone()));
+    let flash_storage: Arc<dyn Storage> = Arc::new(CookieStorage::from_codec(flash.clone()));
+    let django_storage: Arc<dyn Storage> = Arc::new(CookieStorage::from_codec(django.clone()));
     let peer = peer_store();
 
     for n in SIZES {

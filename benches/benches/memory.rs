@@ -168,7 +168,7 @@ fn main() {
     );
 
     // --- the storage: save 3 added into response headers; load them from the request
-    let storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(codec.clone()));
+    let storage: Arc<dyn Storage> = Arc::new(CookieStorage::from_codec(codec.clone()));
     let mut response = HeaderMap::new();
     rt.block_on(storage.save(&Incoming::default(), update(&messages), &mut response))
         .expect("save");

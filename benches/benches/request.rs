@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use common::{
-    KEY, bare_routes, call, floor_routes, keyed_storage, request, routes, set_cookie_pair,
+    KEY, bare_routes, call, floor_routes, request, routes, server_storage, set_cookie_pair,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use flash_axum::FlashLayer;
@@ -50,13 +50,13 @@ fn overhead(c: &mut Criterion) {
         .enable_time()
         .build()
         .expect("a tokio runtime");
-    let cookie_storage: Arc<dyn Storage> = Arc::new(CookieStorage::with_codec(Codec::from(
+    let cookie_storage: Arc<dyn Storage> = Arc::new(CookieStorage::from_codec(Codec::from(
         FlashCodec::new(Keys::new(Key::from_mac_key(&KEY))),
     )));
     let flash = routes().layer(FlashLayer::new(cookie_storage, MessagesConfig::default()));
     let bare = bare_routes();
     let floor = floor_routes();
-    let (keyed, counts) = keyed_storage();
+    let (keyed, counts) = server_storage();
     let keyed = routes().layer(FlashLayer::new(keyed, MessagesConfig::default()));
 
     // Setup and checks: the cookie a reader brings, and what each case does.

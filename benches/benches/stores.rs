@@ -3,7 +3,7 @@
 //!
 //! A cycle is one request that reads and saves: it leases the client's pending message,
 //! consumes it and adds one new message (so every cycle finds one message):
-//! - `flash`: `Messages::new` → `read` → `add` → `save`, through `KeyedStorage` over the backend
+//! - `flash`: `Messages::new` → `read` → `add` → `save`, through `ServerStorage` over the backend
 //!   store wrapped in a `CountingStore` (signed id cookie, JSON, the storage bridge);
 //! - `raw`: the same Lua scripts or SQL statements issued directly with `redis` / `sqlx`,
 //!   with pre-encoded bodies and no flash code.
@@ -32,7 +32,7 @@ use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::{
     Key, Keys, Level, Message, Messages, MessagesConfig,
-    storage::{ClientId, Incoming, KeyedStorage, KeyedStore, LeaseId, Outcome, Storage},
+    storage::{ClientId, Incoming, KeyedStore, LeaseId, Outcome, ServerStorage, Storage},
 };
 use flash_redis::RedisStore;
 use flash_sql::SqlStore;
@@ -110,7 +110,7 @@ impl FlashSide {
     async fn new<S: KeyedStore>(store: S, clients: usize) -> (Arc<Self>, CallCounts) {
         let store = CountingStore::new(store);
         let counts = store.counts();
-        let storage: Arc<dyn Storage> = Arc::new(KeyedStorage::new(
+        let storage: Arc<dyn Storage> = Arc::new(ServerStorage::new(
             store,
             Keys::new(Key::from_mac_key(b"0123456789abcdef0123456789abcdef")),
         ));
@@ -118,7 +118,7 @@ impl FlashSide {
         let mut requests = Vec::with_capacity(clients);
         for _ in 0..clients {
             let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());
-            messages.add(Level::INFO, TEXT);
+            messages.add_message(Level::INFO, TEXT);
             let mut response = HeaderMap::new();
             messages.save(&mut response).await.expect("the first save");
             let pair = response
@@ -146,7 +146,7 @@ impl FlashSide {
             self.config.clone(),
         );
         let shown = messages.read().await.expect("flash read");
-        messages.add(Level::INFO, TEXT);
+        messages.add_message(Level::INFO, TEXT);
         messages
             .save(&mut HeaderMap::new())
             .await

@@ -17,21 +17,18 @@ use crate::middleware::Headers;
 
 /// The flash messages of the current request, as an actix-web extractor.
 ///
-/// Dereferences to [`flash_core::Messages`]: add with `flash.success("…")` (synchronous, never
+/// Reach the handle through `Deref` (the one way): it dereferences to
+/// [`flash_core::Messages`]; clone it with `Messages::clone(&flash)` to keep it beyond the
+/// handler. Add with `flash.success("…")` (synchronous, never
 /// reads storage), read with `flash.read().await` (consumes), look with `flash.peek().await`
 /// (does not). Every extraction in one request returns the same handle.
 ///
 /// Needs a [`FlashMiddleware`](crate::FlashMiddleware) around the route; without one the
 /// extraction fails with [`MissingFlashMiddleware`] (a `500` that names the fix).
 #[derive(Clone)]
-pub struct Flash(pub Messages);
+pub struct Flash(Messages);
 
 impl Flash {
-    /// The request handle.
-    pub fn into_inner(self) -> Messages {
-        self.0
-    }
-
     /// The handle of `request`, made on first use; `None` when no
     /// [`FlashMiddleware`](crate::FlashMiddleware) is installed. For other middleware.
     pub fn from_http_request(request: &HttpRequest) -> Option<Flash> {

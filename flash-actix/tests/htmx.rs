@@ -10,7 +10,7 @@ use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
 use flash_core::{
     Htmx, Key, Keys, Level, MessageView, MessagesConfig,
-    storage::{KeyedStorage, MemoryStore, Storage},
+    storage::{MemoryStore, ServerStorage, Storage},
 };
 use flash_testkit::assert_messages;
 
@@ -28,7 +28,7 @@ fn storages() -> Vec<(&'static str, Arc<dyn Storage>)> {
     vec![
         (
             "memory",
-            Arc::new(KeyedStorage::new(
+            Arc::new(ServerStorage::new(
                 MemoryStore::new(),
                 Keys::new(Key::generate()),
             )),

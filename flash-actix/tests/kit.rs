@@ -21,7 +21,7 @@ fn handler_error(status: u16) -> actix_web::Error {
 
 async fn add(flash: Flash, query: web::Query<AddQuery>) -> actix_web::Result<HttpResponse> {
     let query = query.into_inner();
-    flash.add(Level::new(query.level.unwrap_or(25)), query.text);
+    flash.add_message(Level::new(query.level.unwrap_or(25)), query.text);
     if let Some(status) = query.fail {
         return Err(handler_error(status));
     }

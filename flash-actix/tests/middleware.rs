@@ -8,7 +8,7 @@ use actix_web::{App, HttpResponse, test, web};
 use flash_actix::{Flash, FlashMiddleware};
 use flash_core::{
     Key, MessagesConfig,
-    storage::{KeyedStorage, MemoryStore},
+    storage::{MemoryStore, ServerStorage},
 };
 
 async fn twice(first: Flash, second: Flash) -> HttpResponse {
@@ -41,7 +41,7 @@ fn every_extraction_shares_one_handle() {
 }
 
 async fn one_handle() {
-    let storage = Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate()));
+    let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
     let app = test::init_service(
         App::new()
             .wrap(FlashMiddleware::new(storage, MessagesConfig::default()))

@@ -375,7 +375,7 @@ fn any_session_storage_and_the_cookie_first_fallback_use_the_bridge() {
             App::new()
                 .configure(routes)
                 .wrap(flash_middleware(
-                    Arc::new(SessionStorage::<MemorySession>::new().key("_flash")),
+                    Arc::new(SessionStorage::<MemorySession>::new().with_session_key("_flash")),
                     &seen,
                 ))
                 .wrap(session_middleware(&key)),
@@ -388,7 +388,8 @@ fn any_session_storage_and_the_cookie_first_fallback_use_the_bridge() {
         assert!(seen.lock().unwrap().is_empty());
 
         // Cookie first: one message fits the cookie; the rest overflows into the session.
-        let cookie = flash_cookie::CookieStorage::new(flash_core::Key::generate()).max_size(120);
+        let cookie =
+            flash_cookie::CookieStorage::new(flash_core::Key::generate()).with_max_size(120);
         let storage = flash_cookie::Fallback::new(cookie, ActixSessionStorage::new());
         let app = test::init_service(
             App::new()

@@ -33,9 +33,9 @@ use tower::{Layer, Service};
 /// ```
 /// use std::sync::Arc;
 /// use flash_axum::FlashLayer;
-/// use flash_core::{MessagesConfig, Key, Keys, Level, storage::{KeyedStorage, MemoryStore}};
+/// use flash_core::{MessagesConfig, Key, Keys, Level, storage::{ServerStorage, MemoryStore}};
 ///
-/// let storage = KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
+/// let storage = ServerStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
 /// let layer = FlashLayer::new(Arc::new(storage), MessagesConfig::default().with_level(Level::DEBUG))
 ///     .on_error(|err| eprintln!("flash messages lost: {err}"));
 /// let app: axum::Router = axum::Router::new().layer(layer);

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
 use flash_core::{
     Htmx, Key, Keys, Level, Message, MessageView, MessagesConfig,
-    storage::{KeyedStorage, MemoryStore, Storage},
+    storage::{MemoryStore, ServerStorage, Storage},
 };
 use flash_testkit::assert_messages;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
@@ -32,7 +32,7 @@ fn storages() -> Vec<(&'static str, Arc<dyn Storage>)> {
     vec![
         (
             "memory",
-            Arc::new(KeyedStorage::new(
+            Arc::new(ServerStorage::new(
                 MemoryStore::new(),
                 Keys::new(Key::generate()),
             )),
@@ -53,7 +53,7 @@ async fn save(flash: Flash) -> Redirect {
 }
 
 async fn save_in_place(flash: Flash) -> &'static str {
-    flash.add_message(
+    flash.add(
         Message::new(Level::SUCCESS, "Deleted <b>7</b>.")
             .with_data(serde_json::json!({"undo": "/articles/7/restore"})),
     );

@@ -24,7 +24,7 @@ async fn add(
     flash: Flash,
     Query(query): Query<AddQuery>,
 ) -> Result<Redirect, (StatusCode, &'static str)> {
-    flash.add(Level::new(query.level.unwrap_or(25)), query.text);
+    flash.add_message(Level::new(query.level.unwrap_or(25)), query.text);
     match query.fail {
         Some(status) => Err((StatusCode::from_u16(status).unwrap(), "failed")),
         None => Ok(Redirect::to("/")),

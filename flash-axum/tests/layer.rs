@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use flash_axum::{Flash, FlashLayer};
 use flash_core::{
     Error, ErrorKind, Key, Keys, Level, Message, MessagesConfig, async_trait,
-    storage::{Incoming, KeyedStorage, Loaded, MemoryStore, Storage, Update},
+    storage::{Incoming, Loaded, MemoryStore, ServerStorage, Storage, Update},
 };
 use flash_testkit::{CallCounts, CountingStore};
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
@@ -21,7 +21,7 @@ use tower::ServiceExt as _;
 fn counting_storage() -> (Arc<dyn Storage>, CallCounts) {
     let store = CountingStore::new(MemoryStore::new());
     let calls = store.counts();
-    let storage = KeyedStorage::new(store, Keys::new(Key::generate()));
+    let storage = ServerStorage::new(store, Keys::new(Key::generate()));
     (Arc::new(storage), calls)
 }
 

@@ -597,7 +597,7 @@ mod tests {
         assert_eq!(refused, Refused::DataNotSupported);
         assert!(refused.to_string().contains("format=django"), "{refused}");
         assert_eq!(flash_core::Error::from(refused).kind(), ErrorKind::Encode);
-        assert!(!messages.add_message(undo), "add_message says so too");
+        assert!(!messages.add(undo), "add says so too");
         assert!(messages.success("after"));
         // Shown in this request only, never stored: its data is no trouble.
         assert_eq!(

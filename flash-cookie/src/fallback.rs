@@ -30,12 +30,12 @@ use flash_core::{
 ///
 /// ```
 /// use flash_cookie::{CookieStorage, Fallback};
-/// use flash_core::{Key, Keys, storage::{KeyedStorage, MemoryStore}};
+/// use flash_core::{Key, Keys, storage::{ServerStorage, MemoryStore}};
 ///
 /// let secret = "a long application secret, from the environment";
 /// let storage = Fallback::new(
 ///     CookieStorage::new(Keys::new(Key::derive(secret, "flash.cookie"))),
-///     KeyedStorage::new(MemoryStore::new(), Keys::new(Key::derive(secret, "flash.id"))),
+///     ServerStorage::new(MemoryStore::new(), Keys::new(Key::derive(secret, "flash.id"))),
 /// );
 /// # let _: &dyn flash_core::storage::Storage = &storage;
 /// ```

@@ -44,19 +44,19 @@ pub const MAX_SET_COOKIE_LEN: usize = 4096;
 /// use flash_core::{CookieOptions, Key, Keys};
 ///
 /// let storage = CookieStorage::new(Keys::new(Key::derive("a long application secret", "flash.cookie")))
-///     .cookie_name("flash")
-///     .cookie_options(CookieOptions::default().secure(true))
-///     .max_size(3000);
-/// assert_eq!(storage.name(), "flash");
+///     .with_cookie_name("flash")
+///     .with_cookie_options(CookieOptions::default().secure(true))
+///     .with_max_size(3000);
+/// assert_eq!(storage.cookie_name(), "flash");
 /// ```
 #[derive(Debug, Clone)]
 pub struct CookieStorage {
     codec: Codec,
     name: String,
     options: CookieOptions,
-    max_size: usize,
+    chosen_max: usize,
     /// The effective limit on the value: the configured one within the `Set-Cookie` cap.
-    limit: usize,
+    max_size: usize,
     /// `name=`, the start of every line this storage writes.
     prefix: String,
     /// The deletion line, made once: a consuming read appends it by reference count.
@@ -66,17 +66,17 @@ pub struct CookieStorage {
 impl CookieStorage {
     /// Storage in flash's own format ([`FlashCodec`]), signed with `keys`.
     pub fn new(keys: impl Into<Keys>) -> Self {
-        Self::with_codec(FlashCodec::new(keys))
+        Self::from_codec(FlashCodec::new(keys))
     }
 
     /// Storage in the format of `codec`.
-    pub fn with_codec(codec: impl Into<Codec>) -> Self {
+    pub fn from_codec(codec: impl Into<Codec>) -> Self {
         let mut storage = CookieStorage {
             codec: codec.into(),
             name: DEFAULT_COOKIE_NAME.to_owned(),
             options: CookieOptions::default(),
-            max_size: DEFAULT_MAX_SIZE,
-            limit: 0,
+            chosen_max: DEFAULT_MAX_SIZE,
+            max_size: 0,
             prefix: String::new(),
             removal: None,
         };
@@ -88,26 +88,26 @@ impl CookieStorage {
     /// `SECRET_KEY_FALLBACKS` (feature `django`); see [`DjangoCodec`](crate::DjangoCodec).
     ///
     /// Django's defaults match this storage's: cookie `messages`, 2048 bytes,
-    /// `Path=/; HttpOnly; SameSite=Lax`. Set [`CookieStorage::cookie_options`] to mirror
+    /// `Path=/; HttpOnly; SameSite=Lax`. Set [`CookieStorage::with_cookie_options`] to mirror
     /// `SESSION_COOKIE_DOMAIN`, `SESSION_COOKIE_SECURE`, `SESSION_COOKIE_HTTPONLY` and
     /// `SESSION_COOKIE_SAMESITE` when the Django project changes them.
     ///
     /// ```
     /// let storage = flash_cookie::CookieStorage::django("django-secret", ["older-secret"]);
-    /// assert_eq!(storage.name(), "messages");
+    /// assert_eq!(storage.cookie_name(), "messages");
     /// ```
     #[cfg(feature = "django")]
     pub fn django<S: AsRef<[u8]>>(
         secret: impl AsRef<[u8]>,
         fallbacks: impl IntoIterator<Item = S>,
     ) -> Self {
-        Self::with_codec(crate::django::DjangoCodec::new(secret).with_fallbacks(fallbacks))
+        Self::from_codec(crate::django::DjangoCodec::new(secret).with_fallbacks(fallbacks))
     }
 
     /// Sets the cookie name (default [`DEFAULT_COOKIE_NAME`]). With flash's format the name
     /// is signed: renaming the cookie invalidates values already sent.
     #[must_use]
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self.configured();
         self
@@ -115,7 +115,7 @@ impl CookieStorage {
 
     /// Sets the cookie attributes (default `Path=/; HttpOnly; SameSite=Lax`).
     #[must_use]
-    pub fn cookie_options(mut self, options: CookieOptions) -> Self {
+    pub fn with_cookie_options(mut self, options: CookieOptions) -> Self {
         self.options = options;
         self.configured();
         self
@@ -125,14 +125,14 @@ impl CookieStorage {
     /// `max_cookie_size`; the facade's URL option `max_size=`). The
     /// whole `Set-Cookie` line stays within [`MAX_SET_COOKIE_LEN`] whatever this is.
     #[must_use]
-    pub fn max_size(mut self, max: usize) -> Self {
-        self.max_size = max;
+    pub fn with_max_size(mut self, max: usize) -> Self {
+        self.chosen_max = max;
         self.configured();
         self
     }
 
     /// The cookie name.
-    pub fn name(&self) -> &str {
+    pub fn cookie_name(&self) -> &str {
         &self.name
     }
 
@@ -142,21 +142,22 @@ impl CookieStorage {
     }
 
     /// The cookie attributes.
-    pub fn options(&self) -> &CookieOptions {
+    pub fn cookie_options(&self) -> &CookieOptions {
         &self.options
     }
 
-    /// The longest value this storage writes: the configured limit, lowered so that the
+    /// The longest value this storage writes: the limit set with
+    /// [`with_max_size`](CookieStorage::with_max_size), lowered when needed so that the whole
     /// `Set-Cookie` line fits [`MAX_SET_COOKIE_LEN`].
-    pub fn value_limit(&self) -> usize {
-        self.limit
+    pub fn max_size(&self) -> usize {
+        self.max_size
     }
 
     /// Recomputes what derives from the name, the attributes and the limit.
     fn configured(&mut self) {
         let overhead = self.options.line_overhead(&self.name, None);
-        self.limit = self
-            .max_size
+        self.max_size = self
+            .chosen_max
             .min(MAX_SET_COOKIE_LEN.saturating_sub(overhead));
         self.prefix = format!("{}=", self.name);
         let removal = self.options.removal_line(&self.name);
@@ -216,7 +217,7 @@ impl CookieStorage {
         };
         let packed = self
             .codec
-            .pack(&self.name, &messages, overflow, self.limit, line)?;
+            .pack(&self.name, &messages, overflow, self.max_size, line)?;
         match packed.line {
             Some(line) => append_set_cookie_line(response, line),
             None if present => self.delete(response),
@@ -226,7 +227,7 @@ impl CookieStorage {
         if kept == (0..n) {
             return Ok(Vec::new());
         }
-        tracing::debug!(cookie = %self.name, kept = kept.len(), of = n, limit = self.limit, "flash messages do not all fit the cookie");
+        tracing::debug!(cookie = %self.name, kept = kept.len(), of = n, limit = self.max_size, "flash messages do not all fit the cookie");
         let tail = messages.split_off(kept.end);
         messages.drain(kept);
         messages.extend(tail);

@@ -1,5 +1,5 @@
 //! The conformance suite on `CookieStorage` (flash's format, and Django's with feature
-//! `django`) and on `Fallback(CookieStorage, KeyedStorage<MemoryStore>)`.
+//! `django`) and on `Fallback(CookieStorage, ServerStorage<MemoryStore>)`.
 
 /// flash's own cookie format. A cookie cannot be exactly-once across concurrent requests of
 /// one browser, and has no room for large messages: it declares no capability.
@@ -38,15 +38,15 @@ mod django {
 /// `tests/fallback.rs` counts the calls of each placement exactly.
 mod fallback {
     use flash_cookie::{CookieStorage, Fallback};
-    use flash_core::storage::{KeyedStorage, MemoryStore};
+    use flash_core::storage::{MemoryStore, ServerStorage};
     use flash_testkit::{Capabilities, CountingStore, Harness, Options};
 
     async fn fallback(options: Options) -> Option<Harness> {
         let store = CountingStore::new(MemoryStore::new());
         let calls = store.counts();
-        let keyed = KeyedStorage::new(store, options.keys("flash.id"))
-            .ttl(options.ttl)
-            .lease_timeout(options.lease_timeout);
+        let keyed = ServerStorage::new(store, options.keys("flash.id"))
+            .with_ttl(options.ttl)
+            .with_lease_timeout(options.lease_timeout);
         let storage = Fallback::new(CookieStorage::new(options.keys("flash.cookie")), keyed);
         let capabilities = Capabilities::NONE.with_large_messages(true);
         Some(Harness::new(storage, capabilities, "messages").with_calls(calls, false))

@@ -78,7 +78,7 @@ async fn the_deletion_cookie_carries_the_same_attributes() {
     let options = CookieOptions::default()
         .domain("example.com")
         .same_site(Some(SameSite::None));
-    let storage = CookieStorage::new(keys()).cookie_options(options);
+    let storage = CookieStorage::new(keys()).with_cookie_options(options);
     let (set, _) = save(&storage, &request(None), added(texts(1, 1))).await;
     assert!(
         set[0].contains("Secure"),
@@ -192,14 +192,16 @@ async fn nothing_fits_drops_everything_and_deletes_the_cookie() {
 async fn the_set_cookie_line_never_exceeds_4096_bytes() {
     let long_domain = format!("{}.example.com", "d".repeat(200));
     for storage in [
-        CookieStorage::new(keys()).max_size(1 << 20),
-        CookieStorage::new(keys()).max_size(1 << 20).cookie_options(
-            CookieOptions::default()
-                .domain(long_domain.clone())
-                .secure(true),
-        ),
+        CookieStorage::new(keys()).with_max_size(1 << 20),
+        CookieStorage::new(keys())
+            .with_max_size(1 << 20)
+            .with_cookie_options(
+                CookieOptions::default()
+                    .domain(long_domain.clone())
+                    .secure(true),
+            ),
     ] {
-        assert!(storage.value_limit() < MAX_SET_COOKIE_LEN);
+        assert!(storage.max_size() < MAX_SET_COOKIE_LEN);
         for n in [1, 5, 15, 60] {
             let (set, dropped) = save(&storage, &request(None), added(texts(n, 150))).await;
             assert!(set[0].len() <= MAX_SET_COOKIE_LEN, "{} bytes", set[0].len());
@@ -207,7 +209,7 @@ async fn the_set_cookie_line_never_exceeds_4096_bytes() {
         }
     }
     // A limit below the envelope keeps nothing rather than writing a larger cookie.
-    let tiny = CookieStorage::new(keys()).max_size(10);
+    let tiny = CookieStorage::new(keys()).with_max_size(10);
     let (set, dropped) = save(&tiny, &request(None), added(texts(1, 1))).await;
     assert!(set.is_empty());
     assert_eq!(dropped.len(), 1);

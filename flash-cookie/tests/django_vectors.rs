@@ -13,7 +13,7 @@ use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
 use flash_core::{
     CookieOptions, Key, Keys, Level, Message, Messages, MessagesConfig,
-    storage::{Incoming, KeyedStorage, MemoryStore, Storage, Update},
+    storage::{Incoming, MemoryStore, ServerStorage, Storage, Update},
 };
 use flash_testkit::CountingStore;
 use serde_json::Value;
@@ -63,7 +63,7 @@ fn options(settings: Option<&Value>) -> CookieOptions {
 }
 
 fn storage(settings: Option<&Value>) -> CookieStorage {
-    CookieStorage::with_codec(codec()).cookie_options(options(settings))
+    CookieStorage::from_codec(codec()).with_cookie_options(options(settings))
 }
 
 fn message(v: &Value) -> Message {
@@ -256,7 +256,7 @@ async fn cases_without_a_value_write_what_django_wrote() {
                 let handle =
                     Messages::new(Arc::new(storage(None)), request(None), Arc::new(config));
                 for m in messages(&case["input"]) {
-                    handle.add_message(m);
+                    handle.add(m);
                 }
                 let mut response = HeaderMap::new();
                 handle.save(&mut response).await.unwrap();
@@ -399,7 +399,7 @@ fn incompressible(len: usize, seed: u64) -> String {
         .collect()
 }
 
-type Composed = Fallback<CookieStorage, KeyedStorage<CountingStore<MemoryStore>>>;
+type Composed = Fallback<CookieStorage, ServerStorage<CountingStore<MemoryStore>>>;
 
 /// Django's cookie in front of a keyed memory store; the store (clones share messages) and
 /// its call counts.
@@ -407,7 +407,7 @@ fn fallback() -> (Composed, MemoryStore, flash_testkit::CallCounts) {
     let memory = MemoryStore::new();
     let store = CountingStore::new(memory.clone());
     let calls = store.counts();
-    let keyed = KeyedStorage::new(store, Keys::new(Key::generate()));
+    let keyed = ServerStorage::new(store, Keys::new(Key::generate()));
     (Fallback::new(storage(None), keyed), memory, calls)
 }
 
@@ -446,7 +446,7 @@ async fn fallback_overflow_splits_as_django() {
 
     let handle = Messages::new(storage.clone(), request(None), config.clone());
     for m in input.clone() {
-        handle.add_message(m);
+        handle.add(m);
     }
     let mut response = HeaderMap::new();
     let report = handle.save(&mut response).await.unwrap();

@@ -5,7 +5,7 @@
 use flash_cookie::{Codec, CookieStorage, Fallback};
 use flash_core::{
     Key, Keys, Limits, Message, MessagesConfig,
-    storage::{DEFAULT_ID_COOKIE, KeyedStorage, MemoryStore, Storage},
+    storage::{DEFAULT_ID_COOKIE, MemoryStore, ServerStorage, Storage},
 };
 use flash_testkit::{CallCounts, Capabilities, Client, CountingStore, Harness};
 
@@ -27,7 +27,7 @@ fn setup_reading_behind(cookie: CookieStorage, read_behind: bool) -> Setup {
     let memory = MemoryStore::new();
     let store = CountingStore::new(memory.clone());
     let calls = store.counts();
-    let keyed = KeyedStorage::new(store, Keys::new(Key::generate()));
+    let keyed = ServerStorage::new(store, Keys::new(Key::generate()));
     let codec = cookie.codec().clone();
     let fallback = Fallback::new(cookie, keyed).read_behind_empty_first(read_behind);
     let harness =
@@ -483,7 +483,7 @@ fn uses_extensions_if_either_does() {
 /// format in front (or behind) makes the composition refuse data at add.
 #[test]
 fn carries_data_only_if_both_do() {
-    let keyed = || KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
+    let keyed = || ServerStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
     assert!(flash_cookie().carries_data());
     assert!(Fallback::new(flash_cookie(), keyed()).carries_data());
     assert!(Fallback::new(flash_cookie(), flash_cookie()).carries_data());

@@ -136,7 +136,7 @@ proptest! {
         spill in any::<bool>(),
     ) {
         for codec in codecs() {
-            let storage = CookieStorage::with_codec(codec.clone()).max_size(limit);
+            let storage = CookieStorage::from_codec(codec.clone()).with_max_size(limit);
             let overflow = if spill { Overflow::Spill } else { Overflow::DropOldest };
             let mut response = HeaderMap::new();
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -153,7 +153,7 @@ proptest! {
                     let line = line.to_str().unwrap();
                     prop_assert!(line.len() <= MAX_SET_COOKIE_LEN);
                     let value = line.split(';').next().unwrap().split_once('=').unwrap().1;
-                    prop_assert!(value.len() <= limit.min(storage.value_limit()));
+                    prop_assert!(value.len() <= limit.min(storage.max_size()));
                     codec.decode("messages", value).unwrap().messages
                 }
             };

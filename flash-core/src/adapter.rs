@@ -55,12 +55,12 @@
 //! use std::sync::Arc;
 //! use flash_core::MessagesConfig;
 //! use flash_core::adapter::{Adapter, RequestParts, Slot};
-//! use flash_core::storage::{KeyedStorage, MemoryStore};
+//! use flash_core::storage::{ServerStorage, MemoryStore};
 //! use flash_core::Key;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! let adapter = Adapter::new(
-//!     Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate())),
+//!     Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate())),
 //!     MessagesConfig::default(),
 //! );
 //! // The middleware: a request arrives.
@@ -186,10 +186,10 @@ struct AdapterSettings {
 /// use std::sync::Arc;
 /// use flash_core::{Key, MessagesConfig};
 /// use flash_core::adapter::{Adapter, RequestParts};
-/// use flash_core::storage::{KeyedStorage, MemoryStore};
+/// use flash_core::storage::{ServerStorage, MemoryStore};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
+/// let storage = ServerStorage::new(MemoryStore::new(), Key::generate());
 /// let adapter = Adapter::new(Arc::new(storage), MessagesConfig::default())
 ///     .on_error(|err| eprintln!("flash messages lost: {err}"));
 ///
@@ -654,7 +654,7 @@ pub struct Finished {
     /// logged at `WARN`.
     pub dropped: Vec<Message>,
     /// How many messages `add` refused: beyond the application's limits, or carrying data the
-    /// storage cannot keep (see [`Refused`](crate::Refused); `add_message` logged each).
+    /// storage cannot keep (see [`Refused`](crate::Refused); `add` logged each).
     pub refused: usize,
     /// How many messages were delivered in `HX-Trigger` ([`Htmx`]) instead of being stored.
     pub delivered: usize,
@@ -753,10 +753,10 @@ pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
 /// use std::sync::Arc;
 /// use flash_core::{Htmx, Key, MessagesConfig};
 /// use flash_core::adapter::{Adapter, RequestParts};
-/// use flash_core::storage::{KeyedStorage, MemoryStore};
+/// use flash_core::storage::{ServerStorage, MemoryStore};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
+/// let storage = ServerStorage::new(MemoryStore::new(), Key::generate());
 /// let adapter = Adapter::new(Arc::new(storage), MessagesConfig::default()).htmx(Htmx::new());
 ///
 /// let in_flight = adapter.begin();
@@ -1045,7 +1045,7 @@ fn ascii_json(value: &serde_json::Value) -> Option<String> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-    use crate::keyed::KeyedStorage;
+    use crate::keyed::ServerStorage;
     use crate::memory::MemoryStore;
     use crate::signing::Key;
     use crate::storage::{Loaded, Update};
@@ -1103,7 +1103,7 @@ mod tests {
 
     fn keyed() -> Adapter {
         Adapter::new(
-            Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate())),
+            Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate())),
             MessagesConfig::default(),
         )
     }

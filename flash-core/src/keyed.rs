@@ -327,7 +327,7 @@ struct KeyedToken<S: KeyedStore> {
 /// # The id cookie
 ///
 /// Its name is [`DEFAULT_ID_COOKIE`], or [`HOST_ID_COOKIE`] when the cookie options are
-/// `Secure` with no `Domain` and `Path=/`; a name set with [`KeyedStorage::cookie_name`] is
+/// `Secure` with no `Domain` and `Path=/`; a name set with [`ServerStorage::cookie_name`] is
 /// kept as given. An id is minted only when a message is stored for a request that carries no
 /// id cookie or one that fails verification; a valid id is kept for the client's life. The
 /// cookie is set when a message is stored and refreshed with every append (its `Max-Age` is
@@ -337,7 +337,7 @@ struct KeyedToken<S: KeyedStore> {
 ///
 /// # Slow or failing stores
 ///
-/// Every store call has a deadline ([`KeyedStorage::call_timeout`], default
+/// Every store call has a deadline ([`ServerStorage::with_call_timeout`], default
 /// [`DEFAULT_CALL_TIMEOUT`]); one that does not answer in time fails with
 /// [`ErrorKind::Unavailable`] naming the call. What the client sees:
 /// - A request that read and then was abandoned (the client went away, the handler panicked:
@@ -360,7 +360,7 @@ struct KeyedToken<S: KeyedStore> {
 ///
 /// The deadline needs a Tokio runtime with its time driver enabled, as every Tokio-based
 /// framework runs.
-pub struct KeyedStorage<S> {
+pub struct ServerStorage<S> {
     store: Arc<S>,
     keys: Keys,
     /// The name set by the application, if any.
@@ -373,10 +373,10 @@ pub struct KeyedStorage<S> {
     call_timeout: Duration,
 }
 
-impl<S: KeyedStore> KeyedStorage<S> {
+impl<S: KeyedStore> ServerStorage<S> {
     /// The bridge over `store`, signing the id cookie with `keys`.
     pub fn new(store: S, keys: impl Into<Keys>) -> Self {
-        KeyedStorage {
+        ServerStorage {
             store: Arc::new(store),
             keys: keys.into(),
             chosen_name: None,
@@ -394,24 +394,24 @@ impl<S: KeyedStore> KeyedStorage<S> {
     /// [`HOST_ID_COOKIE`] when the options allow the prefix).
     ///
     /// ```
-    /// use flash_core::{CookieOptions, Key, storage::{KeyedStorage, MemoryStore}};
-    /// let storage = KeyedStorage::new(MemoryStore::new(), Key::generate());
-    /// assert_eq!(storage.id_cookie_name(), "flash_id");
-    /// let storage = storage.cookie_options(CookieOptions::default().secure(true));
-    /// assert_eq!(storage.id_cookie_name(), "__Host-flash_id");
+    /// use flash_core::{CookieOptions, Key, storage::{ServerStorage, MemoryStore}};
+    /// let storage = ServerStorage::new(MemoryStore::new(), Key::generate());
+    /// assert_eq!(storage.cookie_name(), "flash_id");
+    /// let storage = storage.with_cookie_options(CookieOptions::default().secure(true));
+    /// assert_eq!(storage.cookie_name(), "__Host-flash_id");
     /// assert_eq!(storage.carry_cookie_name(), "__Host-flash_id_carry");
-    /// let storage = storage.cookie_name("my_id");
-    /// assert_eq!(storage.id_cookie_name(), "my_id");
+    /// let storage = storage.with_cookie_name("my_id");
+    /// assert_eq!(storage.cookie_name(), "my_id");
     /// ```
     #[must_use]
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
         self.chosen_name = Some(name.into());
         self.named()
     }
 
     /// Sets the attributes of the id and carry cookies.
     #[must_use]
-    pub fn cookie_options(mut self, options: CookieOptions) -> Self {
+    pub fn with_cookie_options(mut self, options: CookieOptions) -> Self {
         self.cookie = options;
         self.named()
     }
@@ -428,7 +428,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
 
     /// Sets how long undelivered messages are kept (default [`DEFAULT_TTL`]).
     #[must_use]
-    pub fn ttl(mut self, ttl: Duration) -> Self {
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
@@ -436,7 +436,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
     /// Sets the lease timeout (default [`DEFAULT_LEASE`]): after it, messages loaded by a
     /// request that never answered are visible again. Longer than the slowest request.
     #[must_use]
-    pub fn lease_timeout(mut self, lease_timeout: Duration) -> Self {
+    pub fn with_lease_timeout(mut self, lease_timeout: Duration) -> Self {
         self.lease_timeout = lease_timeout;
         self
     }
@@ -444,7 +444,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
     /// Sets the deadline of each store call (default [`DEFAULT_CALL_TIMEOUT`]): a call that
     /// has not answered by then fails with [`ErrorKind::Unavailable`].
     #[must_use]
-    pub fn call_timeout(mut self, call_timeout: Duration) -> Self {
+    pub fn with_call_timeout(mut self, call_timeout: Duration) -> Self {
         self.call_timeout = call_timeout;
         self
     }
@@ -455,8 +455,28 @@ impl<S: KeyedStore> KeyedStorage<S> {
     }
 
     /// The id cookie's name.
-    pub fn id_cookie_name(&self) -> &str {
+    pub fn cookie_name(&self) -> &str {
         &self.cookie_name
+    }
+
+    /// The attributes of the id and carry cookies.
+    pub fn cookie_options(&self) -> &CookieOptions {
+        &self.cookie
+    }
+
+    /// How long undelivered messages are kept.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The lease timeout.
+    pub fn lease_timeout(&self) -> Duration {
+        self.lease_timeout
+    }
+
+    /// The deadline of each store call.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// The name of the cookie that carries messages while the store is down.
@@ -722,7 +742,7 @@ impl<S: KeyedStore> KeyedStorage<S> {
 }
 
 #[async_trait]
-impl<S: KeyedStore> Storage for KeyedStorage<S> {
+impl<S: KeyedStore> Storage for ServerStorage<S> {
     async fn load(&self, request: &Incoming) -> Result<Loaded> {
         let client = self.client_id(request);
         let carry = self.carry_in(request);
@@ -879,9 +899,9 @@ impl<S: KeyedStore> Storage for KeyedStorage<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for KeyedStorage<S> {
+impl<S: fmt::Debug> fmt::Debug for ServerStorage<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedStorage")
+        f.debug_struct("ServerStorage")
             .field("store", &self.store)
             .field("keys", &self.keys)
             .field("cookie_name", &self.cookie_name)

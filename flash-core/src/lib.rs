@@ -18,6 +18,7 @@ mod signing;
 mod simple;
 #[path = "storage.rs"]
 mod storage_trait;
+mod sweep;
 mod view;
 
 pub mod adapter;
@@ -32,7 +33,7 @@ pub mod storage {
     //! | a conditional write on one document or row per client | [`DocumentStore`], wrapped in [`Documents`] |
     //! | server-side atomic operations (scripts, statements) | [`KeyedStore`] |
     //!
-    //! A [`KeyedStore`] (a [`Documents`] included) serves requests through [`KeyedStorage`],
+    //! A [`KeyedStore`] (a [`Documents`] included) serves requests through [`ServerStorage`],
     //! which gives each client a signed id cookie; [`MemoryStore`] is the in-process reference.
     //! Any of them is a [`Storage`], the trait the request handle drives; [`Incoming`] is the
     //! request as a storage sees it. Messages are written down in the [`stored_form`]; signed
@@ -42,8 +43,8 @@ pub mod storage {
     pub use crate::cookie_options::append_set_cookie_line;
     pub use crate::document::{DEFAULT_DOCUMENT_ATTEMPTS, DocumentStore, Documents, Versioned};
     pub use crate::keyed::{
-        ClientId, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, HOST_ID_COOKIE, KeyedStorage,
-        KeyedStore, LeaseId, MAX_SPAN, Outcome,
+        ClientId, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, HOST_ID_COOKIE, KeyedStore,
+        LeaseId, MAX_SPAN, Outcome, ServerStorage,
     };
     pub use crate::memory::{DEFAULT_SWEEP_INTERVAL, MemoryStore};
     pub use crate::redact::{Redacted, redact_url};
@@ -65,11 +66,11 @@ pub use error::{Error, ErrorKind, Result};
 pub use keyed::DEFAULT_CALL_TIMEOUT;
 pub use level::{Level, LevelTags, ParseLevelError};
 pub use limits::Limits;
-pub use memory::SweepTask;
 pub use message::{Address, Message};
 pub use message_list::MessageList;
 pub use messages::{Added, Messages, MessagesConfig, Refused, SaveReport};
 pub use signing::{Key, Keys};
+pub use sweep::SweepTask;
 #[cfg(feature = "minijinja")]
 pub use view::minijinja_formatter;
 pub use view::{HtmlMessage, MessageView};

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::keyed::{ClientId, KeyedStore, LeaseId, Outcome};
 use crate::limits::Limits;
 use crate::message::Message;
+use crate::sweep::SweepTask;
 
 struct Pending {
     message: Message,
@@ -95,11 +96,11 @@ impl State {
 /// [`with_sweep_interval`](Self::with_sweep_interval) (default [`DEFAULT_SWEEP_INTERVAL`])
 /// sweeps the whole store, so a client that never returns is held for its TTL plus one
 /// interval at most, as long as other clients make calls. A store that may go quiet for long can also be
-/// swept on a schedule with [`sweep_every`](Self::sweep_every).
+/// swept on a schedule with [`spawn_sweeper`](Self::spawn_sweeper).
 ///
 /// ```
-/// use flash_core::{Keys, Key, storage::{KeyedStorage, MemoryStore}};
-/// let storage = KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
+/// use flash_core::{Keys, Key, storage::{ServerStorage, MemoryStore}};
+/// let storage = ServerStorage::new(MemoryStore::new(), Keys::new(Key::generate()));
 /// # let _ = storage;
 /// ```
 #[derive(Clone)]
@@ -211,36 +212,34 @@ impl MemoryStore {
         self.lock().sweep(Instant::now())
     }
 
-    /// Sweeps expired clients every `interval` on a Tokio task, for a store that may see no
-    /// calls for long. The task ends when the returned [`SweepTask`] is dropped (or
-    /// [`SweepTask::stop`]ped) and when every clone of the store is gone.
+    /// Sweeps expired clients now and then every `every` on the current Tokio runtime, for a
+    /// store that may see no calls for long. The sweeping stops when the returned
+    /// [`SweepTask`] is dropped (or [`SweepTask::stop`]ped) and when every clone of the store
+    /// is gone.
     ///
-    /// # Panics
-    /// Outside a Tokio runtime, as `tokio::spawn` does.
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) outside a Tokio runtime.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
+    /// # async fn main() -> flash_core::Result<()> {
     /// use std::time::Duration;
     /// use flash_core::storage::MemoryStore;
     /// let store = MemoryStore::new();
-    /// let sweeper = store.sweep_every(Duration::from_secs(60));
-    /// // ... serve requests; dropping `sweeper` stops the task.
+    /// let sweeper = store.spawn_sweeper(Duration::from_secs(60))?;
+    /// // ... serve requests; dropping `sweeper` stops the sweeping.
     /// drop(sweeper);
+    /// # Ok(())
     /// # }
     /// ```
-    #[must_use = "dropping the SweepTask stops the sweeping"]
-    pub fn sweep_every(&self, interval: Duration) -> SweepTask {
+    pub fn spawn_sweeper(&self, every: Duration) -> Result<SweepTask> {
+        // The task holds the store weakly: it must not keep a dropped store alive.
         let state = Arc::downgrade(&self.state);
-        let interval = interval.max(Duration::from_millis(1));
-        let handle = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                // The task holds the store weakly: it must not keep a dropped store alive.
-                let Some(state) = state.upgrade() else {
-                    return;
+        SweepTask::spawn("MemoryStore", every, move || {
+            let state = state.upgrade();
+            async move {
+                let Some(state) = state else {
+                    return false;
                 };
                 let removed = state
                     .lock()
@@ -249,9 +248,9 @@ impl MemoryStore {
                 if removed > 0 {
                     tracing::debug!(removed, "memory store: expired clients swept");
                 }
+                true
             }
-        });
-        SweepTask(handle)
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -321,26 +320,6 @@ impl MemoryStore {
             state.clients.remove(client);
         }
         kept
-    }
-}
-
-/// The task of [`MemoryStore::sweep_every`]: dropping it stops the sweeping.
-#[derive(Debug)]
-pub struct SweepTask(tokio::task::JoinHandle<()>);
-
-impl SweepTask {
-    /// Stops the sweeping (as dropping does).
-    pub fn stop(self) {}
-
-    /// Whether the task has ended (stopped, or the store is gone).
-    pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-}
-
-impl Drop for SweepTask {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -575,10 +554,10 @@ mod tests {
         assert_eq!(store.client_count(), 1);
     }
 
-    /// `sweep_every` removes expired clients with no call at all, and stops when its handle
+    /// `spawn_sweeper` removes expired clients with no call at all, and stops when its handle
     /// is dropped.
     #[tokio::test]
-    async fn sweep_every_sweeps_until_stopped() {
+    async fn spawn_sweeper_sweeps_until_stopped() {
         let store = MemoryStore::new();
         add(
             &store,
@@ -587,7 +566,7 @@ mod tests {
             Duration::from_millis(50),
         )
         .await;
-        let task = store.sweep_every(Duration::from_millis(20));
+        let task = store.spawn_sweeper(Duration::from_millis(20)).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(store.client_count(), 0);
         assert!(!task.is_finished());
@@ -606,9 +585,9 @@ mod tests {
 
     /// The task holds the store weakly: it ends when every clone of the store is gone.
     #[tokio::test]
-    async fn sweep_every_ends_with_the_store() {
+    async fn spawn_sweeper_ends_with_the_store() {
         let store = MemoryStore::new();
-        let task = store.sweep_every(Duration::from_millis(10));
+        let task = store.spawn_sweeper(Duration::from_millis(10)).unwrap();
         drop(store);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(task.is_finished());

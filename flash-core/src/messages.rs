@@ -25,7 +25,7 @@ use crate::storage::{
 /// use flash_core::{MessagesConfig, Level, LevelTags};
 /// let config = MessagesConfig::default()
 ///     .with_level(Level::DEBUG)
-///     .tags(LevelTags::default().set(Level::ERROR, "danger"));
+///     .with_level_tags(LevelTags::default().set(Level::ERROR, "danger"));
 /// assert_eq!(config.level(), Level::DEBUG);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl MessagesConfig {
 
     /// Sets the level → tag map.
     #[must_use]
-    pub fn tags(mut self, tags: LevelTags) -> Self {
+    pub fn with_level_tags(mut self, tags: LevelTags) -> Self {
         self.tags = tags;
         self
     }
@@ -135,7 +135,7 @@ pub enum Added {
 }
 
 impl Added {
-    /// Whether the message was queued (what [`Messages::add_message`] returns).
+    /// Whether the message was queued (what [`Messages::add`] returns).
     pub fn is_queued(self) -> bool {
         self == Added::Queued
     }
@@ -203,7 +203,7 @@ impl From<Refused> for Error {
     }
 }
 
-/// [`Messages::add_message`]'s answer: whether it was queued, a refusal logged.
+/// [`Messages::add`]'s answer: whether it was queued, a refusal logged.
 fn warn_refused(result: Result<Added, Refused>) -> bool {
     match result {
         Ok(added) => added.is_queued(),
@@ -276,19 +276,27 @@ struct Inner {
 
 /// The flash messages of one request: a cheap clone shared by the adapter and the handler.
 ///
-/// Adding is synchronous and never reads storage: [`Messages::add_message`] and the level
-/// shortcuts return whether the message was kept, [`Messages::try_add`] says why not (ignored
-/// as Django ignores it, or [`Refused`]: beyond the [`Limits`], or data the storage cannot
-/// keep). Reading is explicit and async: it loads once.
+/// Adding is synchronous and never reads storage. Which way to add, in Django's words:
+///
+/// | you have | for a later request | for this request only |
+/// |---|---|---|
+/// | a text | [`success`](Messages::success), [`info`](Messages::info), [`warning`](Messages::warning), [`error`](Messages::error), [`debug`](Messages::debug) | |
+/// | a level and a text | [`add_message(level, text)`](Messages::add_message) (Django's `add_message`) | |
+/// | a whole [`Message`] (extra tags, trusted HTML, data) | [`add`](Messages::add) | [`add_now`](Messages::add_now) |
+/// | and you must know why it was not kept | [`try_add`](Messages::try_add) | [`try_add_now`](Messages::try_add_now) |
+///
+/// All but the `try_` forms return whether the message was kept and log a refusal; the
+/// `try_` forms say why not (ignored as Django ignores it, or [`Refused`]: beyond the
+/// [`Limits`], or data the storage cannot keep). Reading is explicit and async: it loads once.
 /// [`Messages::len`], [`Messages::contains`] and [`Messages::peek`] do not consume;
 /// [`Messages::read`] does, and [`Messages::keep`] undoes it.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use flash_core::{MessagesConfig, Keys, Key, Level, Messages, storage::{Incoming, KeyedStorage, MemoryStore}};
+/// use flash_core::{MessagesConfig, Keys, Key, Level, Messages, storage::{Incoming, ServerStorage, MemoryStore}};
 ///
-/// let storage = Arc::new(KeyedStorage::new(MemoryStore::new(), Keys::new(Key::generate())));
+/// let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Keys::new(Key::generate())));
 /// let config = Arc::new(MessagesConfig::default());
 ///
 /// // POST: add, then save into the response headers.
@@ -379,11 +387,11 @@ impl Messages {
         self.state().level = level.into();
     }
 
-    /// Queues `message` for a later request. Returns whether it was kept: empty text and levels
+    /// Queues a whole `message` (extra tags, trusted HTML, data) for a later request. Returns whether it was kept: empty text and levels
     /// below the minimum level are ignored; a message the storage could not keep is refused (see
     /// [`Messages::try_add`], which says why), logged at WARN and counted in
     /// [`SaveReport::refused`].
-    pub fn add_message(&self, message: Message) -> bool {
+    pub fn add(&self, message: Message) -> bool {
         warn_refused(self.try_add(message))
     }
 
@@ -405,14 +413,14 @@ impl Messages {
     ///   as usual.
     ///
     /// A refused message is counted in [`SaveReport::refused`] (and so reported by the adapter);
-    /// unlike [`Messages::add_message`], `try_add` logs nothing: the caller has the reason.
+    /// unlike [`Messages::add`], `try_add` logs nothing: the caller has the reason.
     ///
     /// ```
     /// # use std::sync::Arc;
-    /// use flash_core::{Added, MessagesConfig, Key, Level, Limits, storage::{Incoming, KeyedStorage, MemoryStore}};
+    /// use flash_core::{Added, MessagesConfig, Key, Level, Limits, storage::{Incoming, ServerStorage, MemoryStore}};
     /// use flash_core::{Message, Messages, Refused};
     ///
-    /// let storage = Arc::new(KeyedStorage::new(MemoryStore::new(), Key::generate()));
+    /// let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
     /// let config = MessagesConfig::default().with_limits(Limits::default().with_max_text_len(10));
     /// let messages = Messages::new(storage, Incoming::default(), Arc::new(config));
     ///
@@ -431,7 +439,7 @@ impl Messages {
     }
 
     /// Shows `message` in this request only: it is read with the others and never stored
-    /// (Rails' `flash.now`). Returns whether it was kept, as [`Messages::add_message`] does.
+    /// (Rails' `flash.now`). Returns whether it was kept, as [`Messages::add`] does.
     pub fn add_now(&self, message: Message) -> bool {
         warn_refused(self.try_add_now(message))
     }
@@ -495,34 +503,36 @@ impl Messages {
         Ok(Added::Queued)
     }
 
-    /// Adds a message of `level` with `text`.
-    pub fn add(&self, level: Level, text: impl Into<String>) -> bool {
-        self.add_message(Message::new(level, text))
+    /// Adds a message of `level` with `text` for a later request (Django's `add_message`);
+    /// returns whether it was kept, as [`Messages::add`] does. For a custom level:
+    /// `messages.add_message(Level::new(35), "Disk almost full.")`.
+    pub fn add_message(&self, level: Level, text: impl Into<String>) -> bool {
+        self.add(Message::new(level, text))
     }
 
     /// Adds a [`Level::DEBUG`] message.
     pub fn debug(&self, text: impl Into<String>) -> bool {
-        self.add(Level::DEBUG, text)
+        self.add_message(Level::DEBUG, text)
     }
 
     /// Adds a [`Level::INFO`] message.
     pub fn info(&self, text: impl Into<String>) -> bool {
-        self.add(Level::INFO, text)
+        self.add_message(Level::INFO, text)
     }
 
     /// Adds a [`Level::SUCCESS`] message.
     pub fn success(&self, text: impl Into<String>) -> bool {
-        self.add(Level::SUCCESS, text)
+        self.add_message(Level::SUCCESS, text)
     }
 
     /// Adds a [`Level::WARNING`] message.
     pub fn warning(&self, text: impl Into<String>) -> bool {
-        self.add(Level::WARNING, text)
+        self.add_message(Level::WARNING, text)
     }
 
     /// Adds a [`Level::ERROR`] message.
     pub fn error(&self, text: impl Into<String>) -> bool {
-        self.add(Level::ERROR, text)
+        self.add_message(Level::ERROR, text)
     }
 
     /// Gives the client a new id, as at login, so that whoever knew the old one (a shared
@@ -1297,8 +1307,8 @@ mod tests {
             Ok(Added::Queued)
         );
         assert_eq!(messages.try_add(info("x")), Err(Refused::TooMuchPending));
-        assert!(!messages.add_message(info("y").with_data(data)));
-        assert!(!messages.add_message(info("")));
+        assert!(!messages.add(info("y").with_data(data)));
+        assert!(!messages.add(info("")));
 
         let report = messages.save(&mut HeaderMap::new()).await.expect("saved");
         assert_eq!(report.refused, 5);

@@ -609,7 +609,7 @@ impl Update {
 /// request loaded or added messages.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a flash `Storage`",
-    note = "implement `flash_core::storage::SimpleStorage` (Django's `_get`/`_store`) to get `Storage` with Django's update rules, or wrap a `KeyedStore` in `flash_core::storage::KeyedStorage`"
+    note = "implement `flash_core::storage::SimpleStorage` (Django's `_get`/`_store`) to get `Storage` with Django's update rules, or wrap a `KeyedStore` in `flash_core::storage::ServerStorage`"
 )]
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flash_core::{
     CookieOptions, Error, ErrorKind, Key, Limits, Message, Result, async_trait,
-    storage::{ClientId, KeyedStorage, KeyedStore, LeaseId, MemoryStore, Outcome},
+    storage::{ClientId, KeyedStore, LeaseId, MemoryStore, Outcome, ServerStorage},
 };
 use flash_testkit::{Capabilities, Client, Harness};
 
@@ -108,16 +108,16 @@ struct Setup {
     carry: String,
 }
 
-fn setup_with(configure: impl FnOnce(KeyedStorage<Faulty>) -> KeyedStorage<Faulty>) -> Setup {
+fn setup_with(configure: impl FnOnce(ServerStorage<Faulty>) -> ServerStorage<Faulty>) -> Setup {
     let faults = Faults::default();
     let memory = MemoryStore::new();
     let store = Faulty {
         inner: memory.clone(),
         faults: faults.clone(),
     };
-    let storage = configure(KeyedStorage::new(store, Key::generate()).call_timeout(DEADLINE));
+    let storage = configure(ServerStorage::new(store, Key::generate()).with_call_timeout(DEADLINE));
     let (id, carry) = (
-        storage.id_cookie_name().to_owned(),
+        storage.cookie_name().to_owned(),
         storage.carry_cookie_name().to_owned(),
     );
     Setup {
@@ -375,7 +375,7 @@ async fn what_does_not_fit_the_carry_cookie_is_reported_dropped() {
 #[tokio::test]
 async fn the_id_cookie_takes_the_host_prefix_when_it_may() {
     let secure = CookieOptions::default().secure(true);
-    let s = setup_with(|storage| storage.cookie_options(secure.clone()));
+    let s = setup_with(|storage| storage.with_cookie_options(secure.clone()));
     assert_eq!(s.id, "__Host-flash_id");
     let client = s.harness.client();
     let response = {
@@ -388,15 +388,19 @@ async fn the_id_cookie_takes_the_host_prefix_when_it_may() {
     assert!(line.contains("; Secure") && line.contains("; Path=/") && !line.contains("Domain"));
     assert_eq!(read_all(&client).await, ["hello"]);
 
-    let s = setup_with(|storage| storage.cookie_options(secure.clone().domain("example.com")));
+    let s = setup_with(|storage| storage.with_cookie_options(secure.clone().domain("example.com")));
     assert_eq!(s.id, "flash_id");
-    let s = setup_with(|storage| storage.cookie_options(secure.clone().path("/app")));
+    let s = setup_with(|storage| storage.with_cookie_options(secure.clone().path("/app")));
     assert_eq!(s.id, "flash_id");
-    let s = setup_with(|storage| storage.cookie_options(CookieOptions::default()));
+    let s = setup_with(|storage| storage.with_cookie_options(CookieOptions::default()));
     assert_eq!(s.id, "flash_id");
-    let s = setup_with(|storage| storage.cookie_options(secure.clone()).cookie_name("mine"));
+    let s = setup_with(|storage| {
+        storage
+            .with_cookie_options(secure.clone())
+            .with_cookie_name("mine")
+    });
     assert_eq!(s.id, "mine");
-    let s = setup_with(|storage| storage.cookie_name("mine").cookie_options(secure));
+    let s = setup_with(|storage| storage.with_cookie_name("mine").with_cookie_options(secure));
     assert_eq!(s.id, "mine");
 }
 

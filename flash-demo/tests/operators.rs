@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Framework, Served, send};
-use flash_core::storage::{KeyedStorage, MemoryStore, Storage};
+use flash_core::storage::{MemoryStore, ServerStorage, Storage};
 use flash_core::{Key, Keys};
 use flash_demo::Serving;
 use reqwest::StatusCode;
@@ -54,7 +54,7 @@ on_both!(
 );
 
 fn memory() -> Arc<dyn Storage> {
-    Arc::new(KeyedStorage::new(
+    Arc::new(ServerStorage::new(
         MemoryStore::new(),
         Keys::new(Key::generate()),
     ))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::{Framework, Served, send};
 use flash_core::{
     Key, Keys, Level, LevelTags, Message,
-    storage::{KeyedStorage, MemoryStore, Storage},
+    storage::{MemoryStore, ServerStorage, Storage},
 };
 use flash_demo::{MessageView, Serving};
 use reqwest::StatusCode;
@@ -67,7 +67,7 @@ on_both!(
 );
 
 fn memory() -> Arc<dyn Storage> {
-    Arc::new(KeyedStorage::new(
+    Arc::new(ServerStorage::new(
         MemoryStore::new(),
         Keys::new(Key::generate()),
     ))
@@ -827,7 +827,7 @@ async fn the_json_api_gives_the_template_ready_fields(framework: Framework) {
     let request = http::HeaderMap::new();
     let parts = flash_core::adapter::RequestParts::new("POST", &request, None);
     let messages = in_flight.slot().messages(parts).unwrap();
-    messages.add_message(
+    messages.add(
         Message::new(Level::SUCCESS, "Deleted <b>7</b>.")
             .with_extra_tags("undo")
             .with_data(serde_json::json!({"undo": "/articles/7/restore"}))

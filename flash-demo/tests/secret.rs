@@ -29,7 +29,7 @@ async fn forged_cookie(secret: &str) -> String {
         Incoming::default(),
         Arc::new(MessagesConfig::default()),
     );
-    assert!(messages.add_message(Message::new(Level::ERROR, PAYLOAD).trusted_html()));
+    assert!(messages.add(Message::new(Level::ERROR, PAYLOAD).trusted_html()));
     let mut response = http::HeaderMap::new();
     messages.save(&mut response).await.unwrap();
     let line = response[http::header::SET_COOKIE].to_str().unwrap();

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use flash_core::{Error, ErrorKind, Result, storage::Redacted};
+use flash_core::{DEFAULT_CALL_TIMEOUT, Error, ErrorKind, Result, storage::Redacted};
 
 use crate::store::RedisStore;
 
@@ -13,8 +13,6 @@ pub const DEFAULT_PREFIX: &str = "flash";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The default time the server may take to answer one command.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The default bound on one store call, reconnecting and the one retry included.
-pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where the store connects.
 #[derive(Clone)]
@@ -36,7 +34,7 @@ pub(crate) enum Target {
 ///     .prefix("myapp-flash")
 ///     .connect_timeout(Duration::from_millis(500))
 ///     .response_timeout(Duration::from_millis(500))
-///     .operation_timeout(Duration::from_secs(2));
+///     .call_timeout(Duration::from_secs(2));
 /// // `builder.connect().await` connects now; `builder.connect_lazy()` on first use.
 /// # let _ = builder;
 /// ```
@@ -46,7 +44,7 @@ pub struct RedisStoreBuilder {
     pub(crate) prefix: String,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
-    pub(crate) operation_timeout: Duration,
+    pub(crate) call_timeout: Duration,
 }
 
 impl RedisStoreBuilder {
@@ -56,7 +54,7 @@ impl RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
-            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 
@@ -86,16 +84,16 @@ impl RedisStoreBuilder {
     }
 
     /// Sets the bound on one store call, reconnecting and its one retry included (default
-    /// [`DEFAULT_OPERATION_TIMEOUT`]): the longest a request waits for a server that is down or
+    /// [`DEFAULT_CALL_TIMEOUT`], 2 s, as every flash store): the longest a request waits for a server that is down or
     /// stuck before it gets an [`ErrorKind::Unavailable`] error.
     #[must_use]
-    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.operation_timeout = timeout;
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
         self
     }
 
     /// Connects now: fails with [`ErrorKind::Unavailable`] when the server cannot be reached
-    /// within the operation timeout, and with [`ErrorKind::Config`] for a bad URL or prefix.
+    /// within the call timeout, and with [`ErrorKind::Config`] for a bad URL or prefix.
     ///
     /// # Errors
     /// As above.
@@ -120,7 +118,7 @@ impl RedisStoreBuilder {
         for (name, value) in [
             ("connect timeout", self.connect_timeout),
             ("response timeout", self.response_timeout),
-            ("operation timeout", self.operation_timeout),
+            ("call timeout", self.call_timeout),
         ] {
             if value.is_zero() {
                 return Err(Error::new(
@@ -174,7 +172,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
-            .field("operation_timeout", &self.operation_timeout)
+            .field("call_timeout", &self.call_timeout)
             .finish()
     }
 }

@@ -60,7 +60,7 @@ struct Inner {
     connection: Connection,
     target: Target,
     prefix: String,
-    operation_timeout: Duration,
+    call_timeout: Duration,
     scripts: Scripts,
     /// What each lease that took messages answered about consuming them, until its settle.
     consumed: Mutex<HashMap<(ClientId, LeaseId), Consumed>>,
@@ -103,7 +103,7 @@ impl RedisStore {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for a bad URL; [`ErrorKind::Unavailable`] when the server cannot be
-    /// reached within the operation timeout.
+    /// reached within the call timeout.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::builder(url).connect().await
     }
@@ -142,6 +142,12 @@ impl RedisStore {
         &self.inner.prefix
     }
 
+    /// The bound on one store call (the builder's
+    /// [`call_timeout`](RedisStoreBuilder::call_timeout)).
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.call_timeout
+    }
+
     /// Whether the store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         match self.inner.connection {
@@ -159,7 +165,7 @@ impl RedisStore {
 
     pub(crate) async fn open(builder: RedisStoreBuilder) -> Result<Self> {
         let scripts = Scripts::new();
-        let timeout = builder.operation_timeout;
+        let timeout = builder.call_timeout;
         let connecting = async {
             match &builder.target {
                 Target::Single(url) => {
@@ -182,7 +188,7 @@ impl RedisStore {
                             .response_timeout(builder.response_timeout)
                             // The client's own retries (redirections, reconnections) are
                             // bounded by this, as the whole call is by our own timeout.
-                            .overall_response_timeout(Some(builder.operation_timeout))
+                            .overall_response_timeout(Some(builder.call_timeout))
                             .build()?;
                     let mut connection = client.get_async_connection().await?;
                     for script in scripts.all() {
@@ -252,7 +258,7 @@ impl RedisStore {
                 connection,
                 target: builder.target,
                 prefix: builder.prefix,
-                operation_timeout: builder.operation_timeout,
+                call_timeout: builder.call_timeout,
                 scripts,
                 consumed: Mutex::new(HashMap::new()),
             }),
@@ -261,7 +267,7 @@ impl RedisStore {
 
     /// Runs one script: one `EVALSHA` (plus `SCRIPT LOAD` after the server lost its script
     /// cache), retried once after a lost connection (every script is idempotent under a retry),
-    /// all bounded by the operation timeout.
+    /// all bounded by the call timeout.
     async fn run<T: FromRedisValue>(
         &self,
         what: &'static str,
@@ -276,7 +282,7 @@ impl RedisStore {
                 other => other,
             }
         };
-        match tokio::time::timeout(self.inner.operation_timeout, attempts).await {
+        match tokio::time::timeout(self.inner.call_timeout, attempts).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
                 let context = format!("{what} on {}", describe(&self.inner.target));
@@ -290,7 +296,7 @@ impl RedisStore {
                     format!(
                         "{what} on {}: no answer within {:?}",
                         describe(&self.inner.target),
-                        self.inner.operation_timeout
+                        self.inner.call_timeout
                     ),
                     elapsed,
                 );
@@ -336,7 +342,7 @@ impl RedisStore {
     }
 
     fn dedupe_window_ms(&self) -> u128 {
-        millis(MIN_DEDUPE_WINDOW.max(self.inner.operation_timeout * 2))
+        millis(MIN_DEDUPE_WINDOW.max(self.inner.call_timeout * 2))
     }
 
     /// Applies an append under the operation id `op` (a retry with the same id is applied once).
@@ -488,7 +494,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("target", &self.inner.target)
             .field("prefix", &self.inner.prefix)
-            .field("operation_timeout", &self.inner.operation_timeout)
+            .field("call_timeout", &self.inner.call_timeout)
             .finish()
     }
 }

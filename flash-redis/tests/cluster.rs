@@ -104,7 +104,7 @@ async fn unreachable_seeds_are_unavailable_not_a_hang() {
     let err = RedisStore::cluster_builder(["redis://127.0.0.1:1", "redis://127.0.0.1:2"])
         .connect_timeout(Duration::from_millis(300))
         .response_timeout(Duration::from_millis(300))
-        .operation_timeout(Duration::from_secs(1))
+        .call_timeout(Duration::from_secs(1))
         .connect()
         .await
         .expect_err("nothing listens there");

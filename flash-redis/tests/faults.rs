@@ -27,7 +27,7 @@ fn quick(url: &str) -> flash_redis::RedisStoreBuilder {
         .prefix(format!("flash-faults-{}", common::random_hex()))
         .connect_timeout(Duration::from_millis(300))
         .response_timeout(Duration::from_millis(300))
-        .operation_timeout(Duration::from_secs(1))
+        .call_timeout(Duration::from_secs(1))
 }
 
 fn assert_unavailable(result: flash_core::Result<impl std::fmt::Debug>, started: Instant) {
@@ -146,7 +146,7 @@ fn bad_configuration_is_a_typed_error() {
             assert_eq!(err.kind(), ErrorKind::Config);
         }
         let err = RedisStore::builder("redis://127.0.0.1:6379")
-            .operation_timeout(Duration::ZERO)
+            .call_timeout(Duration::ZERO)
             .connect_lazy()
             .expect_err("zero timeout");
         assert_eq!(err.kind(), ErrorKind::Config);
@@ -452,20 +452,20 @@ async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
-/// The operation timeout bounds everything: with the connect and response timeouts far longer,
-/// a call still ends in about the operation timeout, `Unavailable`.
-const OPERATION: Duration = Duration::from_millis(700);
+/// The call timeout bounds everything: with the connect and response timeouts far longer,
+/// a call still ends in about the call timeout, `Unavailable`.
+const CALL: Duration = Duration::from_millis(700);
 
 fn assert_about_the_deadline(result: flash_core::Result<impl std::fmt::Debug>, started: Instant) {
     let elapsed = started.elapsed();
     let err = result.expect_err("a silent server is an error");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
     assert!(
-        elapsed >= OPERATION - Duration::from_millis(50),
-        "ended by the operation timeout, not before: {elapsed:?} ({err})"
+        elapsed >= CALL - Duration::from_millis(50),
+        "ended by the call timeout, not before: {elapsed:?} ({err})"
     );
     assert!(
-        elapsed < OPERATION + Duration::from_millis(1500),
+        elapsed < CALL + Duration::from_millis(1500),
         "took {elapsed:?}"
     );
 }
@@ -475,11 +475,11 @@ fn slow_parts(builder: flash_redis::RedisStoreBuilder) -> flash_redis::RedisStor
         .prefix(format!("flash-faults-{}", common::random_hex()))
         .connect_timeout(Duration::from_secs(30))
         .response_timeout(Duration::from_secs(30))
-        .operation_timeout(OPERATION)
+        .call_timeout(CALL)
 }
 
 #[tokio::test]
-async fn the_operation_timeout_bounds_connecting_and_every_call() {
+async fn the_call_timeout_bounds_connecting_and_every_call() {
     let (port, silent) = silent_server().await;
     let url = format!("redis://127.0.0.1:{port}");
 
@@ -533,7 +533,7 @@ async fn the_operation_timeout_bounds_connecting_and_every_call() {
 }
 
 /// A server that answered, then stops answering mid-session (`CLIENT PAUSE` on a private
-/// server): every call ends in about the operation timeout, `Unavailable`, and the store works
+/// server): every call ends in about the call timeout, `Unavailable`, and the store works
 /// again once the server does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_answering_is_unavailable_within_the_deadline() {
@@ -649,7 +649,7 @@ async fn no_error_or_debug_shows_a_password() {
             let builder = RedisStore::cluster_builder([url.clone(), url.clone()])
                 .connect_timeout(Duration::from_millis(300))
                 .response_timeout(Duration::from_millis(300))
-                .operation_timeout(Duration::from_secs(1));
+                .call_timeout(Duration::from_secs(1));
             check(url, "the cluster builder's Debug", &format!("{builder:?}"));
             let err = builder.connect().await.expect_err(url);
             check_error(url, &err);

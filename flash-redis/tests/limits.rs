@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use flash_core::{
     Key, Keys, Level, Limits, Message,
-    storage::{ClientId, Incoming, KeyedStorage, KeyedStore, LeaseId, Outcome, Storage, Update},
+    storage::{ClientId, Incoming, KeyedStore, LeaseId, Outcome, ServerStorage, Storage, Update},
 };
 use flash_redis::RedisStore;
 use flash_testkit::{Harness, Options};
@@ -424,7 +424,7 @@ async fn a_hostile_client_is_held_to_the_limits() {
             let request =
                 browser.request_with(flash_core::MessagesConfig::default().with_limits(limits));
             for m in &burst {
-                request.add_message(m.clone());
+                request.add(m.clone());
             }
             let report = request.finish().await.report;
             assert_eq!(report.refused, 1000 - fit, "the handle refused at add");
@@ -444,7 +444,7 @@ async fn a_hostile_client_is_held_to_the_limits() {
         }
 
         // Through the bridge, without the handle: 1000 messages per save.
-        let storage = KeyedStorage::new(store.clone(), Keys::new(Key::generate()));
+        let storage = ServerStorage::new(store.clone(), Keys::new(Key::generate()));
         let mut request = HeaderMap::new();
         for round in 0..20 {
             let update = Update::new(None)

@@ -110,7 +110,7 @@ async fn a_clients_calls_touch_only_its_own_keys_among_100_000_others() {
     };
     let store = RedisStore::builder(server.url())
         .prefix("scale")
-        .operation_timeout(Duration::from_secs(30))
+        .call_timeout(Duration::from_secs(30))
         .response_timeout(Duration::from_secs(10))
         .connect()
         .await

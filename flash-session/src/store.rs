@@ -34,7 +34,7 @@ pub const DEFAULT_SESSION_KEY: &str = "_messages";
 ///
 /// ```
 /// use flash_session::{MemorySession, SessionStorage};
-/// let storage = SessionStorage::<MemorySession>::new().key("_flash");
+/// let storage = SessionStorage::<MemorySession>::new().with_session_key("_flash");
 /// assert_eq!(storage.session_key(), "_flash");
 /// ```
 pub struct SessionStorage<S> {
@@ -53,7 +53,7 @@ impl<S: SessionHandle + Clone> SessionStorage<S> {
 
     /// Sets the session key (default [`DEFAULT_SESSION_KEY`], as Django).
     #[must_use]
-    pub fn key(mut self, key: impl Into<Cow<'static, str>>) -> Self {
+    pub fn with_session_key(mut self, key: impl Into<Cow<'static, str>>) -> Self {
         self.key = key.into();
         self
     }

@@ -53,7 +53,7 @@ fn codec(meta: &Meta) -> DjangoCodec {
 /// Django's default storage, with the vectors' secret and clock.
 fn django_default(meta: &Meta) -> Arc<dyn Storage> {
     Arc::new(Fallback::new(
-        CookieStorage::with_codec(codec(meta)),
+        CookieStorage::from_codec(codec(meta)),
         SessionStorage::<MemorySession>::new(),
     ))
 }
@@ -135,7 +135,7 @@ async fn overflow_keeps_the_oldest_in_the_cookie_and_the_rest_in_the_session() {
 
     let post = Messages::new(storage.clone(), request(None, &session), all_levels());
     for m in &messages {
-        assert!(post.add_message(m.clone()));
+        assert!(post.add(m.clone()));
     }
     let mut response = HeaderMap::new();
     let report = post.save(&mut response).await.expect("save");
@@ -208,7 +208,7 @@ async fn a_message_too_large_for_the_cookie_goes_to_the_session() {
         .with_level(Level::new(0))
         .with_limits(Limits::default().with_max_text_len(8192));
     let post = Messages::new(storage.clone(), request(None, &session), Arc::new(config));
-    assert!(post.add_message(Message::new(Level::INFO, text.clone()).with_extra_tags("")));
+    assert!(post.add(Message::new(Level::INFO, text.clone()).with_extra_tags("")));
     let mut response = HeaderMap::new();
     post.save(&mut response).await.expect("save");
 

@@ -86,7 +86,7 @@ async fn stores_what_django_stores() {
         let session = MemorySession::new();
         let messages = Messages::new(storage(), request(&session), config());
         for input in &case.input {
-            assert!(messages.add_message(message(input)), "{}", case.name);
+            assert!(messages.add(message(input)), "{}", case.name);
         }
         let mut response = HeaderMap::new();
         messages.save(&mut response).await.expect("save");
@@ -210,7 +210,8 @@ async fn adding_appends_to_what_the_session_holds() {
 #[tokio::test]
 async fn custom_key() {
     let session = MemorySession::new();
-    let storage: Arc<dyn Storage> = Arc::new(SessionStorage::<MemorySession>::new().key("flash"));
+    let storage: Arc<dyn Storage> =
+        Arc::new(SessionStorage::<MemorySession>::new().with_session_key("flash"));
     let messages = Messages::new(storage, request(&session), config());
     messages.error("x");
     messages.save(&mut HeaderMap::new()).await.expect("save");

@@ -4,11 +4,11 @@ use std::fmt;
 use std::time::Duration;
 
 use flash_core::{
-    Error, ErrorKind, Result,
+    DEFAULT_CALL_TIMEOUT, Error, ErrorKind, Result,
     storage::{Redacted, redact_url},
 };
 
-use crate::store::{DEFAULT_CALL_TIMEOUT, Driver, SqlStore};
+use crate::store::{Driver, SqlStore};
 use crate::table::{DEFAULT_TABLE, TableName};
 
 /// Pool settings shared by the drivers.
@@ -90,7 +90,7 @@ impl SqlStoreBuilder {
     }
 
     /// The most one call may take, waiting for a connection, retries and the statements
-    /// included (default 5 s). A call that runs out of time fails with
+    /// included (default [`DEFAULT_CALL_TIMEOUT`], 2 s, as every flash store). A call that runs out of time fails with
     /// `ErrorKind::Unavailable` at once; the connection it leaves mid-statement goes back to
     /// the pool only once it is known to be idle again, and is closed otherwise. The same
     /// limit bounds each statement on the server (PostgreSQL `statement_timeout`, MariaDB

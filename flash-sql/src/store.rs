@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flash_core::storage::stored_form::{self, FromStored};
 use flash_core::{
-    Error, ErrorKind, Limits, Message, Result,
+    DEFAULT_CALL_TIMEOUT, Limits, Message, Result, SweepTask,
     storage::{ClientId, KeyedStore, LeaseId, Outcome},
 };
 
@@ -226,7 +226,7 @@ pub(crate) struct Inner {
 ///
 /// Build it with [`SqlStore::connect`] or [`SqlStore::builder`] (the URL's scheme picks the
 /// driver), or around a pool of your own with `SqlStore::from_postgres_pool` and friends; create
-/// its table with [`SqlStore::migrate`]; put it behind [`flash_core::storage::KeyedStorage`]. Clones
+/// its table with [`SqlStore::migrate`]; put it behind [`flash_core::storage::ServerStorage`]. Clones
 /// share the pool.
 ///
 /// See the crate documentation for the schema, the statements each call runs and what each
@@ -236,9 +236,6 @@ pub struct SqlStore {
     inner: Arc<Inner>,
     call_timeout: Duration,
 }
-
-/// The default [`SqlStore::call_timeout`].
-pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl SqlStore {
     /// Connects to `url` with the default settings: `postgres://…`, `postgresql://…`,
@@ -332,7 +329,8 @@ impl SqlStore {
     }
 
     /// This store (a clone sharing the pool) with every call bounded by `timeout`, waiting for
-    /// a connection, retries and the statements included (default 5 s, or the builder's
+    /// a connection, retries and the statements included (default
+    /// [`DEFAULT_CALL_TIMEOUT`](flash_core::DEFAULT_CALL_TIMEOUT), 2 s, or the builder's
     /// [`call_timeout`](SqlStoreBuilder::call_timeout)). A call that runs out of time fails
     /// with `ErrorKind::Unavailable`.
     ///
@@ -430,30 +428,22 @@ impl SqlStore {
     }
 
     /// Runs [`SqlStore::sweep`] now and then every `every` (at least a millisecond) on the
-    /// current Tokio runtime, until the returned task is aborted. Failures are logged
-    /// (`tracing`, level `warn`) and the next round runs as planned.
+    /// current Tokio runtime, until the returned [`SweepTask`] is dropped (or stopped).
+    /// Failures are logged (`tracing`, level `warn`) and the next round runs as planned.
     ///
     /// # Errors
     /// `Config` when called outside a Tokio runtime.
-    pub fn spawn_sweeper(&self, every: Duration) -> Result<tokio::task::JoinHandle<()>> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|err| {
-            Error::with_source(
-                ErrorKind::Config,
-                "SqlStore::spawn_sweeper needs a Tokio runtime",
-                err,
-            )
-        })?;
+    pub fn spawn_sweeper(&self, every: Duration) -> Result<SweepTask> {
         let store = self.clone();
-        Ok(runtime.spawn(async move {
-            let mut ticks = tokio::time::interval(every.max(Duration::from_millis(1)));
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
+        SweepTask::spawn("SqlStore", every, move || {
+            let store = store.clone();
+            async move {
                 if let Err(err) = store.sweep().await {
                     tracing::warn!(table = store.table(), error = %err, "flash-sql sweep failed");
                 }
+                true
             }
-        }))
+        })
     }
 
     /// The database's plan for a lease of `client`, one line per step (`EXPLAIN` on

@@ -24,7 +24,7 @@
 //! request's extensions before flash's middleware runs, as a session middleware would.
 //!
 //! The kit runs each behaviour on a storage that waits (a keyed [`MemoryStore`] behind
-//! [`KeyedStorage`], calls counted) and, where it makes sense, on one that never waits
+//! [`ServerStorage`], calls counted) and, where it makes sense, on one that never waits
 //! ([`KitCookieStorage`], the immediate path).
 
 use std::collections::BTreeMap;
@@ -43,7 +43,7 @@ use flash_core::Limits;
 use flash_core::Message;
 use flash_core::adapter::Adapter;
 use flash_core::storage::MemoryStore;
-use flash_core::storage::{ClientId, KeyedStorage, KeyedStore, LeaseId, Outcome};
+use flash_core::storage::{ClientId, KeyedStore, LeaseId, Outcome, ServerStorage};
 use flash_core::storage::{ImmediateStorage, Incoming, LoadToken, Loaded, Storage, Update};
 use flash_core::{Error, ErrorKind, Result};
 use flash_core::{Htmx, MessagesConfig};
@@ -227,7 +227,7 @@ fn storages() -> Storages {
     let counting = CountingStore::new(MemoryStore::new());
     let calls = counting.counts();
     Storages {
-        keyed: Arc::new(KeyedStorage::new(counting, Key::generate())),
+        keyed: Arc::new(ServerStorage::new(counting, Key::generate())),
         calls,
         cookie: Arc::new(KitCookieStorage),
     }
@@ -388,8 +388,8 @@ pub async fn idle_requests_make_no_store_call<A: AdapterApp>() {
 /// failed save reaches the error hook, and the response is served with `Vary: Cookie`.
 pub async fn failing_store_reaches_the_hook<A: AdapterApp>() {
     let key = Key::generate();
-    let working: Arc<dyn Storage> = Arc::new(KeyedStorage::new(MemoryStore::new(), key.clone()));
-    let failing: Arc<dyn Storage> = Arc::new(KeyedStorage::new(Down, key));
+    let working: Arc<dyn Storage> = Arc::new(ServerStorage::new(MemoryStore::new(), key.clone()));
+    let failing: Arc<dyn Storage> = Arc::new(ServerStorage::new(Down, key));
     let hooked = Arc::new(AtomicUsize::new(0));
     let kinds = hooked.clone();
     let adapter = Adapter::new(failing, MessagesConfig::default()).on_error(move |err| {

@@ -1,5 +1,5 @@
 //! The keyed-store kit: the [`KeyedStore`] contract, checked on the store directly (not
-//! through the [`KeyedStorage`](flash_core::storage::KeyedStorage) bridge), one public async function per
+//! through the [`ServerStorage`](flash_core::storage::ServerStorage) bridge), one public async function per
 //! rule; [`keyed_store_tests!`](crate::keyed_store_tests) expands them into tests.
 //!
 //! The functions are public so that a test can also run one by hand, for example to show that

@@ -20,7 +20,7 @@ pub use keyed_kit::KeyedFactory;
 
 use flash_core::Key;
 use flash_core::storage::{Incoming, Storage};
-use flash_core::storage::{KeyedStorage, KeyedStore};
+use flash_core::storage::{KeyedStore, ServerStorage};
 use flash_core::{Keys, MessagesConfig};
 
 /// What a factory is asked for. Made by [`Options::new`] (fields may be added).
@@ -220,17 +220,17 @@ impl Harness {
         }
     }
 
-    /// A keyed store behind the [`KeyedStorage`] bridge, with counted calls, the options' TTL,
+    /// A keyed store behind the [`ServerStorage`] bridge, with counted calls, the options' TTL,
     /// lease timeout, call deadline and keys, and every capability.
     pub fn keyed<S: KeyedStore>(store: S, options: &Options) -> Self {
         let counting = CountingStore::new(store);
         let calls = counting.counts();
-        let storage = KeyedStorage::new(counting, options.keys("flash.id"))
-            .ttl(options.ttl)
-            .lease_timeout(options.lease_timeout)
-            .call_timeout(options.call_timeout);
+        let storage = ServerStorage::new(counting, options.keys("flash.id"))
+            .with_ttl(options.ttl)
+            .with_lease_timeout(options.lease_timeout)
+            .with_call_timeout(options.call_timeout);
         Harness {
-            state_cookie: storage.id_cookie_name().to_owned(),
+            state_cookie: storage.cookie_name().to_owned(),
             storage: Arc::new(storage),
             capabilities: Capabilities::ALL,
             calls: Some(calls),

@@ -46,14 +46,12 @@ async fn read_all(client: &super::Client) -> Vec<Message> {
 
 /// Django's six-message set: INFO, 29, DEBUG with `extra-tag`, WARNING, ERROR, SUCCESS.
 fn add_level_messages(messages: &flash_core::Messages) {
-    messages.add(Level::INFO, "A generic info message");
-    messages.add(Level::new(29), "Some custom level");
-    messages.add_message(
-        Message::new(Level::DEBUG, "A debugging message").with_extra_tags("extra-tag"),
-    );
-    messages.add(Level::WARNING, "A warning");
-    messages.add(Level::ERROR, "An error");
-    messages.add(Level::SUCCESS, "This was a triumph.");
+    messages.add_message(Level::INFO, "A generic info message");
+    messages.add_message(Level::new(29), "Some custom level");
+    messages.add(Message::new(Level::DEBUG, "A debugging message").with_extra_tags("extra-tag"));
+    messages.add_message(Level::WARNING, "A warning");
+    messages.add_message(Level::ERROR, "An error");
+    messages.add_message(Level::SUCCESS, "This was a triumph.");
 }
 
 async fn stored_count_at(
@@ -78,11 +76,9 @@ pub async fn add_counts_and_added_new(factory: Factory) {
     let client = harness.client();
     let request = client.request();
     assert!(!request.added_new());
-    assert!(request.add(Level::INFO, "Test message 1"));
+    assert!(request.add_message(Level::INFO, "Test message 1"));
     assert!(request.added_new());
-    assert!(
-        request.add_message(Message::new(Level::INFO, "Test message 2").with_extra_tags("tag"))
-    );
+    assert!(request.add(Message::new(Level::INFO, "Test message 2").with_extra_tags("tag")));
     assert_eq!(request.len().await.expect("len"), 2);
     request.finish().await;
     assert_eq!(
@@ -96,7 +92,7 @@ pub async fn empty_text_is_ignored(factory: Factory) {
     let harness = harness!(factory);
     let client = harness.client();
     let request = client.request();
-    assert!(!request.add(Level::INFO, ""));
+    assert!(!request.add_message(Level::INFO, ""));
     assert!(!request.added_new());
     let response = request.finish().await;
     assert!(
@@ -149,7 +145,7 @@ pub async fn app_level_applies(factory: Factory) {
         assert_eq!(n, 6);
     }
     let harness = Harness::new(
-        flash_core::storage::KeyedStorage::new(
+        flash_core::storage::ServerStorage::new(
             flash_core::storage::MemoryStore::new(),
             flash_core::Key::generate(),
         ),
@@ -195,11 +191,13 @@ pub async fn custom_tag_map_and_custom_levels(factory: Factory) {
         .set(Level::ERROR, "bad")
         .set(Level::DEBUG, "")
         .set(Level::new(29), "custom");
-    let config = MessagesConfig::default().tags(map).with_level(Level::DEBUG);
+    let config = MessagesConfig::default()
+        .with_level_tags(map)
+        .with_level(Level::DEBUG);
     let client = harness.client();
     let request = client.request_with(config.clone());
     add_level_messages(&request);
-    request.add(Level::new(7), "below debug, custom");
+    request.add_message(Level::new(7), "below debug, custom");
     request.finish().await;
     let request = client.request_with(config);
     let messages = request.read().await.expect("read");
@@ -233,7 +231,7 @@ pub async fn extra_tags_and_html_flag_survive(factory: Factory) {
     ];
     let request = client.request();
     for m in &sent {
-        request.add_message(m.clone());
+        request.add(m.clone());
     }
     request.finish().await;
     let got = read_all(&client).await;
@@ -325,8 +323,8 @@ pub async fn data_is_refused_at_add_where_it_cannot_travel(factory: Factory) {
         assert!(refused.to_string().contains("without data"), "{refused}");
         assert_eq!(response.report.refused, 1);
         assert_eq!(texts(&got), ["before", "tagged", "after"]);
-        // add_message refuses it too, saying only false.
-        assert!(!client.request().add_message(with_data.clone()));
+        // add refuses it too, saying only false.
+        assert!(!client.request().add(with_data.clone()));
     }
     assert_eq!(got[1].extra_tags.as_deref(), Some("t"));
 
@@ -467,7 +465,7 @@ pub async fn twenty_five_messages_in_order(factory: Factory) {
         let request = client.request_with(MessagesConfig::default().with_level(Level::DEBUG));
         for level in levels {
             let text = format!("request {r} level {level}");
-            assert!(request.add(level, text.clone()));
+            assert!(request.add_message(level, text.clone()));
             expected.push((level, text));
         }
         request.finish().await;

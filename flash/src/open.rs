@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use flash_core::{
-    Error, ErrorKind, Result,
-    storage::{KeyedStorage, KeyedStore, MemoryStore, Storage},
+    Error, ErrorKind, Result, SweepTask,
+    storage::{KeyedStore, MemoryStore, ServerStorage, Storage},
 };
 
 use crate::config::Secrets;
@@ -24,20 +24,11 @@ pub(crate) const DEFAULT_SWEEP: std::time::Duration = std::time::Duration::from_
 /// over the clients under the store's lock, cheap enough to run often.
 pub(crate) const DEFAULT_MEMORY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A background task that ends when this is dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A storage and the background tasks it needs (sweepers): dropping the last handle to the
 /// storage stops them, so `open` leaves nothing running that the caller cannot stop.
 struct Owning {
     storage: Arc<dyn Storage>,
-    _tasks: Vec<AbortOnDrop>,
+    _tasks: Vec<SweepTask>,
 }
 
 #[async_trait::async_trait]
@@ -75,7 +66,7 @@ impl Storage for Owning {
     }
 }
 
-/// The Tokio runtime a sweeper runs on.
+/// The Tokio runtime a sweeper runs on; its error says what the URL can do about it.
 fn runtime(what: &str) -> Result<tokio::runtime::Handle> {
     tokio::runtime::Handle::try_current().map_err(|err| {
         Error::with_source(
@@ -87,24 +78,6 @@ fn runtime(what: &str) -> Result<tokio::runtime::Handle> {
             err,
         )
     })
-}
-
-/// Drops the memory store's expired clients every `every`, until aborted.
-fn spawn_memory_sweeper(store: MemoryStore, every: std::time::Duration) -> Result<AbortOnDrop> {
-    let task = runtime("memory")?.spawn(async move {
-        let mut ticks = tokio::time::interval(every.max(std::time::Duration::from_millis(1)));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate: nothing has expired yet.
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            let removed = store.sweep();
-            if removed > 0 {
-                tracing::debug!(removed, "flash memory sweep");
-            }
-        }
-    });
-    Ok(AbortOnDrop(task.abort_handle()))
 }
 
 fn secrets(secrets: Option<&Secrets>) -> Result<&Secrets> {
@@ -179,26 +152,29 @@ fn cookie(url: &StorageUrl, secrets: &Secrets) -> flash_cookie::CookieStorage {
         CookieFormat::Django => flash_cookie::CookieStorage::new(secrets.keys(COOKIE_PURPOSE)),
     };
     if let Some(name) = &options.cookie_name {
-        storage = storage.cookie_name(name.clone());
+        storage = storage.with_cookie_name(name.clone());
     }
     if let Some(max) = options.max_size {
-        storage = storage.max_size(max);
+        storage = storage.with_max_size(max);
     }
-    storage.cookie_options(options.cookie_options())
+    storage.with_cookie_options(options.cookie_options())
 }
 
 fn keyed<S: KeyedStore>(url: &StorageUrl, store: S, secrets: &Secrets) -> Arc<dyn Storage> {
     let options = &url.options;
-    let mut storage =
-        KeyedStorage::new(store, secrets.keys(ID_PURPOSE)).cookie_options(options.cookie_options());
+    let mut storage = ServerStorage::new(store, secrets.keys(ID_PURPOSE))
+        .with_cookie_options(options.cookie_options());
     if let Some(name) = &options.id_cookie {
-        storage = storage.cookie_name(name.clone());
+        storage = storage.with_cookie_name(name.clone());
     }
     if let Some(ttl) = options.ttl {
-        storage = storage.ttl(ttl);
+        storage = storage.with_ttl(ttl);
     }
     if let Some(lease) = options.lease_timeout {
-        storage = storage.lease_timeout(lease);
+        storage = storage.with_lease_timeout(lease);
+    }
+    if let Some(deadline) = options.call_timeout {
+        storage = storage.with_call_timeout(deadline);
     }
     Arc::new(storage)
 }
@@ -207,7 +183,7 @@ async fn build_inner(
     url: &StorageUrl,
     keys: Option<&Secrets>,
     migrate: bool,
-    tasks: &mut Vec<AbortOnDrop>,
+    tasks: &mut Vec<SweepTask>,
 ) -> Result<Arc<dyn Storage>> {
     // Only the SQL stores have a table to create.
     let _ = migrate;
@@ -218,14 +194,15 @@ async fn build_inner(
         Scheme::Session => {
             let mut storage = flash_session::TowerSessionStorage::new();
             if let Some(key) = &url.options.session_key {
-                storage = storage.key(key.clone());
+                storage = storage.with_session_key(key.clone());
             }
             Ok(Arc::new(storage))
         }
         Scheme::Memory => {
             let store = MemoryStore::new();
             if let Some(every) = url.options.sweep.unwrap_or(Some(DEFAULT_MEMORY_SWEEP)) {
-                tasks.push(spawn_memory_sweeper(store.clone(), every)?);
+                runtime("memory")?;
+                tasks.push(store.spawn_sweeper(every)?);
             }
             Ok(keyed(url, store, secrets(keys)?))
         }
@@ -258,8 +235,8 @@ async fn build_inner(
                 store.migrate().await?;
             }
             if let Some(every) = url.options.sweep.unwrap_or(Some(DEFAULT_SWEEP)) {
-                let task = store.spawn_sweeper(every)?;
-                tasks.push(AbortOnDrop(task.abort_handle()));
+                runtime("SQL")?;
+                tasks.push(store.spawn_sweeper(every)?);
             }
             Ok(keyed(url, store, secrets(keys)?))
         }
@@ -311,13 +288,13 @@ fn cookies_of(url: &StorageUrl) -> Vec<CookieUse> {
     }
     if url.scheme.is_keyed() {
         // The bridge's own naming rule (the `__Host-` prefix when the options allow it).
-        let mut storage = KeyedStorage::new(MemoryStore::new(), flash_core::Key::generate())
-            .cookie_options(url.options.cookie_options());
+        let mut storage = ServerStorage::new(MemoryStore::new(), flash_core::Key::generate())
+            .with_cookie_options(url.options.cookie_options());
         if let Some(name) = &url.options.id_cookie {
-            storage = storage.cookie_name(name.clone());
+            storage = storage.with_cookie_name(name.clone());
         }
         cookies.push(CookieUse {
-            name: storage.id_cookie_name().to_owned(),
+            name: storage.cookie_name().to_owned(),
             role: CookieRole::Id,
         });
         cookies.push(CookieUse {

@@ -40,11 +40,11 @@ pub const PREVIOUS_LOG_TARGET: &str = "flash::previous";
 /// (its longest TTL; a browser session for a cookie), it holds nothing and can be removed.
 ///
 /// ```
-/// use flash::storage::{KeyedStorage, MemoryStore, Storage};
+/// use flash::storage::{ServerStorage, MemoryStore, Storage};
 /// use flash::{CookieStorage, Key, Keys, WithPrevious};
 /// let secret = "a long application secret, from the environment";
 /// let storage = WithPrevious::new(
-///     KeyedStorage::new(MemoryStore::new(), Keys::new(Key::derive(secret, "flash.id"))),
+///     ServerStorage::new(MemoryStore::new(), Keys::new(Key::derive(secret, "flash.id"))),
 ///     CookieStorage::new(Keys::new(Key::derive(secret, "flash.cookie"))),
 /// )
 /// .current_cookies(["flash_id", "flash_id_carry"]);

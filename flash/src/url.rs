@@ -33,8 +33,8 @@ pub(crate) struct SchemeRow {
     compiled: bool,
     /// A server address follows the scheme (`redis://host…`); otherwise only `?options`.
     address: bool,
-    /// A server-side store keyed by a client id (through `flash_core::storage::KeyedStorage`): it takes
-    /// the id cookie's options, `ttl` and `lease_timeout`.
+    /// A server-side store keyed by a client id (through `flash_core::storage::ServerStorage`): it takes
+    /// the id cookie's options, `ttl`, `lease_timeout` and `call_timeout`.
     keyed: bool,
     /// The options of its own, beyond the cookie and keyed ones.
     options: &'static [&'static str],
@@ -148,7 +148,7 @@ impl Scheme {
         self.row().spellings[0]
     }
 
-    /// A server-side store keyed by a client id (through `flash_core::storage::KeyedStorage`).
+    /// A server-side store keyed by a client id (through `flash_core::storage::ServerStorage`).
     pub(crate) fn is_keyed(self) -> bool {
         self.row().keyed
     }
@@ -179,6 +179,8 @@ pub(crate) struct Options {
     pub(crate) id_cookie: Option<String>,
     pub(crate) ttl: Option<Duration>,
     pub(crate) lease_timeout: Option<Duration>,
+    /// The deadline of every store call, in the bridge.
+    pub(crate) call_timeout: Option<Duration>,
     pub(crate) prefix: Option<String>,
     pub(crate) table: Option<String>,
     /// SQL and memory: `None` for the default interval, `Some(None)` when sweeping is off.
@@ -246,7 +248,7 @@ impl std::fmt::Debug for StorageUrl {
 
 const COOKIE_OPTIONS: &[&str] = &["format", "name", "max_size"];
 const ATTRIBUTE_OPTIONS: &[&str] = &["secure", "http_only", "same_site", "domain", "path"];
-const KEYED_OPTIONS: &[&str] = &["id_cookie", "ttl", "lease_timeout"];
+const KEYED_OPTIONS: &[&str] = &["id_cookie", "ttl", "lease_timeout", "call_timeout"];
 const ALL_OPTIONS: &[&str] = &[
     "format",
     "name",
@@ -260,6 +262,7 @@ const ALL_OPTIONS: &[&str] = &[
     "id_cookie",
     "ttl",
     "lease_timeout",
+    "call_timeout",
     "prefix",
     "table",
     "sweep",
@@ -465,6 +468,13 @@ fn set_option(options: &mut Options, key: &str, value: Cow<'_, str>, shown: &str
         "lease_timeout" => {
             options.lease_timeout =
                 Some(duration(&value).ok_or_else(|| bad("a duration (`30`, `30s`, `2m`)"))?)
+        }
+        "call_timeout" => {
+            options.call_timeout = Some(
+                duration(&value)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| bad("a duration longer than zero (`2s`, `500ms`)"))?,
+            )
         }
         "prefix" => options.prefix = Some(text()?),
         "table" => options.table = Some(text()?),
@@ -811,7 +821,7 @@ mod tests {
     fn options_are_taken_and_driver_options_handed_on() {
         let parsed = parse(
             "cookie+postgres://u:p@h/db?sslmode=disable&table=flash_x&ttl=2d&lease_timeout=45s\
-             &id_cookie=fid&max_size=1000&name=msgs&secure=true&same_site=strict\
+             &call_timeout=500ms&id_cookie=fid&max_size=1000&name=msgs&secure=true&same_site=strict\
              &domain=example.com&path=/app&http_only=no&application_name=a%20b",
         );
         assert_eq!(
@@ -822,6 +832,7 @@ mod tests {
         assert_eq!(o.table.as_deref(), Some("flash_x"));
         assert_eq!(o.ttl, Some(Duration::from_secs(2 * 86_400)));
         assert_eq!(o.lease_timeout, Some(Duration::from_secs(45)));
+        assert_eq!(o.call_timeout, Some(Duration::from_millis(500)));
         assert_eq!(o.id_cookie.as_deref(), Some("fid"));
         assert_eq!(o.max_size, Some(1000));
         assert_eq!(o.cookie_name.as_deref(), Some("msgs"));
@@ -882,6 +893,8 @@ mod tests {
         assert!(error("redis://h?ttl=0").contains("duration"));
         assert!(error("redis://h?ttl=soon").contains("duration"));
         assert!(error("redis://h?lease_timeout=").contains("duration"));
+        assert!(error("redis://h?call_timeout=0").contains("longer than zero"));
+        assert!(error("cookie?call_timeout=1s").contains("does not apply"));
         assert!(error("cookie?secure=maybe").contains("true or false"));
         assert!(error("cookie?same_site=loose").contains("lax, strict or none"));
         assert!(error("redis://h?prefix=").contains("non-empty"));

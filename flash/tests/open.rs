@@ -92,7 +92,7 @@ async fn round_trip(storage: Arc<dyn Storage>, extend: &dyn Fn(&mut Incoming)) {
 
     let post = Messages::new(storage.clone(), jar.request(extend), config.clone());
     for text in texts {
-        assert!(post.add(Level::SUCCESS, text));
+        assert!(post.add_message(Level::SUCCESS, text));
     }
     let mut response = HeaderMap::new();
     post.save(&mut response).await.expect("save");

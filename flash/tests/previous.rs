@@ -572,8 +572,8 @@ impl Storage for Failing {
 
 fn memory(
     store: &flash::storage::MemoryStore,
-) -> flash::storage::KeyedStorage<flash::storage::MemoryStore> {
-    flash::storage::KeyedStorage::new(
+) -> flash::storage::ServerStorage<flash::storage::MemoryStore> {
+    flash::storage::ServerStorage::new(
         store.clone(),
         flash::Keys::new(flash::Key::derive(SECRET, "flash.id")),
     )

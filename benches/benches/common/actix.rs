@@ -21,7 +21,7 @@ async fn add(flash: Flash) -> HttpResponse {
 
 async fn add_three(flash: Flash) -> HttpResponse {
     for message in fixtures::messages(3) {
-        flash.add_message(message);
+        flash.add(message);
     }
     HttpResponse::Ok().body("saved")
 }

@@ -14,7 +14,7 @@ use flash_core::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use flash_core::http::{HeaderMap, HeaderValue, Request, Response};
 use flash_core::{
     Key, Keys, Message,
-    storage::{KeyedStorage, MemoryStore, Storage, Update},
+    storage::{MemoryStore, ServerStorage, Storage, Update},
 };
 use flash_testkit::{CallCounts, CountingStore};
 use http_body_util::BodyExt;
@@ -29,7 +29,7 @@ pub(crate) const DJANGO_SECRET: &[u8] = b"interop-test-secret-key-0123456789";
 /// The text the adding handler adds.
 pub(crate) const ADDED: &str = "Your profile was updated successfully!!";
 
-async fn add(Flash(messages): Flash) -> &'static str {
+async fn add(messages: Flash) -> &'static str {
     messages.success(ADDED);
     "saved"
 }
@@ -38,7 +38,7 @@ async fn bare_add() -> &'static str {
     "saved"
 }
 
-async fn read(Flash(messages): Flash) -> String {
+async fn read(messages: Flash) -> String {
     let shown = messages.read().await.unwrap_or_default();
     render(shown.iter().map(|m| m.text.as_str()))
 }
@@ -62,9 +62,9 @@ async fn idle() -> &'static str {
     "nothing to see"
 }
 
-async fn add_three(Flash(messages): Flash) -> &'static str {
+async fn add_three(messages: Flash) -> &'static str {
     for message in fixtures::messages(3) {
-        messages.add_message(message);
+        messages.add(message);
     }
     "saved"
 }
@@ -189,10 +189,10 @@ pub(crate) fn request_headers(cookie: &str) -> HeaderMap {
 }
 
 /// The keyed bridge over a counting in-memory store, and its counters.
-pub(crate) fn keyed_storage() -> (Arc<dyn Storage>, CallCounts) {
+pub(crate) fn server_storage() -> (Arc<dyn Storage>, CallCounts) {
     let store = CountingStore::new(MemoryStore::new());
     let counts = store.counts();
-    let storage = KeyedStorage::new(store, Keys::new(Key::from_mac_key(&KEY)));
+    let storage = ServerStorage::new(store, Keys::new(Key::from_mac_key(&KEY)));
     (Arc::new(storage), counts)
 }
 

@@ -16,7 +16,7 @@ use flash_core::{
 pub struct MapDocuments(Arc<Mutex<HashMap<ClientId, Versioned>>>);
 
 impl MapDocuments {
-    /// An empty store, ready for the keyed bridge: `KeyedStorage::new(MapDocuments::keyed(), keys)`.
+    /// An empty store, ready for the keyed bridge: `ServerStorage::new(MapDocuments::keyed(), keys)`.
     pub fn keyed() -> Documents<Self> {
         Documents::new(Self::default())
     }

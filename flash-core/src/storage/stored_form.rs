@@ -1,7 +1,7 @@
 //! The storage form of a message, for backends: not for templates or API clients.
 //!
 //! flash's own formats (its signed cookie, every keyed store, the carry cookie of
-//! [`KeyedStorage`](crate::storage::KeyedStorage), [`Documents`](crate::storage::Documents)) keep a message as a
+//! [`ServerStorage`](crate::storage::ServerStorage), [`Documents`](crate::storage::Documents)) keep a message as a
 //! compact JSON array, the shortest of:
 //!
 //! - `[level, text]`;

@@ -573,7 +573,7 @@ pub(crate) async fn sweeper_runs(store: &SqlStore) {
             break;
         }
     }
-    task.abort();
+    task.stop();
     assert!(swept, "the sweeper did not delete the expired row");
 }
 
