@@ -80,7 +80,8 @@ async fn exhausted_pool_is_unavailable_not_a_hang() {
 /// `(client, id)` index and takes exactly them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_touches_only_the_clients_rows() {
-    let Some(store) = mysql_store(&fresh_table()).await else {
+    let service = "MariaDB/MySQL (FLASH_MYSQL_URL)";
+    let Some(store) = bulk_store(service, &mysql_url(), &fresh_table()).await else {
         return;
     };
     let pool = store.mysql_pool().unwrap();

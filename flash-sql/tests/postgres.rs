@@ -76,7 +76,8 @@ async fn exhausted_pool_is_unavailable_not_a_hang() {
 /// `(client, id)` index and takes exactly them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_touches_only_the_clients_rows() {
-    let Some(store) = postgres_store(&fresh_table()).await else {
+    let service = "PostgreSQL (FLASH_POSTGRES_URL)";
+    let Some(store) = bulk_store(service, &postgres_url(), &fresh_table()).await else {
         return;
     };
     let pool = store.postgres_pool().unwrap();

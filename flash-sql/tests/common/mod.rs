@@ -142,7 +142,22 @@ async fn drop_procedures(pool: &sqlx::MySqlPool, pattern: &str, drop: impl Fn(&s
 /// A migrated store on a new table of the server at `url`, or `None` (skipped) when the
 /// server is unreachable.
 pub(crate) async fn server_store(service: &str, url: &str, table: &str) -> Option<SqlStore> {
-    let store = match SqlStore::builder(url).table(table).connect().await {
+    server_store_with(service, url, table, flash_core::DEFAULT_CALL_TIMEOUT).await
+}
+
+/// A store whose statements may run for `call_timeout`: the builder bounds every statement on
+/// the server by it, so a test that fills the table with 100 000 rows first needs longer than
+/// the default.
+pub(crate) async fn server_store_with(
+    service: &str,
+    url: &str,
+    table: &str,
+    call_timeout: Duration,
+) -> Option<SqlStore> {
+    let builder = SqlStore::builder(url)
+        .table(table)
+        .call_timeout(call_timeout);
+    let store = match builder.connect().await {
         Ok(store) => store,
         Err(err) => return unavailable(service, format!("{err} ({err:?})")),
     };
@@ -157,6 +172,11 @@ pub(crate) async fn postgres_store(table: &str) -> Option<SqlStore> {
 
 pub(crate) async fn mysql_store(table: &str) -> Option<SqlStore> {
     server_store("MariaDB/MySQL (FLASH_MYSQL_URL)", &mysql_url(), table).await
+}
+
+/// A store for the tests that fill the table with 100 000 rows first.
+pub(crate) async fn bulk_store(service: &str, url: &str, table: &str) -> Option<SqlStore> {
+    server_store_with(service, url, table, Duration::from_secs(120)).await
 }
 
 /// The directory of the SQLite test databases; files of earlier runs are removed once.
@@ -186,8 +206,13 @@ pub(crate) fn sqlite_url(namespace: &str) -> String {
 }
 
 pub(crate) async fn sqlite_store(namespace: &str) -> SqlStore {
+    sqlite_store_with(namespace, flash_core::DEFAULT_CALL_TIMEOUT).await
+}
+
+async fn sqlite_store_with(namespace: &str, call_timeout: Duration) -> SqlStore {
     let store = SqlStore::builder(sqlite_url(namespace))
         .table("flash_messages")
+        .call_timeout(call_timeout)
         .connect()
         .await
         .expect("sqlite connect");
@@ -195,35 +220,41 @@ pub(crate) async fn sqlite_store(namespace: &str) -> SqlStore {
     store
 }
 
-/// The conformance factories: one table (or SQLite file) per test namespace.
+/// The conformance factories: one table (or SQLite file) per test namespace. The store's own
+/// deadline is the kit's (`Options::call_timeout`, generous for a loaded test machine), as the
+/// bridge's is.
 pub(crate) async fn postgres(options: Options) -> Option<Harness> {
-    let store = postgres_store(&table_for(&options.namespace)).await?;
+    let store = postgres_kit(options.clone()).await?;
     Some(Harness::keyed(store, &options))
 }
 
 pub(crate) async fn mysql(options: Options) -> Option<Harness> {
-    let store = mysql_store(&table_for(&options.namespace)).await?;
+    let store = mysql_kit(options.clone()).await?;
     Some(Harness::keyed(store, &options))
 }
 
 pub(crate) async fn sqlite(options: Options) -> Option<Harness> {
-    let store = sqlite_store(&options.namespace).await;
+    let store = sqlite_kit(options.clone()).await?;
     Some(Harness::keyed(store, &options))
 }
 
 /// The store alone, for the keyed-store kit.
 pub(crate) async fn postgres_kit(options: Options) -> Option<SqlStore> {
-    postgres_store(&table_for(&options.namespace)).await
+    let table = table_for(&options.namespace);
+    let service = "PostgreSQL (FLASH_POSTGRES_URL)";
+    server_store_with(service, &postgres_url(), &table, options.call_timeout).await
 }
 
 /// The store alone, for the keyed-store kit.
 pub(crate) async fn mysql_kit(options: Options) -> Option<SqlStore> {
-    mysql_store(&table_for(&options.namespace)).await
+    let table = table_for(&options.namespace);
+    let service = "MariaDB/MySQL (FLASH_MYSQL_URL)";
+    server_store_with(service, &mysql_url(), &table, options.call_timeout).await
 }
 
 /// The store alone, for the keyed-store kit.
 pub(crate) async fn sqlite_kit(options: Options) -> Option<SqlStore> {
-    Some(sqlite_store(&options.namespace).await)
+    Some(sqlite_store_with(&options.namespace, options.call_timeout).await)
 }
 
 pub(crate) fn info(text: &str) -> Message {
@@ -742,11 +773,20 @@ pub(crate) async fn exhausted<T>(store: &SqlStore, held: T) {
     assert_eq!(take(store, &client).await, ["back"]);
 }
 
+/// The deadline of the tests that make calls wait on each other (SQLite's one writer, row
+/// locks): they check what contention does to the data, not how long it takes, on a loaded
+/// test machine; the deadline has its own tests.
+const CONTENDED: Duration = Duration::from_secs(60);
+
 /// Several processes migrating one new table at once all succeed, and the table works.
 pub(crate) async fn concurrent_migrations(url: &str, table: &str) {
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let store = SqlStore::builder(url).table(table).connect_lazy().unwrap();
+        let store = SqlStore::builder(url)
+            .table(table)
+            .call_timeout(CONTENDED)
+            .connect_lazy()
+            .unwrap();
         tasks.push(tokio::spawn(async move { store.migrate().await }));
     }
     for task in tasks {
@@ -904,6 +944,7 @@ pub(crate) async fn limits_hold(store: &SqlStore) {
 /// together, and what they report kept is what the store holds: several rounds, each a new
 /// client, as a race shows only now and then.
 pub(crate) async fn concurrent_appends_hold_limits(store: &SqlStore) {
+    let store = &store.clone().with_call_timeout(CONTENDED);
     let rounds = [
         Limits::default().with_max_messages(10),
         Limits::default().with_max_bytes(45),
