@@ -1136,7 +1136,7 @@ pub async fn other_reads_leave_addressed_messages_in_order(factory: Factory) {
     seed(&client, &["plain 1"]).await;
     let post = client.to("/form", "POST", Some("navigate"), config.clone());
     post.info("for b 1");
-    post.add_message(Message::new(Level::INFO, "for c").addressed_to("/c"));
+    post.add(Message::new(Level::INFO, "for c").addressed_to("/c"));
     post.info("for b 2");
     post.redirect("/b").await;
     seed(&client, &["plain 2"]).await;
