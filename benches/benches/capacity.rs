@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p flash-benches --bench capacity` starts a private `redis-server` on a free
 //! loopback port (nothing else touches it, so its counters are flash's alone) and measures,
-//! through flash's public API (`Messages` over `KeyedStorage` over `RedisStore`):
+//! through flash's public API (`Messages` over `ServerStorage` over `RedisStore`):
 //!
 //! - **bytes per pending client**: `INFO memory`'s `used_memory` before and after `N` clients
 //!   each add one 40-character message (a POST), divided by `N`; once right away (inside the
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
-use flash_core::storage::{Incoming, KeyedStorage, Storage};
+use flash_core::storage::{Incoming, ServerStorage, Storage};
 use flash_core::{Key, Keys, Messages, MessagesConfig};
 use flash_redis::RedisStore;
 use redis::aio::ConnectionManager;
@@ -170,7 +170,7 @@ struct Flash {
 
 impl Flash {
     fn new(store: RedisStore) -> Flash {
-        let storage: Arc<dyn Storage> = Arc::new(KeyedStorage::new(
+        let storage: Arc<dyn Storage> = Arc::new(ServerStorage::new(
             store,
             Keys::new(Key::from_mac_key(b"0123456789abcdef0123456789abcdef")),
         ));

@@ -269,7 +269,7 @@ impl SimpleStorage for CookieStorage {
         // Most messages are far below the limit whatever their characters: JSON escapes a
         // byte into six at most, base64 adds a third, the signature and framing stay below
         // 256 bytes. Only a message near the limit is encoded to be sure.
-        if message.size().saturating_mul(8).saturating_add(256) <= self.limit {
+        if message.size().saturating_mul(8).saturating_add(256) <= self.max_size {
             return true;
         }
         let line = LineParts {
@@ -281,7 +281,7 @@ impl SimpleStorage for CookieStorage {
                 &self.name,
                 std::slice::from_ref(message),
                 Overflow::DropOldest,
-                self.limit,
+                self.max_size,
                 line,
             )
             .is_ok_and(|packed| !packed.kept.is_empty())

@@ -543,7 +543,7 @@ impl<S: KeyedStore> ServerStorage<S> {
         rest
     }
 
-    /// Runs one store call under the deadline (see [`KeyedStorage::timed`]).
+    /// Runs one store call under the deadline (see [`ServerStorage::timed`]).
     async fn call<T>(
         &self,
         what: &'static str,

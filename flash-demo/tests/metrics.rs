@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Framework, Served, send};
-use flash_core::storage::{KeyedStorage, MemoryStore, Storage};
+use flash_core::storage::{MemoryStore, ServerStorage, Storage};
 use flash_core::{Key, Keys};
 use flash_demo::Serving;
 use reqwest::StatusCode;
@@ -129,7 +129,7 @@ impl Drop for OwnRedis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_show_what_flash_did() {
     for framework in [Framework::Axum, Framework::Actix] {
-        let storage: Arc<dyn Storage> = Arc::new(KeyedStorage::new(
+        let storage: Arc<dyn Storage> = Arc::new(ServerStorage::new(
             MemoryStore::new(),
             Keys::new(Key::generate()),
         ));

@@ -22,7 +22,7 @@ fn handler_error(status: u16) -> poem::Error {
 
 #[handler]
 fn add(flash: Flash, Query(query): Query<AddQuery>) -> poem::Result<Response> {
-    flash.add(Level::new(query.level.unwrap_or(25)), query.text);
+    flash.add_message(Level::new(query.level.unwrap_or(25)), query.text);
     if let Some(status) = query.fail {
         return Err(handler_error(status));
     }

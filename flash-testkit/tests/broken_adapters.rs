@@ -106,7 +106,7 @@ async fn handle<M: Mutation>(parts: &Parts) -> Result<Response<String>, StatusCo
     match parts.uri.path() {
         "/add" => {
             let level = query(parts, "level").map_or(25, |l| l.parse().unwrap());
-            flash::<M>(parts).add(Level::new(level), query(parts, "text").unwrap());
+            flash::<M>(parts).add_message(Level::new(level), query(parts, "text").unwrap());
             if let Some(code) = query(parts, "fail") {
                 return Err(status(code));
             }
