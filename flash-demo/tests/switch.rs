@@ -410,7 +410,8 @@ async fn the_previous_storage_down_does_not_break_the_current() {
         let said = demo.interrupt().join("\n");
         assert!(
             said.lines()
-                .any(|l| l.contains("error hook") && l.contains("previous storage")),
+                .any(|l| l.contains("saved despite a storage failure")
+                    && l.contains("previous storage")),
             "{framework}: the error hook is told: {said}"
         );
     }
