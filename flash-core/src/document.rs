@@ -200,7 +200,7 @@ impl<D: DocumentStore> Documents<D> {
                 return Ok(result);
             }
             // Another writer of this client came first: let it run, then read again.
-            tokio::task::yield_now().await;
+            crate::timer::yield_now().await;
         }
         Err(Error::new(
             ErrorKind::Unavailable,

@@ -14,6 +14,7 @@ use crate::limits::Limits;
 use crate::message::Message;
 use crate::signing::Keys;
 use crate::storage::{Carry, Degraded, Identity, Incoming, LoadToken, Loaded, Storage, Update};
+use crate::timer::{Clock, Timer};
 
 /// A client's random 128-bit id, carried in a signed cookie.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -242,12 +243,15 @@ const MAX_COOKIE_LINE: usize = 4096;
 /// A lease a request holds. Dropped while still held (the request was abandoned, or the lease
 /// call timed out and may still have been applied), it is released at once by a spawned task,
 /// so the messages come back without waiting for the lease timeout.
+/// Without `tokio` there is nothing to spawn the release on: the fields it needs go unread.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 struct HeldLease<S: KeyedStore> {
     store: Arc<S>,
     client: ClientId,
     lease: LeaseId,
     ttl: Duration,
     call_timeout: Duration,
+    clock: Clock,
     held: bool,
     /// When the lease was taken, to tell a settle that comes after its lease timeout.
     taken: std::time::Instant,
@@ -266,24 +270,39 @@ impl<S: KeyedStore> Drop for HeldLease<S> {
         if !self.held {
             return;
         }
-        // Without a runtime the lease simply times out.
+        self.release_in_background();
+    }
+}
+
+impl<S: KeyedStore> HeldLease<S> {
+    /// Releases the lease from a spawned task. Without a runtime to spawn on (no Tokio
+    /// runtime running, or flash-core built without `tokio`) the lease simply times out.
+    #[cfg(feature = "tokio")]
+    fn release_in_background(&self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::debug!("no runtime to release an abandoned lease; it times out");
             return;
         };
         let (store, client, lease) = (self.store.clone(), self.client, self.lease);
-        let (ttl, call_timeout) = (self.ttl, self.call_timeout);
+        let (ttl, call_timeout, clock) = (self.ttl, self.call_timeout, self.clock.clone());
         runtime.spawn(async move {
             let limits = Limits::default();
             let release = store.settle(&client, &lease, Outcome::Released, &[], ttl, &limits);
-            match tokio::time::timeout(call_timeout, release).await {
-                Ok(Ok(_)) => tracing::debug!("abandoned lease released"),
-                Ok(Err(err)) => {
+            match clock.deadline(call_timeout, release).await {
+                Some(Ok(_)) => tracing::debug!("abandoned lease released"),
+                Some(Err(err)) => {
                     tracing::warn!(%err, "releasing an abandoned lease failed; it times out")
                 }
-                Err(_) => tracing::warn!("releasing an abandoned lease timed out; it times out"),
+                None => tracing::warn!("releasing an abandoned lease timed out; it times out"),
             }
         });
+    }
+
+    #[cfg(not(feature = "tokio"))]
+    fn release_in_background(&self) {
+        tracing::debug!(
+            "no runtime to release an abandoned lease (feature `tokio` off); it times out"
+        );
     }
 }
 
@@ -358,8 +377,10 @@ struct KeyedToken<S: KeyedStore> {
 ///   was applied after all shows its messages twice; and messages read by a request whose
 ///   `settle` failed are shown again after the lease timeout. Shown twice is better than lost.
 ///
-/// The deadline needs a Tokio runtime with its time driver enabled, as every Tokio-based
-/// framework runs.
+/// The deadline runs on Tokio's timer with the `tokio` feature (the default), which needs a
+/// Tokio runtime with its time driver enabled, as every Tokio-based framework runs. Without
+/// that feature there is no deadline until the application gives a [`Timer`]
+/// ([`ServerStorage::with_timer`]), and an abandoned lease comes back after the lease timeout.
 pub struct ServerStorage<S> {
     store: Arc<S>,
     keys: Keys,
@@ -371,6 +392,7 @@ pub struct ServerStorage<S> {
     ttl: Duration,
     lease_timeout: Duration,
     call_timeout: Duration,
+    clock: Clock,
 }
 
 impl<S: KeyedStore> ServerStorage<S> {
@@ -386,6 +408,7 @@ impl<S: KeyedStore> ServerStorage<S> {
             ttl: DEFAULT_TTL,
             lease_timeout: DEFAULT_LEASE,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            clock: Clock::default(),
         }
         .named()
     }
@@ -446,6 +469,15 @@ impl<S: KeyedStore> ServerStorage<S> {
     #[must_use]
     pub fn with_call_timeout(mut self, call_timeout: Duration) -> Self {
         self.call_timeout = call_timeout;
+        self
+    }
+
+    /// Runs the deadlines on `timer`, the application runtime's sleep: for an application
+    /// without Tokio (flash-core built without its `tokio` feature), where calls otherwise
+    /// have no deadline. With Tokio, Tokio's timer is used already.
+    #[must_use]
+    pub fn with_timer(mut self, timer: impl Timer) -> Self {
+        self.clock = Clock::Custom(Arc::new(timer));
         self
     }
 
@@ -573,7 +605,7 @@ impl<S: KeyedStore> ServerStorage<S> {
         );
         async move {
             let timed = crate::observe::StoreCall::start(backend, what);
-            let answer = tokio::time::timeout(self.call_timeout, call).await.ok();
+            let answer = self.clock.deadline(self.call_timeout, call).await;
             timed.finish(
                 answer
                     .as_ref()
@@ -604,23 +636,24 @@ impl<S: KeyedStore> ServerStorage<S> {
             lease: LeaseId::random(),
             ttl: self.ttl,
             call_timeout: self.call_timeout,
+            clock: self.clock.clone(),
             held: true,
             taken: std::time::Instant::now(),
         };
         let lease = self.store.lease(&client, &held.lease, self.lease_timeout);
-        match self.timed("lease", lease).await.ok_or(()) {
-            Ok(Ok(messages)) if messages.is_empty() => {
+        match self.timed("lease", lease).await {
+            Some(Ok(messages)) if messages.is_empty() => {
                 held.take();
                 Ok((messages, None))
             }
-            Ok(Ok(messages)) => Ok((messages, Some(held))),
-            Ok(Err(err)) => {
+            Some(Ok(messages)) => Ok((messages, Some(held))),
+            Some(Err(err)) => {
                 // The store answered: nothing was leased.
                 held.take();
                 Err(err)
             }
             // Maybe applied after all: `held` is released as it drops.
-            Err(_) => Err(self.timed_out("lease")),
+            None => Err(self.timed_out("lease")),
         }
     }
 
@@ -908,6 +941,7 @@ impl<S: fmt::Debug> fmt::Debug for ServerStorage<S> {
             .field("ttl", &self.ttl)
             .field("lease_timeout", &self.lease_timeout)
             .field("call_timeout", &self.call_timeout)
+            .field("clock", &self.clock)
             .finish()
     }
 }

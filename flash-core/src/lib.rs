@@ -18,7 +18,9 @@ mod signing;
 mod simple;
 #[path = "storage.rs"]
 mod storage_trait;
+#[cfg(feature = "tokio")]
 mod sweep;
+mod timer;
 mod view;
 
 pub mod adapter;
@@ -55,6 +57,7 @@ pub mod storage {
         Carry, Degraded, Identity, ImmediateStorage, Incoming, LoadToken, Loaded, Overflow,
         Storage, Update,
     };
+    pub use crate::timer::Timer;
 
     pub mod stored_form;
 }
@@ -70,6 +73,7 @@ pub use message::{Address, Message};
 pub use message_list::MessageList;
 pub use messages::{Added, Messages, MessagesConfig, Refused, SaveReport};
 pub use signing::{Key, Keys};
+#[cfg(feature = "tokio")]
 pub use sweep::SweepTask;
 #[cfg(feature = "minijinja")]
 pub use view::minijinja_formatter;

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::keyed::{ClientId, KeyedStore, LeaseId, Outcome};
 use crate::limits::Limits;
 use crate::message::Message;
+#[cfg(feature = "tokio")]
 use crate::sweep::SweepTask;
 
 struct Pending {
@@ -96,7 +97,8 @@ impl State {
 /// [`with_sweep_interval`](Self::with_sweep_interval) (default [`DEFAULT_SWEEP_INTERVAL`])
 /// sweeps the whole store, so a client that never returns is held for its TTL plus one
 /// interval at most, as long as other clients make calls. A store that may go quiet for long can also be
-/// swept on a schedule with [`spawn_sweeper`](Self::spawn_sweeper).
+/// swept on a schedule with `spawn_sweeper` (feature `tokio`), or by calling
+/// [`sweep`](Self::sweep) from the application's own timer.
 ///
 /// ```
 /// use flash_core::{Keys, Key, storage::{ServerStorage, MemoryStore}};
@@ -232,6 +234,7 @@ impl MemoryStore {
     /// # Ok(())
     /// # }
     /// ```
+    #[cfg(feature = "tokio")]
     pub fn spawn_sweeper(&self, every: Duration) -> Result<SweepTask> {
         // The task holds the store weakly: it must not keep a dropped store alive.
         let state = Arc::downgrade(&self.state);
@@ -556,6 +559,7 @@ mod tests {
 
     /// `spawn_sweeper` removes expired clients with no call at all, and stops when its handle
     /// is dropped.
+    #[cfg(feature = "tokio")]
     #[tokio::test]
     async fn spawn_sweeper_sweeps_until_stopped() {
         let store = MemoryStore::new();
@@ -584,6 +588,7 @@ mod tests {
     }
 
     /// The task holds the store weakly: it ends when every clone of the store is gone.
+    #[cfg(feature = "tokio")]
     #[tokio::test]
     async fn spawn_sweeper_ends_with_the_store() {
         let store = MemoryStore::new();

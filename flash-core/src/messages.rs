@@ -271,7 +271,7 @@ struct Inner {
     incoming: Incoming,
     state: Mutex<State>,
     // Serialises the one load of the request without holding `state` across an await.
-    load_gate: tokio::sync::Mutex<()>,
+    load_gate: async_lock::Mutex<()>,
 }
 
 /// The flash messages of one request: a cheap clone shared by the adapter and the handler.
@@ -347,7 +347,7 @@ impl Messages {
                 config: config.into(),
                 incoming,
                 state: Mutex::new(State::default()),
-                load_gate: tokio::sync::Mutex::new(()),
+                load_gate: async_lock::Mutex::new(()),
             }),
         }
     }
@@ -598,7 +598,7 @@ impl Messages {
     }
 
     /// Tells the handle the response's status, before the request ends: a redirect (with a
-    /// `Location`, which [`Adapter::finish`](crate::Adapter::finish) reads from the response
+    /// `Location`, which [`Adapter::finish`](crate::adapter::Adapter::finish) reads from the response
     /// headers) addresses what the request added to the redirect's page. For adapters.
     pub fn set_response_status(&self, status: u16) {
         self.state().status = Some(status);
