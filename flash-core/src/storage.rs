@@ -76,10 +76,10 @@ pub fn is_prefetch(value: &[u8]) -> bool {
 /// let headers = |pairs: &'static [(&'static str, &'static str)]| {
 ///     move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes())
 /// };
-/// assert!(flash_core::is_page_load(headers(&[("sec-fetch-mode", "navigate")])));
-/// assert!(flash_core::is_page_load(headers(&[])));
-/// assert!(!flash_core::is_page_load(headers(&[("sec-fetch-mode", "cors")])));
-/// assert!(!flash_core::is_page_load(headers(&[("hx-request", "true")])));
+/// assert!(flash_core::adapter::is_page_load(headers(&[("sec-fetch-mode", "navigate")])));
+/// assert!(flash_core::adapter::is_page_load(headers(&[])));
+/// assert!(!flash_core::adapter::is_page_load(headers(&[("sec-fetch-mode", "cors")])));
+/// assert!(!flash_core::adapter::is_page_load(headers(&[("hx-request", "true")])));
 /// ```
 pub fn is_page_load<'h>(header: impl Fn(&'static str) -> Option<&'h [u8]>) -> bool {
     let yes = |name| header(name).is_some_and(|v: &[u8]| v.trim_ascii() == b"true");
