@@ -188,7 +188,7 @@ impl MemoryStore {
     /// clones.
     ///
     /// ```
-    /// use flash_core::MemoryStore;
+    /// use flash_core::storage::MemoryStore;
     /// let store = MemoryStore::new().with_max_clients(1000).with_max_bytes(8 << 20);
     /// # let _ = store;
     /// ```
