@@ -8,7 +8,7 @@ use std::sync::Arc;
 use flash_cookie::CookieStorage;
 use flash_core::http::HeaderMap;
 use flash_core::storage::{Incoming, Storage};
-use flash_core::{Key, Keys, Level, Message, Messages, MessagesConfig};
+use flash_core::{Key, Keys, Level, Messages, MessagesConfig};
 use futures::executor::block_on;
 
 fn next_request(response: &HeaderMap) -> HeaderMap {
@@ -28,7 +28,7 @@ fn round_trip(storage: Arc<dyn Storage>) {
     block_on(async {
         let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());
         messages.success("Saved.");
-        messages.add_message(Message::new(Level::ERROR, "Not sent: café ☕"));
+        messages.add_message(Level::ERROR, "Not sent: café ☕");
         let mut response = HeaderMap::new();
         messages.save(&mut response).await.unwrap();
 

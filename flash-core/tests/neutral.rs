@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use flash_core::http::HeaderMap;
 use flash_core::storage::{
-    ClientId, Incoming, ServerStorage, KeyedStore, LeaseId, MemoryStore, Outcome, Timer,
+    ClientId, Incoming, KeyedStore, LeaseId, MemoryStore, Outcome, ServerStorage, Timer,
 };
 use flash_core::{ErrorKind, Key, Keys, Level, Limits, Message, Messages, MessagesConfig, Result};
 use futures::executor::block_on;
@@ -136,7 +136,7 @@ fn a_post_a_redirect_and_a_get_without_a_runtime() {
     block_on(async {
         let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());
         messages.success("Saved.");
-        messages.add_message(Message::new(Level::WARNING, "Check the title."));
+        messages.add_message(Level::WARNING, "Check the title.");
         let mut response = HeaderMap::new();
         messages.save(&mut response).await.unwrap();
 
@@ -164,7 +164,7 @@ fn a_stalled_store_is_unavailable_within_the_deadline_on_the_given_timer() {
     let hang = store.hang.clone();
     let storage = Arc::new(
         ServerStorage::new(store, keys())
-            .call_timeout(Duration::from_millis(200))
+            .with_call_timeout(Duration::from_millis(200))
             .with_timer(ThreadTimer),
     );
     let config = Arc::new(MessagesConfig::default());
@@ -213,7 +213,7 @@ fn without_tokio_and_without_a_timer_a_slow_store_is_waited_for() {
     let store = Stalling::default();
     let delay = store.delay_ms.clone();
     let storage =
-        Arc::new(ServerStorage::new(store, keys()).call_timeout(Duration::from_millis(50)));
+        Arc::new(ServerStorage::new(store, keys()).with_call_timeout(Duration::from_millis(50)));
     let config = Arc::new(MessagesConfig::default());
     block_on(async {
         let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());
