@@ -101,7 +101,7 @@ mod request;
 use crate::view::MessageView;
 pub use request::{Finishing, HandlerResponse, InFlight, RequestHeaders, RequestParts, Slot};
 
-/// The response headers of one request as an adapter exposes them to [`Adapter::finish`]:
+/// The response headers of one request as an adapter exposes them to [`InFlight::finish`]:
 /// header lines as a lowercase name and the value's bytes, so a framework with its own header
 /// types (actix-web 4 uses `http` 0.2) needs no conversion of whole maps.
 ///
@@ -640,7 +640,7 @@ fn copy_cookies<H: ResponseHeaders + ?Sized>(scratch: &HeaderMap, response: &mut
     any
 }
 
-/// What [`Adapter::finish`] did to the response, so an adapter needs to inspect no header.
+/// What [`InFlight::finish`] did to the response, so an adapter needs to inspect no header.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct Finished {
@@ -679,7 +679,7 @@ impl Finished {
 
 /// Adds `Cookie` to the response's `Vary`, merged into the one line the handler set (or its
 /// lines joined into one), never twice: nothing changes when `Vary` already names `Cookie` or
-/// is `*`. [`Adapter::finish`] calls it; it is public for responses made outside the handler.
+/// is `*`. [`InFlight::finish`] calls it; it is public for responses made outside the handler.
 ///
 /// ```
 /// let mut headers = http::HeaderMap::new();

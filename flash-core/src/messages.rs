@@ -598,7 +598,7 @@ impl Messages {
     }
 
     /// Tells the handle the response's status, before the request ends: a redirect (with a
-    /// `Location`, which [`Adapter::finish`](crate::adapter::Adapter::finish) reads from the response
+    /// `Location`, which [`InFlight::finish`](crate::adapter::InFlight::finish) reads from the response
     /// headers) addresses what the request added to the redirect's page. For adapters.
     pub fn set_response_status(&self, status: u16) {
         self.state().status = Some(status);

@@ -11,7 +11,7 @@
 //! | `flash_messages_dropped_total` | counter | | messages a save could not keep (a full cookie, the client's limits across requests) |
 //! | `flash_messages_carried_total` | counter | | messages carried in the signed carry cookie while the keyed store was unavailable |
 //! | `flash_store_call_duration_seconds` | histogram | `backend`, `call` | each keyed store call (`append`, `lease`, `settle`), failed ones included |
-//! | `flash_store_call_errors_total` | counter | `backend`, `call`, `kind` | failed store calls, by [`ErrorKind`](crate::ErrorKind) (`unavailable`, `backend`, …; a call past its deadline is `unavailable`) |
+//! | `flash_store_call_errors_total` | counter | `backend`, `call`, `kind` | failed store calls, by [`ErrorKind`] (`unavailable`, `backend`, …; a call past its deadline is `unavailable`) |
 //! | `flash_leases_expired_total` | counter | `backend` | leases settled after their lease timeout had passed (the request took longer than `lease_timeout`: its messages may have been shown twice) |
 
 use std::time::Instant;

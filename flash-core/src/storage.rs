@@ -661,7 +661,7 @@ pub trait Storage: Send + Sync + 'static {
     /// Part of the contract, and optional: it exists only for speed. `async_trait` boxes one
     /// future per `load` and per `save`; for a cookie, whose work is a few microseconds, those
     /// allocations are a measurable share of a request (see BENCHMARKS.md), so
-    /// [`Messages`](crate::Messages) and [`Adapter::finish_now`](crate::adapter::Adapter::finish_now)
+    /// [`Messages`](crate::Messages) and [`InFlight::finish`](crate::adapter::InFlight::finish)
     /// take this path when it is offered. The rules:
     /// - `None` is always correct; a storage that may wait (a network, a lock held across an
     ///   await) must return `None`.

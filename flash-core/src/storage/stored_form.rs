@@ -9,7 +9,7 @@
 //! - `[level, text, extra_tags|null, 1]` for trusted HTML;
 //! - `[level, text, extra_tags|null, 0|1, data]` for a message with data;
 //! - `[level, text, extra_tags|null, 0|1, data|null, [path, loads_left, until_ms]]` for a
-//!   message addressed to a page ([`Address`](crate::Address)).
+//!   message addressed to a page ([`Address`]).
 //!
 //! Every shorter form stays readable (`null` data reads as none), so values written before data
 //! or addresses existed still load. A value written with an address is not readable by a
