@@ -1,7 +1,11 @@
-//! SQLite ≥ 3.35: a lease is one `UPDATE … RETURNING`; an append or a settle that appends is
-//! one `BEGIN IMMEDIATE` transaction. WAL, `synchronous = NORMAL`, a busy timeout; one pooled
-//! connection by default (every call writes, and SQLite has one writer at a time).
+//! SQLite ≥ 3.35: every call of a PRG cycle is one statement. An append is one `INSERT …
+//! SELECT` that counts the client's live messages and inserts the prefix that fits; a lease is
+//! one `UPDATE … RETURNING`; a settle one `DELETE` or `UPDATE` (with messages to append, those
+//! and the `INSERT` in one `BEGIN IMMEDIATE` transaction). WAL, `synchronous = NORMAL`, a busy
+//! timeout; one pooled connection by default (every call writes, and SQLite has one writer at a
+//! time).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flash_core::storage::Outcome;
@@ -14,9 +18,9 @@ use crate::builder::PoolSettings;
 use crate::store::{Adding, Driver, hex, micros};
 use crate::table::TableName;
 
-/// Rows per `INSERT`: two fixed parameters plus two per row stays below 999, the parameter
-/// limit of SQLite builds older than 3.32.
-const INSERT_CHUNK: usize = 400;
+/// Rows per `INSERT`: four fixed parameters plus three per row stays below 999, the parameter
+/// limit of SQLite builds older than 3.32. The default limits (100 messages) always fit one.
+const INSERT_CHUNK: usize = 300;
 /// Rows deleted per sweep statement.
 const SWEEP_BATCH: i64 = 10_000;
 
@@ -33,17 +37,22 @@ pub(crate) struct SqliteBackend {
     pool: SqlitePool,
     table: String,
     sql: Statements,
+    /// Whether the table's trigger that deletes a dead client's rows (`<table>_expire_v1`) was
+    /// seen: until it is (a table of an earlier release that `migrate()` has not upgraded
+    /// yet), an append deletes them itself first, in a transaction.
+    trigger_seen: AtomicBool,
 }
 
 struct Statements {
     expire: SqlStr,
-    /// The client's pending messages and their bytes.
-    pending: SqlStr,
     lease: SqlStr,
     consume: SqlStr,
     release: SqlStr,
     sweep: SqlStr,
+    /// `INSERT … SELECT` up to the `(VALUES …)` list of the messages.
     insert_head: String,
+    /// After the list: the client's live count and bytes, and the limits.
+    insert_tail: String,
 }
 
 /// Attempts at creating the table when SQLite answers "locked" without waiting (about 1 s of
@@ -61,9 +70,6 @@ impl SqliteBackend {
         let sql = Statements {
             expire: sql(format!(
                 "DELETE FROM {t} WHERE client = ?1 AND {newest} <= {NOW}"
-            )),
-            pending: sql(format!(
-                "SELECT count(*), coalesce(sum(size), 0) FROM {t} WHERE client = ?1"
             )),
             lease: sql(format!(
                 "UPDATE {t} SET lease = ?2, leased_until = {NOW} + ?3 \
@@ -83,12 +89,27 @@ impl SqliteBackend {
                                    AND a.expires_at > {NOW}) \
                    LIMIT ?1)"
             )),
-            insert_head: format!("INSERT INTO {t} (client, body, size, expires_at) VALUES "),
+            // ?1 client, ?2 ttl, ?3 most messages, ?4 most bytes; each message is
+            // (body, size, running total of the sizes, position from 1). The client's rows
+            // count only while it is alive (its newest expiry is ahead); a dead client's rows
+            // are deleted by the table's trigger before the first new row goes in. SQLite
+            // reads the whole SELECT before it inserts, as it reads the table it inserts into.
+            insert_head: format!(
+                "INSERT INTO {t} (client, body, size, expires_at) \
+                 SELECT ?1, m.column1, m.column2, {NOW} + ?2 FROM (VALUES "
+            ),
+            insert_tail: format!(
+                ") AS m, (SELECT CASE WHEN max(expires_at) > {NOW} THEN count(*) ELSE 0 END AS n, \
+                   CASE WHEN max(expires_at) > {NOW} THEN coalesce(sum(size), 0) ELSE 0 END AS b \
+                   FROM {t} WHERE client = ?1) AS c \
+                 WHERE m.column4 <= ?3 - c.n AND m.column3 <= ?4 - c.b ORDER BY m.column4"
+            ),
         };
         SqliteBackend {
             pool,
             table: table.as_str().to_owned(),
             sql,
+            trigger_seen: AtomicBool::new(false),
         }
     }
 
@@ -135,6 +156,16 @@ impl SqliteBackend {
             ),
             format!("CREATE INDEX IF NOT EXISTS \"{t}_client\" ON \"{t}\" (client, id)"),
             format!("CREATE INDEX IF NOT EXISTS \"{t}_expires\" ON \"{t}\" (expires_at)"),
+            // A client whose messages have all expired starts afresh: its rows are deleted
+            // before a new one goes in (else the new row's expiry would bring them back).
+            // In the table, so an append is one INSERT; a client with a live message finds it
+            // at the first rows of its index range.
+            format!(
+                "CREATE TRIGGER IF NOT EXISTS \"{t}_expire_v1\" BEFORE INSERT ON \"{t}\" \
+                 WHEN NOT EXISTS (SELECT 1 FROM \"{t}\" WHERE client = NEW.client \
+                                  AND expires_at > {NOW}) \
+                 BEGIN DELETE FROM \"{t}\" WHERE client = NEW.client; END"
+            ),
         ] {
             sqlx::raw_sql(AssertSqlSafe(statement))
                 .execute(&mut *tx)
@@ -157,62 +188,88 @@ impl SqliteBackend {
         tx.commit().await
     }
 
-    /// Inserts `bodies` with their `sizes` for `client`, in order, on `conn`.
+    /// One `INSERT` of `adding[from..to]` for `client`: the prefix that fits beside the
+    /// client's live messages. Returns how many it inserted.
     async fn insert<'c, E>(
         &self,
         conn: E,
         client: &[u8; 16],
-        bodies: &[String],
-        sizes: &[i64],
+        adding: &Adding,
+        (from, to): (usize, usize),
         ttl: Duration,
-    ) -> Result<(), sqlx::Error>
+    ) -> Result<usize, sqlx::Error>
     where
         E: Executor<'c, Database = Sqlite>,
     {
+        // Totals and positions count from this chunk's start: the chunks before it are in.
+        let before = from.checked_sub(1).map_or(0, |i| adding.totals[i]);
         let mut text = self.sql.insert_head.clone();
-        for i in 0..bodies.len() {
+        for i in 0..to - from {
             if i > 0 {
                 text.push_str(", ");
             }
-            text.push_str(&format!("(?1, ?{}, ?{}, {NOW} + ?2)", 2 * i + 3, 2 * i + 4));
+            let p = 3 * i + 5;
+            text.push_str(&format!("(?{p}, ?{}, ?{}, {})", p + 1, p + 2, i + 1));
         }
+        text.push_str(&self.sql.insert_tail);
         let mut query = sqlx::query(AssertSqlSafe(text))
             .bind(client.as_slice())
-            .bind(millis(ttl));
-        for (body, size) in bodies.iter().zip(sizes) {
-            query = query.bind(body.as_str()).bind(*size);
+            .bind(millis(ttl))
+            .bind(adding.max_messages)
+            .bind(adding.max_bytes);
+        for i in from..to {
+            query = query
+                .bind(adding.bodies[i].as_str())
+                .bind(adding.sizes[i])
+                .bind(adding.totals[i] - before);
         }
-        query.execute(conn).await?;
-        Ok(())
+        let inserted = query.execute(conn).await?.rows_affected();
+        Ok(usize::try_from(inserted).unwrap_or(usize::MAX))
     }
 
-    /// In the open write transaction `tx`: deletes what a dead client left, then appends the
-    /// prefix of `adding` that fits beside what the client has pending. The transaction holds
-    /// SQLite's one write lock, so no other append of the client runs between the count and
-    /// the insert.
-    async fn append_fitting(
+    /// Appends the prefix of `adding` that fits beside what the client has pending, in the
+    /// open write transaction `tx` (which keeps a multi-chunk append atomic).
+    async fn append_chunks(
         &self,
         tx: &mut sqlx::SqliteConnection,
         client: &[u8; 16],
         adding: &Adding,
         ttl: Duration,
     ) -> Result<usize, sqlx::Error> {
-        sqlx::query(self.sql.expire.clone())
-            .bind(client.as_slice())
-            .execute(&mut *tx)
-            .await?;
-        let (count, bytes): (i64, i64) = sqlx::query_as(self.sql.pending.clone())
-            .bind(client.as_slice())
-            .fetch_one(&mut *tx)
-            .await?;
-        let kept = adding.fitting(count, bytes);
-        for (bodies, sizes) in adding.bodies[..kept]
-            .chunks(INSERT_CHUNK)
-            .zip(adding.sizes[..kept].chunks(INSERT_CHUNK))
-        {
-            self.insert(&mut *tx, client, bodies, sizes, ttl).await?;
+        let mut kept = 0;
+        while kept < adding.len() {
+            let to = (kept + INSERT_CHUNK).min(adding.len());
+            let inserted = self
+                .insert(&mut *tx, client, adding, (kept, to), ttl)
+                .await?;
+            kept += inserted;
+            if kept < to {
+                break;
+            }
         }
         Ok(kept)
+    }
+
+    /// Whether the table has its trigger (checked until it is seen once).
+    async fn has_trigger(&self) -> Result<bool, sqlx::Error> {
+        if self.trigger_seen.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let seen: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1)",
+        )
+        .bind(format!("{}_expire_v1", self.table))
+        .fetch_one(&self.pool)
+        .await?;
+        if seen {
+            self.trigger_seen.store(true, Ordering::Relaxed);
+        } else {
+            tracing::warn!(
+                table = %self.table,
+                "flash-sql: the SQLite table has no expiry trigger (run SqlStore::migrate()); appends take a transaction"
+            );
+        }
+        Ok(seen)
     }
 
     pub(crate) async fn append(
@@ -221,13 +278,36 @@ impl SqliteBackend {
         adding: &Adding,
         ttl: Duration,
     ) -> Result<usize, sqlx::Error> {
+        let trigger = self.has_trigger().await?;
+        if trigger && adding.len() <= INSERT_CHUNK {
+            // One statement, atomic on its own: SQLite takes the write lock before it reads.
+            return self
+                .insert(&self.pool, client, adding, (0, adding.len()), ttl)
+                .await;
+        }
         let mut conn = self.pool.acquire().await?;
         // IMMEDIATE takes the write lock first (waiting through the busy timeout), so the
         // transaction never fails half-way to upgrade a read lock.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let kept = self.append_fitting(&mut tx, client, adding, ttl).await?;
+        if !trigger {
+            self.delete_dead(&mut tx, client).await?;
+        }
+        let kept = self.append_chunks(&mut tx, client, adding, ttl).await?;
         tx.commit().await?;
         Ok(kept)
+    }
+
+    /// Deletes a dead client's rows: what the trigger does, for a table without it.
+    async fn delete_dead(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        client: &[u8; 16],
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(self.sql.expire.clone())
+            .bind(client.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
     }
 
     pub(crate) async fn lease(
@@ -266,10 +346,14 @@ impl SqliteBackend {
             end.execute(&self.pool).await?;
             return Ok(0);
         }
+        let trigger = self.has_trigger().await?;
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         end.execute(&mut *tx).await?;
-        let kept = self.append_fitting(&mut tx, client, adding, ttl).await?;
+        if !trigger {
+            self.delete_dead(&mut tx, client).await?;
+        }
+        let kept = self.append_chunks(&mut tx, client, adding, ttl).await?;
         tx.commit().await?;
         Ok(kept)
     }

@@ -134,14 +134,14 @@ impl Adding {
         self.bodies.is_empty()
     }
 
-    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn len(&self) -> usize {
         self.bodies.len()
     }
 
     /// How many (a prefix) fit beside `count` pending messages of `bytes` bytes: the rule of
     /// `Limits::fitting`, as the statements apply it on the server.
-    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub(crate) fn fitting(&self, count: i64, bytes: i64) -> usize {
         let room = usize::try_from(self.max_messages.saturating_sub(count)).unwrap_or(0);
         let bytes_left = self.max_bytes.saturating_sub(bytes);

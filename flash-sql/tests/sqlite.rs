@@ -394,3 +394,76 @@ async fn a_new_database_file_is_private() {
         "an existing file's mode is the operator's"
     );
 }
+
+/// A table of an earlier release, without the trigger that clears a dead client's rows (as
+/// before `migrate()` upgrades it): appends clear them themselves, so a client that comes back
+/// after all its messages expired still starts afresh; `migrate()` adds the trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_the_trigger_still_starts_dead_clients_afresh() {
+    let ns = namespace();
+    let store = sqlite_store(&ns).await;
+    let pool = store.sqlite_pool().unwrap();
+    sqlx::raw_sql("DROP TRIGGER flash_messages_expire_v1")
+        .execute(pool)
+        .await
+        .unwrap();
+    let limits = flash_core::Limits::default();
+    let (client, other) = (ClientId::random(), ClientId::random());
+    store
+        .append(
+            &client,
+            &[common::info("before")],
+            Duration::from_millis(200),
+            &limits,
+        )
+        .await
+        .unwrap();
+    store
+        .append(
+            &other,
+            &[common::info("o")],
+            Duration::from_millis(200),
+            &limits,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    store
+        .append(&client, &[common::info("after")], HOUR, &limits)
+        .await
+        .unwrap();
+    let lease = LeaseId::random();
+    let got = store.lease(&client, &lease, HOUR).await.unwrap();
+    assert_eq!(
+        common::texts(&got),
+        ["after"],
+        "the expired message stays gone"
+    );
+
+    store.migrate().await.unwrap();
+    let triggers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = 'flash_messages_expire_v1'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(triggers, 1, "migrate adds the trigger");
+    // Through the trigger now (a fresh store sees it at once).
+    let upgraded = sqlite_store(&ns).await;
+    upgraded
+        .append(&other, &[common::info("back")], HOUR, &limits)
+        .await
+        .unwrap();
+    let lease = LeaseId::random();
+    let got = upgraded.lease(&other, &lease, HOUR).await.unwrap();
+    assert_eq!(
+        common::texts(&got),
+        ["back"],
+        "the expired message stays gone"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM flash_messages")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "the dead rows were deleted, not hidden");
+}
