@@ -467,3 +467,45 @@ async fn a_table_without_the_trigger_still_starts_dead_clients_afresh() {
         .unwrap();
     assert_eq!(rows, 2, "the dead rows were deleted, not hidden");
 }
+
+/// An append of more messages than one `INSERT` takes (300) stays atomic and keeps the limits
+/// across its statements: the cut falls in a later chunk, counted with what the earlier ones
+/// inserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_append_keeps_the_limits_across_chunks() {
+    let store = sqlite_store(&namespace()).await;
+    let client = ClientId::random();
+    let limits = flash_core::Limits::default()
+        .with_max_messages(400)
+        .with_max_bytes(1 << 20);
+    let first: Vec<_> = (0..10).map(|i| common::info(&format!("p{i}"))).collect();
+    assert_eq!(
+        store.append(&client, &first, HOUR, &limits).await.unwrap(),
+        10
+    );
+    let many: Vec<_> = (0..500).map(|i| common::info(&format!("m{i}"))).collect();
+    assert_eq!(
+        store.append(&client, &many, HOUR, &limits).await.unwrap(),
+        390,
+        "the prefix that fits beside the 10 pending"
+    );
+    // Bytes: 4 each ("b000"); 1300 bytes hold 325, a cut in the second chunk.
+    let other = ClientId::random();
+    let bytes = flash_core::Limits::default()
+        .with_max_messages(1000)
+        .with_max_bytes(1300);
+    let sized: Vec<_> = (0..400)
+        .map(|i| common::info(&format!("b{i:03}")))
+        .collect();
+    assert_eq!(
+        store.append(&other, &sized, HOUR, &bytes).await.unwrap(),
+        325
+    );
+    let lease = LeaseId::random();
+    let got = store.lease(&client, &lease, HOUR).await.unwrap();
+    assert_eq!(got.len(), 400);
+    assert_eq!(got[10].text, "m0");
+    assert_eq!(got[399].text, "m389");
+    let got = store.lease(&other, &LeaseId::random(), HOUR).await.unwrap();
+    assert_eq!(common::texts(&got), common::texts(&sized[..325]));
+}
