@@ -45,6 +45,10 @@ pub struct SqlStoreBuilder {
     url: String,
     table: String,
     settings: PoolSettings,
+    /// Whether `acquire_timeout` / `busy_timeout` were set; if not, they follow the call
+    /// timeout.
+    acquire_set: bool,
+    busy_set: bool,
 }
 
 impl SqlStoreBuilder {
@@ -54,11 +58,13 @@ impl SqlStoreBuilder {
             table: DEFAULT_TABLE.to_owned(),
             settings: PoolSettings {
                 max_connections: None,
-                acquire_timeout: Duration::from_secs(5),
-                busy_timeout: Duration::from_secs(5),
+                acquire_timeout: DEFAULT_CALL_TIMEOUT,
+                busy_timeout: DEFAULT_CALL_TIMEOUT,
                 idle_ping: Duration::from_secs(1),
                 call_timeout: DEFAULT_CALL_TIMEOUT,
             },
+            acquire_set: false,
+            busy_set: false,
         }
     }
 
@@ -80,12 +86,14 @@ impl SqlStoreBuilder {
         self
     }
 
-    /// The longest a call waits for a connection, opening one included (default 5 s). A call
-    /// that waits longer, because the server is unreachable or every connection is busy,
-    /// fails with `ErrorKind::Unavailable`.
+    /// The longest a call waits for a connection, opening one included (default: the call
+    /// timeout, which bounds the whole call anyway). A call that waits longer, because the
+    /// server is unreachable or every connection is busy, fails with
+    /// `ErrorKind::Unavailable`. `connect()` waits this long for its first connection.
     #[must_use]
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.settings.acquire_timeout = timeout;
+        self.acquire_set = true;
         self
     }
 
@@ -103,10 +111,13 @@ impl SqlStoreBuilder {
     }
 
     /// SQLite only: how long a statement waits for another writer's lock before it fails
-    /// with `ErrorKind::Unavailable` (default 5 s).
+    /// with `ErrorKind::Unavailable` (default: the call timeout). Longer than the call
+    /// timeout, a statement would go on waiting on sqlx's worker thread after its caller gave
+    /// up, holding the connection from the calls after it.
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.settings.busy_timeout = timeout;
+        self.busy_set = true;
         self
     }
 
@@ -143,7 +154,14 @@ impl SqlStoreBuilder {
         self.build().map(|(store, _)| store)
     }
 
-    fn build(self) -> Result<(SqlStore, TimedProbe)> {
+    fn build(mut self) -> Result<(SqlStore, TimedProbe)> {
+        // The call's deadline bounds every wait inside it unless one was set on its own.
+        if !self.acquire_set {
+            self.settings.acquire_timeout = self.settings.call_timeout;
+        }
+        if !self.busy_set {
+            self.settings.busy_timeout = self.settings.call_timeout;
+        }
         let table = TableName::new(&self.table)?;
         let driver = driver_for(&self.url)?;
         let location = redact_url(&self.url);

@@ -24,14 +24,14 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, MySql, Row, SqlSafeStr, SqlStr};
 
 use crate::builder::PoolSettings;
-use crate::store::{Adding, Driver, Guarded, hex, micros};
+use crate::store::{Adding, Driver, Guarded, SweepCursor, hex, micros};
 use crate::table::TableName;
 
 /// Messages per `CALL` (one JSON parameter) or, above that, rows per `INSERT` (three parameters
 /// each, far below the 65 535 a statement may have).
 const INSERT_CHUNK: usize = 1000;
-/// Ids per sweep statement.
-const SWEEP_WINDOW: i64 = 10_000;
+/// Ids per sweep batch (one statement, one commit).
+const SWEEP_WINDOW: i64 = 5_000;
 
 const NOW: &str = "UTC_TIMESTAMP(6)";
 
@@ -575,54 +575,62 @@ impl MySqlBackend {
         Ok(kept)
     }
 
-    pub(crate) async fn sweep(&self) -> Result<u64, sqlx::Error> {
+    /// One batch of the sweep: the id range of the expired rows and its first window, one
+    /// window, or one batch of lock rows; how many message rows it deleted, and where to go on.
+    pub(crate) async fn sweep_batch(
+        &self,
+        cursor: SweepCursor,
+    ) -> Result<(u64, Option<SweepCursor>), sqlx::Error> {
         // Statements in a row: a failure leaves the connection busy, and so closed.
         let mut guarded = Guarded::acquire(&self.pool).await?;
         let conn = guarded.busy()?;
-        let range = sqlx::query(self.sql.sweep_range.clone())
-            .fetch_one(&mut *conn)
-            .await?;
-        let (Some(low), Some(high)) = (
-            range.try_get::<Option<i64>, _>(0)?,
-            range.try_get::<Option<i64>, _>(1)?,
-        ) else {
-            self.sweep_locks(conn).await?;
-            guarded.idle();
-            return Ok(0);
+        let (next, high) = match cursor {
+            SweepCursor::Start => {
+                let range = sqlx::query(self.sql.sweep_range.clone())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                match (
+                    range.try_get::<Option<i64>, _>(0)?,
+                    range.try_get::<Option<i64>, _>(1)?,
+                ) {
+                    (Some(low), Some(high)) => (low, high),
+                    _ => {
+                        guarded.idle();
+                        return Ok((0, Some(SweepCursor::Locks)));
+                    }
+                }
+            }
+            SweepCursor::Window { next, high } => (next, high),
+            SweepCursor::Locks => {
+                // A lock row only matters while an append holds it, and the delete waits for
+                // that append's commit.
+                let deleted = sqlx::query(self.sql.sweep_locks.clone())
+                    .bind(SWEEP_LOCKS_BATCH)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                guarded.idle();
+                let more = deleted >= SWEEP_LOCKS_BATCH.unsigned_abs();
+                return Ok((0, more.then_some(SweepCursor::Locks)));
+            }
         };
-        let mut total = 0;
-        let mut start = low;
-        while start <= high {
-            let end = start.saturating_add(SWEEP_WINDOW - 1).min(high);
-            total += sqlx::query(self.sql.sweep.clone())
-                .bind(start)
-                .bind(end)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            start = end.saturating_add(1);
-            if end == i64::MAX {
-                break;
-            }
-        }
-        self.sweep_locks(conn).await?;
+        let end = next.saturating_add(SWEEP_WINDOW - 1).min(high);
+        let deleted = sqlx::query(self.sql.sweep.clone())
+            .bind(next)
+            .bind(end)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
         guarded.idle();
-        Ok(total)
-    }
-
-    /// Deletes the lock rows of clients without messages, in batches. A lock row only matters
-    /// while an append holds it, and the delete waits for that append's commit.
-    async fn sweep_locks(&self, conn: &mut sqlx::MySqlConnection) -> Result<(), sqlx::Error> {
-        loop {
-            let deleted = sqlx::query(self.sql.sweep_locks.clone())
-                .bind(SWEEP_LOCKS_BATCH)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            if deleted < SWEEP_LOCKS_BATCH.unsigned_abs() {
-                return Ok(());
+        let after = if end >= high {
+            SweepCursor::Locks
+        } else {
+            SweepCursor::Window {
+                next: end + 1,
+                high,
             }
-        }
+        };
+        Ok((deleted, Some(after)))
     }
 
     /// The plan of the lease procedure's claim, with literals for its parameters.

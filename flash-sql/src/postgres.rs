@@ -8,11 +8,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr, SqlStr};
 
 use crate::builder::PoolSettings;
-use crate::store::{Adding, Driver, Guarded, hex, micros};
+use crate::store::{Adding, Driver, Guarded, SweepCursor, hex, micros};
 use crate::table::TableName;
 
-/// Rows deleted per sweep statement.
-const SWEEP_BATCH: i64 = 10_000;
+/// Rows deleted per sweep batch (one statement, one commit).
+const SWEEP_BATCH: i64 = 5_000;
 
 pub(crate) struct PgBackend {
     pool: PgPool,
@@ -267,21 +267,20 @@ impl PgBackend {
         Ok(0)
     }
 
-    pub(crate) async fn sweep(&self) -> Result<u64, sqlx::Error> {
+    /// One batch of the sweep: how many rows it deleted, and whether to go on.
+    pub(crate) async fn sweep_batch(
+        &self,
+        _: SweepCursor,
+    ) -> Result<(u64, Option<SweepCursor>), sqlx::Error> {
         let mut conn = Guarded::acquire(&self.pool).await?;
-        let mut total = 0;
-        loop {
-            let deleted = sqlx::query(self.sql.sweep.clone())
-                .bind(SWEEP_BATCH)
-                .execute(conn.busy()?)
-                .await?
-                .rows_affected();
-            conn.idle();
-            total += deleted;
-            if deleted < SWEEP_BATCH.unsigned_abs() {
-                return Ok(total);
-            }
-        }
+        let deleted = sqlx::query(self.sql.sweep.clone())
+            .bind(SWEEP_BATCH)
+            .execute(conn.busy()?)
+            .await?
+            .rows_affected();
+        conn.idle();
+        let more = deleted >= SWEEP_BATCH.unsigned_abs();
+        Ok((deleted, more.then_some(SweepCursor::Start)))
     }
 
     pub(crate) async fn explain_lease(

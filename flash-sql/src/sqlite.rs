@@ -15,14 +15,15 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqlSafeStr, SqlStr, Sqlite};
 
 use crate::builder::PoolSettings;
-use crate::store::{Adding, Driver, hex, micros};
+use crate::store::{Adding, Driver, SweepCursor, hex, micros};
 use crate::table::TableName;
 
 /// Rows per `INSERT`: four fixed parameters plus three per row stays below 999, the parameter
 /// limit of SQLite builds older than 3.32. The default limits (100 messages) always fit one.
 const INSERT_CHUNK: usize = 300;
-/// Rows deleted per sweep statement.
-const SWEEP_BATCH: i64 = 10_000;
+/// Rows deleted per sweep batch (one statement, one commit): SQLite's one writer, and on the
+/// default pool its one connection, are the sweep's for that long.
+const SWEEP_BATCH: i64 = 2_000;
 
 /// The database clock in milliseconds since the Unix epoch (`'now'` is fixed within one
 /// statement, and needs no `unixepoch('subsec')`, which only SQLite ≥ 3.42 has).
@@ -358,19 +359,18 @@ impl SqliteBackend {
         Ok(kept)
     }
 
-    pub(crate) async fn sweep(&self) -> Result<u64, sqlx::Error> {
-        let mut total = 0;
-        loop {
-            let deleted = sqlx::query(self.sql.sweep.clone())
-                .bind(SWEEP_BATCH)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-            total += deleted;
-            if deleted < SWEEP_BATCH.unsigned_abs() {
-                return Ok(total);
-            }
-        }
+    /// One batch of the sweep: how many rows it deleted, and whether to go on.
+    pub(crate) async fn sweep_batch(
+        &self,
+        _: SweepCursor,
+    ) -> Result<(u64, Option<SweepCursor>), sqlx::Error> {
+        let deleted = sqlx::query(self.sql.sweep.clone())
+            .bind(SWEEP_BATCH)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let more = deleted >= SWEEP_BATCH.unsigned_abs();
+        Ok((deleted, more.then_some(SweepCursor::Start)))
     }
 
     pub(crate) async fn explain_lease(

@@ -210,6 +210,22 @@ impl<DB: sqlx::Database> Drop for Guarded<DB> {
     }
 }
 
+/// Where a sweep is between its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SweepCursor {
+    /// The first batch, or the next one of a sweep that deletes "the next `n` dead rows".
+    Start,
+    /// MySQL/MariaDB: the id window from `next` on, up to `high`.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    Window { next: i64, high: i64 },
+    /// MySQL/MariaDB: the lock rows of clients without messages.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    Locks,
+}
+
+/// The shortest pause between two sweep batches.
+const MIN_SWEEP_PAUSE: Duration = Duration::from_millis(1);
+
 /// How often an operation that lost a deadlock, a serialization check or an SQLite lock is
 /// tried in all.
 const ATTEMPTS: u32 = 4;
@@ -409,22 +425,43 @@ impl SqlStore {
     }
 
     /// Deletes the rows of every client whose messages have all expired; returns how many rows
-    /// it deleted. Works in batches, so it never holds locks for long: run it from a job
-    /// (`cron`, a Kubernetes `CronJob`) or let [`SqlStore::spawn_sweeper`] run it.
+    /// it deleted. Run it from a job (`cron`, a Kubernetes `CronJob`) or let
+    /// [`SqlStore::spawn_sweeper`] run it.
+    ///
+    /// It works in short batches (a few thousand rows, one statement and one commit each), each
+    /// a call under the call timeout, and pauses between two batches as long as the last one
+    /// took: it never holds a lock, or SQLite's one writer, for long, and leaves live requests
+    /// at least half of the time, however large the backlog. A batch that fails ends the sweep
+    /// with its error; what the batches before it deleted stays deleted, and the next sweep
+    /// goes on from there.
     ///
     /// Expired messages are never delivered, swept or not: the sweep only reclaims space.
     ///
     /// # Errors
     /// `Unavailable` when the server cannot be reached; `Config` when the table is missing.
     pub async fn sweep(&self) -> Result<u64> {
-        let deleted = self
-            .run("sweep", || {
-                let backend = &self.inner.backend;
-                async move { dispatch!(backend, b => b.sweep().await) }
-            })
-            .await?;
-        tracing::debug!(table = self.table(), deleted, "flash-sql sweep");
-        Ok(deleted)
+        let backend = &self.inner.backend;
+        let (mut total, mut cursor, mut batches) = (0, SweepCursor::Start, 0u64);
+        loop {
+            let started = std::time::Instant::now();
+            let (deleted, next) = self
+                .run("sweep", || async move {
+                    dispatch!(backend, b => b.sweep_batch(cursor).await)
+                })
+                .await?;
+            total += deleted;
+            batches += 1;
+            let Some(next) = next else { break };
+            cursor = next;
+            tokio::time::sleep(started.elapsed().max(MIN_SWEEP_PAUSE)).await;
+        }
+        tracing::debug!(
+            table = self.table(),
+            deleted = total,
+            batches,
+            "flash-sql sweep"
+        );
+        Ok(total)
     }
 
     /// Runs [`SqlStore::sweep`] now and then every `every` (at least a millisecond) on the

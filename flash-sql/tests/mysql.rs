@@ -852,3 +852,22 @@ async fn statements_are_bounded_on_the_server() {
     drop(conn);
     drop_table(&store).await;
 }
+
+/// Dead rows the sweep test starts with: four of the sweep's batches. The same at 10^6 rows,
+/// timed, is in the capacity bench (`cargo bench -p flash-benches --bench capacity`).
+const DEAD_ROWS: i64 = 20_000;
+
+/// A sweep of a backlog of dead rows runs in short batches with pauses: live requests beside
+/// it never run out of their 2 s deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_sweep_does_not_stall_live_requests() {
+    let table = fresh_table();
+    let Some(bulk) = bulk_store("MariaDB/MySQL (FLASH_MYSQL_URL)", &mysql_url(), &table).await
+    else {
+        return;
+    };
+    insert_dead_rows(&bulk, DEAD_ROWS).await;
+    let store = mysql_store(&table).await.unwrap();
+    sweep_beside_live_requests(&store, DEAD_ROWS.unsigned_abs()).await;
+    drop_table(&store).await;
+}

@@ -509,3 +509,24 @@ async fn a_long_append_keeps_the_limits_across_chunks() {
     let got = store.lease(&other, &LeaseId::random(), HOUR).await.unwrap();
     assert_eq!(common::texts(&got), common::texts(&sized[..325]));
 }
+
+/// Dead rows the sweep tests start with: ten of the sweep's batches. The same at 10^6 rows,
+/// timed, is in the capacity bench (`cargo bench -p flash-benches --bench capacity`).
+const DEAD_ROWS: i64 = 20_000;
+
+/// A sweep of a backlog of dead rows runs in short batches with pauses: live requests beside
+/// it, on the same one-connection pool and one writer, never run out of their 2 s deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_sweep_does_not_stall_live_requests() {
+    let ns = namespace();
+    let bulk = SqlStore::builder(sqlite_url(&ns))
+        .call_timeout(Duration::from_secs(120))
+        .connect()
+        .await
+        .unwrap();
+    bulk.migrate().await.unwrap();
+    insert_dead_rows(&bulk, DEAD_ROWS).await;
+    bulk.close().await;
+    let store = sqlite_store(&ns).await;
+    sweep_beside_live_requests(&store, DEAD_ROWS.unsigned_abs()).await;
+}

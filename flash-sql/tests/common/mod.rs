@@ -1178,3 +1178,116 @@ pub(crate) async fn hung_server(url: &str, default_port: u16, table: &str) {
     );
     store.close().await;
 }
+
+/// The digits 0 to 9 as a derived table.
+#[cfg(feature = "mysql")]
+const DIGITS: &str = "(SELECT 0 AS n UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+    UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+    UNION ALL SELECT 8 UNION ALL SELECT 9)";
+
+/// Inserts `rows` dead rows (one per client, expired an hour ago) in one statement through
+/// `bulk`, a store whose statements may run long.
+pub(crate) async fn insert_dead_rows(bulk: &SqlStore, rows: i64) {
+    let t = bulk.table();
+    let inserted = match bulk.driver() {
+        #[cfg(feature = "postgres")]
+        flash_sql::Driver::Postgres => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO \"{t}\" (client, body, size, expires_at) \
+             SELECT uuid_send(gen_random_uuid()), '[20,\"gone\"]', 4, now() - interval '1 hour' \
+             FROM generate_series(1, $1)"
+        )))
+        .bind(rows)
+        .execute(bulk.postgres_pool().unwrap())
+        .await
+        .unwrap()
+        .rows_affected(),
+        #[cfg(feature = "mysql")]
+        flash_sql::Driver::MySql => sqlx::query(sqlx::AssertSqlSafe(format!(
+            // Ten digits crossed six times (a recursive CTE stops at the server's
+            // `max_recursive_iterations`, 1 000 here).
+            "INSERT INTO `{t}` (client, body, size, expires_at) \
+             SELECT UNHEX(MD5(CONCAT(RAND(), a.n, b.n, c.n, d.n, e.n, f.n))), '[20,\"gone\"]', \
+                    4, UTC_TIMESTAMP(6) - INTERVAL 1 HOUR \
+             FROM {DIGITS} a, {DIGITS} b, {DIGITS} c, {DIGITS} d, {DIGITS} e, {DIGITS} f \
+             LIMIT ?"
+        )))
+        .bind(rows)
+        .execute(bulk.mysql_pool().unwrap())
+        .await
+        .unwrap()
+        .rows_affected(),
+        #[cfg(feature = "sqlite")]
+        flash_sql::Driver::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH RECURSIVE s (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?1) \
+             INSERT INTO \"{t}\" (client, body, size, expires_at) \
+             SELECT randomblob(16), '[20,\"gone\"]', 4, \
+                    CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) - 3600000 FROM s"
+        )))
+        .bind(rows)
+        .execute(bulk.sqlite_pool().unwrap())
+        .await
+        .unwrap()
+        .rows_affected(),
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("a driver this test binary has"),
+    };
+    assert_eq!(inserted, rows.unsigned_abs());
+}
+
+/// A sweep of `dead` rows runs while two tasks run PRG cycles (append, lease, consuming
+/// settle) through `store`, under its call timeout (the default, 2 s): no live call fails
+/// (none ran out of its deadline waiting on the sweep), the sweep deletes every dead row and
+/// no live one, and live cycles ran while it swept.
+pub(crate) async fn sweep_beside_live_requests(store: &SqlStore, dead: u64) {
+    let sweeping = Arc::new(AtomicBool::new(true));
+    let mut live = Vec::new();
+    for _ in 0..2 {
+        let (store, sweeping) = (store.clone(), sweeping.clone());
+        live.push(tokio::spawn(async move {
+            let limits = Limits::default();
+            let mut cycles = 0u64;
+            let pending = ClientId::random();
+            store
+                .append(&pending, &[info("stays")], HOUR, &limits)
+                .await
+                .expect("a live append");
+            while sweeping.load(Ordering::SeqCst) {
+                let client = ClientId::random();
+                store
+                    .append(&client, &[info("live")], HOUR, &limits)
+                    .await
+                    .expect("a live append during the sweep");
+                let lease = LeaseId::random();
+                let got = store
+                    .lease(&client, &lease, LEASE)
+                    .await
+                    .expect("a live lease during the sweep");
+                assert_eq!(texts(&got), ["live"]);
+                store
+                    .settle(&client, &lease, Outcome::Consumed, &[], HOUR, &limits)
+                    .await
+                    .expect("a live settle during the sweep");
+                cycles += 1;
+            }
+            (cycles, pending)
+        }));
+    }
+    let swept = store.sweep().await;
+    sweeping.store(false, Ordering::SeqCst);
+    let mut cycles = 0;
+    let mut pending = Vec::new();
+    for task in live {
+        let (n, client) = task.await.expect("a live task");
+        cycles += n;
+        pending.push(client);
+    }
+    assert_eq!(
+        swept.expect("the sweep"),
+        dead,
+        "every dead row, no live one"
+    );
+    assert!(cycles > 0, "live requests ran while the sweep ran");
+    for client in pending {
+        assert_eq!(take(store, &client).await, ["stays"]);
+    }
+}
