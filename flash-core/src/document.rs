@@ -87,8 +87,10 @@ pub trait DocumentStore: Send + Sync + 'static {
 
     /// Replaces the client's document and version with `new` if its version is still
     /// `expected` (`None`: only if the client has no document). Returns false, writing
-    /// nothing, when another writer came first. The store may delete the document after
-    /// `expires` (a native TTL); flash checks the time itself, so it need not.
+    /// nothing, when another writer came first. The store lets the document go once
+    /// `expires` passes (a native TTL, or a filter on read and a sweep): flash's own time check
+    /// hides an expired document from flash, not from the server, which would fill
+    /// (`flash_testkit::keyed_store_tests!` checks it).
     async fn put(
         &self,
         client: &ClientId,

@@ -21,7 +21,7 @@ mod conformance {
 
 /// flash-core's keyed-store kit: the store driven directly, every rule of the contract.
 mod keyed_kit {
-    flash_testkit::keyed_store_tests!(super::common::mysql_kit);
+    flash_testkit::keyed_store_tests!(super::common::mysql_inspected, at = super::common::mysql_at);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,10 @@ mod conformance {
 
 /// flash-core's keyed-store kit: the store driven directly, every rule of the contract.
 mod keyed_kit {
-    flash_testkit::keyed_store_tests!(super::common::postgres_kit);
+    flash_testkit::keyed_store_tests!(
+        super::common::postgres_inspected,
+        at = super::common::postgres_at
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ mod conformance {
 
 /// flash-core's keyed-store kit: the store driven directly, every rule of the contract.
 mod keyed_kit {
-    flash_testkit::keyed_store_tests!(super::common::sqlite_kit);
+    flash_testkit::keyed_store_tests!(super::common::sqlite_inspected, in_process);
 }
 
 const HOUR: Duration = Duration::from_secs(3600);

@@ -36,8 +36,13 @@ pub struct Options {
     /// The lease timeout.
     pub lease_timeout: Duration,
     /// The deadline of each keyed store call: generous (10 s), since the suite checks what is
-    /// delivered and a loaded machine must not turn a slow call into a carried message.
+    /// delivered and a loaded machine must not turn a slow call into a carried message. The
+    /// keyed-store kit's outage tests give their store 1 s.
     pub call_timeout: Duration,
+    /// How often a store that removes expired data on a schedule (a sweeper) runs it in the
+    /// kit: 500 ms. The keyed-store kit expects what expired gone within a TTL plus this
+    /// interval (plus a slack).
+    pub sweep_interval: Duration,
 }
 
 impl Options {
@@ -52,6 +57,7 @@ impl Options {
             ttl: Duration::from_secs(3600),
             lease_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(10),
+            sweep_interval: Duration::from_millis(500),
         }
     }
 
@@ -271,14 +277,111 @@ impl Harness {
     }
 }
 
-/// Reports a server the factory could not reach: under `CI=true` this panics (the test fails);
-/// otherwise it prints one line and returns `None` (the test is skipped).
+/// Reports a server the factory could not reach; the kits' factories call it when they fail
+/// to connect. The test **fails** (this panics, naming the server and the error), unless the
+/// run opted in to skipping with [`urls::ENV_SKIP_UNREACHABLE`] (`FLASH_TESTKIT_SKIP_UNREACHABLE=1`)
+/// and `CI` is not `true`: then it returns `None`, the test ends early as passed, and a line
+/// `SKIPPED <test>: ...` is written to the test harness's own output (beside `test <test> ...
+/// ok`, not captured with the test's output).
 pub fn unavailable<T>(service: &str, error: impl std::fmt::Display) -> Option<T> {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{service} is unreachable under CI=true: {error}");
+    let test = current_test();
+    unreachable(&test, service, error)
+}
+
+std::thread_local! {
+    /// The kit test running on this thread (set by the kits' macros), and whether it reported
+    /// an unreachable server already.
+    static CURRENT_TEST: std::cell::RefCell<(String, bool)> = const {
+        std::cell::RefCell::new((String::new(), false))
+    };
+}
+
+/// The name the harness shows for the kit test running on this thread: the macro's
+/// `module_path!()::name` without the crate, else the thread's name.
+fn current_test() -> String {
+    let named = CURRENT_TEST.with(|t| t.borrow().0.clone());
+    if !named.is_empty() {
+        return named;
     }
-    eprintln!("skipped: {service} is unreachable ({error}); start it or run scripts/test");
-    None
+    std::thread::current()
+        .name()
+        .unwrap_or("a kit test")
+        .to_owned()
+}
+
+/// Runs `test` as the kit test at `path` (`module_path!()::name`): what [`unavailable`]
+/// names when it skips. The kits' macros call it.
+#[doc(hidden)]
+pub fn __named<R>(path: &str, test: impl FnOnce() -> R) -> R {
+    // libtest names a test by its path without the crate.
+    let name = path.split_once("::").map_or(path, |(_, rest)| rest);
+    CURRENT_TEST.with(|t| *t.borrow_mut() = (name.to_owned(), false));
+    test()
+}
+
+/// Whether this thread's test reported an unreachable server already.
+pub(crate) fn reported() -> bool {
+    CURRENT_TEST.with(|t| t.borrow().1)
+}
+
+/// What a test does about a server it cannot reach, by the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// The test fails (the default; always under `CI=true`).
+    Fail,
+    /// The test is skipped, and says so in the harness's output
+    /// ([`urls::ENV_SKIP_UNREACHABLE`] set, `CI` not set).
+    Skip,
+}
+
+impl Unreachable {
+    /// The policy for these values of `CI` and [`urls::ENV_SKIP_UNREACHABLE`].
+    pub fn from_values(ci: Option<&str>, skip: Option<&str>) -> Self {
+        let yes = |v: Option<&str>| v.is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        if yes(ci) || !yes(skip) {
+            Unreachable::Fail
+        } else {
+            Unreachable::Skip
+        }
+    }
+
+    /// The policy of this process's environment.
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok();
+        Self::from_values(
+            var("CI").as_deref(),
+            var(urls::ENV_SKIP_UNREACHABLE).as_deref(),
+        )
+    }
+}
+
+/// [`unavailable`] for a named test.
+pub(crate) fn unreachable<T>(
+    test: &str,
+    service: &str,
+    error: impl std::fmt::Display,
+) -> Option<T> {
+    match Unreachable::from_env() {
+        Unreachable::Fail => panic!(
+            "{service} is unreachable: {error}. Start it (or point its variable at it: see \
+             flash-testkit's README); to skip its tests instead, set {}=1 (never under CI=true)",
+            urls::ENV_SKIP_UNREACHABLE
+        ),
+        Unreachable::Skip => {
+            use std::io::Write;
+            CURRENT_TEST.with(|t| t.borrow_mut().1 = true);
+            // Straight to the process's stdout: the harness captures `println!` of a passing
+            // test and would swallow it.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "SKIPPED {test}: {service} is unreachable ({error}); {}=1",
+                urls::ENV_SKIP_UNREACHABLE
+            );
+            let _ = out.flush();
+            None
+        }
+    }
 }
 
 /// Runs one suite test on a fresh multi-threaded runtime (the suite's macro calls this).
@@ -310,9 +413,14 @@ type BoxedFactory = Arc<
 pub struct Factory(BoxedFactory);
 
 impl Factory {
-    /// A harness for `options`, or `None` when the backend is unavailable (skipped).
+    /// A harness for `options`, or `None` when the backend is unreachable and the run opted
+    /// in to skipping (see [`unavailable`]); otherwise an unreachable backend fails the test.
     pub async fn harness(&self, options: Options) -> Option<Harness> {
-        (self.0)(options).await
+        let harness = (self.0)(options).await;
+        if harness.is_none() && !reported() {
+            return unavailable("the storage's server", "the factory returned no harness");
+        }
+        harness
     }
 }
 
@@ -373,11 +481,9 @@ macro_rules! __conformance_tests {
         $(
             #[test]
             fn $name() {
-                $crate::run(
-                    stringify!($name),
-                    $factory,
-                    $crate::tests::$name,
-                );
+                $crate::__named(concat!(module_path!(), "::", stringify!($name)), || {
+                    $crate::run(stringify!($name), $factory, $crate::tests::$name)
+                });
             }
         )*
     };

@@ -18,6 +18,11 @@ pub const ENV_POSTGRES: &str = "FLASH_POSTGRES_URL";
 /// Environment variable: the MySQL / MariaDB server.
 pub const ENV_MYSQL: &str = "FLASH_MYSQL_URL";
 
+/// Environment variable: `1` (or `true`) lets a kit test whose server is unreachable end as
+/// skipped, printing `SKIPPED <test>: ...` in the test output, instead of failing. `CI=true`
+/// overrides it: under CI an unreachable server always fails.
+pub const ENV_SKIP_UNREACHABLE: &str = "FLASH_TESTKIT_SKIP_UNREACHABLE";
+
 /// The local Redis server.
 pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
 /// The local Redis Cluster (`scripts/redis-cluster`), comma separated.

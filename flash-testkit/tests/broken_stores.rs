@@ -1,6 +1,7 @@
 //! The keyed-store kit can fail: stores that break one rule of the contract on purpose (each
 //! a wrapper around `MemoryStore`) make the kit's test of that rule panic, while rules they
-//! keep still pass.
+//! keep still pass. The document stores, the stores with a server and the unreachable factory
+//! are in `broken_documents.rs`, `broken_servers.rs` and `unreachable.rs`.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::collections::HashMap;
@@ -12,8 +13,8 @@ use flash_core::{
     Limits, Message, Result, async_trait,
     storage::{ClientId, KeyedStore, LeaseId, MemoryStore, Outcome},
 };
-use flash_testkit::KeyedFactory;
-use flash_testkit::keyed_kit as kit;
+use flash_testkit::keyed_kit::{self as kit, Inspect};
+use flash_testkit::{KeyedFactory, Options};
 
 /// The rule a [`Broken`] store breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,9 @@ enum Breakage {
     IgnoresLimits,
     /// Limits are checked against a count read before the write, not in the same step.
     ChecksThenAppends,
+    /// Expired clients are swept once a minute (`MemoryStore`'s default), not every
+    /// `Options::sweep_interval`: a store without its sweeper, as far as a test can tell.
+    NeverSweeps,
 }
 
 struct Broken {
@@ -52,9 +56,14 @@ fn unlimited() -> Limits {
 }
 
 impl Broken {
-    fn new(breakage: Breakage) -> Self {
+    fn new(breakage: Breakage, options: &Options) -> Self {
+        let inner = if breakage == Breakage::NeverSweeps {
+            MemoryStore::new()
+        } else {
+            MemoryStore::new().with_sweep_interval(options.sweep_interval)
+        };
         Broken {
-            inner: MemoryStore::new(),
+            inner,
             breakage,
             leases: Mutex::default(),
             log: Mutex::default(),
@@ -191,8 +200,15 @@ impl KeyedStore for Broken {
     }
 }
 
+#[async_trait]
+impl Inspect for Broken {
+    async fn held(&self, client: &ClientId) -> Result<usize> {
+        self.inner.held(client).await
+    }
+}
+
 fn broken(breakage: Breakage) -> KeyedFactory {
-    KeyedFactory::new(move |_| async move { Some(Broken::new(breakage)) })
+    KeyedFactory::new(move |options: Options| async move { Some(Broken::new(breakage, &options)) })
 }
 
 /// Whether `test` panicked.
@@ -225,6 +241,7 @@ async fn each_broken_store_keeps_the_other_rules() {
         Breakage::SettleKeepsOldTtl,
         Breakage::IgnoresLimits,
         Breakage::ChecksThenAppends,
+        Breakage::NeverSweeps,
     ] {
         for (name, passed) in [
             (
@@ -365,10 +382,22 @@ async fn checking_limits_apart_from_the_append_fails_the_kit() {
     assert!(!panics(kit::append_beyond_max_messages_keeps_the_prefix(broken(b))).await);
 }
 
-/// A factory that finds no store skips the test, except under `CI=true`, where it fails.
+/// A store that keeps expired clients until a sweep that comes a minute later fails the
+/// expiry check, although flash never sees the expired messages (every other TTL test passes).
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unavailable_store_is_skipped_or_fails_under_ci() {
-    let factory = KeyedFactory::new(|_| async { None::<MemoryStore> });
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert_eq!(panics(kit::append_keeps_order(factory)).await, ci);
+async fn a_store_without_its_sweeper_fails_the_kit() {
+    let b = Breakage::NeverSweeps;
+    assert_fails(
+        b,
+        "what_is_written_expires_in_the_store",
+        kit::what_is_written_expires_in_the_store,
+    )
+    .await;
+    assert!(!panics(kit::append_to_an_expired_client_starts_afresh(broken(b))).await);
+    assert!(!panics(kit::append_renews_the_ttl(broken(b))).await);
+    // The same store sweeping every Options::sweep_interval passes.
+    let good = KeyedFactory::new(|options: Options| async move {
+        Some(MemoryStore::new().with_sweep_interval(options.sweep_interval))
+    });
+    assert!(!panics(kit::what_is_written_expires_in_the_store(good)).await);
 }

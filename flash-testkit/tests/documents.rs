@@ -11,19 +11,35 @@ use flash_core::{
 };
 use flash_testkit::{Harness, Options};
 
-/// One document per client in a map, each write bumping the version.
+/// One document per client in a map, each write bumping the version. A document is gone
+/// once its `expires` passes: `get` no longer returns it, and every write drops the expired.
 #[derive(Default, Clone)]
-struct InMemory(Arc<Mutex<HashMap<ClientId, Versioned>>>);
+struct InMemory(Arc<Mutex<HashMap<ClientId, (Versioned, SystemTime)>>>);
+
+impl InMemory {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ClientId, (Versioned, SystemTime)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client's live document's version.
+    fn version(
+        docs: &HashMap<ClientId, (Versioned, SystemTime)>,
+        client: &ClientId,
+    ) -> Option<u64> {
+        docs.get(client)
+            .filter(|(_, expires)| *expires > SystemTime::now())
+            .map(|(doc, _)| doc.version)
+    }
+}
 
 #[flash_core::async_trait]
 impl DocumentStore for InMemory {
     async fn get(&self, client: &ClientId) -> Result<Option<Versioned>> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let docs = self.map();
+        Ok(docs
             .get(client)
-            .cloned())
+            .filter(|(_, expires)| *expires > SystemTime::now())
+            .map(|(doc, _)| doc.clone()))
     }
 
     async fn put(
@@ -31,19 +47,21 @@ impl DocumentStore for InMemory {
         client: &ClientId,
         new: Versioned,
         expected: Option<u64>,
-        _expires: SystemTime,
+        expires: SystemTime,
     ) -> Result<bool> {
-        let mut docs = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if docs.get(client).map(|d| d.version) != expected {
+        let mut docs = self.map();
+        if Self::version(&docs, client) != expected {
             return Ok(false);
         }
-        docs.insert(*client, new);
+        let now = SystemTime::now();
+        docs.retain(|_, (_, expires)| *expires > now);
+        docs.insert(*client, (new, expires));
         Ok(true)
     }
 
     async fn delete(&self, client: &ClientId, expected: u64) -> Result<bool> {
-        let mut docs = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if docs.get(client).map(|d| d.version) != Some(expected) {
+        let mut docs = self.map();
+        if Self::version(&docs, client) != Some(expected) {
             return Ok(false);
         }
         docs.remove(client);
@@ -56,7 +74,7 @@ async fn documents(_: Options) -> Option<Documents<InMemory>> {
 }
 
 mod kit {
-    flash_testkit::keyed_store_tests!(super::documents);
+    flash_testkit::keyed_store_tests!(super::documents, in_process);
 }
 
 async fn bridged(options: Options) -> Option<Harness> {
@@ -85,7 +103,7 @@ async fn an_unreadable_document_counts_as_empty() {
         &client,
         Versioned::new(b"not json".to_vec(), 7),
         None,
-        SystemTime::now(),
+        SystemTime::now() + std::time::Duration::from_secs(60),
     )
     .await
     .expect("put");

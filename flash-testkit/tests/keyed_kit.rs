@@ -3,8 +3,9 @@
 use flash_core::storage::MemoryStore;
 use flash_testkit::Options;
 
-async fn memory(_: Options) -> Option<MemoryStore> {
-    Some(MemoryStore::new())
+/// A store of the test's own, sweeping as often as the kit asks.
+async fn memory(options: Options) -> Option<MemoryStore> {
+    Some(MemoryStore::new().with_sweep_interval(options.sweep_interval))
 }
 
-flash_testkit::keyed_store_tests!(memory);
+flash_testkit::keyed_store_tests!(memory, in_process);

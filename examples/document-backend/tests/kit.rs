@@ -12,7 +12,7 @@ async fn harness(options: Options) -> Option<Harness> {
 }
 
 mod kit {
-    flash_testkit::keyed_store_tests!(super::store);
+    flash_testkit::keyed_store_tests!(super::store, in_process);
 }
 
 mod conformance {

@@ -1290,4 +1290,115 @@ pub(crate) async fn sweep_beside_live_requests(store: &SqlStore, dead: u64) {
     for client in pending {
         assert_eq!(take(store, &client).await, ["stays"]);
     }
+
+/// A store for the keyed-store kit: its sweeper runs every `Options::sweep_interval` (expired
+/// rows must leave the table: the kit checks), and the kit counts a client's rows directly.
+pub(crate) fn inspected(
+    store: SqlStore,
+    options: &Options,
+) -> flash_testkit::keyed_kit::Inspected<SqlStore> {
+    let sweeper = store
+        .spawn_sweeper(options.sweep_interval)
+        .expect("a sweeper inside the kit's runtime");
+    let raw = store.clone();
+    flash_testkit::keyed_kit::Inspected::new(store, move |client: ClientId| {
+        let raw = raw.clone();
+        async move { count_rows(&raw, &client).await }
+    })
+    .keeping(sweeper)
+}
+
+/// The rows `client` has in the store's table, expired or not.
+pub(crate) async fn count_rows(store: &SqlStore, client: &ClientId) -> flash_core::Result<usize> {
+    let table = store.table();
+    let fail = |err: sqlx::Error| {
+        flash_core::Error::with_source(ErrorKind::Backend, "counting a client's rows", err)
+    };
+    let mut count: i64 = 0;
+    #[cfg(feature = "postgres")]
+    if let Some(pool) = store.postgres_pool() {
+        count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM \"{table}\" WHERE client = $1"
+        )))
+        .bind(client.as_bytes().to_vec())
+        .fetch_one(pool)
+        .await
+        .map_err(fail)?;
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(pool) = store.mysql_pool() {
+        count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM `{table}` WHERE client = ?"
+        )))
+        .bind(client.as_bytes().to_vec())
+        .fetch_one(pool)
+        .await
+        .map_err(fail)?;
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(pool) = store.sqlite_pool() {
+        count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM \"{table}\" WHERE client = ?"
+        )))
+        .bind(client.as_bytes().to_vec())
+        .fetch_one(pool)
+        .await
+        .map_err(fail)?;
+    }
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
+/// The keyed-store kit's factories: a table (or SQLite file) per test namespace, swept.
+pub(crate) async fn postgres_inspected(
+    options: Options,
+) -> Option<flash_testkit::keyed_kit::Inspected<SqlStore>> {
+    let store = postgres_kit(options.clone()).await?;
+    Some(inspected(store, &options))
+}
+
+pub(crate) async fn mysql_inspected(
+    options: Options,
+) -> Option<flash_testkit::keyed_kit::Inspected<SqlStore>> {
+    let store = mysql_kit(options.clone()).await?;
+    Some(inspected(store, &options))
+}
+
+pub(crate) async fn sqlite_inspected(
+    options: Options,
+) -> Option<flash_testkit::keyed_kit::Inspected<SqlStore>> {
+    let store = sqlite_kit(options.clone()).await?;
+    Some(inspected(store, &options))
+}
+
+/// The URL of `url`'s server with its host and port replaced by `addr`.
+fn at_addr(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => (format!("{userinfo}@"), rest),
+        None => (String::new(), rest),
+    };
+    let tail = rest.find(['/', '?']).map_or("", |end| &rest[end..]);
+    format!("{scheme}://{userinfo}{addr}{tail}")
+}
+
+/// The kit's outage factories: the store built lazily against `addr`, bounded by the kit's
+/// deadline.
+pub(crate) async fn postgres_at(
+    options: Options,
+    addr: std::net::SocketAddr,
+) -> flash_core::Result<SqlStore> {
+    SqlStore::builder(at_addr(&postgres_url(), addr))
+        .table(table_for(&options.namespace))
+        .call_timeout(options.call_timeout)
+        .connect_lazy()
+}
+
+pub(crate) async fn mysql_at(
+    options: Options,
+    addr: std::net::SocketAddr,
+) -> flash_core::Result<SqlStore> {
+    SqlStore::builder(at_addr(&mysql_url(), addr))
+        .table(table_for(&options.namespace))
+        .call_timeout(options.call_timeout)
+        .connect_lazy()
 }
