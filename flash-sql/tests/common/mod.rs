@@ -1290,6 +1290,7 @@ pub(crate) async fn sweep_beside_live_requests(store: &SqlStore, dead: u64) {
     for client in pending {
         assert_eq!(take(store, &client).await, ["stays"]);
     }
+}
 
 /// A store for the keyed-store kit: its sweeper runs every `Options::sweep_interval` (expired
 /// rows must leave the table: the kit checks), and the kit counts a client's rows directly.
