@@ -126,7 +126,12 @@ fn classify(
             ErrorKind::Unavailable,
             format!("{at}: the store was closed"),
         ),
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+        // A protocol error too: a connection the server closed mid-handshake (a lazy pool
+        // connects inside the call) is nothing to talk to, as at `connect_failure`.
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => {
             (ErrorKind::Unavailable, format!("{at}: connection failed"))
         }
         sqlx::Error::Configuration(_) | sqlx::Error::InvalidArgument(_) => {
@@ -253,6 +258,7 @@ mod tests {
             sqlx::Error::PoolClosed,
             sqlx::Error::WorkerCrashed,
             sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            sqlx::Error::Protocol("expected a message, got end of stream".into()),
         ] {
             assert_eq!(
                 classify_kind(&err, Driver::Postgres),
