@@ -291,8 +291,9 @@ where
 /// - `at = store_at`: the store talks to a server. `store_at` is an
 ///   `async fn(Options, SocketAddr) -> flash_core::Result<S>` that builds the same store to
 ///   talk to the given address instead, with [`Options::call_timeout`] as its deadline and
-///   without reaching the server yet. The outage tests point it at a closed port and at a
-///   server that accepts and never answers: every call must fail with
+///   without reaching the server yet. The outage tests point it at a closed port, at a
+///   server that accepts and never answers, and at one that hangs up at once: every call must
+///   fail with
 ///   [`ErrorKind::Unavailable`] within the deadline, never answer "no messages".
 /// - `in_process`: the store has no server to lose (memory, a file opened in the process).
 ///
@@ -342,6 +343,7 @@ macro_rules! keyed_store_tests {
             $at;
             a_closed_port_is_unavailable,
             a_server_that_never_answers_is_unavailable,
+            a_server_that_hangs_up_is_unavailable,
         );
     };
     ($factory:expr $(,)?) => {
@@ -1103,6 +1105,23 @@ pub async fn a_server_that_never_answers_is_unavailable(at: ServerAt) {
     });
     outage(at, addr, "a server that never answers").await;
     silent.abort();
+}
+
+/// The store pointed at a server that accepts each connection and closes it at once (a
+/// failing server): every call fails with [`ErrorKind::Unavailable`] within its deadline; a
+/// lease never answers "no messages".
+pub async fn a_server_that_hangs_up_is_unavailable(at: ServerAt) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free local port");
+    let addr = listener.local_addr().expect("its address");
+    let closing = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    outage(at, addr, "a server that hangs up at once").await;
+    closing.abort();
 }
 
 async fn outage(at: ServerAt, addr: SocketAddr, what: &str) {

@@ -180,6 +180,7 @@ async fn a_lease_answering_no_messages_on_error_fails_the_kit() {
     let b = Breakage::EmptyOnError;
     assert!(panics(kit::a_closed_port_is_unavailable(at(b))).await);
     assert!(panics(kit::a_server_that_never_answers_is_unavailable(at(b))).await);
+    assert!(panics(kit::a_server_that_hangs_up_is_unavailable(at(b))).await);
 }
 
 /// A call without a deadline hangs on a server that never answers: the kit fails it (it
@@ -197,4 +198,5 @@ async fn an_outage_of_the_wrong_kind_fails_the_kit() {
     let b = Breakage::WrongKind;
     assert!(panics(kit::a_closed_port_is_unavailable(at(b))).await);
     assert!(panics(kit::a_server_that_never_answers_is_unavailable(at(b))).await);
+    assert!(panics(kit::a_server_that_hangs_up_is_unavailable(at(b))).await);
 }
