@@ -3,6 +3,7 @@
 
 mod config;
 mod store;
+mod value;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, RedisStoreBuilder,

@@ -17,6 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
 
 use crate::config::{RedisStoreBuilder, Target};
+use crate::value;
 
 /// The Lua scripts, compiled into the crate. Each is one `EVALSHA`; the `redis` crate loads a
 /// script (`SCRIPT LOAD`) and retries when the server answers `NOSCRIPT`.
@@ -29,17 +30,22 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
+            // Each script is its common path, then the helpers, then its other paths: the
+            // common path returns before Lua has defined a helper.
             append: Script::new(concat!(
+                include_str!("lua/append.lua"),
                 include_str!("lua/common.lua"),
-                include_str!("lua/append.lua")
+                include_str!("lua/append_slow.lua")
             )),
             lease: Script::new(concat!(
+                include_str!("lua/lease.lua"),
                 include_str!("lua/common.lua"),
-                include_str!("lua/lease.lua")
+                include_str!("lua/lease_slow.lua")
             )),
             settle: Script::new(concat!(
+                include_str!("lua/settle.lua"),
                 include_str!("lua/common.lua"),
-                include_str!("lua/settle.lua")
+                include_str!("lua/settle_slow.lua")
             )),
         }
     }
@@ -66,14 +72,14 @@ struct Inner {
     consumed: Mutex<HashMap<(ClientId, LeaseId), Consumed>>,
 }
 
-/// A lease's answer about its own end: the client's value as the lease wrote it (its SHA-1),
-/// and the value once the lease is consumed (empty: no key) with its deadline. A settle that
-/// consumes and appends nothing sends them, and finishes in one command when the value did
-/// not change meanwhile.
+/// What a lease's answer says about its own end: the SHA-1 of the client's value as the lease
+/// wrote it, and the value once the lease is consumed (empty: no key) with its deadline (ms),
+/// computed here from that answer. A settle that consumes and appends nothing sends them, and
+/// finishes in one command when the value did not change meanwhile.
 struct Consumed {
-    sha1: Vec<u8>,
+    sha1: String,
     value: Vec<u8>,
-    deadline: Vec<u8>,
+    deadline: u64,
 }
 
 /// At most this many leases awaiting their settle are remembered (a few MB); past it the
@@ -341,8 +347,9 @@ impl RedisStore {
             .remove(&(*client, *lease))
     }
 
-    fn dedupe_window_ms(&self) -> u128 {
-        millis(MIN_DEDUPE_WINDOW.max(self.inner.call_timeout * 2))
+    fn dedupe_window_ms(&self) -> u64 {
+        u64::try_from(millis(MIN_DEDUPE_WINDOW.max(self.inner.call_timeout * 2)))
+            .unwrap_or(u64::MAX)
     }
 
     /// Applies an append under the operation id `op` (a retry with the same id is applied once).
@@ -363,14 +370,21 @@ impl RedisStore {
             return Ok((false, 0));
         }
         let encoded = encode(messages)?;
+        let now = now_ms();
+        let (window, ttl) = (self.dedupe_window_ms(), ttl_ms(ttl));
+        // The value of a client with nothing stored: every message sent fits an empty client.
+        let id: [u8; 8] = short_id(op).try_into().unwrap_or_default();
+        let fresh = value::fresh(now.saturating_add(ttl), &id, now, &encoded);
         let mut invocation = self.inner.scripts.append.prepare_invoke();
         invocation
             .key(self.client_key(client))
-            .arg(now_ms())
+            .arg(now)
             .arg(short_id(op))
-            .arg(self.dedupe_window_ms().to_string())
-            .arg(millis(ttl).to_string());
-        limit_args(&mut invocation, limits, &encoded);
+            .arg(window)
+            .arg(ttl)
+            .arg(fresh)
+            .arg(ttl.max(window));
+        limit_args(&mut invocation, limits, messages, &encoded);
         let (applied, kept): (i64, i64) = self.run("append", &invocation).await?;
         Ok((applied == 1, kept_count(kept, messages.len())))
     }
@@ -395,20 +409,25 @@ impl RedisStore {
             Outcome::Released => "released",
         };
         let consumed = self.take_consumed(client, lease);
+        let now = now_ms();
         let mut invocation = self.inner.scripts.settle.prepare_invoke();
         invocation
             .key(self.client_key(client))
-            .arg(now_ms())
+            .arg(now)
             .arg(short_id(op))
-            .arg(self.dedupe_window_ms().to_string())
+            .arg(self.dedupe_window_ms())
             .arg(short_id(lease))
             .arg(outcome)
-            .arg(millis(ttl).to_string());
+            .arg(ttl_ms(ttl));
         match &consumed {
-            Some(c) => invocation.arg(&c.sha1).arg(&c.value).arg(&c.deadline),
+            // Nothing left to keep once consumed (or all of it expired meanwhile): GETDEL.
+            Some(c) if c.value.is_empty() || c.deadline <= now => {
+                invocation.arg(&c.sha1).arg("").arg("")
+            }
+            Some(c) => invocation.arg(&c.sha1).arg(&c.value).arg(c.deadline - now),
             None => invocation.arg("").arg("").arg(""),
         };
-        limit_args(&mut invocation, limits, &encoded);
+        limit_args(&mut invocation, limits, append, &encoded);
         let (applied, kept): (i64, i64) = self.run("settle", &invocation).await?;
         Ok((applied == 1, kept_count(kept, append.len())))
     }
@@ -435,34 +454,53 @@ impl KeyedStore for RedisStore {
         lease: &LeaseId,
         lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
+        let now = now_ms();
         let mut invocation = self.inner.scripts.lease.prepare_invoke();
         invocation
             .key(self.client_key(client))
-            .arg(now_ms())
+            .arg(now)
             .arg(short_id(lease))
-            .arg(millis(lease_timeout).to_string())
-            .arg(self.dedupe_window_ms().to_string());
-        let mut raw: Vec<Vec<u8>> = self.run("lease", &invocation).await?;
-        if raw.len() < 3 {
+            .arg(ttl_ms(lease_timeout));
+        let raw: Option<Vec<u8>> = self.run("lease", &invocation).await?;
+        let Some(raw) = raw else {
             return Ok(Vec::new());
-        }
-        let messages = raw.split_off(3);
-        let mut answer = raw.into_iter();
-        let (Some(sha1), Some(value), Some(deadline)) =
-            (answer.next(), answer.next(), answer.next())
-        else {
-            return Ok(Vec::new());
+        };
+        // The value the lease wrote: its messages are those it holds; what is left once they
+        // are consumed is computed here, not in Lua.
+        let parsed = value::Value::parse(&raw)
+            .and_then(|v| v.lease_index(short_id(lease)).map(|mine| (v, mine)));
+        let Some((written, mine)) = parsed else {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "lease on {}: the script answered a value flash cannot read",
+                    describe(&self.inner.target)
+                ),
+            ));
+        };
+        let window = self.dedupe_window_ms();
+        let left = written.consumed(mine, now, window);
+        let deadline = left.deadline(window);
+        let consumed = if left.msgs.is_empty() && left.ops.is_empty() {
+            Vec::new()
+        } else {
+            left.to_bytes()
         };
         self.remember_consumed(
             client,
             lease,
             Consumed {
-                sha1,
-                value,
+                sha1: sha1_smol::Sha1::from(&raw).digest().to_string(),
+                value: consumed,
                 deadline,
             },
         );
-        Ok(decode(client, messages))
+        let held = written
+            .msgs
+            .iter()
+            .filter(|m| m.holder == mine)
+            .map(|m| m.body);
+        Ok(decode(client, held))
     }
 
     async fn settle(
@@ -506,12 +544,19 @@ pub(crate) fn client_key(prefix: &str, client: &ClientId) -> String {
 }
 
 /// The application's clock in ms: the scripts' one time (see the crate docs, "TTL and time").
-fn now_ms() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
-        .to_string()
+fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// A TTL or lease in ms, as the scripts take it.
+fn ttl_ms(duration: Duration) -> u64 {
+    u64::try_from(millis(duration)).unwrap_or(u64::MAX)
 }
 
 /// The 8 bytes of an operation or lease id the scripts keep: one client never has enough live
@@ -535,24 +580,41 @@ fn millis(duration: Duration) -> u128 {
     nanos.div_ceil(1_000_000).min(MAX_MILLIS)
 }
 
-/// Each message with its size as flash counts it ([`Message::size`]): the scripts keep a
-/// running count and size per client and check the limits against them.
-fn encode(messages: &[Message]) -> Result<Vec<(usize, String)>> {
+/// Each message packed as the client's value holds it (visible, its size as flash counts it
+/// ([`Message::size`]), its stored form): the scripts check the limits against the sizes and
+/// append the records as they are.
+fn encode(messages: &[Message]) -> Result<Vec<Vec<u8>>> {
     messages
         .iter()
-        .map(|m| stored_form::to_string(m).map(|json| (m.size(), json)))
+        .map(|m| {
+            let json = stored_form::to_vec(m)?;
+            let mut out = Vec::with_capacity(json.len() + 9);
+            value::record(&mut out, 0, size_of(m), &json);
+            Ok(out)
+        })
         .collect()
 }
 
-/// The limits, then each message as a pair (size, message): the tail of append's and settle's
+/// A message's size as the limits count it, as the value holds it (4 bytes; no message that
+/// fits any limit a store can hold is larger).
+fn size_of(message: &Message) -> u32 {
+    u32::try_from(message.size()).unwrap_or(u32::MAX)
+}
+
+/// The limits, then each message as a pair (size, record): the tail of append's and settle's
 /// arguments.
-fn limit_args(invocation: &mut ScriptInvocation<'_>, limits: &Limits, encoded: &[(usize, String)]) {
+fn limit_args(
+    invocation: &mut ScriptInvocation<'_>,
+    limits: &Limits,
+    messages: &[Message],
+    encoded: &[Vec<u8>],
+) {
     invocation
-        .arg(limits.max_text_len().to_string())
-        .arg(limits.max_messages().to_string())
-        .arg(limits.max_bytes().to_string());
-    for (size, json) in encoded {
-        invocation.arg(size.to_string()).arg(json);
+        .arg(limits.max_text_len())
+        .arg(limits.max_messages())
+        .arg(limits.max_bytes());
+    for (message, record) in messages.iter().zip(encoded) {
+        invocation.arg(message.size()).arg(record.as_slice());
     }
 }
 
@@ -564,9 +626,9 @@ fn kept_count(kept: i64, offered: usize) -> usize {
 /// Decodes leased messages. An entry that is not a message (written by something else) is
 /// skipped with a warning rather than failing every read of the client until its TTL: it stays
 /// under the lease and is deleted with the others when the lease is consumed.
-fn decode(client: &ClientId, raw: Vec<Vec<u8>>) -> Vec<Message> {
+fn decode<'a>(client: &ClientId, raw: impl IntoIterator<Item = &'a [u8]>) -> Vec<Message> {
     raw.into_iter()
-        .filter_map(|bytes| match serde_json::from_slice::<FromStored>(&bytes) {
+        .filter_map(|bytes| match serde_json::from_slice::<FromStored>(bytes) {
             Ok(FromStored(message)) => Some(message),
             Err(err) => {
                 tracing::warn!(%client, error = %err, "flash-redis: skipped a stored entry that is not a message");
@@ -669,7 +731,7 @@ mod tests {
     fn garbage_entries_are_skipped() {
         let client = ClientId::from_bytes([1; 16]);
         let good = stored_form::to_vec(&Message::new(flash_core::Level::INFO, "hi")).expect("json");
-        let out = decode(&client, vec![b"not json".to_vec(), good, b"[1]".to_vec()]);
+        let out = decode(&client, [&b"not json"[..], &good, b"[1]"]);
         assert_eq!(out, vec![Message::new(flash_core::Level::INFO, "hi")]);
     }
 }

@@ -1,46 +1,64 @@
--- flash-redis: helpers shared by the append, lease and settle scripts.
+-- flash-redis: helpers shared by the append, lease and settle scripts, for their slow paths.
+-- The common paths (a new client's append, a read's settle) return before they are needed.
 --
 -- One client is ONE string key, KEYS[1] = "<prefix>:<client id, base64url>", whose value is
--- four MessagePack objects in a row (cmsgpack, built into Redis' Lua):
---   until   when the messages expire (ms; 0 without messages): every append that keeps one
---           moves it to now + ttl
---   ops     { op, at, kept, ... }: the writes applied in the dedupe window (op: the first 8
---           bytes of the operation id; at: when, ms; kept: how many messages it kept), so a
---           retried append or settle is applied once and answers as the first attempt did
---   leases  { id, until, ... }: the live leases (id: the first 8 bytes of the lease id)
---   msgs    { size, json, holder, ... }: the messages, oldest first; size as flash counts it
---           (text + extra tags bytes, computed by the caller); holder: 0 when visible, else
---           the position of its lease in `leases` (1 for the first pair)
+-- packed with Redis' `struct` library (big-endian), so that a script edits it with a few C
+-- calls and string slices (src/value.rs reads and writes the same layout in Rust):
+--   header  magic 0xFA (B), until (I6: when the messages expire, ms; 0 without messages),
+--           op count (B), lease count (B)
+--   ops     per write applied in the dedupe window: id (8 bytes: the first 8 of the
+--           operation id), at (I6, ms), kept (I4): a retried append or settle is applied once
+--           and answers as its first attempt did
+--   leases  per live lease: id (8 bytes), until (I6, ms)
+--   msgs    oldest first: holder (B: 0 visible, k the k-th lease), size (I4: as the limits
+--           count it, computed by the caller), length (I4), flash's stored form (JSON)
 -- The key expires (PX) when both the messages and the dedupe window are over; nothing else
 -- is stored for a client. Every time is ARGV[1], the application's clock in ms.
 
 local NOT_FLASH = 'flash-redis: the key holds something that is not flash data'
+local MAGIC = 250
+local unpack = struct.unpack
+local pack = struct.pack
+local sub = string.sub
 
--- The client's state from the key's value (nil: no key): until, ops, leases, msgs; nil when
--- the key holds something else (the scripts then answer an error, never overwrite it).
+-- The client's state from the key's value (nil: no key): until, ops, leases, msgs as flat
+-- lists (ops: id, at, kept; leases: id, until; msgs: holder, size, stored form); nil when the
+-- key holds something else (the scripts then answer an error, never overwrite it). Ops older
+-- than `window` are dropped (all kept without a window).
 local function decode(raw, now, window)
   if not raw then
     return 0, {}, {}, {}
   end
-  local ok, expires, ops, leases, msgs = pcall(cmsgpack.unpack, raw)
-  if not ok or type(expires) ~= 'number' or type(ops) ~= 'table' or type(leases) ~= 'table'
-    or type(msgs) ~= 'table' then
+  if #raw < 9 or string.byte(raw, 1) ~= MAGIC then
     return nil
+  end
+  local _, expires, nops, nleases, pos = unpack('>BI6BB', raw)
+  local ops, leases, msgs = {}, {}, {}
+  for _ = 1, nops do
+    local at, kept = unpack('>I6I4', raw, pos + 8)
+    if not window or at + window > now then
+      ops[#ops + 1] = sub(raw, pos, pos + 7)
+      ops[#ops + 1] = at
+      ops[#ops + 1] = kept
+    end
+    pos = pos + 18
+  end
+  for _ = 1, nleases do
+    leases[#leases + 1] = sub(raw, pos, pos + 7)
+    leases[#leases + 1] = unpack('>I6', raw, pos + 8)
+    pos = pos + 14
+  end
+  local total = #raw
+  while pos <= total do
+    local holder, size, len = unpack('>BI4I4', raw, pos)
+    msgs[#msgs + 1] = holder
+    msgs[#msgs + 1] = size
+    msgs[#msgs + 1] = sub(raw, pos + 9, pos + 8 + len)
+    pos = pos + 9 + len
   end
   if expires <= now then
     -- The messages are gone at once when their TTL passes, even before the key is.
     expires, leases, msgs = 0, {}, {}
-  end
-  if window then
-    local live = {}
-    for i = 1, #ops, 3 do
-      if ops[i + 1] + window > now then
-        live[#live + 1] = ops[i]
-        live[#live + 1] = ops[i + 1]
-        live[#live + 1] = ops[i + 2]
-      end
-    end
-    ops = live
   end
   return expires, ops, leases, msgs
 end
@@ -58,27 +76,34 @@ end
 -- The packed value; leases no message names any more are dropped (and holders renumbered).
 local function encode(expires, ops, leases, msgs)
   local used, live, renumber = {}, {}, {}
-  for i = 3, #msgs, 3 do
+  for i = 1, #msgs, 3 do
     if msgs[i] > 0 then
       used[msgs[i]] = true
     end
   end
   for k = 1, #leases / 2 do
-    if used[k] then
+    if used[k] and #live < 2 * 255 then
       live[#live + 1] = leases[2 * k - 1]
       live[#live + 1] = leases[2 * k]
       renumber[k] = #live / 2
     end
   end
-  for i = 3, #msgs, 3 do
-    if msgs[i] > 0 then
-      msgs[i] = renumber[msgs[i]]
-    end
-  end
   if #msgs == 0 then
     expires = 0
   end
-  return cmsgpack.pack(expires, ops, live, msgs)
+  local parts = { pack('>BI6BB', MAGIC, expires, #ops / 3, #live / 2) }
+  for i = 1, #ops, 3 do
+    parts[#parts + 1] = ops[i] .. pack('>I6I4', ops[i + 1], ops[i + 2])
+  end
+  for i = 1, #live, 2 do
+    parts[#parts + 1] = live[i] .. pack('>I6', live[i + 1])
+  end
+  for i = 1, #msgs, 3 do
+    -- A holder whose lease was dropped (more than 255 live) is visible again.
+    local holder = msgs[i] > 0 and renumber[msgs[i]] or 0
+    parts[#parts + 1] = pack('>BI4I4', holder, msgs[i + 1], #msgs[i + 2]) .. msgs[i + 2]
+  end
+  return table.concat(parts)
 end
 
 -- When the key must expire: when the messages do and the newest op leaves the window.
@@ -104,7 +129,7 @@ local function store(key, now, window, expires, ops, leases, msgs)
   redis.call('SET', key, value, 'PX', string.format('%d', px))
 end
 
--- How many of the messages ARGV[first..] (triples' first two: size, json) fit the limits
+-- How many of the messages ARGV[first..] (pairs: size, packed record) fit the limits
 -- ARGV[first - 3 .. first - 1] (longest message, most messages, most bytes) beside `count`
 -- messages of `bytes` pending: a prefix, the newest are refused (flash_core's
 -- `Limits::fitting`).
@@ -126,12 +151,14 @@ local function fitting(count, bytes, first)
   return kept
 end
 
--- Appends the first `kept` messages of ARGV[first..] to `msgs`, visible.
+-- Appends the first `kept` messages of ARGV[first..] to `msgs`, visible. Each record is
+-- the caller's packed message (holder 0, size, length, stored form).
 local function push(msgs, kept, first)
   for i = 0, kept - 1 do
-    msgs[#msgs + 1] = tonumber(ARGV[first + 2 * i])
-    msgs[#msgs + 1] = ARGV[first + 2 * i + 1]
+    local record = ARGV[first + 2 * i + 1]
     msgs[#msgs + 1] = 0
+    msgs[#msgs + 1] = tonumber(ARGV[first + 2 * i])
+    msgs[#msgs + 1] = sub(record, 10)
   end
 end
 
@@ -155,7 +182,7 @@ end
 -- The messages' count and bytes.
 local function pending(msgs)
   local bytes = 0
-  for i = 1, #msgs, 3 do
+  for i = 2, #msgs, 3 do
     bytes = bytes + msgs[i]
   end
   return #msgs / 3, bytes

@@ -1,51 +1,37 @@
--- lease: KEYS = {client}; ARGV = {now ms, lease id, lease ms, dedupe window ms}
+-- lease: KEYS = {client}; ARGV = {now ms, lease id, lease ms}
 -- Takes every message that is visible (no lease, an expired lease, or already this lease's),
--- oldest first, and marks it as held by this lease until now + lease ms. Returns {} when it
--- took nothing, else {sha1 of the value written, the value once this lease is consumed (''
--- when nothing would be left), when that value must expire (ms), message, message, ...}: a
--- settle that finds the value unchanged writes the consumed value in one command.
+-- oldest first, and marks it as held by this lease until now + lease ms. Returns false when
+-- it took nothing, else the value it wrote: the caller reads its messages from it, and
+-- computes the value once this lease is consumed (for the settle's one-command path).
 local key = KEYS[1]
 local raw = redis.call('GET', key)
 if not raw then
-  return {}
+  return false
 end
-local now, lease = tonumber(ARGV[1]), ARGV[2]
-local expires, ops, leases, msgs = decode(raw, now, nil)
-if not expires then
-  return redis.error_reply(NOT_FLASH)
-end
-local mine = nil
-for k = 1, #leases / 2 do
-  if leases[2 * k - 1] == lease then
-    mine = k
+local now = tonumber(ARGV[1])
+if #raw >= 9 and string.byte(raw, 1) == 250 and string.byte(raw, 9) == 0 then
+  -- No live lease (the common case): every message is visible; mark each with lease 1.
+  local until_, nops = struct.unpack('>I6B', raw, 2)
+  if until_ <= now then
+    return false
   end
-end
-if not mine then
-  leases[#leases + 1] = lease
-  leases[#leases + 1] = 0
-  mine = #leases / 2
-end
-leases[2 * mine] = now + tonumber(ARGV[3])
-local out, rest = { '', '', '' }, {}
-for i = 3, #msgs, 3 do
-  local holder = msgs[i]
-  if holder == 0 or holder == mine or leases[2 * holder] <= now then
-    msgs[i] = mine
-    out[#out + 1] = msgs[i - 1]
-  else
-    rest[#rest + 1] = msgs[i - 2]
-    rest[#rest + 1] = msgs[i - 1]
-    rest[#rest + 1] = holder
+  local start = 10 + 18 * nops
+  local total = #raw
+  if start > total then
+    return false
   end
+  local parts = {
+    string.sub(raw, 1, 8), '\1', string.sub(raw, 10, start - 1),
+    ARGV[2], struct.pack('>I6', now + tonumber(ARGV[3])),
+  }
+  local pos = start
+  while pos <= total do
+    local len = struct.unpack('>I4', raw, pos + 5)
+    parts[#parts + 1] = '\1'
+    parts[#parts + 1] = string.sub(raw, pos + 1, pos + 8 + len)
+    pos = pos + 9 + len
+  end
+  local value = table.concat(parts)
+  redis.call('SET', key, value, 'KEEPTTL')
+  return value
 end
-if #out == 3 then
-  return {}
-end
-local value = encode(expires, ops, leases, msgs)
-redis.call('SET', key, value, 'KEEPTTL')
-out[1] = redis.sha1hex(value)
-if #rest > 0 or #ops > 0 then
-  out[3] = string.format('%d', deadline(expires, ops, rest, tonumber(ARGV[4])))
-  out[2] = encode(expires, ops, leases, rest)
-end
-return out

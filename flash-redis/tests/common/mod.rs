@@ -228,9 +228,14 @@ pub async fn stored(
     redis::Script::new(
         r"local raw = redis.call('GET', KEYS[1])
         if not raw then return {} end
-        local _, _, _, msgs = cmsgpack.unpack(raw)
+        local _, _, nops, nleases, pos = struct.unpack('>BI6BB', raw)
+        pos = pos + 18 * nops + 14 * nleases
         local out = {}
-        for i = 1, #msgs, 3 do out[#out + 1] = { msgs[i], msgs[i + 1], msgs[i + 2] } end
+        while pos <= #raw do
+          local holder, size, len = struct.unpack('>BI4I4', raw, pos)
+          out[#out + 1] = { size, string.sub(raw, pos + 9, pos + 8 + len), holder }
+          pos = pos + 9 + len
+        end
         return out",
     )
     .key(key)
@@ -248,9 +253,9 @@ pub async fn inject(
     value: &[u8],
 ) {
     let () = redis::Script::new(
-        r"local e, o, l, m = cmsgpack.unpack(redis.call('GET', KEYS[1]))
-        m[#m + 1] = tonumber(ARGV[1]); m[#m + 1] = ARGV[2]; m[#m + 1] = 0
-        redis.call('SET', KEYS[1], cmsgpack.pack(e, o, l, m), 'KEEPTTL')",
+        r"local raw = redis.call('GET', KEYS[1])
+        local record = struct.pack('>BI4I4', 0, tonumber(ARGV[1]), #ARGV[2]) .. ARGV[2]
+        redis.call('SET', KEYS[1], raw .. record, 'KEEPTTL')",
     )
     .key(key)
     .arg(size)
