@@ -809,6 +809,67 @@ mod retried_calls {
         assert_eq!(append(LeaseId::random(), vec![msg("c")]).await, (true, 1));
     }
 
+    /// The client's messages were read and consumed between a write and its retry: the key
+    /// then holds only the recent operations, and the append's path for that key (string
+    /// slices, no helper) still knows the write.
+    #[tokio::test]
+    async fn a_retry_after_its_messages_were_read_is_applied_once() {
+        let Some(store) = store().await else {
+            return;
+        };
+        let limits = Limits::default();
+        let client = ClientId::random();
+        let read = || {
+            let store = store.clone();
+            async move {
+                let lease = LeaseId::random();
+                let got = store.lease(&client, &lease, LONG).await.expect("lease");
+                store
+                    .settle(&client, &lease, Outcome::Consumed, &[], LONG, &limits)
+                    .await
+                    .expect("settle");
+                got
+            }
+        };
+        let (first, second) = (LeaseId::random(), LeaseId::random());
+        let two = [msg("a"), msg("b")];
+        assert_eq!(
+            store
+                .append_as(&first, &client, &two, LONG, &limits)
+                .await
+                .expect("append"),
+            (true, 2)
+        );
+        assert_eq!(read().await, two);
+        assert_eq!(
+            store
+                .append_as(&first, &client, &two, LONG, &limits)
+                .await
+                .expect("retry"),
+            (false, 2),
+            "a retry after the read answers what the first attempt kept"
+        );
+        assert_eq!(
+            store
+                .append_as(&second, &client, &[msg("c")], LONG, &limits)
+                .await
+                .expect("append"),
+            (true, 1),
+            "another operation is another write"
+        );
+        assert_eq!(read().await, [msg("c")]);
+        for op in [first, second] {
+            assert!(
+                !store
+                    .append_as(&op, &client, &two, LONG, &limits)
+                    .await
+                    .expect("retry")
+                    .0
+            );
+        }
+        assert!(read().await.is_empty(), "no retry wrote anything");
+    }
+
     #[tokio::test]
     async fn a_retried_write_answers_what_the_first_attempt_kept() {
         let Some(store) = store().await else {

@@ -9,7 +9,32 @@
 -- the caller packed (every message it sends fits an empty client): SET NX GET writes only if
 -- the key is absent, and otherwise answers its value without writing.
 local key = KEYS[1]
-local raw = redis.call('SET', key, ARGV[5], 'NX', 'PX', ARGV[6], 'GET')
+local fresh = ARGV[5]
+local raw = redis.call('SET', key, fresh, 'NX', 'PX', ARGV[6], 'GET')
+local offered = (#ARGV - 9) / 2
 if not raw then
-  return { 1, (#ARGV - 9) / 2 }
+  return { 1, offered }
+end
+local now = tonumber(ARGV[1])
+local nops = #raw >= 9 and string.byte(raw, 1) == 250 and string.byte(raw, 8)
+if nops and string.byte(raw, 9) == 0 and #raw == 9 + 18 * nops then
+  -- The key holds only recent operations (the client's last message was read within the
+  -- dedupe window): the new client's value, with the operations still in the window kept
+  -- before the new one, at most 31 of them.
+  local op, oldest = ARGV[2], now - tonumber(ARGV[3])
+  local ops = {}
+  for pos = 10, 9 + 18 * nops, 18 do
+    if string.sub(raw, pos, pos + 7) == op then
+      return { 0, (struct.unpack('>I4', raw, pos + 14)) }
+    end
+    if struct.unpack('>I6', raw, pos + 8) > oldest then
+      ops[#ops + 1] = string.sub(raw, pos, pos + 17)
+    end
+  end
+  while #ops > 31 do
+    table.remove(ops, 1)
+  end
+  redis.call('SET', key, string.sub(fresh, 1, 7) .. string.char(#ops + 1, 0)
+    .. table.concat(ops) .. string.sub(fresh, 10), 'PX', ARGV[6])
+  return { 1, offered }
 end

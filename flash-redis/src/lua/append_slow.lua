@@ -1,4 +1,4 @@
-local now, op = tonumber(ARGV[1]), ARGV[2]
+local op = ARGV[2]
 local window, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local expires, ops, leases, msgs = decode(raw, now, window)
 if not expires then
