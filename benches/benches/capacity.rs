@@ -11,7 +11,9 @@
 //!   script ran included) over `C` cycles, each a POST that adds one message and a GET that
 //!   reads and consumes it, divided by `C`;
 //! - **server CPU per cycle**: `INFO cpu` (`used_cpu_sys + used_cpu_user`: all of Redis' CPU,
-//!   network included) over the same cycles.
+//!   network included) over the same cycles;
+//! - **Redis' own cost of one key**: `N` keys named as flash names a client, each with a 1-byte
+//!   value and an expiry, the least any one-key-per-client layout can cost.
 //!
 //! Each beside the **floor**, the fewest plain commands that do the same over one pooled
 //! connection: `RPUSH` + `EXPIRE` at the POST, `LRANGE` + `DEL` at the GET (and the same four
@@ -23,6 +25,9 @@
 //! (default 2 000 per round), `FLASH_CAPACITY_ROUNDS` (default 5), `FLASH_CAPACITY_WINDOW`
 //! (seconds to wait for the dedupe window before the second memory reading; default 61, 0 skips
 //! it). Without `redis-server` installed the Redis part prints one line and is skipped.
+//!
+//! The tables go to stdout and to `<criterion dir>/flash-facts/capacity-redis.json`, from
+//! which `scripts/bench-report` writes section 7 of BENCHMARKS.md.
 #![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
 
 use std::collections::BTreeMap;
@@ -139,15 +144,16 @@ async fn cpu_seconds(admin: &mut ConnectionManager) -> f64 {
     field("used_cpu_sys") + field("used_cpu_user")
 }
 
-/// Calls per command since the last `CONFIG RESETSTAT`, the admin's own left out.
-async fn commandstats(admin: &mut ConnectionManager) -> BTreeMap<String, u64> {
+/// Calls and µs of command time per command since the last `CONFIG RESETSTAT`, the admin's
+/// own left out.
+async fn commandstats(admin: &mut ConnectionManager) -> BTreeMap<String, (u64, u64)> {
     info(admin, "commandstats")
         .await
         .into_iter()
         .filter_map(|(k, v)| {
             let name = k.strip_prefix("cmdstat_")?.to_owned();
-            let calls = v.split(',').find_map(|f| f.strip_prefix("calls="))?;
-            Some((name, calls.parse().ok()?))
+            let field = |key: &str| v.split(',').find_map(|f| f.strip_prefix(key))?.parse().ok();
+            Some((name, (field("calls=")?, field("usec=")?)))
         })
         .filter(|(name, _)| !matches!(name.as_str(), "info" | "config|resetstat" | "ping"))
         .collect()
@@ -272,7 +278,9 @@ async fn floor_cycle(conn: &mut ConnectionManager, key: &str, pipelined: bool) -
 struct Batch {
     commands: f64,
     cpu_us: f64,
-    mix: BTreeMap<String, u64>,
+    /// Command time (`INFO commandstats`' usec): the server's work without the network's.
+    command_us: f64,
+    mix: BTreeMap<String, (u64, u64)>,
 }
 
 async fn measure<F, Fut>(admin: &mut ConnectionManager, cycles: usize, run: F) -> Batch
@@ -285,17 +293,25 @@ where
     run().await;
     let cpu = cpu_seconds(admin).await - cpu;
     let mix = commandstats(admin).await;
-    let total: u64 = mix.values().sum();
+    let total: u64 = mix.values().map(|(calls, _)| calls).sum();
+    let usec: u64 = mix.values().map(|(_, usec)| usec).sum();
     Batch {
         commands: total as f64 / cycles as f64,
+        command_us: usec as f64 / cycles as f64,
         cpu_us: cpu * 1e6 / cycles as f64,
         mix,
     }
 }
 
-fn mix_line(mix: &BTreeMap<String, u64>, cycles: usize) -> String {
+fn mix_line(mix: &BTreeMap<String, (u64, u64)>, cycles: usize) -> String {
     mix.iter()
-        .map(|(name, calls)| format!("{name} {:.2}", *calls as f64 / cycles as f64))
+        .map(|(name, (calls, usec))| {
+            format!(
+                "{name} {:.2} ({:.1} µs each)",
+                *calls as f64 / cycles as f64,
+                *usec as f64 / (*calls).max(1) as f64
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -339,6 +355,24 @@ async fn redis_capacity() {
         .query_async(&mut admin)
         .await
         .expect("FLUSHALL");
+    // Redis' own cost of a key named as flash names a client, a 1-byte value, an expiry.
+    let before = used_memory(&mut admin).await;
+    for i in 0..clients {
+        let key = format!("flash:{i:022x}");
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg("x")
+            .arg("PX")
+            .arg(604_800_000)
+            .query_async(&mut floor_conn)
+            .await
+            .expect("a bare key");
+    }
+    let key_bytes = (used_memory(&mut admin).await - before) / clients as f64;
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut admin)
+        .await
+        .expect("FLUSHALL");
     let before = used_memory(&mut admin).await;
     let mut cookies = Vec::with_capacity(clients);
     for _ in 0..clients {
@@ -359,6 +393,7 @@ async fn redis_capacity() {
     };
     let (mut f_cmd, mut f_cpu, mut l_cmd, mut l_cpu, mut p_cpu) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut f_work, mut l_work) = (Vec::new(), Vec::new());
     let (mut ratio, mut ratio_pipe) = (Vec::new(), Vec::new());
     let (mut flash_mix, mut floor_mix) = (BTreeMap::new(), BTreeMap::new());
     for _ in 0..rounds {
@@ -389,6 +424,8 @@ async fn redis_capacity() {
         ratio.push(f.cpu_us / l.cpu_us);
         ratio_pipe.push(f.cpu_us / p.cpu_us);
         f_cmd.push(f.commands);
+        f_work.push(f.command_us);
+        l_work.push(l.command_us);
         f_cpu.push(f.cpu_us);
         l_cmd.push(l.commands);
         l_cpu.push(l.cpu_us);
@@ -419,6 +456,11 @@ async fn redis_capacity() {
         None
     };
 
+    let version = info(&mut admin, "server")
+        .await
+        .get("redis_version")
+        .cloned()
+        .unwrap_or_default();
     println!();
     println!("| Redis, per pending client or PRG cycle | flash | floor | flash / floor |");
     println!("|---|---|---|---|");
@@ -464,6 +506,40 @@ async fn redis_capacity() {
         "CPU ratio per round (flash / floor): {}",
         ratio_list.join(" ")
     );
+    println!("Redis' own cost of one key (1-byte value, expiry): {key_bytes:.0} B");
+    let (work, floor_work) = (median(&mut f_work), median(&mut l_work));
+    println!(
+        "command time per cycle (`INFO commandstats` usec, no network): flash {work:.1} µs, floor {floor_work:.1} µs"
+    );
+
+    let (cpu, floor_cpu, pipe_cpu) = (median(&mut f_cpu), median(&mut l_cpu), median(&mut p_cpu));
+    let facts = serde_json::json!({
+        "store": format!("Redis {version}"),
+        "clients": clients,
+        "cycles": cycles,
+        "rounds": rounds,
+        "window_s": window,
+        "bytes_during": during,
+        "bytes_after": after,
+        "bytes_floor": floor_bytes,
+        "bytes_key": key_bytes,
+        "commands": fc,
+        "commands_floor": lc,
+        "cpu_us": cpu,
+        "cpu_floor_us": floor_cpu,
+        "cpu_pipelined_floor_us": pipe_cpu,
+        "cpu_ratio": median(&mut ratio),
+        "cpu_ratio_pipelined": median(&mut ratio_pipe),
+        "cpu_ratios": ratio,
+        "command_us": work,
+        "command_floor_us": floor_work,
+        "mix": mix_line(&flash_mix, cycles),
+        "floor_mix": mix_line(&floor_mix, cycles),
+    });
+    match flash_benches::write_facts("capacity-redis", &facts) {
+        Ok(path) => println!("facts: {}", path.display()),
+        Err(err) => println!("facts not written: {err}"),
+    }
 }
 
 fn main() {
