@@ -68,6 +68,11 @@ impl LeaseId {
         LeaseId(bytes)
     }
 
+    /// The id from its bytes (a lease named in the carry cookie).
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        LeaseId(bytes)
+    }
+
     /// The id's bytes.
     pub const fn as_bytes(&self) -> &[u8; 16] {
         &self.0
@@ -89,6 +94,62 @@ impl fmt::Display for LeaseId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
     }
+}
+
+/// The id of one write (an append or a settle): the same write sent again under the same id is
+/// applied at most once by a store that remembers operations
+/// ([`KeyedStore::remembers_operations`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OperationId([u8; 16]);
+
+impl OperationId {
+    /// A fresh random operation id.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        crate::random::fill(&mut bytes);
+        OperationId(bytes)
+    }
+
+    /// The id from its bytes.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        OperationId(bytes)
+    }
+
+    /// The id's bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// The id as 32 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl fmt::Debug for OperationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OperationId({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for OperationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// 32 hex digits as 16 bytes.
+fn unhex(text: &str) -> Option<[u8; 16]> {
+    let digits = text.as_bytes();
+    if digits.len() != 32 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut out = [0u8; 16];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 /// `bytes` as lowercase hex digits: the one hex encoder of the workspace.
@@ -142,6 +203,22 @@ pub enum Outcome {
 ///   and not to end more than 0.7 s early: coarser timers, or a clock between the
 ///   application and the server that is off by more, fail it.
 /// - Limits are counted against everything pending for the client, leased messages included.
+/// - **A settle is idempotent on its lease.** Settling a lease again (the bridge finishing a
+///   settle whose answer never came) ends only what the lease still holds: nothing, once the
+///   first settle was applied. Only its `append` is new each time, unless the store remembers
+///   operations.
+/// - **Operations, when the store remembers them** ([`KeyedStore::remembers_operations`]
+///   returns `Some(window)`): [`append_once`](KeyedStore::append_once) and
+///   [`settle_once`](KeyedStore::settle_once) name their write with an [`OperationId`]; a write
+///   sent again under an id the client's store applied within `window` is not applied again
+///   (no message added twice, no lease ended twice) and answers what the first one kept. Appends
+///   and settles share one space of ids, per client. The bridge sends a write again when its
+///   answer never came (a call past its deadline may still be applied later, when a stalled
+///   connection delivers it): with this rule the late copy and the re-sent one are one write,
+///   which is what makes a message carried across an outage show once. A store that cannot
+///   keep recent ids returns `None` (the default) and its `_once` calls are plain ones; the
+///   bridge then counts what may show twice
+///   ([`observe::MAYBE_DUPLICATED`](crate::observe::MAYBE_DUPLICATED)).
 ///
 /// Without atomic server-side operations, write a [`DocumentStore`](crate::storage::DocumentStore)
 /// instead: [`Documents`](crate::storage::Documents) implements this trait over it.
@@ -180,6 +257,46 @@ pub trait KeyedStore: Send + Sync + 'static {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize>;
+
+    /// How long the store remembers the id of a write it applied for a client (see the
+    /// trait's contract, "Operations"); `None` (the default): it does not, and
+    /// [`append_once`](Self::append_once) and [`settle_once`](Self::settle_once) are
+    /// [`append`](Self::append) and [`settle`](Self::settle).
+    fn remembers_operations(&self) -> Option<Duration> {
+        None
+    }
+
+    /// [`append`](Self::append) under the operation id `op`: applied once however often it is
+    /// sent within the store's window. The default forgets `op`.
+    async fn append_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        let _ = op;
+        self.append(client, messages, ttl, limits).await
+    }
+
+    /// [`settle`](Self::settle) under the operation id `op`: applied once however often it is
+    /// sent within the store's window. The default forgets `op`.
+    #[allow(clippy::too_many_arguments)] // settle's arguments and the operation id
+    async fn settle_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        let _ = op;
+        self.settle(client, lease, outcome, append, ttl, limits)
+            .await
+    }
 }
 
 #[async_trait]
@@ -214,6 +331,38 @@ impl<S: KeyedStore + ?Sized> KeyedStore for Arc<S> {
     ) -> Result<usize> {
         (**self)
             .settle(client, lease, outcome, append, ttl, limits)
+            .await
+    }
+
+    fn remembers_operations(&self) -> Option<Duration> {
+        (**self).remembers_operations()
+    }
+
+    async fn append_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        (**self)
+            .append_once(op, client, messages, ttl, limits)
+            .await
+    }
+
+    async fn settle_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        (**self)
+            .settle_once(op, client, lease, outcome, append, ttl, limits)
             .await
     }
 }
@@ -306,12 +455,183 @@ impl<S: KeyedStore> HeldLease<S> {
     }
 }
 
+/// One write whose answer never came (or that never reached the store), carried in the carry
+/// cookie until the store answers. A store call past its deadline may still be applied later
+/// (a stalled connection delivers it when it heals), so the write keeps its operation id: the
+/// next request sends it again under that id, and a store that remembers operations applies
+/// the late copy and the re-sent one once.
+#[derive(Clone, Debug)]
+struct PendingWrite {
+    op: OperationId,
+    /// A settle's lease and outcome; `None`: an append.
+    settle: Option<(LeaseId, Outcome)>,
+    /// What the write appends that no page has shown yet.
+    messages: Vec<Message>,
+    /// The digests ([`digest`]) of what it appends that a page showed from the cookie, while
+    /// the store did not answer: if the store applied the write after all, those copies are
+    /// hidden from the next page and consumed. A digest, not the message: a few bytes of the
+    /// 4 KB cookie each.
+    shown: Vec<u64>,
+}
+
+impl PendingWrite {
+    fn append(messages: Vec<Message>) -> Self {
+        PendingWrite {
+            op: OperationId::random(),
+            settle: None,
+            messages,
+            shown: Vec::new(),
+        }
+    }
+
+    /// What to send again under the write's id: its unshown messages, or a placeholder when
+    /// everything it appends was shown (a store may record an id only when a write appends
+    /// something, and the id must be recorded for the late copy to be refused).
+    fn to_send(&self) -> Vec<Message> {
+        if self.messages.is_empty() && !self.shown.is_empty() {
+            vec![placeholder()]
+        } else {
+            self.messages.clone()
+        }
+    }
+}
+
+/// The text of a placeholder: the message the bridge appends under the id of a write whose
+/// messages were all shown, so that the store records the id. Every read of the bridge hides
+/// and consumes it; no page ever shows it.
+const PLACEHOLDER_TEXT: &str = "flash: placeholder of a write already shown";
+
+fn placeholder() -> Message {
+    Message::new(crate::level::Level::new(i32::MIN), PLACEHOLDER_TEXT)
+}
+
+fn is_placeholder(message: &Message) -> bool {
+    message.level == crate::level::Level::new(i32::MIN) && message.text == PLACEHOLDER_TEXT
+}
+
+/// A message's digest for the carry cookie's records of shown messages: FNV-1a over what
+/// tells two messages apart (`Message`'s equality: level and text). Not a secret (the cookie
+/// is signed); a collision would hide one of two messages with the same digest from the page
+/// after an outage, never lose one from the store (hidden copies are consumed only when
+/// found).
+fn digest(message: &Message) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let level = message.level.value().to_le_bytes();
+    for byte in level.iter().chain(message.text.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Removes from `messages` the first message with digest `d`; whether one was found.
+fn remove_digest(messages: &mut Vec<Message>, d: u64) -> bool {
+    match messages.iter().position(|m| digest(m) == d) {
+        Some(i) => {
+            messages.remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The carry cookie's JSON: `{"w": [write, ...]}`, each write
+/// `{"op": hex, "lease": hex, "consumed": bool, "m": [stored form, ...], "h": [hex digest, ...]}`.
+/// A cookie written before operation ids (a plain list of messages) still reads, as one append.
+#[derive(serde::Deserialize)]
+struct CarryJson {
+    w: Vec<WriteJson>,
+}
+
+#[derive(serde::Deserialize)]
+struct WriteJson {
+    op: String,
+    #[serde(default)]
+    lease: Option<String>,
+    #[serde(default)]
+    consumed: bool,
+    m: Vec<crate::storage::stored_form::FromStored>,
+    #[serde(default)]
+    h: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+struct CarryOut<'a> {
+    w: Vec<WriteOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct WriteOut<'a> {
+    op: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    consumed: bool,
+    m: Vec<crate::storage::stored_form::AsStored<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    h: Vec<String>,
+}
+
+fn encode_writes(writes: &[PendingWrite]) -> Option<Vec<u8>> {
+    let out = CarryOut {
+        w: writes
+            .iter()
+            .map(|w| WriteOut {
+                op: w.op.to_hex(),
+                lease: w.settle.map(|(l, _)| l.to_hex()),
+                consumed: matches!(w.settle, Some((_, Outcome::Consumed))),
+                m: w.messages
+                    .iter()
+                    .map(crate::storage::stored_form::AsStored)
+                    .collect(),
+                h: w.shown.iter().map(|d| format!("{d:016x}")).collect(),
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&out).ok()
+}
+
+fn decode_writes(json: &[u8]) -> Option<Vec<PendingWrite>> {
+    if let Ok(old) = crate::storage::stored_form::list_from_slice(json) {
+        return Some(vec![PendingWrite::append(old)]);
+    }
+    let carry: CarryJson = serde_json::from_slice(json).ok()?;
+    carry
+        .w
+        .into_iter()
+        .map(|w| {
+            let op = OperationId(unhex(&w.op)?);
+            let settle = match w.lease {
+                Some(lease) => Some((
+                    LeaseId(unhex(&lease)?),
+                    if w.consumed {
+                        Outcome::Consumed
+                    } else {
+                        Outcome::Released
+                    },
+                )),
+                None => None,
+            };
+            let shown =
+                w.h.iter()
+                    .map(|d| u64::from_str_radix(d, 16).ok())
+                    .collect::<Option<Vec<u64>>>()?;
+            Some(PendingWrite {
+                op,
+                settle,
+                messages: w.m.into_iter().map(|m| m.0).collect(),
+                shown,
+            })
+        })
+        .collect()
+}
+
 /// The carry cookie of a request.
 enum CarryIn {
     Absent,
     /// Present but not validly signed, or not messages: ignored and deleted.
     Invalid,
-    Valid(Vec<Message>),
+    Valid(Vec<PendingWrite>),
 }
 
 /// What one save needs besides the messages.
@@ -333,6 +653,12 @@ struct KeyedToken<S: KeyedStore> {
     carry_sent: bool,
     /// The store failed at load and the carried messages were shown alone.
     load_error: Option<Error>,
+    /// The store did not answer at load (or there is no client id to ask for): the carried
+    /// writes, unfinished; the loaded messages are their unshown messages, in order.
+    unfinished: Option<Vec<PendingWrite>>,
+    /// How many leased messages were hidden from the page, as copies of messages shown before:
+    /// the settle consumes them even when the request consumes nothing.
+    hidden: usize,
 }
 
 /// A [`Storage`] over any [`KeyedStore`]: the client is identified by a random 128-bit id in a
@@ -341,7 +667,8 @@ struct KeyedToken<S: KeyedStore> {
 /// Store calls: none for a request without a valid id cookie that adds nothing, none for a
 /// request that neither reads nor adds, one (`append`) for a request that only adds, one
 /// (`lease`) per read, and one (`settle`, which also appends) at the response of a read that
-/// found messages.
+/// found messages; after a fault, one more per write carried in the cookie, in the client's
+/// next request.
 ///
 /// # The id cookie
 ///
@@ -372,10 +699,19 @@ struct KeyedToken<S: KeyedStore> {
 ///   the store's messages first, then the carried ones, once; a read while the store is still
 ///   down shows the carried ones alone. Carried messages not consumed move into the store as
 ///   soon as it answers. A carry cookie that fails verification is ignored and deleted.
+/// - Exactly once across the fault: each write is named by an [`OperationId`], and one that
+///   failed is carried under it (a settle with its lease). The client's next request finishes
+///   the carried writes first, sending each again under its id, before it reads: a store that
+///   remembers operations ([`KeyedStore::remembers_operations`]) applies the late copy of an
+///   append (or settle) and the re-sent one once, and a settle cut after its page was shown is
+///   finished before its lease can expire. A carried message shown while the store was down is
+///   remembered as shown in the cookie; if its write reaches the store after all, that copy is
+///   hidden from the next page and consumed.
 ///   The price, where exactly once cannot be had: a carried message lives in the browser, so
-///   two tabs reading at once may both show it; an `append` or `settle` that timed out but
-///   was applied after all shows its messages twice; and messages read by a request whose
-///   `settle` failed are shown again after the lease timeout. Shown twice is better than lost.
+///   two tabs reading at once may both show it; with a store that forgets operations, a write
+///   applied late after the client's next read shows its messages twice (counted in
+///   [`observe::MAYBE_DUPLICATED`](crate::observe::MAYBE_DUPLICATED)). Shown twice is better
+///   than lost.
 ///
 /// The deadline runs on Tokio's timer with the `tokio` feature (the default), which needs a
 /// Tokio runtime with its time driver enabled, as every Tokio-based framework runs. Without
@@ -535,44 +871,71 @@ impl<S: KeyedStore> ServerStorage<S> {
         };
         self.keys
             .verify_token(&self.carry_name, value)
-            .and_then(|json| crate::storage::stored_form::list_from_slice(&json).ok())
+            .and_then(|json| decode_writes(&json))
             .map_or(CarryIn::Invalid, CarryIn::Valid)
     }
 
-    /// Writes as many of `messages` as fit `limits` and one `Set-Cookie` line into the carry
-    /// cookie (the oldest: a prefix, as a store keeps them); returns the rest.
+    /// Writes `writes` into the carry cookie within `limits` and one `Set-Cookie` line (or
+    /// removes the cookie when nothing is left and the request sent one); returns the unshown
+    /// messages that did not fit (the newest). What must not be lost goes first: the records
+    /// of shown messages give way before any unshown message does (each one given up may show
+    /// twice, and is counted).
     fn write_carry(
         &self,
-        mut messages: Vec<Message>,
+        mut writes: Vec<PendingWrite>,
         limits: &Limits,
         carry_sent: bool,
         response: &mut HeaderMap,
     ) -> Vec<Message> {
-        let overhead = self.cookie.line_overhead(&self.carry_name, Some(self.ttl));
-        let value = |n: usize| {
-            let json = crate::storage::stored_form::list_to_vec(&messages[..n]).ok()?;
-            let value = self.keys.sign_token(&self.carry_name, &json);
-            (overhead + value.len() <= MAX_COOKIE_LINE).then_some(value)
-        };
-        // The line grows with each message: search the longest prefix that fits.
-        let (mut fit, mut over) = (0, limits.fitting(0, 0, &messages) + 1);
-        let mut best = None;
-        while fit + 1 < over {
-            let mid = (fit + over) / 2;
-            match value(mid) {
-                Some(v) => (fit, best) = (mid, Some(v)),
-                None => over = mid,
+        let backend = crate::observe::backend_name::<S>();
+        let mut dropped = Vec::new();
+        // The client's limits on what is carried (the oldest fit), and a first cut by size: a
+        // message never takes fewer bytes in the cookie than its size.
+        let unshown: Vec<Message> = writes.iter().flat_map(|w| w.messages.clone()).collect();
+        let mut excess = unshown.len() - limits.fitting(0, 0, &unshown);
+        let mut bytes: usize = unshown.iter().map(Message::size).sum();
+        for write in writes.iter_mut().rev() {
+            while excess > 0 || bytes > MAX_COOKIE_LINE {
+                let Some(message) = write.messages.pop() else {
+                    break;
+                };
+                bytes -= message.size();
+                excess = excess.saturating_sub(1);
+                dropped.push(message);
             }
         }
-        let rest = messages.split_off(fit);
-        match best {
-            Some(value) => self
-                .cookie
-                .append(response, &self.carry_name, &value, Some(self.ttl)),
-            None if carry_sent => self.cookie.append_removal(response, &self.carry_name),
-            None => {}
+        let overhead = self.cookie.line_overhead(&self.carry_name, Some(self.ttl));
+        loop {
+            writes.retain(|w| !w.messages.is_empty() || !w.shown.is_empty() || w.settle.is_some());
+            if writes.is_empty() {
+                if carry_sent {
+                    self.cookie.append_removal(response, &self.carry_name);
+                }
+                break;
+            }
+            if let Some(json) = encode_writes(&writes) {
+                let value = self.keys.sign_token(&self.carry_name, &json);
+                if overhead + value.len() <= MAX_COOKIE_LINE {
+                    self.cookie
+                        .append(response, &self.carry_name, &value, Some(self.ttl));
+                    break;
+                }
+            }
+            // Too long: the oldest record of a shown message goes first, then the newest
+            // unshown message, then the oldest write.
+            if let Some(write) = writes.iter_mut().find(|w| !w.shown.is_empty()) {
+                write.shown.remove(0);
+                crate::observe::maybe_duplicated(backend, "carry_full", 1);
+            } else if let Some(write) = writes.iter_mut().rev().find(|w| !w.messages.is_empty()) {
+                if let Some(message) = write.messages.pop() {
+                    dropped.push(message);
+                }
+            } else {
+                writes.remove(0);
+            }
         }
-        rest
+        dropped.reverse();
+        dropped
     }
 
     /// Runs one store call under the deadline (see [`ServerStorage::timed`]).
@@ -658,26 +1021,35 @@ impl<S: KeyedStore> ServerStorage<S> {
     }
 
     /// The failure of a save call: an unavailable store is recovered from by carrying the
-    /// messages in a cookie; anything else is returned.
+    /// writes in a cookie (the failed one last); anything else is returned.
     fn recover(
         &self,
         err: Error,
-        carry: Vec<Message>,
+        writes: Vec<PendingWrite>,
         saving: &Saving<'_>,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
-        let Saving {
-            limits,
-            degraded,
-            carry_sent,
-            ..
-        } = *saving;
         if err.kind() != ErrorKind::Unavailable {
             return Err(err);
         }
-        let offered = carry.len();
-        let dropped = self.write_carry(carry, limits, carry_sent, response);
-        let carried = offered - dropped.len();
+        Ok(self.carry(Some(err), writes, saving, response))
+    }
+
+    /// Carries `writes` in the cookie; `err`, the store's failure, goes to the error hook
+    /// with what was carried. Returns what did not fit.
+    fn carry(
+        &self,
+        err: Option<Error>,
+        writes: Vec<PendingWrite>,
+        saving: &Saving<'_>,
+        response: &mut HeaderMap,
+    ) -> Vec<Message> {
+        let offered: usize = writes.iter().map(|w| w.messages.len()).sum();
+        let dropped = self.write_carry(writes, saving.limits, saving.carry_sent, response);
+        let carried = offered.saturating_sub(dropped.len());
+        let Some(err) = err else {
+            return dropped;
+        };
         crate::observe::carried(carried);
         tracing::warn!(
             %err,
@@ -686,7 +1058,7 @@ impl<S: KeyedStore> ServerStorage<S> {
             "keyed store unavailable at save: the messages ride in the carry cookie"
         );
         // The hook's words: carried, not lost (and how many did not fit, if any).
-        degraded.report(Error::with_source(
+        saving.degraded.report(Error::with_source(
             ErrorKind::Unavailable,
             format!(
                 "{}; {carried} flash messages are carried in the signed `{}` cookie until \
@@ -697,7 +1069,75 @@ impl<S: KeyedStore> ServerStorage<S> {
             ),
             err,
         ));
-        Ok(dropped)
+        dropped
+    }
+
+    /// Sends the carried writes again, in order, under their own operation ids, before the
+    /// request reads or writes anything else. With a store that remembers operations each is
+    /// then applied exactly once, whether or not its first attempt was applied late; its shown
+    /// messages are returned, to hide from the lease that follows. With one that does not, only
+    /// the settles are finished (their lease part is idempotent; their messages stay carried).
+    /// `skip_shown`: leave the writes holding shown messages for a request that reads (only a
+    /// lease can hide them). Returns the hidden messages and the writes left; stops at the
+    /// first failure, which is returned with the writes left.
+    async fn finish_writes(
+        &self,
+        client: ClientId,
+        writes: Vec<PendingWrite>,
+        skip_shown: bool,
+        limits: &Limits,
+    ) -> (Vec<u64>, Vec<PendingWrite>, Option<Error>) {
+        let remembers = self.store.remembers_operations().is_some();
+        let mut hide = Vec::new();
+        let mut left = Vec::new();
+        let mut writes = writes.into_iter();
+        while let Some(mut write) = writes.next() {
+            if skip_shown && !write.shown.is_empty() {
+                left.push(write);
+                continue;
+            }
+            let answer = if remembers {
+                let messages = write.to_send();
+                match write.settle {
+                    Some((lease, outcome)) => {
+                        let settle = self.store.settle_once(
+                            &write.op, &client, &lease, outcome, &messages, self.ttl, limits,
+                        );
+                        self.call("settle", settle).await
+                    }
+                    None if messages.is_empty() => Ok(0),
+                    None => {
+                        let append = self
+                            .store
+                            .append_once(&write.op, &client, &messages, self.ttl, limits);
+                        self.call("append", append).await
+                    }
+                }
+            } else {
+                match write.settle {
+                    Some((lease, outcome)) => {
+                        let settle =
+                            self.store
+                                .settle(&client, &lease, outcome, &[], self.ttl, limits);
+                        self.call("settle", settle).await
+                    }
+                    None => Ok(0),
+                }
+            };
+            match answer {
+                Ok(_) if remembers => hide.extend(write.shown),
+                Ok(_) => {
+                    write.settle = None;
+                    left.push(write);
+                }
+                Err(err) => {
+                    left.push(write);
+                    left.extend(writes);
+                    return (hide, left, Some(err));
+                }
+            }
+        }
+        (hide, left, None)
     }
 
     /// Saves a request that rotated or forgot the client's id: `moving` goes to the new id.
@@ -738,13 +1178,14 @@ impl<S: KeyedStore> ServerStorage<S> {
         let mut dropped = Vec::new();
         let mut carried = false;
         if let (Some(new), false) = (new, moving.is_empty()) {
-            match self
-                .call("append", self.store.append(&new, &moving, self.ttl, limits))
-                .await
-            {
+            let write = PendingWrite::append(moving.clone());
+            let append = self
+                .store
+                .append_once(&write.op, &new, &moving, self.ttl, limits);
+            match self.call("append", append).await {
                 Ok(kept) => dropped = moving.split_off(kept.min(moving.len())),
                 Err(err) => {
-                    dropped = self.recover(err, moving, saving, response)?;
+                    dropped = self.recover(err, vec![write], saving, response)?;
                     carried = true;
                 }
             }
@@ -782,30 +1223,74 @@ impl<S: KeyedStore> Storage for ServerStorage<S> {
         if client.is_none() && matches!(carry, CarryIn::Absent) {
             return Ok(Loaded::nothing());
         }
-        let (mut messages, lease, load_error) = match client {
-            Some(client) => match (self.lease(client).await, &carry) {
-                (Ok((messages, lease)), _) => (messages, lease, None),
-                (Err(err), CarryIn::Valid(_)) if err.kind() == ErrorKind::Unavailable => {
-                    tracing::warn!(
-                        %err,
-                        "keyed store unavailable at load: showing the carried messages alone"
-                    );
-                    (Vec::new(), None, Some(err))
-                }
-                (Err(err), _) => return Err(err),
-            },
-            None => (Vec::new(), None, None),
-        };
         let carry_sent = !matches!(carry, CarryIn::Absent);
-        let carried = match carry {
-            // The store's messages are older than the carried ones.
-            CarryIn::Valid(carried) => {
-                let n = carried.len();
-                messages.extend(carried);
-                n
-            }
-            _ => 0,
+        let writes = match carry {
+            CarryIn::Valid(writes) => writes,
+            _ => Vec::new(),
         };
+        // The writes carried from earlier requests are finished first (a settle cut after its
+        // page was shown, an append that timed out), before the lease can show their messages
+        // again or their lease can expire.
+        let (hide, left, failed) = match client {
+            Some(client) if !writes.is_empty() => {
+                let limits = Limits::default();
+                self.finish_writes(client, writes.clone(), false, &limits)
+                    .await
+            }
+            _ => (Vec::new(), writes.clone(), None),
+        };
+        let leased = match (client, failed) {
+            (Some(client), None) => self.lease(client).await,
+            (Some(_), Some(err)) => Err(err),
+            (None, _) => Ok((Vec::new(), None)),
+        };
+        let (mut messages, lease) = match leased {
+            Ok(found) if client.is_some() => found,
+            Ok(_) => (Vec::new(), None),
+            Err(err) if err.kind() == ErrorKind::Unavailable && !writes.is_empty() => {
+                tracing::warn!(
+                    %err,
+                    "keyed store unavailable at load: showing the carried messages alone"
+                );
+                // Nothing is finished: every carried write stays as it came, to be sent again.
+                return Ok(self.carried_alone(writes, client, carry_sent, Some(err)));
+            }
+            Err(err) => return Err(err),
+        };
+        if client.is_none() {
+            return Ok(self.carried_alone(writes, None, carry_sent, None));
+        }
+        // Copies of messages a page already showed are hidden, and consumed by the settle;
+        // so is any placeholder (written under the id of a write already shown).
+        let backend = crate::observe::backend_name::<S>();
+        let before = messages.len();
+        messages.retain(|m| !is_placeholder(m));
+        let mut hidden = before - messages.len();
+        for d in hide {
+            hidden += usize::from(remove_digest(&mut messages, d));
+        }
+        // A store that forgets operations: a carried message whose write was applied after all
+        // is in the lease; its copy there is the one shown (or hidden, if shown before). One
+        // not found may still be applied later: counted.
+        let mut tail = Vec::new();
+        for write in left {
+            for d in write.shown {
+                if remove_digest(&mut messages, d) {
+                    hidden += 1;
+                } else {
+                    crate::observe::maybe_duplicated(backend, "store_forgets_operations", 1);
+                }
+            }
+            for message in write.messages {
+                if !messages.contains(&message) {
+                    crate::observe::maybe_duplicated(backend, "store_forgets_operations", 1);
+                    tail.push(message);
+                }
+            }
+        }
+        let carried = tail.len();
+        // The store's messages are older than the carried ones.
+        messages.extend(tail);
         Ok(Loaded {
             messages,
             complete: true,
@@ -814,7 +1299,9 @@ impl<S: KeyedStore> Storage for ServerStorage<S> {
                 lease,
                 carried,
                 carry_sent,
-                load_error,
+                load_error: None,
+                unfinished: None,
+                hidden,
             }),
         })
     }
@@ -835,36 +1322,104 @@ impl<S: KeyedStore> Storage for ServerStorage<S> {
             degraded,
             ..
         } = update;
-        // The client, its lease, whether a carry cookie was sent, and the carried messages
-        // still pending; `unread` keeps the store's own.
-        let (known, lease, carry_sent, mut pending) =
-            match loaded.and_then(LoadToken::into_inner::<KeyedToken<S>>) {
-                Some(mut token) => {
-                    if let Some(err) = token.load_error.take() {
-                        degraded.report(err);
-                    }
-                    // A consumed update's `unread` is what stays (messages addressed to another
-                    // page): all of it goes back to the store, after the settle deletes what
-                    // the lease held. Otherwise the carried ones are its tail.
-                    let carried = if consumed {
-                        std::mem::take(&mut unread)
-                    } else {
-                        unread.split_off(unread.len().saturating_sub(token.carried))
-                    };
-                    (token.client, token.lease.take(), token.carry_sent, carried)
-                }
-                None => match self.carry_in(request) {
-                    CarryIn::Absent => (self.client_id(request), None, false, Vec::new()),
-                    CarryIn::Invalid => (self.client_id(request), None, true, Vec::new()),
-                    CarryIn::Valid(carried) => (self.client_id(request), None, true, carried),
-                },
-            };
+        let token = loaded.and_then(LoadToken::into_inner::<KeyedToken<S>>);
+        let carry_sent = match &token {
+            Some(token) => token.carry_sent,
+            None => request.cookie(&self.carry_name).is_some(),
+        };
         let saving = Saving {
             limits: &limits,
             degraded: &degraded,
             carry_sent,
             id_sent: request.cookie(&self.cookie_name).is_some(),
         };
+        let Some(mut token) = token else {
+            return self
+                .save_unread(request, identity, added, &saving, response)
+                .await;
+        };
+        let load_failed = token.load_error.is_some();
+        if let Some(err) = token.load_error.take() {
+            degraded.report(err);
+        }
+        if let Some(mut writes) = token.unfinished.take() {
+            if token.client.is_none() {
+                // No id to finish them under: only what was not shown yet is worth carrying.
+                for write in &mut writes {
+                    write.settle = None;
+                    write.shown.clear();
+                }
+            }
+            // The store did not answer at load: the messages shown came from the cookie.
+            if consumed {
+                // `unread` is what stays (addressed to another page); the rest was shown.
+                for write in &mut writes {
+                    let mut staying = Vec::new();
+                    for message in std::mem::take(&mut write.messages) {
+                        match unread.iter().position(|m| *m == message) {
+                            Some(i) => {
+                                unread.remove(i);
+                                staying.push(message);
+                            }
+                            None => write.shown.push(digest(&message)),
+                        }
+                    }
+                    write.messages = staying;
+                }
+            }
+            if identity != Identity::Keep {
+                let mut moving: Vec<Message> =
+                    writes.iter().flat_map(|w| w.messages.clone()).collect();
+                moving.extend(added);
+                return self
+                    .save_identity(identity, (token.client, None), moving, &saving, response)
+                    .await;
+            }
+            if added.is_empty() {
+                return Ok(self.carry(None, writes, &saving, response));
+            }
+            let write = PendingWrite::append(added);
+            if load_failed {
+                // It did not answer a moment ago: carried without another wait.
+                writes.push(write);
+                let err = Error::new(
+                    ErrorKind::Unavailable,
+                    "the keyed store did not answer at load",
+                );
+                return Ok(self.carry(Some(err), writes, &saving, response));
+            }
+            let client = token.client.unwrap_or_else(ClientId::random);
+            let messages = write.messages.clone();
+            let append = self
+                .store
+                .append_once(&write.op, &client, &messages, self.ttl, &limits);
+            return match self.call("append", append).await {
+                Ok(kept) => {
+                    if kept > 0 {
+                        self.set_id_cookie(&client, response);
+                    }
+                    let mut dropped = self.carry(None, writes, &saving, response);
+                    dropped.extend(messages.into_iter().skip(kept));
+                    Ok(dropped)
+                }
+                Err(err) => {
+                    self.set_id_cookie(&client, response);
+                    writes.push(write);
+                    self.recover(err, writes, &saving, response)
+                }
+            };
+        }
+        // The store answered at load. A consumed update's `unread` is what stays (messages
+        // addressed to another page): all of it goes back to the store, after the settle
+        // deletes what the lease held; so does everything when hidden copies must go.
+        // Otherwise the carried ones are its tail.
+        let consuming = consumed || token.hidden > 0;
+        let mut pending = if consuming {
+            std::mem::take(&mut unread)
+        } else {
+            unread.split_off(unread.len().saturating_sub(token.carried))
+        };
+        let (known, lease) = (token.client, token.lease.take());
         if identity != Identity::Keep {
             let moving = if identity == Identity::Rotate(Carry::Keep) {
                 unread.append(&mut pending);
@@ -880,9 +1435,10 @@ impl<S: KeyedStore> Storage for ServerStorage<S> {
         // Carried messages not consumed go to the store with the added ones, after the
         // store's own: they are newer.
         pending.extend(added);
+        let op = OperationId::random();
         let stored = match (lease, known) {
             (Some(mut held), Some(client)) => {
-                let outcome = if consumed {
+                let outcome = if consuming {
                     Outcome::Consumed
                 } else {
                     Outcome::Released
@@ -894,24 +1450,21 @@ impl<S: KeyedStore> Storage for ServerStorage<S> {
                 let lease = held.take();
                 let settle = self
                     .store
-                    .settle(&client, &lease, outcome, &pending, self.ttl, &limits);
-                Some((client, self.call("settle", settle).await))
+                    .settle_once(&op, &client, &lease, outcome, &pending, self.ttl, &limits);
+                let answer = self.call("settle", settle).await;
+                Some((client, Some((lease, outcome)), answer))
             }
-            _ if pending.is_empty() => {
-                if known.is_none() && saving.id_sent {
-                    // A cookie that does not verify is dropped rather than sent back forever.
-                    self.cookie.append_removal(response, &self.cookie_name);
-                }
-                None
-            }
+            _ if pending.is_empty() => None,
             (_, known) => {
                 let client = known.unwrap_or_else(ClientId::random);
-                let append = self.store.append(&client, &pending, self.ttl, &limits);
-                Some((client, self.call("append", append).await))
+                let append = self
+                    .store
+                    .append_once(&op, &client, &pending, self.ttl, &limits);
+                Some((client, None, self.call("append", append).await))
             }
         };
         match stored {
-            Some((client, Ok(kept))) => {
+            Some((client, _, Ok(kept))) => {
                 if kept > 0 {
                     self.set_id_cookie(&client, response);
                 }
@@ -921,12 +1474,149 @@ impl<S: KeyedStore> Storage for ServerStorage<S> {
                 // What the store refused at the client's limits is reported as dropped.
                 Ok(pending.split_off(kept.min(pending.len())))
             }
-            Some((_, Err(err))) => self.recover(err, pending, &saving, response),
+            Some((client, settle, Err(err))) => {
+                // The settle (or append) is carried under its operation id: the next request
+                // finishes it, so what this page showed is not shown again.
+                self.set_id_cookie(&client, response);
+                let write = PendingWrite {
+                    op,
+                    settle,
+                    messages: pending,
+                    shown: Vec::new(),
+                };
+                self.recover(err, vec![write], &saving, response)
+            }
             None => {
                 if carry_sent {
                     self.cookie.append_removal(response, &self.carry_name);
                 }
                 Ok(Vec::new())
+            }
+        }
+    }
+}
+
+impl<S: KeyedStore> ServerStorage<S> {
+    /// A load that shows the carried messages alone: the store did not answer (`err`), or
+    /// there is no client id to ask it for.
+    fn carried_alone(
+        &self,
+        writes: Vec<PendingWrite>,
+        client: Option<ClientId>,
+        carry_sent: bool,
+        err: Option<Error>,
+    ) -> Loaded {
+        let messages: Vec<Message> = writes.iter().flat_map(|w| w.messages.clone()).collect();
+        Loaded {
+            messages,
+            complete: true,
+            token: LoadToken::new(KeyedToken::<S> {
+                client,
+                lease: None,
+                carried: 0,
+                carry_sent,
+                load_error: err,
+                unfinished: Some(writes),
+                hidden: 0,
+            }),
+        }
+    }
+
+    /// Saves a request that did not read: the carried writes are finished first (those that
+    /// hold no shown message), then what it added is appended.
+    async fn save_unread(
+        &self,
+        request: &Incoming,
+        identity: Identity,
+        added: Vec<Message>,
+        saving: &Saving<'_>,
+        response: &mut HeaderMap,
+    ) -> Result<Vec<Message>> {
+        let known = self.client_id(request);
+        let writes = match self.carry_in(request) {
+            CarryIn::Valid(writes) => writes,
+            _ => Vec::new(),
+        };
+        if identity != Identity::Keep {
+            let mut moving: Vec<Message> = if identity == Identity::Rotate(Carry::Keep) {
+                writes.iter().flat_map(|w| w.messages.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            moving.extend(added);
+            return self
+                .save_identity(identity, (known, None), moving, saving, response)
+                .await;
+        }
+        let had_writes = !writes.is_empty();
+        let (mut left, failed) = match known {
+            Some(client) if had_writes => {
+                let (_, left, failed) = self
+                    .finish_writes(client, writes, true, saving.limits)
+                    .await;
+                (left, failed)
+            }
+            _ => (writes, None),
+        };
+        if added.is_empty() {
+            if known.is_none() && saving.id_sent && left.is_empty() {
+                // A cookie that does not verify is dropped rather than sent back forever.
+                self.cookie.append_removal(response, &self.cookie_name);
+            }
+            return Ok(match failed {
+                Some(err) if err.kind() == ErrorKind::Unavailable => {
+                    self.carry(Some(err), left, saving, response)
+                }
+                Some(err) => return Err(err),
+                None if had_writes || saving.carry_sent => self.carry(None, left, saving, response),
+                None => Vec::new(),
+            });
+        }
+        let mut added = added;
+        if failed.is_none() && self.store.remembers_operations().is_none() {
+            // A store that forgets operations: carried messages go to the store ahead of the
+            // added ones, in their order, as one new write (a late copy of their first write
+            // would show twice: counted).
+            let mut moving: Vec<Message> = Vec::new();
+            for write in &mut left {
+                moving.append(&mut write.messages);
+            }
+            crate::observe::maybe_duplicated(
+                crate::observe::backend_name::<S>(),
+                "store_forgets_operations",
+                moving.len(),
+            );
+            moving.append(&mut added);
+            added = moving;
+        }
+        let write = PendingWrite::append(added);
+        if let Some(err) = failed {
+            // The store did not answer a moment ago: carried without another wait.
+            left.push(write);
+            return self.recover(err, left, saving, response);
+        }
+        let client = known.unwrap_or_else(ClientId::random);
+        let messages = write.messages.clone();
+        let append = self
+            .store
+            .append_once(&write.op, &client, &messages, self.ttl, saving.limits);
+        match self.call("append", append).await {
+            Ok(kept) => {
+                if kept > 0 {
+                    self.set_id_cookie(&client, response);
+                }
+                let mut dropped = if had_writes || saving.carry_sent {
+                    self.carry(None, left, saving, response)
+                } else {
+                    Vec::new()
+                };
+                dropped.extend(messages.into_iter().skip(kept));
+                Ok(dropped)
+            }
+            Err(err) => {
+                self.set_id_cookie(&client, response);
+                left.push(write);
+                self.recover(err, left, saving, response)
             }
         }
     }

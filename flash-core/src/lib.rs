@@ -46,7 +46,7 @@ pub mod storage {
     pub use crate::document::{DEFAULT_DOCUMENT_ATTEMPTS, DocumentStore, Documents, Versioned};
     pub use crate::keyed::{
         ClientId, DEFAULT_ID_COOKIE, DEFAULT_LEASE, DEFAULT_TTL, HOST_ID_COOKIE, KeyedStore,
-        LeaseId, MAX_SPAN, Outcome, ServerStorage,
+        LeaseId, MAX_SPAN, OperationId, Outcome, ServerStorage,
     };
     pub use crate::memory::{DEFAULT_SWEEP_INTERVAL, MemoryStore};
     pub use crate::redact::{Redacted, redact_url};

@@ -1,13 +1,13 @@
 //! An in-process keyed store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::keyed::{ClientId, KeyedStore, LeaseId, Outcome};
+use crate::keyed::{ClientId, KeyedStore, LeaseId, OperationId, Outcome};
 use crate::limits::Limits;
 use crate::message::Message;
 #[cfg(feature = "tokio")]
@@ -38,7 +38,18 @@ struct State {
     sweep_interval: Duration,
     next_sweep: Instant,
     last_sweep: Instant,
+    /// The writes applied under an operation id in the last [`OPERATION_WINDOW`], with what
+    /// each kept; the oldest first in `op_order`, at most [`MAX_OPERATIONS`].
+    ops: HashMap<(ClientId, OperationId), usize>,
+    op_order: VecDeque<(Instant, ClientId, OperationId)>,
 }
+
+/// How long a [`MemoryStore`] remembers the id of a write it applied: ten minutes.
+pub(crate) const OPERATION_WINDOW: Duration = Duration::from_secs(600);
+
+/// The most operation ids a [`MemoryStore`] remembers for all clients together; past it the
+/// oldest are forgotten first (each costs about 64 bytes).
+const MAX_OPERATIONS: usize = 65_536;
 
 impl State {
     /// Removes expired clients; returns how many were removed.
@@ -58,6 +69,26 @@ impl State {
             .checked_add(self.sweep_interval)
             .unwrap_or(now + crate::storage::MAX_SPAN);
         before - self.clients.len()
+    }
+
+    /// What the write `op` of `client` kept, if it was applied within the window.
+    fn applied(&mut self, client: &ClientId, op: &OperationId, now: Instant) -> Option<usize> {
+        while let Some((at, c, o)) = self.op_order.front() {
+            if now.saturating_duration_since(*at) < OPERATION_WINDOW
+                && self.op_order.len() <= MAX_OPERATIONS
+            {
+                break;
+            }
+            self.ops.remove(&(*c, *o));
+            self.op_order.pop_front();
+        }
+        self.ops.get(&(*client, *op)).copied()
+    }
+
+    /// Records that the write `op` of `client` was applied now and kept `kept`.
+    fn remember(&mut self, client: &ClientId, op: &OperationId, kept: usize, now: Instant) {
+        self.ops.insert((*client, *op), kept);
+        self.op_order.push_back((now, *client, *op));
     }
 
     /// Removes `client` and what it had pending.
@@ -129,6 +160,8 @@ impl Default for MemoryStore {
                 last_sweep: now,
                 sweep_interval: DEFAULT_SWEEP_INTERVAL,
                 next_sweep: now + DEFAULT_SWEEP_INTERVAL,
+                ops: HashMap::new(),
+                op_order: VecDeque::new(),
             })),
         }
     }
@@ -388,6 +421,69 @@ impl KeyedStore for MemoryStore {
     ) -> Result<usize> {
         let now = Instant::now();
         let mut state = self.lock();
+        Ok(Self::settle_locked(
+            &mut state, client, lease, outcome, append, ttl, limits, now,
+        ))
+    }
+
+    fn remembers_operations(&self) -> Option<Duration> {
+        Some(OPERATION_WINDOW)
+    }
+
+    async fn append_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if let Some(kept) = state.applied(client, op, now) {
+            return Ok(kept);
+        }
+        state.sweep_if_due(now);
+        state.remove_expired(client, now);
+        let kept = Self::push(&mut state, client, messages, ttl, limits, now);
+        state.remember(client, op, kept, now);
+        Ok(kept)
+    }
+
+    async fn settle_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if let Some(kept) = state.applied(client, op, now) {
+            return Ok(kept);
+        }
+        let kept =
+            Self::settle_locked(&mut state, client, lease, outcome, append, ttl, limits, now);
+        state.remember(client, op, kept, now);
+        Ok(kept)
+    }
+}
+
+impl MemoryStore {
+    #[allow(clippy::too_many_arguments)] // settle's arguments, the state and the time
+    fn settle_locked(
+        state: &mut State,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+        now: Instant,
+    ) -> usize {
         state.sweep_if_due(now);
         // An expired client's messages are gone even before a sweep: the append below must
         // not bring them back.
@@ -417,9 +513,9 @@ impl KeyedStore for MemoryStore {
             state.clients.remove(client);
         }
         if append.is_empty() {
-            return Ok(0);
+            return 0;
         }
-        Ok(Self::push(&mut state, client, append, ttl, limits, now))
+        Self::push(state, client, append, ttl, limits, now)
     }
 }
 

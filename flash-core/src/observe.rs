@@ -13,6 +13,7 @@
 //! | `flash_store_call_duration_seconds` | histogram | `backend`, `call` | each keyed store call (`append`, `lease`, `settle`), failed ones included |
 //! | `flash_store_call_errors_total` | counter | `backend`, `call`, `kind` | failed store calls, by [`ErrorKind`] (`unavailable`, `backend`, …; a call past its deadline is `unavailable`) |
 //! | `flash_leases_expired_total` | counter | `backend` | leases settled after their lease timeout had passed (the request took longer than `lease_timeout`: its messages may have been shown twice) |
+//! | `flash_messages_maybe_duplicated_total` | counter | `backend`, `reason` | messages carried across an outage that may show twice: `store_forgets_operations` (a store whose `remembers_operations` is `None`), `carry_full` (a shown message's record did not fit the carry cookie) |
 
 use std::time::Instant;
 
@@ -35,6 +36,11 @@ pub const STORE_CALL_DURATION: &str = "flash_store_call_duration_seconds";
 pub const STORE_CALL_ERRORS: &str = "flash_store_call_errors_total";
 /// Leases settled after their lease timeout, by `backend`.
 pub const LEASES_EXPIRED: &str = "flash_leases_expired_total";
+/// Messages carried across an outage that may show twice, by `backend` and `reason`:
+/// `store_forgets_operations` (the store cannot recognise a late write as one already sent,
+/// [`KeyedStore::remembers_operations`](crate::storage::KeyedStore::remembers_operations) is
+/// `None`), `carry_full` (the record of a shown message did not fit the carry cookie).
+pub const MAYBE_DUPLICATED: &str = "flash_messages_maybe_duplicated_total";
 
 pub(crate) fn added() {
     metrics::counter!(ADDED).increment(1);
@@ -64,6 +70,13 @@ pub(crate) fn carried(n: usize) {
 
 pub(crate) fn lease_expired(backend: &'static str) {
     metrics::counter!(LEASES_EXPIRED, "backend" => backend).increment(1);
+}
+
+pub(crate) fn maybe_duplicated(backend: &'static str, reason: &'static str, n: usize) {
+    if n > 0 {
+        metrics::counter!(MAYBE_DUPLICATED, "backend" => backend, "reason" => reason)
+            .increment(n as u64);
+    }
 }
 
 fn reason_label(reason: Refused) -> &'static str {

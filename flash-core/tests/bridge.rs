@@ -1,24 +1,52 @@
 //! The keyed bridge under a store that fails or stalls on demand (a wrapper around
 //! `MemoryStore`): deadlines, released leases, messages carried while the store is down, the
 //! id cookie's name and minting.
+#![allow(clippy::unwrap_used)] // a test store: a poisoned lock or a failed call is a failed test
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flash_core::{
     CookieOptions, Error, ErrorKind, Key, Limits, Message, Result, async_trait,
-    storage::{ClientId, KeyedStore, LeaseId, MemoryStore, Outcome, ServerStorage},
+    storage::{ClientId, KeyedStore, LeaseId, MemoryStore, OperationId, Outcome, ServerStorage},
 };
 use flash_testkit::{Capabilities, Client, Harness};
 
-/// What the store does now: answer, fail as unreachable, or answer only after a pause (having
-/// done the work, as a server whose reply is late).
+/// A write the store received during a stall and applies when the stall ends (a stalled
+/// connection delivers what it held when it heals): the bridge has given up on it by then.
+enum Deferred {
+    Append(
+        Option<OperationId>,
+        ClientId,
+        Vec<Message>,
+        Duration,
+        Limits,
+    ),
+    Settle(
+        Option<OperationId>,
+        ClientId,
+        LeaseId,
+        Outcome,
+        Vec<Message>,
+        Duration,
+        Limits,
+    ),
+    Lease(ClientId, LeaseId, Duration),
+}
+
+/// What the store does now: answer, fail as unreachable, answer only after a pause (having
+/// done the work, as a server whose reply is late), or stall (nothing answers; what was sent
+/// is applied, in order, when [`Faults::heal`] ends the stall).
 #[derive(Clone, Default)]
 struct Faults {
     down: Arc<AtomicBool>,
     lease_delay_ms: Arc<AtomicU64>,
     delay_ms: Arc<AtomicU64>,
+    /// Fail the next N settles as unreachable (not applied).
+    failing_settles: Arc<AtomicU64>,
+    stalled: Arc<AtomicBool>,
+    held: Arc<Mutex<Vec<Deferred>>>,
 }
 
 impl Faults {
@@ -26,9 +54,74 @@ impl Faults {
         self.down.store(down, Ordering::SeqCst);
     }
 
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the stall: every call the store received meanwhile is applied now, in order.
+    async fn heal(&self, store: &MemoryStore) {
+        self.resume();
+        self.deliver(store).await;
+    }
+
+    /// The store answers new calls again; what it held is not applied yet.
+    fn resume(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+
+    /// Applies what the store held during the stall, in order (late: nobody waits for it).
+    async fn deliver(&self, store: &MemoryStore) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap());
+        for call in held {
+            match call {
+                Deferred::Append(Some(op), c, m, ttl, l) => {
+                    store.append_once(&op, &c, &m, ttl, &l).await.unwrap();
+                }
+                Deferred::Append(None, c, m, ttl, l) => {
+                    store.append(&c, &m, ttl, &l).await.unwrap();
+                }
+                Deferred::Settle(Some(op), c, lease, o, m, ttl, l) => {
+                    store
+                        .settle_once(&op, &c, &lease, o, &m, ttl, &l)
+                        .await
+                        .unwrap();
+                }
+                Deferred::Settle(None, c, lease, o, m, ttl, l) => {
+                    store.settle(&c, &lease, o, &m, ttl, &l).await.unwrap();
+                }
+                Deferred::Lease(c, lease, t) => {
+                    store.lease(&c, &lease, t).await.unwrap();
+                }
+            }
+        }
+    }
+
+    /// During a stall: keeps the call to apply at the heal and never answers (the bridge's
+    /// deadline cuts the wait).
+    async fn hold<T>(&self, call: Deferred) -> Result<T> {
+        self.held.lock().unwrap().push(call);
+        std::future::pending().await
+    }
+
+    fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::SeqCst)
+    }
+
     fn check(&self) -> Result<()> {
         if self.down.load(Ordering::SeqCst) {
             return Err(Error::new(ErrorKind::Unavailable, "the test store is down"));
+        }
+        Ok(())
+    }
+
+    fn check_settle(&self) -> Result<()> {
+        self.check()?;
+        let failing = &self.failing_settles;
+        if failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::new(ErrorKind::Unavailable, "the settle was cut"));
         }
         Ok(())
     }
@@ -48,6 +141,8 @@ impl Faults {
 struct Faulty {
     inner: MemoryStore,
     faults: Faults,
+    /// Whether the store remembers operations (forwards them to `MemoryStore`, which does).
+    remembers: bool,
 }
 
 #[async_trait]
@@ -60,6 +155,10 @@ impl KeyedStore for Faulty {
         limits: &Limits,
     ) -> Result<usize> {
         self.faults.check()?;
+        if self.faults.stalled() {
+            let call = Deferred::Append(None, *client, messages.to_vec(), ttl, *limits);
+            return self.faults.hold(call).await;
+        }
         let kept = self.inner.append(client, messages, ttl, limits).await;
         self.faults.after(false).await;
         kept
@@ -72,6 +171,10 @@ impl KeyedStore for Faulty {
         lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         self.faults.check()?;
+        if self.faults.stalled() {
+            let call = Deferred::Lease(*client, *lease, lease_timeout);
+            return self.faults.hold(call).await;
+        }
         let leased = self.inner.lease(client, lease, lease_timeout).await;
         self.faults.after(true).await;
         leased
@@ -86,10 +189,88 @@ impl KeyedStore for Faulty {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize> {
-        self.faults.check()?;
+        self.faults.check_settle()?;
+        if self.faults.stalled() {
+            let call = Deferred::Settle(
+                None,
+                *client,
+                *lease,
+                outcome,
+                append.to_vec(),
+                ttl,
+                *limits,
+            );
+            return self.faults.hold(call).await;
+        }
         let kept = self
             .inner
             .settle(client, lease, outcome, append, ttl, limits)
+            .await;
+        self.faults.after(false).await;
+        kept
+    }
+
+    fn remembers_operations(&self) -> Option<Duration> {
+        self.remembers
+            .then(|| self.inner.remembers_operations())
+            .flatten()
+    }
+
+    async fn append_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        if !self.remembers {
+            return self.append(client, messages, ttl, limits).await;
+        }
+        self.faults.check()?;
+        if self.faults.stalled() {
+            let call = Deferred::Append(Some(*op), *client, messages.to_vec(), ttl, *limits);
+            return self.faults.hold(call).await;
+        }
+        let kept = self
+            .inner
+            .append_once(op, client, messages, ttl, limits)
+            .await;
+        self.faults.after(false).await;
+        kept
+    }
+
+    async fn settle_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        if !self.remembers {
+            return self
+                .settle(client, lease, outcome, append, ttl, limits)
+                .await;
+        }
+        self.faults.check_settle()?;
+        if self.faults.stalled() {
+            let call = Deferred::Settle(
+                Some(*op),
+                *client,
+                *lease,
+                outcome,
+                append.to_vec(),
+                ttl,
+                *limits,
+            );
+            return self.faults.hold(call).await;
+        }
+        let kept = self
+            .inner
+            .settle_once(op, client, lease, outcome, append, ttl, limits)
             .await;
         self.faults.after(false).await;
         kept
@@ -109,11 +290,19 @@ struct Setup {
 }
 
 fn setup_with(configure: impl FnOnce(ServerStorage<Faulty>) -> ServerStorage<Faulty>) -> Setup {
+    setup_store(false, configure)
+}
+
+fn setup_store(
+    remembers: bool,
+    configure: impl FnOnce(ServerStorage<Faulty>) -> ServerStorage<Faulty>,
+) -> Setup {
     let faults = Faults::default();
     let memory = MemoryStore::new();
     let store = Faulty {
         inner: memory.clone(),
         faults: faults.clone(),
+        remembers,
     };
     let storage = configure(ServerStorage::new(store, Key::generate()).with_call_timeout(DEADLINE));
     let (id, carry) = (
@@ -218,8 +407,8 @@ async fn added_while_down_is_carried_and_shown_once_while_still_down() {
     assert!(report.dropped.is_empty());
     assert!(client.cookie(&s.carry).is_some(), "no carry cookie");
     assert!(
-        client.cookie(&s.id).is_none(),
-        "no id: nothing is in the store"
+        client.cookie(&s.id).is_some(),
+        "an id: the carried write is finished under it"
     );
 
     // The redirect's GET, the store still down: the carried messages alone, once.
@@ -229,10 +418,15 @@ async fn added_while_down_is_carried_and_shown_once_while_still_down() {
         ["saved while down", "second"]
     );
     let response = request.finish().await;
-    assert!(response.deletes(&s.carry), "{:?}", response.set_cookies());
+    // The cookie now remembers what was shown, to hide a copy the store may apply late.
+    assert!(!response.deletes(&s.carry), "{:?}", response.set_cookies());
     assert!(read_all(&client).await.is_empty(), "shown twice");
     s.faults.down(false);
     assert!(read_all(&client).await.is_empty(), "shown twice");
+    assert!(
+        client.cookie(&s.carry).is_none(),
+        "finished: no carry cookie"
+    );
 }
 
 #[tokio::test]
@@ -465,4 +659,137 @@ async fn forgetting_while_the_store_is_down_still_forgets_the_id() {
     assert_ne!(new, old);
     s.faults.down(false);
     assert_eq!(read_all(&client).await, ["logged out"]);
+}
+
+/// Issue 19: an append that timed out is carried under its operation id, and the copy the store
+/// applies late is the same write as the one the next request sends again: with a store that
+/// remembers operations the message shows once, whatever the order of the late copy, the
+/// carried read and the store's return. A store that forgets them shows it twice when the late
+/// copy lands after the next read (the case the operation id exists for).
+#[tokio::test]
+async fn a_late_append_and_its_carried_copy_are_one_write() {
+    for remembers in [true, false] {
+        // A short lease: the stalled GET's lease is delivered late too, and holds what it
+        // finds until it expires.
+        let lease = Duration::from_millis(300);
+        let s = setup_store(remembers, |storage| storage.with_lease_timeout(lease));
+        let client = s.harness.client();
+        s.faults.stall();
+        let report = seed(&client, &["m1"]).await;
+        assert!(report.degraded.is_some(), "the append timed out");
+        // The redirect's GET during the stall: the carried copy, alone.
+        assert_eq!(read_all(&client).await, ["m1"]);
+        // The store answers again, but the stalled append is still on its way.
+        s.faults.resume();
+        assert!(read_all(&client).await.is_empty(), "shown twice");
+        s.faults.deliver(&s.memory).await;
+        tokio::time::sleep(lease * 2).await;
+        let later = read_all(&client).await;
+        if remembers {
+            assert!(later.is_empty(), "the late append was applied again");
+            assert!(client.cookie(&s.carry).is_none());
+        } else {
+            assert_eq!(later, ["m1"], "a store that forgets operations");
+        }
+    }
+
+    // The late copy applied before the next read: shown once, from the store.
+    for remembers in [true, false] {
+        let s = setup_store(remembers, |storage| storage);
+        let client = s.harness.client();
+        s.faults.stall();
+        seed(&client, &["m1"]).await;
+        s.faults.heal(&s.memory).await;
+        seed(&client, &["m2"]).await;
+        if remembers {
+            assert_eq!(read_all(&client).await, ["m1", "m2"]);
+        } else {
+            // The add moved the carried copy into the store beside the late one (in order,
+            // but twice): a store that forgets operations cannot tell them apart (counted).
+            assert_eq!(read_all(&client).await, ["m1", "m1", "m2"]);
+        }
+        assert!(read_all(&client).await.is_empty(), "shown twice");
+        assert!(client.cookie(&s.carry).is_none());
+    }
+
+    // Applied, and answered after the deadline (a slow reply, not a stall).
+    let s = setup_store(true, |storage| storage);
+    let client = s.harness.client();
+    s.faults.delay_ms.store(STALL_MS, Ordering::SeqCst);
+    assert!(seed(&client, &["slow"]).await.degraded.is_some());
+    s.faults.delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(read_all(&client).await, ["slow"]);
+    assert!(read_all(&client).await.is_empty(), "shown twice");
+}
+
+/// Issue 19: a read whose settle was cut after the page was shown names the settle in the carry
+/// cookie; the next request of the client (a read or not) finishes it first, so the messages do
+/// not come back when the lease expires. Nothing added meanwhile is lost.
+#[tokio::test]
+async fn a_cut_settle_is_finished_by_the_next_request() {
+    for (remembers, next_reads) in [(true, false), (false, false), (true, true), (false, true)] {
+        let lease = Duration::from_millis(300);
+        let s = setup_store(remembers, |storage| storage.with_lease_timeout(lease));
+        let client = s.harness.client();
+        seed(&client, &["m1"]).await;
+        s.faults.failing_settles.store(1, Ordering::SeqCst);
+        let request = client.request();
+        assert_eq!(texts(&request.read().await.expect("read")), ["m1"]);
+        assert!(request.info("added by the page"));
+        let response = request.finish().await;
+        assert!(response.report.degraded.is_some(), "the settle failed");
+        assert!(client.cookie(&s.carry).is_some(), "the settle is carried");
+        if next_reads {
+            assert_eq!(read_all(&client).await, ["added by the page"]);
+        } else {
+            assert!(seed(&client, &["m2"]).await.degraded.is_none());
+        }
+        assert!(client.cookie(&s.carry).is_none(), "finished");
+        tokio::time::sleep(lease * 2).await;
+        let rest = read_all(&client).await;
+        if next_reads {
+            assert!(rest.is_empty(), "{rest:?}: shown again after the lease");
+        } else {
+            assert_eq!(rest, ["added by the page", "m2"], "shown again, or lost");
+        }
+    }
+}
+
+/// A settle whose answer was lost in a stall is sent again under its operation id: applied
+/// once, its appended messages once.
+#[tokio::test]
+async fn a_stalled_settle_is_applied_once() {
+    let s = setup_store(true, |storage| storage);
+    let client = s.harness.client();
+    seed(&client, &["m1"]).await;
+    let request = client.request();
+    assert_eq!(texts(&request.read().await.expect("read")), ["m1"]);
+    assert!(request.info("added with the settle"));
+    s.faults.stall();
+    assert!(request.finish().await.report.degraded.is_some());
+    s.faults.heal(&s.memory).await;
+    assert_eq!(read_all(&client).await, ["added with the settle"]);
+    assert!(read_all(&client).await.is_empty(), "shown twice");
+}
+
+/// A long stall with large messages: every page shows what the cookie carries, and the records
+/// of what was shown (a digest each) still fit the cookie beside the new messages, so none of
+/// the late copies shows when the store heals.
+#[tokio::test]
+async fn the_records_of_shown_messages_fit_a_long_stall() {
+    let s = setup_store(true, |storage| storage);
+    let client = s.harness.client();
+    s.faults.stall();
+    let mut shown = Vec::new();
+    for i in 0..8 {
+        let text = format!("{i}:{}", "x".repeat(1000));
+        let report = seed(&client, &[text.as_str()]).await;
+        assert!(report.dropped.is_empty(), "{i}: dropped");
+        shown.extend(read_all(&client).await);
+    }
+    assert_eq!(shown.len(), 8, "each page showed its message once");
+    s.faults.heal(&s.memory).await;
+    assert!(read_all(&client).await.is_empty(), "a late copy showed");
+    assert!(read_all(&client).await.is_empty());
+    assert!(client.cookie(&s.carry).is_none(), "finished");
 }

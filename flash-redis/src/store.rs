@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use flash_core::storage::stored_form::{self, FromStored};
 use flash_core::{
     Error, ErrorKind, Limits, Message, Result,
-    storage::{ClientId, KeyedStore, LeaseId, MAX_SPAN, Outcome, Redacted},
+    storage::{ClientId, KeyedStore, LeaseId, MAX_SPAN, OperationId, Outcome, Redacted},
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind};
@@ -522,6 +522,41 @@ impl KeyedStore for RedisStore {
                 ttl,
                 limits,
             )
+            .await?;
+        Ok(kept)
+    }
+
+    /// The scripts keep the client's recent operation ids (at most 32) for the dedupe window.
+    fn remembers_operations(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.dedupe_window_ms()))
+    }
+
+    async fn append_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        let op = LeaseId::from_bytes(*op.as_bytes());
+        let (_, kept) = self.append_as(&op, client, messages, ttl, limits).await?;
+        Ok(kept)
+    }
+
+    async fn settle_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        let op = LeaseId::from_bytes(*op.as_bytes());
+        let (_, kept) = self
+            .settle_as(&op, client, lease, outcome, append, ttl, limits)
             .await?;
         Ok(kept)
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use flash_core::Limits;
 use flash_core::Message;
 use flash_core::Result;
-use flash_core::storage::{ClientId, KeyedStore, LeaseId, Outcome};
+use flash_core::storage::{ClientId, KeyedStore, LeaseId, OperationId, Outcome};
 
 /// Calls made to a [`CountingStore`], by kind.
 #[derive(Debug, Clone, Default)]
@@ -95,6 +95,40 @@ impl<S: KeyedStore> KeyedStore for CountingStore<S> {
         self.bump(2);
         self.inner
             .settle(client, lease, outcome, append, ttl, limits)
+            .await
+    }
+
+    fn remembers_operations(&self) -> Option<Duration> {
+        self.inner.remembers_operations()
+    }
+
+    async fn append_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        self.bump(0);
+        self.inner
+            .append_once(op, client, messages, ttl, limits)
+            .await
+    }
+
+    async fn settle_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        self.bump(2);
+        self.inner
+            .settle_once(op, client, lease, outcome, append, ttl, limits)
             .await
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::Options;
 use flash_core::storage::{
-    ClientId, DocumentStore, Documents, KeyedStore, LeaseId, MemoryStore, Outcome,
+    ClientId, DocumentStore, Documents, KeyedStore, LeaseId, MemoryStore, OperationId, Outcome,
 };
 use flash_core::{ErrorKind, Level, Limits, Message, async_trait};
 
@@ -158,6 +158,38 @@ impl<S: KeyedStore> KeyedStore for Inspected<S> {
     ) -> flash_core::Result<usize> {
         self.store
             .settle(client, lease, outcome, append, ttl, limits)
+            .await
+    }
+
+    fn remembers_operations(&self) -> Option<Duration> {
+        self.store.remembers_operations()
+    }
+
+    async fn append_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> flash_core::Result<usize> {
+        self.store
+            .append_once(op, client, messages, ttl, limits)
+            .await
+    }
+
+    async fn settle_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> flash_core::Result<usize> {
+        self.store
+            .settle_once(op, client, lease, outcome, append, ttl, limits)
             .await
     }
 }
@@ -386,6 +418,8 @@ macro_rules! __keyed_store_tests {
             concurrent_appends_never_exceed_max_messages,
             concurrent_appends_never_exceed_max_bytes,
             too_long_text_is_refused,
+            a_settle_sent_again_ends_nothing_more,
+            a_write_sent_again_is_applied_once,
         );
     };
     ($factory:expr; $($name:ident),* $(,)?) => {
@@ -1212,4 +1246,122 @@ async fn outage(at: ServerAt, addr: SocketAddr, what: &str) {
                 .map(|r| r.map(|kept| format!("Ok({kept} kept)"))),
         );
     }
+}
+
+/// A settle sent again (the bridge finishing a settle whose answer never came) ends nothing
+/// more: what the lease held is gone once, and a newer lease's messages are untouched.
+pub async fn a_settle_sent_again_ends_nothing_more(factory: KeyedFactory) {
+    let store = store!(factory, "a_settle_sent_again_ends_nothing_more");
+    let client = ClientId::random();
+    append(&*store, &client, &["m1"], LONG).await;
+    let first = LeaseId::random();
+    assert_eq!(texts(&lease(&*store, &client, &first, HOLD).await), ["m1"]);
+    settle(&*store, &client, &first, Outcome::Consumed, &[]).await;
+    append(&*store, &client, &["m2"], LONG).await;
+    let second = LeaseId::random();
+    assert_eq!(texts(&lease(&*store, &client, &second, HOLD).await), ["m2"]);
+    settle(&*store, &client, &first, Outcome::Consumed, &[]).await;
+    settle(&*store, &client, &first, Outcome::Released, &[]).await;
+    assert!(
+        visible(&*store, &client).await.is_empty(),
+        "a settle sent again released another lease's messages"
+    );
+    settle(&*store, &client, &second, Outcome::Released, &[]).await;
+    assert_eq!(
+        texts(&visible(&*store, &client).await),
+        ["m2"],
+        "a settle sent again consumed another lease's messages"
+    );
+}
+
+/// The shortest window a store that remembers operations may declare: the bridge sends a write
+/// again at the client's next request, which comes seconds (not hours) after an outage ends.
+pub const MIN_OPERATION_WINDOW: Duration = Duration::from_secs(60);
+
+/// A store that remembers operations (`remembers_operations` is `Some`) applies a write sent
+/// again under its operation id once, for appends and settles alike, in one space of ids per
+/// client; another id is another write, even with the same messages. Skipped (one line) for a
+/// store that does not remember them: the bridge then counts what may show twice.
+pub async fn a_write_sent_again_is_applied_once(factory: KeyedFactory) {
+    let store = store!(factory, "a_write_sent_again_is_applied_once");
+    let Some(window) = store.remembers_operations() else {
+        eprintln!("skipped: a_write_sent_again_is_applied_once: the store remembers no operations");
+        return;
+    };
+    assert!(
+        window >= MIN_OPERATION_WINDOW,
+        "a window of {window:?} is shorter than {MIN_OPERATION_WINDOW:?}"
+    );
+    let (client, limits) = (ClientId::random(), Limits::default());
+    let op = OperationId::random();
+    for _ in 0..2 {
+        let kept = store
+            .append_once(&op, &client, &infos(&["m1", "m2"]), LONG, &limits)
+            .await
+            .expect("append_once");
+        assert_eq!(kept, 2, "a write sent again answers what the first kept");
+    }
+    assert_eq!(
+        texts(&visible(&*store, &client).await),
+        ["m1", "m2"],
+        "an append sent again was applied twice"
+    );
+    store
+        .append_once(
+            &OperationId::random(),
+            &client,
+            &infos(&["m1"]),
+            LONG,
+            &limits,
+        )
+        .await
+        .expect("append_once");
+    assert_eq!(
+        texts(&visible(&*store, &client).await),
+        ["m1", "m2", "m1"],
+        "another operation id is another write"
+    );
+
+    let held = LeaseId::random();
+    assert_eq!(lease(&*store, &client, &held, HOLD).await.len(), 3);
+    let settle_op = OperationId::random();
+    for _ in 0..2 {
+        let kept = store
+            .settle_once(
+                &settle_op,
+                &client,
+                &held,
+                Outcome::Consumed,
+                &infos(&["m3"]),
+                LONG,
+                &limits,
+            )
+            .await
+            .expect("settle_once");
+        assert_eq!(kept, 1);
+    }
+    assert_eq!(
+        texts(&visible(&*store, &client).await),
+        ["m3"],
+        "a settle sent again appended twice"
+    );
+    store
+        .append_once(&settle_op, &client, &infos(&["m4"]), LONG, &limits)
+        .await
+        .expect("append_once");
+    assert_eq!(
+        texts(&visible(&*store, &client).await),
+        ["m3"],
+        "appends and settles share one space of operation ids"
+    );
+    let other = ClientId::random();
+    store
+        .append_once(&op, &other, &infos(&["x"]), LONG, &limits)
+        .await
+        .expect("append_once");
+    assert_eq!(
+        texts(&visible(&*store, &other).await),
+        ["x"],
+        "operation ids are per client"
+    );
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use flash_core::{
     Limits, Message, Result, async_trait,
-    storage::{ClientId, KeyedStore, LeaseId, MemoryStore, Outcome},
+    storage::{ClientId, KeyedStore, LeaseId, MemoryStore, OperationId, Outcome},
 };
 use flash_testkit::keyed_kit::{self as kit, Inspect};
 use flash_testkit::{KeyedFactory, Options};
@@ -36,6 +36,8 @@ enum Breakage {
     /// Expired clients are swept once a minute (`MemoryStore`'s default), not every
     /// `Options::sweep_interval`: a store without its sweeper, as far as a test can tell.
     NeverSweeps,
+    /// Claims to remember operations, and applies a write sent again a second time.
+    ForgetsOperations,
 }
 
 struct Broken {
@@ -198,6 +200,54 @@ impl KeyedStore for Broken {
         self.log(client, &append[..kept], ttl);
         Ok(kept)
     }
+
+    fn remembers_operations(&self) -> Option<Duration> {
+        self.inner.remembers_operations()
+    }
+
+    async fn append_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        if self.breakage == Breakage::ForgetsOperations {
+            return self.append(client, messages, ttl, limits).await;
+        }
+        self.inner
+            .append_once(op, client, messages, ttl, &self.limits(limits))
+            .await
+    }
+
+    async fn settle_once(
+        &self,
+        op: &OperationId,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<usize> {
+        if self.breakage == Breakage::ForgetsOperations {
+            return self
+                .settle(client, lease, outcome, append, ttl, limits)
+                .await;
+        }
+        self.inner
+            .settle_once(
+                op,
+                client,
+                lease,
+                outcome,
+                append,
+                ttl,
+                &self.limits(limits),
+            )
+            .await
+    }
 }
 
 #[async_trait]
@@ -242,6 +292,7 @@ async fn each_broken_store_keeps_the_other_rules() {
         Breakage::IgnoresLimits,
         Breakage::ChecksThenAppends,
         Breakage::NeverSweeps,
+        Breakage::ForgetsOperations,
     ] {
         for (name, passed) in [
             (
@@ -260,6 +311,24 @@ async fn each_broken_store_keeps_the_other_rules() {
             assert!(passed, "{name} failed on a store that only {breakage:?}");
         }
     }
+}
+
+/// Issue 19: a store that claims to remember operations and applies a write sent again twice
+/// fails the kit; the same store that keeps the rule passes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn forgetting_operations_fails_the_kit() {
+    assert_fails(
+        Breakage::ForgetsOperations,
+        "a_write_sent_again_is_applied_once",
+        kit::a_write_sent_again_is_applied_once,
+    )
+    .await;
+    assert!(
+        !panics(kit::a_write_sent_again_is_applied_once(broken(
+            Breakage::ChecksThenAppends
+        )))
+        .await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

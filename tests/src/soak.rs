@@ -167,6 +167,19 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Every phase together.
     pub total: Row,
+    /// Whether the design promises no duplicate on this storage even across a fault (see
+    /// [`promises_exactly_once`]).
+    pub exactly_once: bool,
+}
+
+/// Whether a storage promises exactly once across a fault (issue 19): its store remembers
+/// operations (Redis), so a write applied late and its carried copy are one write and a cut
+/// settle is finished by the client's next request; or it has no fault at all (the SQLite
+/// control). The SQL stores forget operations (`KeyedStore::remembers_operations` is `None`):
+/// their cut settles are finished too, but a write the server applies after the client's next
+/// read may show twice, so their duplicates are counted and explained, not forbidden.
+pub fn promises_exactly_once(kind: Kind) -> bool {
+    matches!(kind, Kind::Redis | Kind::CookieRedis | Kind::Sqlite)
 }
 
 impl Report {
@@ -212,11 +225,17 @@ impl Report {
                     row.misdelivered
                 ));
             }
-            // A duplicate comes from a call the fault cut after the server applied it (a
-            // settle whose reply was lost, an append applied late while its messages rode in
-            // the carry cookie); it may show in the pass after the fault, so only a run with
-            // no fault at all must have none. RELIABILITY.md counts and explains them.
-            if row.duplicated > 0 && !faulted {
+            // Where the design promises exactly once, a duplicate anywhere is a failure. Else
+            // a duplicate comes from a write the fault cut after the server applied it, on a
+            // store that cannot tell the late copy from the carried one; it may show in the
+            // pass after the fault, so only a run with no fault at all must have none.
+            // RELIABILITY.md counts and explains them.
+            if row.duplicated > 0 && self.exactly_once {
+                problems.push(format!(
+                    "{at}: {} shown twice where exactly once is promised",
+                    row.duplicated
+                ));
+            } else if row.duplicated > 0 && !faulted {
                 problems.push(format!(
                     "{at}: {} shown twice without a fault",
                     row.duplicated
@@ -525,5 +544,6 @@ pub async fn run(kind: Kind, plan: &Plan) -> Option<Report> {
         storage: storage_name(kind).to_owned(),
         rows,
         total,
+        exactly_once: promises_exactly_once(kind),
     })
 }

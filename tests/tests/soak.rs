@@ -1,6 +1,7 @@
 //! The soak and fault run (see `flash_integration::soak`): the short version for every server
 //! storage, asserting that nothing is lost, nothing is shown to another browser, and nothing is
-//! shown twice outside a fault; and the full version (`scripts/soak`, ignored here) that writes
+//! shown twice where exactly once is promised (Redis, `cookie+redis`, the control: issue 19) nor
+//! outside a fault on the other storages; and the full version (`scripts/soak`, ignored here) that writes
 //! the table of RELIABILITY.md.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
