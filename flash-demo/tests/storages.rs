@@ -3,7 +3,8 @@
 //! `FLASH_FRAMEWORK` to `axum` or `actix`, and a browser does POST → 303 → GET (shown once) →
 //! GET (gone). Server URLs come from the environment at run
 //! time (`FLASH_REDIS_URL`, `FLASH_REDIS_CLUSTER_URLS`, `FLASH_POSTGRES_URL`,
-//! `FLASH_MYSQL_URL`); an unreachable server is skipped with one line, and fails under `CI=true`.
+//! `FLASH_MYSQL_URL`); an unreachable server fails, unless the run opted in to skipping
+//! (`FLASH_TESTKIT_SKIP_UNREACHABLE=1`, never under `CI=true`).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;

@@ -4,8 +4,8 @@
 //! reload shows nothing; nothing is written to the previous storage (its store holds what it
 //! held until the read, nothing after, and no response sets one of its cookies but to delete
 //! it); the previous storage down does not break the current one. Server URLs come from the
-//! environment at run time; an unreachable server is skipped with one line, and fails under
-//! `CI=true`.
+//! environment at run time; an unreachable server fails, unless the run opted in to skipping
+//! (`FLASH_TESTKIT_SKIP_UNREACHABLE=1`, never under `CI=true`).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;

@@ -171,8 +171,9 @@ fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 /// Opens the storage of `kind` for one test, isolated by a fresh namespace (a Redis key
-/// prefix, an SQL table of its own, a temporary SQLite file). `None` when its server is
-/// unreachable outside CI (one "skipped" line printed); under `CI=true` that panics.
+/// prefix, an SQL table of its own, a temporary SQLite file). An unreachable server fails the
+/// test (`flash_testkit::unavailable`); `None` when the run opted in to skipping
+/// (`FLASH_TESTKIT_SKIP_UNREACHABLE=1`, a `SKIPPED` line printed).
 pub async fn open(kind: Kind) -> Option<Opened> {
     open_with(kind, false, &[]).await
 }
