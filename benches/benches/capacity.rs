@@ -43,6 +43,9 @@ use flash_core::{Key, Keys, Messages, MessagesConfig};
 use flash_redis::RedisStore;
 use redis::aio::ConnectionManager;
 
+#[path = "capacity/sql.rs"]
+mod sql;
+
 /// The message every client has pending: 40 characters.
 const TEXT: &str = "You have 3 new notifications waiting now";
 
@@ -552,5 +555,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(redis_capacity());
+    if sql::wanted("redis") {
+        runtime.block_on(redis_capacity());
+    }
+    runtime.block_on(sql::sql_capacity());
 }
