@@ -30,6 +30,7 @@
 //! (default 5), `FLASH_CAPACITY_DEAD` (default 1 000 000; 0 skips the sweep),
 //! `FLASH_CAPACITY_STORES` (a comma list of `redis,postgres,mysql,sqlite`; default all).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -323,24 +324,50 @@ async fn table_bytes(pool: &Pool, tables: &[&str]) -> f64 {
     total
 }
 
-/// MariaDB's own count of the statements run on `pool`'s one connection (`Com_*`, the
-/// `SHOW STATUS` that reads it left out).
-async fn mysql_statements(pool: &sqlx::MySqlPool) -> u64 {
+/// MariaDB's own counters of the statements run on `pool`'s one connection (`Com_*`), by
+/// kind. The binary protocol's commands (`Com_stmt_*`: prepare, execute, close) and the
+/// `SHOW STATUS` that reads them are left out: a prepared statement's execution also counts
+/// under its kind (`Com_insert`, …), and so does every statement a procedure runs.
+async fn mysql_statements(pool: &sqlx::MySqlPool) -> BTreeMap<String, u64> {
     let rows: Vec<(String, String)> = sqlx::query_as("SHOW SESSION STATUS LIKE 'Com\\_%'")
         .fetch_all(pool)
         .await
         .expect("SHOW STATUS");
-    rows.iter()
-        .filter(|(name, _)| name != "Com_show_status")
-        .filter_map(|(_, value)| value.parse::<u64>().ok())
-        .sum()
+    rows.into_iter()
+        .filter(|(name, _)| {
+            name != "Com_show_status"
+                && name != "Com_admin_commands"
+                && !name.starts_with("Com_stmt_")
+        })
+        .filter_map(|(name, value)| Some((name, value.parse::<u64>().ok()?)))
+        .collect()
+}
+
+/// What the counters moved by from `before` to `after`, per cycle: the total, and the kinds.
+fn per_cycle(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    cycles: usize,
+) -> (f64, String) {
+    let mut total = 0;
+    let mut kinds = Vec::new();
+    for (name, value) in after {
+        let moved = value.saturating_sub(before.get(name).copied().unwrap_or(0));
+        if moved > 0 {
+            total += moved;
+            let kind = name.strip_prefix("Com_").unwrap_or(name);
+            kinds.push(format!("{kind} {:.2}", moved as f64 / cycles as f64));
+        }
+    }
+    (total as f64 / cycles as f64, kinds.join(", "))
 }
 
 /// The figures of one server.
 struct Figures {
     bytes: (f64, f64),
     statements: (f64, f64),
-    server_statements: Option<(f64, f64)>,
+    /// MariaDB's counts, flash's and the floor's, with their kinds.
+    server_statements: Option<((f64, String), (f64, String))>,
     micros: (f64, f64),
     ratio: f64,
     sweep: Option<Sweep>,
@@ -452,7 +479,7 @@ async fn measure(server: &Server) -> Result<Figures, String> {
         let f = started.elapsed().as_secs_f64() * 1e6 / cycles as f64;
         f_stmt = (statements() - s0) as f64 / cycles as f64;
         let c1 = server_count().await;
-        let flash_server = c0.zip(c1).map(|(a, b)| (b - a) as f64 / cycles as f64);
+        let flash_server = c0.zip(c1).map(|(a, b)| per_cycle(&a, &b, cycles));
 
         let c0 = admin_server_count().await;
         let s0 = statements();
@@ -465,7 +492,7 @@ async fn measure(server: &Server) -> Result<Figures, String> {
         let l = started.elapsed().as_secs_f64() * 1e6 / cycles as f64;
         l_stmt = (statements() - s0) as f64 / cycles as f64;
         let c1 = admin_server_count().await;
-        let floor_server = c0.zip(c1).map(|(a, b)| (b - a) as f64 / cycles as f64);
+        let floor_server = c0.zip(c1).map(|(a, b)| per_cycle(&a, &b, cycles));
         server_stmt = flash_server.zip(floor_server);
         f_time.push(f);
         l_time.push(l);
@@ -694,7 +721,7 @@ pub(crate) async fn sql_capacity() {
             f.statements.1,
             f.statements.0 / f.statements.1
         );
-        if let Some((flash, floor)) = f.server_statements {
+        if let Some(((flash, _), (floor, _))) = &f.server_statements {
             println!(
                 "| statements per PRG cycle, run by the server (`Com_*`, procedures' included) | {store} | {flash:.2} | {floor:.2} | {:.2} |",
                 flash / floor
@@ -704,6 +731,19 @@ pub(crate) async fn sql_capacity() {
             "| time per PRG cycle, µs (median round; ratio: median of the rounds') | {store} | {:.0} | {:.0} | {:.2} |",
             f.micros.0, f.micros.1, f.ratio
         );
+    }
+    for (name, f) in &results {
+        if let Some(((_, flash), (_, floor))) = &f.server_statements {
+            println!();
+            println!(
+                "{}: flash's statements per cycle (server): {flash}",
+                title(name)
+            );
+            println!(
+                "{}: floor's statements per cycle (server): {floor}",
+                title(name)
+            );
+        }
     }
     let sweeps: Vec<_> = results
         .iter()
