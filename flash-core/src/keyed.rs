@@ -1635,3 +1635,76 @@ impl<S: fmt::Debug> fmt::Debug for ServerStorage<S> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::level::Level;
+
+    /// A carry cookie written before operation ids (a plain list of messages) still reads, as
+    /// one append with a fresh id and nothing shown.
+    #[test]
+    fn an_old_carry_cookie_reads_as_one_append() {
+        let writes = decode_writes(br#"[[20,"old"],[40,"older"]]"#).unwrap();
+        assert_eq!(writes.len(), 1);
+        let texts: Vec<&str> = writes[0].messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["old", "older"]);
+        assert!(writes[0].settle.is_none() && writes[0].shown.is_empty());
+    }
+
+    /// What the cookie holds comes back as written: ids, the settle's lease and outcome, the
+    /// messages and the digests of those shown; anything else is no carry.
+    #[test]
+    fn pending_writes_round_trip_through_the_cookie() {
+        let shown = Message::new(Level::INFO, "shown");
+        let writes = vec![
+            PendingWrite {
+                op: OperationId::random(),
+                settle: Some((LeaseId::random(), Outcome::Consumed)),
+                messages: vec![Message::new(Level::ERROR, "pending")],
+                shown: vec![digest(&shown), u64::MAX, 0],
+            },
+            PendingWrite::append(vec![Message::new(Level::SUCCESS, "added")]),
+        ];
+        let back = decode_writes(&encode_writes(&writes).unwrap()).unwrap();
+        assert_eq!(back.len(), 2);
+        for (a, b) in writes.iter().zip(&back) {
+            assert_eq!(a.op, b.op);
+            assert_eq!(a.settle, b.settle);
+            assert_eq!(a.messages, b.messages);
+            assert_eq!(a.shown, b.shown);
+        }
+        for bad in [
+            &br#"{"w":[{"op":"xyz","m":[]}]}"#[..],
+            br#"{"w":[{"op":"00000000000000000000000000000000","m":[],"h":["nothex"]}]}"#,
+            br#"{"w":[{"op":"00000000000000000000000000000000","lease":"1","m":[]}]}"#,
+            b"garbage",
+        ] {
+            assert!(
+                decode_writes(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// A digest tells messages apart as `Message`'s equality does (level and text), and a
+    /// placeholder is never a message an application adds.
+    #[test]
+    fn digests_follow_message_equality() {
+        let a = Message::new(Level::INFO, "saved");
+        assert_eq!(
+            digest(&a),
+            digest(&Message::new(Level::INFO, "saved").with_extra_tags("x"))
+        );
+        assert_ne!(digest(&a), digest(&Message::new(Level::SUCCESS, "saved")));
+        assert_ne!(digest(&a), digest(&Message::new(Level::INFO, "saved!")));
+        let mut messages = vec![a.clone(), Message::new(Level::INFO, "other"), a.clone()];
+        assert!(remove_digest(&mut messages, digest(&a)));
+        assert_eq!(messages.len(), 2, "one copy removed, not every equal one");
+        assert!(!remove_digest(&mut messages, digest(&placeholder())));
+        assert!(is_placeholder(&placeholder()) && !is_placeholder(&a));
+    }
+}
