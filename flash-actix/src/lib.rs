@@ -1,43 +1,118 @@
 #![doc = include_str!("../README.md")]
-#![deny(missing_docs)]
 
-mod extract;
-mod middleware;
-#[cfg(feature = "actix-session")]
+use std::task::{Context, Poll};
+use std::{future::Future, future::Ready, ops::Deref, pin::Pin, sync::Arc};
+
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::{Error, FromRequest, HttpMessage as _, HttpRequest, error};
+pub use flash_core::adapter::Adapter;
+use flash_core::adapter::{Answer, RequestParts, Slot};
+use flash_core::{Messages, MessagesConfig, storage::Storage};
+
 mod session;
-
-pub use extract::{Flash, MissingFlashMiddleware};
-pub use middleware::{Answer, FlashMiddleware, FlashService, ResponseFuture};
 #[cfg(feature = "actix-session")]
 pub use session::{ActixSession, ActixSessionStorage};
 
-#[cfg(feature = "actix-session")]
-use session::Bridge;
+flash_core::http_like_headers!(Headers, HeadersMut, actix_web::http::header);
 
-/// Without the feature `actix-session` there is no session to bridge.
-#[cfg(not(feature = "actix-session"))]
-enum Bridge {}
+/// The actix-web middleware giving every request its flash messages and ending each request
+/// by flash-core's contract: `App::new().wrap(FlashMiddleware::new(storage, config))`.
+/// Options (an error hook, htmx delivery) are the [`Adapter`]'s:
+/// `FlashMiddleware::from(adapter)`.
+///
+/// Storages that keep messages in the session (`flash-session`'s `SessionStorage`, the `flash`
+/// facade's `session`) use actix-session's session with the feature `actix-session`:
+/// actix-session's `SessionMiddleware` must then wrap this one (see `ActixSession`, with the
+/// feature on).
+#[derive(Clone, Debug)]
+pub struct FlashMiddleware(Adapter);
 
-#[cfg(not(feature = "actix-session"))]
-impl Bridge {
-    fn capture(
-        _: &actix_web::dev::ServiceRequest,
-        _: &flash_core::adapter::Adapter,
-    ) -> Option<Bridge> {
-        None
-    }
-
-    fn extensions(&self) -> flash_core::http::Extensions {
-        match *self {}
-    }
-
-    fn write_back(&self) {
-        match *self {}
+impl FlashMiddleware {
+    /// A middleware over `storage` with the application's `config`, and no other option.
+    pub fn new(storage: Arc<dyn Storage>, config: impl Into<Arc<MessagesConfig>>) -> Self {
+        FlashMiddleware(Adapter::new(storage, config))
     }
 }
 
-/// Re-exported: the core types handlers and storages use.
-pub use flash_core::{
-    Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages, MessagesConfig,
-    adapter::Adapter, storage::Storage,
-};
+impl From<Adapter> for FlashMiddleware {
+    fn from(adapter: Adapter) -> Self {
+        FlashMiddleware(adapter)
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for FlashMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = FlashService<S>;
+    type InitError = ();
+    type Future = Ready<Result<FlashService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(FlashService(service, self.0.clone())))
+    }
+}
+
+/// The service [`FlashMiddleware`] wraps around the application.
+#[derive(Debug)]
+pub struct FlashService<S>(S, Adapter);
+
+impl<S, B> Service<ServiceRequest> for FlashService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, Error>>>>;
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let in_flight = self.1.begin();
+        request.extensions_mut().insert(in_flight.slot());
+        let (bridge, response) = (session::capture(&request, &self.1), self.0.call(request));
+        Box::pin(async move {
+            let mut result = response.await;
+            let answer = result.as_mut().map(|r| {
+                let failed = r.response().error().is_some();
+                Answer::new(r.status().as_u16(), failed, HeadersMut(r.headers_mut()))
+            });
+            let _ = in_flight.finish(answer).await;
+            session::write_back(bridge);
+            result
+        })
+    }
+}
+
+/// The flash messages of the current request, as an actix-web extractor: it dereferences to
+/// [`flash_core::Messages`]. Without a [`FlashMiddleware`] the extraction fails with a `500`
+/// that names the fix.
+#[derive(Clone, Debug)]
+pub struct Flash(Messages);
+
+impl Deref for Flash {
+    type Target = Messages;
+
+    fn deref(&self) -> &Messages {
+        &self.0
+    }
+}
+
+impl FromRequest for Flash {
+    type Error = Error;
+    type Future = Ready<Result<Flash, Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let (extensions, bridged) = (request.extensions(), session::extensions(request));
+        let (uri, headers) = (request.uri(), Headers(request.headers()));
+        let parts = RequestParts::new(request.method().as_str(), &headers, bridged.as_ref())
+            .with_target(uri.path_and_query().map_or("/", |pq| pq.as_str()))
+            .with_slot(extensions.get::<Slot>());
+        let messages = parts.messages("flash_actix::FlashMiddleware");
+        std::future::ready(messages.map(Flash).map_err(error::ErrorInternalServerError))
+    }
+}

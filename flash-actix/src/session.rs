@@ -7,217 +7,268 @@
 //! `Session`, which actix-session's middleware (outside flash's) then persists. The update
 //! rules stay flash-core's and flash-session's; this only carries the values across.
 
-use std::borrow::Cow;
-use std::cell::OnceCell;
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+//!
+//! Without the feature there is no bridge: the middleware hands over no extensions, and
+//! flash-core says once that a storage reading them cannot load.
 
-use actix_session::{Session, SessionExt as _};
-use actix_web::HttpMessage as _;
-use actix_web::dev::ServiceRequest;
-use async_trait::async_trait;
-use flash_core::adapter::Adapter;
-use flash_core::{Error, ErrorKind, Result};
-use flash_session::{BridgedSession, SessionHandle, SessionStorage};
-use serde_json::Value;
+#[cfg(feature = "actix-session")]
+pub use bridge::*;
 
-/// [`SessionStorage`] over the actix-session session of each request (feature
-/// `actix-session`). Any `SessionStorage` works under [`FlashMiddleware`](crate::FlashMiddleware)
-/// (the `flash` facade's `session` too): the middleware also hands the session over as a
-/// [`BridgedSession`].
-pub type ActixSessionStorage = SessionStorage<ActixSession>;
+#[cfg(not(feature = "actix-session"))]
+pub(crate) use none::*;
 
-/// What to tell the developer when the request has no actix-session session.
-const MISSING: &str = "no actix-session session in the request: wrap \
-     actix_session::SessionMiddleware outside flash_actix::FlashMiddleware (in actix-web, call \
-     `.wrap(session_middleware)` after `.wrap(flash_middleware)`: the middleware registered last \
-     runs first)";
+/// No session to bridge (the feature `actix-session` is off).
+#[cfg(not(feature = "actix-session"))]
+mod none {
+    use actix_web::HttpRequest;
+    use actix_web::dev::ServiceRequest;
+    use flash_core::adapter::Adapter;
+    use flash_core::http::Extensions;
 
-/// The actix-session `Session` of one request as flash's session storage reads and writes it
-/// (feature `actix-session`): a [`flash_session::SessionHandle`] that is `Send`.
-///
-/// [`FlashMiddleware`](crate::FlashMiddleware) makes it when a handler first asks for its
-/// messages and the storage keeps them in the session: it copies the session's values (the
-/// JSON texts actix-session holds; reading them does not mark the session changed), hands the
-/// copy to the storage in the request extensions (as `ActixSession`, and as a
-/// [`BridgedSession`] for any other `SessionStorage`), and after flash's save writes the keys the
-/// storage changed back with `Session::insert` and `Session::remove`. A request whose messages
-/// were neither read nor added changes nothing, so actix-session does not rewrite the session.
-///
-/// actix-session's `SessionMiddleware` must wrap `FlashMiddleware`. When it does not (it is
-/// missing, or registered before flash's, hence inside it, where it persists the session
-/// before flash saves), every call fails with [`ErrorKind::Config`] and a message saying so:
-/// the handler's read returns it, a save hands it to the error hook, and the page is served.
-#[derive(Clone)]
-pub struct ActixSession {
-    /// `None`: no actix-session middleware outside flash's.
-    copy: Option<Arc<Mutex<Copied>>>,
+    pub(crate) enum Bridge {}
+
+    pub(crate) fn capture(_: &ServiceRequest, _: &Adapter) -> Option<Bridge> {
+        None
+    }
+
+    pub(crate) fn extensions(_: &HttpRequest) -> Option<Extensions> {
+        None
+    }
+
+    pub(crate) fn write_back(_: Option<Bridge>) {}
 }
 
-/// The session's values when the handle was made, and what the storage changed since.
-#[derive(Default)]
-struct Copied {
-    /// actix-session's values: JSON texts.
-    values: HashMap<String, String>,
-    /// Keys set (`Some`) or removed (`None`).
-    changed: BTreeMap<String, Option<Value>>,
-}
+#[cfg(feature = "actix-session")]
+mod bridge {
+    use std::borrow::Cow;
+    use std::cell::OnceCell;
+    use std::collections::{BTreeMap, HashMap};
+    use std::fmt;
+    use std::sync::{Arc, Mutex, MutexGuard};
 
-impl ActixSession {
-    fn copy_of(session: &Session) -> Self {
-        let values = session.entries().clone();
-        ActixSession {
-            copy: Some(Arc::new(Mutex::new(Copied {
-                values,
-                changed: BTreeMap::new(),
-            }))),
+    use actix_session::{Session, SessionExt as _};
+    use std::rc::Rc;
+
+    use actix_web::dev::ServiceRequest;
+    use actix_web::{HttpMessage as _, HttpRequest};
+    use async_trait::async_trait;
+    use flash_core::adapter::Adapter;
+    use flash_core::http::Extensions;
+    use flash_core::{Error, ErrorKind, Result};
+    use flash_session::{BridgedSession, SessionHandle, SessionStorage};
+    use serde_json::Value;
+
+    /// [`SessionStorage`] over the actix-session session of each request (feature
+    /// `actix-session`). Any `SessionStorage` works under [`FlashMiddleware`](crate::FlashMiddleware)
+    /// (the `flash` facade's `session` too): the middleware also hands the session over as a
+    /// [`BridgedSession`].
+    pub type ActixSessionStorage = SessionStorage<ActixSession>;
+
+    /// What to tell the developer when the request has no actix-session session.
+    const MISSING: &str = "no actix-session session in the request: wrap \
+         actix_session::SessionMiddleware outside flash_actix::FlashMiddleware (in actix-web, call \
+         `.wrap(session_middleware)` after `.wrap(flash_middleware)`: the middleware registered last \
+         runs first)";
+
+    /// The actix-session `Session` of one request as flash's session storage reads and writes it
+    /// (feature `actix-session`): a [`flash_session::SessionHandle`] that is `Send`.
+    ///
+    /// [`FlashMiddleware`](crate::FlashMiddleware) makes it when a handler first asks for its
+    /// messages and the storage keeps them in the session: it copies the session's values (the
+    /// JSON texts actix-session holds; reading them does not mark the session changed), hands the
+    /// copy to the storage in the request extensions (as `ActixSession`, and as a
+    /// [`BridgedSession`] for any other `SessionStorage`), and after flash's save writes the keys the
+    /// storage changed back with `Session::insert` and `Session::remove`. A request whose messages
+    /// were neither read nor added changes nothing, so actix-session does not rewrite the session.
+    ///
+    /// actix-session's `SessionMiddleware` must wrap `FlashMiddleware`. When it does not (it is
+    /// missing, or registered before flash's, hence inside it, where it persists the session
+    /// before flash saves), every call fails with [`ErrorKind::Config`] and a message saying so:
+    /// the handler's read returns it, a save hands it to the error hook, and the page is served.
+    #[derive(Clone)]
+    pub struct ActixSession {
+        /// `None`: no actix-session middleware outside flash's.
+        copy: Option<Arc<Mutex<Copied>>>,
+    }
+
+    /// The session's values when the handle was made, and what the storage changed since.
+    #[derive(Default)]
+    struct Copied {
+        /// actix-session's values: JSON texts.
+        values: HashMap<String, String>,
+        /// Keys set (`Some`) or removed (`None`).
+        changed: BTreeMap<String, Option<Value>>,
+    }
+
+    impl ActixSession {
+        fn copy_of(session: &Session) -> Self {
+            let values = session.entries().clone();
+            ActixSession {
+                copy: Some(Arc::new(Mutex::new(Copied {
+                    values,
+                    changed: BTreeMap::new(),
+                }))),
+            }
         }
-    }
 
-    fn missing() -> Self {
-        ActixSession { copy: None }
-    }
-
-    fn lock(&self) -> Result<MutexGuard<'_, Copied>> {
-        match &self.copy {
-            Some(copy) => Ok(copy.lock().unwrap_or_else(|p| p.into_inner())),
-            None => Err(Error::new(ErrorKind::Config, MISSING)),
+        fn missing() -> Self {
+            ActixSession { copy: None }
         }
-    }
 
-    /// Writes the keys the storage changed into `session`; a key whose value is the one the
-    /// session already holds is left alone, so the session is not marked changed for nothing.
-    fn write_back(&self, session: &Session) {
-        let Some(copy) = &self.copy else {
-            return;
-        };
-        let changed = std::mem::take(&mut copy.lock().unwrap_or_else(|p| p.into_inner()).changed);
-        for (key, value) in changed {
-            match value {
-                Some(value) => {
-                    let same = match (serde_json::to_string(&value), session.entries().get(&key)) {
-                        (Ok(text), Some(held)) => text == *held,
-                        _ => false,
-                    };
-                    if same {
-                        continue;
+        fn lock(&self) -> Result<MutexGuard<'_, Copied>> {
+            match &self.copy {
+                Some(copy) => Ok(copy.lock().unwrap_or_else(|p| p.into_inner())),
+                None => Err(Error::new(ErrorKind::Config, MISSING)),
+            }
+        }
+
+        /// Writes the keys the storage changed into `session`; a key whose value is the one the
+        /// session already holds is left alone, so the session is not marked changed for nothing.
+        fn write_back(&self, session: &Session) {
+            let Some(copy) = &self.copy else {
+                return;
+            };
+            let changed =
+                std::mem::take(&mut copy.lock().unwrap_or_else(|p| p.into_inner()).changed);
+            for (key, value) in changed {
+                match value {
+                    Some(value) => {
+                        let same =
+                            match (serde_json::to_string(&value), session.entries().get(&key)) {
+                                (Ok(text), Some(held)) => text == *held,
+                                _ => false,
+                            };
+                        if same {
+                            continue;
+                        }
+                        if let Err(err) = session.insert(key.as_str(), value) {
+                            tracing::error!(%key, error = %err,
+                                "flash messages could not be written into the actix-session session");
+                        }
                     }
-                    if let Err(err) = session.insert(key.as_str(), value) {
-                        tracing::error!(%key, error = %err,
-                            "flash messages could not be written into the actix-session session");
-                    }
-                }
-                None => {
-                    if session.contains_key(&key) {
-                        session.remove(&key);
+                    None => {
+                        if session.contains_key(&key) {
+                            session.remove(&key);
+                        }
                     }
                 }
             }
         }
     }
-}
 
-impl fmt::Debug for ActixSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Session values can be personal data: show only the keys.
-        match self.lock() {
-            Ok(copy) => f
-                .debug_struct("ActixSession")
-                .field("keys", &copy.values.keys().collect::<Vec<_>>())
-                .field("changed", &copy.changed.keys().collect::<Vec<_>>())
-                .finish(),
-            Err(_) => f.write_str("ActixSession(missing)"),
+    impl fmt::Debug for ActixSession {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            // Session values can be personal data: show only the keys.
+            match self.lock() {
+                Ok(copy) => f
+                    .debug_struct("ActixSession")
+                    .field("keys", &copy.values.keys().collect::<Vec<_>>())
+                    .field("changed", &copy.changed.keys().collect::<Vec<_>>())
+                    .finish(),
+                Err(_) => f.write_str("ActixSession(missing)"),
+            }
         }
     }
-}
 
-#[async_trait]
-impl SessionHandle for ActixSession {
-    async fn get(&self, key: &str) -> Result<Option<Value>> {
-        let copy = self.lock()?;
-        if let Some(changed) = copy.changed.get(key) {
-            return Ok(changed.clone());
+    #[async_trait]
+    impl SessionHandle for ActixSession {
+        async fn get(&self, key: &str) -> Result<Option<Value>> {
+            let copy = self.lock()?;
+            if let Some(changed) = copy.changed.get(key) {
+                return Ok(changed.clone());
+            }
+            copy.values
+                .get(key)
+                .map(|text| serde_json::from_str(text))
+                .transpose()
+                .map_err(|err| {
+                    Error::with_source(ErrorKind::Decode, "reading the actix-session session", err)
+                })
         }
-        copy.values
-            .get(key)
-            .map(|text| serde_json::from_str(text))
-            .transpose()
-            .map_err(|err| {
-                Error::with_source(ErrorKind::Decode, "reading the actix-session session", err)
-            })
+
+        async fn insert(&self, key: &str, value: Value) -> Result<()> {
+            self.lock()?.changed.insert(key.to_owned(), Some(value));
+            Ok(())
+        }
+
+        async fn remove(&self, key: &str) -> Result<()> {
+            self.lock()?.changed.insert(key.to_owned(), None);
+            Ok(())
+        }
+
+        fn missing_layer() -> Cow<'static, str> {
+            Cow::Borrowed(MISSING)
+        }
     }
 
-    async fn insert(&self, key: &str, value: Value) -> Result<()> {
-        self.lock()?.changed.insert(key.to_owned(), Some(value));
-        Ok(())
+    /// One request's bridge, kept in the request's extensions: the session actix-session's
+    /// middleware loaded (found before the inner service runs), and the handle given to the
+    /// storage.
+    pub(crate) struct Bridge {
+        session: Option<Session>,
+        handle: OnceCell<ActixSession>,
     }
 
-    async fn remove(&self, key: &str) -> Result<()> {
-        self.lock()?.changed.insert(key.to_owned(), None);
-        Ok(())
+    impl Bridge {
+        /// The extensions the storage reads: the session's handle (its values copied at the first
+        /// call), as `ActixSession` and as a [`BridgedSession`].
+        fn extensions(&self) -> Extensions {
+            let handle = self.handle.get_or_init(|| match &self.session {
+                Some(session) => ActixSession::copy_of(session),
+                None => ActixSession::missing(),
+            });
+            let mut extensions = Extensions::new();
+            extensions.insert(handle.clone());
+            extensions.insert(BridgedSession::new(handle.clone()));
+            extensions
+        }
     }
 
-    fn missing_layer() -> Cow<'static, str> {
-        Cow::Borrowed(MISSING)
-    }
-}
-
-/// One request's bridge, kept by the middleware: the session actix-session's middleware
-/// loaded (found before the inner service runs), and the handle given to the storage.
-pub(crate) struct Bridge {
-    session: Option<Session>,
-    handle: OnceCell<ActixSession>,
-}
-
-impl Bridge {
-    /// The bridge of `request`, as it enters flash's middleware, when the storage keeps
-    /// messages in the session.
-    pub(crate) fn capture(request: &ServiceRequest, adapter: &Adapter) -> Option<Bridge> {
-        adapter.uses_extensions().then(|| Bridge {
+    /// The bridge of `request`, as it enters flash's middleware, when the storage keeps messages in
+    /// the session: put in the request's extensions (for the extractor) and returned (for
+    /// [`write_back`]).
+    pub(crate) fn capture(request: &ServiceRequest, adapter: &Adapter) -> Option<Rc<Bridge>> {
+        let bridge = Rc::new(adapter.uses_extensions().then(|| Bridge {
             session: outer_session(request),
             handle: OnceCell::new(),
-        })
+        })?);
+        request.extensions_mut().insert(bridge.clone());
+        Some(bridge)
     }
 
-    /// The extensions the storage reads: the session's handle (its values copied at the first
-    /// call), as `ActixSession` and as a [`BridgedSession`].
-    pub(crate) fn extensions(&self) -> flash_core::http::Extensions {
-        let handle = self.handle.get_or_init(|| match &self.session {
-            Some(session) => ActixSession::copy_of(session),
-            None => ActixSession::missing(),
-        });
-        let mut extensions = flash_core::http::Extensions::new();
-        extensions.insert(handle.clone());
-        extensions.insert(BridgedSession::new(handle.clone()));
-        extensions
+    /// The extensions the storage reads, when the request has a bridge.
+    pub(crate) fn extensions(request: &HttpRequest) -> Option<Extensions> {
+        let bridge = request.extensions().get::<Rc<Bridge>>()?.clone();
+        Some(bridge.extensions())
     }
 
     /// After flash's save: what the storage changed goes into the actix `Session`.
-    pub(crate) fn write_back(&self) {
-        if let (Some(session), Some(handle)) = (&self.session, self.handle.get()) {
+    pub(crate) fn write_back(bridge: Option<Rc<Bridge>>) {
+        if let Some(bridge) = bridge
+            && let (Some(session), Some(handle)) = (&bridge.session, bridge.handle.get())
+        {
             handle.write_back(session);
         }
     }
-}
 
-/// The session actix-session's middleware put in the request, when one ran before flash's.
-///
-/// actix-session keeps its state in the request extensions under a private type, and
-/// `get_session` makes a detached session when there is none: so a probe session is made in an
-/// empty map, the request's extensions are laid over it (their session, when there is one,
-/// replaces the probe), and the session the request then holds is compared with the probe.
-/// Without a session middleware the probe stays, as the session `get_session` would have made.
-fn outer_session(request: &ServiceRequest) -> Option<Session> {
-    let theirs = std::mem::take(&mut *request.extensions_mut());
-    let probe = request.get_session();
-    {
-        let mut extensions = request.extensions_mut();
-        let mut merged = std::mem::take(&mut *extensions);
-        merged.extend(theirs);
-        *extensions = merged;
+    /// The session actix-session's middleware put in the request, when one ran before flash's.
+    ///
+    /// actix-session keeps its state in the request extensions under a private type, and
+    /// `get_session` makes a detached session when there is none: so a probe session is made in an
+    /// empty map, the request's extensions are laid over it (their session, when there is one,
+    /// replaces the probe), and the session the request then holds is compared with the probe.
+    /// Without a session middleware the probe stays, as the session `get_session` would have made.
+    fn outer_session(request: &ServiceRequest) -> Option<Session> {
+        let theirs = std::mem::take(&mut *request.extensions_mut());
+        let probe = request.get_session();
+        {
+            let mut extensions = request.extensions_mut();
+            let mut merged = std::mem::take(&mut *extensions);
+            merged.extend(theirs);
+            *extensions = merged;
+        }
+        let session = request.get_session();
+        let detached = std::ptr::eq(&*session.entries(), &*probe.entries());
+        (!detached).then_some(session)
     }
-    let session = request.get_session();
-    let detached = std::ptr::eq(&*session.entries(), &*probe.entries());
-    (!detached).then_some(session)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
-use flash_actix::{Flash, FlashMiddleware};
+use flash_actix::{Adapter, Flash, FlashMiddleware};
 use flash_core::{
     Htmx, Key, Keys, Level, MessageView, MessagesConfig,
     storage::{MemoryStore, ServerStorage, Storage},
@@ -16,12 +16,12 @@ use flash_testkit::assert_messages;
 
 /// What `response` left for the next request (`flash_testkit::messages_left`).
 async fn left<B>(
-    middleware: &FlashMiddleware,
+    middleware: &Adapter,
     response: &ServiceResponse<B>,
     request_cookies: Option<&str>,
 ) -> flash_core::Result<Vec<MessageView>> {
     let set_cookies = response.headers().get_all(header::SET_COOKIE);
-    flash_testkit::messages_left(middleware.adapter(), request_cookies, set_cookies).await
+    flash_testkit::messages_left(middleware, request_cookies, set_cookies).await
 }
 
 fn storages() -> Vec<(&'static str, Arc<dyn Storage>)> {
@@ -93,10 +93,10 @@ fn htmx_delivery_through_actix() {
 
 async fn htmx_delivery() {
     for (name, storage) in storages() {
-        let middleware = FlashMiddleware::new(storage, MessagesConfig::default()).htmx(Htmx::new());
+        let middleware = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new());
         let app = test::init_service(
             App::new()
-                .wrap(middleware.clone())
+                .wrap(FlashMiddleware::from(middleware.clone()))
                 .route("/save", web::post().to(save))
                 .route("/in-place", web::post().to(in_place))
                 .route("/poll", web::get().to(poll))

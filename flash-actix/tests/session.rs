@@ -12,7 +12,7 @@ use actix_web::cookie::Key;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
-use flash_actix::{ActixSessionStorage, Flash, FlashMiddleware};
+use flash_actix::{ActixSessionStorage, Adapter, Flash, FlashMiddleware};
 use flash_core::{ErrorKind, Level, MessagesConfig, storage::Storage};
 use flash_session::{MemorySession, SessionStorage};
 use flash_testkit::next_cookie_header;
@@ -93,8 +93,11 @@ type Seen = Arc<Mutex<Vec<(ErrorKind, String)>>>;
 
 fn flash_middleware(storage: Arc<dyn Storage>, seen: &Seen) -> FlashMiddleware {
     let seen = seen.clone();
-    FlashMiddleware::new(storage, MessagesConfig::default().with_level(Level::DEBUG))
-        .on_error(move |err| seen.lock().unwrap().push((err.kind(), err.to_string())))
+    let config = MessagesConfig::default().with_level(Level::DEBUG);
+    FlashMiddleware::from(
+        Adapter::new(storage, config)
+            .on_error(move |err| seen.lock().unwrap().push((err.kind(), err.to_string()))),
+    )
 }
 
 fn routes(config: &mut web::ServiceConfig) {

@@ -1,14 +1,105 @@
 #![doc = include_str!("../README.md")]
-#![deny(missing_docs)]
 
-mod extract;
-mod layer;
+use std::{ops::Deref, sync::Arc, task::Context, task::Poll};
 
-pub use extract::{Flash, MissingFlashLayer};
-pub use layer::{FlashLayer, FlashService, ResponseFuture};
+use axum_core::extract::FromRequestParts;
+pub use flash_core::adapter::Adapter;
+use flash_core::adapter::{Around, MissingMiddleware, RequestParts};
+use flash_core::{Messages, MessagesConfig, storage::Storage};
+use http::{Request, Response, request::Parts};
+use tower::{Layer, Service};
 
-/// Re-exported: the core types handlers and storages use.
-pub use flash_core::{
-    Error, HtmlMessage, Htmx, Level, LevelTags, Message, MessageView, Messages, MessagesConfig,
-    adapter::Adapter, storage::Storage,
-};
+/// A tower [`Layer`] giving every request its flash messages and ending each request by
+/// flash-core's contract ([`InFlight::around`](flash_core::adapter::InFlight::around)).
+///
+/// A plain tower layer over `http` 1.x requests and responses: it serves any tower-based
+/// stack, not only axum. Handlers reach the messages with the [`Flash`] extractor (a
+/// middleware with axum's `parts.extract::<Flash>()`; a bare tower service with flash-core's
+/// `RequestParts::from(&parts).messages(…)`). Options (an error hook, htmx delivery) are
+/// the [`Adapter`]'s: `FlashLayer::from(Adapter::new(storage, config).on_error(hook))`.
+///
+/// With a storage that keeps messages in the session, put this layer *inside* the session
+/// layer (add it to the router before the session layer), so the session is saved after the
+/// messages are.
+///
+/// ```
+/// use std::sync::Arc;
+/// use flash_axum::{Adapter, FlashLayer};
+/// use flash_core::{MessagesConfig, Key, Level, storage::{ServerStorage, MemoryStore}};
+///
+/// let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
+/// let config = MessagesConfig::default().with_level(Level::DEBUG);
+/// let adapter = Adapter::new(storage, config).on_error(|err| eprintln!("flash: {err}"));
+/// let app: axum::Router = axum::Router::new().layer(FlashLayer::from(adapter));
+/// # let _ = app;
+/// ```
+#[derive(Clone, Debug)]
+pub struct FlashLayer(Adapter);
+
+impl FlashLayer {
+    /// A layer over `storage` with the application's `config`, and no other option.
+    pub fn new(storage: Arc<dyn Storage>, config: impl Into<Arc<MessagesConfig>>) -> Self {
+        FlashLayer(Adapter::new(storage, config))
+    }
+}
+
+impl From<Adapter> for FlashLayer {
+    fn from(adapter: Adapter) -> Self {
+        FlashLayer(adapter)
+    }
+}
+
+impl<S> Layer<S> for FlashLayer {
+    type Service = FlashService<S>;
+
+    fn layer(&self, inner: S) -> FlashService<S> {
+        FlashService(inner, self.0.clone())
+    }
+}
+
+/// The service [`FlashLayer`] wraps around the application.
+#[derive(Clone, Debug)]
+pub struct FlashService<S>(S, Adapter);
+
+impl<In, Out, S: Service<Request<In>, Response = Response<Out>>> Service<Request<In>>
+    for FlashService<S>
+{
+    type Response = Response<Out>;
+    type Error = S::Error;
+    type Future = Around<S::Future, Response<Out>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<In>) -> Self::Future {
+        let in_flight = self.1.begin_in(request.extensions_mut());
+        in_flight.around(self.0.call(request))
+    }
+}
+
+/// The flash messages of the current request, as an axum extractor: it dereferences to
+/// [`flash_core::Messages`] (clone it with `Messages::clone(&flash)` to keep it beyond the
+/// handler). Every extraction in one request returns the same handle. Without a
+/// [`FlashLayer`] around the route the extraction fails with a `500` that names the fix.
+#[derive(Clone, Debug)]
+pub struct Flash(Messages);
+
+impl Deref for Flash {
+    type Target = Messages;
+
+    fn deref(&self) -> &Messages {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Flash {
+    type Rejection = Response<String>;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let messages = RequestParts::from(&*parts).messages("flash_axum::FlashLayer");
+        messages
+            .map(Flash)
+            .map_err(MissingMiddleware::into_response)
+    }
+}

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use flash_axum::{Flash, FlashLayer};
+use flash_axum::{Adapter, Flash, FlashLayer};
 use flash_core::{
     Htmx, Key, Keys, Level, Message, MessageView, MessagesConfig,
     storage::{MemoryStore, ServerStorage, Storage},
@@ -20,12 +20,12 @@ use tower::ServiceExt as _;
 
 /// What `response` left for the next request (`flash_testkit::messages_left`).
 async fn left<B>(
-    layer: &FlashLayer,
+    layer: &Adapter,
     response: &Response<B>,
     request_cookies: Option<&str>,
 ) -> flash_core::Result<Vec<MessageView>> {
     let set_cookies = response.headers().get_all(SET_COOKIE);
-    flash_testkit::messages_left(layer.adapter(), request_cookies, set_cookies).await
+    flash_testkit::messages_left(layer, request_cookies, set_cookies).await
 }
 
 fn storages() -> Vec<(&'static str, Arc<dyn Storage>)> {
@@ -105,7 +105,7 @@ async fn api(flash: Flash) -> axum::Json<serde_json::Value> {
     axum::Json(flash.read_json().await.unwrap())
 }
 
-fn app(layer: FlashLayer) -> Router {
+fn app(layer: Adapter) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/save", post(save))
@@ -117,7 +117,7 @@ fn app(layer: FlashLayer) -> Router {
         .route("/poll", get(poll))
         .route("/form", post(form))
         .route("/api/messages", get(api))
-        .layer(layer)
+        .layer(FlashLayer::from(layer))
 }
 
 fn request(
@@ -158,7 +158,7 @@ fn next_cookie(before: Option<&str>, response: &Response<Body>) -> String {
 #[tokio::test]
 async fn added_messages_ride_in_hx_trigger_and_are_not_stored() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(storage, MessagesConfig::default()).htmx(Htmx::new());
+        let layer = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new());
         let app = app(layer.clone());
         let response = app
             .clone()
@@ -189,7 +189,7 @@ async fn added_messages_ride_in_hx_trigger_and_are_not_stored() {
 #[tokio::test]
 async fn non_htmx_boosted_and_history_restores_are_left_alone() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(storage, MessagesConfig::default()).htmx(Htmx::new());
+        let layer = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new());
         let app = app(layer.clone());
         for headers in [
             &[][..],
@@ -217,7 +217,7 @@ async fn non_htmx_boosted_and_history_restores_are_left_alone() {
 #[tokio::test]
 async fn without_the_option_htmx_requests_are_untouched() {
     for (_, storage) in storages() {
-        let layer = FlashLayer::new(storage, MessagesConfig::default());
+        let layer = Adapter::new(storage, MessagesConfig::default());
         let response = app(layer.clone())
             .oneshot(request("POST", "/in-place", HTMX, None))
             .await
@@ -233,8 +233,7 @@ async fn without_the_option_htmx_requests_are_untouched() {
 #[tokio::test]
 async fn the_handlers_trigger_is_merged_in_both_forms() {
     let (_, storage) = storages().remove(0);
-    let layer =
-        FlashLayer::new(storage, MessagesConfig::default()).htmx(Htmx::new().event("flash"));
+    let layer = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new().event("flash"));
     let app = app(layer.clone());
 
     let response = app
@@ -265,7 +264,7 @@ async fn the_handlers_trigger_is_merged_in_both_forms() {
 #[tokio::test]
 async fn what_cannot_be_delivered_stays_stored() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(
+        let layer = Adapter::new(
             storage,
             MessagesConfig::default().with_limits(flash_core::Limits::default()),
         )
@@ -293,7 +292,7 @@ async fn what_cannot_be_delivered_stays_stored() {
             .await
             .unwrap();
         assert!(trigger(&response).is_some(), "{name}: small enough");
-        let layer = FlashLayer::new(layer.adapter().storage().clone(), MessagesConfig::default())
+        let layer = Adapter::new(layer.storage().clone(), MessagesConfig::default())
             .htmx(Htmx::new().max_header_bytes(100));
         let response = app_with(layer.clone(), "/in-place").await;
         assert!(trigger(&response).is_none(), "{name}");
@@ -305,7 +304,7 @@ async fn what_cannot_be_delivered_stays_stored() {
     }
 }
 
-async fn app_with(layer: FlashLayer, uri: &str) -> Response<Body> {
+async fn app_with(layer: Adapter, uri: &str) -> Response<Body> {
     app(layer)
         .oneshot(request("POST", uri, HTMX, None))
         .await
@@ -315,7 +314,7 @@ async fn app_with(layer: FlashLayer, uri: &str) -> Response<Body> {
 #[tokio::test]
 async fn pending_messages_ride_along_only_where_the_route_opts_in() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(storage, MessagesConfig::default()).htmx(Htmx::new());
+        let layer = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new());
         let app = app(layer.clone());
         // A full-page POST leaves a message for the page the redirect leads to.
         let response = app
@@ -369,7 +368,7 @@ async fn pending_messages_ride_along_only_where_the_route_opts_in() {
 #[tokio::test]
 async fn the_json_helper_gives_the_template_fields() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(storage, MessagesConfig::default());
+        let layer = Adapter::new(storage, MessagesConfig::default());
         let app = app(layer.clone());
         let response = app
             .clone()
@@ -409,7 +408,7 @@ async fn the_json_helper_gives_the_template_fields() {
 #[tokio::test]
 async fn assert_messages_prints_both_lists() {
     let (_, storage) = storages().remove(0);
-    let layer = FlashLayer::new(storage, MessagesConfig::default());
+    let layer = Adapter::new(storage, MessagesConfig::default());
     let response = app(layer.clone())
         .oneshot(request("POST", "/save", &[], None))
         .await
@@ -425,7 +424,7 @@ async fn assert_messages_prints_both_lists() {
 #[tokio::test]
 async fn pending_messages_that_do_not_fit_stay_stored_as_they_were() {
     for (name, storage) in storages() {
-        let layer = FlashLayer::new(storage, MessagesConfig::default())
+        let layer = Adapter::new(storage, MessagesConfig::default())
             .htmx(Htmx::new().max_header_bytes(150));
         let app = app(layer.clone());
         let response = app

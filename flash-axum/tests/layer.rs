@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use flash_axum::{Flash, FlashLayer};
+use flash_axum::{Adapter, Flash, FlashLayer};
 use flash_core::{
     Error, ErrorKind, Key, Keys, Level, Message, MessagesConfig, async_trait,
     storage::{Incoming, Loaded, MemoryStore, ServerStorage, Storage, Update},
@@ -312,10 +312,11 @@ impl Storage for Down {
 async fn failed_save_calls_the_hook_and_still_serves() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let hook_seen = seen.clone();
-    let layer =
-        FlashLayer::new(Arc::new(Down), MessagesConfig::default()).on_error(move |err: &Error| {
+    let layer = FlashLayer::from(
+        Adapter::new(Arc::new(Down), MessagesConfig::default()).on_error(move |err: &Error| {
             hook_seen.lock().unwrap().push(err.kind());
-        });
+        }),
+    );
     let app = Router::new().route("/add", post(add)).layer(layer);
     let mut jar = Jar::default();
     let response = post_to(&app, &mut jar, "/add").await;

@@ -2,18 +2,26 @@
 //!
 //! # What an adapter does
 //!
-//! 1. **Its middleware, when a request arrives:** `let in_flight = adapter.begin();` and put
-//!    `in_flight.slot()` (a [`Slot`]) in the request's extensions.
-//! 2. **Its extractor:** `slot.messages(RequestParts::new(method, &headers, Some(&extensions)))`
-//!    returns the request's handle ([`Messages`]), made on the first call from everything the
-//!    framework has of the request; `None` means no middleware is installed.
-//! 3. **Its middleware, when the handler has answered:** `in_flight.finish(response).await`
-//!    (or [`InFlight::finish_headers`] from an `async fn`), with the response the handler
-//!    returned, or the response the handler's error became: never skipped, never `?`-ed past.
+//! 1. **Its middleware type** is `From<Adapter>`: the application sets every option
+//!    ([`Adapter::on_error`], [`Adapter::htmx`]) on the one [`Adapter`], for every framework.
+//! 2. **Its middleware, when a request arrives:** `let in_flight =
+//!    adapter.begin_in(request.extensions_mut());` ([`Adapter::begin_in`]; for a framework with
+//!    its own extensions, [`Adapter::begin`] and put `in_flight.slot()`, a [`Slot`], in them).
+//! 3. **Its extractor:** `RequestParts::http(method, uri, &headers, &extensions)
+//!    .messages("the middleware's name")` returns the request's handle ([`Messages`]), made on
+//!    the first call from everything the framework has of the request, or a
+//!    [`MissingMiddleware`] when no middleware ran (answer it with a `500`:
+//!    [`MissingMiddleware::into_response`]).
+//! 4. **Its middleware, when the handler has answered:** return
+//!    `in_flight.around(handler_future)` as the middleware's future ([`InFlight::around`]: no
+//!    allocation), or `in_flight.finish(response).await`, or [`InFlight::finish_headers`] from
+//!    an `async fn`, with the response the handler returned, or the response the handler's
+//!    error became: never skipped, never `?`-ed past.
 //!
 //! That is all: an adapter copies no extensions, parses no header, decides nothing. A framework
-//! whose types are not `http` 1.x wraps its headers ([`RequestHeaders`], [`ResponseHeaders`])
-//! and its response ([`HandlerResponse`]). The adapter kit (`flash-testkit`) checks each rule
+//! whose types are not `http` 1.x wraps its headers ([`RequestHeaders`], [`ResponseHeaders`];
+//! [`http_like_headers!`](crate::http_like_headers) writes them for `http` 0.2-style maps) and
+//! its response ([`Answer`], or its own [`HandlerResponse`]). The adapter kit (`flash-testkit`) checks each rule
 //! below through the framework itself.
 //!
 //! # The rules flash-core applies
@@ -99,7 +107,10 @@ pub use crate::storage_trait::{PREFETCH_HEADERS, is_page_load, is_prefetch};
 mod request;
 
 use crate::view::MessageView;
-pub use request::{Finishing, HandlerResponse, InFlight, RequestHeaders, RequestParts, Slot};
+pub use request::{
+    Answer, Around, Finishing, HandlerResponse, InFlight, MissingMiddleware, RequestHeaders,
+    RequestParts, Slot,
+};
 
 /// The response headers of one request as an adapter exposes them to [`InFlight::finish`]:
 /// header lines as a lowercase name and the value's bytes, so a framework with its own header
@@ -171,12 +182,15 @@ type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
 /// The settings every request of one application shares: the storage, the messages settings, the
 /// error hook and htmx delivery.
+#[derive(Clone)]
 struct AdapterSettings {
     storage: Arc<dyn Storage>,
     config: Arc<MessagesConfig>,
     uses_extensions: bool,
     on_error: Option<ErrorHook>,
     htmx: Option<Htmx>,
+    /// The storage reads request extensions and an adapter handed none: said once.
+    told_no_extensions: Arc<AtomicBool>,
 }
 
 /// What every request of one application shares, and the rules that end a request: the
@@ -221,6 +235,7 @@ impl Adapter {
                 config: config.into(),
                 on_error: None,
                 htmx: None,
+                told_no_extensions: Arc::default(),
             }),
         }
     }
@@ -228,33 +243,39 @@ impl Adapter {
     /// Calls `hook` with every error of saving messages at the response (after logging it), to
     /// count or alert, and with every failure a save recovered from
     /// ([`SaveReport::degraded`]). The response is served regardless.
+    ///
+    /// Every adapter is made from an `Adapter` (`FlashLayer::from(adapter)`,
+    /// `FlashMiddleware::from(adapter)`): the application sets its options here, once.
     #[must_use]
     pub fn on_error(self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Self {
-        let shared = &self.shared;
-        Adapter {
-            shared: Arc::new(AdapterSettings {
-                storage: shared.storage.clone(),
-                config: shared.config.clone(),
-                uses_extensions: shared.uses_extensions,
-                on_error: Some(Arc::new(hook)),
-                htmx: shared.htmx.clone(),
-            }),
-        }
+        self.with(|settings| settings.on_error = Some(Arc::new(hook)))
     }
 
     /// Delivers messages to htmx requests in `HX-Trigger` (opt-in; see [`Htmx`] for the
     /// rule): the handle reads the request's htmx headers when it is made.
     #[must_use]
     pub fn htmx(self, htmx: Htmx) -> Self {
-        let shared = &self.shared;
+        self.with(|settings| settings.htmx = Some(htmx))
+    }
+
+    fn with(self, change: impl FnOnce(&mut AdapterSettings)) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.shared);
+        change(&mut shared);
         Adapter {
-            shared: Arc::new(AdapterSettings {
-                storage: shared.storage.clone(),
-                config: shared.config.clone(),
-                uses_extensions: shared.uses_extensions,
-                on_error: shared.on_error.clone(),
-                htmx: Some(htmx),
-            }),
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Says once that the storage reads request extensions (a session) but the adapter handed
+    /// none: its messages cannot load.
+    pub(crate) fn no_extensions(&self) {
+        if !self.shared.told_no_extensions.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "this flash storage keeps messages in a request extension (a session), but the \
+                 adapter hands over no request extensions: its messages will not load (with \
+                 actix-web, enable flash-actix's `actix-session` feature and wrap \
+                 actix_session::SessionMiddleware outside FlashMiddleware)"
+            );
         }
     }
 
@@ -1186,6 +1207,73 @@ mod tests {
         let finished = adapter.finish(&messages, &mut response).await;
         assert!(!finished.cookie_set && finished.vary);
         assert!(!response.contains_key(http::header::CACHE_CONTROL));
+    }
+
+    /// The handle of a request begun in `extensions`, as an `http` 1.x extractor makes it.
+    fn handle_in(extensions: &http::Extensions, cookie: Option<&str>) -> Messages {
+        let mut headers = HeaderMap::new();
+        if let Some(cookie) = cookie {
+            headers.insert("cookie", HeaderValue::from_str(cookie).expect("a cookie"));
+        }
+        let uri = http::Uri::from_static("/");
+        RequestParts::http(&http::Method::GET, &uri, &headers, extensions)
+            .messages("the test's middleware")
+            .expect("begun")
+    }
+
+    #[tokio::test]
+    async fn around_ends_the_request_on_a_response_and_on_an_error() {
+        let adapter = keyed();
+        // Ok: ended as `finish` ends it.
+        let mut extensions = http::Extensions::new();
+        let in_flight = adapter.begin_in(&mut extensions);
+        handle_in(&extensions, None).info("kept");
+        let response = in_flight
+            .around(async { Ok::<_, ()>(http::Response::new(())) })
+            .await
+            .expect("the handler's response");
+        let cookie = response.headers()[SET_COOKIE].to_str().expect("ascii");
+        let cookie = cookie.split(';').next().expect("name=value").to_owned();
+        assert_eq!(response.headers()["vary"], "Cookie");
+        // Err (no response): a stand-in 500, so what was read is not consumed and the error
+        // goes on untouched.
+        let mut extensions = http::Extensions::new();
+        let in_flight = adapter.begin_in(&mut extensions);
+        let messages = handle_in(&extensions, Some(&cookie));
+        let read = messages.read().await.expect("read");
+        assert_eq!(read.len(), 1);
+        let result = in_flight
+            .around(async { Err::<http::Response<()>, _>("down") })
+            .await;
+        assert_eq!(result.err(), Some("down"));
+        let mut extensions = http::Extensions::new();
+        let _in_flight = adapter.begin_in(&mut extensions);
+        let again = handle_in(&extensions, Some(&cookie))
+            .read()
+            .await
+            .expect("read");
+        assert_eq!(
+            again.len(),
+            1,
+            "a request with no response consumed its messages"
+        );
+    }
+
+    #[test]
+    fn a_handle_asked_for_without_a_middleware_names_it() {
+        let extensions = http::Extensions::new();
+        let headers = HeaderMap::new();
+        let uri = http::Uri::from_static("/");
+        let missing = RequestParts::http(&http::Method::GET, &uri, &headers, &extensions)
+            .messages("flash_test::Layer")
+            .expect_err("no middleware");
+        assert!(
+            missing.to_string().contains("flash_test::Layer"),
+            "{missing}"
+        );
+        let response = missing.into_response();
+        assert_eq!(response.status(), 500);
+        assert!(response.body().contains("flash_test::Layer"));
     }
 
     fn htmx_adapter(htmx: Htmx) -> Adapter {

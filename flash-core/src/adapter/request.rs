@@ -55,6 +55,7 @@ pub struct RequestParts<'a> {
     headers: &'a dyn RequestHeaders,
     extensions: Option<&'a Extensions>,
     target: Option<&'a str>,
+    slot: Option<&'a Slot>,
 }
 
 impl<'a> RequestParts<'a> {
@@ -71,6 +72,49 @@ impl<'a> RequestParts<'a> {
             headers,
             extensions,
             target: None,
+            slot: None,
+        }
+    }
+
+    /// The parts of an `http` 1.x request (axum's, poem's, tower's): its method, its target
+    /// (the path and query of `uri`), its headers and its extensions, where
+    /// [`RequestParts::messages`] finds the request's [`Slot`].
+    pub fn http(
+        method: &'a http::Method,
+        uri: &'a http::Uri,
+        headers: &'a HeaderMap,
+        extensions: &'a Extensions,
+    ) -> Self {
+        RequestParts::new(method.as_str(), headers, Some(extensions)).with_target(
+            uri.path_and_query()
+                .map_or_else(|| uri.path(), |pq| pq.as_str()),
+        )
+    }
+
+    /// The request's [`Slot`], for a framework whose extensions are not an `http` 1.x
+    /// [`Extensions`] (actix-web): [`RequestParts::messages`] then takes it from here.
+    #[must_use]
+    pub fn with_slot(mut self, slot: Option<&'a Slot>) -> Self {
+        self.slot = slot;
+        self
+    }
+
+    /// The request's handle, made by the rules of the contract on the first call (every later
+    /// call of the request returns the same handle), from the [`Slot`] the middleware put in the
+    /// request ([`Adapter::begin_in`]). Without one, no flash middleware ran for this request:
+    /// the error (logged at `ERROR`) names `middleware`, the one to add, for the framework's
+    /// `500` answer.
+    pub fn messages(self, middleware: &'static str) -> Result<Messages, MissingMiddleware> {
+        let slot = self
+            .slot
+            .or_else(|| self.extensions.and_then(Extensions::get::<Slot>));
+        match slot.and_then(|slot| slot.messages(self)) {
+            Some(messages) => Ok(messages),
+            None => {
+                let missing = MissingMiddleware { middleware };
+                tracing::error!("{missing}");
+                Err(missing)
+            }
         }
     }
 
@@ -102,17 +146,42 @@ impl<'a> RequestParts<'a> {
 impl<'a> From<&'a http::request::Parts> for RequestParts<'a> {
     /// The parts of an `http` 1.x request (axum's, tower's): method, headers and extensions.
     fn from(parts: &'a http::request::Parts) -> Self {
-        RequestParts::new(
-            parts.method.as_str(),
-            &parts.headers,
-            Some(&parts.extensions),
+        RequestParts::http(&parts.method, &parts.uri, &parts.headers, &parts.extensions)
+    }
+}
+
+/// The handle was asked for in a request no flash middleware began
+/// ([`RequestParts::messages`]): a configuration mistake, which adapters answer with a `500`
+/// whose text names the fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingMiddleware {
+    middleware: &'static str,
+}
+
+impl fmt::Display for MissingMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no flash middleware ran for this request: the Flash extractor needs {} around the \
+             route (outside every handler that takes Flash)",
+            self.middleware
         )
-        .with_target(
-            parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| parts.uri.path(), |pq| pq.as_str()),
-        )
+    }
+}
+
+impl std::error::Error for MissingMiddleware {}
+
+impl MissingMiddleware {
+    /// The `500 Internal Server Error` that answers it in an `http` 1.x framework, its text
+    /// naming the fix.
+    pub fn into_response(self) -> http::Response<String> {
+        let mut response = http::Response::new(self.to_string());
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
     }
 }
 
@@ -162,6 +231,14 @@ impl Adapter {
         }
     }
 
+    /// [`Adapter::begin`] for a framework whose request extensions are an `http` 1.x
+    /// [`Extensions`]: puts the request's [`Slot`] in `extensions`.
+    pub fn begin_in(&self, extensions: &mut Extensions) -> InFlight {
+        let in_flight = self.begin();
+        extensions.insert(in_flight.slot());
+        in_flight
+    }
+
     /// The handle for `request`, made by the rules of the contract.
     fn handle_for(&self, request: &RequestParts<'_>) -> Messages {
         let mut incoming = match request.headers.as_http() {
@@ -204,13 +281,16 @@ impl Adapter {
         if request.is_safe_look() {
             incoming.set_prefetch();
         }
-        if self.shared.uses_extensions
-            && let Some(extensions) = request.extensions
-        {
-            let mut copy = extensions.clone();
-            // Weak, so harmless; but it is not the storage's.
-            copy.remove::<Slot>();
-            *incoming.extensions_mut() = copy;
+        if self.shared.uses_extensions {
+            match request.extensions {
+                Some(extensions) => {
+                    let mut copy = extensions.clone();
+                    // Weak, so harmless; but it is not the storage's.
+                    copy.remove::<Slot>();
+                    *incoming.extensions_mut() = copy;
+                }
+                None => self.no_extensions(),
+            }
         }
         if self.shared.htmx.is_some() {
             let kind = super::HtmxRequest {
@@ -257,6 +337,25 @@ impl InFlight {
             Err(waiting) => Finishing {
                 response: Some(response),
                 waiting: Some((adapter, Box::pin(waiting.run(messages)))),
+            },
+        }
+    }
+
+    /// Ends the request when the handler's `future` completes: the middleware of a framework
+    /// whose handler answers with a future of `Result<R, E>` returns this as its own future.
+    /// `Ok(response)` is ended as [`InFlight::finish`] ends it; an `Err` (the service failed
+    /// with no response to carry a cookie) ends the request on a stand-in `500`, so the storage
+    /// is settled all the same (nothing consumed, what was added kept by a keyed store), and
+    /// the error goes on untouched. No allocation of its own.
+    pub fn around<F, R, E>(self, future: F) -> Around<F, R, E>
+    where
+        F: Future<Output = Result<R, E>>,
+        R: HandlerResponse,
+    {
+        Around {
+            state: State::Handler {
+                future,
+                in_flight: Some(self),
             },
         }
     }
@@ -409,4 +508,236 @@ impl<R> fmt::Debug for Finishing<R> {
             .field("waiting", &self.waiting.is_some())
             .finish_non_exhaustive()
     }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`InFlight::around`]: the handler's future, then the end of the request.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Around<F, R, E> {
+        #[pin]
+        state: State<F, R, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, R, E> {
+        Handler { #[pin] future: F, in_flight: Option<InFlight> },
+        Finishing { finishing: Finishing<Result<R, E>> },
+    }
+}
+
+impl<F, R, E> Future for Around<F, R, E>
+where
+    F: Future<Output = Result<R, E>>,
+    R: HandlerResponse,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let finishing = match this.state.as_mut().project() {
+                StateProj::Handler { future, in_flight } => {
+                    let result = std::task::ready!(future.poll(cx));
+                    match in_flight.take() {
+                        Some(in_flight) => in_flight.finish(result),
+                        None => Finishing::ready(result),
+                    }
+                }
+                StateProj::Finishing { finishing } => {
+                    return Pin::new(finishing).poll(cx);
+                }
+            };
+            this.state.set(State::Finishing { finishing });
+        }
+    }
+}
+
+impl<F, R, E> fmt::Debug for Around<F, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let finishing = matches!(self.state, State::Finishing { .. });
+        f.debug_struct("Around")
+            .field("finishing", &finishing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request whose handler (or service) failed with no response at all: a stand-in `500`
+/// whose header lines go nowhere. [`InFlight::around`] ends its `Err` this way; an adapter
+/// written as async code passes its `Result` to [`InFlight::finish`] the same way.
+impl<R: ResponseHeaders, E> ResponseHeaders for Result<R, E> {
+    fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
+        if let Ok(response) = self {
+            response.for_each_value(name, each);
+        }
+    }
+
+    fn append(&mut self, name: &'static str, value: &[u8]) {
+        if let Ok(response) = self {
+            response.append(name, value);
+        }
+    }
+
+    fn insert(&mut self, name: &'static str, value: &[u8]) {
+        if let Ok(response) = self {
+            response.insert(name, value);
+        }
+    }
+
+    fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        if let Ok(response) = self {
+            response.insert_static(name, value);
+        }
+    }
+
+    fn as_http(&mut self) -> Option<&mut HeaderMap> {
+        self.as_mut().ok()?.as_http()
+    }
+}
+
+impl<R: HandlerResponse, E> HandlerResponse for Result<R, E> {
+    fn status(&self) -> u16 {
+        self.as_ref().map_or(500, R::status)
+    }
+
+    fn is_handler_error(&self) -> bool {
+        self.as_ref().map_or(true, R::is_handler_error)
+    }
+}
+
+/// The response of a framework whose response type flash-core cannot name (its own type, or
+/// `http` 0.2's): its status, whether it is the handler's error, and its headers.
+///
+/// ```
+/// use flash_core::adapter::Answer;
+/// let mut headers = http::HeaderMap::new();
+/// let answer = Answer::new(503, false, &mut headers);
+/// # use flash_core::adapter::HandlerResponse;
+/// assert!(answer.failed());
+/// ```
+#[derive(Debug)]
+pub struct Answer<H> {
+    status: u16,
+    handler_error: bool,
+    headers: H,
+}
+
+impl<H: ResponseHeaders> Answer<H> {
+    /// The response's `status`, whether it is the `handler_error` the framework turned into
+    /// a response, and its `headers`.
+    pub fn new(status: u16, handler_error: bool, headers: H) -> Self {
+        Answer {
+            status,
+            handler_error,
+            headers,
+        }
+    }
+}
+
+impl<H: ResponseHeaders> ResponseHeaders for Answer<H> {
+    fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
+        self.headers.for_each_value(name, each);
+    }
+
+    fn append(&mut self, name: &'static str, value: &[u8]) {
+        self.headers.append(name, value);
+    }
+
+    fn insert(&mut self, name: &'static str, value: &[u8]) {
+        self.headers.insert(name, value);
+    }
+
+    fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        self.headers.insert_static(name, value);
+    }
+
+    fn as_http(&mut self) -> Option<&mut HeaderMap> {
+        self.headers.as_http()
+    }
+}
+
+impl<H: ResponseHeaders> HandlerResponse for Answer<H> {
+    fn status(&self) -> u16 {
+        self.status
+    }
+
+    fn is_handler_error(&self) -> bool {
+        self.handler_error
+    }
+}
+
+impl<H: ResponseHeaders + ?Sized> ResponseHeaders for &mut H {
+    fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
+        (**self).for_each_value(name, each);
+    }
+
+    fn append(&mut self, name: &'static str, value: &[u8]) {
+        (**self).append(name, value);
+    }
+
+    fn insert(&mut self, name: &'static str, value: &[u8]) {
+        (**self).insert(name, value);
+    }
+
+    fn insert_static(&mut self, name: &'static str, value: &'static str) {
+        (**self).insert_static(name, value);
+    }
+
+    fn as_http(&mut self) -> Option<&mut HeaderMap> {
+        (**self).as_http()
+    }
+}
+
+/// Implements flash-core's header traits for a framework whose header types have the `http`
+/// crate's API under another version of the crate (actix-web 4 uses `http` 0.2):
+/// `http_like_headers!(Headers, HeadersMut, actix_web::http::header)` defines
+/// `Headers<'a>(&'a HeaderMap)`, a [`RequestHeaders`](crate::adapter::RequestHeaders), and
+/// `HeadersMut<'a>(&'a mut HeaderMap)`, a
+/// [`ResponseHeaders`](crate::adapter::ResponseHeaders), over that module's `HeaderMap`
+/// (`get_all`, `append`, `insert`), `HeaderName::from_static` and `HeaderValue`
+/// (`from_bytes`, `from_static`, `as_bytes`). Names are looked up as static names (a lookup
+/// by `&str` of a non-standard name allocates) and static values are borrowed, not copied.
+#[macro_export]
+macro_rules! http_like_headers {
+    ($request:ident, $response:ident, $($module:ident)::+) => {
+        /// The framework's request headers as flash-core reads them.
+        struct $request<'a>(&'a $($module)::+::HeaderMap);
+
+        impl $crate::adapter::RequestHeaders for $request<'_> {
+            fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
+                let name = $($module)::+::HeaderName::from_static(name);
+                self.0.get_all(name).for_each(|value| each(value.as_bytes()));
+            }
+        }
+
+        /// The framework's response headers as flash-core reads and writes them.
+        struct $response<'a>(&'a mut $($module)::+::HeaderMap);
+
+        impl $crate::adapter::ResponseHeaders for $response<'_> {
+            fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
+                let name = $($module)::+::HeaderName::from_static(name);
+                self.0.get_all(name).for_each(|value| each(value.as_bytes()));
+            }
+
+            fn append(&mut self, name: &'static str, value: &[u8]) {
+                if let Ok(value) = $($module)::+::HeaderValue::from_bytes(value) {
+                    let name = $($module)::+::HeaderName::from_static(name);
+                    self.0.append(name, value);
+                }
+            }
+
+            fn insert(&mut self, name: &'static str, value: &[u8]) {
+                if let Ok(value) = $($module)::+::HeaderValue::from_bytes(value) {
+                    let name = $($module)::+::HeaderName::from_static(name);
+                    self.0.insert(name, value);
+                }
+            }
+
+            fn insert_static(&mut self, name: &'static str, value: &'static str) {
+                let value = $($module)::+::HeaderValue::from_static(value);
+                self.0.insert($($module)::+::HeaderName::from_static(name), value);
+            }
+        }
+    };
 }
