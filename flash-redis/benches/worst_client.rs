@@ -104,18 +104,19 @@ fn worst_client(c: &mut Criterion) {
             }
             let log = common::take_slowlog(&mut admin).await;
             common::log_every_command(&mut admin, false).await;
-            // EVALSHA <sha> <numkeys>: the lease script has one key, settle two.
-            let calls = |keys: &str| {
+            // EVALSHA <sha> 1 <key> and the arguments: the lease's are three (now, lease id,
+            // lease ms), the settle's at least nine. Both scripts have one key.
+            let calls = |lease: bool| {
                 let mut micros: Vec<u64> = log
                     .iter()
-                    .filter(|l| !l.by_script() && l.args.len() > 2)
-                    .filter(|l| l.args[0].eq_ignore_ascii_case("evalsha") && l.args[2] == keys)
+                    .filter(|l| !l.by_script() && l.args[0].eq_ignore_ascii_case("evalsha"))
+                    .filter(|l| (l.args.len() == 7) == lease)
                     .map(|l| l.micros)
                     .collect();
                 micros.sort_unstable();
                 micros
             };
-            (calls("1"), calls("2"))
+            (calls(true), calls(false))
         });
         assert_eq!(lease.len(), LOGGED_CYCLES, "one lease call per cycle");
         assert_eq!(settle.len(), LOGGED_CYCLES, "one settle call per cycle");
