@@ -22,7 +22,8 @@ local pack = struct.pack
 local sub = string.sub
 
 -- The client's state from the key's value (nil: no key): until, ops, leases, msgs as flat
--- lists (ops: id, at, kept; leases: id, until; msgs: holder, size, stored form); nil when the
+-- lists (ops: id, at, kept; leases: id, until; msgs: holder, size, the whole record as stored,
+-- kept as it is so that a long value is not copied piece by piece again); nil when the
 -- key holds something else (the scripts then answer an error, never overwrite it). Ops older
 -- than `window` are dropped (all kept without a window).
 local function decode(raw, now, window)
@@ -53,7 +54,7 @@ local function decode(raw, now, window)
     local holder, size, len = unpack('>BI4I4', raw, pos)
     msgs[#msgs + 1] = holder
     msgs[#msgs + 1] = size
-    msgs[#msgs + 1] = sub(raw, pos + 9, pos + 8 + len)
+    msgs[#msgs + 1] = sub(raw, pos, pos + 8 + len)
     pos = pos + 9 + len
   end
   if expires <= now then
@@ -101,7 +102,11 @@ local function encode(expires, ops, leases, msgs)
   for i = 1, #msgs, 3 do
     -- A holder whose lease was dropped (more than 255 live) is visible again.
     local holder = msgs[i] > 0 and renumber[msgs[i]] or 0
-    parts[#parts + 1] = pack('>BI4I4', holder, msgs[i + 1], #msgs[i + 2]) .. msgs[i + 2]
+    local record = msgs[i + 2]
+    if string.byte(record, 1) ~= holder then
+      record = string.char(holder) .. sub(record, 2)
+    end
+    parts[#parts + 1] = record
   end
   return table.concat(parts)
 end
@@ -155,10 +160,9 @@ end
 -- the caller's packed message (holder 0, size, length, stored form).
 local function push(msgs, kept, first)
   for i = 0, kept - 1 do
-    local record = ARGV[first + 2 * i + 1]
     msgs[#msgs + 1] = 0
     msgs[#msgs + 1] = tonumber(ARGV[first + 2 * i])
-    msgs[#msgs + 1] = sub(record, 10)
+    msgs[#msgs + 1] = ARGV[first + 2 * i + 1]
   end
 end
 
