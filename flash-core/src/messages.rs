@@ -898,12 +898,22 @@ impl Messages {
             }
             None => (Vec::new(), without_now(queued, &now, 0)),
         };
-        if let Some(target) = &redirect
+        if let Some(target) = redirect
             && addressing.on_redirect()
             && !state.unaddressed
         {
+            // The last message takes the path itself: one message (the usual case) costs no
+            // copy of it.
+            let mut left = added.iter().filter(|m| m.address.is_none()).count();
+            let mut target = Some(target);
             for message in added.iter_mut().filter(|m| m.address.is_none()) {
-                message.address = Some(addressing.address(target.clone()));
+                left -= 1;
+                let path = if left == 0 {
+                    target.take()
+                } else {
+                    target.clone()
+                };
+                message.address = Some(addressing.address(path.unwrap_or_default()));
             }
         }
         // A rewrite replaces what is stored with `unread` (and the added ones): storages

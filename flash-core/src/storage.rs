@@ -42,12 +42,47 @@ pub struct Incoming {
     prefetch: bool,
     /// The request's path and query, when the adapter gave them: what addressed messages are
     /// matched against.
-    target: Option<Box<str>>,
+    target: Option<Target>,
     /// A top-level page load (a browser navigation, not htmx or `fetch`): only one shows a
     /// message addressed to its path.
     page_load: bool,
     /// The method is `GET`: a page that may hand messages on when it redirects.
     get: bool,
+}
+
+/// A request's path and query, inline when short (most are): capturing it costs a request no
+/// allocation.
+enum Target {
+    Inline {
+        len: u8,
+        bytes: [u8; Target::INLINE],
+    },
+    Heap(Box<str>),
+}
+
+impl Target {
+    const INLINE: usize = 62;
+
+    fn new(target: &str) -> Self {
+        match u8::try_from(target.len()) {
+            Ok(len) if target.len() <= Self::INLINE => {
+                let mut bytes = [0; Self::INLINE];
+                bytes[..target.len()].copy_from_slice(target.as_bytes());
+                Target::Inline { len, bytes }
+            }
+            _ => Target::Heap(target.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `str`: always UTF-8.
+            Target::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Target::Heap(target) => target,
+        }
+    }
 }
 
 /// The request headers that mark a prefetch, lowercase: `Sec-Purpose` and the older `Purpose`.
@@ -148,7 +183,7 @@ impl Incoming {
             self.page_load = false;
         }
         self.get = method.eq_ignore_ascii_case("GET");
-        self.target = Some(path_and_query.into());
+        self.target = Some(Target::new(path_and_query));
         self
     }
 
@@ -167,7 +202,7 @@ impl Incoming {
 
     /// The request's path and query, when the adapter set them ([`Incoming::with_target`]).
     pub fn target(&self) -> Option<&str> {
-        self.target.as_deref()
+        self.target.as_ref().map(Target::as_str)
     }
 
     /// The request's path, without the query, when the adapter set it.
