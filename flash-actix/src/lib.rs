@@ -72,9 +72,19 @@ where
     }
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        let in_flight = self.1.begin();
+        let bridge = session::capture(&request, &self.1);
+        let in_flight = {
+            let (uri, headers) = (request.uri(), Headers(request.headers()));
+            let http_request = request.request();
+            let bridged = || session::extensions(http_request).unwrap_or_default();
+            self.1.begin_with(
+                RequestParts::new(request.method().as_str(), &headers, None)
+                    .with_target(uri.path_and_query().map_or("/", |pq| pq.as_str()))
+                    .with_extensions_from(&bridged),
+            )
+        };
         request.extensions_mut().insert(in_flight.slot());
-        let (bridge, response) = (session::capture(&request, &self.1), self.0.call(request));
+        let response = self.0.call(request);
         Box::pin(async move {
             let mut result = response.await;
             let answer = result.as_mut().map(|r| {

@@ -13,6 +13,7 @@ struct AddQuery {
     text: String,
     level: Option<i32>,
     fail: Option<u16>,
+    to: Option<String>,
 }
 
 fn handler_error(status: u16) -> actix_web::Error {
@@ -26,7 +27,10 @@ async fn add(flash: Flash, query: web::Query<AddQuery>) -> actix_web::Result<Htt
         return Err(handler_error(status));
     }
     Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/"))
+        .insert_header((
+            header::LOCATION,
+            format!("/{}", query.to.unwrap_or_default()),
+        ))
         .finish())
 }
 
@@ -69,6 +73,12 @@ async fn idle(_flash: Flash) -> &'static str {
     "idle"
 }
 
+async fn moved() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/"))
+        .finish()
+}
+
 struct Kit(Adapter);
 
 impl AdapterApp for Kit {
@@ -88,7 +98,8 @@ impl AdapterApp for Kit {
                 .route("/", web::head().to(show))
                 .route("/", web::method(Method::OPTIONS).to(show))
                 .route("/add", web::post().to(add))
-                .route("/idle", web::get().to(idle)),
+                .route("/idle", web::get().to(idle))
+                .route("/moved", web::get().to(moved)),
         )
         .await;
         let mut builder = test::TestRequest::default()

@@ -73,7 +73,8 @@ impl<In, Out, S: Service<Request<In>, Response = Response<Out>>> Service<Request
     }
 
     fn call(&mut self, mut request: Request<In>) -> Self::Future {
-        let in_flight = self.1.begin_in(request.extensions_mut());
+        let in_flight = self.1.begin_with(RequestParts::from(&request));
+        request.extensions_mut().insert(in_flight.slot());
         in_flight.around(self.0.call(request))
     }
 }

@@ -18,6 +18,7 @@ struct AddQuery {
     text: String,
     level: Option<i32>,
     fail: Option<u16>,
+    to: Option<String>,
 }
 
 async fn add(
@@ -27,7 +28,7 @@ async fn add(
     flash.add_message(Level::new(query.level.unwrap_or(25)), query.text);
     match query.fail {
         Some(status) => Err((StatusCode::from_u16(status).unwrap(), "failed")),
-        None => Ok(Redirect::to("/")),
+        None => Ok(Redirect::to(&format!("/{}", query.to.unwrap_or_default()))),
     }
 }
 
@@ -74,6 +75,10 @@ async fn idle(_flash: Flash) -> &'static str {
     "idle"
 }
 
+async fn moved() -> Redirect {
+    Redirect::permanent("/")
+}
+
 struct App(Router);
 
 impl AdapterApp for App {
@@ -82,6 +87,7 @@ impl AdapterApp for App {
             .route("/", get(show).options(show))
             .route("/add", post(add))
             .route("/idle", get(idle))
+            .route("/moved", get(moved))
             .layer(FlashLayer::from(adapter)))
     }
 

@@ -110,6 +110,15 @@ impl Codec {
         }
     }
 
+    /// Django's format, whose addresses are kept beside it.
+    #[cfg(feature = "django")]
+    pub(crate) fn django(&self) -> Option<&crate::django::DjangoCodec> {
+        match self {
+            Codec::Django(codec) => Some(codec),
+            Codec::Flash(_) => None,
+        }
+    }
+
     /// The `Set-Cookie` line for as many of `messages` as fit in a value of `limit` bytes
     /// under `overflow`.
     pub(crate) fn pack(

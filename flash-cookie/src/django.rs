@@ -280,6 +280,73 @@ impl DjangoCodec {
     }
 }
 
+/// The addresses of a Django `messages` value, kept beside it in the cookie `<name>_to`.
+///
+/// Django's format has no place for an address, and a Django app on the same domain must keep
+/// reading the value as it is: so the value stays Django's, and the addresses go in a second
+/// cookie that Django never reads. Its value is flash's signed token (this codec's keys, the
+/// cookie's name signed with it) over the first 16 bytes of the SHA-256 of the `messages`
+/// value it describes, then [`stored_form::addresses_to_vec`](flash_core::storage::stored_form::addresses_to_vec)'s
+/// array. A `messages` value that Django (or anything else) rewrote no longer matches: its
+/// messages read unaddressed, shown by the next read, which is what Django would do.
+impl DjangoCodec {
+    /// The `<name>_to` value for the `messages` cookie `value` holding `messages`, `None`
+    /// when none is addressed.
+    pub(crate) fn seal_addresses(
+        &self,
+        to_name: &str,
+        value: &str,
+        messages: &[Message],
+    ) -> Result<Option<String>> {
+        let Some(addresses) = flash_core::storage::stored_form::addresses_to_vec(messages)? else {
+            return Ok(None);
+        };
+        let mut payload = Vec::with_capacity(BINDING_LEN + addresses.len());
+        payload.extend_from_slice(&binding(value));
+        payload.extend_from_slice(&addresses);
+        Ok(Some(self.keys.sign_token(to_name, &payload)))
+    }
+
+    /// Puts on `messages`, read from the `messages` cookie `value`, the addresses the
+    /// `<name>_to` cookie's `side` value gives them, when it is validly signed and describes
+    /// this very value; otherwise they stay unaddressed.
+    pub(crate) fn open_addresses(
+        &self,
+        to_name: &str,
+        value: &str,
+        side: &str,
+        messages: &mut [Message],
+    ) {
+        let Some(payload) = self.keys.verify_token(to_name, side) else {
+            tracing::debug!(cookie = %to_name, "ignoring an invalid addresses cookie");
+            return;
+        };
+        match payload.split_at_checked(BINDING_LEN) {
+            Some((bound, addresses)) if bound == binding(value) => {
+                if let Err(err) =
+                    flash_core::storage::stored_form::apply_addresses(messages, addresses)
+                {
+                    tracing::debug!(cookie = %to_name, %err, "ignoring unreadable addresses");
+                }
+            }
+            // Written for another value: the messages were rewritten since (by Django?).
+            _ => {
+                tracing::debug!(cookie = %to_name, "the addresses describe another messages value")
+            }
+        }
+    }
+}
+
+/// How many bytes of the value's SHA-256 bind the addresses to it.
+const BINDING_LEN: usize = 16;
+
+fn binding(value: &str) -> [u8; BINDING_LEN] {
+    let digest = Sha256::digest(value.as_bytes());
+    let mut out = [0; BINDING_LEN];
+    out.copy_from_slice(&digest[..BINDING_LEN]);
+    out
+}
+
 impl fmt::Debug for DjangoCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DjangoCodec")

@@ -61,6 +61,9 @@ pub struct CookieStorage {
     prefix: String,
     /// The deletion line, made once: a consuming read appends it by reference count.
     removal: Option<HeaderValue>,
+    /// `<name>_to`: where Django's format keeps its messages' addresses.
+    #[cfg(feature = "django")]
+    to_name: String,
 }
 
 impl CookieStorage {
@@ -79,6 +82,8 @@ impl CookieStorage {
             max_size: 0,
             prefix: String::new(),
             removal: None,
+            #[cfg(feature = "django")]
+            to_name: String::new(),
         };
         storage.configured();
         storage
@@ -160,6 +165,10 @@ impl CookieStorage {
             .chosen_max
             .min(MAX_SET_COOKIE_LEN.saturating_sub(overhead));
         self.prefix = format!("{}=", self.name);
+        #[cfg(feature = "django")]
+        {
+            self.to_name = format!("{}_to", self.name);
+        }
         let removal = self.options.removal_line(&self.name);
         self.removal = match HeaderValue::try_from(removal) {
             Ok(value) => Some(value),
@@ -175,8 +184,15 @@ impl CookieStorage {
         match request.cookie(&self.name) {
             None | Some("") => Stored::nothing(),
             Some(value) => match self.codec.decode(&self.name, value) {
-                Ok(decoded) if decoded.complete => Stored::messages(decoded.messages),
-                Ok(decoded) => Stored::messages(decoded.messages).incomplete(),
+                Ok(mut decoded) => {
+                    #[cfg(feature = "django")]
+                    self.read_addresses(request, value, &mut decoded.messages);
+                    if decoded.complete {
+                        Stored::messages(decoded.messages)
+                    } else {
+                        Stored::messages(decoded.messages).incomplete()
+                    }
+                }
                 Err(err) => {
                     self.log_invalid(&err);
                     Stored::unreadable()
@@ -195,19 +211,76 @@ impl CookieStorage {
         }
     }
 
+    /// With Django's format: puts on the messages of the cookie's `value` the addresses its
+    /// `<name>_to` cookie keeps for it.
+    #[cfg(feature = "django")]
+    fn read_addresses(&self, request: &Incoming, value: &str, messages: &mut [Message]) {
+        if let (Some(django), Some(side)) = (self.codec.django(), request.cookie(&self.to_name))
+            && !messages.is_empty()
+        {
+            django.open_addresses(&self.to_name, value, side, messages);
+        }
+    }
+
+    /// With Django's format: writes the `<name>_to` cookie for the `messages` a `line` holds
+    /// (or deletes it when none is addressed and the request had one).
+    #[cfg(feature = "django")]
+    fn write_addresses(
+        &self,
+        request: &Incoming,
+        line: Option<&str>,
+        messages: &[Message],
+        response: &mut HeaderMap,
+    ) {
+        let Some(django) = self.codec.django() else {
+            return;
+        };
+        let had = request.cookie_bytes(&self.to_name).is_some();
+        let suffix = self.options.attributes();
+        let value = line.and_then(|line| line.strip_prefix(&self.prefix)?.strip_suffix(suffix));
+        let side = value.and_then(|value| {
+            django
+                .seal_addresses(&self.to_name, value, messages)
+                .inspect_err(|err| tracing::warn!(cookie = %self.to_name, %err, "cannot keep the messages' addresses: they are shown anywhere"))
+                .ok()
+                .flatten()
+        });
+        match side {
+            Some(side)
+                if self.to_name.len() + 1 + side.len() + suffix.len() <= MAX_SET_COOKIE_LEN =>
+            {
+                append_set_cookie_line(response, format!("{}={side}{suffix}", self.to_name));
+            }
+            Some(_) => {
+                // Too long for a cookie: unaddressed (shown by the next read) beats lost.
+                tracing::warn!(cookie = %self.to_name, "the messages' addresses do not fit a cookie: they are shown anywhere");
+                if had {
+                    self.options.append_removal(response, &self.to_name);
+                }
+            }
+            None if had => self.options.append_removal(response, &self.to_name),
+            None => {}
+        }
+    }
+
     /// Writes `messages` (as many as fit) or deletes the cookie when there are none; returns
     /// the messages left out.
     fn write(
         &self,
+        request: &Incoming,
         mut messages: Vec<Message>,
         present: bool,
         overflow: Overflow,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
+        #[cfg(not(feature = "django"))]
+        let _ = request;
         if messages.is_empty() {
             if present {
                 self.delete(response);
             }
+            #[cfg(feature = "django")]
+            self.write_addresses(request, None, &[], response);
             return Ok(messages);
         }
         let n = messages.len();
@@ -218,12 +291,19 @@ impl CookieStorage {
         let packed = self
             .codec
             .pack(&self.name, &messages, overflow, self.max_size, line)?;
+        let kept = packed.kept;
+        #[cfg(feature = "django")]
+        self.write_addresses(
+            request,
+            packed.line.as_deref(),
+            &messages[kept.clone()],
+            response,
+        );
         match packed.line {
             Some(line) => append_set_cookie_line(response, line),
             None if present => self.delete(response),
             None => {}
         }
-        let kept = packed.kept;
         if kept == (0..n) {
             return Ok(Vec::new());
         }
@@ -296,12 +376,18 @@ impl ImmediateSimpleStorage for CookieStorage {
 
     fn store_now(
         &self,
-        _request: &Incoming,
+        request: &Incoming,
         messages: Vec<Message>,
         found: Found,
         overflow: Overflow,
         response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
-        self.write(messages, found != Found::Nothing, overflow, response)
+        self.write(
+            request,
+            messages,
+            found != Found::Nothing,
+            overflow,
+            response,
+        )
     }
 }

@@ -23,9 +23,8 @@ mod django {
 
     async fn django(options: Options) -> Option<Harness> {
         let storage = CookieStorage::django(&options.secret, [] as [&str; 0]);
-        // Django's format has no place for an address yet: its messages are unaddressed.
-        let capabilities = Capabilities::NONE.with_addresses(false);
-        Some(Harness::new(storage, capabilities, "messages"))
+        // Django's value has no place for an address: it is kept beside, in `messages_to`.
+        Some(Harness::new(storage, Capabilities::NONE, "messages"))
     }
 
     flash_testkit::conformance_tests!(django);

@@ -45,6 +45,11 @@
 //!   (a form shown again with its errors): what it read is consumed. Where a framework has no
 //!   handler error distinct from a response (axum: a handler's `Err` is a response), its status
 //!   alone decides. A failed request delivers nothing to htmx: its messages stay stored.
+//! - **A page that redirects hands on what was addressed to it**, read or not asked for: a
+//!   `GET` page load answered with a redirect re-addresses the messages addressed to its page
+//!   to the redirect's target ([`Addressing`](crate::Addressing)), even when the handler never
+//!   took its handle, when the middleware began with [`Adapter::begin_with`]; with no store
+//!   call when nothing is addressed to it (the [`HINT_COOKIE`] says so).
 //! - **`Vary: Cookie`** on every response whose messages were read or written, error responses
 //!   included, merged into the handler's `Vary`; `Cache-Control: private, no-store` with a
 //!   flash cookie.
@@ -97,6 +102,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub use crate::address::{HINT_COOKIE, HINT_MAX_PAGES};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::message_list::MessageList;

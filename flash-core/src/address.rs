@@ -208,6 +208,184 @@ pub(crate) fn standing(message: &Message, incoming: &Incoming, now: u64) -> Stan
     }
 }
 
+/// The cookie that tells, from the request alone, which pages have messages addressed to them
+/// pending: `flash_to`. Written with the save of a storage that may wait (a keyed store, a
+/// session) whenever that set changes; a redirect looks for messages to hand on only when it
+/// names the redirecting page, so a client with nothing pending costs no store call.
+///
+/// Its value is a short hash of each path (8 hex digits, `.`-separated, at most
+/// [`HINT_MAX_PAGES`]; beyond, `*`: any page), never the paths themselves. It is not signed,
+/// and need not be: it only decides whether a redirect loads its client's own messages. A
+/// forged or stale hint costs its client one store call; a lost one (cookies cleared, a
+/// concurrent request's write) delays a hand-on until the message's bound, which then shows it
+/// anywhere. It expires with the last address's time bound.
+pub const HINT_COOKIE: &str = "flash_to";
+
+/// How many pages the [`HINT_COOKIE`] names before it says "any page" (`*`).
+pub const HINT_MAX_PAGES: usize = 16;
+
+/// A page's entry in the hint: FNV-1a (32 bits) of its address path. A fixed function, not
+/// std's randomly keyed hasher: the hint written by one process is read by another.
+fn hint_hash(path: &str) -> u32 {
+    path.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// What a request's hint cookie says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum Hint {
+    /// No cookie, or nothing readable in it.
+    #[default]
+    Nothing,
+    /// These pages (their hashes, sorted, no duplicates).
+    Pages(Vec<u32>),
+    /// Any page.
+    Any,
+}
+
+impl Hint {
+    /// Reads a hint cookie's value; anything unreadable is ignored.
+    pub(crate) fn parse(value: Option<&[u8]>) -> Hint {
+        let Some(value) = value else {
+            return Hint::Nothing;
+        };
+        if value == b"*" {
+            return Hint::Any;
+        }
+        let mut pages: Vec<u32> = value
+            .split(|&b| b == b'.')
+            .take(HINT_MAX_PAGES)
+            .filter_map(|entry| {
+                let entry = std::str::from_utf8(entry).ok()?;
+                (entry.len() == 8)
+                    .then(|| u32::from_str_radix(entry, 16).ok())
+                    .flatten()
+            })
+            .collect();
+        pages.sort_unstable();
+        pages.dedup();
+        if pages.is_empty() {
+            Hint::Nothing
+        } else {
+            Hint::Pages(pages)
+        }
+    }
+
+    /// The hint naming `paths`.
+    pub(crate) fn of<'a>(paths: impl IntoIterator<Item = &'a str>) -> Hint {
+        let mut pages: Vec<u32> = paths.into_iter().map(hint_hash).collect();
+        pages.sort_unstable();
+        pages.dedup();
+        if pages.is_empty() {
+            Hint::Nothing
+        } else if pages.len() > HINT_MAX_PAGES {
+            Hint::Any
+        } else {
+            Hint::Pages(pages)
+        }
+    }
+
+    /// This hint and `other`'s pages.
+    pub(crate) fn union(self, other: Hint) -> Hint {
+        match (self, other) {
+            (Hint::Any, _) | (_, Hint::Any) => Hint::Any,
+            (Hint::Nothing, hint) | (hint, Hint::Nothing) => hint,
+            (Hint::Pages(mut a), Hint::Pages(b)) => {
+                a.extend(b);
+                a.sort_unstable();
+                a.dedup();
+                if a.len() > HINT_MAX_PAGES {
+                    Hint::Any
+                } else {
+                    Hint::Pages(a)
+                }
+            }
+        }
+    }
+
+    /// Whether it names every page `other` names.
+    pub(crate) fn covers(&self, other: &Hint) -> bool {
+        match (self, other) {
+            (_, Hint::Nothing) | (Hint::Any, _) => true,
+            (Hint::Nothing, _) | (Hint::Pages(_), Hint::Any) => false,
+            (Hint::Pages(mine), Hint::Pages(theirs)) => {
+                theirs.iter().all(|page| mine.binary_search(page).is_ok())
+            }
+        }
+    }
+
+    /// Whether it names the page of a request to `target` (path and query): by its path, or
+    /// by path and query for an application that addresses by query.
+    pub(crate) fn names(&self, target: &str) -> bool {
+        match self {
+            Hint::Nothing => false,
+            Hint::Any => true,
+            Hint::Pages(pages) => {
+                let path = target.split(['?', '#']).next().unwrap_or(target);
+                pages.binary_search(&hint_hash(path)).is_ok()
+                    || (path.len() != target.len()
+                        && pages.binary_search(&hint_hash(target)).is_ok())
+            }
+        }
+    }
+
+    /// The `Set-Cookie` line writing this hint, alive for `max_age_secs` (removing the cookie
+    /// when there is nothing to name).
+    pub(crate) fn set_cookie_line(&self, max_age_secs: u64) -> String {
+        let value = match self {
+            Hint::Nothing => {
+                return format!("{HINT_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
+            }
+            Hint::Any => "*".to_owned(),
+            Hint::Pages(pages) => pages
+                .iter()
+                .map(|page| format!("{page:08x}"))
+                .collect::<Vec<_>>()
+                .join("."),
+        };
+        format!("{HINT_COOKIE}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax")
+    }
+}
+
+/// The hint a save leaves, from the request's and what remains stored: `None` when the cookie
+/// need not change. `known` says the request loaded what was stored (so `stored` is all that
+/// remains, and the hint is written anew); otherwise what it adds joins what the request's
+/// hint named.
+///
+/// A hint naming a page nothing is addressed to any more is left to expire rather than
+/// removed: a read that consumes sets no cookie for it (a keyed store's read sets none at all),
+/// and a stale entry costs at most one store call, by a redirect of that page, until it
+/// expires.
+pub(crate) fn hint_after<'a>(
+    before: Hint,
+    known: bool,
+    stored: impl IntoIterator<Item = &'a Message>,
+    now: u64,
+) -> Option<(Hint, u64)> {
+    let mut until = now;
+    let live = stored.into_iter().filter_map(|m| {
+        let address = m.address.as_ref()?;
+        let alive = address.loads_left > 0 && (address.until_ms == 0 || address.until_ms > now);
+        alive.then(|| {
+            until = until.max(address.until_ms);
+            address.path.as_str()
+        })
+    });
+    let pages = Hint::of(live.collect::<Vec<_>>());
+    let after = match (&pages, known) {
+        (Hint::Nothing, _) => return None,
+        // Everything it names is named already.
+        (_, true) if before.covers(&pages) => return None,
+        (_, true) => pages,
+        // Written again even when it names the same pages: its lifetime is the new address's.
+        (_, false) => before.union(pages),
+    };
+    // Alive as long as the last address: past its time bound every message shows anywhere.
+    let secs = until.saturating_sub(now).div_ceil(1000).max(1);
+    Some((after, secs))
+}
+
 /// The time now in unix milliseconds.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -254,6 +432,59 @@ mod tests {
         assert_eq!(a.target_of("edit", "x").as_deref(), Some("/edit"));
         assert_eq!(a.target_of("mailto:x@y", "/"), None);
         assert_eq!(a.target_of("", "/"), None);
+    }
+
+    #[test]
+    fn the_hint_names_pages_by_path_and_is_bounded() {
+        let hint = Hint::of(["/b", "/a", "/b"]);
+        let Hint::Pages(pages) = &hint else {
+            panic!("{hint:?}")
+        };
+        assert_eq!(pages.len(), 2);
+        assert!(hint.names("/a") && hint.names("/b?x=1") && !hint.names("/c"));
+        let line = hint.set_cookie_line(60);
+        let value = line
+            .strip_prefix("flash_to=")
+            .and_then(|l| l.split(';').next())
+            .unwrap_or_default();
+        assert_eq!(Hint::parse(Some(value.as_bytes())), hint);
+        assert!(line.contains("Max-Age=60"));
+        // Garbage reads as nothing; too many pages as any page.
+        assert_eq!(Hint::parse(Some(b"zz.\xff")), Hint::Nothing);
+        assert_eq!(Hint::parse(None), Hint::Nothing);
+        let many: Vec<String> = (0..=HINT_MAX_PAGES).map(|i| format!("/{i}")).collect();
+        let any = Hint::of(many.iter().map(String::as_str));
+        assert_eq!(any, Hint::Any);
+        assert!(any.names("/anything"));
+        assert_eq!(Hint::parse(Some(b"*")), Hint::Any);
+        assert!(any.covers(&hint) && !hint.covers(&any) && hint.covers(&Hint::of(["/a"])));
+    }
+
+    #[test]
+    fn a_save_writes_the_hint_only_when_it_names_a_new_page() {
+        let addressing = Addressing::default();
+        let now = now_ms();
+        let mut to_b = Message::new(crate::Level::INFO, "to b");
+        to_b.address = Some(addressing.address("/b".to_owned()));
+        let plain = Message::new(crate::Level::INFO, "plain");
+        // Nothing addressed: no cookie.
+        assert_eq!(hint_after(Hint::Nothing, true, [&plain], now), None);
+        // A new page: written, alive for the address's time bound.
+        let (hint, secs) =
+            hint_after(Hint::Nothing, true, [&to_b], now).expect("a new page is written");
+        assert!(hint.names("/b"));
+        assert_eq!(secs, 60);
+        // Named already by a request that loaded: nothing to write.
+        assert_eq!(hint_after(hint.clone(), true, [&to_b], now), None);
+        // Consumed: the stale hint is left to expire.
+        assert_eq!(hint_after(hint.clone(), true, [], now), None);
+        // Added without loading: joined to what the request named.
+        let mut to_c = plain.clone();
+        to_c.address = Some(addressing.address("/c".to_owned()));
+        let (joined, _) = hint_after(hint, false, [&to_c], now).expect("an added page is written");
+        assert!(joined.names("/b") && joined.names("/c"));
+        // Past its bound, an address needs no hint.
+        assert_eq!(hint_after(Hint::Nothing, true, [&to_b], now + 61_000), None);
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::HeaderMap;
 
-use crate::address::{Addressing, Standing, is_redirect, now_ms, standing};
+use crate::address::{
+    Addressing, HINT_COOKIE, Hint, Standing, hint_after, is_redirect, now_ms, standing,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::level::{Level, LevelTags};
 use crate::limits::Limits;
@@ -629,6 +631,10 @@ impl Messages {
             && incoming.is_get()
             && !incoming.is_prefetch()
             && state.loaded.is_none()
+            // Something may be addressed to this page: a storage that never waits loads for
+            // free, any other only when the hint cookie names the page.
+            && (self.inner.storage.immediate().is_some()
+                || Hint::parse(incoming.cookie_bytes(HINT_COOKIE)).names(from))
     }
 
     /// Loads for [`Messages::redirecting`]; a failure leaves the stored messages where they
@@ -785,13 +791,14 @@ impl Messages {
     /// # Errors
     /// When the storage fails; the adapter reports it and still serves the response.
     pub async fn save(&self, response: &mut HeaderMap) -> Result<SaveReport> {
-        let (vary, refused, update) = match self.begin_save() {
+        let (vary, refused, hint, update) = match self.begin_save() {
             Pending::Done(report) => return Ok(report),
             Pending::Save {
                 vary,
                 refused,
+                hint,
                 update,
-            } => (vary, refused, update),
+            } => (vary, refused, hint, update),
         };
         let incoming = &self.inner.incoming;
         let dropped = match self.inner.storage.immediate() {
@@ -807,6 +814,9 @@ impl Messages {
             }
         };
         crate::observe::dropped(dropped.len());
+        if let Some(line) = hint {
+            append_hint(response, &line);
+        }
         Ok(SaveReport {
             vary,
             saved: true,
@@ -829,10 +839,16 @@ impl Messages {
             Pending::Save {
                 vary,
                 refused,
+                hint,
                 update,
             } => storage
                 .save_now(&self.inner.incoming, update, response)
-                .inspect(|dropped| crate::observe::dropped(dropped.len()))
+                .inspect(|dropped| {
+                    crate::observe::dropped(dropped.len());
+                    if let Some(line) = &hint {
+                        append_hint(response, line);
+                    }
+                })
                 .map(|dropped| SaveReport {
                     vary,
                     saved: true,
@@ -919,7 +935,23 @@ impl Messages {
         // A rewrite replaces what is stored with `unread` (and the added ones): storages
         // rewrite on a consumed update.
         let consumed = consumed || rewrite;
+        // What is stored changes with what the request carried (a hand-on, a page load
+        // counted): the response depends on the cookie even when nothing was shown.
+        let vary = vary || rewrite;
         let token = state.token.take();
+        let hint = if self.inner.storage.immediate().is_none() {
+            let before = Hint::parse(self.inner.incoming.cookie_bytes(HINT_COOKIE));
+            hint_after(
+                before,
+                token.is_some(),
+                unread.iter().chain(&added),
+                now_ms(),
+            )
+            .map(|(hint, secs)| hint.set_cookie_line(secs))
+        } else {
+            // What a storage that never waits keeps is read without a store call: no hint.
+            None
+        };
         let refused = state.refused;
         if token.is_none() && added.is_empty() && identity == Identity::Keep {
             return Pending::Done(SaveReport {
@@ -931,6 +963,7 @@ impl Messages {
         Pending::Save {
             vary,
             refused,
+            hint,
             update: Update {
                 loaded: token,
                 consumed,
@@ -972,6 +1005,8 @@ enum Pending {
     Save {
         vary: bool,
         refused: usize,
+        /// The hint cookie's `Set-Cookie` line, when it changes ([`HINT_COOKIE`]).
+        hint: Option<String>,
         update: Update,
     },
 }
@@ -1016,6 +1051,13 @@ impl State {
         self.stored = messages.len();
         self.loaded = Some(MessageList::share(messages));
         self.token = Some(token);
+    }
+}
+
+/// Writes the hint cookie's line ([`HINT_COOKIE`]) into the response's headers.
+fn append_hint(response: &mut HeaderMap, line: &str) {
+    if let Ok(value) = http::HeaderValue::from_str(line) {
+        response.append(http::header::SET_COOKIE, value);
     }
 }
 

@@ -327,6 +327,14 @@ enum CookieValue<'a> {
     Bytes(&'a [u8]),
 }
 
+/// The raw bytes of the cookie `name` in one `Cookie` header value, quotes removed.
+pub(crate) fn cookie_bytes_in<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    match cookie_in(header, name.as_bytes())? {
+        CookieValue::Text(value) => Some(value.as_bytes()),
+        CookieValue::Bytes(value) => Some(value),
+    }
+}
+
 /// The raw value of the cookie `name` in one `Cookie` header value, quotes removed.
 fn cookie_in<'a>(header: &'a [u8], name: &[u8]) -> Option<CookieValue<'a>> {
     // A `Cookie` header is almost always text, and `str`'s split looks for `;` and `=` a word

@@ -93,7 +93,7 @@ async fn the_scratch_map_carries_nothing_to_the_next_request() {
     let cookies = lines.get("set-cookie");
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(
-        cookies[0].starts_with("kit_messages=25.7468726565;"),
+        cookies[0].starts_with("kit_messages=5b5b32352c227468726565225d5d;"),
         "{cookies:?}"
     );
 }

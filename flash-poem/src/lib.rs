@@ -51,9 +51,15 @@ impl<E: Endpoint> Endpoint for FlashEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut request: Request) -> poem::Result<Response> {
-        let in_flight = self.1.begin_in(request.extensions_mut());
         #[cfg(feature = "session")]
         session::bridge(&self.1, &mut request);
+        let in_flight = self.1.begin_with(RequestParts::http(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            request.extensions(),
+        ));
+        request.extensions_mut().insert(in_flight.slot());
         let result = self.0.call(request).await;
         let failed = result.is_err();
         let mut response = result.map_or_else(poem::Error::into_response, |r| r.into_response());

@@ -14,6 +14,7 @@ struct AddQuery {
     text: String,
     level: Option<i32>,
     fail: Option<u16>,
+    to: Option<String>,
 }
 
 fn handler_error(status: u16) -> poem::Error {
@@ -28,7 +29,10 @@ fn add(flash: Flash, Query(query): Query<AddQuery>) -> poem::Result<Response> {
     }
     Ok(Response::builder()
         .status(StatusCode::SEE_OTHER)
-        .header(header::LOCATION, "/")
+        .header(
+            header::LOCATION,
+            format!("/{}", query.to.unwrap_or_default()),
+        )
         .finish())
 }
 
@@ -72,6 +76,14 @@ fn idle(_flash: Flash) -> &'static str {
     "idle"
 }
 
+#[handler]
+fn moved() -> Response {
+    Response::builder()
+        .status(StatusCode::PERMANENT_REDIRECT)
+        .header(header::LOCATION, "/")
+        .finish()
+}
+
 struct Kit(poem::endpoint::BoxEndpoint<'static, Response>);
 
 impl AdapterApp for Kit {
@@ -80,6 +92,7 @@ impl AdapterApp for Kit {
             .at("/", get(show).head(show).options(show))
             .at("/add", post(add))
             .at("/idle", get(idle))
+            .at("/moved", get(moved))
             .with(FlashMiddleware::from(adapter));
         Kit(app.map_to_response().boxed())
     }

@@ -30,6 +30,11 @@ enum Kind {
     ConsumesOn5xx,
     /// Hands over `GET` for every method.
     ConsumesOnHead,
+    /// Begins every request without looking at it (`Adapter::begin`): a page that redirects
+    /// without asking for its handle cannot hand on what was addressed to it.
+    NeverShowsTheRequest,
+    /// Hands over no target: nothing is ever addressed.
+    NeverGivesTheTarget,
 }
 
 trait Mutation: 'static {
@@ -52,7 +57,9 @@ mutation!(
     CopiesItsOwnSlot,
     LosesMessagesOnHandlerError,
     ConsumesOn5xx,
-    ConsumesOnHead
+    ConsumesOnHead,
+    NeverShowsTheRequest,
+    NeverGivesTheTarget
 );
 
 /// The adapter's own memo of the handle (the `CopiesItsOwnSlot` mistake).
@@ -80,9 +87,14 @@ fn flash<M: Mutation>(parts: &Parts) -> Messages {
         Kind::NeverCopiesExtensions => None,
         _ => Some(&parts.extensions),
     };
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let make = || {
-        slot.messages(RequestParts::new(method, headers, extensions))
-            .unwrap()
+        let request = RequestParts::new(method, headers, extensions);
+        let request = match M::KIND {
+            Kind::NeverGivesTheTarget => request,
+            _ => request.with_target(target),
+        };
+        slot.messages(request).unwrap()
     };
     match parts.extensions.get::<OwnSlot>() {
         Some(own) => own.0.get_or_init(make).clone(),
@@ -110,12 +122,18 @@ async fn handle<M: Mutation>(parts: &Parts) -> Result<Response<String>, StatusCo
             if let Some(code) = query(parts, "fail") {
                 return Err(status(code));
             }
+            let to = query(parts, "to").unwrap_or_default();
             Ok(Response::builder()
                 .status(303)
-                .header("location", "/")
+                .header("location", format!("/{to}"))
                 .body(String::new())
                 .unwrap())
         }
+        "/moved" => Ok(Response::builder()
+            .status(308)
+            .header("location", "/")
+            .body(String::new())
+            .unwrap()),
         "/idle" => {
             flash::<M>(parts);
             Ok(Response::new("idle".to_owned()))
@@ -152,7 +170,18 @@ async fn handle<M: Mutation>(parts: &Parts) -> Result<Response<String>, StatusCo
 
 /// The middleware.
 async fn serve<M: Mutation>(adapter: &Adapter, mut request: Request<()>) -> Response<String> {
-    let in_flight = adapter.begin();
+    let in_flight = match M::KIND {
+        Kind::NeverShowsTheRequest => adapter.begin(),
+        Kind::NeverGivesTheTarget => {
+            let (method, headers) = (request.method().as_str(), request.headers());
+            adapter.begin_with(RequestParts::new(
+                method,
+                headers,
+                Some(request.extensions()),
+            ))
+        }
+        _ => adapter.begin_with(RequestParts::from(&request)),
+    };
     request.extensions_mut().insert(in_flight.slot());
     if M::KIND == Kind::CopiesItsOwnSlot {
         request.extensions_mut().insert(OwnSlot(Arc::default()));
@@ -257,4 +286,20 @@ fn an_adapter_that_consumes_on_a_5xx_is_caught() {
 fn an_adapter_that_consumes_on_head_is_caught() {
     type A = Mini<ConsumesOnHead>;
     assert!(caught(adapter_kit::head_and_options_never_consume::<A>()));
+}
+
+#[test]
+fn an_adapter_that_never_shows_flash_the_request_is_caught() {
+    type A = Mini<NeverShowsTheRequest>;
+    assert!(caught(
+        adapter_kit::a_redirect_hands_on_what_was_addressed_to_it::<A>()
+    ));
+}
+
+#[test]
+fn an_adapter_that_never_gives_the_target_is_caught() {
+    type A = Mini<NeverGivesTheTarget>;
+    assert!(caught(
+        adapter_kit::a_redirect_hands_on_what_was_addressed_to_it::<A>()
+    ));
 }

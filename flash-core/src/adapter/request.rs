@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 
 use super::{Adapter, Finished, ResponseHeaders};
+use crate::address::{HINT_COOKIE, Hint};
 use crate::messages::Messages;
 use crate::storage::Incoming;
 use crate::storage_trait::{PREFETCH_HEADERS, is_page_load, is_prefetch};
@@ -56,6 +57,8 @@ pub struct RequestParts<'a> {
     extensions: Option<&'a Extensions>,
     target: Option<&'a str>,
     slot: Option<&'a Slot>,
+    /// Makes the extensions when they are needed, for a framework that must build them.
+    make_extensions: Option<&'a dyn Fn() -> Extensions>,
 }
 
 impl<'a> RequestParts<'a> {
@@ -73,7 +76,17 @@ impl<'a> RequestParts<'a> {
             extensions,
             target: None,
             slot: None,
+            make_extensions: None,
         }
+    }
+
+    /// Sets a function making the extensions a storage reads, called only when the handle is
+    /// made and the storage reads them: for a framework whose adapter builds them (actix-web's
+    /// session bridge), so that a request that never needs them never pays for them.
+    #[must_use]
+    pub fn with_extensions_from(mut self, make: &'a dyn Fn() -> Extensions) -> Self {
+        self.make_extensions = Some(make);
+        self
     }
 
     /// The parts of an `http` 1.x request (axum's, poem's, tower's): its method, its target
@@ -140,6 +153,19 @@ impl<'a> RequestParts<'a> {
             first.get_or_insert(value.trim_ascii() == b"true");
         });
         first == Some(true)
+    }
+}
+
+impl<'a, B> From<&'a http::Request<B>> for RequestParts<'a> {
+    /// An `http` 1.x request (axum's, tower's, poem's) before its handler runs: method, headers,
+    /// extensions and target, for [`Adapter::begin_with`].
+    fn from(request: &'a http::Request<B>) -> Self {
+        RequestParts::http(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            request.extensions(),
+        )
     }
 }
 
@@ -231,6 +257,81 @@ impl Adapter {
         }
     }
 
+    /// Begins a request as [`Adapter::begin`] does, looking at the request first: an adapter's
+    /// middleware calls it with everything the framework has of the request (as its extractor
+    /// hands over), then puts [`InFlight::slot`] in the request.
+    ///
+    /// Why: a page that redirects without ever asking for its messages (a framework's
+    /// trailing-slash redirect, a login redirect) must still hand on what was addressed to it
+    /// ([`Addressing`](crate::Addressing)), and the request is gone by the time its response
+    /// says it redirects. So when the request is a `GET` page load that messages may be
+    /// addressed to (the storage never waits and the request has cookies, or the hint cookie
+    /// names the page: [`HINT_COOKIE`](crate::adapter::HINT_COOKIE)), the handle is made now,
+    /// untouched: a response that does not redirect ends it with no storage call; one that
+    /// redirects hands its messages on. Any other request costs a look at its cookies.
+    pub fn begin_with(&self, request: RequestParts<'_>) -> InFlight {
+        let in_flight = self.begin();
+        if self.may_hand_on(&request) {
+            let handle = self.handle_for(&request);
+            // Just made, so empty: the extractor's later calls return this handle.
+            let _ = in_flight.shared.messages.set(handle);
+        }
+        in_flight
+    }
+
+    /// Whether a redirect answering `request` may have messages to hand on.
+    fn may_hand_on(&self, request: &RequestParts<'_>) -> bool {
+        let Some(target) = request.target else {
+            return false;
+        };
+        if request.method != "GET" || !self.shared.config.addressing().on_redirect() {
+            return false;
+        }
+        let mut cookies = false;
+        let mut hinted = false;
+        request.headers.for_each_value("cookie", &mut |value| {
+            cookies = true;
+            if !hinted && let Some(hint) = crate::storage_trait::cookie_bytes_in(value, HINT_COOKIE)
+            {
+                hinted = Hint::parse(Some(hint)).names(target);
+            }
+        });
+        let worth = if self.shared.storage.immediate().is_some() {
+            // What it keeps is in the request's cookies.
+            cookies
+        } else {
+            hinted
+        };
+        if !worth {
+            return false;
+        }
+        let mut prefetch = false;
+        for name in PREFETCH_HEADERS {
+            request.headers.for_each_value(name, &mut |value| {
+                prefetch |= is_prefetch(value);
+            });
+        }
+        let first = |name| {
+            let mut first = None;
+            request.headers.for_each_value(name, &mut |value| {
+                first.get_or_insert_with(|| value.to_vec());
+            });
+            first
+        };
+        let (hx, boosted, mode) = (
+            first("hx-request"),
+            first("hx-boosted"),
+            first("sec-fetch-mode"),
+        );
+        !prefetch
+            && is_page_load(|name| match name {
+                "hx-request" => hx.as_deref(),
+                "hx-boosted" => boosted.as_deref(),
+                "sec-fetch-mode" => mode.as_deref(),
+                _ => None,
+            })
+    }
+
     /// [`Adapter::begin`] for a framework whose request extensions are an `http` 1.x
     /// [`Extensions`]: puts the request's [`Slot`] in `extensions`.
     pub fn begin_in(&self, extensions: &mut Extensions) -> InFlight {
@@ -289,7 +390,10 @@ impl Adapter {
                     copy.remove::<Slot>();
                     *incoming.extensions_mut() = copy;
                 }
-                None => self.no_extensions(),
+                None => match request.make_extensions {
+                    Some(make) => *incoming.extensions_mut() = make(),
+                    None => self.no_extensions(),
+                },
             }
         }
         if self.shared.htmx.is_some() {

@@ -185,6 +185,64 @@ pub fn list_from_slice(bytes: &[u8]) -> Result<Vec<Message>> {
         .map_err(decode_error)
 }
 
+/// The addresses of `messages`, for a format that keeps the messages where it has no place for
+/// an address (Django's cookie and session formats): a JSON array
+/// `[[position, path, loads_left, until_ms], …]` of the addressed ones, `None` when none is.
+///
+/// The format keeps it beside the messages, bound to the value it describes (a hash of it), so
+/// that a value another program rewrote (Django itself) is never given addresses meant for
+/// another list.
+///
+/// ```
+/// use flash_core::{Address, Level, Message, storage::stored_form};
+/// let mut messages = vec![Message::new(Level::INFO, "anywhere"), Message::new(Level::INFO, "to b")];
+/// messages[1].address = Some(Address::from_stored("/b", 3, 1_700_000_000_000));
+/// let addresses = stored_form::addresses_to_vec(&messages)?.unwrap();
+/// assert_eq!(addresses, br#"[[1,"/b",3,1700000000000]]"#);
+/// messages[1].address = None;
+/// stored_form::apply_addresses(&mut messages, &addresses)?;
+/// assert_eq!(messages[1].address.as_ref().map(Address::path), Some("/b"));
+/// assert_eq!(stored_form::addresses_to_vec(&[Message::new(Level::INFO, "a")])?, None);
+/// # Ok::<(), flash_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`ErrorKind::Encode`] when they cannot be serialised.
+pub fn addresses_to_vec(messages: &[Message]) -> Result<Option<Vec<u8>>> {
+    let addressed: Vec<(usize, &str, u16, u64)> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(at, m)| {
+            let a = m.address.as_ref()?;
+            Some((at, a.path.as_str(), a.loads_left, a.until_ms))
+        })
+        .collect();
+    if addressed.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_vec(&addressed)
+        .map(Some)
+        .map_err(encode_error)
+}
+
+/// Puts back on `messages` the addresses [`addresses_to_vec`] wrote for them; a position
+/// beyond the list is ignored.
+///
+/// # Errors
+/// [`ErrorKind::Decode`] when `bytes` is not such an array; `messages` are then unchanged.
+pub fn apply_addresses(messages: &mut [Message], bytes: &[u8]) -> Result<()> {
+    let addressed: Vec<(usize, String, u16, u64)> =
+        serde_json::from_slice(bytes).map_err(decode_error)?;
+    for (at, path, loads_left, until_ms) in addressed {
+        if let Some(message) = messages.get_mut(at) {
+            message.address = Some(crate::message::Address::from_stored(
+                path, loads_left, until_ms,
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn encode_error(err: serde_json::Error) -> Error {
     Error::with_source(
         ErrorKind::Encode,
