@@ -190,6 +190,52 @@ pub(crate) fn decode(value: &Value) -> Result<Vec<Message>, Error> {
         .map_err(|err| Error::with_source(ErrorKind::Decode, "session messages", err))
 }
 
+/// How many bytes of the value's SHA-256 bind the addresses to it.
+const BINDING_LEN: usize = 16;
+
+fn binding(text: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest[..BINDING_LEN]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the `_to` key keeps for the messages of the session value `text`: `[binding,
+/// addresses]`, `None` when none is addressed.
+pub(crate) fn addresses(text: &str, messages: &[Message]) -> Result<Option<Value>, Error> {
+    let Some(bytes) = flash_core::storage::stored_form::addresses_to_vec(messages)? else {
+        return Ok(None);
+    };
+    let addresses: Value = serde_json::from_slice(&bytes)
+        .map_err(|err| Error::with_source(ErrorKind::Encode, "session addresses", err))?;
+    Ok(Some(Value::Array(vec![
+        Value::String(binding(text)),
+        addresses,
+    ])))
+}
+
+/// Puts on `messages`, read from the session value `text`, the addresses the `_to` key keeps
+/// for that very value; anything else (another value's, unreadable) leaves them unaddressed.
+pub(crate) fn apply_addresses(text: &str, kept: &Value, messages: &mut [Message]) {
+    let Some([Value::String(bound), addresses]) = kept.as_array().map(Vec::as_slice) else {
+        tracing::debug!("ignoring unreadable session addresses");
+        return;
+    };
+    if *bound != binding(text) {
+        // Written for another value: the messages were rewritten since (by Django?).
+        tracing::debug!("the session addresses describe another messages value");
+        return;
+    }
+    let applied = serde_json::to_vec(addresses)
+        .map_err(|err| Error::with_source(ErrorKind::Decode, "session addresses", err))
+        .and_then(|bytes| flash_core::storage::stored_form::apply_addresses(messages, &bytes));
+    if let Err(err) = applied {
+        tracing::debug!(%err, "ignoring unreadable session addresses");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +248,34 @@ mod tests {
             r#"[["__json_message", 0, 20, "\u00e9\u007f\ud83c\udf89\n\"\\/ ~", "t"]]"#
         );
         assert_eq!(encode(&[]).expect("encode"), "[]");
+    }
+
+    #[test]
+    fn addresses_ride_beside_the_value_they_describe() {
+        let mut to_b = Message::new(Level::INFO, "to b");
+        to_b.address = Some(flash_core::Address::from_stored("/b", 3, 1_700_000_000_000));
+        let messages = vec![Message::new(Level::INFO, "anywhere"), to_b];
+        let text = encode(&messages).expect("encode");
+        // Django's value is what Django writes: no trace of the address.
+        assert_eq!(
+            text,
+            r#"[["__json_message", 0, 20, "anywhere"], ["__json_message", 0, 20, "to b"]]"#
+        );
+        let kept = addresses(&text, &messages)
+            .expect("encode")
+            .expect("one is addressed");
+        let mut read = decode(&Value::String(text.clone())).expect("decode");
+        apply_addresses(&text, &kept, &mut read);
+        assert_eq!(read, messages);
+        // A value rewritten since (by Django) stays unaddressed.
+        let other = encode(&[Message::new(Level::INFO, "to b")]).expect("encode");
+        let mut read = decode(&Value::String(other.clone())).expect("decode");
+        apply_addresses(&other, &kept, &mut read);
+        assert!(read.iter().all(|m| m.address.is_none()));
+        assert_eq!(
+            addresses(&other, &[Message::new(Level::INFO, "x")]).expect("encode"),
+            None
+        );
     }
 
     #[test]

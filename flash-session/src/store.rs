@@ -32,6 +32,14 @@ pub const DEFAULT_SESSION_KEY: &str = "_messages";
 /// Two concurrent requests of one session can both show a message: sessions are read, modified and
 /// written whole. For exactly-once delivery across tabs use a keyed store.
 ///
+/// Addressed messages ([`Addressing`](flash_core::Addressing)): Django's form has no place for
+/// an address, and a Django app sharing the session must keep reading the value as it is. So
+/// the value stays Django's and the addresses go under a second key, the messages' key followed
+/// by `_to` (`_messages_to`), which Django never reads: `[binding, [[position, path,
+/// loads_left, until_ms], …]]`, where `binding` is the first 16 bytes of the SHA-256 of the
+/// value they describe, in hex. A value that Django rewrote no longer matches: its messages
+/// read unaddressed and the next read shows them, as Django would.
+///
 /// ```
 /// use flash_session::{MemorySession, SessionStorage};
 /// let storage = SessionStorage::<MemorySession>::new().with_session_key("_flash");
@@ -75,12 +83,24 @@ impl<S: SessionHandle + Clone> SessionStorage<S> {
         }
     }
 
+    /// The key the messages' addresses are kept under: the messages' key followed by `_to`.
+    fn to_key(&self) -> String {
+        format!("{}_to", self.key)
+    }
+
     async fn stored(&self, session: &dyn SessionHandle) -> Result<Stored> {
         let Some(value) = session.get(&self.key).await? else {
             return Ok(Stored::nothing());
         };
         match format::decode(&value) {
-            Ok(messages) => Ok(Stored::messages(messages)),
+            Ok(mut messages) => {
+                if let (Value::String(text), false) = (&value, messages.is_empty())
+                    && let Some(addresses) = session.get(&self.to_key()).await?
+                {
+                    format::apply_addresses(text, &addresses, &mut messages);
+                }
+                Ok(Stored::messages(messages))
+            }
             Err(err) => {
                 // Django would fail the request; a bad value means "no messages" and is replaced.
                 tracing::warn!(key = %self.key, error = %err, "discarding unreadable session messages");
@@ -131,13 +151,27 @@ impl<S: SessionHandle + Clone> SimpleStorage for SessionStorage<S> {
         _response: &mut HeaderMap,
     ) -> Result<Vec<Message>> {
         let session = self.session(request)?;
-        if messages.is_empty() {
+        let to_key = self.to_key();
+        let addresses = if messages.is_empty() {
             if found != Found::Nothing {
                 session.remove(&self.key).await?;
             }
+            None
         } else {
             let text = format::encode(&messages)?;
+            let addresses = format::addresses(&text, &messages)?;
             session.insert(&self.key, Value::String(text)).await?;
+            addresses
+        };
+        match addresses {
+            Some(addresses) => session.insert(&to_key, addresses).await?,
+            // Nothing addressed: no key left describing a list that is gone.
+            None if (found != Found::Nothing || !messages.is_empty())
+                && session.get(&to_key).await?.is_some() =>
+            {
+                session.remove(&to_key).await?;
+            }
+            None => {}
         }
         // No size limit: everything is stored.
         Ok(Vec::new())

@@ -8,10 +8,8 @@ use flash_testkit::{Capabilities, Harness, Options};
 
 /// What a session storage gives beyond Django's semantics: room for large messages only (sessions
 /// are read and written whole, and expire with the session, not with flash's TTL).
-/// Django's session format has no place for an address yet: its messages are unaddressed.
-const SESSION: Capabilities = Capabilities::NONE
-    .with_large_messages(true)
-    .with_addresses(false);
+/// Django's session value has no place for an address: it is kept beside, under `_messages_to`.
+const SESSION: Capabilities = Capabilities::NONE.with_large_messages(true);
 
 /// One session per simulated browser, as a session layer keeps one per session cookie.
 #[cfg(feature = "tower-sessions")]
