@@ -34,7 +34,7 @@ use common::actix::{self as apps, items};
 use criterion::{Criterion, criterion_group, criterion_main};
 use flash_actix::FlashMiddleware;
 use flash_cookie::{Codec, CookieStorage, FlashCodec};
-use flash_core::{Key, Keys, MessagesConfig, storage::Storage};
+use flash_core::{Key, Keys, storage::Storage};
 use http::Request;
 use http_body_util::BodyExt;
 
@@ -150,7 +150,7 @@ fn actix(c: &mut Criterion) {
             Keys::new(Key::from_mac_key(&common::KEY)),
         ))))
     };
-    let middleware = FlashMiddleware::new(storage(), MessagesConfig::default());
+    let middleware = FlashMiddleware::new(storage());
     let flash = sys.block_on(test::init_service(
         App::new()
             .wrap(middleware.clone())

@@ -39,7 +39,7 @@ use flash_benches::{fixtures, floor};
 use flash_cookie::{Codec, CookieStorage, FlashCodec};
 use flash_core::http::HeaderMap;
 use flash_core::{
-    Key, Keys, MessagesConfig,
+    Key, Keys,
     storage::{Incoming, Storage},
 };
 use serde_json::json;
@@ -219,7 +219,7 @@ fn main() {
     );
 
     // --- whole requests through axum
-    let flash_app = routes().layer(FlashLayer::new(storage.clone(), MessagesConfig::default()));
+    let flash_app = routes().layer(FlashLayer::new(storage.clone()));
     let bare_app = bare_routes();
     let floor_app = floor_routes();
     let noop_app = bare_routes().layer(tower::util::MapRequestLayer::new(
@@ -279,10 +279,7 @@ fn main() {
     let sys = actix_web::rt::System::new();
     let flash_actix = sys.block_on(actix_web::test::init_service(
         actix_web::App::new()
-            .wrap(flash_actix::FlashMiddleware::new(
-                storage.clone(),
-                MessagesConfig::default(),
-            ))
+            .wrap(flash_actix::FlashMiddleware::new(storage.clone()))
             .configure(actix_apps::flash_routes),
     ));
     let peer_actix = sys.block_on(actix_web::test::init_service(

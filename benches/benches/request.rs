@@ -24,7 +24,7 @@ use common::{
 use criterion::{Criterion, criterion_group, criterion_main};
 use flash_axum::FlashLayer;
 use flash_cookie::{Codec, CookieStorage, FlashCodec};
-use flash_core::{Key, Keys, MessagesConfig, storage::Storage};
+use flash_core::{Key, Keys, storage::Storage};
 use http::header::SET_COOKIE;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -53,11 +53,11 @@ fn overhead(c: &mut Criterion) {
     let cookie_storage: Arc<dyn Storage> = Arc::new(CookieStorage::from_codec(Codec::from(
         FlashCodec::new(Keys::new(Key::from_mac_key(&KEY))),
     )));
-    let flash = routes().layer(FlashLayer::new(cookie_storage, MessagesConfig::default()));
+    let flash = routes().layer(FlashLayer::new(cookie_storage));
     let bare = bare_routes();
     let floor = floor_routes();
     let (keyed, counts) = server_storage();
-    let keyed = routes().layer(FlashLayer::new(keyed, MessagesConfig::default()));
+    let keyed = routes().layer(FlashLayer::new(keyed));
 
     // Setup and checks: the cookie a reader brings, and what each case does.
     let (three, cookie) = rt.block_on(async {

@@ -7,7 +7,7 @@ use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transfor
 use actix_web::{Error, FromRequest, HttpMessage as _, HttpRequest, error};
 pub use flash_core::adapter::Adapter;
 use flash_core::adapter::{Answer, RequestParts, Slot};
-use flash_core::{Messages, MessagesConfig, storage::Storage};
+use flash_core::{Messages, storage::Storage};
 
 mod session;
 #[cfg(feature = "actix-session")]
@@ -16,7 +16,7 @@ pub use session::{ActixSession, ActixSessionStorage};
 flash_core::http_like_headers!(Headers, HeadersMut, actix_web::http::header);
 
 /// The actix-web middleware giving every request its flash messages and ending each request
-/// by flash-core's contract: `App::new().wrap(FlashMiddleware::new(storage, config))`.
+/// by flash-core's contract: `App::new().wrap(FlashMiddleware::from(Adapter::new(storage).with_config(config)))`.
 /// Options (an error hook, htmx delivery) are the [`Adapter`]'s:
 /// `FlashMiddleware::from(adapter)`.
 ///
@@ -29,8 +29,8 @@ pub struct FlashMiddleware(Adapter);
 
 impl FlashMiddleware {
     /// A middleware over `storage` with the application's `config`, and no other option.
-    pub fn new(storage: Arc<dyn Storage>, config: impl Into<Arc<MessagesConfig>>) -> Self {
-        FlashMiddleware(Adapter::new(storage, config))
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        FlashMiddleware(Adapter::new(storage))
     }
 }
 

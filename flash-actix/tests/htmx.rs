@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
-use actix_web::{App, HttpResponse, test, web};
+use actix_web::test as actix_test;
+use actix_web::{App, HttpResponse, web};
 use flash_actix::{Adapter, Flash, FlashMiddleware};
 use flash_core::{
     Htmx, Key, Keys, Level, MessageView, MessagesConfig,
@@ -93,8 +94,8 @@ fn htmx_delivery_through_actix() {
 
 async fn htmx_delivery() {
     for (name, storage) in storages() {
-        let middleware = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new());
-        let app = test::init_service(
+        let middleware = Adapter::new(storage).htmx(Htmx::new());
+        let app = actix_test::init_service(
             App::new()
                 .wrap(FlashMiddleware::from(middleware.clone()))
                 .route("/save", web::post().to(save))
@@ -107,8 +108,8 @@ async fn htmx_delivery() {
         let call =
             |method: &str, uri: &str, htmx: &[(&'static str, &'static str)], cookie: &str| {
                 let mut request = match method {
-                    "POST" => test::TestRequest::post(),
-                    _ => test::TestRequest::get(),
+                    "POST" => actix_test::TestRequest::post(),
+                    _ => actix_test::TestRequest::get(),
                 }
                 .uri(uri);
                 for pair in htmx {
@@ -122,7 +123,7 @@ async fn htmx_delivery() {
         let htmx = &[("hx-request", "true")][..];
 
         // Added in an htmx request: in HX-Trigger, merged with the handler's list, not stored.
-        let response = test::call_service(&app, call("POST", "/in-place", htmx, "")).await;
+        let response = actix_test::call_service(&app, call("POST", "/in-place", htmx, "")).await;
         let detail = trigger(&response).unwrap();
         assert_eq!(detail["closeModal"], serde_json::Value::Null, "{name}");
         assert_eq!(detail["messages"][0]["message"], "In place.", "{name}");
@@ -131,7 +132,7 @@ async fn htmx_delivery() {
 
         // Boosted: a full page, left alone.
         let boosted = &[("hx-request", "true"), ("hx-boosted", "true")][..];
-        let response = test::call_service(&app, call("POST", "/in-place", boosted, "")).await;
+        let response = actix_test::call_service(&app, call("POST", "/in-place", boosted, "")).await;
         assert_eq!(
             response.headers().get("hx-trigger").unwrap(),
             "closeModal",
@@ -143,10 +144,10 @@ async fn htmx_delivery() {
         );
 
         // A full-page POST's message is not taken by a polling htmx request ...
-        let response = test::call_service(&app, call("POST", "/save", &[], "")).await;
+        let response = actix_test::call_service(&app, call("POST", "/save", &[], "")).await;
         assert!(trigger(&response).is_none(), "{name}");
         let cookie = next_cookie(None, &response);
-        let response = test::call_service(&app, call("GET", "/poll", htmx, &cookie)).await;
+        let response = actix_test::call_service(&app, call("GET", "/poll", htmx, &cookie)).await;
         assert!(trigger(&response).is_none(), "{name}");
         let cookie = next_cookie(Some(&cookie), &response);
         assert_messages(
@@ -154,7 +155,7 @@ async fn htmx_delivery() {
             &[(Level::SUCCESS, "Saved.")],
         );
         // ... but rides along where the route opts in, consumed.
-        let response = test::call_service(&app, call("POST", "/form", htmx, &cookie)).await;
+        let response = actix_test::call_service(&app, call("POST", "/form", htmx, &cookie)).await;
         assert_eq!(
             trigger(&response).unwrap()["messages"][0]["message"],
             "Saved.",
@@ -167,10 +168,10 @@ async fn htmx_delivery() {
         );
 
         // The JSON helper.
-        let response = test::call_service(&app, call("POST", "/save", &[], "")).await;
+        let response = actix_test::call_service(&app, call("POST", "/save", &[], "")).await;
         let cookie = next_cookie(None, &response);
-        let response = test::call_service(&app, call("GET", "/api/messages", &[], &cookie)).await;
-        let json: serde_json::Value = test::read_body_json(response).await;
+        let response = actix_test::call_service(&app, call("GET", "/api/messages", &[], &cookie)).await;
+        let json: serde_json::Value = actix_test::read_body_json(response).await;
         assert_eq!(
             json,
             serde_json::json!({"messages": [{"level": 25, "level_tag": "success",

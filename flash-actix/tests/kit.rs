@@ -3,7 +3,8 @@
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{App, HttpResponse, test, web};
+use actix_web::test as actix_test;
+use actix_web::{App, HttpResponse, web};
 use flash_actix::{Flash, FlashMiddleware};
 use flash_core::{Level, Message, adapter::Adapter};
 use flash_testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
@@ -91,7 +92,7 @@ impl AdapterApp for Kit {
     }
 
     async fn send(&self, request: KitRequest) -> KitResponse {
-        let app = test::init_service(
+        let app = actix_test::init_service(
             App::new()
                 .wrap(FlashMiddleware::from(self.0.clone()))
                 .route("/", web::get().to(show))
@@ -102,7 +103,7 @@ impl AdapterApp for Kit {
                 .route("/moved", web::get().to(moved)),
         )
         .await;
-        let mut builder = test::TestRequest::default()
+        let mut builder = actix_test::TestRequest::default()
             .method(Method::from_bytes(request.method.as_bytes()).unwrap())
             .uri(&request.uri);
         for (name, value) in &request.headers {
@@ -115,14 +116,14 @@ impl AdapterApp for Kit {
         if let Some(session) = request.session {
             actix_web::HttpMessage::extensions_mut(&request_).insert(session);
         }
-        let response = test::call_service(&app, request_).await;
+        let response = actix_test::call_service(&app, request_).await;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
-        let body = test::read_body(response).await;
+        let body = actix_test::read_body(response).await;
         KitResponse {
             status,
             headers,

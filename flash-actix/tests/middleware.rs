@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use actix_web::{App, HttpResponse, test, web};
+use actix_web::test as actix_test;
+use actix_web::{App, HttpResponse, web};
 use flash_actix::{Flash, FlashMiddleware};
 use flash_core::{
-    Key, MessagesConfig,
+    Key,
     storage::{MemoryStore, ServerStorage},
 };
 
@@ -23,10 +24,11 @@ fn missing_middleware_is_a_500_naming_the_fix() {
 }
 
 async fn missing_middleware() {
-    let app = test::init_service(App::new().route("/", web::get().to(twice))).await;
-    let response = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+    let app = actix_test::init_service(App::new().route("/", web::get().to(twice))).await;
+    let response =
+        actix_test::call_service(&app, actix_test::TestRequest::get().uri("/").to_request()).await;
     assert_eq!(response.status(), 500);
-    let body = test::read_body(response).await;
+    let body = actix_test::read_body(response).await;
     assert!(
         std::str::from_utf8(&body)
             .unwrap()
@@ -42,14 +44,15 @@ fn every_extraction_shares_one_handle() {
 
 async fn one_handle() {
     let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
-    let app = test::init_service(
+    let app = actix_test::init_service(
         App::new()
-            .wrap(FlashMiddleware::new(storage, MessagesConfig::default()))
+            .wrap(FlashMiddleware::new(storage))
             .route("/", web::get().to(twice)),
     )
     .await;
-    let response = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+    let response =
+        actix_test::call_service(&app, actix_test::TestRequest::get().uri("/").to_request()).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("set-cookie"));
-    assert_eq!(test::read_body(response).await, "1");
+    assert_eq!(actix_test::read_body(response).await, "1");
 }

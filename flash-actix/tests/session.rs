@@ -11,7 +11,8 @@ use actix_web::body::MessageBody;
 use actix_web::cookie::Key;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
-use actix_web::{App, HttpResponse, test, web};
+use actix_web::test as actix_test;
+use actix_web::{App, HttpResponse, web};
 use flash_actix::{ActixSessionStorage, Adapter, Flash, FlashMiddleware};
 use flash_core::adapter::HINT_COOKIE;
 use flash_core::{ErrorKind, Level, MessagesConfig, storage::Storage};
@@ -102,7 +103,7 @@ fn flash_middleware(storage: Arc<dyn Storage>, seen: &Seen) -> FlashMiddleware {
     let seen = seen.clone();
     let config = MessagesConfig::default().with_level(Level::DEBUG);
     FlashMiddleware::from(
-        Adapter::new(storage, config)
+        Adapter::new(storage).with_config(config)
             .on_error(move |err| seen.lock().unwrap().push((err.kind(), err.to_string()))),
     )
 }
@@ -128,7 +129,7 @@ struct Browser {
 
 impl Browser {
     /// `request` with the browser's cookies.
-    fn with(&self, request: test::TestRequest) -> test::TestRequest {
+    fn with(&self, request: actix_test::TestRequest) -> actix_test::TestRequest {
         match &self.cookies {
             Some(cookies) => request.insert_header((header::COOKIE, cookies.clone())),
             None => request,
@@ -151,7 +152,7 @@ impl Browser {
             set_cookies.iter().map(String::as_bytes),
         );
         self.cookies = (!next.is_empty()).then_some(next);
-        let body = test::read_body(response).await;
+        let body = actix_test::read_body(response).await;
         // The hint cookie of addressed messages is flash-core's: these tests count the
         // storage's cookies.
         let set_cookies = set_cookies
@@ -170,17 +171,17 @@ impl Browser {
 macro_rules! send {
     ($browser:expr, $app:expr, $request:expr) => {{
         let request = $browser.with($request).to_request();
-        let response = test::call_service($app, request).await;
+        let response = actix_test::call_service($app, request).await;
         $browser.take(response).await
     }};
 }
 
-fn get(uri: &str) -> test::TestRequest {
-    test::TestRequest::get().uri(uri)
+fn get(uri: &str) -> actix_test::TestRequest {
+    actix_test::TestRequest::get().uri(uri)
 }
 
-fn post(uri: &str) -> test::TestRequest {
-    test::TestRequest::post().uri(uri)
+fn post(uri: &str) -> actix_test::TestRequest {
+    actix_test::TestRequest::post().uri(uri)
 }
 
 fn run(test: impl std::future::Future<Output = ()>) {
@@ -193,7 +194,7 @@ fn post_redirect_get_shows_once() {
         let key = Key::generate();
         let seen = Seen::default();
         let storage = Arc::new(ActixSessionStorage::new());
-        let app = test::init_service(
+        let app = actix_test::init_service(
             App::new()
                 .configure(routes)
                 .wrap(flash_middleware(storage, &seen))
@@ -203,7 +204,7 @@ fn post_redirect_get_shows_once() {
         let mut browser = Browser::default();
 
         // POST: the message goes into the session; the session cookie is the only cookie.
-        let response = test::call_service(&app, post("/save").to_request()).await;
+        let response = actix_test::call_service(&app, post("/save").to_request()).await;
         assert_eq!(response.status(), 303);
         assert_eq!(response.headers().get(header::VARY).unwrap(), "Cookie");
         let all: Vec<_> = response.headers().get_all(header::SET_COOKIE).collect();
@@ -236,7 +237,7 @@ fn messages_are_kept_in_djangos_session_form_beside_the_apps_values() {
     run(async {
         let key = Key::generate();
         let seen = Seen::default();
-        let app = test::init_service(
+        let app = actix_test::init_service(
             App::new()
                 .configure(routes)
                 .wrap(flash_middleware(
@@ -290,7 +291,7 @@ fn idle_requests_do_not_rewrite_the_session() {
     run(async {
         let key = Key::generate();
         let seen = Seen::default();
-        let app = test::init_service(
+        let app = actix_test::init_service(
             App::new()
                 .configure(routes)
                 .wrap(flash_middleware(
@@ -350,7 +351,7 @@ fn a_session_middleware_inside_flash_or_none_is_a_clear_error() {
         for inside in [true, false] {
             let seen = Seen::default();
             let flash = flash_middleware(Arc::new(ActixSessionStorage::new()), &seen);
-            let app = test::init_service(
+            let app = actix_test::init_service(
                 App::new()
                     .configure(routes)
                     .wrap(actix_web::middleware::Condition::new(
@@ -392,7 +393,7 @@ fn any_session_storage_and_the_cookie_first_fallback_use_the_bridge() {
     run(async {
         let key = Key::generate();
         let seen = Seen::default();
-        let app = test::init_service(
+        let app = actix_test::init_service(
             App::new()
                 .configure(routes)
                 .wrap(flash_middleware(
@@ -412,7 +413,7 @@ fn any_session_storage_and_the_cookie_first_fallback_use_the_bridge() {
         let cookie =
             flash_cookie::CookieStorage::new(flash_core::Key::generate()).with_max_size(120);
         let storage = flash_cookie::Fallback::new(cookie, ActixSessionStorage::new());
-        let app = test::init_service(
+        let app = actix_test::init_service(
             App::new()
                 .configure(routes)
                 .route(

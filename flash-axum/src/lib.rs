@@ -5,7 +5,7 @@ use std::{ops::Deref, sync::Arc, task::Context, task::Poll};
 use axum_core::extract::FromRequestParts;
 pub use flash_core::adapter::Adapter;
 use flash_core::adapter::{Around, MissingMiddleware, RequestParts};
-use flash_core::{Messages, MessagesConfig, storage::Storage};
+use flash_core::{Messages, storage::Storage};
 use http::{Request, Response, request::Parts};
 use tower::{Layer, Service};
 
@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 /// stack, not only axum. Handlers reach the messages with the [`Flash`] extractor (a
 /// middleware with axum's `parts.extract::<Flash>()`; a bare tower service with flash-core's
 /// `RequestParts::from(&parts).messages(…)`). Options (an error hook, htmx delivery) are
-/// the [`Adapter`]'s: `FlashLayer::from(Adapter::new(storage, config).on_error(hook))`.
+/// the [`Adapter`]'s: `FlashLayer::from(Adapter::new(storage).with_config(config).on_error(hook))`.
 ///
 /// With a storage that keeps messages in the session, put this layer *inside* the session
 /// layer (add it to the router before the session layer), so the session is saved after the
@@ -29,7 +29,7 @@ use tower::{Layer, Service};
 ///
 /// let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
 /// let config = MessagesConfig::default().with_level(Level::DEBUG);
-/// let adapter = Adapter::new(storage, config).on_error(|err| eprintln!("flash: {err}"));
+/// let adapter = Adapter::new(storage).with_config(config).on_error(|err| eprintln!("flash: {err}"));
 /// let app: axum::Router = axum::Router::new().layer(FlashLayer::from(adapter));
 /// # let _ = app;
 /// ```
@@ -38,8 +38,8 @@ pub struct FlashLayer(Adapter);
 
 impl FlashLayer {
     /// A layer over `storage` with the application's `config`, and no other option.
-    pub fn new(storage: Arc<dyn Storage>, config: impl Into<Arc<MessagesConfig>>) -> Self {
-        FlashLayer(Adapter::new(storage, config))
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        FlashLayer(Adapter::new(storage))
     }
 }
 

@@ -158,7 +158,7 @@ fn next_cookie(before: Option<&str>, response: &Response<Body>) -> String {
 #[tokio::test]
 async fn added_messages_ride_in_hx_trigger_and_are_not_stored() {
     for (name, storage) in storages() {
-        let layer = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new());
+        let layer = Adapter::new(storage).htmx(Htmx::new());
         let app = app(layer.clone());
         let response = app
             .clone()
@@ -189,7 +189,7 @@ async fn added_messages_ride_in_hx_trigger_and_are_not_stored() {
 #[tokio::test]
 async fn non_htmx_boosted_and_history_restores_are_left_alone() {
     for (name, storage) in storages() {
-        let layer = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new());
+        let layer = Adapter::new(storage).htmx(Htmx::new());
         let app = app(layer.clone());
         for headers in [
             &[][..],
@@ -217,7 +217,7 @@ async fn non_htmx_boosted_and_history_restores_are_left_alone() {
 #[tokio::test]
 async fn without_the_option_htmx_requests_are_untouched() {
     for (_, storage) in storages() {
-        let layer = Adapter::new(storage, MessagesConfig::default());
+        let layer = Adapter::new(storage);
         let response = app(layer.clone())
             .oneshot(request("POST", "/in-place", HTMX, None))
             .await
@@ -233,7 +233,7 @@ async fn without_the_option_htmx_requests_are_untouched() {
 #[tokio::test]
 async fn the_handlers_trigger_is_merged_in_both_forms() {
     let (_, storage) = storages().remove(0);
-    let layer = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new().event("flash"));
+    let layer = Adapter::new(storage).htmx(Htmx::new().event("flash"));
     let app = app(layer.clone());
 
     let response = app
@@ -264,10 +264,7 @@ async fn the_handlers_trigger_is_merged_in_both_forms() {
 #[tokio::test]
 async fn what_cannot_be_delivered_stays_stored() {
     for (name, storage) in storages() {
-        let layer = Adapter::new(
-            storage,
-            MessagesConfig::default().with_limits(flash_core::Limits::default()),
-        )
+        let layer = Adapter::new(storage).with_config(MessagesConfig::default().with_limits(flash_core::Limits::default()))
         .htmx(Htmx::new().max_header_bytes(1024));
         let app = app(layer.clone());
         // The handler's trigger already holds the event's name: left as it was.
@@ -292,7 +289,7 @@ async fn what_cannot_be_delivered_stays_stored() {
             .await
             .unwrap();
         assert!(trigger(&response).is_some(), "{name}: small enough");
-        let layer = Adapter::new(layer.storage().clone(), MessagesConfig::default())
+        let layer = Adapter::new(layer.storage().clone())
             .htmx(Htmx::new().max_header_bytes(100));
         let response = app_with(layer.clone(), "/in-place").await;
         assert!(trigger(&response).is_none(), "{name}");
@@ -314,7 +311,7 @@ async fn app_with(layer: Adapter, uri: &str) -> Response<Body> {
 #[tokio::test]
 async fn pending_messages_ride_along_only_where_the_route_opts_in() {
     for (name, storage) in storages() {
-        let layer = Adapter::new(storage, MessagesConfig::default()).htmx(Htmx::new());
+        let layer = Adapter::new(storage).htmx(Htmx::new());
         let app = app(layer.clone());
         // A full-page POST leaves a message for the page the redirect leads to.
         let response = app
@@ -368,7 +365,7 @@ async fn pending_messages_ride_along_only_where_the_route_opts_in() {
 #[tokio::test]
 async fn the_json_helper_gives_the_template_fields() {
     for (name, storage) in storages() {
-        let layer = Adapter::new(storage, MessagesConfig::default());
+        let layer = Adapter::new(storage);
         let app = app(layer.clone());
         let response = app
             .clone()
@@ -408,7 +405,7 @@ async fn the_json_helper_gives_the_template_fields() {
 #[tokio::test]
 async fn assert_messages_prints_both_lists() {
     let (_, storage) = storages().remove(0);
-    let layer = Adapter::new(storage, MessagesConfig::default());
+    let layer = Adapter::new(storage);
     let response = app(layer.clone())
         .oneshot(request("POST", "/save", &[], None))
         .await
@@ -424,7 +421,7 @@ async fn assert_messages_prints_both_lists() {
 #[tokio::test]
 async fn pending_messages_that_do_not_fit_stay_stored_as_they_were() {
     for (name, storage) in storages() {
-        let layer = Adapter::new(storage, MessagesConfig::default())
+        let layer = Adapter::new(storage)
             .htmx(Htmx::new().max_header_bytes(150));
         let app = app(layer.clone());
         let response = app

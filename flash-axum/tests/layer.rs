@@ -78,7 +78,7 @@ fn app(storage: Arc<dyn Storage>, config: MessagesConfig) -> Router {
         .route("/extracted", get(extracted_only))
         .route("/vary", get(with_vary))
         .route("/twice", get(twice))
-        .layer(FlashLayer::new(storage, config))
+        .layer(FlashLayer::from(Adapter::new(storage).with_config(config)))
 }
 
 /// A browser: keeps the cookies the responses set.
@@ -313,7 +313,7 @@ async fn failed_save_calls_the_hook_and_still_serves() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let hook_seen = seen.clone();
     let layer = FlashLayer::from(
-        Adapter::new(Arc::new(Down), MessagesConfig::default()).on_error(move |err: &Error| {
+        Adapter::new(Arc::new(Down)).on_error(move |err: &Error| {
             hook_seen.lock().unwrap().push(err.kind());
         }),
     );
@@ -372,7 +372,7 @@ async fn extensions_reach_a_storage_that_asks_and_nothing_leaks() {
         // The session layer sits outside the flash layer and adds its handle to the request.
         let app = Router::new()
             .route("/", get(show))
-            .layer(FlashLayer::new(dyn_storage, MessagesConfig::default()))
+            .layer(FlashLayer::new(dyn_storage))
             .layer(axum::Extension(SessionMarker));
         let mut jar = Jar::default();
         let (response, _) = get_page(&app, &mut jar, "/").await;

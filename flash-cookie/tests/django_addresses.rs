@@ -33,10 +33,7 @@ fn django_value(case: &str) -> String {
 
 fn adapter() -> Adapter {
     let codec = DjangoCodec::new(SECRET).with_clock(|| FIXED_TIME);
-    Adapter::new(
-        Arc::new(CookieStorage::from_codec(codec)),
-        MessagesConfig::default(),
-    )
+    Adapter::new(Arc::new(CookieStorage::from_codec(codec)))
 }
 
 /// One request through the adapter contract: `handler` gets the handle (when it asks) and

@@ -66,16 +66,12 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use flash_core::MessagesConfig;
 //! use flash_core::adapter::{Adapter, RequestParts, Slot};
 //! use flash_core::storage::{ServerStorage, MemoryStore};
 //! use flash_core::Key;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-//! let adapter = Adapter::new(
-//!     Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate())),
-//!     MessagesConfig::default(),
-//! );
+//! let adapter = Adapter::new(Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate())));
 //! // The middleware: a request arrives.
 //! let mut request = http::Request::post("/articles").body(()).unwrap();
 //! let in_flight = adapter.begin();
@@ -210,7 +206,7 @@ struct AdapterSettings {
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let storage = ServerStorage::new(MemoryStore::new(), Key::generate());
-/// let adapter = Adapter::new(Arc::new(storage), MessagesConfig::default())
+/// let adapter = Adapter::new(Arc::new(storage))
 ///     .on_error(|err| eprintln!("flash messages lost: {err}"));
 ///
 /// let in_flight = adapter.begin();
@@ -232,16 +228,32 @@ pub struct Adapter {
 }
 
 impl Adapter {
-    /// An adapter over `storage` with the application's `config` (minimum level, tags, limits).
-    pub fn new(storage: Arc<dyn Storage>, config: impl Into<Arc<MessagesConfig>>) -> Self {
+    /// An adapter over `storage` with Django's defaults (minimum level `INFO`, Django's tags,
+    /// flash's [`Limits`](crate::Limits)); [`with_config`](Adapter::with_config) changes them.
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
         Adapter {
             shared: Arc::new(AdapterSettings {
                 uses_extensions: storage.uses_extensions(),
                 storage,
-                config: config.into(),
+                config: Arc::new(MessagesConfig::default()),
                 on_error: None,
                 htmx: None,
                 told_no_extensions: Arc::default(),
+            }),
+        }
+    }
+
+    /// Sets the application's settings: minimum level, tags, limits, addressing.
+    #[must_use]
+    pub fn with_config(self, config: impl Into<Arc<MessagesConfig>>) -> Self {
+        let shared = &self.shared;
+        Adapter {
+            shared: Arc::new(AdapterSettings {
+                storage: shared.storage.clone(),
+                config: config.into(),
+                uses_extensions: shared.uses_extensions,
+                on_error: shared.on_error.clone(),
+                htmx: shared.htmx.clone(),
             }),
         }
     }
@@ -784,7 +796,7 @@ pub fn vary_on_cookie<H: ResponseHeaders + ?Sized>(response: &mut H) {
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let storage = ServerStorage::new(MemoryStore::new(), Key::generate());
-/// let adapter = Adapter::new(Arc::new(storage), MessagesConfig::default()).htmx(Htmx::new());
+/// let adapter = Adapter::new(Arc::new(storage)).htmx(Htmx::new());
 ///
 /// let in_flight = adapter.begin();
 /// let mut headers = http::HeaderMap::new();
@@ -1129,10 +1141,10 @@ mod tests {
     }
 
     fn keyed() -> Adapter {
-        Adapter::new(
-            Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate())),
-            MessagesConfig::default(),
-        )
+        Adapter::new(Arc::new(ServerStorage::new(
+            MemoryStore::new(),
+            Key::generate(),
+        )))
     }
 
     #[tokio::test]
@@ -1174,11 +1186,10 @@ mod tests {
     async fn a_failed_save_reaches_the_hook_and_is_reported() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
-        let adapter =
-            Adapter::new(Arc::new(FailingSave), MessagesConfig::default()).on_error(move |err| {
-                assert_eq!(err.kind(), ErrorKind::Unavailable);
-                counter.fetch_add(1, Ordering::SeqCst);
-            });
+        let adapter = Adapter::new(Arc::new(FailingSave)).on_error(move |err| {
+            assert_eq!(err.kind(), ErrorKind::Unavailable);
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
         let messages = adapter.messages(Incoming::default());
         messages.info("lost");
         let mut response = Lines::default();

@@ -1,4 +1,7 @@
 #![doc = include_str!("../README.md")]
+//! ## Cargo features
+#![doc = document_features::document_features!()]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 mod address;

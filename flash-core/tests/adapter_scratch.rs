@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::future::Future as _;
 use std::task::{Context, Poll, Waker};
 
+use flash_core::Messages;
 use flash_core::adapter::{Adapter, HandlerResponse, InFlight, RequestParts, ResponseHeaders};
-use flash_core::{Messages, MessagesConfig};
 
 /// Response headers as `(name, value)` lines, as a framework without `http` types keeps them.
 #[derive(Debug, Default)]
@@ -69,10 +69,7 @@ fn handle(in_flight: &InFlight) -> Messages {
 /// one request's `Set-Cookie` never reaches the next response.
 #[tokio::test]
 async fn the_scratch_map_carries_nothing_to_the_next_request() {
-    let adapter = Adapter::new(
-        Arc::new(flash_testkit::adapter_kit::KitCookieStorage),
-        MessagesConfig::default(),
-    );
+    let adapter = Adapter::new(Arc::new(flash_testkit::adapter_kit::KitCookieStorage));
     let first = adapter.begin();
     handle(&first).success("one");
     let lines = finish_at_once(first, Lines::default());

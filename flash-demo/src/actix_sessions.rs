@@ -47,7 +47,7 @@ fn expiry(now: Instant, ttl: &time::Duration) -> Instant {
 
 /// A new session id: 32 random bytes, hex.
 fn new_key() -> Result<SessionKey, anyhow::Error> {
-    let hex = flash_core::Key::random_secret()
+    let hex = flash::storage::Key::random_secret()
         .map_err(|err| anyhow::anyhow!("no OS randomness: {err}"))?;
     Ok(SessionKey::try_from(hex)?)
 }

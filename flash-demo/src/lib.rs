@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use flash_core::{
-    Htmx, Level, Message, Messages, MessagesConfig, Refused,
-    adapter::Adapter,
+use flash::{
+    Level, Message, Messages, MessagesConfig, Refused,
+    adapter::{Adapter, Htmx},
     storage::{Carry, Storage, redact_url},
 };
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ mod serve;
 
 pub use on_axum::{app, app_serving};
 
-/// The most copies one form post may add (`count`); flash's [`Limits`](flash_core::Limits)
+/// The most copies one form post may add (`count`); flash's [`Limits`](flash::Limits)
 /// refuse what one client may not have pending long before that.
 pub const MAX_COUNT: usize = 1000;
 
@@ -63,7 +63,7 @@ pub const PAGES: [&str; 2] = ["/", "/htmx"];
 const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
 /// The demo's settings: minimum level [`Level::DEBUG`], so every level shows, and flash's default
-/// [`Limits`](flash_core::Limits).
+/// [`Limits`](flash::Limits).
 pub fn config() -> MessagesConfig {
     MessagesConfig::default().with_level(Level::DEBUG)
 }
@@ -120,7 +120,7 @@ impl FromStr for Framework {
 }
 
 /// What the page says is serving it: the web framework and the storage, its URL redacted by
-/// [`flash_core::storage::redact_url`].
+/// [`flash::storage::redact_url`].
 ///
 /// ```
 /// let serving = flash_demo::Serving::new("redis://:hunter2@127.0.0.1:6379").framework("actix");
@@ -146,7 +146,7 @@ impl Serving {
         }
     }
 
-    /// Serves `GET /metrics`: flash's counters and histograms ([`flash_core::observe`]) in
+    /// Serves `GET /metrics`: flash's counters and histograms ([`flash::observe`]) in
     /// Prometheus' text format, from the process's recorder (installed by the first call).
     /// The binary turns it on; without the `metrics` feature `/metrics` stays a `404`.
     #[cfg(feature = "metrics")]
@@ -196,7 +196,7 @@ impl Default for Serving {
 }
 
 /// The demo, framework-neutral: the flash adapter over the storage (one
-/// [`flash_core::adapter::Adapter`], from which both `flash-axum`'s layer and `flash-actix`'s middleware
+/// [`flash::adapter::Adapter`], from which both `flash-axum`'s layer and `flash-actix`'s middleware
 /// are made), the page, and every route's logic. [`Site::axum`] and [`Site::actix`] only route
 /// requests to it. A cheap clone.
 #[derive(Clone)]
@@ -220,7 +220,8 @@ impl Site {
     /// failed save logged as lost messages, and htmx delivery on ([`Htmx`]: a form posted by
     /// htmx gets its messages in `HX-Trigger`).
     pub fn new(storage: Arc<dyn Storage>, serving: Serving) -> Self {
-        let adapter = Adapter::new(storage, config())
+        let adapter = Adapter::new(storage)
+            .with_config(config())
             .htmx(Htmx::new())
             .on_error(|err| {
                 // Failed saves (the messages are lost) and failures a save recovered from
@@ -553,7 +554,7 @@ async fn read_script(path: &Path) -> std::io::Result<String> {
 }
 
 /// What a template (or the JSON API) sees of one message: flash-core's template-ready view.
-pub use flash_core::MessageView;
+pub use flash::MessageView;
 
 /// The demo's templates: the layout and the form's fields both pages share, and each page.
 const TEMPLATES: [(&str, &str); 4] = [
@@ -590,7 +591,7 @@ impl Pages {
     fn new(serving: Serving) -> Self {
         let mut env = minijinja::Environment::new();
         // `{{ m }}` prints a message's text: escaped, unless it is trusted HTML.
-        env.set_formatter(flash_core::minijinja_formatter);
+        env.set_formatter(flash::minijinja_formatter);
         // Compile-time constant templates: covered by every test of `GET /` and `GET /htmx`.
         for (name, source) in TEMPLATES {
             if let Err(err) = env.add_template(name, source) {
@@ -622,7 +623,7 @@ impl Pages {
 }
 
 /// Reads (consuming) every pending message as views; a storage failure is reported, not fatal.
-async fn read_views(flash: &Messages) -> Result<Vec<MessageView>, flash_core::Error> {
+async fn read_views(flash: &Messages) -> Result<Vec<MessageView>, flash::Error> {
     flash.read_views().await
 }
 
@@ -640,7 +641,7 @@ impl LevelField {
             LevelField::Number(n) => Ok(Level::new(n)),
             LevelField::Name(name) => name
                 .parse()
-                .map_err(|err: flash_core::ParseLevelError| Reply::bad_request(err.to_string())),
+                .map_err(|err: flash::ParseLevelError| Reply::bad_request(err.to_string())),
         }
     }
 }
@@ -700,7 +701,7 @@ fn parse_form(content_type: Option<&[u8]>, body: &[u8]) -> Result<AddForm, Reply
 }
 
 /// The message the fields describe; a text (with its extra tags) longer than the app's
-/// [`Limits`](flash_core::Limits) allow is refused here, before any copy is made.
+/// [`Limits`](flash::Limits) allow is refused here, before any copy is made.
 fn message(
     flash: &Messages,
     level: Level,

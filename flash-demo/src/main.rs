@@ -102,12 +102,12 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, StartError
 
 async fn run() -> Result<(), StartError> {
     let Options { addr, framework } = options(std::env::args().skip(1))?;
-    let storage_url = env(flash::ENV_STORAGE).unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
+    let storage_url = env(flash::env::ENV_STORAGE).unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
     let mut config = flash::StorageConfig::from_vars(|name| match name {
-        flash::ENV_STORAGE => Some(storage_url.clone()),
+        flash::env::ENV_STORAGE => Some(storage_url.clone()),
         _ => env(name),
     })?;
-    if env(flash::ENV_SECRET).is_none() {
+    if env(flash::env::ENV_SECRET).is_none() {
         config = config.secret(own_secret(&storage_url)?);
     }
     let storage = config

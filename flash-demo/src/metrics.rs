@@ -1,10 +1,10 @@
-//! `GET /metrics`: flash's counters and histograms ([`flash_core::observe`]) in Prometheus'
+//! `GET /metrics`: flash's counters and histograms ([`flash::observe`]) in Prometheus'
 //! text format, through `metrics-exporter-prometheus` (the demo's `metrics` feature, on by
 //! default).
 
 use std::sync::OnceLock;
 
-use flash_core::observe::STORE_CALL_DURATION;
+use flash::observe::STORE_CALL_DURATION;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Store call latency buckets, in seconds: a loopback Redis answers in well under a

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::middleware::{Condition, DefaultHeaders, Next, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, Responder, web};
-use flash_actix::{Flash, FlashMiddleware};
+use flash::actix::{Flash, FlashMiddleware};
 
 use crate::{MAX_BODY, Page, Reply, Site};
 

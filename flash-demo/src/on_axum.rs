@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flash_axum::{Flash, FlashLayer};
-use flash_core::storage::Storage;
+use flash::axum::{Flash, FlashLayer};
+use flash::storage::Storage;
 use tower_sessions::{MemoryStore as SessionStore, SessionManagerLayer};
 
 use crate::{MAX_BODY, Page, Reply, Serving, Site};

@@ -1,6 +1,6 @@
 //! The demo on poem: routing and extraction only; everything else is the [`Site`]'s.
 
-use flash_poem::{Flash, FlashMiddleware};
+use flash::poem::{Flash, FlashMiddleware};
 use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
 use poem::middleware::SetHeader;

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use flash_core::storage::MIN_KEY_LEN;
+use flash::storage::MIN_KEY_LEN;
 
 /// The secret file's name, beside the SQLite database file (or in the working directory).
 pub const FILE_NAME: &str = "flash-demo.secret";
@@ -179,7 +179,7 @@ fn fix(path: &Path, why: &str) -> String {
 }
 
 fn random_secret() -> io::Result<String> {
-    flash_core::Key::random_secret().map_err(io::Error::other)
+    flash::storage::Key::random_secret().map_err(io::Error::other)
 }
 
 fn write_private(path: &Path, secret: &str) -> io::Result<()> {

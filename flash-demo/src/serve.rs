@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flash_core::storage::Storage;
+use flash::storage::Storage;
 
 use crate::{Framework, Serving, Site};
 

@@ -222,7 +222,7 @@ async fn no_password_shown(framework: Framework) {
         }
         assert!(!shown.contains(secret), "{url}: shown: {shown}");
         assert!(
-            shown.contains(&flash_core::storage::redact_url(url)),
+            shown.contains(&flash::storage::redact_url(url)),
             "{url}: the storage is named, redacted: {shown}"
         );
     }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Framework, Served, send};
-use flash_core::storage::{MemoryStore, ServerStorage, Storage};
-use flash_core::{Key, Keys};
+use flash::storage::{Key, Keys};
+use flash::storage::{MemoryStore, ServerStorage, Storage};
 use flash_demo::Serving;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};

@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{Framework, Served, send};
-use flash_core::storage::{MemoryStore, ServerStorage, Storage};
-use flash_core::{Key, Keys};
+use flash::storage::{Key, Keys};
+use flash::storage::{MemoryStore, ServerStorage, Storage};
 use flash_demo::Serving;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, HOST, HeaderMap, SET_COOKIE};

@@ -7,10 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{Framework, Served, send};
-use flash_core::{
-    Key, Keys, Level, LevelTags, Message,
-    storage::{MemoryStore, ServerStorage, Storage},
-};
+use flash::storage::{Key, Keys, MemoryStore, ServerStorage, Storage};
+use flash::{Level, LevelTags, Message};
 use flash_demo::{MessageView, Serving};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, HOST, HeaderMap, LOCATION, SET_COOKIE};
@@ -297,7 +295,7 @@ async fn cross_site_posts_are_refused_and_add_nothing(framework: Framework) {
 /// per-client limits. No 500, no message stored beyond the limits.
 async fn oversized_posts_are_refused_quickly(framework: Framework) {
     let app = demo(framework);
-    let max_text = flash_core::Limits::DEFAULT_MAX_TEXT_LEN;
+    let max_text = flash::Limits::DEFAULT_MAX_TEXT_LEN;
 
     // 1. A body larger than MAX_BODY (a 70 KiB text): 413, nothing read, nothing stored; the
     // same on the JSON API.
@@ -338,7 +336,7 @@ async fn oversized_posts_are_refused_quickly(framework: Framework) {
     let copies = shown.matches("<li class=\"info\">yyyy").count();
     assert_eq!(
         copies,
-        flash_core::Limits::DEFAULT_MAX_BYTES / max_text,
+        flash::Limits::DEFAULT_MAX_BYTES / max_text,
         "copies kept"
     );
 
@@ -348,7 +346,7 @@ async fn oversized_posts_are_refused_quickly(framework: Framework) {
     let shown = page(&app, &cookie_of(&headers)).await;
     assert_eq!(
         shown.matches("<li class=\"info\">z</li>").count(),
-        flash_core::Limits::DEFAULT_MAX_MESSAGES
+        flash::Limits::DEFAULT_MAX_MESSAGES
     );
 }
 
@@ -361,7 +359,7 @@ async fn oversized_posts_on_cookie_storage(framework: Framework) {
         .await
         .unwrap();
     let app = Served::start(framework, storage, Serving::new("cookie"));
-    let max_text = flash_core::Limits::DEFAULT_MAX_TEXT_LEN;
+    let max_text = flash::Limits::DEFAULT_MAX_TEXT_LEN;
     let body = format!("level=info&count=1000&text={}", "x".repeat(max_text + 1));
     assert_eq!(send(form(&app, &body)).await.0, StatusCode::BAD_REQUEST);
     // Issue 20, repro 2: a text the form accepts but a 2 KiB cookie can never hold is refused
@@ -389,26 +387,23 @@ async fn oversized_posts_on_cookie_storage(framework: Framework) {
 /// A storage that always fails, with a detailed (already redacted) error.
 struct Broken;
 
-#[flash_core::async_trait]
-impl flash_core::storage::Storage for Broken {
-    async fn load(
-        &self,
-        _: &flash_core::storage::Incoming,
-    ) -> flash_core::Result<flash_core::storage::Loaded> {
-        Err(flash_core::Error::new(
-            flash_core::ErrorKind::Unavailable,
+#[flash::storage::async_trait]
+impl flash::storage::Storage for Broken {
+    async fn load(&self, _: &flash::storage::Incoming) -> flash::Result<flash::storage::Loaded> {
+        Err(flash::Error::new(
+            flash::ErrorKind::Unavailable,
             "connecting to redis at redis://:***@10.1.2.3:6379 (table flash_messages) failed",
         ))
     }
 
     async fn save(
         &self,
-        _: &flash_core::storage::Incoming,
-        _: flash_core::storage::Update,
+        _: &flash::storage::Incoming,
+        _: flash::storage::Update,
         _: &mut http::HeaderMap,
-    ) -> flash_core::Result<Vec<Message>> {
-        Err(flash_core::Error::new(
-            flash_core::ErrorKind::Unavailable,
+    ) -> flash::Result<Vec<Message>> {
+        Err(flash::Error::new(
+            flash::ErrorKind::Unavailable,
             "connecting to redis at redis://:***@10.1.2.3:6379 failed",
         ))
     }
@@ -822,10 +817,10 @@ async fn the_json_api_gives_the_template_ready_fields(framework: Framework) {
     let storage = memory();
     let app = Served::start(framework, storage.clone(), Serving::default());
     // A message with data, added by another part of the application over the same storage.
-    let adapter = flash_core::adapter::Adapter::new(storage, flash_demo::config());
+    let adapter = flash::adapter::Adapter::new(storage).with_config(flash_demo::config());
     let in_flight = adapter.begin();
     let request = http::HeaderMap::new();
-    let parts = flash_core::adapter::RequestParts::new("POST", &request, None);
+    let parts = flash::adapter::RequestParts::new("POST", &request, None);
     let messages = in_flight.slot().messages(parts).unwrap();
     messages.add(
         Message::new(Level::SUCCESS, "Deleted <b>7</b>.")

@@ -10,11 +10,11 @@
 mod common;
 
 use common::{Framework, Served, Started, browser, post_then_get, start_on, unavailable};
-use flash_testkit::urls;
+use flash::testkit::urls;
 
 /// A prefix or table name of this run, so runs in parallel and in a row do not meet.
 fn unique() -> String {
-    flash_core::storage::LeaseId::random().to_hex()[..12].to_owned()
+    flash::storage::LeaseId::random().to_hex()[..12].to_owned()
 }
 
 fn redis() -> String {
@@ -103,7 +103,7 @@ async fn flow(framework: Framework, storage: &str, server: Option<&str>) {
             _ => panic!("the demo did not start on {storage}: {said}"),
         },
     };
-    let shown = flash_core::storage::redact_url(storage);
+    let shown = flash::storage::redact_url(storage);
     assert!(
         demo.seen
             .last()

@@ -13,13 +13,13 @@ mod common;
 use std::sync::Arc;
 
 use common::{Demo, Framework, Started, start_on, unavailable};
-use flash_testkit::urls;
+use flash::testkit::urls;
 use reqwest::cookie::CookieStore;
 
 const SECRET: &str = "the demo's secret for the switch tests, 32 bytes or more";
 
 fn unique() -> String {
-    flash_core::storage::LeaseId::random().to_hex()[..12].to_owned()
+    flash::storage::LeaseId::random().to_hex()[..12].to_owned()
 }
 
 /// `url` with flash's option `pair` added to its query.

@@ -4,7 +4,7 @@ use std::{ops::Deref, sync::Arc};
 
 pub use flash_core::adapter::Adapter;
 use flash_core::adapter::RequestParts;
-use flash_core::{Messages, MessagesConfig, storage::Storage};
+use flash_core::{Messages, storage::Storage};
 use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response};
 
 #[cfg(feature = "session")]
@@ -13,7 +13,7 @@ mod session;
 pub use session::{PoemSession, PoemSessionStorage};
 
 /// The poem middleware giving every request its flash messages and ending the request by
-/// flash-core's contract: `route.with(FlashMiddleware::new(storage, config))`. Options (an
+/// flash-core's contract: `route.with(FlashMiddleware::from(Adapter::new(storage).with_config(config)))`. Options (an
 /// error hook, htmx delivery) are the [`Adapter`]'s: `FlashMiddleware::from(adapter)`.
 ///
 /// A handler's error is turned into its response here, so the request is ended on it: what the
@@ -24,8 +24,8 @@ pub struct FlashMiddleware(Adapter);
 
 impl FlashMiddleware {
     /// A middleware over `storage` with the application's `config`, and no other option.
-    pub fn new(storage: Arc<dyn Storage>, config: impl Into<Arc<MessagesConfig>>) -> Self {
-        FlashMiddleware(Adapter::new(storage, config))
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        FlashMiddleware(Adapter::new(storage))
     }
 }
 

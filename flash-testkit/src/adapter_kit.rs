@@ -40,6 +40,7 @@ use async_trait::async_trait;
 use http::HeaderMap;
 
 use super::{CallCounts, CountingStore};
+use flash_core::Htmx;
 use flash_core::Key;
 use flash_core::Limits;
 use flash_core::Message;
@@ -48,7 +49,6 @@ use flash_core::storage::MemoryStore;
 use flash_core::storage::{ClientId, KeyedStore, LeaseId, Outcome, ServerStorage};
 use flash_core::storage::{ImmediateStorage, Incoming, LoadToken, Loaded, Storage, Update};
 use flash_core::{Error, ErrorKind, Result};
-use flash_core::{Htmx, MessagesConfig};
 
 /// A request the kit sends to the app.
 #[derive(Debug, Clone)]
@@ -240,7 +240,7 @@ fn storages() -> Storages {
 }
 
 async fn app<A: AdapterApp>(storage: &Arc<dyn Storage>) -> A {
-    A::build(Adapter::new(storage.clone(), MessagesConfig::default())).await
+    A::build(Adapter::new(storage.clone())).await
 }
 
 /// POST → 303 → GET shows the message once, with `Vary: Cookie`; on a storage that waits and
@@ -402,7 +402,7 @@ pub async fn failing_store_reaches_the_hook<A: AdapterApp>() {
     let failing: Arc<dyn Storage> = Arc::new(ServerStorage::new(Down, key));
     let hooked = Arc::new(AtomicUsize::new(0));
     let kinds = hooked.clone();
-    let adapter = Adapter::new(failing, MessagesConfig::default()).on_error(move |err| {
+    let adapter = Adapter::new(failing).on_error(move |err| {
         if err.kind() == ErrorKind::Unavailable {
             kinds.fetch_add(1, Ordering::SeqCst);
         }
@@ -481,7 +481,7 @@ pub async fn other_cookies_bytes_never_hide_flash<A: AdapterApp>() {
 /// stored; a boosted one (a full page) stores them.
 pub async fn htmx_requests_get_their_messages_in_hx_trigger<A: AdapterApp>() {
     let s = storages();
-    let adapter = Adapter::new(s.keyed.clone(), MessagesConfig::default()).htmx(Htmx::new());
+    let adapter = Adapter::new(s.keyed.clone()).htmx(Htmx::new());
     let app = A::build(adapter).await;
     let mut browser = Browser::new(&app);
     let mut request = browser.request("POST", "/add?text=toast");

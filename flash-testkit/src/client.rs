@@ -123,7 +123,9 @@ impl Client {
             hook(self.id, &mut incoming);
         }
         let extensions = incoming.extensions().clone();
-        let in_flight = Adapter::new(self.harness.storage.clone(), config).begin();
+        let in_flight = Adapter::new(self.harness.storage.clone())
+            .with_config(config)
+            .begin();
         let parts = RequestParts::new(method, &headers, Some(&extensions)).with_target(target);
         Request {
             messages: in_flight.slot().messages(parts).expect("in flight"),

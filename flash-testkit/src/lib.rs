@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod adapter_kit;

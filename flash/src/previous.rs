@@ -41,7 +41,7 @@ pub const PREVIOUS_LOG_TARGET: &str = "flash::previous";
 ///
 /// ```
 /// use flash::storage::{ServerStorage, MemoryStore, Storage};
-/// use flash::{CookieStorage, Key, Keys, WithPrevious};
+/// use flash::storage::{CookieStorage, Key, Keys, WithPrevious};
 /// let secret = "a long application secret, from the environment";
 /// let storage = WithPrevious::new(
 ///     ServerStorage::new(MemoryStore::new(), Keys::new(Key::derive(secret, "flash.id"))),

@@ -18,7 +18,7 @@ const SECRET: &str = "the facade's test secret, long enough 0123456789";
 /// A storage returned by `open`, as the suite's `Harness` takes it.
 struct Opened(Arc<dyn Storage>);
 
-#[flash::async_trait]
+#[flash::storage::async_trait]
 impl Storage for Opened {
     async fn load(&self, request: &Incoming) -> flash::Result<flash::storage::Loaded> {
         self.0.load(request).await

@@ -521,7 +521,7 @@ impl<S> Counting<S> {
     }
 }
 
-#[flash::async_trait]
+#[flash::storage::async_trait]
 impl<S: Storage> Storage for Counting<S> {
     async fn load(&self, request: &Incoming) -> flash::Result<flash::storage::Loaded> {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -545,7 +545,7 @@ struct Failing {
     loads_fail: bool,
 }
 
-#[flash::async_trait]
+#[flash::storage::async_trait]
 impl Storage for Failing {
     async fn load(&self, request: &Incoming) -> flash::Result<flash::storage::Loaded> {
         if self.loads_fail {
@@ -575,7 +575,7 @@ fn memory(
 ) -> flash::storage::ServerStorage<flash::storage::MemoryStore> {
     flash::storage::ServerStorage::new(
         store.clone(),
-        flash::Keys::new(flash::Key::derive(SECRET, "flash.id")),
+        flash::storage::Keys::new(flash::storage::Key::derive(SECRET, "flash.id")),
     )
 }
 
@@ -593,7 +593,7 @@ async fn memory_to_memory_and_who_is_called() {
 
     let previous = Counting::new(memory(&a));
     let new: Arc<dyn Storage> = Arc::new(
-        flash::WithPrevious::new(memory(&b), previous.clone())
+        flash::storage::WithPrevious::new(memory(&b), previous.clone())
             .current_cookies(["flash_id", "flash_id_carry"]),
     );
     let idle = Messages::new(
@@ -633,7 +633,7 @@ async fn messages_not_consumed_move_into_the_current_storage() {
     let old: Arc<dyn Storage> = Arc::new(memory(&a));
     let mut jar = Jar::default();
     request(&old, &mut jar, &["one", "two"], false).await;
-    let new: Arc<dyn Storage> = Arc::new(flash::WithPrevious::new(memory(&b), memory(&a)));
+    let new: Arc<dyn Storage> = Arc::new(flash::storage::WithPrevious::new(memory(&b), memory(&a)));
     request(&new, &mut jar, &["three"], false).await;
 
     let counted = Messages::new(
@@ -678,7 +678,7 @@ async fn a_failing_previous_storage_is_reported_and_read_past() {
     let mut jar = Jar::default();
     request(&old, &mut jar, &["old"], false).await;
 
-    let down: Arc<dyn Storage> = Arc::new(flash::WithPrevious::new(
+    let down: Arc<dyn Storage> = Arc::new(flash::storage::WithPrevious::new(
         memory(&b),
         Failing {
             inner: old.clone(),
@@ -690,7 +690,7 @@ async fn a_failing_previous_storage_is_reported_and_read_past() {
     assert_eq!(shown, ["new"]);
     assert_eq!(degraded.expect("reported").kind(), ErrorKind::Unavailable);
 
-    let settle_fails: Arc<dyn Storage> = Arc::new(flash::WithPrevious::new(
+    let settle_fails: Arc<dyn Storage> = Arc::new(flash::storage::WithPrevious::new(
         memory(&b),
         Failing {
             inner: old.clone(),
@@ -707,7 +707,8 @@ async fn a_failing_previous_storage_is_reported_and_read_past() {
     let report = counted.save(&mut HeaderMap::new()).await.expect("save");
     assert!(report.degraded.is_some(), "the failed settle is reported");
 
-    let healthy: Arc<dyn Storage> = Arc::new(flash::WithPrevious::new(memory(&b), memory(&a)));
+    let healthy: Arc<dyn Storage> =
+        Arc::new(flash::storage::WithPrevious::new(memory(&b), memory(&a)));
     // The lease the failed settle held is released by a spawned task.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let messages = Messages::new(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use flash_core::storage::Storage;
+use flash::storage::Storage;
 pub use flash_demo::Framework;
 use flash_demo::Serving;
 use tokio::sync::oneshot;
