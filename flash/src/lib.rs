@@ -94,7 +94,7 @@ pub async fn open(url: &str, secret: &str) -> Result<Arc<dyn storage::Storage>> 
 }
 
 /// Opens the storage the environment names: `FLASH_STORAGE` (default `cookie`, the signed
-/// cookie), `FLASH_SECRET`, `FLASH_SECRET_FALLBACKS`, `FLASH_DEV` (see [`env`] and
+/// cookie), `FLASH_SECRET`, `FLASH_SECRET_FALLBACKS`, `FLASH_DEV` (see [`env`](mod@env) and
 /// [`StorageConfig::from_env`]).
 ///
 /// # Errors
