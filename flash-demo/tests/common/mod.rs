@@ -217,7 +217,7 @@ pub fn browser() -> reqwest::Client {
 /// A server the test needs is not there: a failure, or skipped with a `SKIPPED` line in the
 /// test output when the run opted in (`FLASH_TESTKIT_SKIP_UNREACHABLE=1`, never under `CI=true`).
 pub fn unavailable(what: &str, said: &str) {
-    let _: Option<()> = flash_testkit::unavailable(what, said);
+    let _: Option<()> = flash::testkit::unavailable(what, said);
 }
 
 /// The demo app served in process on a free loopback port by `framework`, as the binary serves
