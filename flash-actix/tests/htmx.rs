@@ -10,7 +10,7 @@ use actix_web::test as actix_test;
 use actix_web::{App, HttpResponse, web};
 use flash_actix::{Adapter, Flash, FlashMiddleware};
 use flash_core::{
-    Htmx, Key, Keys, Level, MessageView, MessagesConfig,
+    Htmx, Key, Keys, Level, MessageView,
     storage::{MemoryStore, ServerStorage, Storage},
 };
 use flash_testkit::assert_messages;

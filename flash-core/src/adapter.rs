@@ -246,16 +246,8 @@ impl Adapter {
     /// Sets the application's settings: minimum level, tags, limits, addressing.
     #[must_use]
     pub fn with_config(self, config: impl Into<Arc<MessagesConfig>>) -> Self {
-        let shared = &self.shared;
-        Adapter {
-            shared: Arc::new(AdapterSettings {
-                storage: shared.storage.clone(),
-                config: config.into(),
-                uses_extensions: shared.uses_extensions,
-                on_error: shared.on_error.clone(),
-                htmx: shared.htmx.clone(),
-            }),
-        }
+        let config = config.into();
+        self.with(|settings| settings.config = config)
     }
 
     /// Calls `hook` with every error of saving messages at the response (after logging it), to
