@@ -170,7 +170,8 @@ async fn htmx_delivery() {
         // The JSON helper.
         let response = actix_test::call_service(&app, call("POST", "/save", &[], "")).await;
         let cookie = next_cookie(None, &response);
-        let response = actix_test::call_service(&app, call("GET", "/api/messages", &[], &cookie)).await;
+        let response =
+            actix_test::call_service(&app, call("GET", "/api/messages", &[], &cookie)).await;
         let json: serde_json::Value = actix_test::read_body_json(response).await;
         assert_eq!(
             json,

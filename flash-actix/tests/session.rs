@@ -103,7 +103,8 @@ fn flash_middleware(storage: Arc<dyn Storage>, seen: &Seen) -> FlashMiddleware {
     let seen = seen.clone();
     let config = MessagesConfig::default().with_level(Level::DEBUG);
     FlashMiddleware::from(
-        Adapter::new(storage).with_config(config)
+        Adapter::new(storage)
+            .with_config(config)
             .on_error(move |err| seen.lock().unwrap().push((err.kind(), err.to_string()))),
     )
 }

@@ -264,8 +264,9 @@ async fn the_handlers_trigger_is_merged_in_both_forms() {
 #[tokio::test]
 async fn what_cannot_be_delivered_stays_stored() {
     for (name, storage) in storages() {
-        let layer = Adapter::new(storage).with_config(MessagesConfig::default().with_limits(flash_core::Limits::default()))
-        .htmx(Htmx::new().max_header_bytes(1024));
+        let layer = Adapter::new(storage)
+            .with_config(MessagesConfig::default().with_limits(flash_core::Limits::default()))
+            .htmx(Htmx::new().max_header_bytes(1024));
         let app = app(layer.clone());
         // The handler's trigger already holds the event's name: left as it was.
         let response = app
@@ -289,8 +290,7 @@ async fn what_cannot_be_delivered_stays_stored() {
             .await
             .unwrap();
         assert!(trigger(&response).is_some(), "{name}: small enough");
-        let layer = Adapter::new(layer.storage().clone())
-            .htmx(Htmx::new().max_header_bytes(100));
+        let layer = Adapter::new(layer.storage().clone()).htmx(Htmx::new().max_header_bytes(100));
         let response = app_with(layer.clone(), "/in-place").await;
         assert!(trigger(&response).is_none(), "{name}");
         assert_eq!(
@@ -421,8 +421,7 @@ async fn assert_messages_prints_both_lists() {
 #[tokio::test]
 async fn pending_messages_that_do_not_fit_stay_stored_as_they_were() {
     for (name, storage) in storages() {
-        let layer = Adapter::new(storage)
-            .htmx(Htmx::new().max_header_bytes(150));
+        let layer = Adapter::new(storage).htmx(Htmx::new().max_header_bytes(150));
         let app = app(layer.clone());
         let response = app
             .clone()

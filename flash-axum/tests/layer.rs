@@ -312,11 +312,9 @@ impl Storage for Down {
 async fn failed_save_calls_the_hook_and_still_serves() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let hook_seen = seen.clone();
-    let layer = FlashLayer::from(
-        Adapter::new(Arc::new(Down)).on_error(move |err: &Error| {
-            hook_seen.lock().unwrap().push(err.kind());
-        }),
-    );
+    let layer = FlashLayer::from(Adapter::new(Arc::new(Down)).on_error(move |err: &Error| {
+        hook_seen.lock().unwrap().push(err.kind());
+    }));
     let app = Router::new().route("/add", post(add)).layer(layer);
     let mut jar = Jar::default();
     let response = post_to(&app, &mut jar, "/add").await;

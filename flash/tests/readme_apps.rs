@@ -162,7 +162,11 @@ async fn serve_and_flow(app: &str, storage: &str) {
     }
 
     let posted = client.post(&base).send().await.expect("POST /");
-    assert_eq!(posted.status(), 303, "{app} on {storage}: the POST redirects");
+    assert_eq!(
+        posted.status(),
+        303,
+        "{app} on {storage}: the POST redirects"
+    );
     assert_eq!(posted.headers()["location"], "/");
     let page = client.get(&base).send().await.expect("GET /");
     let body = page.text().await.expect("the page");
