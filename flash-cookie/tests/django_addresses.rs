@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use flash_cookie::{CookieStorage, DjangoCodec};
 use flash_core::adapter::{Adapter, RequestParts, Slot};
-use flash_core::{Level, Message, MessagesConfig};
+use flash_core::{Level, Message};
 use serde_json::Value;
 
 const SECRET: &str = "interop-test-secret-key-0123456789";
