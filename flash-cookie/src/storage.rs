@@ -184,9 +184,13 @@ impl CookieStorage {
         match request.cookie(&self.name) {
             None | Some("") => Stored::nothing(),
             Some(value) => match self.codec.decode(&self.name, value) {
-                Ok(mut decoded) => {
+                Ok(decoded) => {
                     #[cfg(feature = "django")]
-                    self.read_addresses(request, value, &mut decoded.messages);
+                    let decoded = {
+                        let mut decoded = decoded;
+                        self.read_addresses(request, value, &mut decoded.messages);
+                        decoded
+                    };
                     if decoded.complete {
                         Stored::messages(decoded.messages)
                     } else {
