@@ -266,7 +266,7 @@ impl Adapter {
     /// ([`Addressing`](crate::Addressing)), and the request is gone by the time its response
     /// says it redirects. So when the request is a `GET` page load that messages may be
     /// addressed to (the storage never waits and the request has cookies, or the hint cookie
-    /// names the page: [`HINT_COOKIE`](crate::adapter::HINT_COOKIE)), the handle is made now,
+    /// names the page: [`HINT_COOKIE`]), the handle is made now,
     /// untouched: a response that does not redirect ends it with no storage call; one that
     /// redirects hands its messages on. Any other request costs a look at its cookies.
     pub fn begin_with(&self, request: RequestParts<'_>) -> InFlight {
