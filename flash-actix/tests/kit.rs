@@ -99,6 +99,7 @@ impl AdapterApp for Kit {
                 .route("/", web::head().to(show))
                 .route("/", web::method(Method::OPTIONS).to(show))
                 .route("/add", web::post().to(add))
+                .route("/page", web::get().to(show))
                 .route("/idle", web::get().to(idle))
                 .route("/moved", web::get().to(moved)),
         )

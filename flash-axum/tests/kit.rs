@@ -86,6 +86,7 @@ impl AdapterApp for App {
         App(Router::new()
             .route("/", get(show).options(show))
             .route("/add", post(add))
+            .route("/page", get(show))
             .route("/idle", get(idle))
             .route("/moved", get(moved))
             .layer(FlashLayer::from(adapter)))

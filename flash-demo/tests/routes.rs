@@ -62,6 +62,7 @@ on_both!(
     the_form_returns_to_the_page_it_names_and_nowhere_else,
     the_htmx_script_is_the_given_file_or_a_404,
     the_json_api_gives_the_template_ready_fields,
+    a_message_whose_page_is_never_visited_is_shown_after_the_bound,
 );
 
 fn memory() -> Arc<dyn Storage> {
@@ -868,4 +869,29 @@ async fn the_json_api_gives_the_template_ready_fields(framework: Framework) {
     );
     let (_, _, body) = send(app.get("/api/messages").header(COOKIE, &cookie)).await;
     assert_eq!(body, "[]", "consumed");
+}
+
+/// A message addressed to a page the user never visits is not lost: after the documented bound
+/// (3 loads of other pages that read messages, `flash::Addressing`'s default) the next read
+/// shows it, once.
+async fn a_message_whose_page_is_never_visited_is_shown_after_the_bound(framework: Framework) {
+    let app = demo(framework);
+    let browser = common::browser();
+    let (status, headers, _) = send(plain_form(
+        &browser,
+        &app,
+        "level=info&text=elsewhere&next=%2Fhtmx",
+    ))
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[LOCATION], "/htmx");
+    for load in 1..=3 {
+        assert!(
+            page_texts(&browser, &app).await.is_empty(),
+            "load {load} of another page showed it"
+        );
+    }
+    assert_eq!(page_texts(&browser, &app).await, ["elsewhere"]);
+    assert!(page_texts(&browser, &app).await.is_empty());
+    assert!(page_texts_at(&browser, &app, "/htmx").await.is_empty());
 }

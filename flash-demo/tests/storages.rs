@@ -1,7 +1,8 @@
 //! Every storage URL form works in the demo as `cargo run -p flash-demo` builds it (issue 10,
 //! part 4), on both frameworks: the binary is started with `FLASH_STORAGE` set to each and
-//! `FLASH_FRAMEWORK` to `axum` or `actix`, and a browser does POST → 303 → GET (shown once) →
-//! GET (gone). Server URLs come from the environment at run
+//! `FLASH_FRAMEWORK` to `axum`, `actix` or `poem`, and a browser does POST → 303 → a widget's
+//! `GET /api/messages` and a link checker's `HEAD /` (neither takes the message, addressed to
+//! `/`: issue 19) → GET `/` (shown once) → GET (gone). Server URLs come from the environment at run
 //! time (`FLASH_REDIS_URL`, `FLASH_REDIS_CLUSTER_URLS`, `FLASH_POSTGRES_URL`,
 //! `FLASH_MYSQL_URL`); an unreachable server fails, unless the run opted in to skipping
 //! (`FLASH_TESTKIT_SKIP_UNREACHABLE=1`, never under `CI=true`).

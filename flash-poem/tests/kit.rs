@@ -91,6 +91,7 @@ impl AdapterApp for Kit {
         let app = Route::new()
             .at("/", get(show).head(show).options(show))
             .at("/add", post(add))
+            .at("/page", get(show))
             .at("/idle", get(idle))
             .at("/moved", get(moved))
             .with(FlashMiddleware::from(adapter));

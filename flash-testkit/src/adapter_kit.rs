@@ -18,6 +18,7 @@
 //! |---|---|
 //! | `POST /add?text=T` (optional `&level=N`, `&fail=S`) | adds a message of level `N` (default 25, success) with text `T`, and answers `303 See Other` with `Location: /` and an empty body; with `fail`, returns instead the handler's error with status `S` (the framework's error type: poem's `Err(poem::Error)`, actix-web's `Err(actix_web::Error)`, axum's `Err((StatusCode, …))`) |
 //! | `GET`, `HEAD` and `OPTIONS /` (optional `?now=T`, `&keep=1`, `&vary=V`, `&status=S`, `&fail=S`) | with `now`, shows `T` at level 20 in this request only (`add_now`); reads every message (consuming them); with `keep=1`, keeps them; with `vary`, sets the response header `Vary: V`; answers `200` (with `status`, `S`) with one line per message, `{level} {text}\n` (`25 saved\n`), or, when reading fails, `200` with the body `unavailable\n`; with `fail`, after reading, returns the handler's error with status `S` instead |
+//! | `GET /page` | the same as `GET /`, routed for `GET` alone: a `HEAD /page` reaches it however the framework serves `HEAD` on a `GET` route (axum and poem call the `GET` handler, poem showing it a `GET`; actix-web answers `404`) |
 //! | `GET /idle` | takes the handle (extracts it) and does nothing with it; answers `200` with the body `idle` |
 //! | `GET /moved` | never takes the handle; answers `308 Permanent Redirect` with `Location: /` (a framework's trailing-slash redirect) |
 //!
@@ -617,6 +618,27 @@ pub async fn head_and_options_never_consume<A: AdapterApp>() {
     assert_eq!(browser.get("/").await.body, "25 a\n");
 }
 
+/// A `HEAD` served through a `GET` route, as frameworks serve it (poem shows the handler a
+/// `GET`), still only looks: the method the middleware saw wins. The message is addressed to
+/// `/page`, so the `HEAD` is the very page load it waits for.
+pub async fn head_through_a_get_route_never_consumes<A: AdapterApp>() {
+    let s = storages();
+    for storage in [&s.keyed, &s.cookie] {
+        let app = app::<A>(storage).await;
+        let mut browser = Browser::new(&app);
+        browser.post_to("/add?text=a&to=page", "/page").await;
+        let request = browser.request("HEAD", "/page");
+        let response = browser.send(request).await;
+        assert!(response.status != 500, "HEAD /page: {response:?}");
+        assert_eq!(
+            browser.get("/page").await.body,
+            "25 a\n",
+            "HEAD /page consumed"
+        );
+        assert_eq!(browser.get("/page").await.body, "");
+    }
+}
+
 /// A page that redirects without ever taking its handle (`GET /moved`, as a framework's
 /// trailing-slash redirect) hands on the messages addressed to it: the page it redirects to
 /// shows them, once; another page's load before it does not. With no store call when nothing
@@ -902,6 +924,7 @@ macro_rules! adapter_tests {
             a_handler_error_loses_nothing,
             a_5xx_response_consumes_nothing,
             head_and_options_never_consume,
+            head_through_a_get_route_never_consumes,
             a_redirect_hands_on_what_was_addressed_to_it,
         );
     };

@@ -12,7 +12,7 @@ use flash_core::adapter::{Adapter, RequestParts, Slot};
 use flash_core::{Level, Message, Messages};
 use flash_testkit::adapter_kit::{self, AdapterApp, KitRequest, KitResponse};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 /// Which mistake the adapter makes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -28,7 +28,7 @@ enum Kind {
     LosesMessagesOnHandlerError,
     /// Ends every request as a `200`.
     ConsumesOn5xx,
-    /// Hands over `GET` for every method.
+    /// Hands over `GET` for every method, to the middleware's `begin_with` and to the extractor.
     ConsumesOnHead,
     /// Begins every request without looking at it (`Adapter::begin`): a page that redirects
     /// without asking for its handle cannot hand on what was addressed to it.
@@ -180,8 +180,18 @@ async fn serve<M: Mutation>(adapter: &Adapter, mut request: Request<()>) -> Resp
                 Some(request.extensions()),
             ))
         }
+        Kind::ConsumesOnHead => adapter.begin_with(RequestParts::http(
+            &Method::GET,
+            request.uri(),
+            request.headers(),
+            request.extensions(),
+        )),
         _ => adapter.begin_with(RequestParts::from(&request)),
     };
+    // As poem does: `HEAD` on a route made for `GET` alone reaches the `GET` handler as a `GET`.
+    if request.uri().path() == "/page" && request.method() == Method::HEAD {
+        *request.method_mut() = Method::GET;
+    }
     request.extensions_mut().insert(in_flight.slot());
     if M::KIND == Kind::CopiesItsOwnSlot {
         request.extensions_mut().insert(OwnSlot(Arc::default()));
@@ -286,6 +296,19 @@ fn an_adapter_that_consumes_on_a_5xx_is_caught() {
 fn an_adapter_that_consumes_on_head_is_caught() {
     type A = Mini<ConsumesOnHead>;
     assert!(caught(adapter_kit::head_and_options_never_consume::<A>()));
+    assert!(caught(
+        adapter_kit::head_through_a_get_route_never_consumes::<A>()
+    ));
+}
+
+/// An adapter that begins without the request shows its extractor's method alone, which a
+/// framework may have rewritten (`HEAD` served as `GET`).
+#[test]
+fn an_adapter_that_begins_blind_consumes_on_a_head_through_a_get_route() {
+    type A = Mini<NeverShowsTheRequest>;
+    assert!(caught(
+        adapter_kit::head_through_a_get_route_never_consumes::<A>()
+    ));
 }
 
 #[test]

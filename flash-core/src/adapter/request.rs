@@ -224,6 +224,10 @@ impl fmt::Debug for RequestParts<'_> {
 struct Shared {
     adapter: Adapter,
     messages: OnceLock<Messages>,
+    /// The request began as a `HEAD` or `OPTIONS` ([`Adapter::begin_with`]). Kept because a
+    /// framework may serve `HEAD` through a `GET` route and show its extractor a `GET` (poem
+    /// does): the method the middleware saw wins, so a link checker never consumes.
+    looks_only: bool,
 }
 
 /// One request in flight, from [`Adapter::begin`] to [`InFlight::finish`]: the adapter's
@@ -249,10 +253,15 @@ impl Adapter {
     /// with [`InFlight::finish`]. Costs one small allocation; the handle is made only when the
     /// handler asks for it.
     pub fn begin(&self) -> InFlight {
+        self.begin_looking(false)
+    }
+
+    fn begin_looking(&self, looks_only: bool) -> InFlight {
         InFlight {
             shared: Arc::new(Shared {
                 adapter: self.clone(),
                 messages: OnceLock::new(),
+                looks_only,
             }),
         }
     }
@@ -270,7 +279,7 @@ impl Adapter {
     /// untouched: a response that does not redirect ends it with no storage call; one that
     /// redirects hands its messages on. Any other request costs a look at its cookies.
     pub fn begin_with(&self, request: RequestParts<'_>) -> InFlight {
-        let in_flight = self.begin();
+        let in_flight = self.begin_looking(request.is_safe_look());
         if self.may_hand_on(&request) {
             let handle = self.handle_for(&request);
             // Just made, so empty: the extractor's later calls return this handle.
@@ -499,8 +508,11 @@ impl fmt::Debug for InFlight {
 impl Slot {
     /// The request's handle, made from `request` the first time (every later call, by any
     /// extractor of the request, returns the same handle); `None` once the request has ended.
-    pub fn messages(&self, request: RequestParts<'_>) -> Option<Messages> {
+    pub fn messages(&self, mut request: RequestParts<'_>) -> Option<Messages> {
         let shared = self.0.upgrade()?;
+        if shared.looks_only {
+            request.method = "HEAD";
+        }
         let messages = shared
             .messages
             .get_or_init(|| shared.adapter.handle_for(&request));
