@@ -1,4 +1,4 @@
-//! The apps the READMEs open with are the examples (`cargo run -p flash --example axum|actix|
+//! The apps the READMEs open with are the examples (`cargo run -p flash-messages --example axum|actix|
 //! poem`), word for word, and each serves: POST → 303 → GET shows "Article saved." once, and
 //! the reload shows nothing. The examples compile with the facade's features, so the READMEs'
 //! first blocks do too (they are also doctests, `no_run`).
