@@ -1,13 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 use std::task::{Context, Poll};
-use std::{future::Future, future::Ready, ops::Deref, pin::Pin, sync::Arc};
+use std::{future::Future, future::Ready, pin::Pin};
 
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::{Error, FromRequest, HttpMessage as _, HttpRequest, error};
 pub use flash_core::adapter::Adapter;
 use flash_core::adapter::{Answer, RequestParts, Slot};
-use flash_core::{Messages, storage::Storage};
 
 mod session;
 #[cfg(feature = "actix-session")]
@@ -15,29 +14,22 @@ pub use session::{ActixSession, ActixSessionStorage};
 
 flash_core::http_like_headers!(Headers, HeadersMut, actix_web::http::header);
 
-/// The actix-web middleware giving every request its flash messages and ending each request
-/// by flash-core's contract: `App::new().wrap(FlashMiddleware::from(Adapter::new(storage).with_config(config)))`.
-/// Options (an error hook, htmx delivery) are the [`Adapter`]'s:
-/// `FlashMiddleware::from(adapter)`.
-///
-/// Storages that keep messages in the session (`flash-session`'s `SessionStorage`, the `flash`
-/// facade's `session`) use actix-session's session with the feature `actix-session`:
-/// actix-session's `SessionMiddleware` must then wrap this one (see `ActixSession`, with the
-/// feature on).
-#[derive(Clone, Debug)]
-pub struct FlashMiddleware(Adapter);
+flash_core::adapter_types! {
+    /// The actix-web middleware giving every request its flash messages and ending each request
+    /// by flash-core's contract: `App::new().wrap(FlashMiddleware::from(Adapter::new(storage).with_config(config)))`.
+    /// Options (an error hook, htmx delivery) are the [`Adapter`]'s:
+    /// `FlashMiddleware::from(adapter)`.
+    ///
+    /// Storages that keep messages in the session (`flash-session`'s `SessionStorage`, the `flash`
+    /// facade's `session`) use actix-session's session with the feature `actix-session`:
+    /// actix-session's `SessionMiddleware` must then wrap this one (see `ActixSession`, with the
+    /// feature on).
+    pub struct FlashMiddleware(Adapter);
 
-impl FlashMiddleware {
-    /// A middleware over `storage` with the application's `config`, and no other option.
-    pub fn new(storage: Arc<dyn Storage>) -> Self {
-        FlashMiddleware(Adapter::new(storage))
-    }
-}
-
-impl From<Adapter> for FlashMiddleware {
-    fn from(adapter: Adapter) -> Self {
-        FlashMiddleware(adapter)
-    }
+    /// The flash messages of the current request, as an actix-web extractor: it dereferences to
+    /// [`flash_core::Messages`]. Without a [`FlashMiddleware`] the extraction fails with a `500`
+    /// that names the fix.
+    pub struct Flash(Messages);
 }
 
 impl<S, B> Transform<S, ServiceRequest> for FlashMiddleware
@@ -95,20 +87,6 @@ where
             session::write_back(bridge);
             result
         })
-    }
-}
-
-/// The flash messages of the current request, as an actix-web extractor: it dereferences to
-/// [`flash_core::Messages`]. Without a [`FlashMiddleware`] the extraction fails with a `500`
-/// that names the fix.
-#[derive(Clone, Debug)]
-pub struct Flash(Messages);
-
-impl Deref for Flash {
-    type Target = Messages;
-
-    fn deref(&self) -> &Messages {
-        &self.0
     }
 }
 

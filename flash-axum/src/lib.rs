@@ -1,52 +1,45 @@
 #![doc = include_str!("../README.md")]
 
-use std::{ops::Deref, sync::Arc, task::Context, task::Poll};
+use std::task::{Context, Poll};
 
 use axum_core::extract::FromRequestParts;
 pub use flash_core::adapter::Adapter;
 use flash_core::adapter::{Around, MissingMiddleware, RequestParts};
-use flash_core::{Messages, storage::Storage};
 use http::{Request, Response, request::Parts};
 use tower::{Layer, Service};
 
-/// A tower [`Layer`] giving every request its flash messages and ending each request by
-/// flash-core's contract ([`InFlight::around`](flash_core::adapter::InFlight::around)).
-///
-/// A plain tower layer over `http` 1.x requests and responses: it serves any tower-based
-/// stack, not only axum. Handlers reach the messages with the [`Flash`] extractor (a
-/// middleware with axum's `parts.extract::<Flash>()`; a bare tower service with flash-core's
-/// `RequestParts::from(&parts).messages(…)`). Options (an error hook, htmx delivery) are
-/// the [`Adapter`]'s: `FlashLayer::from(Adapter::new(storage).with_config(config).on_error(hook))`.
-///
-/// With a storage that keeps messages in the session, put this layer *inside* the session
-/// layer (add it to the router before the session layer), so the session is saved after the
-/// messages are.
-///
-/// ```
-/// use std::sync::Arc;
-/// use flash_axum::{Adapter, FlashLayer};
-/// use flash_core::{MessagesConfig, Key, Level, storage::{ServerStorage, MemoryStore}};
-///
-/// let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
-/// let config = MessagesConfig::default().with_level(Level::DEBUG);
-/// let adapter = Adapter::new(storage).with_config(config).on_error(|err| eprintln!("flash: {err}"));
-/// let app: axum::Router = axum::Router::new().layer(FlashLayer::from(adapter));
-/// # let _ = app;
-/// ```
-#[derive(Clone, Debug)]
-pub struct FlashLayer(Adapter);
+flash_core::adapter_types! {
+    /// A tower [`Layer`] giving every request its flash messages and ending each request by
+    /// flash-core's contract ([`InFlight::around`](flash_core::adapter::InFlight::around)).
+    ///
+    /// A plain tower layer over `http` 1.x requests and responses: it serves any tower-based
+    /// stack, not only axum. Handlers reach the messages with the [`Flash`] extractor (a
+    /// middleware with axum's `parts.extract::<Flash>()`; a bare tower service with flash-core's
+    /// `RequestParts::from(&parts).messages(…)`). Options (an error hook, htmx delivery) are
+    /// the [`Adapter`]'s: `FlashLayer::from(Adapter::new(storage).with_config(config).on_error(hook))`.
+    ///
+    /// With a storage that keeps messages in the session, put this layer *inside* the session
+    /// layer (add it to the router before the session layer), so the session is saved after the
+    /// messages are.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use flash_axum::{Adapter, FlashLayer};
+    /// use flash_core::{MessagesConfig, Key, Level, storage::{ServerStorage, MemoryStore}};
+    ///
+    /// let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
+    /// let config = MessagesConfig::default().with_level(Level::DEBUG);
+    /// let adapter = Adapter::new(storage).with_config(config).on_error(|err| eprintln!("flash: {err}"));
+    /// let app: axum::Router = axum::Router::new().layer(FlashLayer::from(adapter));
+    /// # let _ = app;
+    /// ```
+    pub struct FlashLayer(Adapter);
 
-impl FlashLayer {
-    /// A layer over `storage` with the application's `config`, and no other option.
-    pub fn new(storage: Arc<dyn Storage>) -> Self {
-        FlashLayer(Adapter::new(storage))
-    }
-}
-
-impl From<Adapter> for FlashLayer {
-    fn from(adapter: Adapter) -> Self {
-        FlashLayer(adapter)
-    }
+    /// The flash messages of the current request, as an axum extractor: it dereferences to
+    /// [`flash_core::Messages`] (clone it with `Messages::clone(&flash)` to keep it beyond the
+    /// handler). Every extraction in one request returns the same handle. Without a
+    /// [`FlashLayer`] around the route the extraction fails with a `500` that names the fix.
+    pub struct Flash(Messages);
 }
 
 impl<S> Layer<S> for FlashLayer {
@@ -76,21 +69,6 @@ impl<In, Out, S: Service<Request<In>, Response = Response<Out>>> Service<Request
         let in_flight = self.1.begin_with(RequestParts::from(&request));
         request.extensions_mut().insert(in_flight.slot());
         in_flight.around(self.0.call(request))
-    }
-}
-
-/// The flash messages of the current request, as an axum extractor: it dereferences to
-/// [`flash_core::Messages`] (clone it with `Messages::clone(&flash)` to keep it beyond the
-/// handler). Every extraction in one request returns the same handle. Without a
-/// [`FlashLayer`] around the route the extraction fails with a `500` that names the fix.
-#[derive(Clone, Debug)]
-pub struct Flash(Messages);
-
-impl Deref for Flash {
-    type Target = Messages;
-
-    fn deref(&self) -> &Messages {
-        &self.0
     }
 }
 

@@ -4,6 +4,8 @@
 //!
 //! 1. **Its middleware type** is `From<Adapter>`: the application sets every option
 //!    ([`Adapter::on_error`], [`Adapter::htmx`]) on the one [`Adapter`], for every framework.
+//!    [`adapter_types!`](crate::adapter_types) defines it and the extractor type (which
+//!    dereferences to [`Messages`]) the same way in every adapter.
 //! 2. **Its middleware, when a request arrives:** `let in_flight =
 //!    adapter.begin_in(request.extensions_mut());` ([`Adapter::begin_in`]; for a framework with
 //!    its own extensions, [`Adapter::begin`] and put `in_flight.slot()`, a [`Slot`], in them).
@@ -178,6 +180,73 @@ impl ResponseHeaders for HeaderMap {
     fn as_http(&mut self) -> Option<&mut HeaderMap> {
         Some(self)
     }
+}
+
+/// Defines an adapter's two public types, the same in every framework: its middleware type,
+/// holding the [`Adapter`] (`new(storage)` and `From<Adapter>`: contract rule 1), and its
+/// extractor, holding the request's [`Messages`] (it dereferences to them). The adapter then
+/// implements its framework's middleware and extractor traits on them.
+///
+/// Each type keeps the attributes and docs written before it; both are `Clone` and `Debug`.
+///
+/// ```
+/// mod my_framework {
+///     flash_core::adapter_types! {
+///         /// The middleware.
+///         pub struct FlashMiddleware(Adapter);
+///
+///         /// The extractor.
+///         pub struct Flash(Messages);
+///     }
+/// }
+/// use std::sync::Arc;
+/// use flash_core::{Key, storage::{MemoryStore, ServerStorage}};
+/// let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
+/// let adapter = flash_core::adapter::Adapter::new(storage.clone());
+/// let (_plain, _with_options) = (
+///     my_framework::FlashMiddleware::new(storage),
+///     my_framework::FlashMiddleware::from(adapter.on_error(|err| eprintln!("{err}"))),
+/// );
+/// ```
+#[macro_export]
+macro_rules! adapter_types {
+    (
+        $(#[$middleware_attr:meta])*
+        $middleware_vis:vis struct $middleware:ident(Adapter);
+
+        $(#[$extractor_attr:meta])*
+        $extractor_vis:vis struct $extractor:ident(Messages);
+    ) => {
+        $(#[$middleware_attr])*
+        #[derive(Clone, Debug)]
+        $middleware_vis struct $middleware($crate::adapter::Adapter);
+
+        impl $middleware {
+            /// A middleware over `storage`, with Django's defaults and no other option (the
+            /// options are set on an `Adapter`, made into the middleware with `from`).
+            pub fn new(storage: ::std::sync::Arc<dyn $crate::storage::Storage>) -> Self {
+                $middleware($crate::adapter::Adapter::new(storage))
+            }
+        }
+
+        impl ::std::convert::From<$crate::adapter::Adapter> for $middleware {
+            fn from(adapter: $crate::adapter::Adapter) -> Self {
+                $middleware(adapter)
+            }
+        }
+
+        $(#[$extractor_attr])*
+        #[derive(Clone, Debug)]
+        $extractor_vis struct $extractor($crate::Messages);
+
+        impl ::std::ops::Deref for $extractor {
+            type Target = $crate::Messages;
+
+            fn deref(&self) -> &$crate::Messages {
+                &self.0
+            }
+        }
+    };
 }
 
 type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;

@@ -1,10 +1,7 @@
 #![doc = include_str!("../README.md")]
 
-use std::{ops::Deref, sync::Arc};
-
 pub use flash_core::adapter::Adapter;
 use flash_core::adapter::RequestParts;
-use flash_core::{Messages, storage::Storage};
 use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response};
 
 #[cfg(feature = "session")]
@@ -12,27 +9,20 @@ mod session;
 #[cfg(feature = "session")]
 pub use session::{PoemSession, PoemSessionStorage};
 
-/// The poem middleware giving every request its flash messages and ending the request by
-/// flash-core's contract: `route.with(FlashMiddleware::from(Adapter::new(storage).with_config(config)))`. Options (an
-/// error hook, htmx delivery) are the [`Adapter`]'s: `FlashMiddleware::from(adapter)`.
-///
-/// A handler's error is turned into its response here, so the request is ended on it: what the
-/// handler added is saved, what it read is not consumed, the response gets `Vary: Cookie`; the
-/// middleware then answers `Ok` with that response.
-#[derive(Clone, Debug)]
-pub struct FlashMiddleware(Adapter);
+flash_core::adapter_types! {
+    /// The poem middleware giving every request its flash messages and ending the request by
+    /// flash-core's contract: `route.with(FlashMiddleware::from(Adapter::new(storage).with_config(config)))`. Options (an
+    /// error hook, htmx delivery) are the [`Adapter`]'s: `FlashMiddleware::from(adapter)`.
+    ///
+    /// A handler's error is turned into its response here, so the request is ended on it: what the
+    /// handler added is saved, what it read is not consumed, the response gets `Vary: Cookie`; the
+    /// middleware then answers `Ok` with that response.
+    pub struct FlashMiddleware(Adapter);
 
-impl FlashMiddleware {
-    /// A middleware over `storage` with the application's `config`, and no other option.
-    pub fn new(storage: Arc<dyn Storage>) -> Self {
-        FlashMiddleware(Adapter::new(storage))
-    }
-}
-
-impl From<Adapter> for FlashMiddleware {
-    fn from(adapter: Adapter) -> Self {
-        FlashMiddleware(adapter)
-    }
+    /// The flash messages of the current request, as a poem extractor: dereferences to
+    /// [`flash_core::Messages`]. Without a [`FlashMiddleware`] the extraction fails with a `500`
+    /// that names the fix.
+    pub struct Flash(Messages);
 }
 
 impl<E: Endpoint> Middleware<E> for FlashMiddleware {
@@ -66,20 +56,6 @@ impl<E: Endpoint> Endpoint for FlashEndpoint<E> {
         let (status, headers) = (response.status().as_u16(), response.headers_mut());
         in_flight.finish_headers(status, failed, headers).await;
         Ok(response)
-    }
-}
-
-/// The flash messages of the current request, as a poem extractor: dereferences to
-/// [`flash_core::Messages`]. Without a [`FlashMiddleware`] the extraction fails with a `500`
-/// that names the fix.
-#[derive(Clone, Debug)]
-pub struct Flash(Messages);
-
-impl Deref for Flash {
-    type Target = Messages;
-
-    fn deref(&self) -> &Messages {
-        &self.0
     }
 }
 
