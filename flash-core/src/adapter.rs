@@ -1337,6 +1337,29 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_slot_makes_no_handle_once_its_request_ended() {
+        let adapter = keyed();
+        let mut extensions = http::Extensions::new();
+        let in_flight = adapter.begin_in(&mut extensions);
+        let first = handle_in(&extensions, None);
+        // The same handle for every extraction of the request.
+        first.info("added");
+        assert_eq!(handle_in(&extensions, None).len().await.expect("len"), 1);
+        let copy = extensions.clone();
+        let _ = in_flight.finish(http::Response::new(())).await;
+        // The application still holds the handle; the request's slots are spent all the same.
+        let headers = HeaderMap::new();
+        let uri = http::Uri::from_static("/");
+        for extensions in [&extensions, &copy] {
+            let again = RequestParts::http(&http::Method::GET, &uri, &headers, extensions)
+                .messages("the test's middleware");
+            assert!(again.is_err(), "a slot outlived its request");
+        }
+        assert!(format!("{:?}", copy.get::<Slot>()).contains("in_flight: false"));
+        drop(first);
+    }
+
     #[test]
     fn a_handle_asked_for_without_a_middleware_names_it() {
         let extensions = http::Extensions::new();

@@ -1,7 +1,7 @@
 //! The request-scoped handle: add, read, keep, and the end-of-request decision.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, Weak};
 
 use http::HeaderMap;
 
@@ -270,10 +270,35 @@ struct State {
 struct Inner {
     storage: Arc<dyn Storage>,
     config: Arc<MessagesConfig>,
-    incoming: Incoming,
+    /// What the request carried: set when the handle is made, at once by [`Messages::new`],
+    /// at the handler's first use for a request an adapter began ([`Messages::begun`]).
+    incoming: OnceLock<Incoming>,
     state: Mutex<State>,
     // Serialises the one load of the request without holding `state` across an await.
     load_gate: async_lock::Mutex<()>,
+    /// The request an adapter began, for a handle made by [`Messages::begun`]: the request's
+    /// state and its handle are one allocation.
+    begun: Option<Begun>,
+}
+
+/// What an adapter's request keeps beside its handle ([`crate::adapter::InFlight`]).
+pub(crate) struct Begun {
+    /// The adapter that began the request: it makes the handle's [`Incoming`].
+    pub(crate) adapter: crate::adapter::Adapter,
+    /// The request began as a `HEAD` or `OPTIONS`.
+    pub(crate) looks_only: bool,
+    /// The request has ended: its slots make no handle any more.
+    pub(crate) ended: std::sync::atomic::AtomicBool,
+}
+
+/// A handle held weakly: what a request's [`Slot`](crate::adapter::Slot) keeps.
+#[derive(Clone)]
+pub(crate) struct WeakMessages(Weak<Inner>);
+
+impl WeakMessages {
+    pub(crate) fn upgrade(&self) -> Option<Messages> {
+        self.0.upgrade().map(|inner| Messages { inner })
+    }
 }
 
 /// The flash messages of one request: a cheap clone shared by the adapter and the handler.
@@ -347,11 +372,50 @@ impl Messages {
             inner: Arc::new(Inner {
                 storage,
                 config: config.into(),
-                incoming,
+                incoming: OnceLock::from(incoming),
                 state: Mutex::new(State::default()),
                 load_gate: async_lock::Mutex::new(()),
+                begun: None,
             }),
         }
+    }
+
+    /// The handle of a request an adapter began, not made yet: [`Messages::make`] makes it
+    /// when the handler first asks for it. Until then it is only the request's state.
+    pub(crate) fn begun(
+        storage: Arc<dyn Storage>,
+        config: Arc<MessagesConfig>,
+        begun: Begun,
+    ) -> Self {
+        Messages {
+            inner: Arc::new(Inner {
+                storage,
+                config,
+                incoming: OnceLock::new(),
+                state: Mutex::new(State::default()),
+                load_gate: async_lock::Mutex::new(()),
+                begun: Some(begun),
+            }),
+        }
+    }
+
+    /// Makes the handle with what `incoming` returns, the first time (later calls do nothing).
+    pub(crate) fn make(&self, incoming: impl FnOnce() -> Incoming) {
+        self.inner.incoming.get_or_init(incoming);
+    }
+
+    /// Whether the handle is made: a handle from [`Messages::new`] always is.
+    pub(crate) fn is_made(&self) -> bool {
+        self.inner.incoming.get().is_some()
+    }
+
+    /// The request an adapter began, for a handle made by [`Messages::begun`].
+    pub(crate) fn begun_request(&self) -> Option<&Begun> {
+        self.inner.begun.as_ref()
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakMessages {
+        WeakMessages(Arc::downgrade(&self.inner))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -374,7 +438,9 @@ impl Messages {
 
     /// What the request carried.
     pub fn incoming(&self) -> &Incoming {
-        &self.inner.incoming
+        // An adapter hands out only made handles; before that, nothing was carried.
+        static NOTHING: LazyLock<Incoming> = LazyLock::new(Incoming::default);
+        self.inner.incoming.get().unwrap_or(&NOTHING)
     }
 
     /// The minimum level for this request: the application's unless
@@ -615,7 +681,7 @@ impl Messages {
     /// returns whether the stored messages must be loaded first (to hand on the ones addressed
     /// to this page, which the handler did not read).
     pub(crate) fn redirecting(&self, location: &[u8]) -> bool {
-        let incoming = &self.inner.incoming;
+        let incoming = self.incoming();
         let (Some(from), Ok(location)) = (incoming.target(), std::str::from_utf8(location)) else {
             return false;
         };
@@ -661,7 +727,7 @@ impl Messages {
             if state.loaded.is_some() {
                 return Ok(());
             }
-            if self.inner.incoming.is_prefetch() {
+            if self.incoming().is_prefetch() {
                 // A prefetch neither sees nor consumes: behave as if nothing was stored,
                 // without touching storage.
                 state.loaded = Some(MessageList::empty_shared());
@@ -669,8 +735,8 @@ impl Messages {
             }
             if let Some(storage) = self.inner.storage.immediate() {
                 // It never waits: loading under the state lock makes it happen once.
-                let loaded = storage.load_now(&self.inner.incoming)?;
-                state.set_loaded(loaded.messages, loaded.token, &self.inner.incoming);
+                let loaded = storage.load_now(self.incoming())?;
+                state.set_loaded(loaded.messages, loaded.token, self.incoming());
                 return Ok(());
             }
         }
@@ -680,14 +746,9 @@ impl Messages {
         }
         // Through the `dyn Storage` itself, not the blanket impl for `Arc`, which would box a
         // second future.
-        let loaded = self
-            .inner
-            .storage
-            .as_ref()
-            .load(&self.inner.incoming)
-            .await?;
+        let loaded = self.inner.storage.as_ref().load(self.incoming()).await?;
         self.state()
-            .set_loaded(loaded.messages, loaded.token, &self.inner.incoming);
+            .set_loaded(loaded.messages, loaded.token, self.incoming());
         Ok(())
     }
 
@@ -800,7 +861,7 @@ impl Messages {
                 update,
             } => (vary, refused, hint, update),
         };
-        let incoming = &self.inner.incoming;
+        let incoming = self.incoming();
         let dropped = match self.inner.storage.immediate() {
             Some(storage) => storage.save_now(incoming, update, response)?,
             // Through the `dyn Storage` itself, not the blanket impl for `Arc`, which would
@@ -842,7 +903,7 @@ impl Messages {
                 hint,
                 update,
             } => storage
-                .save_now(&self.inner.incoming, update, response)
+                .save_now(self.incoming(), update, response)
                 .inspect(|dropped| {
                     crate::observe::dropped(dropped.len());
                     if let Some(line) = &hint {
@@ -940,7 +1001,7 @@ impl Messages {
         let vary = vary || rewrite;
         let token = state.token.take();
         let hint = if self.inner.storage.immediate().is_none() {
-            let before = Hint::parse(self.inner.incoming.cookie_bytes(HINT_COOKIE));
+            let before = Hint::parse(self.incoming().cookie_bytes(HINT_COOKIE));
             hint_after(
                 before,
                 token.is_some(),

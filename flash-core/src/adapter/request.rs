@@ -4,14 +4,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 
 use super::{Adapter, Finished, ResponseHeaders};
 use crate::address::{HINT_COOKIE, Hint};
-use crate::messages::Messages;
+use crate::messages::{Begun, Messages, WeakMessages};
 use crate::storage::Incoming;
 use crate::storage_trait::{PREFETCH_HEADERS, is_page_load, is_prefetch};
 
@@ -220,49 +220,52 @@ impl fmt::Debug for RequestParts<'_> {
     }
 }
 
-/// The state one request shares between its [`InFlight`] and its [`Slot`]s.
-struct Shared {
-    adapter: Adapter,
-    messages: OnceLock<Messages>,
-    /// The request began as a `HEAD` or `OPTIONS` ([`Adapter::begin_with`]). Kept because a
-    /// framework may serve `HEAD` through a `GET` route and show its extractor a `GET` (poem
-    /// does): the method the middleware saw wins, so a link checker never consumes.
-    looks_only: bool,
-}
-
 /// One request in flight, from [`Adapter::begin`] to [`InFlight::finish`]: the adapter's
 /// middleware keeps it (it is not `Clone`), puts its [`Slot`] in the request, and ends the
 /// request with it.
+///
+/// It owns the request's handle from the start, not made yet (one allocation for the request's
+/// state and its handle): the handle is made when the handler first asks for it.
 #[must_use = "a request begun is ended with `finish`"]
 pub struct InFlight {
-    shared: Arc<Shared>,
+    handle: Messages,
+    adapter: Adapter,
 }
 
 /// The request extension that reaches the request's handle: put in the request by the
 /// adapter's middleware ([`InFlight::slot`]), read by its extractor ([`Slot::messages`]).
 ///
-/// It holds the request's state weakly: only the [`InFlight`] owns it, so no copy of the request
-/// extensions can keep the handle alive (no cycle, however the extensions are copied), and
-/// everything is freed when the request ends.
+/// It holds the request's handle weakly: no copy of the request extensions can keep the handle
+/// alive (no cycle, however the extensions are copied), everything is freed when the request
+/// ends, and a slot makes no handle once its request has ended.
 #[derive(Clone)]
-pub struct Slot(Weak<Shared>);
+pub struct Slot(WeakMessages);
 
 impl Adapter {
     /// Begins a request: an adapter's middleware calls it when a request arrives, puts
     /// [`InFlight::slot`] in the request's extensions, runs the handler, and ends the request
-    /// with [`InFlight::finish`]. Costs one small allocation; the handle is made only when the
-    /// handler asks for it.
+    /// with [`InFlight::finish`]. Costs one allocation, the request's handle, made (its
+    /// cookies looked at) only when the handler asks for it.
     pub fn begin(&self) -> InFlight {
         self.begin_looking(false)
     }
 
     fn begin_looking(&self, looks_only: bool) -> InFlight {
+        // Kept because a framework may serve `HEAD` through a `GET` route and show its
+        // extractor a `GET` (poem does): the method the middleware saw wins, so a link checker
+        // never consumes.
+        let begun = Begun {
+            adapter: self.clone(),
+            looks_only,
+            ended: AtomicBool::new(false),
+        };
         InFlight {
-            shared: Arc::new(Shared {
-                adapter: self.clone(),
-                messages: OnceLock::new(),
-                looks_only,
-            }),
+            handle: Messages::begun(
+                self.shared.storage.clone(),
+                self.shared.config.clone(),
+                begun,
+            ),
+            adapter: self.clone(),
         }
     }
 
@@ -281,9 +284,8 @@ impl Adapter {
     pub fn begin_with(&self, request: RequestParts<'_>) -> InFlight {
         let in_flight = self.begin_looking(request.is_safe_look());
         if self.may_hand_on(&request) {
-            let handle = self.handle_for(&request);
-            // Just made, so empty: the extractor's later calls return this handle.
-            let _ = in_flight.shared.messages.set(handle);
+            // The extractor's later calls return this handle.
+            in_flight.handle.make(|| self.incoming_for(&request));
         }
         in_flight
     }
@@ -349,8 +351,8 @@ impl Adapter {
         in_flight
     }
 
-    /// The handle for `request`, made by the rules of the contract.
-    fn handle_for(&self, request: &RequestParts<'_>) -> Messages {
+    /// What the handle for `request` is made from, by the rules of the contract.
+    fn incoming_for(&self, request: &RequestParts<'_>) -> Incoming {
         let mut incoming = match request.headers.as_http() {
             Some(map) => Incoming::from_headers(map),
             None => {
@@ -413,19 +415,24 @@ impl Adapter {
             };
             super::capture_htmx_kind(&mut incoming, kind);
         }
-        self.messages(incoming)
+        incoming
     }
 }
 
 impl InFlight {
     /// The request extension to put in the request before the handler runs.
     pub fn slot(&self) -> Slot {
-        Slot(Arc::downgrade(&self.shared))
+        Slot(self.handle.downgrade())
     }
 
     /// The adapter the request was begun with.
     pub fn adapter(&self) -> &Adapter {
-        &self.shared.adapter
+        &self.adapter
+    }
+
+    /// The request's handle, when the handler asked for it (or it was made at the start).
+    fn asked(&self) -> Option<Messages> {
+        self.handle.is_made().then(|| self.handle.clone())
     }
 
     /// Ends the request with the handler's `response` and hands the response back, ready to
@@ -439,11 +446,11 @@ impl InFlight {
     /// done (a keyed store's lease settled) when the future completes.
     pub fn finish<R: HandlerResponse>(self, mut response: R) -> Finishing<R> {
         let failed = response.failed();
-        let Some(messages) = self.shared.messages.get().cloned() else {
+        let Some(messages) = self.asked() else {
             return Finishing::ready(response);
         };
         messages.set_response_status(response.status());
-        let adapter = self.shared.adapter.clone();
+        let adapter = self.adapter.clone();
         drop(self);
         match adapter.end_now(&messages, failed, &mut response) {
             Ok(_) => Finishing::ready(response),
@@ -485,11 +492,11 @@ impl InFlight {
     where
         H: ResponseHeaders + ?Sized,
     {
-        let Some(messages) = self.shared.messages.get().cloned() else {
+        let Some(messages) = self.asked() else {
             return Finished::default();
         };
         messages.set_response_status(status);
-        let adapter = self.shared.adapter.clone();
+        let adapter = self.adapter.clone();
         drop(self);
         adapter
             .end(&messages, handler_error || status >= 500, headers)
@@ -500,8 +507,16 @@ impl InFlight {
 impl fmt::Debug for InFlight {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InFlight")
-            .field("asked", &self.shared.messages.get().is_some())
+            .field("asked", &self.handle.is_made())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(begun) = self.handle.begun_request() {
+            begun.ended.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -509,21 +524,34 @@ impl Slot {
     /// The request's handle, made from `request` the first time (every later call, by any
     /// extractor of the request, returns the same handle); `None` once the request has ended.
     pub fn messages(&self, mut request: RequestParts<'_>) -> Option<Messages> {
-        let shared = self.0.upgrade()?;
-        if shared.looks_only {
+        let handle = self.0.upgrade()?;
+        let begun = handle.begun_request()?;
+        if begun.ended.load(Ordering::Acquire) {
+            return None;
+        }
+        if begun.looks_only {
             request.method = "HEAD";
         }
-        let messages = shared
-            .messages
-            .get_or_init(|| shared.adapter.handle_for(&request));
-        Some(messages.clone())
+        handle.make(|| begun.adapter.incoming_for(&request));
+        Some(handle)
+    }
+
+    /// Whether its request has not ended.
+    fn in_flight(&self) -> bool {
+        self.0
+            .upgrade()
+            .and_then(|handle| {
+                let begun = handle.begun_request()?;
+                Some(!begun.ended.load(Ordering::Acquire))
+            })
+            .unwrap_or(false)
     }
 }
 
 impl fmt::Debug for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slot")
-            .field("in_flight", &(self.0.strong_count() > 0))
+            .field("in_flight", &self.in_flight())
             .finish()
     }
 }
