@@ -1,6 +1,8 @@
 //! flash's own cookie format: `base64url(JSON) "." base64url(HMAC-SHA256)`.
 
+use std::cell::Cell;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 
 use flash_core::{
     Error, ErrorKind, Keys, Message, Result,
@@ -71,7 +73,8 @@ impl FlashCodec {
     /// unknown key or for another cookie name; [`ErrorKind::Decode`] when it is validly signed
     /// but not a list of messages.
     pub fn decode(&self, name: &str, value: &str) -> Result<Decoded> {
-        let json = self.keys.open_token(name, value)?;
+        let mut json = Scratch::lend();
+        self.keys.open_token_into(name, value, &mut json)?;
         let payload: Payload = serde_json::from_slice(&json).map_err(|err| {
             Error::with_source(
                 ErrorKind::Decode,
@@ -171,9 +174,53 @@ fn value_len(json_len: usize) -> usize {
 /// end offset of every message is recorded so that any prefix or suffix can be cut without
 /// re-serialising.
 struct Json {
-    buf: Vec<u8>,
+    buf: Scratch,
     count: usize,
     ends: Vec<usize>,
+}
+
+thread_local! {
+    /// The buffer [`Scratch`] lends: empty between uses.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A byte buffer the thread lends for one encode or decode and takes back when it is dropped,
+/// so a cookie's JSON (written at a save, opened at a load) costs no allocation once the thread
+/// has served a request. A buffer grown beyond [`Scratch::KEPT`] bytes is freed, not kept.
+struct Scratch(Vec<u8>);
+
+impl Scratch {
+    /// Twice the 4096 bytes a browser keeps of a cookie.
+    const KEPT: usize = 8192;
+
+    fn lend() -> Self {
+        Scratch(SCRATCH.try_with(Cell::take).unwrap_or_default())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.0.capacity() <= Self::KEPT {
+            self.0.clear();
+            let buffer = std::mem::take(&mut self.0);
+            // During the thread's exit the buffer is simply freed.
+            let _ = SCRATCH.try_with(|scratch| scratch.set(buffer));
+        }
+    }
+}
+
+impl Deref for Scratch {
+    type Target = Vec<u8>;
+
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
 }
 
 impl Json {
@@ -181,7 +228,8 @@ impl Json {
         let estimate = messages.iter().fold(2, |acc, m| {
             acc + m.text.len() + m.extra_tags.as_ref().map_or(0, String::len) + 20
         });
-        let mut buf = Vec::with_capacity(estimate);
+        let mut buf = Scratch::lend();
+        buf.reserve(estimate);
         buf.push(b'[');
         let mut json = Json {
             buf,
@@ -202,7 +250,7 @@ impl Json {
         if self.count > 0 {
             self.buf.push(b',');
         }
-        stored_form::to_writer(&mut self.buf, message)?;
+        stored_form::to_writer(&mut *self.buf, message)?;
         self.count += 1;
         if cuttable {
             self.ends.push(self.buf.len());
@@ -367,7 +415,7 @@ mod tests {
         for i in 0..=5 {
             if i < 5 {
                 let mut copy = Json {
-                    buf: json.buf.clone(),
+                    buf: Scratch(json.buf.to_vec()),
                     count: json.count,
                     ends: json.ends.clone(),
                 };
@@ -378,7 +426,7 @@ mod tests {
                 assert_eq!(back, messages[i..]);
             }
             let mut copy = Json {
-                buf: json.buf.clone(),
+                buf: Scratch(json.buf.to_vec()),
                 count: json.count,
                 ends: json.ends.clone(),
             };

@@ -302,18 +302,44 @@ impl Keys {
     /// [`ErrorKind::Integrity`] when the token has no separator, a signature of the wrong
     /// length or not in base64url, a payload not in base64url, or a signature no key made.
     pub fn open_token(&self, name: &str, token: &str) -> crate::Result<Vec<u8>> {
+        let mut payload = Vec::new();
+        self.open_token_into(name, token, &mut payload)?;
+        Ok(payload)
+    }
+
+    /// [`Keys::open_token`] into `payload` (cleared first), so a caller can lend a buffer it
+    /// reuses. On an error `payload` is left empty.
+    ///
+    /// # Errors
+    /// As [`Keys::open_token`].
+    pub fn open_token_into(
+        &self,
+        name: &str,
+        token: &str,
+        payload: &mut Vec<u8>,
+    ) -> crate::Result<()> {
         let integrity = |context: &'static str| Error::new(ErrorKind::Integrity, context);
-        let (payload, signature) = token
+        payload.clear();
+        let (encoded, signature) = token
             .rsplit_once('.')
             .ok_or_else(|| integrity("no signature separator"))?;
         let mac = decode_signature(signature)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|err| {
-            Error::with_source(ErrorKind::Integrity, "the payload is not base64url", err)
-        })?;
-        if !self.verify(name, &payload, &mac) {
-            return Err(integrity("the signature does not match any key"));
+        let opened = URL_SAFE_NO_PAD
+            .decode_vec(encoded, payload)
+            .map_err(|err| {
+                Error::with_source(ErrorKind::Integrity, "the payload is not base64url", err)
+            })
+            .and_then(|()| {
+                if self.verify(name, payload, &mac) {
+                    Ok(())
+                } else {
+                    Err(integrity("the signature does not match any key"))
+                }
+            });
+        if opened.is_err() {
+            payload.clear();
         }
-        Ok(payload)
+        opened
     }
 }
 
@@ -355,6 +381,24 @@ mod tests {
         ] {
             assert_eq!(ring.verify_token("id", bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_lent_buffer_holds_only_a_verified_payload() {
+        let ring = keys("first secret, long enough for the test");
+        let token = ring.sign_token("id", b"payload");
+        let mut buffer = b"left over".to_vec();
+        ring.open_token_into("id", &token, &mut buffer)
+            .expect("opened");
+        assert_eq!(buffer, b"payload");
+        // Refused: nothing of the refused payload, nor of the last one, is left.
+        let err = ring
+            .open_token_into("id2", &token, &mut buffer)
+            .expect_err("another name");
+        assert_eq!(err.kind(), ErrorKind::Integrity);
+        assert!(buffer.is_empty());
+        assert!(ring.open_token_into("id", "!!!.???", &mut buffer).is_err());
+        assert!(buffer.is_empty());
     }
 
     #[test]
