@@ -256,7 +256,8 @@ impl Site {
         &self.adapter
     }
 
-    /// `GET /` and `GET /htmx`: the page, with the pending messages (consumed).
+    /// `GET /`, `GET /htmx` and `GET /addressed`: the page, with the pending messages
+    /// (consumed).
     async fn page(&self, page: Page, flash: &Messages) -> Reply {
         match read_views(flash).await {
             Ok(views) => self.pages.render(page, &views, None),
@@ -556,12 +557,13 @@ async fn read_script(path: &Path) -> std::io::Result<String> {
 /// What a template (or the JSON API) sees of one message: flash-core's template-ready view.
 pub use flash::MessageView;
 
-/// The demo's templates: the layout and the form's fields both pages share, and each page.
-const TEMPLATES: [(&str, &str); 4] = [
+/// The demo's templates: the layout and the form's fields every page shares, and each page.
+const TEMPLATES: [(&str, &str); 5] = [
     ("layout.html", include_str!("layout.html")),
     ("fields.html", include_str!("fields.html")),
     ("index.html", include_str!("index.html")),
     ("htmx.html", include_str!("htmx.html")),
+    ("addressed.html", include_str!("addressed.html")),
 ];
 
 /// A page of the demo.
@@ -571,6 +573,10 @@ enum Page {
     Index,
     /// `GET /htmx`: the form is posted by htmx, the message shows as a toast.
     Htmx,
+    /// `GET /addressed`: the page's script posts the form without following the redirect, reads
+    /// as a polling widget and an htmx fragment do, and shows what they got: nothing, since
+    /// the message is addressed to the redirect's page.
+    Addressed,
 }
 
 impl Page {
@@ -578,6 +584,7 @@ impl Page {
         match self {
             Page::Index => "index.html",
             Page::Htmx => "htmx.html",
+            Page::Addressed => "addressed.html",
         }
     }
 }

@@ -42,6 +42,11 @@ impl Site {
                     .route(web::head().to(htmx_page)),
             )
             .service(
+                web::resource("/addressed")
+                    .route(web::get().to(addressed_page))
+                    .route(web::head().to(addressed_page)),
+            )
+            .service(
                 web::resource(crate::HTMX_SCRIPT)
                     .route(web::get().to(htmx_script))
                     .route(web::head().to(htmx_script)),
@@ -130,6 +135,10 @@ async fn index(site: web::Data<Site>, flash: Flash) -> Reply {
 
 async fn htmx_page(site: web::Data<Site>, flash: Flash) -> Reply {
     site.page(Page::Htmx, &flash).await
+}
+
+async fn addressed_page(site: web::Data<Site>, flash: Flash) -> Reply {
+    site.page(Page::Addressed, &flash).await
 }
 
 async fn htmx_script(site: web::Data<Site>) -> Reply {

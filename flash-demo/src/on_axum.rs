@@ -37,6 +37,7 @@ impl Site {
         Router::new()
             .route("/", get(index))
             .route("/htmx", get(htmx_page))
+            .route("/addressed", get(addressed_page))
             .route(crate::HTMX_SCRIPT, get(htmx_script))
             .route("/messages", post(add_form))
             .route("/metrics", get(metrics))
@@ -112,6 +113,10 @@ async fn index(State(site): State<Site>, flash: Flash) -> Reply {
 
 async fn htmx_page(State(site): State<Site>, flash: Flash) -> Reply {
     site.page(Page::Htmx, &flash).await
+}
+
+async fn addressed_page(State(site): State<Site>, flash: Flash) -> Reply {
+    site.page(Page::Addressed, &flash).await
 }
 
 async fn htmx_script(State(site): State<Site>) -> Reply {

@@ -21,6 +21,7 @@ impl Site {
         let routes = Route::new()
             .at("/", get(index))
             .at("/htmx", get(htmx_page))
+            .at("/addressed", get(addressed_page))
             .at(crate::HTMX_SCRIPT, get(htmx_script))
             .at("/messages", post(add_form))
             .at("/sign-in", post(sign_in))
@@ -90,6 +91,11 @@ async fn index(site: Data<&Site>, flash: Flash) -> Reply {
 #[handler]
 async fn htmx_page(site: Data<&Site>, flash: Flash) -> Reply {
     site.page(Page::Htmx, &flash).await
+}
+
+#[handler]
+async fn addressed_page(site: Data<&Site>, flash: Flash) -> Reply {
+    site.page(Page::Addressed, &flash).await
 }
 
 #[handler]

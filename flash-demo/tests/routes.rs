@@ -63,6 +63,7 @@ on_both!(
     the_htmx_script_is_the_given_file_or_a_404,
     the_json_api_gives_the_template_ready_fields,
     a_message_whose_page_is_never_visited_is_shown_after_the_bound,
+    the_addressed_page_reads_as_others_do_then_links_to_the_redirects_page,
 );
 
 fn memory() -> Arc<dyn Storage> {
@@ -599,14 +600,39 @@ async fn the_htmx_page_posts_with_htmx_and_loads_htmx_from_the_demo(framework: F
     );
     let (_, _, body) = send(app.get("/htmx").header(COOKIE, &cookie)).await;
     assert!(!body.contains("id=\"messages\""), "{body}");
-    // Both pages link to each other.
-    for path in ["/", "/htmx"] {
+    // The pages link to each other.
+    for path in ["/", "/htmx", "/addressed"] {
         let (_, _, body) = send(app.get(path)).await;
         assert!(
-            body.contains(r#"<a href="/">"#) && body.contains(r#"<a href="/htmx">"#),
+            body.contains(r#"<a href="/">"#)
+                && body.contains(r#"<a href="/htmx">"#)
+                && body.contains(r#"<a href="/addressed">"#),
             "{path}: {body}"
         );
     }
+}
+
+/// `/addressed` (issue 19): a plain form to `/` that the page's script posts without following
+/// the redirect, then reads as a polling widget and an htmx fragment do, and links to `/`.
+/// The browser test runs it in Chromium.
+async fn the_addressed_page_reads_as_others_do_then_links_to_the_redirects_page(
+    framework: Framework,
+) {
+    let app = demo(framework);
+    let (status, _, body) = send(app.get("/addressed")).await;
+    assert_eq!(status, StatusCode::OK);
+    for part in [
+        r#"<form id="addressed-form" method="post" action="/messages">"#,
+        r#"<input type="hidden" name="next" value="/">"#,
+        r#"redirect: "manual""#,
+        r#"fetch("/api/messages")"#,
+        r#"htmx.ajax("GET", "/""#,
+        r#"<a id="go" href="/" hidden>"#,
+        r#"<script src="/assets/htmx.min.js"></script>"#,
+    ] {
+        assert!(body.contains(part), "{part}: {body}");
+    }
+    assert!(!body.contains("https://"), "nothing from elsewhere: {body}");
 }
 
 /// The issue's flow: a form posted by htmx is answered `204` (no redirect for htmx to follow

@@ -1,11 +1,14 @@
-//! A real browser: headless Chromium, driven through chromedriver, on both frameworks (axum and
-//! actix-web). On the classic page it fills the demo's form, follows the redirect, sees the
-//! message, reloads, and sees none. On the htmx page, with the real htmx library, it posts the
-//! form in place, sees the message as a toast without a reload, and then not again on `/`.
+//! A real browser: headless Chromium, driven through chromedriver, on every framework the demo
+//! runs on (axum, actix-web, poem). On the classic page it fills the demo's form, follows the
+//! redirect, sees the message, reloads, and sees none. On the htmx page, with the real htmx
+//! library, it posts the form in place, sees the message as a toast without a reload, and then
+//! not again on `/`. On the page of addressed messages, the page's own script posts without
+//! following the redirect, then a `fetch` of `/api/messages` and an htmx request read before
+//! the redirect's page loads: they see nothing, and the page shows the message once.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/ensure-chromium` installs them),
-//! and for the htmx test htmx itself (`scripts/fetch-htmx` fetches the pinned version from npm).
-//! Without them a test is skipped with one line, or fails under `CI=true`.
+//! and for the htmx and addressed pages htmx itself (`scripts/fetch-htmx` fetches the pinned
+//! version from npm). Without them a test is skipped with one line, or fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::future::Future;
@@ -86,25 +89,29 @@ impl Drop for Driver {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_on_axum() {
-    chromium_posts_follows_the_redirect_and_sees_the_message_once(Framework::Axum).await;
+/// Each scenario, once per framework.
+macro_rules! on_every_framework {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn axum() {
+                super::$scenario(super::Framework::Axum).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn actix() {
+                super::$scenario(super::Framework::Actix).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn poem() {
+                super::$scenario(super::Framework::Poem).await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_on_actix() {
-    chromium_posts_follows_the_redirect_and_sees_the_message_once(Framework::Actix).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_htmx_on_axum() {
-    chromium_posts_with_htmx_and_sees_a_toast_once(Framework::Axum).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_htmx_on_actix() {
-    chromium_posts_with_htmx_and_sees_a_toast_once(Framework::Actix).await;
-}
+on_every_framework!(classic_page, htmx_page, addressed_page);
 
 /// Something a browser test needs is missing: one `skipped` line, or a failure under CI.
 fn missing(why: &str) {
@@ -124,25 +131,46 @@ fn chromium() -> Option<(PathBuf, PathBuf)> {
     found
 }
 
-async fn chromium_posts_follows_the_redirect_and_sees_the_message_once(framework: Framework) {
+/// The form posts, the browser follows the redirect, the page shows the message once.
+async fn classic_page(framework: Framework) {
     let Some(programs) = chromium() else {
         return;
     };
     in_chromium(programs, framework, Serving::default(), "/", drive).await;
 }
 
-async fn chromium_posts_with_htmx_and_sees_a_toast_once(framework: Framework) {
+/// htmx posts the form in place and the message shows as a toast, once.
+async fn htmx_page(framework: Framework) {
     let Some(programs) = chromium() else {
         return;
     };
-    if !Path::new(HTMX_FILE).is_file() {
-        missing(&format!(
-            "htmx is not at {HTMX_FILE} (run scripts/fetch-htmx)"
-        ));
+    let Some(serving) = with_htmx() else {
         return;
-    }
-    let serving = Serving::default().htmx_script(HTMX_FILE);
+    };
     in_chromium(programs, framework, serving, "/htmx", drive_htmx).await;
+}
+
+/// Issue 19: other readers between the redirect and the page's load leave the message to the
+/// page.
+async fn addressed_page(framework: Framework) {
+    let Some(programs) = chromium() else {
+        return;
+    };
+    let Some(serving) = with_htmx() else {
+        return;
+    };
+    in_chromium(programs, framework, serving, "/addressed", drive_addressed).await;
+}
+
+/// The demo serving htmx, when `scripts/fetch-htmx` has fetched it.
+fn with_htmx() -> Option<Serving> {
+    if Path::new(HTMX_FILE).is_file() {
+        return Some(Serving::default().htmx_script(HTMX_FILE));
+    }
+    missing(&format!(
+        "htmx is not at {HTMX_FILE} (run scripts/fetch-htmx)"
+    ));
+    None
 }
 
 /// Serves the demo on `framework` over the README's storage (cookie first, overflow into
@@ -355,6 +383,73 @@ async fn drive_htmx(
     assert!(
         browser.find_all(Locator::Id("messages")).await?.is_empty(),
         "delivered in HX-Trigger, so not shown again"
+    );
+    Ok(())
+}
+
+/// The page's own script posts the form with `fetch` (`redirect: "manual"`: the browser keeps the
+/// 303's cookies and loads no page), then reads as a polling widget (`fetch("/api/messages")`)
+/// and an htmx fragment (`htmx.ajax` of `/`) do, and shows what each got with a link to `/`.
+/// Only then is the redirect's page loaded (the link): the order is the script's, not a race.
+/// The message is addressed to `/`: the two reads see nothing, `/` shows it once, a reload none.
+async fn drive_addressed(
+    browser: fantoccini::Client,
+    page: String,
+    framework: Framework,
+) -> Result<(), CmdError> {
+    browser.goto(&page).await?;
+    assert_eq!(
+        browser.find(Locator::Id("framework")).await?.text().await?,
+        framework.name()
+    );
+    browser
+        .find(Locator::Id("text"))
+        .await?
+        .send_keys("For the page")
+        .await?;
+    browser.find(Locator::Id("submit")).await?.click().await?;
+
+    let go = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#go:not([hidden])"))
+        .await?;
+    let shown = async |id| browser.find(Locator::Id(id)).await?.text().await;
+    assert_eq!(shown("posted").await?, "redirected, not followed");
+    assert_eq!(
+        shown("fetched").await?,
+        "[]",
+        "the widget's fetch neither sees nor takes the page's message"
+    );
+    assert_eq!(
+        shown("htmx-shown").await?,
+        "[]",
+        "nor does an htmx request of the very page"
+    );
+
+    go.click().await?;
+    let item = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#messages li"))
+        .await?;
+    assert_eq!(browser.current_url().await?.path(), "/");
+    assert_eq!(item.text().await?, "For the page");
+    assert_eq!(
+        browser.find_all(Locator::Css("#messages li")).await?.len(),
+        1,
+        "once"
+    );
+
+    browser.refresh().await?;
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form[action='/messages']"))
+        .await?;
+    assert!(
+        browser.find_all(Locator::Id("messages")).await?.is_empty(),
+        "a reload shows no message"
     );
     Ok(())
 }
