@@ -17,6 +17,10 @@
 //!
 //! Results go to stdout and to `target/criterion/flash-facts/memory.json` for
 //! `scripts/bench-report`.
+//!
+//! `FLASH_MEMORY_ONLY=request/flash/read` (any axum case's id) counts that request alone and
+//! skips actix-web, so that a profile (`valgrind --tool=dhat --num-callers=80`) shows its
+//! allocation sites without the other cases'.
 #![allow(clippy::print_stdout, reason = "a benchmark binary reports on stdout")]
 
 mod common;
@@ -266,7 +270,11 @@ fn main() {
             Some(&three),
         ),
     ];
+    let only = std::env::var("FLASH_MEMORY_ONLY").ok();
     for (id, app, method, path, cookie) in cases {
+        if only.as_deref().is_some_and(|o| o != id) {
+            continue;
+        }
         record(
             id,
             count_async(&rt, || async {
@@ -275,6 +283,9 @@ fn main() {
         );
     }
 
+    if only.is_some() {
+        return;
+    }
     // --- whole requests through actix-web
     let sys = actix_web::rt::System::new();
     let flash_actix = sys.block_on(actix_web::test::init_service(
