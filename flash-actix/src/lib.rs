@@ -1,12 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+use std::future::{Ready, ready};
 use std::task::{Context, Poll};
-use std::{future::Future, future::Ready, pin::Pin};
 
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::{Error, FromRequest, HttpMessage as _, HttpRequest, error};
 pub use flash_core::adapter::Adapter;
-use flash_core::adapter::{Answer, RequestParts, Slot};
+use flash_core::adapter::{Answer, Around, ForeignResponse, HandlerResponse, RequestParts, Slot};
 
 mod session;
 #[cfg(feature = "actix-session")]
@@ -34,7 +34,7 @@ flash_core::adapter_types! {
 
 impl<S, B> Transform<S, ServiceRequest> for FlashMiddleware
 where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
@@ -43,7 +43,7 @@ where
     type Future = Ready<Result<FlashService<S>, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        std::future::ready(Ok(FlashService(service, self.0.clone())))
+        ready(Ok(FlashService(service, self.0.clone())))
     }
 }
 
@@ -53,40 +53,21 @@ pub struct FlashService<S>(S, Adapter);
 
 impl<S, B> Service<ServiceRequest> for FlashService<S>
 where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, Error>>>>;
+    type Future = Around<S::Future, ServiceResponse<B>, Error, Reply>;
 
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.0.poll_ready(cx)
     }
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        let bridge = session::capture(&request, &self.1);
-        let in_flight = {
-            let (uri, headers) = (request.uri(), Headers(request.headers()));
-            let http_request = request.request();
-            let bridged = || session::extensions(http_request).unwrap_or_default();
-            self.1.begin_with(
-                RequestParts::new(request.method().as_str(), &headers, None)
-                    .with_target(uri.path_and_query().map_or("/", |pq| pq.as_str()))
-                    .with_extensions_from(&bridged),
-            )
-        };
+        session::capture(&request, &self.1);
+        let in_flight = parts(request.request(), |parts| self.1.begin_with(parts));
         request.extensions_mut().insert(in_flight.slot());
-        let response = self.0.call(request);
-        Box::pin(async move {
-            let mut result = response.await;
-            let answer = result.as_mut().map(|r| {
-                let failed = r.response().error().is_some();
-                Answer::new(r.status().as_u16(), failed, HeadersMut(r.headers_mut()))
-            });
-            let _ = in_flight.finish(answer).await;
-            session::write_back(bridge);
-            result
-        })
+        in_flight.around_with(self.0.call(request), Reply)
     }
 }
 
@@ -95,12 +76,40 @@ impl FromRequest for Flash {
     type Future = Ready<Result<Flash, Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let (extensions, bridged) = (request.extensions(), session::extensions(request));
-        let (uri, headers) = (request.uri(), Headers(request.headers()));
-        let parts = RequestParts::new(request.method().as_str(), &headers, bridged.as_ref())
-            .with_target(uri.path_and_query().map_or("/", |pq| pq.as_str()))
-            .with_slot(extensions.get::<Slot>());
-        let messages = parts.messages("flash_actix::FlashMiddleware");
-        std::future::ready(messages.map(Flash).map_err(error::ErrorInternalServerError))
+        let messages = parts(request, |parts| {
+            parts.messages("flash_actix::FlashMiddleware")
+        });
+        ready(messages.map(Flash).map_err(error::ErrorInternalServerError))
+    }
+}
+
+/// What flash reads of an actix-web request, the same in the middleware and in the extractor:
+/// `then` gets it.
+fn parts<T>(request: &HttpRequest, then: impl FnOnce(RequestParts<'_>) -> T) -> T {
+    let (extensions, headers) = (request.extensions(), Headers(request.headers()));
+    let bridged = || session::extensions(request).unwrap_or_default();
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let parts = RequestParts::new(request.method().as_str(), &headers, None)
+        .with_target(target)
+        .with_extensions_from(&bridged)
+        .with_slot(extensions.get::<Slot>());
+    then(parts)
+}
+
+/// How flash-core reads and writes actix-web's `ServiceResponse` ([`ForeignResponse`]), so
+/// that [`FlashService`]'s future is flash-core's own, unboxed; the session bridge writes back
+/// when flash is done.
+#[derive(Clone, Copy, Debug)]
+pub struct Reply;
+
+impl<B> ForeignResponse<ServiceResponse<B>> for Reply {
+    fn answer(response: &mut ServiceResponse<B>) -> impl HandlerResponse + '_ {
+        // The handler's error, turned into this response by actix-web.
+        let (status, failed) = (response.status().as_u16(), response.response().error());
+        Answer::new(status, failed.is_some(), HeadersMut(response.headers_mut()))
+    }
+
+    fn done(self, response: &mut ServiceResponse<B>) {
+        session::write_back(response.request());
     }
 }

@@ -25,17 +25,13 @@ mod none {
     use flash_core::adapter::Adapter;
     use flash_core::http::Extensions;
 
-    pub(crate) enum Bridge {}
-
-    pub(crate) fn capture(_: &ServiceRequest, _: &Adapter) -> Option<Bridge> {
-        None
-    }
+    pub(crate) fn capture(_: &ServiceRequest, _: &Adapter) {}
 
     pub(crate) fn extensions(_: &HttpRequest) -> Option<Extensions> {
         None
     }
 
-    pub(crate) fn write_back(_: Option<Bridge>) {}
+    pub(crate) fn write_back(_: &HttpRequest) {}
 }
 
 #[cfg(feature = "actix-session")]
@@ -225,15 +221,15 @@ mod bridge {
     }
 
     /// The bridge of `request`, as it enters flash's middleware, when the storage keeps messages in
-    /// the session: put in the request's extensions (for the extractor) and returned (for
-    /// [`write_back`]).
-    pub(crate) fn capture(request: &ServiceRequest, adapter: &Adapter) -> Option<Rc<Bridge>> {
-        let bridge = Rc::new(adapter.uses_extensions().then(|| Bridge {
-            session: outer_session(request),
-            handle: OnceCell::new(),
-        })?);
-        request.extensions_mut().insert(bridge.clone());
-        Some(bridge)
+    /// the session: put in the request's extensions, for the extractor and for [`write_back`].
+    pub(crate) fn capture(request: &ServiceRequest, adapter: &Adapter) {
+        if adapter.uses_extensions() {
+            let bridge = Bridge {
+                session: outer_session(request),
+                handle: OnceCell::new(),
+            };
+            request.extensions_mut().insert(Rc::new(bridge));
+        }
     }
 
     /// The extensions the storage reads, when the request has a bridge.
@@ -242,8 +238,9 @@ mod bridge {
         Some(bridge.extensions())
     }
 
-    /// After flash's save: what the storage changed goes into the actix `Session`.
-    pub(crate) fn write_back(bridge: Option<Rc<Bridge>>) {
+    /// After flash's save: what the storage changed goes into the actix `Session` of `request`.
+    pub(crate) fn write_back(request: &HttpRequest) {
+        let bridge = request.extensions().get::<Rc<Bridge>>().cloned();
         if let Some(bridge) = bridge
             && let (Some(session), Some(handle)) = (&bridge.session, bridge.handle.get())
         {

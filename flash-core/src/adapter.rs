@@ -23,8 +23,9 @@
 //! That is all: an adapter copies no extensions, parses no header, decides nothing. A framework
 //! whose types are not `http` 1.x wraps its headers ([`RequestHeaders`], [`ResponseHeaders`];
 //! [`http_like_headers!`](crate::http_like_headers) writes them for `http` 0.2-style maps) and
-//! its response ([`Answer`], or its own [`HandlerResponse`]). The adapter kit (`flash-testkit`) checks each rule
-//! below through the framework itself.
+//! shows its response as an [`Answer`] through a [`ForeignResponse`], for
+//! [`InFlight::around_with`] (its middleware's future then stays unboxed, as with `around`).
+//! The adapter kit (`flash-testkit`) checks each rule below through the framework itself.
 //!
 //! # The rules flash-core applies
 //!
@@ -112,8 +113,8 @@ mod request;
 
 use crate::view::MessageView;
 pub use request::{
-    Answer, Around, Finishing, HandlerResponse, InFlight, MissingMiddleware, RequestHeaders,
-    RequestParts, Slot,
+    Answer, Around, AsIs, Finishing, ForeignResponse, HandlerResponse, InFlight, MissingMiddleware,
+    RequestHeaders, RequestParts, Slot,
 };
 
 /// The response headers of one request as an adapter exposes them to [`InFlight::finish`]:

@@ -444,19 +444,34 @@ impl InFlight {
     /// a `5xx`, or the handler's error); `Vary: Cookie` when messages were read or written;
     /// `Cache-Control: private, no-store` with a flash cookie; htmx delivery. The storage is
     /// done (a keyed store's lease settled) when the future completes.
-    pub fn finish<R: HandlerResponse>(self, mut response: R) -> Finishing<R> {
-        let failed = response.failed();
+    pub fn finish<R: HandlerResponse>(self, response: R) -> Finishing<R> {
+        self.finish_with(response, AsIs)
+    }
+
+    /// [`InFlight::finish`] for a response type flash-core cannot name (actix-web's), which
+    /// `view` shows to it ([`ForeignResponse`]); `view.done` runs when flash is done with the
+    /// response, before the future hands it back.
+    pub fn finish_with<R, V>(self, mut response: R, view: V) -> Finishing<R, V>
+    where
+        V: ForeignResponse<R>,
+    {
         let Some(messages) = self.asked() else {
-            return Finishing::ready(response);
+            return Finishing::ready(response, view);
         };
-        messages.set_response_status(response.status());
         let adapter = self.adapter.clone();
         drop(self);
-        match adapter.end_now(&messages, failed, &mut response) {
-            Ok(_) => Finishing::ready(response),
+        let ended = {
+            let mut answer = V::answer(&mut response);
+            messages.set_response_status(answer.status());
+            let failed = answer.failed();
+            adapter.end_now(&messages, failed, &mut answer)
+        };
+        match ended {
+            Ok(_) => Finishing::ready(response, view),
             Err(waiting) => Finishing {
                 response: Some(response),
                 waiting: Some((adapter, Box::pin(waiting.run(messages)))),
+                view: Some(view),
             },
         }
     }
@@ -472,10 +487,21 @@ impl InFlight {
         F: Future<Output = Result<R, E>>,
         R: HandlerResponse,
     {
+        self.around_with(future, AsIs)
+    }
+
+    /// [`InFlight::around`] for a handler whose response type flash-core cannot name
+    /// (actix-web's `ServiceResponse`), which `view` shows to it ([`ForeignResponse`]): the
+    /// middleware's future stays unboxed whatever the framework.
+    pub fn around_with<F, R, E, V>(self, future: F, view: V) -> Around<F, R, E, V>
+    where
+        F: Future<Output = Result<R, E>>,
+        V: ForeignResponse<R>,
+    {
         Around {
             state: State::Handler {
                 future,
-                in_flight: Some(self),
+                in_flight: Some((self, view)),
             },
         }
     }
@@ -604,28 +630,101 @@ impl<B> HandlerResponse for http::Response<B> {
     }
 }
 
-type Detaching = Pin<Box<dyn Future<Output = super::Detached> + Send>>;
+impl<H: HandlerResponse + ?Sized> HandlerResponse for &mut H {
+    fn status(&self) -> u16 {
+        (**self).status()
+    }
 
-/// The future of [`InFlight::finish`]: the response, once flash is done with it.
-#[must_use = "futures do nothing unless polled"]
-pub struct Finishing<R> {
-    response: Option<R>,
-    waiting: Option<(Adapter, Detaching)>,
+    fn is_handler_error(&self) -> bool {
+        (**self).is_handler_error()
+    }
+
+    fn failed(&self) -> bool {
+        (**self).failed()
+    }
 }
 
-impl<R> Finishing<R> {
-    fn ready(response: R) -> Self {
-        Finishing {
-            response: Some(response),
-            waiting: None,
+/// How flash-core sees a response type it cannot name (actix-web's `ServiceResponse`), for
+/// [`InFlight::around_with`] and [`InFlight::finish_with`]: an adapter implements it on a type
+/// of its own for its framework's response, so its middleware's future needs no box.
+///
+/// ```
+/// use flash_core::adapter::{Answer, ForeignResponse, HandlerResponse};
+///
+/// /// A framework's response, as flash-core cannot name it.
+/// struct TheirResponse { code: u16, headers: http::HeaderMap }
+///
+/// struct Reply;
+///
+/// impl ForeignResponse<TheirResponse> for Reply {
+///     fn answer(response: &mut TheirResponse) -> impl HandlerResponse + '_ {
+///         Answer::new(response.code, false, &mut response.headers)
+///     }
+/// }
+/// ```
+pub trait ForeignResponse<R>: Sized {
+    /// The response as the contract ends the request on it: its status, whether it is the
+    /// handler's error, and its headers (an [`Answer`]).
+    fn answer(response: &mut R) -> impl HandlerResponse + '_;
+
+    /// Called once flash-core is done with the response, before it is handed back (a session
+    /// bridge writes back here). Default: nothing.
+    fn done(self, response: &mut R) {
+        let _ = response;
+    }
+}
+
+/// The [`ForeignResponse`] of a response flash-core can name (a [`HandlerResponse`], such as
+/// an `http` 1.x response): the response itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsIs;
+
+impl<R: HandlerResponse> ForeignResponse<R> for AsIs {
+    fn answer(response: &mut R) -> impl HandlerResponse + '_ {
+        response
+    }
+}
+
+/// A handler's `Result` as `V` shows its response; an `Err` as a stand-in `500`.
+struct OrStandIn<V>(V);
+
+impl<R, E, V: ForeignResponse<R>> ForeignResponse<Result<R, E>> for OrStandIn<V> {
+    fn answer(response: &mut Result<R, E>) -> impl HandlerResponse + '_ {
+        response.as_mut().map(V::answer).map_err(|_| ())
+    }
+
+    fn done(self, response: &mut Result<R, E>) {
+        if let Ok(response) = response {
+            self.0.done(response);
         }
     }
 }
 
-// The response is moved, never pinned.
-impl<R> Unpin for Finishing<R> {}
+type Detaching = Pin<Box<dyn Future<Output = super::Detached> + Send>>;
 
-impl<R: HandlerResponse> Future for Finishing<R> {
+/// The future of [`InFlight::finish`] and [`InFlight::finish_with`]: the response, once flash
+/// is done with it.
+#[must_use = "futures do nothing unless polled"]
+pub struct Finishing<R, V = AsIs> {
+    response: Option<R>,
+    waiting: Option<(Adapter, Detaching)>,
+    view: Option<V>,
+}
+
+impl<R, V> Finishing<R, V> {
+    fn ready(response: R, view: V) -> Self {
+        Finishing {
+            response: Some(response),
+            waiting: None,
+            view: Some(view),
+        }
+    }
+}
+
+// The response and the view are moved, never pinned.
+impl<R, V> Unpin for Finishing<R, V> {}
+
+impl<R, V: ForeignResponse<R>> Future for Finishing<R, V> {
     type Output = R;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
@@ -635,18 +734,21 @@ impl<R: HandlerResponse> Future for Finishing<R> {
             let adapter = adapter.clone();
             this.waiting = None;
             if let Some(response) = &mut this.response {
-                adapter.apply(detached, response);
+                adapter.apply(detached, &mut V::answer(response));
             }
         }
-        Poll::Ready(
-            this.response
-                .take()
-                .expect("a Finishing future polled after it completed"),
-        )
+        let mut response = this
+            .response
+            .take()
+            .expect("a Finishing future polled after it completed");
+        if let Some(view) = this.view.take() {
+            view.done(&mut response);
+        }
+        Poll::Ready(response)
     }
 }
 
-impl<R> fmt::Debug for Finishing<R> {
+impl<R, V> fmt::Debug for Finishing<R, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Finishing")
             .field("waiting", &self.waiting.is_some())
@@ -657,24 +759,24 @@ impl<R> fmt::Debug for Finishing<R> {
 pin_project_lite::pin_project! {
     /// The future of [`InFlight::around`]: the handler's future, then the end of the request.
     #[must_use = "futures do nothing unless polled"]
-    pub struct Around<F, R, E> {
+    pub struct Around<F, R, E, V = AsIs> {
         #[pin]
-        state: State<F, R, E>,
+        state: State<F, R, E, V>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
-    enum State<F, R, E> {
-        Handler { #[pin] future: F, in_flight: Option<InFlight> },
-        Finishing { finishing: Finishing<Result<R, E>> },
+    enum State<F, R, E, V> {
+        Handler { #[pin] future: F, in_flight: Option<(InFlight, V)> },
+        Finishing { finishing: Finishing<Result<R, E>, OrStandIn<V>> },
     }
 }
 
-impl<F, R, E> Future for Around<F, R, E>
+impl<F, R, E, V> Future for Around<F, R, E, V>
 where
     F: Future<Output = Result<R, E>>,
-    R: HandlerResponse,
+    V: ForeignResponse<R>,
 {
     type Output = Result<R, E>;
 
@@ -685,8 +787,12 @@ where
                 StateProj::Handler { future, in_flight } => {
                     let result = std::task::ready!(future.poll(cx));
                     match in_flight.take() {
-                        Some(in_flight) => in_flight.finish(result),
-                        None => Finishing::ready(result),
+                        Some((in_flight, view)) => in_flight.finish_with(result, OrStandIn(view)),
+                        None => Finishing {
+                            response: Some(result),
+                            waiting: None,
+                            view: None,
+                        },
                     }
                 }
                 StateProj::Finishing { finishing } => {
@@ -698,7 +804,7 @@ where
     }
 }
 
-impl<F, R, E> fmt::Debug for Around<F, R, E> {
+impl<F, R, E, V> fmt::Debug for Around<F, R, E, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let finishing = matches!(self.state, State::Finishing { .. });
         f.debug_struct("Around")
