@@ -76,23 +76,22 @@ impl FromRequest for Flash {
     type Future = Ready<Result<Flash, Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let messages = parts(request, |parts| {
-            parts.messages("flash_actix::FlashMiddleware")
-        });
-        ready(messages.map(Flash).map_err(error::ErrorInternalServerError))
+        ready(parts(request, Flash::extract).map_err(error::ErrorInternalServerError))
     }
 }
 
 /// What flash reads of an actix-web request, the same in the middleware and in the extractor:
 /// `then` gets it.
 fn parts<T>(request: &HttpRequest, then: impl FnOnce(RequestParts<'_>) -> T) -> T {
-    let (extensions, headers) = (request.extensions(), Headers(request.headers()));
-    let bridged = || session::extensions(request).unwrap_or_default();
+    // The slot taken out: the session bridge may change the extensions while they are read.
+    let slot = request.extensions().get::<Slot>().cloned();
+    let headers = Headers(request.headers());
+    let bridged = || session::extensions(request);
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let parts = RequestParts::new(request.method().as_str(), &headers, None)
         .with_target(target)
         .with_extensions_from(&bridged)
-        .with_slot(extensions.get::<Slot>());
+        .with_slot(slot.as_ref());
     then(parts)
 }
 

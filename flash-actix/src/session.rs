@@ -220,8 +220,9 @@ mod bridge {
         }
     }
 
-    /// The bridge of `request`, as it enters flash's middleware, when the storage keeps messages in
-    /// the session: put in the request's extensions, for the extractor and for [`write_back`].
+    /// The bridge of `request`, as it enters flash's middleware (so that the session found is
+    /// one a middleware outside flash's put there), when the storage keeps messages in the
+    /// session: put in the request's extensions, for [`extensions`] and [`write_back`].
     pub(crate) fn capture(request: &ServiceRequest, adapter: &Adapter) {
         if adapter.uses_extensions() {
             let bridge = Bridge {

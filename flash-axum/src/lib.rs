@@ -76,9 +76,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Flash {
     type Rejection = Response<String>;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let messages = RequestParts::from(&*parts).messages("flash_axum::FlashLayer");
-        messages
-            .map(Flash)
-            .map_err(MissingMiddleware::into_response)
+        Flash::extract(RequestParts::from(&*parts)).map_err(MissingMiddleware::into_response)
     }
 }

@@ -189,6 +189,9 @@ impl ResponseHeaders for HeaderMap {
 /// implements its framework's middleware and extractor traits on them.
 ///
 /// Each type keeps the attributes and docs written before it; both are `Clone` and `Debug`.
+/// The extractor gets a private `extract(parts)`: the request's handle
+/// ([`RequestParts::messages`]), or the [`MissingMiddleware`] naming the middleware type by its
+/// path.
 ///
 /// ```
 /// mod my_framework {
@@ -239,6 +242,17 @@ macro_rules! adapter_types {
         $(#[$extractor_attr])*
         #[derive(Clone, Debug)]
         $extractor_vis struct $extractor($crate::Messages);
+
+        impl $extractor {
+            /// The request's handle from its `parts`, or the error naming the middleware to add.
+            #[allow(dead_code, reason = "for the adapter's extractor, which may not need it")]
+            fn extract(
+                parts: $crate::adapter::RequestParts<'_>,
+            ) -> ::std::result::Result<Self, $crate::adapter::MissingMiddleware> {
+                let middleware = ::std::concat!(::std::module_path!(), "::", ::std::stringify!($middleware));
+                parts.messages(middleware).map($extractor)
+            }
+        }
 
         impl ::std::ops::Deref for $extractor {
             type Target = $crate::Messages;

@@ -63,7 +63,6 @@ impl<'a> FromRequest<'a> for Flash {
     async fn from_request(request: &'a Request, _: &mut RequestBody) -> poem::Result<Self> {
         let (method, uri, headers) = (request.method(), request.uri(), request.headers());
         let parts = RequestParts::http(method, uri, headers, request.extensions());
-        let messages = parts.messages("flash_poem::FlashMiddleware");
-        Ok(Flash(messages.map_err(poem::error::InternalServerError)?))
+        Flash::extract(parts).map_err(poem::error::InternalServerError)
     }
 }

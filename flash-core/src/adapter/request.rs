@@ -58,7 +58,7 @@ pub struct RequestParts<'a> {
     target: Option<&'a str>,
     slot: Option<&'a Slot>,
     /// Makes the extensions when they are needed, for a framework that must build them.
-    make_extensions: Option<&'a dyn Fn() -> Extensions>,
+    make_extensions: Option<&'a dyn Fn() -> Option<Extensions>>,
 }
 
 impl<'a> RequestParts<'a> {
@@ -82,9 +82,11 @@ impl<'a> RequestParts<'a> {
 
     /// Sets a function making the extensions a storage reads, called only when the handle is
     /// made and the storage reads them: for a framework whose adapter builds them (actix-web's
-    /// session bridge), so that a request that never needs them never pays for them.
+    /// session bridge), so that a request that never needs them never pays for them. `None`:
+    /// the adapter has none to give (actix-web without its session feature), which the core
+    /// says once, as it does for a request handed over without extensions.
     #[must_use]
-    pub fn with_extensions_from(mut self, make: &'a dyn Fn() -> Extensions) -> Self {
+    pub fn with_extensions_from(mut self, make: &'a dyn Fn() -> Option<Extensions>) -> Self {
         self.make_extensions = Some(make);
         self
     }
@@ -401,8 +403,8 @@ impl Adapter {
                     copy.remove::<Slot>();
                     *incoming.extensions_mut() = copy;
                 }
-                None => match request.make_extensions {
-                    Some(make) => *incoming.extensions_mut() = make(),
+                None => match request.make_extensions.and_then(|make| make()) {
+                    Some(made) => *incoming.extensions_mut() = made,
                     None => self.no_extensions(),
                 },
             }
