@@ -83,15 +83,14 @@ impl FromRequest for Flash {
 /// What flash reads of an actix-web request, the same in the middleware and in the extractor:
 /// `then` gets it.
 fn parts<T>(request: &HttpRequest, then: impl FnOnce(RequestParts<'_>) -> T) -> T {
-    // The slot taken out: the session bridge may change the extensions while they are read.
-    let slot = request.extensions().get::<Slot>().cloned();
+    let extensions = request.extensions();
     let headers = Headers(request.headers());
     let bridged = || session::extensions(request);
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let parts = RequestParts::new(request.method().as_str(), &headers, None)
         .with_target(target)
         .with_extensions_from(&bridged)
-        .with_slot(slot.as_ref());
+        .with_slot(extensions.get::<Slot>());
     then(parts)
 }
 
