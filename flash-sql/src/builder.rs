@@ -173,7 +173,7 @@ impl SqlStoreBuilder {
                 err,
             )
         };
-        let (backend, probe) = match driver {
+        let (backend, probe): (crate::store::Backend, Probe) = match driver {
             #[cfg(feature = "postgres")]
             Driver::Postgres => {
                 let (pool, options) =

@@ -4,8 +4,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
-#[cfg(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
-compile_error!("flash-sql needs at least one of the features `postgres`, `mysql`, `sqlite`");
+// With no driver the crate still builds (`cargo package` verifies with the default features,
+// which are none): every URL is then refused by `connect` with a `Config` error naming the
+// feature to turn on, and the bodies that would dispatch to a driver are unreachable.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(unused_variables, unused_assignments, unreachable_code, dead_code)
+)]
 
 mod builder;
 mod error;

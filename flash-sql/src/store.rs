@@ -444,7 +444,7 @@ impl SqlStore {
         let (mut total, mut cursor, mut batches) = (0, SweepCursor::Start, 0u64);
         loop {
             let started = std::time::Instant::now();
-            let (deleted, next) = self
+            let (deleted, next): (u64, Option<SweepCursor>) = self
                 .run("sweep", || async move {
                     dispatch!(backend, b => b.sweep_batch(cursor).await)
                 })
@@ -577,7 +577,7 @@ impl KeyedStore for SqlStore {
         lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         let (backend, client, lease) = (&self.inner.backend, client.as_bytes(), lease.as_bytes());
-        let mut rows = self
+        let mut rows: Vec<(i64, String)> = self
             .run("lease", || async move {
                 dispatch!(backend, b => b.lease(client, lease, lease_timeout).await)
             })
