@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use flash_core::http::HeaderMap;
 use flash_core::http::header::{COOKIE, SET_COOKIE};
-use flash_core::storage::{Incoming, ServerStorage, Storage};
+use flash_core::storage::{Incoming, KeyedStore, ServerStorage, Storage};
 use flash_core::{Key, Keys, Messages, MessagesConfig};
 use flash_redis::RedisStore;
 use redis::aio::ConnectionManager;
@@ -172,13 +172,15 @@ async fn reset_stats(admin: &mut ConnectionManager) {
 
 // --- flash through its public API --------------------------------------------------------------
 
+/// Flash over one store (Redis here, the SQL stores in `capacity/sql.rs`): POSTs and GETs as
+/// an application makes them.
 struct Flash {
     storage: Arc<dyn Storage>,
     config: Arc<MessagesConfig>,
 }
 
 impl Flash {
-    fn new(store: RedisStore) -> Flash {
+    fn new(store: impl KeyedStore) -> Flash {
         let storage: Arc<dyn Storage> = Arc::new(ServerStorage::new(
             store,
             Keys::new(Key::from_mac_key(b"0123456789abcdef0123456789abcdef")),

@@ -16,127 +16,75 @@ use crate::signing::Keys;
 use crate::storage::{Carry, Degraded, Identity, Incoming, LoadToken, Loaded, Storage, Update};
 use crate::timer::{Clock, Timer};
 
-/// A client's random 128-bit id, carried in a signed cookie.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId([u8; 16]);
+/// A random 128-bit id type: `random`, `from_bytes`, `as_bytes`, `to_hex`, and `Debug` and
+/// `Display` as hex (the three ids differ only in what they name).
+macro_rules! random_id {
+    ($(#[$meta:meta])* $name:ident, $from_bytes:literal, $to_hex:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name([u8; 16]);
 
-impl ClientId {
-    /// A fresh random id.
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        crate::random::fill(&mut bytes);
-        ClientId(bytes)
-    }
+        impl $name {
+            #[doc = concat!("A fresh random `", stringify!($name), "`.")]
+            pub fn random() -> Self {
+                let mut bytes = [0u8; 16];
+                crate::random::fill(&mut bytes);
+                $name(bytes)
+            }
 
-    /// The id from its bytes.
-    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
-        ClientId(bytes)
-    }
+            #[doc = $from_bytes]
+            pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+                $name(bytes)
+            }
 
-    /// The id's bytes.
-    pub const fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
+            /// The id's bytes.
+            pub const fn as_bytes(&self) -> &[u8; 16] {
+                &self.0
+            }
 
-    /// The id as 32 lowercase hex digits, for keys and rows.
-    pub fn to_hex(&self) -> String {
-        hex(&self.0)
-    }
+            #[doc = $to_hex]
+            pub fn to_hex(&self) -> String {
+                hex(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.to_hex())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+    };
 }
 
-impl fmt::Debug for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClientId({})", self.to_hex())
-    }
-}
+random_id!(
+    /// A client's random 128-bit id, carried in a signed cookie.
+    #[derive(PartialOrd, Ord)]
+    ClientId,
+    "The id from its bytes.",
+    "The id as 32 lowercase hex digits, for keys and rows."
+);
 
-impl fmt::Display for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
+random_id!(
+    /// The id of one lease: which request holds a client's messages.
+    LeaseId,
+    "The id from its bytes (a lease named in the carry cookie).",
+    "The id as 32 lowercase hex digits."
+);
 
-/// The id of one lease: which request holds a client's messages.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LeaseId([u8; 16]);
-
-impl LeaseId {
-    /// A fresh random lease id.
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        crate::random::fill(&mut bytes);
-        LeaseId(bytes)
-    }
-
-    /// The id from its bytes (a lease named in the carry cookie).
-    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
-        LeaseId(bytes)
-    }
-
-    /// The id's bytes.
-    pub const fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
-
-    /// The id as 32 lowercase hex digits.
-    pub fn to_hex(&self) -> String {
-        hex(&self.0)
-    }
-}
-
-impl fmt::Debug for LeaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LeaseId({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for LeaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-/// The id of one write (an append or a settle): the same write sent again under the same id is
-/// applied at most once by a store that remembers operations
-/// ([`KeyedStore::remembers_operations`]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OperationId([u8; 16]);
-
-impl OperationId {
-    /// A fresh random operation id.
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        crate::random::fill(&mut bytes);
-        OperationId(bytes)
-    }
-
-    /// The id from its bytes.
-    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
-        OperationId(bytes)
-    }
-
-    /// The id's bytes.
-    pub const fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
-
-    /// The id as 32 lowercase hex digits.
-    pub fn to_hex(&self) -> String {
-        hex(&self.0)
-    }
-}
-
-impl fmt::Debug for OperationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OperationId({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for OperationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
+random_id!(
+    /// The id of one write (an append or a settle): the same write sent again under the same
+    /// id is applied at most once by a store that remembers operations
+    /// ([`KeyedStore::remembers_operations`]).
+    OperationId,
+    "The id from its bytes.",
+    "The id as 32 lowercase hex digits."
+);
 
 /// 32 hex digits as 16 bytes.
 fn unhex(text: &str) -> Option<[u8; 16]> {

@@ -376,11 +376,7 @@ impl KeyedStore for MemoryStore {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        state.sweep_if_due(now);
-        state.remove_expired(client, now);
-        Ok(Self::push(&mut state, client, messages, ttl, limits, now))
+        Ok(self.append_as(None, client, messages, ttl, limits))
     }
 
     async fn lease(
@@ -419,11 +415,7 @@ impl KeyedStore for MemoryStore {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        Ok(Self::settle_locked(
-            &mut state, client, lease, outcome, append, ttl, limits, now,
-        ))
+        Ok(self.settle_as(None, client, lease, outcome, append, ttl, limits))
     }
 
     fn remembers_operations(&self) -> Option<Duration> {
@@ -438,16 +430,7 @@ impl KeyedStore for MemoryStore {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if let Some(kept) = state.applied(client, op, now) {
-            return Ok(kept);
-        }
-        state.sweep_if_due(now);
-        state.remove_expired(client, now);
-        let kept = Self::push(&mut state, client, messages, ttl, limits, now);
-        state.remember(client, op, kept, now);
-        Ok(kept)
+        Ok(self.append_as(Some(op), client, messages, ttl, limits))
     }
 
     async fn settle_once(
@@ -460,19 +443,64 @@ impl KeyedStore for MemoryStore {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if let Some(kept) = state.applied(client, op, now) {
-            return Ok(kept);
-        }
-        let kept =
-            Self::settle_locked(&mut state, client, lease, outcome, append, ttl, limits, now);
-        state.remember(client, op, kept, now);
-        Ok(kept)
+        Ok(self.settle_as(Some(op), client, lease, outcome, append, ttl, limits))
     }
 }
 
 impl MemoryStore {
+    /// Runs `write` under the lock, once per operation: a write sent again under an `op` the
+    /// client applied within the window is not run, and answers what the first one kept.
+    fn once(
+        &self,
+        op: Option<&OperationId>,
+        client: &ClientId,
+        write: impl FnOnce(&mut State, Instant) -> usize,
+    ) -> usize {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if let Some(kept) = op.and_then(|op| state.applied(client, op, now)) {
+            return kept;
+        }
+        let kept = write(&mut state, now);
+        if let Some(op) = op {
+            state.remember(client, op, kept, now);
+        }
+        kept
+    }
+
+    /// `append`, under the operation `op` when there is one.
+    fn append_as(
+        &self,
+        op: Option<&OperationId>,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> usize {
+        self.once(op, client, |state, now| {
+            state.sweep_if_due(now);
+            state.remove_expired(client, now);
+            Self::push(state, client, messages, ttl, limits, now)
+        })
+    }
+
+    /// `settle`, under the operation `op` when there is one.
+    #[allow(clippy::too_many_arguments)] // settle's arguments and the operation id
+    fn settle_as(
+        &self,
+        op: Option<&OperationId>,
+        client: &ClientId,
+        lease: &LeaseId,
+        outcome: Outcome,
+        append: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> usize {
+        self.once(op, client, |state, now| {
+            Self::settle_locked(state, client, lease, outcome, append, ttl, limits, now)
+        })
+    }
+
     #[allow(clippy::too_many_arguments)] // settle's arguments, the state and the time
     fn settle_locked(
         state: &mut State,

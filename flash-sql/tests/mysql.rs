@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -14,6 +12,7 @@ use flash_core::{
     storage::{ClientId, KeyedStore, LeaseId, Outcome},
 };
 use flash_sql::{Driver, SqlStore};
+use flash_testkit::StatementCounter;
 
 mod conformance {
     flash_testkit::conformance_tests!(super::common::mysql);
@@ -370,41 +369,6 @@ async fn mariadb_scheme_connects() {
     drop_table(&store).await;
 }
 
-/// Counts the statements sqlx runs (one `sqlx::query` event each) on the thread it is the
-/// default subscriber of.
-struct StatementCounter(Arc<AtomicU64>);
-
-impl tracing::Subscriber for StatementCounter {
-    fn register_callsite(
-        &self,
-        metadata: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        if metadata.target() == "sqlx::query" {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing::subscriber::Interest::never()
-        }
-    }
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        metadata.target() == "sqlx::query"
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        if event.metadata().target() == "sqlx::query" {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::TRACE)
-    }
-}
-
 /// A lease, a settle that consumes and appends, a settle that releases and appends several,
 /// and an append: one statement (one round trip) each.
 #[tokio::test(flavor = "current_thread")]
@@ -430,8 +394,8 @@ async fn each_call_is_one_statement() {
         )
         .await
         .unwrap();
-    let count = Arc::new(AtomicU64::new(0));
-    let _guard = tracing::subscriber::set_default(StatementCounter(count.clone()));
+    let count = StatementCounter::new();
+    let _guard = tracing::subscriber::set_default(count.clone());
     // Another test's thread registering sqlx's callsites just as this subscriber arrives can
     // leave them cached as "never" (tracing rebuilds only registered callsites): once this
     // lease has registered them, the cache is rebuilt with this subscriber in it.
@@ -440,9 +404,9 @@ async fn each_call_is_one_statement() {
         .await
         .unwrap();
     tracing::callsite::rebuild_interest_cache();
-    count.store(0, Ordering::SeqCst);
+    count.take();
     let statements = |what: &str, expected: u64| {
-        let now = count.swap(0, Ordering::SeqCst);
+        let now = count.take();
         assert_eq!(now, expected, "{what}: {now} statements");
     };
     let hour = Duration::from_secs(3600);

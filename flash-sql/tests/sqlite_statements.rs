@@ -6,55 +6,19 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
 use flash_core::storage::{ClientId, KeyedStore, LeaseId, Outcome};
-use flash_testkit::Options;
-
-/// Counts the statements sqlx runs (one `sqlx::query` event each), on every thread.
-struct StatementCounter(Arc<AtomicU64>);
-
-impl tracing::Subscriber for StatementCounter {
-    fn register_callsite(
-        &self,
-        metadata: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        if metadata.target() == "sqlx::query" {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing::subscriber::Interest::never()
-        }
-    }
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        metadata.target() == "sqlx::query"
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        if event.metadata().target() == "sqlx::query" {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::TRACE)
-    }
-}
+use flash_testkit::{Options, StatementCounter};
 
 /// The POST's append, the GET's lease and its consuming settle: one statement each (the
 /// append counts, inserts what fits and, through the table's trigger, clears a dead client's
 /// rows in one `INSERT`), no transaction around any of them.
 #[tokio::test(flavor = "current_thread")]
 async fn a_prg_cycle_is_one_statement_per_call() {
-    let count = Arc::new(AtomicU64::new(0));
-    tracing::subscriber::set_global_default(StatementCounter(count.clone())).unwrap();
+    let count = StatementCounter::new();
+    tracing::subscriber::set_global_default(count.clone()).unwrap();
     let store = sqlite_store(&Options::new().namespace).await;
     let hour = Duration::from_secs(3600);
     let limits = flash_core::Limits::default();
@@ -64,9 +28,9 @@ async fn a_prg_cycle_is_one_statement_per_call() {
         .append(&client, &[info("warm")], hour, &limits)
         .await
         .unwrap();
-    count.store(0, Ordering::SeqCst);
+    count.take();
     let statements = |what: &str, expected: u64| {
-        let now = count.swap(0, Ordering::SeqCst);
+        let now = count.take();
         assert_eq!(now, expected, "{what}: {now} statements");
     };
 

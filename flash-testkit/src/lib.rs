@@ -7,6 +7,7 @@ mod app;
 mod client;
 mod counting;
 pub mod keyed_kit;
+mod statements;
 pub mod tests;
 pub mod urls;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use app::{assert_messages, messages_left, next_cookie_header};
 pub use client::{Client, Request, Response};
 pub use counting::{CallCounts, CountingStore};
+pub use statements::StatementCounter;
 pub use keyed_kit::KeyedFactory;
 
 use flash_core::Key;

@@ -31,18 +31,17 @@
 //! `FLASH_CAPACITY_STORES` (a comma list of `redis,postgres,mysql,sqlite`; default all).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flash_core::http::HeaderMap;
-use flash_core::http::header::{COOKIE, SET_COOKIE};
-use flash_core::storage::{ClientId, Incoming, KeyedStore, LeaseId, Outcome, ServerStorage};
-use flash_core::{Key, Keys, Level, Limits, Message, Messages, MessagesConfig};
+use flash_core::storage::{ClientId, KeyedStore, LeaseId, Outcome};
+use flash_core::{Level, Limits, Message};
 use flash_sql::SqlStore;
+use flash_testkit::StatementCounter;
 use sqlx::AssertSqlSafe;
 
-use super::{TEXT, env_usize, median};
+use super::{Flash, TEXT, env_usize, median};
 
 /// The message as flash stores it and as the floor stores it: the same JSON.
 const BODY: &str = r#"[20,"You have 3 new notifications waiting now"]"#;
@@ -57,100 +56,12 @@ pub(crate) fn wanted(store: &str) -> bool {
 
 // --- counting sqlx's statements ------------------------------------------------------------------
 
-/// Statements sqlx sent (one `sqlx::query` event each), on every thread: SQLite's run on
-/// sqlx's worker thread.
-static STATEMENTS: AtomicU64 = AtomicU64::new(0);
-
-struct StatementCounter;
-
-impl tracing::Subscriber for StatementCounter {
-    fn register_callsite(
-        &self,
-        metadata: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        if metadata.target() == "sqlx::query" {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing::subscriber::Interest::never()
-        }
-    }
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        metadata.target() == "sqlx::query"
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        if event.metadata().target() == "sqlx::query" {
-            STATEMENTS.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::TRACE)
-    }
-}
+/// Statements sqlx sent, on every thread: SQLite's run on sqlx's worker thread (installed as
+/// the global subscriber in `sql_capacity`).
+static STATEMENTS: LazyLock<StatementCounter> = LazyLock::new(StatementCounter::new);
 
 fn statements() -> u64 {
-    STATEMENTS.load(Ordering::SeqCst)
-}
-
-// --- flash through its public API ----------------------------------------------------------------
-
-struct Flash {
-    storage: Arc<ServerStorage<SqlStore>>,
-    config: Arc<MessagesConfig>,
-}
-
-impl Flash {
-    fn new(store: SqlStore) -> Flash {
-        Flash {
-            storage: Arc::new(ServerStorage::new(
-                store,
-                Keys::new(Key::from_mac_key(b"0123456789abcdef0123456789abcdef")),
-            )),
-            config: Arc::new(MessagesConfig::default()),
-        }
-    }
-
-    /// A POST that adds one message; returns the client's cookie header.
-    async fn post(&self, cookie: Option<&HeaderMap>) -> HeaderMap {
-        let incoming = cookie.map_or_else(Incoming::default, Incoming::from_headers);
-        let messages = Messages::new(self.storage.clone(), incoming, self.config.clone());
-        messages.info(TEXT);
-        let mut response = HeaderMap::new();
-        messages.save(&mut response).await.expect("flash save");
-        if let Some(cookie) = cookie {
-            return cookie.clone();
-        }
-        let pair = response
-            .get(SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .expect("an id cookie")
-            .to_owned();
-        let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, pair.parse().expect("a cookie header"));
-        headers
-    }
-
-    /// A GET that shows (and so consumes) what is pending.
-    async fn get(&self, cookie: &HeaderMap) -> usize {
-        let messages = Messages::new(
-            self.storage.clone(),
-            Incoming::from_headers(cookie),
-            self.config.clone(),
-        );
-        let shown = messages.read().await.expect("flash read").len();
-        messages
-            .save(&mut HeaderMap::new())
-            .await
-            .expect("flash save");
-        shown
-    }
+    STATEMENTS.count()
 }
 
 // --- one server ------------------------------------------------------------------------------------
@@ -679,7 +590,7 @@ fn ms(d: Duration) -> String {
 
 /// Measures every wanted SQL server and prints the table.
 pub(crate) async fn sql_capacity() {
-    if tracing::subscriber::set_global_default(StatementCounter).is_err() {
+    if tracing::subscriber::set_global_default(STATEMENTS.clone()).is_err() {
         println!(
             "sql: another tracing subscriber is set; statement counts would be wrong, skipped"
         );
