@@ -24,11 +24,57 @@ flash_core::adapter_types! {
     /// facade's `session`) use actix-session's session with the feature `actix-session`:
     /// actix-session's `SessionMiddleware` must then wrap this one (see `ActixSession`, with the
     /// feature on).
+    ///
+    /// ```
+    /// use actix_web::{App, web};
+    /// use flash::actix::{Adapter, FlashMiddleware};
+    /// use flash::{Level, MessagesConfig};
+    ///
+    /// # async fn start() -> flash::Result<()> {
+    /// let storage = flash::open_from_env().await?;
+    /// // Debug messages shown too: the handle's options are the adapter's.
+    /// let config = MessagesConfig::default().with_level(Level::DEBUG);
+    /// let flash = FlashMiddleware::from(Adapter::new(storage).with_config(config));
+    /// let app = App::new()
+    ///     .wrap(flash)
+    ///     .route("/", web::get().to(|| async { "Hello" }));
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub struct FlashMiddleware(Adapter);
 
     /// The flash messages of the current request, as an actix-web extractor: it dereferences to
     /// [`flash_core::Messages`]. Without a [`FlashMiddleware`] the extraction fails with a `500`
     /// that names the fix.
+    ///
+    /// ```
+    /// use actix_web::{App, HttpResponse, http::header, web};
+    /// use flash::actix::{Flash, FlashMiddleware};
+    ///
+    /// async fn save(flash: Flash) -> HttpResponse {
+    ///     flash.success("Article saved.");
+    ///     HttpResponse::SeeOther()
+    ///         .insert_header((header::LOCATION, "/"))
+    ///         .finish()
+    /// }
+    ///
+    /// async fn page(flash: Flash) -> String {
+    ///     // Shown once, then gone. A storage that is down shows nothing and loses nothing.
+    ///     let messages = flash.read().await.unwrap_or_default();
+    ///     messages.iter().map(|message| format!("{message}\n")).collect()
+    /// }
+    ///
+    /// # async fn start() -> flash::Result<()> {
+    /// let storage = flash::open_from_env().await?;
+    /// let app = App::new()
+    ///     .wrap(FlashMiddleware::new(storage))
+    ///     .route("/", web::get().to(page))
+    ///     .route("/", web::post().to(save));
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub struct Flash(Messages);
 }
 

@@ -39,6 +39,31 @@ flash_core::adapter_types! {
     /// [`flash_core::Messages`] (clone it with `Messages::clone(&flash)` to keep it beyond the
     /// handler). Every extraction in one request returns the same handle. Without a
     /// [`FlashLayer`] around the route the extraction fails with a `500` that names the fix.
+    ///
+    /// ```
+    /// use axum::{Router, response::Redirect, routing::get};
+    /// use flash::axum::{Flash, FlashLayer};
+    ///
+    /// async fn save(flash: Flash) -> Redirect {
+    ///     flash.success("Article saved.");
+    ///     Redirect::to("/")
+    /// }
+    ///
+    /// async fn page(flash: Flash) -> String {
+    ///     // Shown once, then gone. A storage that is down shows nothing and loses nothing.
+    ///     let messages = flash.read().await.unwrap_or_default();
+    ///     messages.iter().map(|message| format!("{message}\n")).collect()
+    /// }
+    ///
+    /// # async fn start() -> flash::Result<()> {
+    /// let storage = flash::open_from_env().await?;
+    /// let app: Router = Router::new()
+    ///     .route("/", get(page).post(save))
+    ///     .layer(FlashLayer::new(storage));
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub struct Flash(Messages);
 }
 

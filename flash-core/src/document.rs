@@ -115,6 +115,39 @@ pub const DEFAULT_DOCUMENT_ATTEMPTS: u32 = 100;
 /// since the Unix epoch, from the clock of the process that wrote it: keep the clocks of the
 /// servers sharing a store in sync). A document that cannot be read counts as empty and is
 /// replaced at the next write.
+///
+/// ```
+/// # use std::{collections::HashMap, sync::Mutex, time::SystemTime};
+/// # use flash_core::{Result, storage::{ClientId, DocumentStore, Versioned}};
+/// # #[derive(Default)]
+/// # struct MyDocuments(Mutex<HashMap<ClientId, Versioned>>);
+/// # #[flash_core::async_trait]
+/// # impl DocumentStore for MyDocuments {
+/// #     async fn get(&self, client: &ClientId) -> Result<Option<Versioned>> {
+/// #         Ok(self.0.lock().unwrap().get(client).cloned())
+/// #     }
+/// #     async fn put(&self, client: &ClientId, new: Versioned, expected: Option<u64>, _: SystemTime) -> Result<bool> {
+/// #         let mut docs = self.0.lock().unwrap();
+/// #         let fresh = docs.get(client).map(|d| d.version) == expected;
+/// #         if fresh { docs.insert(*client, new); }
+/// #         Ok(fresh)
+/// #     }
+/// #     async fn delete(&self, client: &ClientId, expected: u64) -> Result<bool> {
+/// #         let mut docs = self.0.lock().unwrap();
+/// #         let fresh = docs.get(client).map(|d| d.version) == Some(expected);
+/// #         if fresh { docs.remove(client); }
+/// #         Ok(fresh)
+/// #     }
+/// # }
+/// use flash_core::Key;
+/// use flash_core::storage::{Documents, ServerStorage};
+///
+/// // `MyDocuments` implements `DocumentStore` (see its example): get, put and delete, each
+/// // conditional on the version.
+/// let store = Documents::new(MyDocuments::default()).max_attempts(20); // a KeyedStore
+/// let storage = ServerStorage::new(store, Key::generate());
+/// # let _ = storage;
+/// ```
 #[derive(Debug, Clone)]
 pub struct Documents<D> {
     store: D,

@@ -5,6 +5,20 @@ use std::error::Error as StdError;
 use std::fmt;
 
 /// What went wrong, for a caller to match on.
+///
+/// ```
+/// use flash_core::{Error, ErrorKind};
+///
+/// // What a handler may do with a failed read: the page is served either way.
+/// fn log_level(err: &Error) -> tracing::Level {
+///     match err.kind() {
+///         ErrorKind::Unavailable => tracing::Level::WARN, // the store is down: try later
+///         ErrorKind::Config => tracing::Level::ERROR, // the message says what to fix
+///         _ => tracing::Level::INFO, // a tampered or unreadable cookie: nothing shown
+///     }
+/// }
+/// assert_eq!(log_level(&Error::new(ErrorKind::Unavailable, "redis")), tracing::Level::WARN);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {

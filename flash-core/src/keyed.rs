@@ -170,6 +170,29 @@ pub enum Outcome {
 ///
 /// Without atomic server-side operations, write a [`DocumentStore`](crate::storage::DocumentStore)
 /// instead: [`Documents`](crate::storage::Documents) implements this trait over it.
+///
+/// The calls as the bridge makes them, on [`MemoryStore`](crate::storage::MemoryStore):
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use flash_core::{Level, Limits, Message};
+/// use flash_core::storage::{ClientId, KeyedStore, LeaseId, MemoryStore, Outcome};
+///
+/// let store = MemoryStore::new();
+/// let (client, ttl, limits) = (ClientId::random(), Duration::from_secs(3600), Limits::default());
+/// let saved = [Message::new(Level::SUCCESS, "Article saved.")];
+/// assert_eq!(store.append(&client, &saved, ttl, &limits).await?, 1); // the POST
+///
+/// let lease = LeaseId::random(); // the GET
+/// let shown = store.lease(&client, &lease, Duration::from_secs(30)).await?;
+/// assert_eq!(shown[0].text, "Article saved.");
+/// // Hidden from other leases until the lease ends or times out.
+/// assert!(store.lease(&client, &LeaseId::random(), Duration::from_secs(30)).await?.is_empty());
+/// store.settle(&client, &lease, Outcome::Consumed, &[], ttl, &limits).await?;
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a flash `KeyedStore`",
     note = "implement `append`, `lease` and `settle` with `#[flash_core::async_trait]`, or implement `flash_core::storage::DocumentStore` and wrap it in `flash_core::storage::Documents`"
@@ -665,6 +688,38 @@ struct KeyedToken<S: KeyedStore> {
 /// Tokio runtime with its time driver enabled, as every Tokio-based framework runs. Without
 /// that feature there is no deadline until the application gives a [`Timer`]
 /// ([`ServerStorage::with_timer`]), and an abandoned lease comes back after the lease timeout.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use flash_core::{Key, Messages, MessagesConfig};
+/// use flash_core::storage::{Incoming, MemoryStore, ServerStorage};
+///
+/// let storage = Arc::new(
+///     ServerStorage::new(MemoryStore::new(), Key::generate())
+///         .with_ttl(Duration::from_secs(24 * 3600)) // undelivered messages expire
+///         .with_lease_timeout(Duration::from_secs(30)), // a crashed request's come back
+/// );
+/// let config = Arc::new(MessagesConfig::default());
+///
+/// // POST: one append; the response sets the signed id cookie.
+/// let messages = Messages::new(storage.clone(), Incoming::default(), config.clone());
+/// messages.success("Article saved.");
+/// let mut response = http::HeaderMap::new();
+/// messages.save(&mut response).await?;
+/// let set_cookie = response["set-cookie"].to_str().unwrap();
+/// let id = set_cookie.split(';').next().unwrap();
+///
+/// // GET with that cookie: a lease to read, a settle to consume.
+/// let mut request = http::HeaderMap::new();
+/// request.insert("cookie", id.parse().unwrap());
+/// let messages = Messages::new(storage, Incoming::from_headers(&request), config);
+/// assert_eq!(messages.read().await?[0].text, "Article saved.");
+/// messages.save(&mut http::HeaderMap::new()).await?;
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct ServerStorage<S> {
     store: Arc<S>,
     keys: Keys,

@@ -102,6 +102,23 @@ impl MessagesConfig {
 }
 
 /// What [`Messages::save`] did, for the adapter to shape the response.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # use std::sync::Arc;
+/// # use flash_core::{Key, storage::{Incoming, MemoryStore, ServerStorage}};
+/// # let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
+/// use flash_core::{Messages, MessagesConfig};
+///
+/// let messages = Messages::new(storage, Incoming::default(), Arc::new(MessagesConfig::default()));
+/// messages.success("Article saved.");
+/// let mut response = http::HeaderMap::new();
+/// let report = messages.save(&mut response).await?;
+/// assert!(report.saved && report.vary); // the response gets `Vary: Cookie`
+/// assert!(report.dropped.is_empty() && report.degraded.is_none());
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct SaveReport {
@@ -124,6 +141,20 @@ pub struct SaveReport {
 }
 
 /// What [`Messages::try_add`] did with a message it did not refuse.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use flash_core::{Key, storage::{Incoming, MemoryStore, ServerStorage}};
+/// # let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
+/// use flash_core::{Added, Level, Message, Messages, MessagesConfig};
+///
+/// let config = Arc::new(MessagesConfig::default()); // minimum level INFO, as Django's
+/// let messages = Messages::new(storage, Incoming::default(), config);
+/// let saved = Message::new(Level::SUCCESS, "Article saved.");
+/// assert_eq!(messages.try_add(saved), Ok(Added::Queued));
+/// let hit = Message::new(Level::DEBUG, "Cache hit.");
+/// assert_eq!(messages.try_add(hit), Ok(Added::BelowLevel));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Added {
@@ -148,6 +179,22 @@ impl Added {
 ///
 /// Converts into an [`Error`] (kind [`ErrorKind::SizeLimit`] at the limits,
 /// [`ErrorKind::Encode`] for data), so a handler can `?` it.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use flash_core::{Key, storage::{Incoming, MemoryStore, ServerStorage}};
+/// # let storage = Arc::new(ServerStorage::new(MemoryStore::new(), Key::generate()));
+/// use flash_core::{ErrorKind, Level, Limits, Message, Messages, MessagesConfig, Refused};
+///
+/// let limits = Limits::default().with_max_text_len(20);
+/// let config = Arc::new(MessagesConfig::default().with_limits(limits));
+/// let messages = Messages::new(storage, Incoming::default(), config);
+/// let long = Message::new(Level::INFO, "A text longer than twenty bytes.");
+/// assert_eq!(messages.try_add(long.clone()), Err(Refused::TooLarge));
+/// // In a handler returning `flash_core::Result`, `messages.try_add(long)?` fails with:
+/// let err = flash_core::Error::from(messages.try_add(long).unwrap_err());
+/// assert_eq!(err.kind(), ErrorKind::SizeLimit);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Refused {

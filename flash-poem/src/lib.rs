@@ -17,11 +17,59 @@ flash_core::adapter_types! {
     /// A handler's error is turned into its response here, so the request is ended on it: what the
     /// handler added is saved, what it read is not consumed, the response gets `Vary: Cookie`; the
     /// middleware then answers `Ok` with that response.
+    ///
+    /// ```
+    /// use flash::poem::{Adapter, FlashMiddleware};
+    /// use flash::{Level, MessagesConfig};
+    /// use poem::{EndpointExt, Route, get, handler};
+    ///
+    /// #[handler]
+    /// fn hello() -> &'static str {
+    ///     "Hello"
+    /// }
+    ///
+    /// # async fn start() -> flash::Result<()> {
+    /// let storage = flash::open_from_env().await?;
+    /// // Debug messages shown too: the handle's options are the adapter's.
+    /// let config = MessagesConfig::default().with_level(Level::DEBUG);
+    /// let flash = FlashMiddleware::from(Adapter::new(storage).with_config(config));
+    /// let app = Route::new().at("/", get(hello)).with(flash);
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub struct FlashMiddleware(Adapter);
 
     /// The flash messages of the current request, as a poem extractor: dereferences to
     /// [`flash_core::Messages`]. Without a [`FlashMiddleware`] the extraction fails with a `500`
     /// that names the fix.
+    ///
+    /// ```
+    /// use flash::poem::{Flash, FlashMiddleware};
+    /// use poem::{EndpointExt, Route, get, handler, web::Redirect};
+    ///
+    /// #[handler]
+    /// fn save(flash: Flash) -> Redirect {
+    ///     flash.success("Article saved.");
+    ///     Redirect::see_other("/")
+    /// }
+    ///
+    /// #[handler]
+    /// async fn page(flash: Flash) -> String {
+    ///     // Shown once, then gone. A storage that is down shows nothing and loses nothing.
+    ///     let messages = flash.read().await.unwrap_or_default();
+    ///     messages.iter().map(|message| format!("{message}\n")).collect()
+    /// }
+    ///
+    /// # async fn start() -> flash::Result<()> {
+    /// let storage = flash::open_from_env().await?;
+    /// let app = Route::new()
+    ///     .at("/", get(page).post(save))
+    ///     .with(FlashMiddleware::new(storage));
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub struct Flash(Messages);
 }
 

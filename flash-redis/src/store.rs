@@ -91,6 +91,24 @@ const MAX_REMEMBERED_LEASES: usize = 65_536;
 ///
 /// Clones share one multiplexed connection that reconnects by itself. See the crate docs for the
 /// key layout and what each guarantee rests on.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use flash_core::{Key, storage::ServerStorage};
+/// use flash_redis::RedisStore;
+///
+/// // Connects on first use, so the application starts while Redis is down; `connect` would
+/// // connect now and load the scripts.
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .prefix("myapp-flash")
+///     .connect_lazy()?;
+/// assert_eq!(store.call_timeout(), flash_core::DEFAULT_CALL_TIMEOUT);
+/// // The bridge gives each browser a random id in a signed cookie.
+/// let storage = ServerStorage::new(store, Key::generate());
+/// # let _ = storage;
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,

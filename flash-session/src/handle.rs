@@ -117,6 +117,21 @@ impl std::fmt::Debug for BridgedSession {
 ///
 /// For tests and examples, and for frameworks that keep their own session map: put one per
 /// client in the request extensions.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use flash_session::{MemorySession, SessionHandle};
+/// use serde_json::json;
+///
+/// let session = MemorySession::new();
+/// session.set("user", json!("ada")); // a test's starting state
+/// let shared = session.clone(); // clones share the values
+/// shared.insert("_messages", json!("[]")).await?;
+/// assert_eq!(session.get("user").await?, Some(json!("ada")));
+/// assert_eq!(session.entries().len(), 2);
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Default)]
 pub struct MemorySession {
     values: Arc<Mutex<BTreeMap<String, Value>>>,

@@ -247,6 +247,22 @@ pub(crate) struct Inner {
 ///
 /// See the crate documentation for the schema, the statements each call runs and what each
 /// guarantee rests on per server.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use flash_core::{Key, storage::ServerStorage};
+/// use flash_sql::{Driver, SqlStore};
+///
+/// let store = SqlStore::connect("sqlite::memory:").await?; // the scheme picks the driver
+/// assert_eq!(store.driver(), Driver::Sqlite);
+/// store.migrate().await?; // the table, at start-up or from a deployment step
+/// // The bridge gives each browser a random id in a signed cookie.
+/// let storage = ServerStorage::new(store, Key::generate());
+/// # let _ = storage;
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct SqlStore {
     inner: Arc<Inner>,

@@ -1188,63 +1188,59 @@ async fn outage(at: ServerAt, addr: SocketAddr, what: &str) {
     let lease_id = LeaseId::random();
     let limits = Limits::default();
     let message = [info("lost")];
-    let check = |call: &str, started: Instant, result: Option<flash_core::Result<String>>| {
-        let elapsed = started.elapsed();
-        match result {
-            None => panic!("{call} against {what} was still running after {bound:?}"),
-            Some(Ok(answer)) => panic!(
-                "{call} against {what} answered {answer} instead of an error: flash then \
-                 shows or stores nothing and never carries the request's messages in the cookie"
-            ),
-            Some(Err(err)) => {
-                assert_eq!(
-                    err.kind(),
-                    ErrorKind::Unavailable,
-                    "{call} against {what} failed with {err}, not Unavailable"
-                );
-                assert!(
-                    elapsed <= bound,
-                    "{call} against {what} failed after {elapsed:?}, beyond its deadline of \
-                     {OUTAGE_DEADLINE:?}"
-                );
-            }
-        }
-    };
-    let started = Instant::now();
-    let result = tokio::time::timeout(bound, store.append(&client, &message, LONG, &limits)).await;
-    check(
-        "append",
-        started,
-        result
-            .ok()
-            .map(|r| r.map(|kept| format!("Ok({kept} kept)"))),
-    );
-    let started = Instant::now();
-    let result = tokio::time::timeout(bound, store.lease(&client, &lease_id, HOLD)).await;
-    check(
-        "lease",
-        started,
-        result
-            .ok()
-            .map(|r| r.map(|got| format!("Ok({} messages)", got.len()))),
-    );
-    for (outcome, append) in [
-        (Outcome::Consumed, &message[..]),
-        (Outcome::Released, &[][..]),
+    fails_in_time(what, "append", bound, async {
+        let kept = store.append(&client, &message, LONG, &limits).await?;
+        Ok(format!("Ok({kept} kept)"))
+    })
+    .await;
+    fails_in_time(what, "lease", bound, async {
+        let got = store.lease(&client, &lease_id, HOLD).await?;
+        Ok(format!("Ok({} messages)", got.len()))
+    })
+    .await;
+    for (call, outcome, append) in [
+        ("settle (Consumed)", Outcome::Consumed, &message[..]),
+        ("settle (Released)", Outcome::Released, &[][..]),
     ] {
-        let started = Instant::now();
-        let result = tokio::time::timeout(
-            bound,
-            store.settle(&client, &lease_id, outcome, append, LONG, &limits),
-        )
+        fails_in_time(what, call, bound, async {
+            let kept = store
+                .settle(&client, &lease_id, outcome, append, LONG, &limits)
+                .await?;
+            Ok(format!("Ok({kept} kept)"))
+        })
         .await;
-        check(
-            &format!("settle ({outcome:?})"),
-            started,
-            result
-                .ok()
-                .map(|r| r.map(|kept| format!("Ok({kept} kept)"))),
-        );
+    }
+}
+
+/// One call of the outage tests against `what`: it must fail with [`ErrorKind::Unavailable`]
+/// within `bound`. `answer` is the call, its success shown for the failure message.
+async fn fails_in_time(
+    what: &str,
+    call: &str,
+    bound: Duration,
+    answer: impl Future<Output = flash_core::Result<String>>,
+) {
+    let started = Instant::now();
+    let result = tokio::time::timeout(bound, answer).await;
+    let elapsed = started.elapsed();
+    match result {
+        Err(_) => panic!("{call} against {what} was still running after {bound:?}"),
+        Ok(Ok(answer)) => panic!(
+            "{call} against {what} answered {answer} instead of an error: flash then \
+             shows or stores nothing and never carries the request's messages in the cookie"
+        ),
+        Ok(Err(err)) => {
+            assert_eq!(
+                err.kind(),
+                ErrorKind::Unavailable,
+                "{call} against {what} failed with {err}, not Unavailable"
+            );
+            assert!(
+                elapsed <= bound,
+                "{call} against {what} failed after {elapsed:?}, beyond its deadline of \
+                 {OUTAGE_DEADLINE:?}"
+            );
+        }
     }
 }
 

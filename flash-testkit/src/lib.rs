@@ -18,8 +18,8 @@ use std::time::Duration;
 pub use app::{assert_messages, messages_left, next_cookie_header};
 pub use client::{Client, Request, Response};
 pub use counting::{CallCounts, CountingStore};
-pub use statements::StatementCounter;
 pub use keyed_kit::KeyedFactory;
+pub use statements::StatementCounter;
 
 use flash_core::Key;
 use flash_core::storage::{Incoming, Storage};
