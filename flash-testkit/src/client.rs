@@ -17,6 +17,25 @@ use flash_core::{Messages, MessagesConfig, SaveReport};
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
 /// A browser: a cookie jar shared by its requests (clones share it, like tabs).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use flash_core::storage::MemoryStore;
+/// use flash_testkit::{Harness, Options};
+///
+/// let harness = Harness::keyed(MemoryStore::new(), &Options::new());
+/// let browser = harness.client();
+/// let post = browser.request();
+/// post.info("Welcome back.");
+/// post.finish().await;
+/// assert!(browser.cookie(&harness.state_cookie).is_some()); // the signed id
+///
+/// // Another browser has its own jar, and none of the first one's messages.
+/// let other = harness.client().request();
+/// assert!(other.read().await?.is_empty());
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Client {
     harness: Harness,

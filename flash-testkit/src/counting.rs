@@ -35,6 +35,23 @@ impl CallCounts {
 }
 
 /// Wraps a keyed store and counts its calls.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use flash_core::storage::{ClientId, KeyedStore, MemoryStore};
+/// use flash_core::{Level, Limits, Message};
+/// use flash_testkit::CountingStore;
+///
+/// let store = CountingStore::new(MemoryStore::new());
+/// let counts = store.counts(); // shared: read them after handing the store on
+/// let hello = [Message::new(Level::INFO, "Hello.")];
+/// let ttl = Duration::from_secs(60);
+/// store.append(&ClientId::random(), &hello, ttl, &Limits::default()).await?;
+/// assert_eq!((counts.appends(), counts.total()), (1, 1));
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug)]
 pub struct CountingStore<S> {
     inner: S,

@@ -27,6 +27,17 @@ use flash_core::storage::{KeyedStore, ServerStorage};
 use flash_core::{Keys, MessagesConfig};
 
 /// What a factory is asked for. Made by [`Options::new`] (fields may be added).
+///
+/// ```
+/// use flash_testkit::Options;
+///
+/// // What a factory does with them: isolate, sign, time as asked.
+/// let options = Options::new();
+/// let table = format!("flash_{}", options.namespace); // unique to this test
+/// let keys = options.keys("flash.id"); // derived from `options.secret`
+/// assert_ne!(Options::new().namespace, options.namespace);
+/// # let _ = (table, keys);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
@@ -180,6 +191,25 @@ impl Capabilities {
 type RequestHook = Arc<dyn Fn(u64, &mut Incoming) + Send + Sync>;
 
 /// A storage under test, with what it declares and, for keyed stores, its call counts.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use flash_core::storage::MemoryStore;
+/// use flash_testkit::{Harness, Options};
+///
+/// let harness = Harness::keyed(MemoryStore::new(), &Options::new());
+/// let browser = harness.client();
+/// let post = browser.request();
+/// post.success("Article saved.");
+/// post.finish().await; // the browser's jar keeps the id cookie
+/// let get = browser.request();
+/// assert_eq!(get.read().await?[0].text, "Article saved.");
+/// get.finish().await;
+/// let calls = harness.calls.expect("a keyed harness counts its store's calls");
+/// assert_eq!((calls.appends(), calls.leases(), calls.settles()), (1, 1, 1));
+/// # Ok::<(), flash_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Harness {
     /// The storage.
@@ -429,6 +459,19 @@ impl Factory {
 
 /// Expands the conformance suite into one `#[test]` per behaviour for `factory`, an
 /// `async fn(Options) -> Option<Harness>` (or a closure returning such a future).
+///
+/// ```
+/// use flash_core::storage::MemoryStore;
+/// use flash_testkit::{Harness, Options};
+///
+/// // tests/conformance.rs of a storage: a factory, then one `#[test]` per behaviour.
+/// async fn memory(options: Options) -> Option<Harness> {
+///     Some(Harness::keyed(MemoryStore::new(), &options))
+/// }
+///
+/// flash_testkit::conformance_tests!(memory);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
