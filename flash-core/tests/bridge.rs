@@ -35,6 +35,25 @@ enum Deferred {
     Lease(ClientId, LeaseId, Duration),
 }
 
+impl Deferred {
+    /// Makes the call on `store`: a write answers how many it kept, a lease how many it took.
+    async fn apply(self, store: &MemoryStore) -> Result<usize> {
+        match self {
+            Deferred::Append(Some(op), c, m, ttl, l) => {
+                store.append_once(&op, &c, &m, ttl, &l).await
+            }
+            Deferred::Append(None, c, m, ttl, l) => store.append(&c, &m, ttl, &l).await,
+            Deferred::Settle(Some(op), c, lease, o, m, ttl, l) => {
+                store.settle_once(&op, &c, &lease, o, &m, ttl, &l).await
+            }
+            Deferred::Settle(None, c, lease, o, m, ttl, l) => {
+                store.settle(&c, &lease, o, &m, ttl, &l).await
+            }
+            Deferred::Lease(c, lease, t) => store.lease(&c, &lease, t).await.map(|m| m.len()),
+        }
+    }
+}
+
 /// What the store does now: answer, fail as unreachable, answer only after a pause (having
 /// done the work, as a server whose reply is late), or stall (nothing answers; what was sent
 /// is applied, in order, when [`Faults::heal`] ends the stall).
@@ -73,26 +92,7 @@ impl Faults {
     async fn deliver(&self, store: &MemoryStore) {
         let held = std::mem::take(&mut *self.held.lock().unwrap());
         for call in held {
-            match call {
-                Deferred::Append(Some(op), c, m, ttl, l) => {
-                    store.append_once(&op, &c, &m, ttl, &l).await.unwrap();
-                }
-                Deferred::Append(None, c, m, ttl, l) => {
-                    store.append(&c, &m, ttl, &l).await.unwrap();
-                }
-                Deferred::Settle(Some(op), c, lease, o, m, ttl, l) => {
-                    store
-                        .settle_once(&op, &c, &lease, o, &m, ttl, &l)
-                        .await
-                        .unwrap();
-                }
-                Deferred::Settle(None, c, lease, o, m, ttl, l) => {
-                    store.settle(&c, &lease, o, &m, ttl, &l).await.unwrap();
-                }
-                Deferred::Lease(c, lease, t) => {
-                    store.lease(&c, &lease, t).await.unwrap();
-                }
-            }
+            call.apply(store).await.unwrap();
         }
     }
 
@@ -145,6 +145,24 @@ struct Faulty {
     remembers: bool,
 }
 
+impl Faulty {
+    /// A write through the faults: refused while the store is down (a settle also while
+    /// settles are failing), held while it stalls, else applied and answered (late, when
+    /// answers are delayed).
+    async fn write(&self, call: Deferred) -> Result<usize> {
+        match call {
+            Deferred::Settle(..) => self.faults.check_settle()?,
+            _ => self.faults.check()?,
+        }
+        if self.faults.stalled() {
+            return self.faults.hold(call).await;
+        }
+        let kept = call.apply(&self.inner).await;
+        self.faults.after(false).await;
+        kept
+    }
+}
+
 #[async_trait]
 impl KeyedStore for Faulty {
     async fn append(
@@ -154,14 +172,8 @@ impl KeyedStore for Faulty {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize> {
-        self.faults.check()?;
-        if self.faults.stalled() {
-            let call = Deferred::Append(None, *client, messages.to_vec(), ttl, *limits);
-            return self.faults.hold(call).await;
-        }
-        let kept = self.inner.append(client, messages, ttl, limits).await;
-        self.faults.after(false).await;
-        kept
+        let call = Deferred::Append(None, *client, messages.to_vec(), ttl, *limits);
+        self.write(call).await
     }
 
     async fn lease(
@@ -189,25 +201,16 @@ impl KeyedStore for Faulty {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize> {
-        self.faults.check_settle()?;
-        if self.faults.stalled() {
-            let call = Deferred::Settle(
-                None,
-                *client,
-                *lease,
-                outcome,
-                append.to_vec(),
-                ttl,
-                *limits,
-            );
-            return self.faults.hold(call).await;
-        }
-        let kept = self
-            .inner
-            .settle(client, lease, outcome, append, ttl, limits)
-            .await;
-        self.faults.after(false).await;
-        kept
+        let call = Deferred::Settle(
+            None,
+            *client,
+            *lease,
+            outcome,
+            append.to_vec(),
+            ttl,
+            *limits,
+        );
+        self.write(call).await
     }
 
     fn remembers_operations(&self) -> Option<Duration> {
@@ -216,6 +219,7 @@ impl KeyedStore for Faulty {
             .flatten()
     }
 
+    /// Without `remembers`, the operation id is forgotten, as by a store that cannot keep it.
     async fn append_once(
         &self,
         op: &OperationId,
@@ -224,20 +228,9 @@ impl KeyedStore for Faulty {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize> {
-        if !self.remembers {
-            return self.append(client, messages, ttl, limits).await;
-        }
-        self.faults.check()?;
-        if self.faults.stalled() {
-            let call = Deferred::Append(Some(*op), *client, messages.to_vec(), ttl, *limits);
-            return self.faults.hold(call).await;
-        }
-        let kept = self
-            .inner
-            .append_once(op, client, messages, ttl, limits)
-            .await;
-        self.faults.after(false).await;
-        kept
+        let op = self.remembers.then_some(*op);
+        let call = Deferred::Append(op, *client, messages.to_vec(), ttl, *limits);
+        self.write(call).await
     }
 
     async fn settle_once(
@@ -250,30 +243,9 @@ impl KeyedStore for Faulty {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<usize> {
-        if !self.remembers {
-            return self
-                .settle(client, lease, outcome, append, ttl, limits)
-                .await;
-        }
-        self.faults.check_settle()?;
-        if self.faults.stalled() {
-            let call = Deferred::Settle(
-                Some(*op),
-                *client,
-                *lease,
-                outcome,
-                append.to_vec(),
-                ttl,
-                *limits,
-            );
-            return self.faults.hold(call).await;
-        }
-        let kept = self
-            .inner
-            .settle_once(op, client, lease, outcome, append, ttl, limits)
-            .await;
-        self.faults.after(false).await;
-        kept
+        let op = self.remembers.then_some(*op);
+        let call = Deferred::Settle(op, *client, *lease, outcome, append.to_vec(), ttl, *limits);
+        self.write(call).await
     }
 }
 
