@@ -3,7 +3,6 @@
 #![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
-
 // With no driver the crate still builds (`cargo package` verifies with the default features,
 // which are none): every URL is then refused by `connect` with a `Config` error naming the
 // feature to turn on, and the bodies that would dispatch to a driver are unreachable.

@@ -194,14 +194,21 @@ async fn odd_passwords_are_never_printed() {
 #[tokio::test]
 async fn a_driver_not_compiled_in_names_its_feature() {
     let drivers = [
-        ("postgres", "postgres://localhost/test", cfg!(feature = "postgres")),
+        (
+            "postgres",
+            "postgres://localhost/test",
+            cfg!(feature = "postgres"),
+        ),
         ("mysql", "mysql://localhost/test", cfg!(feature = "mysql")),
         ("sqlite", "sqlite::memory:", cfg!(feature = "sqlite")),
     ];
     for (feature, url, _) in drivers.into_iter().filter(|(_, _, on)| !on) {
         let err = SqlStore::builder(url).connect_lazy().expect_err(url);
         assert_eq!(err.kind(), ErrorKind::Config, "{url}");
-        assert!(err.to_string().contains(&format!("`{feature}` feature")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("`{feature}` feature")),
+            "{err}"
+        );
         let err = SqlStore::builder(url).connect().await.expect_err(url);
         assert_eq!(err.kind(), ErrorKind::Config, "{url}");
     }

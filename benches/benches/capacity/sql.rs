@@ -31,8 +31,8 @@
 //! `FLASH_CAPACITY_STORES` (a comma list of `redis,postgres,mysql,sqlite`; default all).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flash_core::storage::{ClientId, KeyedStore, LeaseId, Outcome};
