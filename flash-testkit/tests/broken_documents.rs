@@ -54,15 +54,18 @@ impl DocumentStore for MapDocs {
         expected: Option<u64>,
         expires: SystemTime,
     ) -> Result<bool> {
-        let current = self.get(client).await?.map(|doc| doc.version);
         if self.breakage == Breakage::NoCondition {
             // Another writer gets in between the read and the write.
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        } else if current != expected {
+        }
+        // The check and the write hold one lock: a compare-and-set split in two lets two
+        // writers that read the same version both win.
+        let mut docs = self.docs.lock().unwrap();
+        let current = Self::live(&docs, client).map(|doc| doc.version);
+        if self.breakage != Breakage::NoCondition && current != expected {
             return Ok(false);
         }
         let expires = (self.breakage != Breakage::NoExpiry).then_some(expires);
-        let mut docs = self.docs.lock().unwrap();
         let now = SystemTime::now();
         docs.retain(|_, (_, e)| e.is_none_or(|e| e > now));
         docs.insert(*client, (new, expires));
