@@ -4,10 +4,82 @@
 //! An adapter's test implements [`AdapterApp`] for a small app of its framework, built over the
 //! [`Adapter`] the kit hands it, and expands the kit with [`adapter_tests!`](crate::adapter_tests):
 //!
-//! ```ignore
-//! struct App(/* the framework's test service */);
-//! impl flash_testkit::adapter_kit::AdapterApp for App { /* build, send */ }
+//! ```no_run
+//! # use axum::extract::Query;
+//! # use axum::response::{IntoResponse, Redirect, Response};
+//! # use http::StatusCode;
+//! # use flash_axum::Flash;
+//! # use flash_core::{Level, Message};
+//! # #[derive(serde::Deserialize)]
+//! # struct AddQuery { text: String, level: Option<i32>, fail: Option<u16>, to: Option<String> }
+//! # async fn add(flash: Flash, Query(q): Query<AddQuery>) -> Result<Redirect, (StatusCode, &'static str)> {
+//! #     flash.add_message(Level::new(q.level.unwrap_or(25)), q.text);
+//! #     match q.fail {
+//! #         Some(status) => Err((StatusCode::from_u16(status).unwrap(), "failed")),
+//! #         None => Ok(Redirect::to(&format!("/{}", q.to.unwrap_or_default()))),
+//! #     }
+//! # }
+//! # #[derive(serde::Deserialize)]
+//! # struct ShowQuery { now: Option<String>, keep: Option<String>, vary: Option<String>, status: Option<u16>, fail: Option<u16> }
+//! # async fn show(flash: Flash, Query(q): Query<ShowQuery>) -> Result<Response, (StatusCode, &'static str)> {
+//! #     if let Some(text) = q.now { flash.add_now(Message::new(Level::INFO, text)); }
+//! #     let body = match flash.read().await {
+//! #         Ok(messages) => messages.iter().map(|m| format!("{} {}\n", m.level.value(), m.text)).collect(),
+//! #         Err(_) => "unavailable\n".to_owned(),
+//! #     };
+//! #     if q.keep.as_deref() == Some("1") { flash.keep(); }
+//! #     if let Some(status) = q.fail { return Err((StatusCode::from_u16(status).unwrap(), "failed")); }
+//! #     let mut response = (StatusCode::from_u16(q.status.unwrap_or(200)).unwrap(), body).into_response();
+//! #     if let Some(vary) = q.vary { response.headers_mut().insert(http::header::VARY, vary.parse().unwrap()); }
+//! #     Ok(response)
+//! # }
+//! # async fn idle(_flash: Flash) -> &'static str { "idle" }
+//! # async fn moved() -> Redirect { Redirect::permanent("/") }
+//! // tests/kit.rs of an axum adapter; `add`, `show`, `idle` and `moved` serve the routes below.
+//! use axum::{Router, body::Body, routing::{get, post}};
+//! use flash_axum::FlashLayer;
+//! use flash_core::adapter::Adapter;
+//! use flash_testkit::adapter_kit::{AdapterApp, KitRequest, KitResponse};
+//! use http::{HeaderValue, Request};
+//! use tower::ServiceExt as _;
+//!
+//! struct App(Router);
+//!
+//! impl AdapterApp for App {
+//!     async fn build(adapter: Adapter) -> Self {
+//!         App(Router::new()
+//!             .route("/", get(show).options(show))
+//!             .route("/add", post(add))
+//!             .route("/page", get(show))
+//!             .route("/idle", get(idle))
+//!             .route("/moved", get(moved))
+//!             .layer(FlashLayer::from(adapter)))
+//!     }
+//!
+//!     async fn send(&self, request: KitRequest) -> KitResponse {
+//!         let mut builder = Request::builder().method(request.method).uri(&request.uri);
+//!         if let Some(session) = request.session {
+//!             builder = builder.extension(session); // as a session middleware would
+//!         }
+//!         for (name, value) in &request.headers {
+//!             builder = builder.header(name, HeaderValue::from_bytes(value).unwrap());
+//!         }
+//!         let request = builder.body(Body::empty()).unwrap();
+//!         let response = self.0.clone().oneshot(request).await.unwrap();
+//!         let status = response.status().as_u16();
+//!         let headers = response.headers().iter()
+//!             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+//!             .collect();
+//!         let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+//!         KitResponse { status, headers, body: String::from_utf8(body.to_vec()).unwrap() }
+//!     }
+//! }
+//!
 //! flash_testkit::adapter_tests!(App);
+//! # // A doctest is not built with `--test`: what the `#[test]` functions call is checked here.
+//! # fn main() {
+//! #     let _ = || flash_testkit::adapter_kit::run(flash_testkit::adapter_kit::reload_shows_nothing::<App>());
+//! # }
 //! ```
 //!
 //! # The routes the app must serve

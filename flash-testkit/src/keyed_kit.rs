@@ -337,7 +337,37 @@ where
 ///
 /// In a backend's `tests/keyed_kit.rs` (needs `flash-testkit` as a dev-dependency):
 ///
-/// ```ignore
+/// ```no_run
+/// # mod my_backend {
+/// #     use std::time::Duration;
+/// #     use flash_core::{Limits, Message, Result};
+/// #     use flash_core::storage::{ClientId, KeyedStore, LeaseId, MemoryStore, Outcome};
+/// #     // A stand-in for your store: only its shape matters here.
+/// #     #[derive(Clone)]
+/// #     pub struct MyStore(MemoryStore);
+/// #     pub struct Builder;
+/// #     impl MyStore {
+/// #         pub async fn connect(_url: &str, _namespace: &str) -> Result<Self> { Ok(MyStore(MemoryStore::new())) }
+/// #         pub fn builder(_url: String) -> Builder { Builder }
+/// #         pub async fn raw_count(&self, _client: &ClientId) -> Result<usize> { Ok(0) }
+/// #     }
+/// #     impl Builder {
+/// #         pub fn call_timeout(self, _deadline: Duration) -> Self { self }
+/// #         pub fn connect_lazy(self) -> Result<MyStore> { Ok(MyStore(MemoryStore::new())) }
+/// #     }
+/// #     #[flash_core::async_trait]
+/// #     impl KeyedStore for MyStore {
+/// #         async fn append(&self, c: &ClientId, m: &[Message], ttl: Duration, l: &Limits) -> Result<usize> {
+/// #             self.0.append(c, m, ttl, l).await
+/// #         }
+/// #         async fn lease(&self, c: &ClientId, id: &LeaseId, t: Duration) -> Result<Vec<Message>> {
+/// #             self.0.lease(c, id, t).await
+/// #         }
+/// #         async fn settle(&self, c: &ClientId, id: &LeaseId, o: Outcome, m: &[Message], ttl: Duration, l: &Limits) -> Result<usize> {
+/// #             self.0.settle(c, id, o, m, ttl, l).await
+/// #         }
+/// #     }
+/// # }
 /// use std::net::SocketAddr;
 /// use flash_testkit::{Options, keyed_kit::Inspected, unavailable};
 ///
@@ -360,6 +390,12 @@ where
 /// }
 ///
 /// flash_testkit::keyed_store_tests!(store, at = store_at);
+/// # // A doctest is not built with `--test`: what the `#[test]` functions call is checked here.
+/// # fn main() {
+/// #     use flash_testkit::keyed_kit::{a_closed_port_is_unavailable, append_keeps_order, run, run_at};
+/// #     let _ = || run(store, append_keeps_order);
+/// #     let _ = || run_at(store_at, a_closed_port_is_unavailable);
+/// # }
 /// ```
 ///
 /// The tests are the public functions of [`keyed_kit`](crate::keyed_kit), which a test can
