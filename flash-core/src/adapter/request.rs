@@ -156,6 +156,38 @@ impl<'a> RequestParts<'a> {
         });
         first == Some(true)
     }
+
+    /// Whether the request is a prefetch ([`is_prefetch`]) and whether it is a page load
+    /// ([`is_page_load`]), read from any framework's headers: what [`Incoming::from_headers`]
+    /// reads of an `http` 1.x map.
+    fn prefetch_and_page_load(&self) -> (bool, bool) {
+        let mut prefetch = false;
+        for name in PREFETCH_HEADERS {
+            self.headers.for_each_value(name, &mut |value| {
+                prefetch |= is_prefetch(value);
+            });
+        }
+        // A header's values live only in the callback: keep a copy of the first.
+        let first = |name| {
+            let mut first = None;
+            self.headers.for_each_value(name, &mut |value| {
+                first.get_or_insert_with(|| value.to_vec());
+            });
+            first
+        };
+        let (hx, boosted, mode) = (
+            first("hx-request"),
+            first("hx-boosted"),
+            first("sec-fetch-mode"),
+        );
+        let page_load = is_page_load(|name| match name {
+            "hx-request" => hx.as_deref(),
+            "hx-boosted" => boosted.as_deref(),
+            "sec-fetch-mode" => mode.as_deref(),
+            _ => None,
+        });
+        (prefetch, page_load)
+    }
 }
 
 impl<'a, B> From<&'a http::Request<B>> for RequestParts<'a> {
@@ -318,31 +350,8 @@ impl Adapter {
         if !worth {
             return false;
         }
-        let mut prefetch = false;
-        for name in PREFETCH_HEADERS {
-            request.headers.for_each_value(name, &mut |value| {
-                prefetch |= is_prefetch(value);
-            });
-        }
-        let first = |name| {
-            let mut first = None;
-            request.headers.for_each_value(name, &mut |value| {
-                first.get_or_insert_with(|| value.to_vec());
-            });
-            first
-        };
-        let (hx, boosted, mode) = (
-            first("hx-request"),
-            first("hx-boosted"),
-            first("sec-fetch-mode"),
-        );
-        !prefetch
-            && is_page_load(|name| match name {
-                "hx-request" => hx.as_deref(),
-                "hx-boosted" => boosted.as_deref(),
-                "sec-fetch-mode" => mode.as_deref(),
-                _ => None,
-            })
+        let (prefetch, page_load) = request.prefetch_and_page_load();
+        !prefetch && page_load
     }
 
     /// [`Adapter::begin`] for a framework whose request extensions are an `http` 1.x
@@ -362,30 +371,7 @@ impl Adapter {
                 request.headers.for_each_value("cookie", &mut |value| {
                     cookies.extend(HeaderValue::from_bytes(value).ok());
                 });
-                let mut prefetch = false;
-                for name in PREFETCH_HEADERS {
-                    request.headers.for_each_value(name, &mut |value| {
-                        prefetch |= is_prefetch(value);
-                    });
-                }
-                let first = |name| {
-                    let mut first = None;
-                    request.headers.for_each_value(name, &mut |value| {
-                        first.get_or_insert_with(|| value.to_vec());
-                    });
-                    first
-                };
-                let (hx, boosted, mode) = (
-                    first("hx-request"),
-                    first("hx-boosted"),
-                    first("sec-fetch-mode"),
-                );
-                let page_load = is_page_load(|name| match name {
-                    "hx-request" => hx.as_deref(),
-                    "hx-boosted" => boosted.as_deref(),
-                    "sec-fetch-mode" => mode.as_deref(),
-                    _ => None,
-                });
+                let (prefetch, page_load) = request.prefetch_and_page_load();
                 Incoming::new(cookies, prefetch).with_page_load(page_load)
             }
         };
