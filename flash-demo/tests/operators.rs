@@ -14,39 +14,7 @@ use flash_demo::Serving;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, HOST, HeaderMap, SET_COOKIE};
 
-/// Each test, once per framework.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod on_axum {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Framework::Axum).await;
-                }
-            )*
-        }
-
-        mod on_actix {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Framework::Actix).await;
-                }
-            )*
-        }
-
-        mod on_poem {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Framework::Poem).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+common::on_every_framework!(
     every_response_says_nosniff,
     the_origin_must_match_scheme_host_and_port,
     sign_in_gives_a_new_id_so_a_planted_one_reads_nothing,

@@ -13,39 +13,7 @@ use flash_demo::{MessageView, Serving};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, HOST, HeaderMap, LOCATION, SET_COOKIE};
 
-/// Each test, once per framework.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod on_axum {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Framework::Axum).await;
-                }
-            )*
-        }
-
-        mod on_actix {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Framework::Actix).await;
-                }
-            )*
-        }
-
-        mod on_poem {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Framework::Poem).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+common::on_every_framework!(
     the_page_has_the_form_and_no_list_when_empty,
     a_post_redirects_and_the_page_shows_every_copy,
     bad_form_input_is_a_client_error,

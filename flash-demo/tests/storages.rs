@@ -41,39 +41,7 @@ fn with(url: &str, pair: &str) -> String {
     format!("{url}{separator}{pair}")
 }
 
-/// Each storage, once per framework.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod on_axum {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Framework::Axum).await;
-                }
-            )*
-        }
-
-        mod on_actix {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Framework::Actix).await;
-                }
-            )*
-        }
-
-        mod on_poem {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Framework::Poem).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+common::on_every_framework!(
     cookie,
     cookie_in_django_format,
     session,

@@ -277,30 +277,7 @@ async fn switch_secrets(
     }
 }
 
-/// Each pair, once per framework.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod on_axum {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Framework::Axum).await;
-                }
-            )*
-        }
-
-        mod on_actix {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Framework::Actix).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both!(cookie_to_redis, redis_to_postgres);
+common::on_every_framework!(cookie_to_redis, redis_to_postgres);
 
 async fn cookie_to_redis(framework: Framework) {
     switch(framework, "cookie", &redis()).await;

@@ -1,5 +1,12 @@
 //! The `flash-demo` binary, started as `cargo run -p flash-demo` starts it, for the tests.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    unused_imports,
+    unused_macros,
+    clippy::unwrap_used,
+    clippy::print_stderr
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -12,6 +19,27 @@ use flash::storage::Storage;
 pub use flash_demo::Framework;
 use flash_demo::Serving;
 use tokio::sync::oneshot;
+
+/// Each `async fn(Framework)` named, as one test per framework: `on_axum::name`,
+/// `on_actix::name`, `on_poem::name`.
+macro_rules! on_every_framework {
+    ($($name:ident),* $(,)?) => {
+        $crate::common::on_every_framework!(@on on_axum, Axum; $($name),*);
+        $crate::common::on_every_framework!(@on on_actix, Actix; $($name),*);
+        $crate::common::on_every_framework!(@on on_poem, Poem; $($name),*);
+    };
+    (@on $module:ident, $framework:ident; $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Framework::$framework).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_framework;
 
 /// The binary on `framework`, chosen through `FLASH_FRAMEWORK`.
 pub fn start_on(framework: Framework, dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Demo {
