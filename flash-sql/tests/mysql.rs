@@ -23,38 +23,14 @@ mod keyed_kit {
     flash_testkit::keyed_store_tests!(super::common::mysql_inspected, at = super::common::mysql_at);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyed_store_semantics() {
-    let Some(store) = mysql_store(&fresh_table()).await else {
-        return;
-    };
-    assert_eq!(store.driver(), Driver::MySql);
-    keyed_semantics(&store).await;
-    drop_table(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ttl_sweep_and_sweeper() {
-    let Some(store) = mysql_store(&fresh_table()).await else {
-        return;
-    };
-    ttl_and_sweep(&store).await;
-    sweeper_runs(&store).await;
-    drop_table(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_table_is_a_config_error() {
-    if mysql_store(&fresh_table()).await.is_none() {
-        return;
-    }
-    missing_table_is_config(&mysql_url()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_server_is_unavailable_in_bounded_time() {
-    unreachable(|port| format!("mysql://root@127.0.0.1:{port}/test")).await;
-}
+common::server_tests!(
+    store = mysql_store,
+    url = mysql_url,
+    url_at = |port| format!("mysql://root@127.0.0.1:{port}/test"),
+    port = 3306,
+    driver = Driver::MySql,
+    service = "MariaDB/MySQL (FLASH_MYSQL_URL)",
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_pool_is_unavailable_not_a_hang() {
@@ -331,14 +307,6 @@ async fn killed_connections_are_replaced() {
     }
     let store = SqlStore::from_mysql_pool(admin, &table).unwrap();
     drop_table(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_migrations_succeed() {
-    if mysql_store(&fresh_table()).await.is_none() {
-        return;
-    }
-    concurrent_migrations(&mysql_url(), &fresh_table()).await;
 }
 
 /// `mariadb://` names the same driver as `mysql://`.
@@ -708,24 +676,6 @@ async fn tables_differing_in_case_do_not_share_procedures() {
     drop_table(&small).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_keep_the_prefix_that_fits() {
-    let Some(store) = mysql_store(&fresh_table()).await else {
-        return;
-    };
-    limits_hold(&store).await;
-    drop_table(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_never_exceed_the_limits() {
-    let Some(store) = mysql_store(&fresh_table()).await else {
-        return;
-    };
-    concurrent_appends_hold_limits(&store).await;
-    drop_table(&store).await;
-}
-
 /// Beyond one `CALL` (more than 1 000 messages): the same limits, counted in one transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_appends_are_limited_too() {
@@ -759,16 +709,6 @@ async fn bulk_appends_are_limited_too() {
         1200
     );
     assert_eq!(rows(&store).await, 1200);
-    drop_table(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hung_server_is_unavailable_within_the_call_timeout() {
-    let table = fresh_table();
-    let Some(store) = mysql_store(&table).await else {
-        return;
-    };
-    hung_server(&mysql_url(), 3306, &table).await;
     drop_table(&store).await;
 }
 
@@ -814,24 +754,5 @@ async fn statements_are_bounded_on_the_server() {
         started.elapsed()
     );
     drop(conn);
-    drop_table(&store).await;
-}
-
-/// Dead rows the sweep test starts with: four of the sweep's batches. The same at 10^6 rows,
-/// timed, is in the capacity bench (`cargo bench -p flash-benches --bench capacity`).
-const DEAD_ROWS: i64 = 20_000;
-
-/// A sweep of a backlog of dead rows runs in short batches with pauses: live requests beside
-/// it never run out of their 2 s deadline.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_sweep_does_not_stall_live_requests() {
-    let table = fresh_table();
-    let Some(bulk) = bulk_store("MariaDB/MySQL (FLASH_MYSQL_URL)", &mysql_url(), &table).await
-    else {
-        return;
-    };
-    insert_dead_rows(&bulk, DEAD_ROWS).await;
-    let store = mysql_store(&table).await.unwrap();
-    sweep_beside_live_requests(&store, DEAD_ROWS.unsigned_abs()).await;
     drop_table(&store).await;
 }

@@ -23,38 +23,14 @@ mod keyed_kit {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyed_store_semantics() {
-    let Some(store) = postgres_store(&fresh_table()).await else {
-        return;
-    };
-    assert_eq!(store.driver(), Driver::Postgres);
-    keyed_semantics(&store).await;
-    drop_table(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ttl_sweep_and_sweeper() {
-    let Some(store) = postgres_store(&fresh_table()).await else {
-        return;
-    };
-    ttl_and_sweep(&store).await;
-    sweeper_runs(&store).await;
-    drop_table(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_table_is_a_config_error() {
-    if postgres_store(&fresh_table()).await.is_none() {
-        return;
-    }
-    missing_table_is_config(&postgres_url()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_server_is_unavailable_in_bounded_time() {
-    unreachable(|port| format!("postgres://postgres@127.0.0.1:{port}/test")).await;
-}
+common::server_tests!(
+    store = postgres_store,
+    url = postgres_url,
+    url_at = |port| format!("postgres://postgres@127.0.0.1:{port}/test"),
+    port = 5432,
+    driver = Driver::Postgres,
+    service = "PostgreSQL (FLASH_POSTGRES_URL)",
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_pool_is_unavailable_not_a_hang() {
@@ -251,42 +227,6 @@ async fn killed_connections_are_replaced() {
     drop_table(&store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_migrations_succeed() {
-    if postgres_store(&fresh_table()).await.is_none() {
-        return;
-    }
-    concurrent_migrations(&postgres_url(), &fresh_table()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_keep_the_prefix_that_fits() {
-    let Some(store) = postgres_store(&fresh_table()).await else {
-        return;
-    };
-    limits_hold(&store).await;
-    drop_table(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_never_exceed_the_limits() {
-    let Some(store) = postgres_store(&fresh_table()).await else {
-        return;
-    };
-    concurrent_appends_hold_limits(&store).await;
-    drop_table(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hung_server_is_unavailable_within_the_call_timeout() {
-    let table = fresh_table();
-    let Some(store) = postgres_store(&table).await else {
-        return;
-    };
-    hung_server(&postgres_url(), 5432, &table).await;
-    drop_table(&store).await;
-}
-
 /// The server stops a statement on its own after the call timeout (`statement_timeout`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_are_bounded_on_the_server() {
@@ -305,24 +245,5 @@ async fn statements_are_bounded_on_the_server() {
         .await
         .unwrap();
     assert_eq!(timeout, "1500ms");
-    drop_table(&store).await;
-}
-
-/// Dead rows the sweep test starts with: four of the sweep's batches. The same at 10^6 rows,
-/// timed, is in the capacity bench (`cargo bench -p flash-benches --bench capacity`).
-const DEAD_ROWS: i64 = 20_000;
-
-/// A sweep of a backlog of dead rows runs in short batches with pauses: live requests beside
-/// it never run out of their 2 s deadline.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_sweep_does_not_stall_live_requests() {
-    let table = fresh_table();
-    let Some(bulk) = bulk_store("PostgreSQL (FLASH_POSTGRES_URL)", &postgres_url(), &table).await
-    else {
-        return;
-    };
-    insert_dead_rows(&bulk, DEAD_ROWS).await;
-    let store = postgres_store(&table).await.unwrap();
-    sweep_beside_live_requests(&store, DEAD_ROWS.unsigned_abs()).await;
     drop_table(&store).await;
 }

@@ -1,6 +1,13 @@
 //! Shared by the per-server test files: URLs, per-test tables, factories, and the checks every
 //! server runs beyond the conformance suite.
-#![allow(dead_code, unused_variables, clippy::unwrap_used, clippy::print_stderr)]
+#![allow(
+    dead_code,
+    unused_variables,
+    unused_imports,
+    unused_macros,
+    clippy::unwrap_used,
+    clippy::print_stderr
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +22,108 @@ use flash_testkit::{Harness, Options, unavailable};
 
 /// Tables and files of earlier runs older than this are removed when a test binary starts.
 const STALE: Duration = Duration::from_secs(15 * 60);
+
+/// The tests PostgreSQL and MariaDB/MySQL run alike, expanded in each server's file: `store`
+/// opens the store on a table (`None`: the server is unreachable), `url` is the server's URL,
+/// `url_at` a URL for another port on loopback, `port` the server's default port, `service`
+/// what an unreachable server is called.
+macro_rules! server_tests {
+    (
+        store = $store:path,
+        url = $url:path,
+        url_at = $url_at:expr,
+        port = $port:expr,
+        driver = $driver:expr,
+        service = $service:expr $(,)?
+    ) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn keyed_store_semantics() {
+            let Some(store) = $store(&fresh_table()).await else {
+                return;
+            };
+            assert_eq!(store.driver(), $driver);
+            keyed_semantics(&store).await;
+            drop_table(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn ttl_sweep_and_sweeper() {
+            let Some(store) = $store(&fresh_table()).await else {
+                return;
+            };
+            ttl_and_sweep(&store).await;
+            sweeper_runs(&store).await;
+            drop_table(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn missing_table_is_a_config_error() {
+            if $store(&fresh_table()).await.is_none() {
+                return;
+            }
+            missing_table_is_config(&$url()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn unreachable_server_is_unavailable_in_bounded_time() {
+            unreachable($url_at).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_migrations_succeed() {
+            if $store(&fresh_table()).await.is_none() {
+                return;
+            }
+            concurrent_migrations(&$url(), &fresh_table()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn limits_keep_the_prefix_that_fits() {
+            let Some(store) = $store(&fresh_table()).await else {
+                return;
+            };
+            limits_hold(&store).await;
+            drop_table(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_appends_never_exceed_the_limits() {
+            let Some(store) = $store(&fresh_table()).await else {
+                return;
+            };
+            concurrent_appends_hold_limits(&store).await;
+            drop_table(&store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn hung_server_is_unavailable_within_the_call_timeout() {
+            let table = fresh_table();
+            let Some(store) = $store(&table).await else {
+                return;
+            };
+            hung_server(&$url(), $port, &table).await;
+            drop_table(&store).await;
+        }
+
+        /// A sweep of a backlog of dead rows (four of the sweep's batches; the same at 10^6
+        /// rows, timed, is in the capacity bench: `cargo bench -p flash-benches --bench
+        /// capacity`) runs in short batches with pauses: live requests beside it never run
+        /// out of their 2 s deadline.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_large_sweep_does_not_stall_live_requests() {
+            const DEAD_ROWS: i64 = 20_000;
+            let table = fresh_table();
+            let Some(bulk) = bulk_store($service, &$url(), &table).await else {
+                return;
+            };
+            insert_dead_rows(&bulk, DEAD_ROWS).await;
+            let store = $store(&table).await.unwrap();
+            sweep_beside_live_requests(&store, DEAD_ROWS.unsigned_abs()).await;
+            drop_table(&store).await;
+        }
+    };
+}
+pub(crate) use server_tests;
 
 pub(crate) const TABLE_PREFIX: &str = "flash_t_";
 
