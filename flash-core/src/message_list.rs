@@ -6,11 +6,12 @@ use std::sync::{Arc, LazyLock};
 
 use crate::level::LevelTags;
 use crate::message::Message;
+use crate::messages::Messages;
 use crate::view::MessageView;
 
 /// The messages a read returned, oldest first: a slice of [`Message`]s shared with the request
 /// handle, so reading hands out no copies (the handle keeps them for [`keep`], `len` and a
-/// second read).
+/// second read). A list keeps its request's handle alive, not the request.
 ///
 /// It reads as a slice (`list[0]`, `list.len()`, `for m in &list`); [`MessageList::into_vec`]
 /// (or `for m in list`) gives owned messages, copying only while the handle still shares them.
@@ -27,8 +28,18 @@ use crate::view::MessageView;
 /// ```
 ///
 /// [`keep`]: crate::Messages::keep
-#[derive(Clone, PartialEq)]
-pub struct MessageList(pub(crate) Arc<Vec<Message>>);
+#[derive(Clone)]
+pub struct MessageList(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// A list of its own (made from a `Vec`, or a read that followed adds after an earlier
+    /// read in the same request).
+    Shared(Arc<Vec<Message>>),
+    /// A request's first read: the messages sit in the handle's write-once cell
+    /// ([`Messages::shown`]), borrowed through the handle, so the read allocates nothing.
+    Shown(Messages),
+}
 
 /// One empty list for every request that finds nothing: an empty `Arc` still allocates.
 static EMPTY: LazyLock<Arc<Vec<Message>>> = LazyLock::new(|| Arc::new(Vec::new()));
@@ -48,9 +59,30 @@ impl MessageList {
         }
     }
 
-    /// The messages, owned: moved out when nothing else shares them, copied otherwise.
+    /// A list sharing `messages`.
+    pub(crate) fn shared(messages: Arc<Vec<Message>>) -> Self {
+        MessageList(Repr::Shared(messages))
+    }
+
+    /// The list of `handle`'s first read, borrowed through it.
+    pub(crate) fn shown(handle: Messages) -> Self {
+        MessageList(Repr::Shown(handle))
+    }
+
+    fn as_slice(&self) -> &[Message] {
+        match &self.0 {
+            Repr::Shared(messages) => messages,
+            Repr::Shown(handle) => handle.shown(),
+        }
+    }
+
+    /// The messages, owned: moved out when nothing else shares them, copied otherwise (a
+    /// request's first read stays its handle's: always copied).
     pub fn into_vec(self) -> Vec<Message> {
-        Arc::unwrap_or_clone(self.0)
+        match self.0 {
+            Repr::Shared(messages) => Arc::unwrap_or_clone(messages),
+            Repr::Shown(handle) => handle.shown().to_vec(),
+        }
     }
 
     /// The messages as templates and JSON clients receive them, under the tag map `tags`.
@@ -61,7 +93,7 @@ impl MessageList {
 
 impl Default for MessageList {
     fn default() -> Self {
-        MessageList(Self::empty_shared())
+        MessageList::shared(Self::empty_shared())
     }
 }
 
@@ -69,13 +101,19 @@ impl Deref for MessageList {
     type Target = [Message];
 
     fn deref(&self) -> &[Message] {
-        &self.0
+        self.as_slice()
     }
 }
 
 impl AsRef<[Message]> for MessageList {
     fn as_ref(&self) -> &[Message] {
-        &self.0
+        self.as_slice()
+    }
+}
+
+impl PartialEq for MessageList {
+    fn eq(&self, other: &MessageList) -> bool {
+        self.as_slice() == other.as_slice()
     }
 }
 
@@ -87,7 +125,7 @@ impl fmt::Debug for MessageList {
 
 impl From<Vec<Message>> for MessageList {
     fn from(messages: Vec<Message>) -> Self {
-        MessageList(Self::share(messages))
+        MessageList::shared(Self::share(messages))
     }
 }
 
@@ -102,7 +140,7 @@ impl<'a> IntoIterator for &'a MessageList {
     type IntoIter = std::slice::Iter<'a, Message>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.as_slice().iter()
     }
 }
 
@@ -117,19 +155,19 @@ impl IntoIterator for MessageList {
 
 impl PartialEq<Vec<Message>> for MessageList {
     fn eq(&self, other: &Vec<Message>) -> bool {
-        self.0.as_slice() == other.as_slice()
+        self.as_slice() == other.as_slice()
     }
 }
 
 impl PartialEq<[Message]> for MessageList {
     fn eq(&self, other: &[Message]) -> bool {
-        self.0.as_slice() == other
+        self.as_slice() == other
     }
 }
 
 impl PartialEq<MessageList> for Vec<Message> {
     fn eq(&self, other: &MessageList) -> bool {
-        self.as_slice() == other.0.as_slice()
+        self.as_slice() == other.as_slice()
     }
 }
 
@@ -155,7 +193,10 @@ mod tests {
     fn empty_lists_share_one_allocation() {
         let a = MessageList::default();
         let b = MessageList::from(Vec::new());
-        assert!(Arc::ptr_eq(&a.0, &b.0));
+        let (Repr::Shared(a_list), Repr::Shared(b_list)) = (&a.0, &b.0) else {
+            panic!("an empty list of its own");
+        };
+        assert!(Arc::ptr_eq(a_list, b_list));
         assert!(a.is_empty());
         assert_eq!(format!("{a:?}"), "[]");
     }

@@ -275,7 +275,7 @@ enum Origin {
 struct State {
     /// `Some` once loaded: the `stored` messages of storage, followed by added ones moved here
     /// by a read (Django's `_loaded_messages`).
-    loaded: Option<Arc<Vec<Message>>>,
+    loaded: Option<Load>,
     /// How many of `loaded` came from storage (a prefix).
     stored: usize,
     token: Option<LoadToken>,
@@ -314,6 +314,37 @@ struct State {
     redirect: Option<String>,
 }
 
+/// Where a request's loaded messages are ([`State::loaded`]).
+enum Load {
+    /// Not read: the handle's own, moved into the update at save.
+    Own(Vec<Message>),
+    /// Read: in the handle's write-once cell ([`Inner::shown`]), `len` of them, which the lists
+    /// a read hands out borrow through the handle, so a read allocates no list of its own.
+    Shown(usize),
+    /// Read again after adds that followed an earlier read (the cell is written once): a list
+    /// of its own, shared with the lists handed out.
+    Shared(Arc<Vec<Message>>),
+}
+
+impl Load {
+    fn len(&self) -> usize {
+        match self {
+            Load::Own(messages) => messages.len(),
+            Load::Shown(len) => *len,
+            Load::Shared(messages) => messages.len(),
+        }
+    }
+
+    /// The messages, `shown` being the handle's cell.
+    fn messages<'a>(&'a self, shown: &'a [Message]) -> &'a [Message] {
+        match self {
+            Load::Own(messages) => messages,
+            Load::Shown(_) => shown,
+            Load::Shared(messages) => messages,
+        }
+    }
+}
+
 struct Inner {
     storage: Arc<dyn Storage>,
     config: Arc<MessagesConfig>,
@@ -321,6 +352,9 @@ struct Inner {
     /// at the handler's first use for a request an adapter began ([`Messages::begun`]).
     incoming: OnceLock<Incoming>,
     state: Mutex<State>,
+    /// What the request's first read handed out ([`Load::Shown`]): in the handle's own
+    /// allocation, so that a read, the usual use of a loaded request, allocates no list.
+    shown: OnceLock<Vec<Message>>,
     // Serialises the one load of the request without holding `state` across an await.
     load_gate: async_lock::Mutex<()>,
     /// The request an adapter began, for a handle made by [`Messages::begun`]: the request's
@@ -421,6 +455,7 @@ impl Messages {
                 config: config.into(),
                 incoming: OnceLock::from(incoming),
                 state: Mutex::new(State::default()),
+                shown: OnceLock::new(),
                 load_gate: async_lock::Mutex::new(()),
                 begun: None,
             }),
@@ -440,6 +475,7 @@ impl Messages {
                 config,
                 incoming: OnceLock::new(),
                 state: Mutex::new(State::default()),
+                shown: OnceLock::new(),
                 load_gate: async_lock::Mutex::new(()),
                 begun: Some(begun),
             }),
@@ -463,6 +499,11 @@ impl Messages {
 
     pub(crate) fn downgrade(&self) -> WeakMessages {
         WeakMessages(Arc::downgrade(&self.inner))
+    }
+
+    /// The messages of the request's first read (empty before it): what its list borrows.
+    pub(crate) fn shown(&self) -> &[Message] {
+        self.inner.shown.get().map_or(&[], Vec::as_slice)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -692,7 +733,7 @@ impl Messages {
             let mut state = self.state();
             state.used = true;
             if loaded.is_ok() {
-                state.loaded = Some(MessageList::empty_shared());
+                state.loaded = Some(Load::Own(Vec::new()));
                 state.stored = 0;
             }
             state.queued.clear();
@@ -777,7 +818,7 @@ impl Messages {
             if self.incoming().is_prefetch() {
                 // A prefetch neither sees nor consumes: behave as if nothing was stored,
                 // without touching storage.
-                state.loaded = Some(MessageList::empty_shared());
+                state.loaded = Some(Load::Own(Vec::new()));
                 return Ok(());
             }
             if let Some(storage) = self.inner.storage.immediate() {
@@ -806,7 +847,7 @@ impl Messages {
     pub async fn len(&self) -> Result<usize> {
         self.ensure_loaded().await?;
         let state = self.state();
-        Ok(state.loaded.as_ref().map_or(0, |l| l.len()) + state.queued.len())
+        Ok(state.loaded.as_ref().map_or(0, Load::len) + state.queued.len())
     }
 
     /// Whether there is no pending message, without consuming.
@@ -824,7 +865,7 @@ impl Messages {
     pub async fn contains(&self, message: &Message) -> Result<bool> {
         self.ensure_loaded().await?;
         let state = self.state();
-        Ok(Self::all(&state).any(|m| m == message))
+        Ok(self.all(&state).any(|m| m == message))
     }
 
     /// Every pending message, oldest first, without consuming.
@@ -834,14 +875,14 @@ impl Messages {
     pub async fn peek(&self) -> Result<Vec<Message>> {
         self.ensure_loaded().await?;
         let state = self.state();
-        Ok(Self::all(&state).cloned().collect())
+        Ok(self.all(&state).cloned().collect())
     }
 
-    fn all(state: &State) -> impl Iterator<Item = &Message> {
+    fn all<'a>(&'a self, state: &'a State) -> impl Iterator<Item = &'a Message> {
         state
             .loaded
             .iter()
-            .flat_map(|l| l.iter())
+            .flat_map(|l| l.messages(self.shown()))
             .chain(&state.queued)
     }
 
@@ -858,12 +899,44 @@ impl Messages {
         let mut state = self.state();
         let state = &mut *state;
         state.used = true;
-        let loaded = state.loaded.get_or_insert_with(MessageList::empty_shared);
-        if !state.queued.is_empty() {
-            // Copies only when an earlier read's list is still held.
-            Arc::make_mut(loaded).append(&mut state.queued);
+        let loaded = state.loaded.get_or_insert_with(|| Load::Own(Vec::new()));
+        match loaded {
+            Load::Own(messages) => {
+                messages.append(&mut state.queued);
+                let messages = std::mem::take(messages);
+                let len = messages.len();
+                match self.inner.shown.set(messages) {
+                    Ok(()) => {
+                        *loaded = Load::Shown(len);
+                        Ok(MessageList::shown(self.clone()))
+                    }
+                    // Loaded again after a save (which takes what was loaded): the cell
+                    // holds the first read's list, which may still be held.
+                    Err(messages) => {
+                        let messages = MessageList::share(messages);
+                        *loaded = Load::Shared(Arc::clone(&messages));
+                        Ok(MessageList::shared(messages))
+                    }
+                }
+            }
+            Load::Shown(_) if state.queued.is_empty() => Ok(MessageList::shown(self.clone())),
+            Load::Shown(len) => {
+                // Adds since the first read: the cell is written once, its lists never change.
+                let mut messages = Vec::with_capacity(*len + state.queued.len());
+                messages.extend_from_slice(self.shown());
+                messages.append(&mut state.queued);
+                let messages = Arc::new(messages);
+                *loaded = Load::Shared(Arc::clone(&messages));
+                Ok(MessageList::shared(messages))
+            }
+            Load::Shared(messages) => {
+                if !state.queued.is_empty() {
+                    // Copies only when an earlier read's list is still held.
+                    Arc::make_mut(messages).append(&mut state.queued);
+                }
+                Ok(MessageList::shared(Arc::clone(messages)))
+            }
         }
-        Ok(MessageList(Arc::clone(loaded)))
     }
 
     /// Undoes consumption for this request: every message read stays pending.
@@ -987,8 +1060,13 @@ impl Messages {
         let mut rewrite = state.rewrite;
         let (unread, mut added) = match state.loaded.take() {
             Some(loaded) if !consumed => {
-                // Moved out, unless the application still holds what it read.
-                let mut loaded = Arc::unwrap_or_clone(loaded);
+                // Moved out, unless the application still holds what it read, or it is the
+                // handle's cell (read, then kept): copied then.
+                let mut loaded = match loaded {
+                    Load::Own(messages) => messages,
+                    Load::Shown(_) => self.shown().to_vec(),
+                    Load::Shared(messages) => Arc::unwrap_or_clone(messages),
+                };
                 let read_before = loaded.split_off(stored);
                 let added = if read_before.is_empty() {
                     queued
@@ -1157,7 +1235,7 @@ impl State {
         }
         // Messages added before the load go after the stored ones, and are still queued.
         self.stored = messages.len();
-        self.loaded = Some(MessageList::share(messages));
+        self.loaded = Some(Load::Own(messages));
         self.token = Some(token);
     }
 }
@@ -1209,7 +1287,7 @@ impl fmt::Debug for Messages {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state();
         f.debug_struct("Messages")
-            .field("loaded", &state.loaded.as_ref().map(|l| l.len()))
+            .field("loaded", &state.loaded.as_ref().map(Load::len))
             .field("queued", &state.queued.len())
             .field("used", &state.used)
             .finish_non_exhaustive()
@@ -1279,16 +1357,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_after_a_save_loads_again_and_leaves_the_first_list_alone() {
+        let texts = |list: &[Message]| list.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+        let (messages, recorder) = handle();
+        messages.info("a");
+        let first = messages.read().await.expect("read");
+        // The first read holds what was loaded and what was added before it.
+        assert_eq!(texts(&first), ["s1", "s2", "a"]);
+        assert_eq!(
+            saved(&messages, &recorder).await,
+            (Vec::new(), Vec::new(), true)
+        );
+        // The save took what was loaded: a later read loads again, into a list of its own.
+        let again = messages.read().await.expect("read");
+        assert_eq!(texts(&again), ["s1", "s2"]);
+        assert_eq!(texts(&first), ["s1", "s2", "a"]);
+        assert_eq!(first.clone().into_vec(), first);
+    }
+
+    #[tokio::test]
+    async fn forgetting_after_a_read_empties_later_reads_but_not_the_list_held() {
+        let (messages, _) = handle();
+        let first = messages.read().await.expect("read");
+        messages.forget_id().await.expect("forgotten");
+        assert!(messages.read().await.expect("read").is_empty());
+        messages.info("after");
+        let after = messages.read().await.expect("read");
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].text, "after");
+        assert_eq!(first.len(), 2);
+    }
+
+    #[tokio::test]
     async fn a_held_read_list_never_changes_and_keep_still_stores_everything() {
         let texts = |list: &[Message]| list.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
         let (messages, recorder) = handle();
         let first = messages.read().await.expect("read");
         assert_eq!(texts(&first), ["s1", "s2"]);
-        // Shared with the handle, not copied.
-        assert!(Arc::ptr_eq(
-            &first.0,
-            messages.state().loaded.as_ref().expect("loaded")
-        ));
+        // Kept in the handle's own cell, not copied.
+        assert!(std::ptr::eq(first.as_ptr(), messages.shown().as_ptr()));
         messages.info("a");
         let second = messages.read().await.expect("read");
         // The list the application holds is not touched by a later read.
