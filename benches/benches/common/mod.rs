@@ -150,11 +150,19 @@ pub(crate) fn bare_routes() -> Router {
         .route("/idle", get(idle))
 }
 
-/// A request with an optional `Cookie` header.
+/// A request with an optional `Cookie` header, whose value is made as hyper makes a header it
+/// parsed on a real server (hyper 1.x `proto::h1::role`, `Server::parse`): the bytes read into
+/// a `BytesMut`, the head split off and frozen (`buf.split_to(len).freeze()`), each value a
+/// slice of it (`slice.slice(start..end)`). A clone of such a value is a reference count, as
+/// it is behind a server; a value made from a `&str` would be copied on its first clone, a
+/// cost only an in-process request has.
 pub(crate) fn request(method: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
     let mut builder = Request::builder().method(method).uri(path);
     if let Some(cookie) = cookie {
-        builder = builder.header(COOKIE, cookie);
+        let mut read = bytes::BytesMut::from(cookie.as_bytes());
+        let head = read.split_to(cookie.len()).freeze();
+        let value = HeaderValue::from_maybe_shared(head.slice(..)).expect("a valid cookie header");
+        builder = builder.header(COOKIE, value);
     }
     builder.body(Body::empty()).expect("a valid request")
 }
