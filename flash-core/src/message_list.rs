@@ -14,7 +14,8 @@ use crate::view::MessageView;
 /// second read). A list keeps its request's handle alive, not the request.
 ///
 /// It reads as a slice (`list[0]`, `list.len()`, `for m in &list`); [`MessageList::into_vec`]
-/// (or `for m in list`) gives owned messages, copying only while the handle still shares them.
+/// (or `for m in list`) gives owned messages: copies of what the handle keeps, moved out only
+/// from a list nothing else shares.
 ///
 /// ```
 /// use flash_core::{Level, Message, MessageList};
