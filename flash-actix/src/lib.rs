@@ -1,16 +1,12 @@
 #![doc = include_str!("../README.md")]
 
-use std::future::{Ready, ready};
-use std::task::{Context, Poll};
-
-use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::{Error, FromRequest, HttpMessage as _, HttpRequest, error};
-pub use flash_core::adapter::Adapter;
+// actix-web's module for middleware authors: its `Service`, `Transform`, `ServiceRequest`,
+// `ServiceResponse`, `Payload` and `forward_ready!`.
+use actix_web::{Error, FromRequest, HttpMessage as _, HttpRequest, dev::*, error};
 use flash_core::adapter::{Answer, Around, ForeignResponse, HandlerResponse, RequestParts, Slot};
 
 mod session;
-#[cfg(feature = "actix-session")]
-pub use session::{ActixSession, ActixSessionStorage};
+pub use session::*;
 
 flash_core::http_like_headers!(Headers, HeadersMut, actix_web::http::header);
 
@@ -43,6 +39,9 @@ flash_core::adapter_types! {
     /// # }
     /// ```
     pub struct FlashMiddleware(Adapter);
+
+    /// The service [`FlashMiddleware`] wraps around the application.
+    pub struct FlashService<S> { service: S, adapter: Adapter }
 
     /// The flash messages of the current request, as an actix-web extractor: it dereferences to
     /// [`flash_core::Messages`]. Without a [`FlashMiddleware`] the extraction fails with a `500`
@@ -84,18 +83,14 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Transform = FlashService<S>;
+    type Transform = Bridged<FlashService<S>>;
     type InitError = ();
-    type Future = Ready<Result<FlashService<S>, ()>>;
+    type Future = std::future::Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(FlashService(service, self.0.clone())))
+        std::future::ready(Ok(session::bridge(self.wrap(service))))
     }
 }
-
-/// The service [`FlashMiddleware`] wraps around the application.
-#[derive(Debug)]
-pub struct FlashService<S>(S, Adapter);
 
 impl<S, B> Service<ServiceRequest> for FlashService<S>
 where
@@ -105,45 +100,38 @@ where
     type Error = Error;
     type Future = Around<S::Future, ServiceResponse<B>, Error, Reply>;
 
-    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.0.poll_ready(cx)
-    }
+    forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        session::capture(&request, &self.1);
-        let in_flight = parts(request.request(), |parts| self.1.begin_with(parts));
+        let in_flight = parts(request.request(), |parts| self.adapter.begin_with(parts));
         request.extensions_mut().insert(in_flight.slot());
-        in_flight.around_with(self.0.call(request), Reply)
+        in_flight.around_with(self.service.call(request), Reply)
     }
 }
 
 impl FromRequest for Flash {
     type Error = Error;
-    type Future = Ready<Result<Flash, Error>>;
+    type Future = std::future::Ready<Result<Flash, Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(parts(request, Flash::extract).map_err(error::ErrorInternalServerError))
+        std::future::ready(parts(request, Flash::extract).map_err(error::ErrorInternalServerError))
     }
 }
 
 /// What flash reads of an actix-web request, the same in the middleware and in the extractor:
 /// `then` gets it.
 fn parts<T>(request: &HttpRequest, then: impl FnOnce(RequestParts<'_>) -> T) -> T {
-    let extensions = request.extensions();
-    let headers = Headers(request.headers());
-    let bridged = || session::extensions(request);
-    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let parts = RequestParts::new(request.method().as_str(), &headers, None)
-        .with_target(target)
-        .with_extensions_from(&bridged)
-        .with_slot(extensions.get::<Slot>());
-    then(parts)
+    then(
+        RequestParts::new(request.method().as_str(), &Headers(request.headers()), None)
+            .with_target(request.uri().path_and_query().map_or("/", |pq| pq.as_str()))
+            .with_extensions_from(&|| session::extensions(request))
+            .with_slot(request.extensions().get::<Slot>()),
+    )
 }
 
 /// How flash-core reads and writes actix-web's `ServiceResponse` ([`ForeignResponse`]), so
-/// that [`FlashService`]'s future is flash-core's own, unboxed; the session bridge writes back
-/// when flash is done.
-#[derive(Clone, Copy, Debug)]
+/// that [`FlashService`]'s future is flash-core's own, unboxed.
+#[derive(Debug)]
 pub struct Reply;
 
 impl<B> ForeignResponse<ServiceResponse<B>> for Reply {
@@ -151,9 +139,5 @@ impl<B> ForeignResponse<ServiceResponse<B>> for Reply {
         // The handler's error, turned into this response by actix-web.
         let (status, failed) = (response.status().as_u16(), response.response().error());
         Answer::new(status, failed.is_some(), HeadersMut(response.headers_mut()))
-    }
-
-    fn done(self, response: &mut ServiceResponse<B>) {
-        session::write_back(response.request());
     }
 }

@@ -15,23 +15,26 @@
 pub use bridge::*;
 
 #[cfg(not(feature = "actix-session"))]
-pub(crate) use none::*;
+pub use none::*;
 
 /// No session to bridge (the feature `actix-session` is off).
 #[cfg(not(feature = "actix-session"))]
 mod none {
     use actix_web::HttpRequest;
-    use actix_web::dev::ServiceRequest;
-    use flash_core::adapter::Adapter;
     use flash_core::http::Extensions;
 
-    pub(crate) fn capture(_: &ServiceRequest, _: &Adapter) {}
+    /// The service [`FlashMiddleware`](crate::FlashMiddleware) wraps around the application:
+    /// without the feature `actix-session` there is no bridge, and it is flash's
+    /// [`FlashService`](crate::FlashService) itself.
+    pub type Bridged<S> = S;
+
+    pub(crate) fn bridge<S>(service: S) -> S {
+        service
+    }
 
     pub(crate) fn extensions(_: &HttpRequest) -> Option<Extensions> {
         None
     }
-
-    pub(crate) fn write_back(_: &HttpRequest) {}
 }
 
 #[cfg(feature = "actix-session")]
@@ -42,13 +45,15 @@ mod bridge {
     use std::fmt;
     use std::sync::{Arc, Mutex, MutexGuard};
 
-    use actix_session::{Session, SessionExt as _};
+    use std::future::Future;
+    use std::pin::Pin;
     use std::rc::Rc;
+    use std::task::{Context, Poll};
 
-    use actix_web::dev::ServiceRequest;
+    use actix_session::{Session, SessionExt as _};
+    use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
     use actix_web::{HttpMessage as _, HttpRequest};
     use async_trait::async_trait;
-    use flash_core::adapter::Adapter;
     use flash_core::http::Extensions;
     use flash_core::{Error, ErrorKind, Result};
     use flash_session::{BridgedSession, SessionHandle, SessionStorage};
@@ -197,6 +202,76 @@ mod bridge {
         }
     }
 
+    /// The service [`FlashMiddleware`](crate::FlashMiddleware) wraps around the application
+    /// with the feature `actix-session`: flash's [`FlashService`](crate::FlashService) behind
+    /// the bridge, which finds actix-session's session before flash's service runs and writes
+    /// what flash changed back into it once flash is done, before actix-session's middleware
+    /// (outside) persists it.
+    #[derive(Clone, Debug)]
+    pub struct Bridged<S> {
+        service: S,
+        uses_extensions: bool,
+    }
+
+    pub(crate) fn bridge<S>(service: crate::FlashService<S>) -> Bridged<crate::FlashService<S>> {
+        // Only a storage that reads request extensions needs the session.
+        let uses_extensions = service.adapter.uses_extensions();
+        Bridged {
+            service,
+            uses_extensions,
+        }
+    }
+
+    impl<S, B> Service<ServiceRequest> for Bridged<S>
+    where
+        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    {
+        type Response = ServiceResponse<B>;
+        type Error = actix_web::Error;
+        type Future = WriteBack<S::Future>;
+
+        actix_web::dev::forward_ready!(service);
+
+        fn call(&self, request: ServiceRequest) -> Self::Future {
+            if self.uses_extensions {
+                capture(&request);
+            }
+            WriteBack {
+                future: self.service.call(request),
+            }
+        }
+    }
+
+    pin_project_lite::pin_project! {
+        /// The future of [`Bridged`]: flash's service, then the write-back into the session.
+        #[must_use = "futures do nothing unless polled"]
+        pub struct WriteBack<F> {
+            #[pin]
+            future: F,
+        }
+    }
+
+    impl<F, B> Future for WriteBack<F>
+    where
+        F: Future<Output = std::result::Result<ServiceResponse<B>, actix_web::Error>>,
+    {
+        type Output = F::Output;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            let result = std::task::ready!(self.project().future.poll(cx));
+            if let Ok(response) = &result {
+                write_back(response.request());
+            }
+            Poll::Ready(result)
+        }
+    }
+
+    impl<F> fmt::Debug for WriteBack<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("WriteBack").finish_non_exhaustive()
+        }
+    }
+
     /// One request's bridge, kept in the request's extensions: the session actix-session's
     /// middleware loaded (found before the inner service runs), and the handle given to the
     /// storage.
@@ -223,14 +298,12 @@ mod bridge {
     /// The bridge of `request`, as it enters flash's middleware (so that the session found is
     /// one a middleware outside flash's put there), when the storage keeps messages in the
     /// session: put in the request's extensions, for [`extensions`] and [`write_back`].
-    pub(crate) fn capture(request: &ServiceRequest, adapter: &Adapter) {
-        if adapter.uses_extensions() {
-            let bridge = Bridge {
-                session: outer_session(request),
-                handle: OnceCell::new(),
-            };
-            request.extensions_mut().insert(Rc::new(bridge));
-        }
+    fn capture(request: &ServiceRequest) {
+        let bridge = Bridge {
+            session: outer_session(request),
+            handle: OnceCell::new(),
+        };
+        request.extensions_mut().insert(Rc::new(bridge));
     }
 
     /// The extensions the storage reads, when the request has a bridge.
@@ -240,7 +313,7 @@ mod bridge {
     }
 
     /// After flash's save: what the storage changed goes into the actix `Session` of `request`.
-    pub(crate) fn write_back(request: &HttpRequest) {
+    fn write_back(request: &HttpRequest) {
         let bridge = request.extensions().get::<Rc<Bridge>>().cloned();
         if let Some(bridge) = bridge
             && let (Some(session), Some(handle)) = (&bridge.session, bridge.handle.get())

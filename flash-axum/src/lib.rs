@@ -3,7 +3,6 @@
 use std::task::{Context, Poll};
 
 use axum_core::extract::FromRequestParts;
-pub use flash_core::adapter::Adapter;
 use flash_core::adapter::{Around, MissingMiddleware, RequestParts};
 use http::{Request, Response, request::Parts};
 use tower::{Layer, Service};
@@ -34,6 +33,9 @@ flash_core::adapter_types! {
     /// # let _ = app;
     /// ```
     pub struct FlashLayer(Adapter);
+
+    /// The service [`FlashLayer`] wraps around the application.
+    pub struct FlashService<S> { service: S, adapter: Adapter }
 
     /// The flash messages of the current request, as an axum extractor: it dereferences to
     /// [`flash_core::Messages`] (clone it with `Messages::clone(&flash)` to keep it beyond the
@@ -71,13 +73,9 @@ impl<S> Layer<S> for FlashLayer {
     type Service = FlashService<S>;
 
     fn layer(&self, inner: S) -> FlashService<S> {
-        FlashService(inner, self.0.clone())
+        self.wrap(inner)
     }
 }
-
-/// The service [`FlashLayer`] wraps around the application.
-#[derive(Clone, Debug)]
-pub struct FlashService<S>(S, Adapter);
 
 impl<In, Out, S: Service<Request<In>, Response = Response<Out>>> Service<Request<In>>
     for FlashService<S>
@@ -87,13 +85,13 @@ impl<In, Out, S: Service<Request<In>, Response = Response<Out>>> Service<Request
     type Future = Around<S::Future, Response<Out>, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
+        self.service.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<In>) -> Self::Future {
-        let in_flight = self.1.begin_with(RequestParts::from(&request));
+        let in_flight = self.adapter.begin_with(RequestParts::from(&request));
         request.extensions_mut().insert(in_flight.slot());
-        in_flight.around(self.0.call(request))
+        in_flight.around(self.service.call(request))
     }
 }
 

@@ -183,12 +183,17 @@ impl ResponseHeaders for HeaderMap {
     }
 }
 
-/// Defines an adapter's two public types, the same in every framework: its middleware type,
-/// holding the [`Adapter`] (`new(storage)` and `From<Adapter>`: contract rule 1), and its
-/// extractor, holding the request's [`Messages`] (it dereferences to them). The adapter then
-/// implements its framework's middleware and extractor traits on them.
+/// Defines an adapter's public types, the same in every framework: its middleware type,
+/// holding the [`Adapter`] (`new(storage)` and `From<Adapter>`: contract rule 1), optionally
+/// the service it wraps around the application (the inner service and the [`Adapter`], in
+/// fields named by the adapter; the middleware's private `wrap(inner)` makes it), a re-export
+/// of [`Adapter`] (so an application sets options through the adapter crate alone), and its
+/// extractor, holding the request's [`Messages`] (it
+/// dereferences to them). The adapter then implements its framework's middleware, service and
+/// extractor traits on them.
 ///
-/// Each type keeps the attributes and docs written before it; both are `Clone` and `Debug`.
+/// Each type keeps the attributes and docs written before it; all are `Clone` and `Debug`
+/// (the service when its inner service is).
 /// The extractor gets a private `extract(parts)`: the request's handle
 /// ([`RequestParts::messages`]), or the [`MissingMiddleware`] naming the middleware type by its
 /// path.
@@ -198,6 +203,9 @@ impl ResponseHeaders for HeaderMap {
 ///     flash_core::adapter_types! {
 ///         /// The middleware.
 ///         pub struct FlashMiddleware(Adapter);
+///
+///         /// What the middleware wraps around the application.
+///         pub struct FlashService<S> { service: S, adapter: Adapter }
 ///
 ///         /// The extractor.
 ///         pub struct Flash(Messages);
@@ -218,9 +226,50 @@ macro_rules! adapter_types {
         $(#[$middleware_attr:meta])*
         $middleware_vis:vis struct $middleware:ident(Adapter);
 
+        $(#[$service_attr:meta])*
+        $service_vis:vis struct $service:ident<$inner_type:ident> {
+            $inner:ident: $inner_type_again:ident,
+            $adapter:ident: Adapter $(,)?
+        }
+
         $(#[$extractor_attr:meta])*
         $extractor_vis:vis struct $extractor:ident(Messages);
     ) => {
+        $(#[$service_attr])*
+        #[derive(Clone, Debug)]
+        $service_vis struct $service<$inner_type> {
+            $inner: $inner_type_again,
+            $adapter: $crate::adapter::Adapter,
+        }
+
+        impl $middleware {
+            /// The service this middleware wraps around `inner`.
+            fn wrap<$inner_type>(&self, inner: $inner_type) -> $service<$inner_type> {
+                $service {
+                    $inner: inner,
+                    $adapter: ::std::clone::Clone::clone(&self.0),
+                }
+            }
+        }
+
+        $crate::adapter_types! {
+            $(#[$middleware_attr])*
+            $middleware_vis struct $middleware(Adapter);
+
+            $(#[$extractor_attr])*
+            $extractor_vis struct $extractor(Messages);
+        }
+    };
+    (
+        $(#[$middleware_attr:meta])*
+        $middleware_vis:vis struct $middleware:ident(Adapter);
+
+        $(#[$extractor_attr:meta])*
+        $extractor_vis:vis struct $extractor:ident(Messages);
+    ) => {
+        /// The framework-neutral half of the middleware, with the application's options.
+        pub use $crate::adapter::Adapter;
+
         $(#[$middleware_attr])*
         #[derive(Clone, Debug)]
         $middleware_vis struct $middleware($crate::adapter::Adapter);

@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 
-pub use flash_core::adapter::Adapter;
 use flash_core::adapter::RequestParts;
 use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response};
 
@@ -40,6 +39,9 @@ flash_core::adapter_types! {
     /// ```
     pub struct FlashMiddleware(Adapter);
 
+    /// The endpoint [`FlashMiddleware`] wraps around the application.
+    pub struct FlashEndpoint<E> { endpoint: E, adapter: Adapter }
+
     /// The flash messages of the current request, as a poem extractor: dereferences to
     /// [`flash_core::Messages`]. Without a [`FlashMiddleware`] the extraction fails with a `500`
     /// that names the fix.
@@ -77,28 +79,24 @@ impl<E: Endpoint> Middleware<E> for FlashMiddleware {
     type Output = FlashEndpoint<E>;
 
     fn transform(&self, inner: E) -> FlashEndpoint<E> {
-        FlashEndpoint(inner, self.0.clone())
+        self.wrap(inner)
     }
 }
-
-/// The endpoint [`FlashMiddleware`] wraps around the application.
-#[derive(Debug)]
-pub struct FlashEndpoint<E>(E, Adapter);
 
 impl<E: Endpoint> Endpoint for FlashEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut request: Request) -> poem::Result<Response> {
         #[cfg(feature = "session")]
-        session::bridge(&self.1, &mut request);
-        let in_flight = self.1.begin_with(RequestParts::http(
+        session::bridge(&self.adapter, &mut request);
+        let in_flight = self.adapter.begin_with(RequestParts::http(
             request.method(),
             request.uri(),
             request.headers(),
             request.extensions(),
         ));
         request.extensions_mut().insert(in_flight.slot());
-        let result = self.0.call(request).await;
+        let result = self.endpoint.call(request).await;
         let failed = result.is_err();
         let mut response = result.map_or_else(poem::Error::into_response, |r| r.into_response());
         let (status, headers) = (response.status().as_u16(), response.headers_mut());
