@@ -99,7 +99,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::SET_COOKIE;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
 pub use crate::address::{HINT_COOKIE, HINT_MAX_PAGES};
 use crate::error::{Error, Result};
@@ -107,6 +107,7 @@ use crate::message::Message;
 use crate::message_list::MessageList;
 use crate::messages::{Messages, MessagesConfig, SaveReport};
 use crate::storage::{Incoming, Storage};
+use crate::storage_trait::header_name;
 pub use crate::storage_trait::{PREFETCH_HEADERS, is_page_load, is_prefetch};
 
 mod request;
@@ -153,29 +154,25 @@ pub trait ResponseHeaders {
 
 impl ResponseHeaders for HeaderMap {
     fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
-        for value in self.get_all(name) {
+        for value in self.get_all(header_name(name)) {
             each(value.as_bytes());
         }
     }
 
     fn append(&mut self, name: &'static str, value: &[u8]) {
         if let Ok(value) = HeaderValue::from_bytes(value) {
-            HeaderMap::append(self, HeaderName::from_static(name), value);
+            HeaderMap::append(self, header_name(name), value);
         }
     }
 
     fn insert(&mut self, name: &'static str, value: &[u8]) {
         if let Ok(value) = HeaderValue::from_bytes(value) {
-            HeaderMap::insert(self, HeaderName::from_static(name), value);
+            HeaderMap::insert(self, header_name(name), value);
         }
     }
 
     fn insert_static(&mut self, name: &'static str, value: &'static str) {
-        HeaderMap::insert(
-            self,
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        HeaderMap::insert(self, header_name(name), HeaderValue::from_static(value));
     }
 
     fn as_http(&mut self) -> Option<&mut HeaderMap> {

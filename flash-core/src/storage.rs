@@ -12,6 +12,36 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::message::Message;
 
+/// The `HeaderName` of a lowercase name flash reads or writes, without parsing it: the names
+/// flash uses are made once, here. Reason: `HeaderName::from_static` and a lookup by `&str`
+/// parse the name on every call, through `http`'s large table of standard names, which a
+/// request served over a socket runs cold (issue 21.5); these matches are a few compares.
+pub(crate) fn header_name(name: &'static str) -> HeaderName {
+    use http::header;
+    static HX_REQUEST: HeaderName = HeaderName::from_static("hx-request");
+    static HX_BOOSTED: HeaderName = HeaderName::from_static("hx-boosted");
+    static HX_TRIGGER: HeaderName = HeaderName::from_static("hx-trigger");
+    static HX_HISTORY: HeaderName = HeaderName::from_static("hx-history-restore-request");
+    static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+    static SEC_PURPOSE: HeaderName = HeaderName::from_static("sec-purpose");
+    static PURPOSE: HeaderName = HeaderName::from_static("purpose");
+    match name {
+        "cookie" => header::COOKIE,
+        "set-cookie" => header::SET_COOKIE,
+        "vary" => header::VARY,
+        "cache-control" => header::CACHE_CONTROL,
+        "location" => header::LOCATION,
+        "hx-request" => HX_REQUEST.clone(),
+        "hx-boosted" => HX_BOOSTED.clone(),
+        "hx-trigger" => HX_TRIGGER.clone(),
+        "hx-history-restore-request" => HX_HISTORY.clone(),
+        "sec-fetch-mode" => SEC_FETCH_MODE.clone(),
+        "sec-purpose" => SEC_PURPOSE.clone(),
+        "purpose" => PURPOSE.clone(),
+        _ => HeaderName::from_static(name),
+    }
+}
+
 /// What storage needs from the request, captured by the adapter before the handler runs.
 ///
 /// The `Cookie` header is read as bytes: another cookie's non-ASCII bytes (`pref=café`) never
@@ -161,6 +191,15 @@ impl Incoming {
                 .iter()
                 .any(|v| is_prefetch(v.as_bytes()))
         });
+        let page_load =
+            is_page_load(|name| headers.get(header_name(name)).map(HeaderValue::as_bytes));
+        Incoming::from_cookies_in(headers, prefetch, page_load)
+    }
+
+    /// [`Incoming::from_headers`] when whether the request is a prefetch and a page load is
+    /// already known (an adapter's `RequestParts` looked): the `Cookie` values shared, not
+    /// copied.
+    pub(crate) fn from_cookies_in(headers: &HeaderMap, prefetch: bool, page_load: bool) -> Self {
         let mut cookies = headers.get_all(COOKIE).iter();
         Incoming {
             cookie: cookies.next().cloned(),
@@ -168,7 +207,7 @@ impl Incoming {
             extensions: Extensions::new(),
             prefetch,
             target: None,
-            page_load: is_page_load(|name| headers.get(name).map(HeaderValue::as_bytes)),
+            page_load,
             get: false,
         }
     }

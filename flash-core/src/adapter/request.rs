@@ -7,13 +7,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
+use http::{Extensions, HeaderMap, HeaderValue};
 
 use super::{Adapter, Finished, ResponseHeaders};
 use crate::address::{HINT_COOKIE, Hint};
 use crate::messages::{Begun, Messages, WeakMessages};
 use crate::storage::Incoming;
-use crate::storage_trait::{PREFETCH_HEADERS, is_page_load, is_prefetch};
+use crate::storage_trait::{PREFETCH_HEADERS, header_name, is_page_load, is_prefetch};
 
 /// The request headers of one request as an adapter hands them to [`Slot::messages`]: an
 /// `http` 1.x [`HeaderMap`] as it is, other frameworks' maps (actix-web 4 uses `http` 0.2)
@@ -35,7 +35,7 @@ pub trait RequestHeaders {
 
 impl RequestHeaders for HeaderMap {
     fn for_each_value(&self, name: &'static str, each: &mut dyn FnMut(&[u8])) {
-        for value in self.get_all(HeaderName::from_static(name)) {
+        for value in self.get_all(header_name(name)) {
             each(value.as_bytes());
         }
     }
@@ -59,6 +59,9 @@ pub struct RequestParts<'a> {
     slot: Option<&'a Slot>,
     /// Makes the extensions when they are needed, for a framework that must build them.
     make_extensions: Option<&'a dyn Fn() -> Option<Extensions>>,
+    /// [`RequestParts::prefetch_and_page_load`], once looked: the hand-on check and the
+    /// handle's `Incoming` both need it.
+    looked: std::cell::Cell<Option<(bool, bool)>>,
 }
 
 impl<'a> RequestParts<'a> {
@@ -77,6 +80,7 @@ impl<'a> RequestParts<'a> {
             target: None,
             slot: None,
             make_extensions: None,
+            looked: std::cell::Cell::new(None),
         }
     }
 
@@ -161,31 +165,40 @@ impl<'a> RequestParts<'a> {
     /// ([`is_page_load`]), read from any framework's headers: what [`Incoming::from_headers`]
     /// reads of an `http` 1.x map.
     fn prefetch_and_page_load(&self) -> (bool, bool) {
+        if let Some(looked) = self.looked.get() {
+            return looked;
+        }
         let mut prefetch = false;
         for name in PREFETCH_HEADERS {
             self.headers.for_each_value(name, &mut |value| {
                 prefetch |= is_prefetch(value);
             });
         }
-        // A header's values live only in the callback: keep a copy of the first.
-        let first = |name| {
-            let mut first = None;
-            self.headers.for_each_value(name, &mut |value| {
-                first.get_or_insert_with(|| value.to_vec());
-            });
-            first
+        let page_load = match self.headers.as_http() {
+            Some(map) => is_page_load(|name| map.get(header_name(name)).map(HeaderValue::as_bytes)),
+            None => {
+                // A header's values live only in the callback: keep a copy of the first.
+                let first = |name| {
+                    let mut first = None;
+                    self.headers.for_each_value(name, &mut |value| {
+                        first.get_or_insert_with(|| value.to_vec());
+                    });
+                    first
+                };
+                let (hx, boosted, mode) = (
+                    first("hx-request"),
+                    first("hx-boosted"),
+                    first("sec-fetch-mode"),
+                );
+                is_page_load(|name| match name {
+                    "hx-request" => hx.as_deref(),
+                    "hx-boosted" => boosted.as_deref(),
+                    "sec-fetch-mode" => mode.as_deref(),
+                    _ => None,
+                })
+            }
         };
-        let (hx, boosted, mode) = (
-            first("hx-request"),
-            first("hx-boosted"),
-            first("sec-fetch-mode"),
-        );
-        let page_load = is_page_load(|name| match name {
-            "hx-request" => hx.as_deref(),
-            "hx-boosted" => boosted.as_deref(),
-            "sec-fetch-mode" => mode.as_deref(),
-            _ => None,
-        });
+        self.looked.set(Some((prefetch, page_load)));
         (prefetch, page_load)
     }
 }
@@ -332,21 +345,19 @@ impl Adapter {
         if request.method != "GET" || !self.shared.config.addressing().on_redirect() {
             return false;
         }
-        let mut cookies = false;
-        let mut hinted = false;
+        // A storage that never waits keeps what it has in the request's cookies: any cookie is
+        // worth a look. Any other storage is worth one only when its hint cookie names the page.
+        let immediate = self.shared.storage.immediate().is_some();
+        let mut worth = false;
         request.headers.for_each_value("cookie", &mut |value| {
-            cookies = true;
-            if !hinted && let Some(hint) = crate::storage_trait::cookie_bytes_in(value, HINT_COOKIE)
+            if immediate {
+                worth = true;
+            } else if !worth
+                && let Some(hint) = crate::storage_trait::cookie_bytes_in(value, HINT_COOKIE)
             {
-                hinted = Hint::parse(Some(hint)).names(target);
+                worth = Hint::parse(Some(hint)).names(target);
             }
         });
-        let worth = if self.shared.storage.immediate().is_some() {
-            // What it keeps is in the request's cookies.
-            cookies
-        } else {
-            hinted
-        };
         if !worth {
             return false;
         }
@@ -365,7 +376,10 @@ impl Adapter {
     /// What the handle for `request` is made from, by the rules of the contract.
     fn incoming_for(&self, request: &RequestParts<'_>) -> Incoming {
         let mut incoming = match request.headers.as_http() {
-            Some(map) => Incoming::from_headers(map),
+            Some(map) => {
+                let (prefetch, page_load) = request.prefetch_and_page_load();
+                Incoming::from_cookies_in(map, prefetch, page_load)
+            }
             None => {
                 let mut cookies: Vec<HeaderValue> = Vec::new();
                 request.headers.for_each_value("cookie", &mut |value| {
