@@ -39,7 +39,7 @@ use flash_sql::SqlStore;
 use flash_testkit::{CallCounts, CountingStore};
 use redis::AsyncCommands as _;
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection, Executor, SqlSafeStr, SqlStr};
+use sqlx::{AssertSqlSafe, Executor, SqlSafeStr, SqlStr};
 
 const CLIENTS: [usize; 2] = [1, 64];
 const TEXT: &str = "You have 3 new notifications waiting now";
@@ -569,14 +569,14 @@ impl Side for MySqlRaw {
 }
 
 /// SQLite: flash-sql's statements (`flash-sql/src/sqlite.rs`): the lease is one
-/// `UPDATE … RETURNING`, a settle that appends one `BEGIN IMMEDIATE` transaction (end the
-/// lease, delete a dead client's rows, count what is pending, insert what fits).
+/// `UPDATE … RETURNING`, a consuming settle that appends one `INSERT … SELECT` (count what is
+/// pending without the lease's rows, insert what fits) whose rows carry the lease to the
+/// table's triggers (they delete its rows, and a dead client's).
 struct SqliteRaw {
     pool: sqlx::SqlitePool,
     lease: SqlStr,
     consume: SqlStr,
-    expire: SqlStr,
-    pending: SqlStr,
+    settle: SqlStr,
     insert: String,
     clients: Vec<[u8; 16]>,
     ids: Ids,
@@ -609,11 +609,15 @@ impl SqliteRaw {
                  RETURNING id, body"
             )),
             consume: sql(format!("DELETE FROM {t} WHERE client = ?1 AND lease = ?2")),
-            expire: sql(format!(
-                "DELETE FROM {t} WHERE client = ?1 AND {newest} <= {now}"
-            )),
-            pending: sql(format!(
-                "SELECT count(*), coalesce(sum(size), 0) FROM {t} WHERE client = ?1"
+            settle: sql(format!(
+                "INSERT INTO {t} (client, body, size, expires_at, lease) \
+                 SELECT ?1, m.column1, m.column2, {now} + ?2, ?5 \
+                 FROM (VALUES (?6, ?7, ?7, 1)) AS m, \
+                 (SELECT CASE WHEN max(expires_at) > {now} THEN count(*) ELSE 0 END AS n, \
+                   CASE WHEN max(expires_at) > {now} THEN coalesce(sum(size), 0) ELSE 0 END AS b \
+                   FROM {t} WHERE client = ?1 \
+                   AND NOT (lease IS ?5 AND leased_until IS NOT NULL)) AS c \
+                 WHERE m.column4 <= ?3 - c.n AND m.column3 <= ?4 - c.b"
             )),
             insert: format!(
                 "INSERT INTO {t} (client, body, size, expires_at) VALUES (?1, ?3, ?4, {now} + ?2)"
@@ -651,38 +655,26 @@ impl SqliteRaw {
             .fetch_all(&self.pool)
             .await
             .expect("raw lease");
-        let mut conn = self.pool.acquire().await.expect("a connection");
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .expect("a transaction");
-        sqlx::query(self.consume.clone())
+        let inserted = sqlx::query(self.settle.clone())
             .bind(client.as_slice())
+            .bind(i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX))
+            .bind(LIMIT_MESSAGES)
+            .bind(LIMIT_BYTES)
             .bind(lease.as_slice())
-            .execute(&mut *tx)
+            .bind(self.body.as_str())
+            .bind(text_size())
+            .execute(&self.pool)
             .await
-            .expect("raw consume");
-        sqlx::query(self.expire.clone())
-            .bind(client.as_slice())
-            .execute(&mut *tx)
-            .await
-            .expect("raw expire");
-        let (count, bytes): (i64, i64) = sqlx::query_as(self.pending.clone())
-            .bind(client.as_slice())
-            .fetch_one(&mut *tx)
-            .await
-            .expect("raw count");
-        if count < LIMIT_MESSAGES && bytes + text_size() <= LIMIT_BYTES {
-            sqlx::query(AssertSqlSafe(self.insert.clone()))
+            .expect("raw settle")
+            .rows_affected();
+        if inserted == 0 {
+            sqlx::query(self.consume.clone())
                 .bind(client.as_slice())
-                .bind(i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX))
-                .bind(self.body.as_str())
-                .bind(text_size())
-                .execute(&mut *tx)
+                .bind(lease.as_slice())
+                .execute(&self.pool)
                 .await
-                .expect("raw insert");
+                .expect("raw consume");
         }
-        tx.commit().await.expect("raw commit");
         black_box(rows.len())
     }
 }

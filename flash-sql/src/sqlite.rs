@@ -1,7 +1,8 @@
-//! SQLite ≥ 3.35: every call of a PRG cycle is one statement. An append is one `INSERT …
-//! SELECT` that counts the client's live messages and inserts the prefix that fits; a lease is
-//! one `UPDATE … RETURNING`; a settle one `DELETE` or `UPDATE` (with messages to append, those
-//! and the `INSERT` in one `BEGIN IMMEDIATE` transaction). WAL, `synchronous = NORMAL`, a busy
+//! SQLite ≥ 3.35: every store call is one statement. An append is one `INSERT … SELECT` that
+//! counts the client's live messages and inserts the prefix that fits; a lease is one `UPDATE …
+//! RETURNING`; a settle one `DELETE` or `UPDATE`, and a consuming settle with messages to append
+//! is the append's `INSERT`, whose rows carry the lease to consume to the table's triggers (a
+//! released one, or a table not migrated yet, takes a `BEGIN IMMEDIATE` transaction). WAL, `synchronous = NORMAL`, a busy
 //! timeout; one pooled connection by default (every call writes, and SQLite has one writer at a
 //! time).
 
@@ -18,7 +19,7 @@ use crate::builder::PoolSettings;
 use crate::store::{Adding, Driver, SweepCursor, hex, micros};
 use crate::table::TableName;
 
-/// Rows per `INSERT`: four fixed parameters plus three per row stays below 999, the parameter
+/// Rows per `INSERT`: five fixed parameters plus three per row stays below 999, the parameter
 /// limit of SQLite builds older than 3.32. The default limits (100 messages) always fit one.
 const INSERT_CHUNK: usize = 300;
 /// Rows deleted per sweep batch (one statement, one commit): SQLite's one writer, and on the
@@ -42,6 +43,10 @@ pub(crate) struct SqliteBackend {
     /// seen: until it is (a table of an earlier release that `migrate()` has not upgraded
     /// yet), an append deletes them itself first, in a transaction.
     trigger_seen: AtomicBool,
+    /// Whether the table's triggers that let a consuming settle ride on the append's `INSERT`
+    /// (`<table>_settle_v1`, `<table>_settled_v1`) were seen: until they are, such a settle
+    /// takes a transaction.
+    settle_triggers_seen: AtomicBool,
 }
 
 struct Statements {
@@ -90,19 +95,22 @@ impl SqliteBackend {
                                    AND a.expires_at > {NOW}) \
                    LIMIT ?1)"
             )),
-            // ?1 client, ?2 ttl, ?3 most messages, ?4 most bytes; each message is
-            // (body, size, running total of the sizes, position from 1). The client's rows
-            // count only while it is alive (its newest expiry is ahead); a dead client's rows
-            // are deleted by the table's trigger before the first new row goes in. SQLite
-            // reads the whole SELECT before it inserts, as it reads the table it inserts into.
+            // ?1 client, ?2 ttl, ?3 most messages, ?4 most bytes, ?5 the lease a consuming
+            // settle ends (NULL for an append); each message is (body, size, running total of
+            // the sizes, position from 1). The client's rows count only while it is alive (its
+            // newest expiry is ahead), and not the rows of the lease ?5, which the table's
+            // trigger deletes before the first new row goes in, as it deletes a dead client's
+            // rows. SQLite reads the whole SELECT before it inserts, as it reads the table it
+            // inserts into.
             insert_head: format!(
-                "INSERT INTO {t} (client, body, size, expires_at) \
-                 SELECT ?1, m.column1, m.column2, {NOW} + ?2 FROM (VALUES "
+                "INSERT INTO {t} (client, body, size, expires_at, lease) \
+                 SELECT ?1, m.column1, m.column2, {NOW} + ?2, ?5 FROM (VALUES "
             ),
             insert_tail: format!(
                 ") AS m, (SELECT CASE WHEN max(expires_at) > {NOW} THEN count(*) ELSE 0 END AS n, \
                    CASE WHEN max(expires_at) > {NOW} THEN coalesce(sum(size), 0) ELSE 0 END AS b \
-                   FROM {t} WHERE client = ?1) AS c \
+                   FROM {t} WHERE client = ?1 \
+                   AND NOT (lease IS ?5 AND leased_until IS NOT NULL)) AS c \
                  WHERE m.column4 <= ?3 - c.n AND m.column3 <= ?4 - c.b ORDER BY m.column4"
             ),
         };
@@ -111,6 +119,7 @@ impl SqliteBackend {
             table: table.as_str().to_owned(),
             sql,
             trigger_seen: AtomicBool::new(false),
+            settle_triggers_seen: AtomicBool::new(false),
         }
     }
 
@@ -167,6 +176,20 @@ impl SqliteBackend {
                                   AND expires_at > {NOW}) \
                  BEGIN DELETE FROM \"{t}\" WHERE client = NEW.client; END"
             ),
+            // A consuming settle that appends is one INSERT whose rows carry the lease it
+            // ends: the first row's trigger deletes that lease's rows (leased ones only, so
+            // never a row of the same INSERT), and each new row drops the lease at once.
+            format!(
+                "CREATE TRIGGER IF NOT EXISTS \"{t}_settle_v1\" BEFORE INSERT ON \"{t}\" \
+                 WHEN NEW.lease IS NOT NULL \
+                 BEGIN DELETE FROM \"{t}\" WHERE client = NEW.client AND lease = NEW.lease \
+                   AND leased_until IS NOT NULL; END"
+            ),
+            format!(
+                "CREATE TRIGGER IF NOT EXISTS \"{t}_settled_v1\" AFTER INSERT ON \"{t}\" \
+                 WHEN NEW.lease IS NOT NULL \
+                 BEGIN UPDATE \"{t}\" SET lease = NULL WHERE id = NEW.id; END"
+            ),
         ] {
             sqlx::raw_sql(AssertSqlSafe(statement))
                 .execute(&mut *tx)
@@ -194,7 +217,7 @@ impl SqliteBackend {
     async fn insert<'c, E>(
         &self,
         conn: E,
-        client: &[u8; 16],
+        (client, ends): (&[u8; 16], Option<&[u8; 16]>),
         adding: &Adding,
         (from, to): (usize, usize),
         ttl: Duration,
@@ -209,7 +232,7 @@ impl SqliteBackend {
             if i > 0 {
                 text.push_str(", ");
             }
-            let p = 3 * i + 5;
+            let p = 3 * i + 6;
             text.push_str(&format!("(?{p}, ?{}, ?{}, {})", p + 1, p + 2, i + 1));
         }
         text.push_str(&self.sql.insert_tail);
@@ -217,7 +240,8 @@ impl SqliteBackend {
             .bind(client.as_slice())
             .bind(millis(ttl))
             .bind(adding.max_messages)
-            .bind(adding.max_bytes);
+            .bind(adding.max_bytes)
+            .bind(ends.map(<[u8; 16]>::as_slice));
         for i in from..to {
             query = query
                 .bind(adding.bodies[i].as_str())
@@ -241,7 +265,7 @@ impl SqliteBackend {
         while kept < adding.len() {
             let to = (kept + INSERT_CHUNK).min(adding.len());
             let inserted = self
-                .insert(&mut *tx, client, adding, (kept, to), ttl)
+                .insert(&mut *tx, (client, None), adding, (kept, to), ttl)
                 .await?;
             kept += inserted;
             if kept < to {
@@ -273,6 +297,25 @@ impl SqliteBackend {
         Ok(seen)
     }
 
+    /// Whether the table has the triggers of a one-statement consuming settle (checked until
+    /// they are seen once).
+    async fn has_settle_triggers(&self) -> Result<bool, sqlx::Error> {
+        if self.settle_triggers_seen.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let seen: bool = sqlx::query_scalar(
+            "SELECT count(*) = 2 FROM sqlite_master WHERE type = 'trigger' AND name IN (?1, ?2)",
+        )
+        .bind(format!("{}_settle_v1", self.table))
+        .bind(format!("{}_settled_v1", self.table))
+        .fetch_one(&self.pool)
+        .await?;
+        if seen {
+            self.settle_triggers_seen.store(true, Ordering::Relaxed);
+        }
+        Ok(seen)
+    }
+
     pub(crate) async fn append(
         &self,
         client: &[u8; 16],
@@ -283,7 +326,7 @@ impl SqliteBackend {
         if trigger && adding.len() <= INSERT_CHUNK {
             // One statement, atomic on its own: SQLite takes the write lock before it reads.
             return self
-                .insert(&self.pool, client, adding, (0, adding.len()), ttl)
+                .insert(&self.pool, (client, None), adding, (0, adding.len()), ttl)
                 .await;
         }
         let mut conn = self.pool.acquire().await?;
@@ -348,6 +391,28 @@ impl SqliteBackend {
             return Ok(0);
         }
         let trigger = self.has_trigger().await?;
+        if trigger
+            && matches!(outcome, Outcome::Consumed)
+            && adding.len() <= INSERT_CHUNK
+            && self.has_settle_triggers().await?
+        {
+            // One statement: the new rows carry the lease to the triggers, which delete its
+            // rows before the first goes in (the count left them out).
+            let kept = self
+                .insert(
+                    &self.pool,
+                    (client, Some(lease)),
+                    adding,
+                    (0, adding.len()),
+                    ttl,
+                )
+                .await?;
+            if kept == 0 {
+                // Nothing went in (all beyond the limits), so no trigger ran.
+                end.execute(&self.pool).await?;
+            }
+            return Ok(kept);
+        }
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         end.execute(&mut *tx).await?;

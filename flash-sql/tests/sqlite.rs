@@ -468,6 +468,78 @@ async fn a_table_without_the_trigger_still_starts_dead_clients_afresh() {
     assert_eq!(rows, 2, "the dead rows were deleted, not hidden");
 }
 
+/// A table of an earlier release, without the triggers a one-statement consuming settle rides
+/// on: a settle that appends takes a transaction and still consumes exactly the lease's rows;
+/// `migrate()` adds the triggers, and the same settle is then one `INSERT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_the_settle_triggers_still_settles() {
+    let ns = namespace();
+    let store = sqlite_store(&ns).await;
+    let pool = store.sqlite_pool().unwrap();
+    sqlx::raw_sql("DROP TRIGGER flash_messages_settle_v1; DROP TRIGGER flash_messages_settled_v1")
+        .execute(pool)
+        .await
+        .unwrap();
+    let limits = flash_core::Limits::default();
+    let settle_and_read = |store: flash_sql::SqlStore, client: ClientId| async move {
+        store
+            .append(&client, &[common::info("shown")], HOUR, &limits)
+            .await
+            .unwrap();
+        let lease = LeaseId::random();
+        assert_eq!(
+            common::texts(&store.lease(&client, &lease, HOUR).await.unwrap()),
+            ["shown"]
+        );
+        // Another request's append while the lease is out: not the lease's, so kept.
+        store
+            .append(&client, &[common::info("meanwhile")], HOUR, &limits)
+            .await
+            .unwrap();
+        let kept = store
+            .settle(
+                &client,
+                &lease,
+                Outcome::Consumed,
+                &[common::info("added")],
+                HOUR,
+                &limits,
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept, 1);
+        let next = LeaseId::random();
+        common::texts(&store.lease(&client, &next, HOUR).await.unwrap())
+    };
+    assert_eq!(
+        settle_and_read(store.clone(), ClientId::random()).await,
+        ["meanwhile", "added"]
+    );
+
+    store.migrate().await.unwrap();
+    let triggers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' \
+         AND name IN ('flash_messages_settle_v1', 'flash_messages_settled_v1')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(triggers, 2, "migrate adds the triggers");
+    let upgraded = sqlite_store(&ns).await;
+    assert_eq!(
+        settle_and_read(upgraded, ClientId::random()).await,
+        ["meanwhile", "added"],
+        "the same through the triggers"
+    );
+    let leased: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM flash_messages WHERE lease IS NOT NULL AND leased_until IS NULL",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(leased, 0, "no new row keeps the lease it ended");
+}
+
 /// An append of more messages than one `INSERT` takes (300) stays atomic and keeps the limits
 /// across its statements: the cut falls in a later chunk, counted with what the earlier ones
 /// inserted.
