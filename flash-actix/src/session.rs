@@ -238,6 +238,7 @@ mod bridge {
             }
             WriteBack {
                 future: self.service.call(request),
+                bridged: self.uses_extensions,
             }
         }
     }
@@ -248,6 +249,8 @@ mod bridge {
         pub struct WriteBack<F> {
             #[pin]
             future: F,
+            // Whether the request has a bridge to write back through.
+            bridged: bool,
         }
     }
 
@@ -258,8 +261,11 @@ mod bridge {
         type Output = F::Output;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-            let result = std::task::ready!(self.project().future.poll(cx));
-            if let Ok(response) = &result {
+            let this = self.project();
+            let result = std::task::ready!(this.future.poll(cx));
+            if *this.bridged
+                && let Ok(response) = &result
+            {
                 write_back(response.request());
             }
             Poll::Ready(result)
