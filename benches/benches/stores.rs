@@ -270,8 +270,19 @@ struct RedisRaw {
     settle: redis::Script,
     keys: Vec<String>,
     ids: Ids,
-    body: String,
+    /// The message's record, as flash-redis packs it into a client's value.
+    record: Vec<u8>,
 }
+
+/// flash-redis' value layout (its own file, compiled here too): the raw baseline packs and
+/// reads values with the same code, so it sends the scripts what flash-redis sends.
+#[path = "../../flash-redis/src/value.rs"]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the baseline uses part of flash-redis' module"
+)]
+mod redis_value;
 
 /// The application's clock in ms, as flash-redis sends it.
 fn now_ms() -> u64 {
@@ -280,83 +291,122 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-const LUA_COMMON: &str = include_str!("../../flash-redis/src/lua/common.lua");
+/// A flash-redis script as flash-redis composes it: its common path, the helpers, its other
+/// paths (`flash-redis/src/store.rs`, `Scripts::new`).
+macro_rules! flash_script {
+    ($name:literal) => {
+        redis::Script::new(concat!(
+            include_str!(concat!("../../flash-redis/src/lua/", $name, ".lua")),
+            include_str!("../../flash-redis/src/lua/common.lua"),
+            include_str!(concat!("../../flash-redis/src/lua/", $name, "_slow.lua"))
+        ))
+    };
+}
 /// The default limits, as flash-redis passes them to append and settle (longest message, most
-/// messages, most bytes); each message follows as its size, then its body.
+/// messages, most bytes); each message follows as its size, then its record.
 const REDIS_LIMITS: [usize; 3] = [
     flash_core::Limits::DEFAULT_MAX_TEXT_LEN,
     flash_core::Limits::DEFAULT_MAX_MESSAGES,
     flash_core::Limits::DEFAULT_MAX_BYTES,
 ];
 
+/// An operation or lease id as flash-redis sends it (8 bytes).
+fn short(id: &[u8; 16]) -> [u8; 8] {
+    let mut short = [0; 8];
+    short.copy_from_slice(&id[8..]);
+    short
+}
+
 impl RedisRaw {
     async fn new(url: &str, prefix: &str, clients: usize) -> redis::RedisResult<Arc<Self>> {
         let client = redis::Client::open(url)?;
         let mut connection = redis::aio::ConnectionManager::new(client).await?;
-        let script = |body: &str| redis::Script::new(&format!("{LUA_COMMON}{body}"));
-        let append = script(include_str!("../../flash-redis/src/lua/append.lua"));
+        let append = flash_script!("append");
         let ids = Ids::new();
-        let body = body();
+        let mut record = Vec::new();
+        redis_value::record(&mut record, 0, TEXT.len() as u32, body().as_bytes());
+        let ttl = TTL.as_millis() as u64;
         let mut keys = Vec::with_capacity(clients);
         for _ in 0..clients {
             let key = format!("{prefix}:{}", hex(&ids.next()));
+            let (now, op) = (now_ms(), short(&ids.next()));
+            let fresh = redis_value::fresh(now + ttl, &op, now, std::slice::from_ref(&record));
             let _: (i64, i64) = append
                 .key(&key)
-                .arg(now_ms())
-                .arg(&ids.next()[8..])
+                .arg(now)
+                .arg(&op)
                 .arg(DEDUPE_MS)
-                .arg(TTL.as_millis() as u64)
+                .arg(ttl)
+                .arg(fresh)
+                .arg(ttl.max(DEDUPE_MS))
                 .arg(&REDIS_LIMITS)
                 .arg(TEXT.len())
-                .arg(&body)
+                .arg(&record)
                 .invoke_async(&mut connection)
                 .await?;
             keys.push(key);
         }
         Ok(Arc::new(RedisRaw {
             connection,
-            lease: script(include_str!("../../flash-redis/src/lua/lease.lua")),
-            settle: script(include_str!("../../flash-redis/src/lua/settle.lua")),
+            lease: flash_script!("lease"),
+            settle: flash_script!("settle"),
             keys,
             ids,
-            body,
+            record,
         }))
     }
 
+    /// A lease, then a settle that consumes it and appends one message, with the arguments
+    /// flash-redis computes (the value once consumed, named by the SHA-1 of the one leased).
     async fn run(&self, client: usize) -> usize {
         let key = &self.keys[client];
-        let lease = self.ids.next();
+        let lease = short(&self.ids.next());
         let mut connection = self.connection.clone();
-        let leased: Vec<Vec<u8>> = self
+        let now = now_ms();
+        let raw: Option<Vec<u8>> = self
             .lease
             .key(key)
-            .arg(now_ms())
-            .arg(&lease[8..])
+            .arg(now)
+            .arg(&lease)
             .arg(LEASE.as_millis() as u64)
-            .arg(DEDUPE_MS)
             .invoke_async(&mut connection)
             .await
             .expect("raw lease");
-        let _: (i64, i64) = self
-            .settle
-            .key(key)
-            .arg(now_ms())
-            .arg(&self.ids.next()[8..])
+        let raw = raw.expect("a value to lease");
+        let written = redis_value::Value::parse(&raw).expect("flash's value");
+        let mine = written.lease_index(&lease).expect("the lease in the value");
+        let held = written.msgs.iter().filter(|m| m.holder == mine).count();
+        let left = written.consumed(mine, now, DEDUPE_MS);
+        let deadline = left.deadline(DEDUPE_MS);
+        let left = if left.msgs.is_empty() && left.ops.is_empty() {
+            Vec::new()
+        } else {
+            left.to_bytes()
+        };
+        let sha1 = sha1_smol::Sha1::from(&raw).digest().to_string();
+        let now = now_ms();
+        let mut settle = self.settle.key(key);
+        settle
+            .arg(now)
+            .arg(&short(&self.ids.next()))
             .arg(DEDUPE_MS)
-            .arg(&lease[8..])
+            .arg(&lease)
             .arg("consumed")
             .arg(TTL.as_millis() as u64)
-            // Appending: the lease's answer about consuming alone is not used.
-            .arg("")
-            .arg("")
-            .arg("")
+            .arg(&sha1);
+        if left.is_empty() || deadline <= now {
+            settle.arg("").arg("");
+        } else {
+            settle.arg(&left).arg(deadline - now);
+        }
+        let _: (i64, i64) = settle
             .arg(&REDIS_LIMITS)
             .arg(TEXT.len())
-            .arg(&self.body)
+            .arg(&self.record)
             .invoke_async(&mut connection)
             .await
             .expect("raw settle");
-        black_box(leased.len())
+        black_box(held)
     }
 }
 
