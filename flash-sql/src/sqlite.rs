@@ -275,20 +275,33 @@ impl SqliteBackend {
         Ok(kept)
     }
 
-    /// Whether the table has its trigger (checked until it is seen once).
-    async fn has_trigger(&self) -> Result<bool, sqlx::Error> {
-        if self.trigger_seen.load(Ordering::Relaxed) {
+    /// Whether the table has the triggers `<table>_<name>` for every name (checked until they
+    /// are seen once, which `seen` remembers).
+    async fn has_triggers(&self, seen: &AtomicBool, names: &[&str]) -> Result<bool, sqlx::Error> {
+        if seen.load(Ordering::Relaxed) {
             return Ok(true);
         }
-        let seen: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1)",
-        )
-        .bind(format!("{}_expire_v1", self.table))
-        .fetch_one(&self.pool)
-        .await?;
-        if seen {
-            self.trigger_seen.store(true, Ordering::Relaxed);
-        } else {
+        let mut all = true;
+        for name in names {
+            all &= sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1)",
+            )
+            .bind(format!("{}_{name}", self.table))
+            .fetch_one(&self.pool)
+            .await?;
+        }
+        if all {
+            seen.store(true, Ordering::Relaxed);
+        }
+        Ok(all)
+    }
+
+    /// Whether the table has the trigger that deletes a dead client's rows.
+    async fn has_trigger(&self) -> Result<bool, sqlx::Error> {
+        let seen = self
+            .has_triggers(&self.trigger_seen, &["expire_v1"])
+            .await?;
+        if !seen {
             tracing::warn!(
                 table = %self.table,
                 "flash-sql: the SQLite table has no expiry trigger (run SqlStore::migrate()); appends take a transaction"
@@ -297,23 +310,10 @@ impl SqliteBackend {
         Ok(seen)
     }
 
-    /// Whether the table has the triggers of a one-statement consuming settle (checked until
-    /// they are seen once).
+    /// Whether the table has the triggers of a one-statement consuming settle.
     async fn has_settle_triggers(&self) -> Result<bool, sqlx::Error> {
-        if self.settle_triggers_seen.load(Ordering::Relaxed) {
-            return Ok(true);
-        }
-        let seen: bool = sqlx::query_scalar(
-            "SELECT count(*) = 2 FROM sqlite_master WHERE type = 'trigger' AND name IN (?1, ?2)",
-        )
-        .bind(format!("{}_settle_v1", self.table))
-        .bind(format!("{}_settled_v1", self.table))
-        .fetch_one(&self.pool)
-        .await?;
-        if seen {
-            self.settle_triggers_seen.store(true, Ordering::Relaxed);
-        }
-        Ok(seen)
+        self.has_triggers(&self.settle_triggers_seen, &["settle_v1", "settled_v1"])
+            .await
     }
 
     pub(crate) async fn append(
