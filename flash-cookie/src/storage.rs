@@ -1,5 +1,7 @@
 //! The signed-cookie [`Storage`](flash_core::storage::Storage).
 
+use std::ops::Range;
+
 use async_trait::async_trait;
 use flash_core::http::header::SET_COOKIE;
 use flash_core::http::{HeaderMap, HeaderValue};
@@ -228,7 +230,10 @@ impl CookieStorage {
 
     /// With Django's format: writes the `<name>_to` cookie for the `messages` a `line` holds
     /// (or deletes it when none is addressed and the request had one).
+    // Out of line: only Django's format has the side cookie, and a save in flash's format
+    // runs through a call, not through this code (BENCHMARKS.md, issue 21.5).
     #[cfg(feature = "django")]
+    #[inline(never)]
     fn write_addresses(
         &self,
         request: &Incoming,
@@ -272,7 +277,7 @@ impl CookieStorage {
     fn write(
         &self,
         request: &Incoming,
-        mut messages: Vec<Message>,
+        messages: Vec<Message>,
         present: bool,
         overflow: Overflow,
         response: &mut HeaderMap,
@@ -311,11 +316,19 @@ impl CookieStorage {
         if kept == (0..n) {
             return Ok(Vec::new());
         }
-        tracing::debug!(cookie = %self.name, kept = kept.len(), of = n, limit = self.max_size, "flash messages do not all fit the cookie");
+        Ok(self.left_out(messages, kept))
+    }
+
+    /// The messages a cookie could not keep: all but `kept`.
+    // Rare, and out of the way of a save that fits (BENCHMARKS.md, issue 21.5).
+    #[cold]
+    #[inline(never)]
+    fn left_out(&self, mut messages: Vec<Message>, kept: Range<usize>) -> Vec<Message> {
+        tracing::debug!(cookie = %self.name, kept = kept.len(), of = messages.len(), limit = self.max_size, "flash messages do not all fit the cookie");
         let tail = messages.split_off(kept.end);
         messages.drain(kept);
         messages.extend(tail);
-        Ok(messages)
+        messages
     }
 }
 

@@ -528,42 +528,11 @@ impl Adapter {
         }
         // A redirect addresses what the request added to the redirect's page, and hands on
         // what was for this page and not read: loaded first.
-        let mut load_first = false;
-        if !failed && redirecting(messages, response) {
-            if self.shared.storage.immediate().is_some() {
-                // A storage that never waits loads at the first poll.
-                let mut load = std::pin::pin!(messages.load_for_redirect());
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                load_first = load.as_mut().poll(&mut cx).is_pending();
-            } else {
-                load_first = true;
-            }
-        }
-        let delivery = if failed {
-            Delivery::None
+        let load_first = !failed && redirecting(messages, response) && self.loads_first(messages);
+        let (delivered, pending) = if failed || self.shared.htmx.is_none() {
+            (0, false)
         } else {
-            self.htmx_delivery(messages)
-        };
-        let mut pending = false;
-        let delivered = match delivery {
-            Delivery::None => 0,
-            Delivery::Added => self.deliver_added(messages, response),
-            Delivery::Pending if self.shared.storage.immediate().is_some() => {
-                // A storage that never waits loads at the first poll.
-                let mut read = std::pin::pin!(messages.read());
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                match read.as_mut().poll(&mut cx) {
-                    std::task::Poll::Ready(result) => self.deliver_read(messages, result, response),
-                    std::task::Poll::Pending => {
-                        pending = true;
-                        0
-                    }
-                }
-            }
-            Delivery::Pending => {
-                pending = true;
-                0
-            }
+            self.deliver_now(messages, response)
         };
         if !pending
             && !load_first
@@ -586,6 +555,45 @@ impl Adapter {
             load_first,
             triggers,
         })
+    }
+
+    /// Whether the redirect's hand-on must wait for a load; a storage that never waits loads
+    /// here, at the first poll.
+    // Out of `end_now`'s way, as the htmx delivery is: most requests neither redirect nor
+    // come from htmx (BENCHMARKS.md, issue 21.5).
+    #[inline(never)]
+    fn loads_first(&self, messages: &Messages) -> bool {
+        if self.shared.storage.immediate().is_none() {
+            return true;
+        }
+        let mut load = std::pin::pin!(messages.load_for_redirect());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        load.as_mut().poll(&mut cx).is_pending()
+    }
+
+    /// The htmx delivery that needs no waiting: how many were delivered, and whether a read
+    /// is left pending.
+    #[inline(never)]
+    fn deliver_now<H>(&self, messages: &Messages, response: &mut H) -> (usize, bool)
+    where
+        H: ResponseHeaders + ?Sized,
+    {
+        match self.htmx_delivery(messages) {
+            Delivery::None => (0, false),
+            Delivery::Added => (self.deliver_added(messages, response), false),
+            Delivery::Pending if self.shared.storage.immediate().is_some() => {
+                // A storage that never waits loads at the first poll.
+                let mut read = std::pin::pin!(messages.read());
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match read.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(result) => {
+                        (self.deliver_read(messages, result, response), false)
+                    }
+                    std::task::Poll::Pending => (0, true),
+                }
+            }
+            Delivery::Pending => (0, true),
+        }
     }
 
     /// Writes what the waiting part of [`Adapter::end`] did into the response.
@@ -614,9 +622,11 @@ impl Adapter {
         self.shared.storage.immediate()?;
         let (result, cookie_set) = match response.as_http() {
             Some(map) => {
-                let before = map.get_all(SET_COOKIE).iter().count();
+                // A storage writes only `Set-Cookie` lines (`Storage::save`): a longer map is
+                // a cookie set, told without looking the name up twice.
+                let before = map.len();
                 let result = messages.save_now(map)?;
-                (result, map.get_all(SET_COOKIE).iter().count() > before)
+                (result, map.len() > before)
             }
             None => {
                 // A scratch map kept per thread between requests, emptied after each use: its
@@ -735,35 +745,14 @@ impl Adapter {
         };
         match result {
             Ok(report) => {
-                if !report.dropped.is_empty() {
-                    tracing::warn!(
-                        dropped = report.dropped.len(),
-                        "flash messages dropped: they do not fit the storage or the client's limits"
-                    );
-                }
                 finished.vary = report.vary;
                 finished.saved = report.saved;
-                finished.dropped = report.dropped;
                 finished.refused = report.refused;
-                // Saved all the same (a keyed store down, the messages carried in a cookie),
-                // and logged by the storage: the application still hears of it.
-                if let Some(err) = report.degraded {
-                    if let Some(hook) = &self.shared.on_error {
-                        hook(&err);
-                    }
-                    finished.degraded = Some(err);
+                if !report.dropped.is_empty() || report.degraded.is_some() {
+                    self.report_loss(report.dropped, report.degraded, &mut finished);
                 }
             }
-            Err(err) => {
-                tracing::error!(error = %err, source = ?std::error::Error::source(&err),
-                    "flash messages could not be saved; the response is served without them");
-                if let Some(hook) = &self.shared.on_error {
-                    hook(&err);
-                }
-                // What the handler showed may still depend on the cookie.
-                finished.vary = true;
-                finished.error = Some(err);
-            }
+            Err(err) => self.report_failure(err, &mut finished),
         }
         if finished.vary {
             vary_on_cookie(response);
@@ -772,6 +761,43 @@ impl Adapter {
             response.insert_static("cache-control", "private, no-store");
         }
         finished
+    }
+}
+
+impl Adapter {
+    // The rare outcomes of a save live out of `shape`'s way: a request that saved as asked
+    // runs through fewer cache lines (BENCHMARKS.md, issue 21.5).
+    #[cold]
+    #[inline(never)]
+    fn report_loss(&self, dropped: Vec<Message>, degraded: Option<Error>, finished: &mut Finished) {
+        if !dropped.is_empty() {
+            tracing::warn!(
+                dropped = dropped.len(),
+                "flash messages dropped: they do not fit the storage or the client's limits"
+            );
+        }
+        finished.dropped = dropped;
+        // Saved all the same (a keyed store down, the messages carried in a cookie),
+        // and logged by the storage: the application still hears of it.
+        if let Some(err) = degraded {
+            if let Some(hook) = &self.shared.on_error {
+                hook(&err);
+            }
+            finished.degraded = Some(err);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn report_failure(&self, err: Error, finished: &mut Finished) {
+        tracing::error!(error = %err, source = ?std::error::Error::source(&err),
+            "flash messages could not be saved; the response is served without them");
+        if let Some(hook) = &self.shared.on_error {
+            hook(&err);
+        }
+        // What the handler showed may still depend on the cookie.
+        finished.vary = true;
+        finished.error = Some(err);
     }
 }
 

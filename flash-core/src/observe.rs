@@ -52,6 +52,9 @@ pub(crate) fn shown(n: usize) {
     }
 }
 
+// Rare: out of the way of an add that is kept.
+#[cold]
+#[inline(never)]
 pub(crate) fn refused(reason: Refused) {
     metrics::counter!(REFUSED, "reason" => reason_label(reason)).increment(1);
 }

@@ -285,6 +285,13 @@ fn within_limits(messages: &mut Vec<Message>, limits: &Limits) -> Vec<Message> {
     if fitting == messages.len() {
         return Vec::new();
     }
+    beyond_limits(messages, fitting)
+}
+
+// Rare, and out of the way of a save that fits (BENCHMARKS.md, issue 21.5).
+#[cold]
+#[inline(never)]
+fn beyond_limits(messages: &mut Vec<Message>, fitting: usize) -> Vec<Message> {
     let beyond = messages.split_off(fitting);
     tracing::warn!(
         refused = beyond.len(),
@@ -295,9 +302,14 @@ fn within_limits(messages: &mut Vec<Message>, limits: &Limits) -> Vec<Message> {
 }
 
 fn log_left_out(left: &[Message], overflow: Overflow) {
-    if left.is_empty() {
-        return;
+    if !left.is_empty() {
+        log_left(left, overflow);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn log_left(left: &[Message], overflow: Overflow) {
     match overflow {
         Overflow::DropOldest => tracing::warn!(
             dropped = left.len(),

@@ -472,7 +472,7 @@ impl InFlight {
             Ok(_) => Finishing::ready(response, view),
             Err(waiting) => Finishing {
                 response: Some(response),
-                waiting: Some((adapter, Box::pin(waiting.run(messages)))),
+                waiting: Some((adapter, detach(waiting, messages))),
                 view: Some(view),
             },
         }
@@ -704,6 +704,13 @@ impl<R, E, V: ForeignResponse<R>> ForeignResponse<Result<R, E>> for OrStandIn<V>
 
 type Detaching = Pin<Box<dyn Future<Output = super::Detached> + Send>>;
 
+// Built once for every response type, out of line: a request that needs no waiting (a cookie
+// storage, an idle request) does not run through its code (BENCHMARKS.md, issue 21.5).
+#[inline(never)]
+fn detach(waiting: super::Waiting, messages: Messages) -> Detaching {
+    Box::pin(waiting.run(messages))
+}
+
 /// The future of [`InFlight::finish`] and [`InFlight::finish_with`]: the response, once flash
 /// is done with it.
 #[must_use = "futures do nothing unless polled"]
@@ -723,6 +730,22 @@ impl<R, V> Finishing<R, V> {
     }
 }
 
+impl<R, V: ForeignResponse<R>> Finishing<R, V> {
+    // Out of line, as `detach` is.
+    #[inline(never)]
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some((adapter, waiting)) = &mut self.waiting {
+            let detached = std::task::ready!(waiting.as_mut().poll(cx));
+            let adapter = adapter.clone();
+            self.waiting = None;
+            if let Some(response) = &mut self.response {
+                adapter.apply(detached, &mut V::answer(response));
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
 // The response and the view are moved, never pinned.
 impl<R, V> Unpin for Finishing<R, V> {}
 
@@ -731,13 +754,8 @@ impl<R, V: ForeignResponse<R>> Future for Finishing<R, V> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
         let this = self.get_mut();
-        if let Some((adapter, waiting)) = &mut this.waiting {
-            let detached = std::task::ready!(waiting.as_mut().poll(cx));
-            let adapter = adapter.clone();
-            this.waiting = None;
-            if let Some(response) = &mut this.response {
-                adapter.apply(detached, &mut V::answer(response));
-            }
+        if this.waiting.is_some() {
+            std::task::ready!(this.poll_waiting(cx));
         }
         let mut response = this
             .response
