@@ -802,25 +802,24 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            let finishing = match this.state.as_mut().project() {
-                StateProj::Handler { future, in_flight } => {
-                    let result = std::task::ready!(future.poll(cx));
-                    match in_flight.take() {
-                        Some((in_flight, view)) => in_flight.finish_with(result, OrStandIn(view)),
-                        None => Finishing {
-                            response: Some(result),
-                            waiting: None,
-                            view: None,
-                        },
-                    }
+        let mut finishing = match this.state.as_mut().project() {
+            StateProj::Handler { future, in_flight } => {
+                let result = std::task::ready!(future.poll(cx));
+                match in_flight.take() {
+                    Some((in_flight, view)) => in_flight.finish_with(result, OrStandIn(view)),
+                    // Polled again after it completed: the handler's future says what that does.
+                    None => return Poll::Ready(result),
                 }
-                StateProj::Finishing { finishing } => {
-                    return Pin::new(finishing).poll(cx);
-                }
-            };
+            }
+            StateProj::Finishing { finishing } => return Pin::new(finishing).poll(cx),
+        };
+        // Most requests end at once (nothing asked, or a storage that never waits): then the
+        // future completes here, with no move to its second state.
+        let ready = Pin::new(&mut finishing).poll(cx);
+        if ready.is_pending() {
             this.state.set(State::Finishing { finishing });
         }
+        ready
     }
 }
 
