@@ -263,7 +263,7 @@ fn warn_refused(result: Result<Added, Refused>) -> bool {
     }
 }
 
-// Rare, and out of the way of an add that is kept (BENCHMARKS.md, issue 21.5).
+// Rare, and out of the way of an add that is kept.
 #[cold]
 #[inline(never)]
 fn log_refused(refused: Refused) {
@@ -1060,30 +1060,70 @@ impl Messages {
         let consumed = state.used || identity.drops_pending();
         let queued = std::mem::take(&mut state.queued);
         let now = std::mem::take(&mut state.now);
+        let stored = state.stored;
         let held = std::mem::take(&mut state.held);
         let redirect = state.redirect.take();
         let addressing = &self.inner.config.addressing;
         let mut rewrite = state.rewrite;
         let (unread, mut added) = match state.loaded.take() {
-            Some(loaded) => self.split_loaded(
-                &state,
-                Loaded {
-                    loaded,
-                    consumed,
-                    queued,
-                    now: &now,
-                    held,
-                    redirect: redirect.as_ref(),
-                },
-                &mut rewrite,
-            ),
+            Some(loaded) if !consumed => {
+                // Moved out, unless the application still holds what it read, or it is the
+                // handle's cell (read, then kept): copied then.
+                let mut loaded = match loaded {
+                    Load::Own(messages) => messages,
+                    Load::Shown(_) => self.shown().to_vec(),
+                    Load::Shared(messages) => Arc::unwrap_or_clone(messages),
+                };
+                let read_before = loaded.split_off(stored);
+                let added = if read_before.is_empty() {
+                    queued
+                } else {
+                    let mut added = read_before;
+                    added.extend(queued);
+                    added
+                };
+                if let Some(target) = &redirect {
+                    // This page redirects unread: what was for it is for its redirect's page.
+                    for &at in &state.for_page {
+                        loaded[at].address = Some(addressing.address(target.clone()));
+                        rewrite = true;
+                    }
+                }
+                (merge_held(loaded, held), without_now(added, &now, 0))
+            }
+            // What was read is consumed, with the messages added before the read; what was
+            // held for another page stays.
+            Some(loaded) => {
+                if state.used {
+                    crate::observe::shown(loaded.len());
+                }
+                if !held.is_empty() {
+                    rewrite = true;
+                }
+                (
+                    held.into_iter().map(|(_, m)| m).collect(),
+                    without_now(queued, &now, loaded.len() - stored),
+                )
+            }
             None => (Vec::new(), without_now(queued, &now, 0)),
         };
         if let Some(target) = redirect
             && addressing.on_redirect()
             && !state.unaddressed
         {
-            address_to(addressing, &mut added, target);
+            // The last message takes the path itself: one message (the usual case) costs no
+            // copy of it.
+            let mut left = added.iter().filter(|m| m.address.is_none()).count();
+            let mut target = Some(target);
+            for message in added.iter_mut().filter(|m| m.address.is_none()) {
+                left -= 1;
+                let path = if left == 0 {
+                    target.take()
+                } else {
+                    target.clone()
+                };
+                message.address = Some(addressing.address(path.unwrap_or_default()));
+            }
         }
         // A rewrite replaces what is stored with `unread` (and the added ones): storages
         // rewrite on a consumed update.
@@ -1093,7 +1133,14 @@ impl Messages {
         let vary = vary || rewrite;
         let token = state.token.take();
         let hint = if self.inner.storage.immediate().is_none() {
-            self.hint_line(token.is_some(), &unread, &added)
+            let before = Hint::parse(self.incoming().cookie_bytes(HINT_COOKIE));
+            hint_after(
+                before,
+                token.is_some(),
+                unread.iter().chain(&added),
+                now_ms(),
+            )
+            .map(|(hint, secs)| hint.set_cookie_line(secs))
         } else {
             // What a storage that never waits keeps is read without a store call: no hint.
             None
@@ -1121,102 +1168,6 @@ impl Messages {
                 degraded: Degraded::to(self.inner.clone()),
             },
         }
-    }
-}
-
-/// What [`Messages::split_loaded`] splits.
-struct Loaded<'a> {
-    loaded: Load,
-    consumed: bool,
-    queued: Vec<Message>,
-    now: &'a [usize],
-    held: Vec<(usize, Message)>,
-    redirect: Option<&'a String>,
-}
-
-// The parts of `begin_save` that a request which only adds never runs, out of its way: such a
-// request runs through fewer cache lines (BENCHMARKS.md, issue 21.5).
-impl Messages {
-    /// What a request that loaded leaves stored: the unread messages and the added ones.
-    #[inline(never)]
-    fn split_loaded(
-        &self,
-        state: &State,
-        parts: Loaded<'_>,
-        rewrite: &mut bool,
-    ) -> (Vec<Message>, Vec<Message>) {
-        let Loaded {
-            loaded,
-            consumed,
-            queued,
-            now,
-            held,
-            redirect,
-        } = parts;
-        let stored = state.stored;
-        if !consumed {
-            // Moved out, unless the application still holds what it read, or it is the
-            // handle's cell (read, then kept): copied then.
-            let mut loaded = match loaded {
-                Load::Own(messages) => messages,
-                Load::Shown(_) => self.shown().to_vec(),
-                Load::Shared(messages) => Arc::unwrap_or_clone(messages),
-            };
-            let read_before = loaded.split_off(stored);
-            let added = if read_before.is_empty() {
-                queued
-            } else {
-                let mut added = read_before;
-                added.extend(queued);
-                added
-            };
-            if let Some(target) = redirect {
-                // This page redirects unread: what was for it is for its redirect's page.
-                let addressing = &self.inner.config.addressing;
-                for &at in &state.for_page {
-                    loaded[at].address = Some(addressing.address(target.clone()));
-                    *rewrite = true;
-                }
-            }
-            return (merge_held(loaded, held), without_now(added, now, 0));
-        }
-        // What was read is consumed, with the messages added before the read; what was held
-        // for another page stays.
-        if state.used {
-            crate::observe::shown(loaded.len());
-        }
-        if !held.is_empty() {
-            *rewrite = true;
-        }
-        (
-            held.into_iter().map(|(_, m)| m).collect(),
-            without_now(queued, now, loaded.len() - stored),
-        )
-    }
-
-    /// The hint cookie's `Set-Cookie` line after this save, when it changes.
-    #[inline(never)]
-    fn hint_line(&self, loaded: bool, unread: &[Message], added: &[Message]) -> Option<String> {
-        let before = Hint::parse(self.incoming().cookie_bytes(HINT_COOKIE));
-        hint_after(before, loaded, unread.iter().chain(added), now_ms())
-            .map(|(hint, secs)| hint.set_cookie_line(secs))
-    }
-}
-
-/// Addresses the unaddressed `added` messages to the page a redirect leads to.
-#[inline(never)]
-fn address_to(addressing: &Addressing, added: &mut [Message], target: String) {
-    // The last message takes the path itself: one message (the usual case) costs no copy of it.
-    let mut left = added.iter().filter(|m| m.address.is_none()).count();
-    let mut target = Some(target);
-    for message in added.iter_mut().filter(|m| m.address.is_none()) {
-        left -= 1;
-        let path = if left == 0 {
-            target.take()
-        } else {
-            target.clone()
-        };
-        message.address = Some(addressing.address(path.unwrap_or_default()));
     }
 }
 
