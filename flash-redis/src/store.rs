@@ -381,6 +381,21 @@ impl RedisStore {
         ttl: Duration,
         limits: &Limits,
     ) -> Result<(bool, usize)> {
+        self.append_sent(op, now_ms(), client, messages, ttl, limits)
+            .await
+    }
+
+    /// [`RedisStore::append_as`] first sent at `now` (ms): the store's own retry sends the
+    /// same call again, time included.
+    async fn append_sent(
+        &self,
+        op: &LeaseId,
+        now: u64,
+        client: &ClientId,
+        messages: &[Message],
+        ttl: Duration,
+        limits: &Limits,
+    ) -> Result<(bool, usize)> {
         // What cannot fit even an empty queue is never sent: a hostile request's thousands of
         // messages cost no bandwidth.
         let messages = &messages[..limits.fitting(0, 0, messages)];
@@ -388,16 +403,15 @@ impl RedisStore {
             return Ok((false, 0));
         }
         let encoded = encode(messages)?;
-        let now = now_ms();
         let (window, ttl) = (self.dedupe_window_ms(), ttl_ms(ttl));
         // The value of a client with nothing stored: every message sent fits an empty client.
-        let id: [u8; 8] = short_id(op).try_into().unwrap_or_default();
+        let id = op_id(op);
         let fresh = value::fresh(now.saturating_add(ttl), &id, now, &encoded);
         let mut invocation = self.inner.scripts.append.prepare_invoke();
         invocation
             .key(self.client_key(client))
             .arg(now)
-            .arg(short_id(op))
+            .arg(&id[..])
             .arg(window)
             .arg(ttl)
             .arg(fresh)
@@ -432,7 +446,7 @@ impl RedisStore {
         invocation
             .key(self.client_key(client))
             .arg(now)
-            .arg(short_id(op))
+            .arg(&op_id(op)[..])
             .arg(self.dedupe_window_ms())
             .arg(short_id(lease))
             .arg(outcome)
@@ -544,7 +558,9 @@ impl KeyedStore for RedisStore {
         Ok(kept)
     }
 
-    /// The scripts keep the client's recent operation ids (at most 32) for the dedupe window.
+    /// The scripts keep the client's operation ids for the dedupe window: at most 255 entries,
+    /// the oldest folded into one past that, and a write that may be one of those is refused
+    /// with an error, never applied twice (common.lua).
     fn remembers_operations(&self) -> Option<Duration> {
         Some(Duration::from_millis(self.dedupe_window_ms()))
     }
@@ -616,6 +632,17 @@ fn ttl_ms(duration: Duration) -> u64 {
 /// ids at once for 64 random bits to collide.
 fn short_id(id: &LeaseId) -> &[u8] {
     &id.as_bytes()[..8]
+}
+
+/// The id under which the scripts record an operation: its first 8 bytes, never all zero
+/// (common.lua's `FORGOTTEN` marks the ids the value no longer holds).
+fn op_id(op: &LeaseId) -> [u8; 8] {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(short_id(op));
+    if id == [0; 8] {
+        id[7] = 1;
+    }
+    id
 }
 
 fn manager_config(builder: &RedisStoreBuilder) -> ConnectionManagerConfig {
@@ -860,6 +887,96 @@ mod retried_calls {
         assert_eq!(got, [msg("b")], "the settle's append is applied once");
         // Another operation id is another write.
         assert_eq!(append(LeaseId::random(), vec![msg("c")]).await, (true, 1));
+    }
+
+    /// More writes for one client than its value keeps ids for (254): the oldest are forgotten,
+    /// and a write sent again as the store's own retry sends it (its first time included)
+    /// after its id was forgotten is refused with an error, never applied twice; the ids still
+    /// kept answer as before, and a new write is applied. Checked on both append paths: a key
+    /// with messages, and a key that holds only operations.
+    #[tokio::test]
+    async fn a_write_whose_id_was_forgotten_is_refused_not_applied_twice() {
+        let Some(store) = store().await else {
+            return;
+        };
+        let limits = Limits::default().with_max_messages(1000);
+        for only_ops in [false, true] {
+            let client = ClientId::random();
+            let start = now_ms();
+            let append = |op, at: u64, text: String| {
+                let store = store.clone();
+                async move {
+                    store
+                        .append_sent(&op, at, &client, &[msg(&text)], LONG, &limits)
+                        .await
+                }
+            };
+            let ops: Vec<LeaseId> = (0..300).map(|_| LeaseId::random()).collect();
+            for (i, op) in ops.iter().enumerate() {
+                let at = start + i as u64;
+                let first = append(*op, at, format!("m{i}"))
+                    .await
+                    .unwrap_or_else(|err| {
+                        panic!("write {i}: {err}: {:?}", std::error::Error::source(&err))
+                    });
+                assert_eq!(first, (true, 1), "write {i}");
+                if only_ops {
+                    // Read and consumed at once: the key keeps only the operations.
+                    let lease = LeaseId::random();
+                    store.lease(&client, &lease, LONG).await.expect("lease");
+                    store
+                        .settle(&client, &lease, Outcome::Consumed, &[], LONG, &limits)
+                        .await
+                        .expect("settle");
+                }
+            }
+            // 300 writes, 254 ids kept: the first 46 were folded into one entry.
+            let err = append(ops[0], start, "m0".into())
+                .await
+                .expect_err("a forgotten write sent again");
+            let source = std::error::Error::source(&err).map(ToString::to_string);
+            assert!(
+                source
+                    .as_deref()
+                    .is_some_and(|s| s.contains("may already be applied")),
+                "{err}: {source:?}"
+            );
+            append(ops[45], start + 45, "m45".into())
+                .await
+                .expect_err("the last one forgotten");
+            assert_eq!(
+                append(ops[46], start + 46, "m46".into())
+                    .await
+                    .expect("kept"),
+                (false, 1),
+                "the oldest id kept"
+            );
+            assert_eq!(
+                append(ops[299], start + 299, "m299".into())
+                    .await
+                    .expect("kept"),
+                (false, 1)
+            );
+            let fresh = LeaseId::random();
+            assert_eq!(
+                append(fresh, now_ms() + 1000, "new".into())
+                    .await
+                    .expect("new"),
+                (true, 1),
+                "a write sent after the forgotten ones is applied"
+            );
+            let got = store
+                .lease(&client, &LeaseId::random(), LONG)
+                .await
+                .expect("lease");
+            let mut expected: Vec<Message> = if only_ops {
+                Vec::new()
+            } else {
+                (0..300).map(|i| msg(&format!("m{i}"))).collect()
+            };
+            expected.push(msg("new"));
+            assert_eq!(got, expected, "every write stored once");
+        }
     }
 
     /// The client's messages were read and consumed between a write and its retry: the key

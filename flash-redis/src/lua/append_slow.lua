@@ -8,6 +8,9 @@ local before = applied(ops, op)
 if before then
   return { 0, before }
 end
+if forgot(ops, now) then
+  return redis.error_reply(FORGOT)
+end
 local count, bytes = pending(msgs)
 local kept = fitting(count, bytes, 10)
 push(msgs, kept, 10)

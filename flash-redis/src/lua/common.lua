@@ -166,17 +166,40 @@ local function push(msgs, kept, first)
   end
 end
 
--- Records that `op` was applied now and kept `kept`. At most MAX_OPS are kept, the oldest
--- forgotten first, so a client writing without pause cannot grow its value without bound.
-local MAX_OPS = 32
+-- The most operations a client's value holds: a client writing without pause cannot grow its
+-- value without bound. Past it the oldest are folded into one entry under the id FORGOTTEN
+-- (never an operation's: the store sends none that is all zero), which keeps the newest time
+-- of the operations it stands for and leaves the window as they would. A write not found among
+-- the operations, sent at or before that time, may be one of them: `forgot` says so, and the
+-- scripts answer an error rather than apply it a second time. Only the time the write was
+-- first sent makes that exact (ARGV[1], the same on the store's own retry): a write sent again
+-- later by another request is recognised while fewer than MAX_OPS writes came after it.
+local MAX_OPS = 255
+local FORGOTTEN = '\0\0\0\0\0\0\0\0'
+local FORGOT = 'flash-redis: this write may already be applied: its id is no longer kept '
+  .. '(more than 254 writes for this client since); it is not applied again'
+
+-- Whether `op`, sent at `sent` and not found among `ops`, may be one of those forgotten.
+local function forgot(ops, sent)
+  return ops[1] == FORGOTTEN and ops[2] >= sent
+end
+
+-- Records that `op` was applied now and kept `kept`.
 local function remember(ops, op, now, kept)
-  if #ops >= 3 * MAX_OPS then
-    for i = 1, #ops - 3 do
-      ops[i] = ops[i + 3]
+  while #ops >= 3 * MAX_OPS do
+    -- The oldest operation (after FORGOTTEN, when there is one) joins FORGOTTEN.
+    local first = ops[1] == FORGOTTEN and 4 or 1
+    local at = ops[first + 1]
+    table.remove(ops, first)
+    table.remove(ops, first)
+    table.remove(ops, first)
+    if ops[1] == FORGOTTEN then
+      ops[2] = math.max(ops[2], at)
+    else
+      table.insert(ops, 1, 0)
+      table.insert(ops, 1, at)
+      table.insert(ops, 1, FORGOTTEN)
     end
-    ops[#ops] = nil
-    ops[#ops] = nil
-    ops[#ops] = nil
   end
   ops[#ops + 1] = op
   ops[#ops + 1] = now

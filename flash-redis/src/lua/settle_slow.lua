@@ -12,6 +12,9 @@ if appending then
   if before then
     return { 0, before }
   end
+  if forgot(ops, now) then
+    return redis.error_reply(FORGOT)
+  end
 end
 local mine = nil
 for k = 1, #leases / 2 do
