@@ -163,7 +163,9 @@ pub enum Outcome {
 ///   and settles share one space of ids, per client. The bridge sends a write again when its
 ///   answer never came (a call past its deadline may still be applied later, when a stalled
 ///   connection delivers it): with this rule the late copy and the re-sent one are one write,
-///   which is what makes a message carried across an outage show once. A store that cannot
+///   which is what makes a message carried across an outage show once. The store knows at
+///   least the 200 latest writes of each client: a write sent again after fewer others is not
+///   applied twice (it may be refused with an error instead of answered). A store that cannot
 ///   keep recent ids returns `None` (the default) and its `_once` calls are plain ones; the
 ///   bridge then counts what may show twice
 ///   ([`observe::MAYBE_DUPLICATED`](crate::observe::MAYBE_DUPLICATED)).

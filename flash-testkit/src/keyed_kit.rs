@@ -456,6 +456,7 @@ macro_rules! __keyed_store_tests {
             too_long_text_is_refused,
             a_settle_sent_again_ends_nothing_more,
             a_write_sent_again_is_applied_once,
+            a_write_sent_again_after_others_is_applied_once,
         );
     };
     ($factory:expr; $($name:ident),* $(,)?) => {
@@ -1304,6 +1305,59 @@ pub async fn a_settle_sent_again_ends_nothing_more(factory: KeyedFactory) {
         ["m2"],
         "a settle sent again consumed another lease's messages"
     );
+}
+
+/// How many of a client's latest writes a store that remembers operations must still know:
+/// the bridge sends a write again at the client's next request, and a client (several tabs, a
+/// script) may write this often in between.
+pub const MIN_OPERATIONS_PER_CLIENT: usize = 200;
+
+/// A store that remembers operations applies a write sent again once even after
+/// [`MIN_OPERATIONS_PER_CLIENT`] other writes of the same client: it answers what the first
+/// kept, or an error (a store may refuse what it can no longer tell apart), and the message is
+/// stored once. Skipped (one line) for a store that does not remember them.
+pub async fn a_write_sent_again_after_others_is_applied_once(factory: KeyedFactory) {
+    let store = store!(factory, "a_write_sent_again_after_others_is_applied_once");
+    if store.remembers_operations().is_none() {
+        eprintln!(
+            "skipped: a_write_sent_again_after_others_is_applied_once: the store remembers no operations"
+        );
+        return;
+    }
+    let client = ClientId::random();
+    let limits = Limits::default().with_max_messages(MIN_OPERATIONS_PER_CLIENT + 10);
+    let op = OperationId::random();
+    let kept = store
+        .append_once(&op, &client, &infos(&["first"]), LONG, &limits)
+        .await
+        .expect("append_once");
+    assert_eq!(kept, 1);
+    for i in 0..MIN_OPERATIONS_PER_CLIENT {
+        let text = format!("m{i}");
+        store
+            .append_once(
+                &OperationId::random(),
+                &client,
+                &infos(&[&text]),
+                LONG,
+                &limits,
+            )
+            .await
+            .expect("append_once");
+    }
+    if let Ok(kept) = store
+        .append_once(&op, &client, &infos(&["first"]), LONG, &limits)
+        .await
+    {
+        assert_eq!(kept, 1, "a write sent again answers what the first kept");
+    }
+    let visible = visible(&*store, &client).await;
+    let firsts = visible.iter().filter(|m| m.text == "first").count();
+    assert_eq!(
+        firsts, 1,
+        "a write sent again after {MIN_OPERATIONS_PER_CLIENT} others was applied {firsts} times"
+    );
+    assert_eq!(visible.len(), MIN_OPERATIONS_PER_CLIENT + 1);
 }
 
 /// The shortest window a store that remembers operations may declare: the bridge sends a write

@@ -4,7 +4,7 @@
 //! are in `broken_documents.rs`, `broken_servers.rs` and `unreachable.rs`.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ enum Breakage {
     NeverSweeps,
     /// Claims to remember operations, and applies a write sent again a second time.
     ForgetsOperations,
+    /// Remembers only the 32 latest operations of a client (as flash-redis did before
+    /// 2026-12-07), and applies an older one sent again a second time.
+    ForgetsOldOperations,
 }
 
 struct Broken {
@@ -47,6 +50,8 @@ struct Broken {
     leases: Mutex<HashMap<ClientId, Vec<LeaseId>>>,
     /// Every message appended, and when the client expires, per client.
     log: Mutex<HashMap<ClientId, (Vec<Message>, Instant)>>,
+    /// The latest operations and what each kept, per client (`ForgetsOldOperations`).
+    recent: Mutex<HashMap<ClientId, VecDeque<(OperationId, usize)>>>,
 }
 
 /// No bound at all.
@@ -69,6 +74,7 @@ impl Broken {
             breakage,
             leases: Mutex::default(),
             log: Mutex::default(),
+            recent: Mutex::default(),
         }
     }
 
@@ -216,6 +222,25 @@ impl KeyedStore for Broken {
         if self.breakage == Breakage::ForgetsOperations {
             return self.append(client, messages, ttl, limits).await;
         }
+        if self.breakage == Breakage::ForgetsOldOperations {
+            let known = self
+                .recent
+                .lock()
+                .unwrap()
+                .get(client)
+                .and_then(|ops| ops.iter().find(|(id, _)| id == op).map(|(_, kept)| *kept));
+            if let Some(kept) = known {
+                return Ok(kept);
+            }
+            let kept = self.append(client, messages, ttl, limits).await?;
+            let mut recent = self.recent.lock().unwrap();
+            let ops = recent.entry(*client).or_default();
+            ops.push_back((*op, kept));
+            if ops.len() > 32 {
+                ops.pop_front();
+            }
+            return Ok(kept);
+        }
         self.inner
             .append_once(op, client, messages, ttl, &self.limits(limits))
             .await
@@ -293,6 +318,7 @@ async fn each_broken_store_keeps_the_other_rules() {
         Breakage::ChecksThenAppends,
         Breakage::NeverSweeps,
         Breakage::ForgetsOperations,
+        Breakage::ForgetsOldOperations,
     ] {
         for (name, passed) in [
             (
@@ -327,6 +353,24 @@ async fn forgetting_operations_fails_the_kit() {
         !panics(kit::a_write_sent_again_is_applied_once(broken(
             Breakage::ChecksThenAppends
         )))
+        .await
+    );
+}
+
+/// A store that remembers only a client's 32 latest operations applies an older one sent
+/// again twice: the kit fails it; `MemoryStore` itself passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn forgetting_old_operations_fails_the_kit() {
+    assert_fails(
+        Breakage::ForgetsOldOperations,
+        "a_write_sent_again_after_others_is_applied_once",
+        kit::a_write_sent_again_after_others_is_applied_once,
+    )
+    .await;
+    assert!(
+        !panics(kit::a_write_sent_again_after_others_is_applied_once(
+            broken(Breakage::ChecksThenAppends)
+        ))
         .await
     );
 }
