@@ -484,7 +484,8 @@ async fn a_hostile_client_is_held_to_the_limits() {
         for key in &keys {
             assert_eq!(stored(&mut admin, key).await, (fit, fit * TEN_KB));
             let len: usize = admin.strlen(key).await.expect("STRLEN");
-            // Besides the messages, at most 32 recent writes of about 20 bytes each.
+            // Besides the messages, this test's few recent writes (fewer than 32) of about 20
+            // bytes each.
             assert!(
                 len < 100 + 32 * 24 + fit * (TEN_KB + 10),
                 "{len} bytes stored"
