@@ -173,7 +173,7 @@ end
 -- the operations, sent at or before that time, may be one of them: `forgot` says so, and the
 -- scripts answer an error rather than apply it a second time. Only the time the write was
 -- first sent makes that exact (ARGV[1], the same on the store's own retry): a write sent again
--- later by another request is recognised while fewer than MAX_OPS writes came after it.
+-- later by another request is recognised while fewer than MAX_OPS - 1 writes came after it.
 local MAX_OPS = 255
 local FORGOTTEN = '\0\0\0\0\0\0\0\0'
 local FORGOT = 'flash-redis: this write may already be applied: its id is no longer kept '
