@@ -28,7 +28,34 @@ struct Scripts {
 }
 
 impl Scripts {
-    fn new() -> Self {
+    fn new(shared: bool) -> Self {
+        if shared {
+            // Shared keys: the prologue reads the key, `shared.lua` takes this client's value
+            // out of it and redefines the writes; the settle keeps its common path.
+            return Scripts {
+                append: Script::new(concat!(
+                    include_str!("lua/shared_member.lua"),
+                    include_str!("lua/shared_get.lua"),
+                    include_str!("lua/common.lua"),
+                    include_str!("lua/shared.lua"),
+                    include_str!("lua/append_slow.lua")
+                )),
+                lease: Script::new(concat!(
+                    include_str!("lua/shared_member.lua"),
+                    include_str!("lua/shared_get.lua"),
+                    include_str!("lua/common.lua"),
+                    include_str!("lua/shared.lua"),
+                    include_str!("lua/lease_slow.lua")
+                )),
+                settle: Script::new(concat!(
+                    include_str!("lua/shared_member.lua"),
+                    include_str!("lua/settle.lua"),
+                    include_str!("lua/common.lua"),
+                    include_str!("lua/shared.lua"),
+                    include_str!("lua/settle_slow.lua")
+                )),
+            };
+        }
         Scripts {
             // Each script is its common path, then the helpers, then its other paths: the
             // common path returns before Lua has defined a helper.
@@ -67,6 +94,8 @@ struct Inner {
     target: Target,
     prefix: String,
     call_timeout: Duration,
+    /// How many keys the clients share (`RedisStoreBuilder::shared_keys`); `None`: one each.
+    shared_keys: Option<u32>,
     scripts: Scripts,
     /// What each lease that took messages answered about consuming them, until its settle.
     consumed: Mutex<HashMap<(ClientId, LeaseId), Consumed>>,
@@ -182,13 +211,28 @@ impl RedisStore {
     }
 
     /// The one key that holds all of `client`'s state: `<prefix>:<client id in base64url>`
-    /// (a string; see the crate docs for its value).
+    /// (a string; see the crate docs for its value), or with
+    /// [`shared_keys`](RedisStoreBuilder::shared_keys) the key it shares with others,
+    /// `<prefix>:shared:<n>`.
     pub fn client_key(&self, client: &ClientId) -> String {
-        client_key(&self.inner.prefix, client)
+        match self.inner.shared_keys {
+            Some(keys) => shared_key(&self.inner.prefix, keys, client),
+            None => client_key(&self.inner.prefix, client),
+        }
+    }
+
+    /// A call of `script` on `client`'s key (and, with shared keys, naming the client first).
+    fn invoke<'a>(&self, script: &'a Script, client: &ClientId) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key(self.client_key(client));
+        if self.inner.shared_keys.is_some() {
+            invocation.arg(&client.as_bytes()[..]);
+        }
+        invocation
     }
 
     pub(crate) async fn open(builder: RedisStoreBuilder) -> Result<Self> {
-        let scripts = Scripts::new();
+        let scripts = Scripts::new(builder.shared_keys.is_some());
         let timeout = builder.call_timeout;
         let connecting = async {
             match &builder.target {
@@ -264,10 +308,11 @@ impl RedisStore {
         let client = redis::Client::open(url.as_str()).map_err(|e| map_error(context(), e))?;
         let manager = ConnectionManager::new_lazy_with_config(client, manager_config(&builder))
             .map_err(|e| map_error(context(), e))?;
+        let scripts = Scripts::new(builder.shared_keys.is_some());
         Ok(Self::assemble(
             builder,
             Connection::Single(manager),
-            Scripts::new(),
+            scripts,
         ))
     }
 
@@ -283,6 +328,7 @@ impl RedisStore {
                 target: builder.target,
                 prefix: builder.prefix,
                 call_timeout: builder.call_timeout,
+                shared_keys: builder.shared_keys,
                 scripts,
                 consumed: Mutex::new(HashMap::new()),
             }),
@@ -407,9 +453,8 @@ impl RedisStore {
         // The value of a client with nothing stored: every message sent fits an empty client.
         let id = op_id(op);
         let fresh = value::fresh(now.saturating_add(ttl), &id, now, &encoded);
-        let mut invocation = self.inner.scripts.append.prepare_invoke();
+        let mut invocation = self.invoke(&self.inner.scripts.append, client);
         invocation
-            .key(self.client_key(client))
             .arg(now)
             .arg(&id[..])
             .arg(window)
@@ -442,9 +487,8 @@ impl RedisStore {
         };
         let consumed = self.take_consumed(client, lease);
         let now = now_ms();
-        let mut invocation = self.inner.scripts.settle.prepare_invoke();
+        let mut invocation = self.invoke(&self.inner.scripts.settle, client);
         invocation
-            .key(self.client_key(client))
             .arg(now)
             .arg(&op_id(op)[..])
             .arg(self.dedupe_window_ms())
@@ -487,9 +531,8 @@ impl KeyedStore for RedisStore {
         lease_timeout: Duration,
     ) -> Result<Vec<Message>> {
         let now = now_ms();
-        let mut invocation = self.inner.scripts.lease.prepare_invoke();
+        let mut invocation = self.invoke(&self.inner.scripts.lease, client);
         invocation
-            .key(self.client_key(client))
             .arg(now)
             .arg(short_id(lease))
             .arg(ttl_ms(lease_timeout));
@@ -498,8 +541,21 @@ impl KeyedStore for RedisStore {
             return Ok(Vec::new());
         };
         // The value the lease wrote: its messages are those it holds; what is left once they
-        // are consumed is computed here, not in Lua.
-        let parsed = value::Value::parse(&raw)
+        // are consumed is computed here, not in Lua. With shared keys the answer is the whole
+        // key, and so is what the settle writes.
+        let members = match self.inner.shared_keys {
+            Some(_) => Some(value::members(&raw).unwrap_or_default()),
+            None => None,
+        };
+        let own = match &members {
+            Some(members) => members
+                .iter()
+                .find(|(who, _, _)| *who == &client.as_bytes()[..])
+                .map(|&(_, _, own)| own),
+            None => Some(&raw[..]),
+        };
+        let parsed = own
+            .and_then(value::Value::parse)
             .and_then(|v| v.lease_index(short_id(lease)).map(|mine| (v, mine)));
         let Some((written, mine)) = parsed else {
             return Err(Error::new(
@@ -518,12 +574,19 @@ impl KeyedStore for RedisStore {
         } else {
             left.to_bytes()
         };
+        let (value, deadline) = match &members {
+            Some(members) => {
+                let own = (!consumed.is_empty()).then_some((&consumed[..], deadline));
+                value::replace_member(members, client.as_bytes(), own, now)
+            }
+            None => (consumed, deadline),
+        };
         self.remember_consumed(
             client,
             lease,
             Consumed {
                 sha1: sha1_smol::Sha1::from(&raw).digest().to_string(),
-                value: consumed,
+                value,
                 deadline,
             },
         );
@@ -602,8 +665,20 @@ impl fmt::Debug for RedisStore {
             .field("target", &self.inner.target)
             .field("prefix", &self.inner.prefix)
             .field("call_timeout", &self.inner.call_timeout)
+            .field("shared_keys", &self.inner.shared_keys)
             .finish()
     }
+}
+
+/// The shared key of `client` among `keys`: client ids are random (and reach the store only
+/// signed, so a client cannot pick its key), so their first bytes spread clients evenly.
+pub(crate) fn shared_key(prefix: &str, keys: u32, client: &ClientId) -> String {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&client.as_bytes()[..8]);
+    format!(
+        "{prefix}:shared:{}",
+        u64::from_le_bytes(first) % u64::from(keys)
+    )
 }
 
 pub(crate) fn client_key(prefix: &str, client: &ClientId) -> String {

@@ -190,6 +190,62 @@ pub(crate) fn record(out: &mut Vec<u8>, holder: u8, size: u32, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
+/// The first byte of a shared key's value (`RedisStoreBuilder::shared_keys`).
+pub(crate) const SHARED: u8 = 0xFB;
+/// A client's entry in a shared key: id, deadline (6 bytes, ms), length (4), its value.
+const MEMBER: usize = 16 + 6 + 4;
+
+/// The clients of a shared key's value, as (id, deadline, value), in order; `None` when the
+/// value is not one flash wrote (or is cut short). Clients past their deadline are included.
+pub(crate) fn members(raw: &[u8]) -> Option<Vec<(&[u8], u64, &[u8])>> {
+    let (&first, mut rest) = raw.split_first()?;
+    if first != SHARED {
+        return None;
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let head = rest.get(..MEMBER)?;
+        let len = usize::try_from(be(&head[22..26])).ok()?;
+        let value = rest.get(MEMBER..MEMBER.checked_add(len)?)?;
+        out.push((&head[..16], be(&head[16..22]), value));
+        rest = &rest[MEMBER + len..];
+    }
+    Some(out)
+}
+
+/// A shared key's value with client `id`'s value replaced by `value`, to go at `deadline`
+/// (dropped when `value` is `None`), and the clients past their deadline at `now` dropped, as
+/// the scripts do; with the latest deadline left (0: nothing left, the key goes).
+pub(crate) fn replace_member(
+    members: &[(&[u8], u64, &[u8])],
+    id: &[u8],
+    value: Option<(&[u8], u64)>,
+    now: u64,
+) -> (Vec<u8>, u64) {
+    let mut out = vec![SHARED];
+    let mut last = 0;
+    let mut push = |out: &mut Vec<u8>, who: &[u8], until: u64, value: &[u8]| {
+        if until > now {
+            out.extend_from_slice(who);
+            put(out, until.min(MAX_TIME), 6);
+            put(out, value.len() as u64, 4);
+            out.extend_from_slice(value);
+            last = last.max(until);
+        }
+    };
+    for &(who, until, old) in members {
+        match value {
+            _ if who != id => push(&mut out, who, until, old),
+            Some((new, until)) => push(&mut out, who, until, new),
+            None => {}
+        }
+    }
+    if last == 0 {
+        out.clear();
+    }
+    (out, last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +317,37 @@ mod tests {
         assert!(value.leases.is_empty());
         assert_eq!(value.msgs.len(), 2);
         assert_eq!(value.to_bytes(), raw);
+    }
+
+    #[test]
+    fn a_shared_key_is_read_and_edited_by_client() {
+        let (a, b, c) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        let first: Vec<(&[u8], u64, &[u8])> = vec![(&a, 5_000, b"aaa"), (&b, 9_000, b"bb")];
+        let (raw, last) = replace_member(&first, &c, Some((b"c", 7_000)), 1_000);
+        assert_eq!(last, 9_000);
+        // `c` was not there: only a client present is replaced.
+        assert_eq!(members(&raw).expect("read"), first);
+        let (raw, last) = replace_member(&first, &a, Some((b"new", 4_000)), 1_000);
+        assert_eq!(last, 9_000);
+        let read = members(&raw).expect("read");
+        assert_eq!(read, [(&a[..], 4_000, &b"new"[..]), (&b, 9_000, b"bb")]);
+        // Past its deadline a client is dropped; with nobody left, the value is empty.
+        let (raw, last) = replace_member(&read, &a, None, 8_000);
+        assert_eq!(members(&raw).expect("read"), [(&b[..], 9_000, &b"bb"[..])]);
+        assert_eq!(last, 9_000);
+        let (raw, last) = replace_member(&read, &b, None, 4_500);
+        assert_eq!((raw, last), (Vec::new(), 0));
+        assert_eq!(members(b""), None);
+        assert_eq!(
+            members(&[MAGIC]),
+            None,
+            "a client's value, not a shared key's"
+        );
+        assert_eq!(members(&[SHARED, 1, 2]), None, "cut short");
+        let mut cut = replace_member(&first, &c, None, 0).0;
+        cut.pop();
+        assert_eq!(members(&cut), None, "cut short");
+        assert_eq!(members(&[SHARED]), Some(Vec::new()));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! flash-core's keyed-store kit on Redis (`FLASH_REDIS_URL`) and, with feature `cluster`, on
 //! Redis Cluster (`FLASH_REDIS_CLUSTER_URLS`): the store driven directly, every rule of the
 //! `KeyedStore` contract, limits, expiry in the server and outages included. Each test has its
-//! own key prefix.
+//! own key prefix. Both run again with shared keys (`RedisStoreBuilder::shared_keys`), two keys
+//! for all of a test's clients, so that clients share a key.
 
 mod common;
 
@@ -19,6 +20,28 @@ fn backend(err: redis::RedisError) -> flash_core::Error {
     )
 }
 
+/// How many entries of `client` a key's value holds: with shared keys, whether the client is
+/// among the key's clients (past its deadline or not, as the server still holds it); else
+/// whether the key exists. Read from the layout the crate docs give.
+fn entries(raw: Option<Vec<u8>>, client: &flash_core::storage::ClientId) -> usize {
+    let Some(raw) = raw else { return 0 };
+    if raw.first() != Some(&0xFB) {
+        return 1;
+    }
+    let mut rest = &raw[1..];
+    while rest.len() >= 26 {
+        let len = u32::from_be_bytes(rest[22..26].try_into().expect("4 bytes")) as usize;
+        if rest[..16] == client.as_bytes()[..] {
+            return 1;
+        }
+        rest = rest.get(26 + len..).unwrap_or_default();
+    }
+    0
+}
+
+/// Shared by every test's clients: two keys, so that clients share one.
+const SHARED_KEYS: u32 = 2;
+
 mod standalone {
     use std::net::SocketAddr;
 
@@ -26,14 +49,18 @@ mod standalone {
     use flash_testkit::keyed_kit::Inspected;
     use flash_testkit::{Options, unavailable};
 
-    /// The store, and `EXISTS` of a client's key on a connection of the kit's own.
-    async fn redis(options: Options) -> Option<Inspected<RedisStore>> {
+    /// The store, and what a client's key holds for it, read on a connection of the kit's own.
+    pub(super) async fn redis_with(
+        options: Options,
+        shared: Option<u32>,
+    ) -> Option<Inspected<RedisStore>> {
         let url = super::common::redis_url();
-        let store = match RedisStore::builder(&url)
-            .prefix(format!("flash-kit-{}", options.namespace))
-            .connect()
-            .await
-        {
+        let mut builder =
+            RedisStore::builder(&url).prefix(format!("flash-kit-{}", options.namespace));
+        if let Some(keys) = shared {
+            builder = builder.shared_keys(keys);
+        }
+        let store = match builder.connect().await {
             Ok(store) => store,
             Err(err) => return unavailable(&format!("redis at {url}"), err),
         };
@@ -43,19 +70,27 @@ mod standalone {
             Inspected::new(store, move |client| {
                 let (mut admin, key) = (admin.clone(), keys.client_key(&client));
                 async move {
-                    redis::cmd("EXISTS")
+                    let raw: Option<Vec<u8>> = redis::cmd("GET")
                         .arg(key)
                         .query_async(&mut admin)
                         .await
-                        .map_err(super::backend)
+                        .map_err(super::backend)?;
+                    Ok(super::entries(raw, &client))
                 }
             })
             .retention(super::DEDUPE_WINDOW),
         )
     }
 
+    async fn redis(options: Options) -> Option<Inspected<RedisStore>> {
+        redis_with(options, None).await
+    }
+
     /// The store built lazily against `addr`.
-    async fn redis_at(options: Options, addr: SocketAddr) -> flash_core::Result<RedisStore> {
+    pub(super) async fn redis_at(
+        options: Options,
+        addr: SocketAddr,
+    ) -> flash_core::Result<RedisStore> {
         RedisStore::builder(format!("redis://{addr}"))
             .prefix(format!("flash-kit-{}", options.namespace))
             .call_timeout(options.call_timeout)
@@ -63,6 +98,28 @@ mod standalone {
     }
 
     flash_testkit::keyed_store_tests!(redis, at = redis_at);
+}
+
+mod shared {
+    use std::net::SocketAddr;
+
+    use flash_redis::RedisStore;
+    use flash_testkit::Options;
+    use flash_testkit::keyed_kit::Inspected;
+
+    async fn redis_shared(options: Options) -> Option<Inspected<RedisStore>> {
+        super::standalone::redis_with(options, Some(super::SHARED_KEYS)).await
+    }
+
+    async fn redis_shared_at(options: Options, addr: SocketAddr) -> flash_core::Result<RedisStore> {
+        RedisStore::builder(format!("redis://{addr}"))
+            .prefix(format!("flash-kit-{}", options.namespace))
+            .call_timeout(options.call_timeout)
+            .shared_keys(super::SHARED_KEYS)
+            .connect_lazy()
+    }
+
+    flash_testkit::keyed_store_tests!(redis_shared, at = redis_shared_at);
 }
 
 #[cfg(feature = "cluster")]
@@ -73,15 +130,20 @@ mod cluster {
     use flash_testkit::keyed_kit::Inspected;
     use flash_testkit::{Options, unavailable};
 
-    /// The store, and `EXISTS` of a client's key on a cluster connection of the kit's own.
-    async fn redis_cluster(options: Options) -> Option<Inspected<RedisStore>> {
+    /// The store, and what a client's key holds for it, read on a cluster connection of the
+    /// kit's own.
+    pub(super) async fn redis_cluster_with(
+        options: Options,
+        shared: Option<u32>,
+    ) -> Option<Inspected<RedisStore>> {
         let urls = super::common::cluster_urls();
         let service = format!("redis cluster at {urls:?}");
-        let store = match RedisStore::cluster_builder(urls.clone())
-            .prefix(format!("flash-kit-{}", options.namespace))
-            .connect()
-            .await
-        {
+        let mut builder = RedisStore::cluster_builder(urls.clone())
+            .prefix(format!("flash-kit-{}", options.namespace));
+        if let Some(keys) = shared {
+            builder = builder.shared_keys(keys);
+        }
+        let store = match builder.connect().await {
             Ok(store) => store,
             Err(err) => return unavailable(&service, err),
         };
@@ -97,15 +159,24 @@ mod cluster {
             Inspected::new(store, move |client| {
                 let (mut admin, key) = (admin.clone(), keys.client_key(&client));
                 async move {
-                    redis::cmd("EXISTS")
+                    let raw: Option<Vec<u8>> = redis::cmd("GET")
                         .arg(key)
                         .query_async(&mut admin)
                         .await
-                        .map_err(super::backend)
+                        .map_err(super::backend)?;
+                    Ok(super::entries(raw, &client))
                 }
             })
             .retention(super::DEDUPE_WINDOW),
         )
+    }
+
+    async fn redis_cluster(options: Options) -> Option<Inspected<RedisStore>> {
+        redis_cluster_with(options, None).await
+    }
+
+    async fn redis_cluster_shared(options: Options) -> Option<Inspected<RedisStore>> {
+        redis_cluster_with(options, Some(super::SHARED_KEYS)).await
     }
 
     /// A cluster store connects eagerly (it must learn the slots): against `addr` it fails
@@ -122,4 +193,10 @@ mod cluster {
     }
 
     flash_testkit::keyed_store_tests!(redis_cluster, at = redis_cluster_at);
+
+    mod shared {
+        use super::{redis_cluster_at, redis_cluster_shared};
+
+        flash_testkit::keyed_store_tests!(redis_cluster_shared, at = redis_cluster_at);
+    }
 }

@@ -134,6 +134,18 @@ local function store(key, now, window, expires, ops, leases, msgs)
   redis.call('SET', key, value, 'PX', string.format('%d', px))
 end
 
+-- Writes the value a lease made, its expiry unchanged; answers what the store reads the
+-- lease's messages from.
+local function keep(key, value)
+  redis.call('SET', key, value, 'KEEPTTL')
+  return value
+end
+
+-- Puts back a value that is not flash's, which the settle's common path overwrote.
+local function restore(key, raw)
+  redis.call('SET', key, raw)
+end
+
 -- How many of the messages ARGV[first..] (pairs: size, packed record) fit the limits
 -- ARGV[first - 3 .. first - 1] (longest message, most messages, most bytes) beside `count`
 -- messages of `bytes` pending: a prefix, the newest are refused (flash_core's

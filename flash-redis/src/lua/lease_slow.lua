@@ -38,6 +38,4 @@ end
 if not took then
   return false
 end
-local value = encode(expires, ops, leases, msgs)
-redis.call('SET', key, value, 'KEEPTTL')
-return value
+return keep(key, encode(expires, ops, leases, msgs))

@@ -3,7 +3,7 @@ local consumed = ARGV[5] == 'consumed'
 local expires, ops, leases, msgs = decode(raw, now, window)
 if not expires then
   if rewrite then
-    redis.call('SET', key, raw)
+    restore(key, raw)
   end
   return redis.error_reply(NOT_FLASH)
 end
