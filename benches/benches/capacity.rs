@@ -12,6 +12,9 @@
 //!   reads and consumes it, divided by `C`;
 //! - **server CPU per cycle**: `INFO cpu` (`used_cpu_sys + used_cpu_user`: all of Redis' CPU,
 //!   network included) over the same cycles;
+//! - the same for **shared keys** (`RedisStoreBuilder::shared_keys`, one key per
+//!   `FLASH_CAPACITY_CLIENTS_PER_KEY` clients, default 10): its cycles run in the same rounds,
+//!   its memory after the per-client layout's, from an empty server again;
 //! - **Redis' own cost of one key**: `N` keys named as flash names a client, each with a 1-byte
 //!   value and an expiry, the least any one-key-per-client layout can cost.
 //!
@@ -336,6 +339,16 @@ async fn redis_capacity() {
     let mut admin = server.admin().await.expect("admin connection");
     let store = RedisStore::connect(&server.url).await.expect("the store");
     let flash = Flash::new(store);
+    let per_key = env_usize("FLASH_CAPACITY_CLIENTS_PER_KEY", 10).max(1);
+    let shared_keys = u32::try_from((clients / per_key).max(1)).unwrap_or(u32::MAX);
+    let shared = Flash::new(
+        RedisStore::builder(&server.url)
+            .prefix("flash-shared")
+            .shared_keys(shared_keys)
+            .connect()
+            .await
+            .expect("the shared-keys store"),
+    );
     let mut floor_conn = server.admin().await.expect("floor connection");
     println!(
         "redis: private redis-server at {}, {clients} clients, {rounds} rounds of {cycles} PRG cycles",
@@ -396,6 +409,17 @@ async fn redis_capacity() {
         }
         prg
     };
+    let prg_shared: Vec<HeaderMap> = {
+        let mut prg = Vec::with_capacity(64);
+        for _ in 0..64 {
+            let cookie = shared.post(None).await;
+            assert_eq!(shared.get(&cookie).await, 1);
+            prg.push(cookie);
+        }
+        prg
+    };
+    let (mut s_cmd, mut s_cpu, mut s_ratio, mut shared_mix) =
+        (Vec::new(), Vec::new(), Vec::new(), BTreeMap::new());
     let (mut f_cmd, mut f_cpu, mut l_cmd, mut l_cpu, mut p_cpu) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut f_work, mut l_work) = (Vec::new(), Vec::new());
@@ -407,6 +431,14 @@ async fn redis_capacity() {
                 let cookie = &prg[i % prg.len()];
                 flash.post(Some(cookie)).await;
                 assert_eq!(flash.get(cookie).await, 1, "the PRG shows its message");
+            }
+        })
+        .await;
+        let sh = measure(&mut admin, cycles, || async {
+            for i in 0..cycles {
+                let cookie = &prg_shared[i % prg_shared.len()];
+                shared.post(Some(cookie)).await;
+                assert_eq!(shared.get(cookie).await, 1, "the PRG shows its message");
             }
         })
         .await;
@@ -427,6 +459,10 @@ async fn redis_capacity() {
         })
         .await;
         ratio.push(f.cpu_us / l.cpu_us);
+        s_ratio.push(sh.cpu_us / l.cpu_us);
+        s_cmd.push(sh.commands);
+        s_cpu.push(sh.cpu_us);
+        shared_mix = sh.mix;
         ratio_pipe.push(f.cpu_us / p.cpu_us);
         f_cmd.push(f.commands);
         f_work.push(f.command_us);
@@ -461,6 +497,24 @@ async fn redis_capacity() {
         None
     };
 
+    // Shared keys' memory, from an empty server again.
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut admin)
+        .await
+        .expect("FLUSHALL");
+    let before = used_memory(&mut admin).await;
+    for _ in 0..clients {
+        shared.post(None).await;
+    }
+    let shared_during = (used_memory(&mut admin).await - before) / clients as f64;
+    let shared_after = if window > 0 {
+        println!("redis: waiting {window} s for the shared keys' dedupe window to pass");
+        tokio::time::sleep(Duration::from_secs(window as u64)).await;
+        Some((used_memory(&mut admin).await - before) / clients as f64)
+    } else {
+        None
+    };
+
     let version = info(&mut admin, "server")
         .await
         .get("redis_version")
@@ -479,7 +533,28 @@ async fn redis_capacity() {
             after / floor_bytes
         );
     }
+    println!(
+        "| shared keys ({per_key} clients a key): bytes per pending client, inside the window | {shared_during:.0} | {floor_bytes:.0} | {:.2} |",
+        shared_during / floor_bytes
+    );
+    if let Some(after) = shared_after {
+        println!(
+            "| shared keys: bytes per pending client, after the window | {after:.0} | {floor_bytes:.0} | {:.2} |",
+            after / floor_bytes
+        );
+    }
     let (fc, lc) = (median(&mut f_cmd), median(&mut l_cmd));
+    let sc = median(&mut s_cmd);
+    println!(
+        "| shared keys: commands per PRG cycle | {sc:.2} | {lc:.2} | {:.2} |",
+        sc / lc
+    );
+    println!(
+        "| shared keys: Redis CPU per cycle, µs | {:.1} | {:.1} | {:.2} (median of the rounds' ratios) |",
+        median(&mut s_cpu),
+        median(&mut l_cpu),
+        median(&mut s_ratio)
+    );
     println!(
         "| commands per PRG cycle (`INFO commandstats`) | {fc:.2} | {lc:.2} | {:.2} |",
         fc / lc
@@ -500,6 +575,10 @@ async fn redis_capacity() {
     println!(
         "flash's commands per cycle: {}",
         mix_line(&flash_mix, cycles)
+    );
+    println!(
+        "shared keys' commands per cycle: {}",
+        mix_line(&shared_mix, cycles)
     );
     println!(
         "floor's commands per cycle: {}",
@@ -540,6 +619,17 @@ async fn redis_capacity() {
         "command_floor_us": floor_work,
         "mix": mix_line(&flash_mix, cycles),
         "floor_mix": mix_line(&floor_mix, cycles),
+        "shared": {
+            "clients_per_key": per_key,
+            "keys": shared_keys,
+            "bytes_during": shared_during,
+            "bytes_after": shared_after,
+            "commands": sc,
+            "cpu_us": median(&mut s_cpu),
+            "cpu_ratio": median(&mut s_ratio),
+            "cpu_ratios": s_ratio,
+            "mix": mix_line(&shared_mix, cycles),
+        },
     });
     match flash_benches::write_facts("capacity-redis", &facts) {
         Ok(path) => println!("facts: {}", path.display()),

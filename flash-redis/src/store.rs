@@ -98,7 +98,7 @@ struct Inner {
     shared_keys: Option<u32>,
     scripts: Scripts,
     /// What each lease that took messages answered about consuming them, until its settle.
-    consumed: Mutex<HashMap<(ClientId, LeaseId), Consumed>>,
+    consumed: Mutex<Remembered>,
 }
 
 /// What a lease's answer says about its own end: the SHA-1 of the client's value as the lease
@@ -111,9 +111,18 @@ struct Consumed {
     deadline: u64,
 }
 
-/// At most this many leases awaiting their settle are remembered (a few MB); past it the
-/// memory starts over, and the settles of the leases forgotten take one command more.
+/// At most this many leases awaiting their settle are remembered, holding at most
+/// `MAX_REMEMBERED_BYTES` of values; past either the memory starts over, and the settles of
+/// the leases forgotten take one command more.
 const MAX_REMEMBERED_LEASES: usize = 65_536;
+const MAX_REMEMBERED_BYTES: usize = 32 << 20;
+
+/// The leases awaiting their settle, and the bytes of the values remembered for them.
+#[derive(Default)]
+struct Remembered {
+    leases: HashMap<(ClientId, LeaseId), Consumed>,
+    bytes: usize,
+}
 
 /// A [`KeyedStore`] on Redis or Redis Cluster: exactly-once delivery with leases, one round trip
 /// per call, and a TTL on every client's messages.
@@ -330,7 +339,7 @@ impl RedisStore {
                 call_timeout: builder.call_timeout,
                 shared_keys: builder.shared_keys,
                 scripts,
-                consumed: Mutex::new(HashMap::new()),
+                consumed: Mutex::new(Remembered::default()),
             }),
         }
     }
@@ -397,18 +406,32 @@ impl RedisStore {
             .consumed
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_REMEMBERED_LEASES {
-            map.clear();
+        if consumed.value.len() > MAX_REMEMBERED_BYTES / 64 {
+            // A value this large (a shared key of many clients at their limits) is read again
+            // by the settle rather than held here.
+            return;
         }
-        map.insert((*client, *lease), consumed);
+        if map.leases.len() >= MAX_REMEMBERED_LEASES
+            || map.bytes + consumed.value.len() > MAX_REMEMBERED_BYTES
+        {
+            map.leases.clear();
+            map.bytes = 0;
+        }
+        map.bytes += consumed.value.len();
+        if let Some(old) = map.leases.insert((*client, *lease), consumed) {
+            map.bytes -= old.value.len();
+        }
     }
 
     fn take_consumed(&self, client: &ClientId, lease: &LeaseId) -> Option<Consumed> {
-        self.inner
+        let mut map = self
+            .inner
             .consumed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(*client, *lease))
+            .unwrap_or_else(PoisonError::into_inner);
+        let consumed = map.leases.remove(&(*client, *lease))?;
+        map.bytes -= consumed.value.len();
+        Some(consumed)
     }
 
     fn dedupe_window_ms(&self) -> u64 {
@@ -849,6 +872,54 @@ mod tests {
         assert_eq!(millis(Duration::from_millis(1500)), 1500);
         assert_eq!(millis(Duration::from_micros(1500)), 2);
         assert_eq!(millis(Duration::MAX), MAX_MILLIS);
+    }
+
+    #[tokio::test]
+    async fn what_leases_remember_for_their_settle_is_bounded() {
+        let store = RedisStore::builder("redis://127.0.0.1:1")
+            .connect_lazy()
+            .expect("lazy");
+        let consumed = |len: usize| Consumed {
+            sha1: String::new(),
+            value: vec![0; len],
+            deadline: 1,
+        };
+        let (client, lease) = (ClientId::random(), LeaseId::random());
+        store.remember_consumed(&client, &lease, consumed(MAX_REMEMBERED_BYTES / 64 + 1));
+        assert!(
+            store.take_consumed(&client, &lease).is_none(),
+            "too large to hold"
+        );
+        let leases: Vec<LeaseId> = (0..100).map(|_| LeaseId::random()).collect();
+        for lease in &leases {
+            store.remember_consumed(&client, lease, consumed(MAX_REMEMBERED_BYTES / 64));
+            let held = store.inner.consumed.lock().expect("lock").bytes;
+            assert!(held <= MAX_REMEMBERED_BYTES, "{held}");
+        }
+        // Past the bound the memory started over: the latest are still there.
+        assert!(store.take_consumed(&client, &leases[99]).is_some());
+        assert!(store.take_consumed(&client, &leases[0]).is_none());
+        assert!(
+            store.take_consumed(&client, &leases[99]).is_none(),
+            "taken once"
+        );
+        let left = store.inner.consumed.lock().expect("lock");
+        assert_eq!(left.bytes, left.leases.len() * (MAX_REMEMBERED_BYTES / 64));
+    }
+
+    #[test]
+    fn shared_keys_spread_clients_by_their_id() {
+        let a = ClientId::from_bytes([1; 16]);
+        let mut b = [1; 16];
+        b[0] = 2;
+        let b = ClientId::from_bytes(b);
+        assert_eq!(shared_key("app", 1, &a), "app:shared:0");
+        assert_ne!(shared_key("app", 1000, &a), shared_key("app", 1000, &b));
+        assert_eq!(shared_key("app", 1000, &a), shared_key("app", 1000, &a));
+        let spread: std::collections::HashSet<String> = (0..1000)
+            .map(|_| shared_key("app", 16, &ClientId::random()))
+            .collect();
+        assert_eq!(spread.len(), 16, "every key used");
     }
 
     #[test]
