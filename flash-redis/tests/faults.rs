@@ -311,18 +311,32 @@ async fn killed_connections_come_back_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kills_during_concurrent_appends_lose_and_double_nothing() {
+    kills_during_concurrent_appends(None, 1).await;
+}
+
+/// The same with four clients in one shared key: their writes interleave in one value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_during_concurrent_appends_to_a_shared_key_lose_and_double_nothing() {
+    kills_during_concurrent_appends(Some(1), 4).await;
+}
+
+/// 16 writers append 40 messages each to `clients` clients while the store's connections are
+/// killed: every acknowledged message is stored exactly once, every failed one at most once.
+async fn kills_during_concurrent_appends(shared_keys: Option<u32>, clients: usize) {
     let Some(mut user) = TestUser::create().await else {
         return;
     };
-    let store = RedisStore::builder(user.url())
-        .prefix(format!("flash-faults-{}", common::random_hex()))
-        .connect()
-        .await
-        .expect("connect as the test user");
-    let client = ClientId::random();
+    let mut builder =
+        RedisStore::builder(user.url()).prefix(format!("flash-faults-{}", common::random_hex()));
+    if let Some(keys) = shared_keys {
+        builder = builder.shared_keys(keys);
+    }
+    let store = builder.connect().await.expect("connect as the test user");
+    let ids: Vec<ClientId> = (0..clients).map(|_| ClientId::random()).collect();
     let writers: Vec<_> = (0..16)
         .map(|w| {
             let store = store.clone();
+            let client = ids[w % clients];
             tokio::spawn(async move {
                 let mut results = Vec::new();
                 for i in 0..40 {
@@ -350,10 +364,25 @@ async fn kills_during_concurrent_appends_lose_and_double_nothing() {
     }
     assert!(killed >= 1, "connections were killed while writing");
 
-    let stored = store
-        .lease(&client, &LeaseId::random(), LONG)
-        .await
-        .expect("lease");
+    let mut stored = Vec::new();
+    for (c, client) in ids.iter().enumerate() {
+        let got = store
+            .lease(client, &LeaseId::random(), LONG)
+            .await
+            .expect("lease");
+        for m in got {
+            let writer: usize = m.text[1..m.text.find('-').expect("w<n>-<i>")]
+                .parse()
+                .expect("a writer");
+            assert_eq!(
+                writer % clients,
+                c,
+                "{} is stored for its own client",
+                m.text
+            );
+            stored.push(m);
+        }
+    }
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for m in &stored {
         *counts.entry(m.text.as_str()).or_default() += 1;
