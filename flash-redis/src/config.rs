@@ -108,7 +108,8 @@ impl RedisStoreBuilder {
     /// whenever its key is written, which expires with its last client.
     ///
     /// Changing `keys`, or turning them on or off, moves clients to other keys: what was
-    /// pending is not found again, as when the prefix changes. Pick it once, at deployment.
+    /// pending is not found again, as when the prefix changes (the `flash` facade's previous
+    /// storage carries it over). Pick it once, at deployment.
     /// Must be at least 1 (checked when connecting).
     #[must_use]
     pub fn shared_keys(mut self, keys: u32) -> Self {

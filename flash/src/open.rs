@@ -212,6 +212,9 @@ async fn build_inner(
             if let Some(prefix) = &url.options.prefix {
                 builder = builder.prefix(prefix.clone());
             }
+            if let Some(keys) = url.options.shared_keys {
+                builder = builder.shared_keys(keys);
+            }
             let store = builder.connect().await?;
             Ok(keyed(url, store, secrets(keys)?))
         }
@@ -220,6 +223,9 @@ async fn build_inner(
             let mut builder = flash_redis::RedisStore::cluster_builder(url.nodes.clone());
             if let Some(prefix) = &url.options.prefix {
                 builder = builder.prefix(prefix.clone());
+            }
+            if let Some(keys) = url.options.shared_keys {
+                builder = builder.shared_keys(keys);
             }
             let store = builder.connect().await?;
             Ok(keyed(url, store, secrets(keys)?))
@@ -314,6 +320,8 @@ fn same_store(a: &StorageUrl, b: &StorageUrl) -> bool {
         && a.driver_url == b.driver_url
         && a.nodes == b.nodes
         && a.options.prefix == b.options.prefix
+        // Shared keys hold a client elsewhere than its own key does.
+        //         && a.options.shared_keys == b.options.shared_keys        && a.options.shared_keys == b.options.shared_keys a.options.shared_keys == b.options.shared_keys
         && a.options.table == b.options.table
 }
 

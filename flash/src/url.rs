@@ -79,7 +79,7 @@ const SCHEMES: [SchemeRow; 8] = [
         compiled: cfg!(feature = "redis"),
         address: true,
         keyed: true,
-        options: &["prefix"],
+        options: &["prefix", "shared_keys"],
     },
     SchemeRow {
         scheme: Scheme::RedisCluster,
@@ -88,7 +88,7 @@ const SCHEMES: [SchemeRow; 8] = [
         compiled: cfg!(feature = "redis-cluster"),
         address: true,
         keyed: true,
-        options: &["prefix"],
+        options: &["prefix", "shared_keys"],
     },
     SchemeRow {
         scheme: Scheme::Postgres,
@@ -182,6 +182,8 @@ pub(crate) struct Options {
     /// The deadline of every store call, in the bridge.
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) prefix: Option<String>,
+    /// Redis: how many keys the clients share (`RedisStoreBuilder::shared_keys`).
+    pub(crate) shared_keys: Option<u32>,
     pub(crate) table: Option<String>,
     /// SQL and memory: `None` for the default interval, `Some(None)` when sweeping is off.
     pub(crate) sweep: Option<Option<Duration>>,
@@ -264,6 +266,7 @@ const ALL_OPTIONS: &[&str] = &[
     "lease_timeout",
     "call_timeout",
     "prefix",
+    "shared_keys",
     "table",
     "sweep",
     "migrate",
@@ -477,6 +480,15 @@ fn set_option(options: &mut Options, key: &str, value: Cow<'_, str>, shown: &str
             )
         }
         "prefix" => options.prefix = Some(text()?),
+        "shared_keys" => {
+            options.shared_keys = Some(
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| bad("a number of keys from 1 to 4294967295"))?,
+            )
+        }
         "table" => options.table = Some(text()?),
         "sweep" => {
             options.sweep = Some(match boolean(&value) {
@@ -848,6 +860,9 @@ mod tests {
         assert_eq!(parsed.driver_url, "redis://h/0");
         assert_eq!(parsed.options.prefix.as_deref(), Some("app:flash"));
         assert_eq!(parsed.options.ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(parsed.options.shared_keys, None);
+        let parsed = parse("redis+cluster://a:7001,b:7002?shared_keys=1000000");
+        assert_eq!(parsed.options.shared_keys, Some(1_000_000));
 
         let parsed = parse("cookie?format=django&name=messages");
         assert_eq!(parsed.options.format, CookieFormat::Django);
@@ -889,6 +904,11 @@ mod tests {
         assert!(error("session?format=django").contains("does not apply"));
         assert!(error("cookie?format=xml").contains("`flash` or `django`"));
         assert!(error("cookie?max_size=0").contains("positive"));
+        for bad in ["0", "-1", "x", "4294967296"] {
+            let shown = error(&format!("redis://h?shared_keys={bad}"));
+            assert!(shown.contains("a number of keys"), "{shown}");
+        }
+        assert!(error("postgres://h/db?shared_keys=5").contains("does not apply"));
         assert!(error("cookie?max_size=-1").contains("positive"));
         assert!(error("redis://h?ttl=0").contains("duration"));
         assert!(error("redis://h?ttl=soon").contains("duration"));

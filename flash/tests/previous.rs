@@ -291,6 +291,16 @@ async fn redis_to_cookie_first_redis_on_another_prefix() {
     pair(&redis(), &format!("cookie+{}", redis())).await;
 }
 
+/// Turning shared keys on (or changing their number) moves clients to other keys: with the old
+/// URL as the previous storage, nothing pending is lost.
+#[tokio::test]
+async fn redis_to_the_same_redis_with_shared_keys() {
+    let redis = redis();
+    pair(&redis, &format!("{redis}&shared_keys=3")).await;
+    let shared = format!("{}&shared_keys=2", self::redis());
+    pair(&shared, &format!("{shared}0")).await;
+}
+
 #[tokio::test]
 async fn redis_to_the_same_redis_behind_a_cookie() {
     let redis = redis();
