@@ -30,41 +30,53 @@ struct Scripts {
 impl Scripts {
     fn new(shared: bool) -> Self {
         if shared {
-            // Shared keys: the prologue reads the key, `shared.lua` takes this client's value
-            // out of it and redefines the writes; the settle keeps its common path.
+            // Shared keys: the prologue reads the key, `shared.lua` walks it once for this
+            // client's value, the common paths are the same functions as with one key per
+            // client, and `shared_writes.lua` redefines common.lua's writes for the slow paths.
+            // The settle keeps its one-command path.
             return Scripts {
                 append: Script::new(concat!(
                     include_str!("lua/shared_member.lua"),
                     include_str!("lua/shared_get.lua"),
-                    include_str!("lua/common.lua"),
+                    include_str!("lua/fast.lua"),
                     include_str!("lua/shared.lua"),
+                    include_str!("lua/shared_append.lua"),
+                    include_str!("lua/common.lua"),
+                    include_str!("lua/shared_writes.lua"),
                     include_str!("lua/append_slow.lua")
                 )),
                 lease: Script::new(concat!(
                     include_str!("lua/shared_member.lua"),
                     include_str!("lua/shared_get.lua"),
-                    include_str!("lua/common.lua"),
+                    include_str!("lua/fast.lua"),
                     include_str!("lua/shared.lua"),
+                    include_str!("lua/shared_lease.lua"),
+                    include_str!("lua/common.lua"),
+                    include_str!("lua/shared_writes.lua"),
                     include_str!("lua/lease_slow.lua")
                 )),
                 settle: Script::new(concat!(
                     include_str!("lua/shared_member.lua"),
                     include_str!("lua/settle.lua"),
-                    include_str!("lua/common.lua"),
                     include_str!("lua/shared.lua"),
+                    include_str!("lua/common.lua"),
+                    include_str!("lua/shared_writes.lua"),
                     include_str!("lua/settle_slow.lua")
                 )),
             };
         }
         Scripts {
             // Each script is its common path, then the helpers, then its other paths: the
-            // common path returns before Lua has defined a helper.
+            // common path returns before Lua has defined a helper (but the two small functions
+            // of fast.lua, which shared keys run too).
             append: Script::new(concat!(
+                include_str!("lua/fast.lua"),
                 include_str!("lua/append.lua"),
                 include_str!("lua/common.lua"),
                 include_str!("lua/append_slow.lua")
             )),
             lease: Script::new(concat!(
+                include_str!("lua/fast.lua"),
                 include_str!("lua/lease.lua"),
                 include_str!("lua/common.lua"),
                 include_str!("lua/lease_slow.lua")

@@ -16,30 +16,11 @@ if not raw then
   return { 1, offered }
 end
 local now = tonumber(ARGV[1])
-local nops = #raw >= 9 and string.byte(raw, 1) == 250 and string.byte(raw, 8)
-if nops and string.byte(raw, 9) == 0 and #raw == 9 + 18 * nops then
-  -- The key holds only recent operations (the client's last message was read within the
-  -- dedupe window): the new client's value, with the operations still in the window kept
-  -- before the new one. When some were forgotten, or this one would make too many, the
-  -- slow path below decides (common.lua's `remember` and `forgot`).
-  local op, oldest = ARGV[2], now - tonumber(ARGV[3])
-  local ops = {}
-  local simple = nops < 254
-  for pos = 10, 9 + 18 * nops, 18 do
-    local id = string.sub(raw, pos, pos + 7)
-    if id == op then
-      return { 0, (struct.unpack('>I4', raw, pos + 14)) }
-    end
-    if id == '\0\0\0\0\0\0\0\0' then
-      simple = false
-    end
-    if struct.unpack('>I6', raw, pos + 8) > oldest then
-      ops[#ops + 1] = string.sub(raw, pos, pos + 17)
-    end
-  end
-  if simple then
-    redis.call('SET', key, string.sub(fresh, 1, 7) .. string.char(#ops + 1, 0)
-      .. table.concat(ops) .. string.sub(fresh, 10), 'PX', ARGV[6])
-    return { 1, offered }
-  end
+local value, answer = append_to_ops(raw, now)
+if value then
+  redis.call('SET', key, value, 'PX', ARGV[6])
+  return { 1, offered }
+end
+if answer then
+  return answer
 end
