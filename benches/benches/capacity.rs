@@ -590,6 +590,12 @@ async fn redis_capacity() {
         "CPU ratio per round (flash / floor): {}",
         ratio_list.join(" ")
     );
+    let mut shared_list: Vec<String> = s_ratio.iter().map(|r| format!("{r:.2}")).collect();
+    shared_list.sort();
+    println!(
+        "CPU ratio per round (shared keys / floor): {}",
+        shared_list.join(" ")
+    );
     println!("Redis' own cost of one key (1-byte value, expiry): {key_bytes:.0} B");
     let (work, floor_work) = (median(&mut f_work), median(&mut l_work));
     println!(

@@ -97,7 +97,7 @@ impl RedisStoreBuilder {
     /// Spreads the clients over `keys` keys, each holding the state of every client hashed to
     /// it, instead of one key per client (the default). Redis charges about 150 bytes for any
     /// key with an expiry, however small its value; a key shared by ten clients pays it once
-    /// for ten, and a client with one short message pending costs about 120–130 bytes instead
+    /// for ten, and a client with one short message pending costs about 135 bytes instead
     /// of about 240 (`cargo bench -p flash-benches --bench capacity`).
     ///
     /// What it costs: every call reads and writes its whole key, so the clients of one key

@@ -578,10 +578,10 @@ impl KeyedStore for RedisStore {
         // The value the lease wrote: its messages are those it holds; what is left once they
         // are consumed is computed here, not in Lua. With shared keys the answer is the whole
         // key, and so is what the settle writes.
-        let members = match self.inner.shared_keys {
-            Some(_) => Some(value::members(&raw).unwrap_or_default()),
-            None => None,
-        };
+        let members = self
+            .inner
+            .shared_keys
+            .map(|_| value::members(&raw).unwrap_or_default());
         let own = match &members {
             Some(members) => members
                 .iter()

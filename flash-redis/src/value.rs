@@ -195,9 +195,12 @@ pub(crate) const SHARED: u8 = 0xFB;
 /// A client's entry in a shared key: id, deadline (6 bytes, ms), length (4), its value.
 const MEMBER: usize = 16 + 6 + 4;
 
+/// One client of a shared key: its id, its deadline (ms), its value.
+pub(crate) type Member<'a> = (&'a [u8], u64, &'a [u8]);
+
 /// The clients of a shared key's value, as (id, deadline, value), in order; `None` when the
 /// value is not one flash wrote (or is cut short). Clients past their deadline are included.
-pub(crate) fn members(raw: &[u8]) -> Option<Vec<(&[u8], u64, &[u8])>> {
+pub(crate) fn members(raw: &[u8]) -> Option<Vec<Member<'_>>> {
     let (&first, mut rest) = raw.split_first()?;
     if first != SHARED {
         return None;
@@ -217,7 +220,7 @@ pub(crate) fn members(raw: &[u8]) -> Option<Vec<(&[u8], u64, &[u8])>> {
 /// (dropped when `value` is `None`), and the clients past their deadline at `now` dropped, as
 /// the scripts do; with the latest deadline left (0: nothing left, the key goes).
 pub(crate) fn replace_member(
-    members: &[(&[u8], u64, &[u8])],
+    members: &[Member<'_>],
     id: &[u8],
     value: Option<(&[u8], u64)>,
     now: u64,
@@ -322,7 +325,7 @@ mod tests {
     #[test]
     fn a_shared_key_is_read_and_edited_by_client() {
         let (a, b, c) = ([1u8; 16], [2u8; 16], [3u8; 16]);
-        let first: Vec<(&[u8], u64, &[u8])> = vec![(&a, 5_000, b"aaa"), (&b, 9_000, b"bb")];
+        let first: Vec<Member<'_>> = vec![(&a, 5_000, b"aaa"), (&b, 9_000, b"bb")];
         let (raw, last) = replace_member(&first, &c, Some((b"c", 7_000)), 1_000);
         assert_eq!(last, 9_000);
         // `c` was not there: only a client present is replaced.
