@@ -234,7 +234,7 @@ impl RedisStore {
     /// The one key that holds all of `client`'s state: `<prefix>:<client id in base64url>`
     /// (a string; see the crate docs for its value), or with
     /// [`shared_keys`](RedisStoreBuilder::shared_keys) the key it shares with others,
-    /// `<prefix>:shared:<n>`.
+    /// `<prefix>:shared:<number of keys>:<n>`.
     pub fn client_key(&self, client: &ClientId) -> String {
         match self.inner.shared_keys {
             Some(keys) => shared_key(&self.inner.prefix, keys, client),
@@ -706,12 +706,15 @@ impl fmt::Debug for RedisStore {
 }
 
 /// The shared key of `client` among `keys`: client ids are random (and reach the store only
-/// signed, so a client cannot pick its key), so their first bytes spread clients evenly.
+/// signed, so a client cannot pick its key), so their first bytes spread clients evenly. The
+/// name holds the number of keys: two numbers never name one key, so a store reading the
+/// other's keys (the facade's previous storage, after a change of number) never sees its own
+/// writes there.
 pub(crate) fn shared_key(prefix: &str, keys: u32, client: &ClientId) -> String {
     let mut first = [0u8; 8];
     first.copy_from_slice(&client.as_bytes()[..8]);
     format!(
-        "{prefix}:shared:{}",
+        "{prefix}:shared:{keys}:{}",
         u64::from_le_bytes(first) % u64::from(keys)
     )
 }
@@ -925,7 +928,9 @@ mod tests {
         let mut b = [1; 16];
         b[0] = 2;
         let b = ClientId::from_bytes(b);
-        assert_eq!(shared_key("app", 1, &a), "app:shared:0");
+        assert_eq!(shared_key("app", 1, &a), "app:shared:1:0");
+        assert_eq!(shared_key("app", 2, &a), "app:shared:2:1");
+        assert_eq!(shared_key("app", 20, &a), "app:shared:20:13");
         assert_ne!(shared_key("app", 1000, &a), shared_key("app", 1000, &b));
         assert_eq!(shared_key("app", 1000, &a), shared_key("app", 1000, &a));
         let spread: std::collections::HashSet<String> = (0..1000)

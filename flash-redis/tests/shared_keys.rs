@@ -105,7 +105,7 @@ async fn clients_share_one_key_and_a_cycle_costs_at_most_8_commands() {
     }
     log_every_command(&mut admin, false).await;
     let keys: Vec<String> = admin.keys("shared:*").await.expect("KEYS");
-    assert_eq!(keys, ["shared:shared:0"], "one key for every client");
+    assert_eq!(keys, ["shared:shared:1:0"], "one key for every client");
     assert_eq!(keys[0], store.client_key(&client));
 
     // Another client's write between a lease and its settle: the settle's one-command path

@@ -321,7 +321,7 @@ fn same_store(a: &StorageUrl, b: &StorageUrl) -> bool {
         && a.nodes == b.nodes
         && a.options.prefix == b.options.prefix
         // Shared keys hold a client elsewhere than its own key does.
-        //         && a.options.shared_keys == b.options.shared_keys        && a.options.shared_keys == b.options.shared_keys a.options.shared_keys == b.options.shared_keys
+        && a.options.shared_keys == b.options.shared_keys
         && a.options.table == b.options.table
 }
 
