@@ -24,19 +24,11 @@ fn backend(err: redis::RedisError) -> flash_core::Error {
 /// among the key's clients (past its deadline or not, as the server still holds it); else
 /// whether the key exists. Read from the layout the crate docs give.
 fn entries(raw: Option<Vec<u8>>, client: &flash_core::storage::ClientId) -> usize {
-    let Some(raw) = raw else { return 0 };
-    if raw.first() != Some(&0xFB) {
-        return 1;
+    match raw.as_deref().map(common::shared_ids) {
+        None => 0,
+        Some(None) => 1,
+        Some(Some(ids)) => usize::from(ids.contains(client.as_bytes())),
     }
-    let mut rest = &raw[1..];
-    while rest.len() >= 26 {
-        let len = u32::from_be_bytes(rest[22..26].try_into().expect("4 bytes")) as usize;
-        if rest[..16] == client.as_bytes()[..] {
-            return 1;
-        }
-        rest = rest.get(26 + len..).unwrap_or_default();
-    }
-    0
 }
 
 /// Shared by every test's clients: two keys, so that clients share one.

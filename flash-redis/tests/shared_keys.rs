@@ -164,21 +164,8 @@ async fn a_client_past_its_deadline_goes_when_the_key_is_written() {
         .await
         .expect("append");
     let written: Vec<u8> = admin.get(&key).await.expect("GET");
-    let ids: Vec<&[u8]> = {
-        let mut ids = Vec::new();
-        let mut rest = &written[1..];
-        while !rest.is_empty() {
-            let len = u32::from_be_bytes(rest[22..26].try_into().expect("4")) as usize;
-            ids.push(&rest[..16]);
-            rest = &rest[26 + len..];
-        }
-        ids
-    };
-    assert_eq!(
-        ids,
-        [&live[..], &client.as_bytes()[..]],
-        "the expired one is gone"
-    );
+    let ids = common::shared_ids(&written).expect("a shared key");
+    assert_eq!(ids, [live, *client.as_bytes()], "the expired one is gone");
     // The key lasts as long as its longest-lived client: the new one's hour.
     let ttl: i64 = admin.pttl(&key).await.expect("PTTL");
     assert!((3_500_000..=3_600_000).contains(&ttl), "{ttl} ms");

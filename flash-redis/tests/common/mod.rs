@@ -19,6 +19,23 @@ pub fn cluster_urls() -> Vec<String> {
     flash_testkit::urls::redis_cluster()
 }
 
+/// The ids of the clients a shared key's value holds, in order (past their deadline or not),
+/// read from the layout the crate docs give (`0xFB`, then per client its id, deadline, length
+/// and value); `None` when the value is not a shared key's.
+pub fn shared_ids(raw: &[u8]) -> Option<Vec<[u8; 16]>> {
+    let (&magic, mut rest) = raw.split_first()?;
+    if magic != 0xFB {
+        return None;
+    }
+    let mut ids = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest.get(22..26)?.try_into().ok()?) as usize;
+        ids.push(rest[..16].try_into().ok()?);
+        rest = rest.get(26 + len..)?;
+    }
+    Some(ids)
+}
+
 /// A random hex string (for prefixes, user names).
 pub fn random_hex() -> String {
     flash_core::storage::LeaseId::random().to_hex()[..16].to_owned()
